@@ -1,0 +1,79 @@
+#include "server/app/coach_server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_builder.h>
+
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "grpc/health/v1/health.pb.h"
+#include "server/rpc/access_log.h"
+
+namespace coach {
+namespace {
+
+// The names grpc.health.v1.Health answers for, "" being the whole server.
+const char* const kHealthServices[] = {"", "coach.v1.ChatService",
+                                       "coach.v1.UserService"};
+
+}  // namespace
+
+CoachServer::CoachServer(const Config& config, Store& store, Coach& coach,
+                         const Clock& clock)
+    : config_(config),
+      chat_(config_, store, coach, clock),
+      accounts_(config_, store, clock),
+      chat_service_(chat_),
+      user_service_(accounts_, config_.admin_token) {}
+
+absl::StatusOr<std::unique_ptr<CoachServer>> CoachServer::Start(
+    const Config& config, Store& store, Coach& coach, const Clock& clock) {
+  std::unique_ptr<CoachServer> server(
+      new CoachServer(config, store, coach, clock));
+  // Both are process-wide switches read when a builder is created.
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  // libgrpc++ serves health without registering its schema; linking and
+  // touching ours lets reflection describe it (grpcurl, buf curl).
+  grpc::health::v1::HealthCheckRequest::descriptor();
+
+  grpc::ServerBuilder builder;
+  // Plaintext: coach-server listens on loopback or a private network behind
+  // coach-proxy; TLS terminates in front of the proxy.
+  builder.AddListeningPort(config.grpc_listen,
+                           grpc::InsecureServerCredentials(), &server->port_);
+  builder.RegisterService(&server->chat_service_);
+  builder.RegisterService(&server->user_service_);
+  std::vector<std::unique_ptr<
+      grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(std::make_unique<AccessLogInterceptorFactory>());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
+
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || server->port_ == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", config.grpc_listen));
+  }
+  for (const char* name : kHealthServices) {
+    server->server_->GetHealthCheckService()->SetServingStatus(name, true);
+  }
+  return server;
+}
+
+CoachServer::~CoachServer() { Shutdown(absl::ZeroDuration()); }
+
+void CoachServer::Shutdown(absl::Duration grace) {
+  if (server_ == nullptr) return;
+  // Load balancers and probes see NOT_SERVING while calls drain.
+  server_->GetHealthCheckService()->Shutdown();
+  server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+}
+
+void CoachServer::Wait() {
+  if (server_ != nullptr) server_->Wait();
+}
+
+}  // namespace coach

@@ -1,0 +1,60 @@
+// CoachServer: coach-server's gRPC server, wired and listening. Owns the
+// domain (Chat, Accounts) and the RPC services; borrows the store, the coach
+// and the clock, so that tests can run it in-process on a loopback port with
+// a test clock, and main.cc with the real ones.
+//
+// Serves coach.v1.ChatService, coach.v1.UserService, gRPC server reflection
+// and grpc.health.v1.Health (SERVING for "" and both services from Start
+// until Shutdown).
+#ifndef COACH_SERVER_APP_COACH_SERVER_H_
+#define COACH_SERVER_APP_COACH_SERVER_H_
+
+#include <grpcpp/server.h>
+
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/coach/coach.h"
+#include "server/core/accounts.h"
+#include "server/core/chat.h"
+#include "server/core/clock.h"
+#include "server/core/config.h"
+#include "server/rpc/chat_service.h"
+#include "server/rpc/user_service.h"
+#include "storage/store.h"
+
+namespace coach {
+
+class CoachServer {
+ public:
+  // Listens on config.grpc_listen (port 0: any free port; see port()).
+  static absl::StatusOr<std::unique_ptr<CoachServer>> Start(
+      const Config& config, Store& store, Coach& coach, const Clock& clock);
+  ~CoachServer();
+
+  // The port actually bound.
+  int port() const { return port_; }
+
+  // Reports NOT_SERVING, stops accepting calls, and lets in-flight calls
+  // finish for up to `grace` before cancelling them. Idempotent.
+  void Shutdown(absl::Duration grace);
+  // Blocks until the server has shut down.
+  void Wait();
+
+ private:
+  CoachServer(const Config& config, Store& store, Coach& coach,
+              const Clock& clock);
+
+  const Config config_;
+  Chat chat_;
+  Accounts accounts_;
+  ChatServiceImpl chat_service_;
+  UserServiceImpl user_service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+};
+
+}  // namespace coach
+
+#endif  // COACH_SERVER_APP_COACH_SERVER_H_

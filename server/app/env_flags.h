@@ -1,0 +1,28 @@
+// Flags that fall back to environment variables. Each setting of our
+// binaries is an absl flag with a default; an environment variable can set
+// it, and the command line overrides both:  flag > environment > default.
+#ifndef COACH_SERVER_APP_ENV_FLAGS_H_
+#define COACH_SERVER_APP_ENV_FLAGS_H_
+
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+
+namespace coach {
+
+struct EnvFlag {
+  absl::string_view flag;  // "db_path"
+  absl::string_view env;   // "COACH_DB_PATH"
+};
+
+// Applies the environment variables of `bindings` that are set, then parses
+// the command line (which exits on --help or a bad flag). INVALID_ARGUMENT
+// naming the variable if one does not parse; the value is not echoed, as it
+// may be a secret.
+absl::Status ParseFlagsAndEnvironment(int argc, char** argv,
+                                      const std::vector<EnvFlag>& bindings);
+
+}  // namespace coach
+
+#endif  // COACH_SERVER_APP_ENV_FLAGS_H_

@@ -1,0 +1,169 @@
+#include "server/app/server_flags.h"
+
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "server/app/env_flags.h"
+
+namespace {
+// Defaults come from Config itself: one place for every default.
+const coach::Config kDefaults;
+}  // namespace
+
+ABSL_FLAG(std::string, db_path, kDefaults.db_path,
+          "SQLite database file (created if missing). Env: COACH_DB_PATH");
+ABSL_FLAG(std::string, grpc_listen, kDefaults.grpc_listen,
+          "gRPC listen address. Env: COACH_GRPC_LISTEN");
+ABSL_FLAG(std::string, admin_token, "",
+          "Bearer token for the admin RPCs; empty disables them. "
+          "Env: COACH_ADMIN_TOKEN");
+ABSL_FLAG(std::string, openai_api_key, "",
+          "OpenAI API key; empty: the offline coach answers. "
+          "Env: OPENAI_API_KEY");
+ABSL_FLAG(int, max_user_id_length, kDefaults.limits.max_user_id_length,
+          "Longest userId, in characters. Env: COACH_MAX_USER_ID_LENGTH");
+ABSL_FLAG(int, max_message_length, kDefaults.limits.max_message_length,
+          "Longest message, in characters. Env: COACH_MAX_MESSAGE_LENGTH");
+ABSL_FLAG(int, max_title_length, kDefaults.limits.max_title_length,
+          "Longest session title, in characters. Env: COACH_MAX_TITLE_LENGTH");
+ABSL_FLAG(int, auto_title_length, kDefaults.limits.auto_title_length,
+          "Length of a title made from a first message. "
+          "Env: COACH_AUTO_TITLE_LENGTH");
+ABSL_FLAG(int, preview_length, kDefaults.limits.preview_length,
+          "Length of lastMessage/preview. Env: COACH_PREVIEW_LENGTH");
+ABSL_FLAG(int, history_default_limit, kDefaults.limits.history_default_limit,
+          "Sessions in the history when no limit is given. "
+          "Env: COACH_HISTORY_DEFAULT_LIMIT");
+ABSL_FLAG(int, history_max_limit, kDefaults.limits.history_max_limit,
+          "Cap on the history's limit. Env: COACH_HISTORY_MAX_LIMIT");
+ABSL_FLAG(int, max_sessions_listed, kDefaults.limits.max_sessions_listed,
+          "Sessions returned by ListSessions at most. "
+          "Env: COACH_MAX_SESSIONS_LISTED");
+ABSL_FLAG(int, max_messages_per_session,
+          kDefaults.limits.max_messages_per_session,
+          "Messages returned by GetSession at most (the newest). "
+          "Env: COACH_MAX_MESSAGES_PER_SESSION");
+ABSL_FLAG(int, coach_context_messages, kDefaults.limits.coach_context_messages,
+          "Previous messages given to the coach as context. "
+          "Env: COACH_CONTEXT_MESSAGES");
+ABSL_FLAG(int, max_credit_grant, kDefaults.limits.max_credit_grant,
+          "Most credits one GrantCredits call may add. "
+          "Env: COACH_MAX_CREDIT_GRANT");
+ABSL_FLAG(int, free_monthly_credits, kDefaults.plans.free_monthly_credits,
+          "Monthly credits of the FREE plan. Env: COACH_FREE_MONTHLY_CREDITS");
+ABSL_FLAG(int, basic_monthly_credits, kDefaults.plans.basic_monthly_credits,
+          "Monthly credits of the BASIC plan. "
+          "Env: COACH_BASIC_MONTHLY_CREDITS");
+ABSL_FLAG(absl::Duration, shutdown_grace, kDefaults.shutdown_grace,
+          "Time in-flight calls get to finish on SIGTERM/SIGINT. "
+          "Env: COACH_SHUTDOWN_GRACE");
+ABSL_FLAG(absl::Duration, credit_reservation_ttl,
+          kDefaults.credit_reservation_ttl,
+          "A credit held by a send is freed after this if the server dies "
+          "mid-send. Env: COACH_CREDIT_RESERVATION_TTL");
+ABSL_FLAG(int, sqlite_busy_timeout_ms, kDefaults.sqlite_busy_timeout_ms,
+          "SQLite busy timeout, ms. Env: COACH_SQLITE_BUSY_TIMEOUT_MS");
+ABSL_FLAG(int, sqlite_reader_connections, kDefaults.sqlite_reader_connections,
+          "SQLite connections for parallel reads. "
+          "Env: COACH_SQLITE_READER_CONNECTIONS");
+
+namespace coach {
+
+absl::StatusOr<Config> LoadServerConfig(int argc, char** argv) {
+  const std::vector<EnvFlag> bindings = {
+      {"db_path", "COACH_DB_PATH"},
+      {"grpc_listen", "COACH_GRPC_LISTEN"},
+      {"admin_token", "COACH_ADMIN_TOKEN"},
+      {"openai_api_key", "OPENAI_API_KEY"},
+      {"max_user_id_length", "COACH_MAX_USER_ID_LENGTH"},
+      {"max_message_length", "COACH_MAX_MESSAGE_LENGTH"},
+      {"max_title_length", "COACH_MAX_TITLE_LENGTH"},
+      {"auto_title_length", "COACH_AUTO_TITLE_LENGTH"},
+      {"preview_length", "COACH_PREVIEW_LENGTH"},
+      {"history_default_limit", "COACH_HISTORY_DEFAULT_LIMIT"},
+      {"history_max_limit", "COACH_HISTORY_MAX_LIMIT"},
+      {"max_sessions_listed", "COACH_MAX_SESSIONS_LISTED"},
+      {"max_messages_per_session", "COACH_MAX_MESSAGES_PER_SESSION"},
+      {"coach_context_messages", "COACH_CONTEXT_MESSAGES"},
+      {"max_credit_grant", "COACH_MAX_CREDIT_GRANT"},
+      {"free_monthly_credits", "COACH_FREE_MONTHLY_CREDITS"},
+      {"basic_monthly_credits", "COACH_BASIC_MONTHLY_CREDITS"},
+      {"shutdown_grace", "COACH_SHUTDOWN_GRACE"},
+      {"credit_reservation_ttl", "COACH_CREDIT_RESERVATION_TTL"},
+      {"sqlite_busy_timeout_ms", "COACH_SQLITE_BUSY_TIMEOUT_MS"},
+      {"sqlite_reader_connections", "COACH_SQLITE_READER_CONNECTIONS"},
+  };
+  if (absl::Status parsed = ParseFlagsAndEnvironment(argc, argv, bindings);
+      !parsed.ok()) {
+    return parsed;
+  }
+  Config config;
+  config.db_path = absl::GetFlag(FLAGS_db_path);
+  config.grpc_listen = absl::GetFlag(FLAGS_grpc_listen);
+  config.admin_token = absl::GetFlag(FLAGS_admin_token);
+  config.openai_api_key = absl::GetFlag(FLAGS_openai_api_key);
+  Limits& limits = config.limits;
+  limits.max_user_id_length = absl::GetFlag(FLAGS_max_user_id_length);
+  limits.max_message_length = absl::GetFlag(FLAGS_max_message_length);
+  limits.max_title_length = absl::GetFlag(FLAGS_max_title_length);
+  limits.auto_title_length = absl::GetFlag(FLAGS_auto_title_length);
+  limits.preview_length = absl::GetFlag(FLAGS_preview_length);
+  limits.history_default_limit = absl::GetFlag(FLAGS_history_default_limit);
+  limits.history_max_limit = absl::GetFlag(FLAGS_history_max_limit);
+  limits.max_sessions_listed = absl::GetFlag(FLAGS_max_sessions_listed);
+  limits.max_messages_per_session =
+      absl::GetFlag(FLAGS_max_messages_per_session);
+  limits.coach_context_messages = absl::GetFlag(FLAGS_coach_context_messages);
+  limits.max_credit_grant = absl::GetFlag(FLAGS_max_credit_grant);
+  config.plans.free_monthly_credits = absl::GetFlag(FLAGS_free_monthly_credits);
+  config.plans.basic_monthly_credits =
+      absl::GetFlag(FLAGS_basic_monthly_credits);
+  config.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
+  config.credit_reservation_ttl = absl::GetFlag(FLAGS_credit_reservation_ttl);
+  config.sqlite_busy_timeout_ms = absl::GetFlag(FLAGS_sqlite_busy_timeout_ms);
+  config.sqlite_reader_connections =
+      absl::GetFlag(FLAGS_sqlite_reader_connections);
+  if (absl::Status valid = CheckConfig(config); !valid.ok()) return valid;
+  return config;
+}
+
+absl::Status CheckConfig(const Config& config) {
+  const Limits& l = config.limits;
+  const std::pair<const char*, int> positive[] = {
+      {"max_user_id_length", l.max_user_id_length},
+      {"max_session_id_length", l.max_session_id_length},
+      {"max_message_length", l.max_message_length},
+      {"max_title_length", l.max_title_length},
+      {"auto_title_length", l.auto_title_length},
+      {"preview_length", l.preview_length},
+      {"history_default_limit", l.history_default_limit},
+      {"history_max_limit", l.history_max_limit},
+      {"max_sessions_listed", l.max_sessions_listed},
+      {"max_messages_per_session", l.max_messages_per_session},
+      {"max_credit_grant", l.max_credit_grant},
+      {"sqlite_reader_connections", config.sqlite_reader_connections},
+  };
+  for (const auto& [name, value] : positive) {
+    if (value <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", name, " must be positive"));
+    }
+  }
+  if (l.coach_context_messages < 0 || config.plans.free_monthly_credits < 0 ||
+      config.plans.basic_monthly_credits < 0 ||
+      config.sqlite_busy_timeout_ms < 0) {
+    return absl::InvalidArgumentError(
+        "context, credit and timeout settings must not be negative");
+  }
+  if (l.history_default_limit > l.history_max_limit) {
+    return absl::InvalidArgumentError(
+        "--history_default_limit must not exceed --history_max_limit");
+  }
+  if (config.db_path.empty() || config.grpc_listen.empty()) {
+    return absl::InvalidArgumentError("--db_path and --grpc_listen are required");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace coach

@@ -1,0 +1,46 @@
+// Coach: the AI seam. Produces the assistant's reply from the system prompt
+// and the conversation. Implementations: OfflineCoach (deterministic, no
+// network), and an OpenAI chat-completions client.
+//
+// Contract: thread-safe; may be slow; may fail. A failure is a Status
+// (UNAVAILABLE when no reply could be had — timeout, network, provider
+// error; INTERNAL when the provider answered nonsense). No exception escapes.
+#ifndef COACH_SERVER_COACH_COACH_H_
+#define COACH_SERVER_COACH_COACH_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "storage/records.h"
+
+namespace coach {
+
+struct CoachTurn {
+  Role role = Role::kUser;
+  std::string content;
+};
+
+struct CoachRequest {
+  absl::string_view system_prompt;
+  // Oldest first; the last turn is the user's new message.
+  std::vector<CoachTurn> conversation;
+};
+
+struct CoachReply {
+  std::string content;
+};
+
+class Coach {
+ public:
+  virtual ~Coach() = default;
+  virtual absl::StatusOr<CoachReply> Reply(const CoachRequest& request) = 0;
+};
+
+// The coach's system prompt (French), compiled in from system_prompt.fr.txt.
+absl::string_view SystemPrompt();
+
+}  // namespace coach
+
+#endif  // COACH_SERVER_COACH_COACH_H_

@@ -1,0 +1,19 @@
+// OfflineCoach: the coach used when no OpenAI key is configured. Replies are
+// deterministic (the same conversation gets the same reply), in French, warm, and
+// useful: it recognises a few common themes and ends with a follow-up
+// question. It never fails.
+#ifndef COACH_SERVER_COACH_OFFLINE_COACH_H_
+#define COACH_SERVER_COACH_OFFLINE_COACH_H_
+
+#include "server/coach/coach.h"
+
+namespace coach {
+
+class OfflineCoach final : public Coach {
+ public:
+  absl::StatusOr<CoachReply> Reply(const CoachRequest& request) override;
+};
+
+}  // namespace coach
+
+#endif  // COACH_SERVER_COACH_OFFLINE_COACH_H_

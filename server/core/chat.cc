@@ -1,0 +1,236 @@
+#include "server/core/chat.h"
+
+#include <utility>
+
+#include "server/core/errors.h"
+#include "server/core/ids.h"
+#include "server/core/log.h"
+#include "server/core/status_macros.h"
+#include "server/core/text.h"
+#include "server/core/validation.h"
+
+namespace coach {
+
+Chat::Chat(const Config& config, Store& store, Coach& coach,
+           const Clock& clock)
+    : config_(config),
+      store_(store),
+      coach_(coach),
+      clock_(clock),
+      credits_(config.plans) {}
+
+absl::StatusOr<std::vector<SessionRecord>> Chat::ListSessions(
+    absl::string_view user_id) {
+  COACH_RETURN_IF_ERROR(ValidateUserId(user_id, config_.limits));
+  auto sessions =
+      store_.ListSessions(user_id, config_.limits.max_sessions_listed);
+  if (!sessions.ok()) return ToPublicError(sessions.status(), "list sessions");
+  return sessions;
+}
+
+absl::StatusOr<SessionRecord> Chat::CreateSession(
+    absl::string_view user_id, const std::optional<std::string>& title) {
+  COACH_RETURN_IF_ERROR(ValidateUserId(user_id, config_.limits));
+  std::string session_title(kDefaultSessionTitle);
+  if (title.has_value()) {
+    COACH_ASSIGN_OR_RETURN(session_title, ValidateTitle(*title, config_.limits));
+  }
+  const absl::Time now = clock_.Now();
+  SessionRecord session{.id = NewRandomId(),
+                        .user_id = std::string(user_id),
+                        .title = std::move(session_title),
+                        .last_message = "",
+                        .message_count = 0,
+                        .created_at = now,
+                        .updated_at = now};
+  COACH_RETURN_IF_ERROR(ToPublicError(
+      store_.CreateSession(session, credits_.TermsAt(now), now),
+      "create session"));
+  return session;
+}
+
+absl::StatusOr<SessionRecord> Chat::LoadOwnedSession(
+    absl::string_view session_id, absl::string_view user_id) {
+  COACH_RETURN_IF_ERROR(ValidateSessionId(session_id, config_.limits));
+  COACH_RETURN_IF_ERROR(ValidateOptionalUserId(user_id, config_.limits));
+  auto session = store_.FindSession(session_id);
+  if (!session.ok()) return ToPublicError(session.status(), "find session");
+  if (!session->has_value()) return SessionNotFoundError();
+  if (!user_id.empty() && (*session)->user_id != user_id) {
+    return SessionForbiddenError();
+  }
+  return **std::move(session);
+}
+
+absl::StatusOr<SessionWithMessages> Chat::GetSession(
+    absl::string_view session_id, absl::string_view user_id) {
+  COACH_ASSIGN_OR_RETURN(SessionRecord session,
+                         LoadOwnedSession(session_id, user_id));
+  auto messages = store_.ListRecentMessages(
+      session_id, config_.limits.max_messages_per_session);
+  if (!messages.ok()) return ToPublicError(messages.status(), "list messages");
+  return SessionWithMessages{.session = std::move(session),
+                             .messages = *std::move(messages)};
+}
+
+absl::StatusOr<SessionRecord> Chat::RenameSession(absl::string_view session_id,
+                                                  absl::string_view user_id,
+                                                  absl::string_view title) {
+  // Validation comes first, whatever the session.
+  COACH_RETURN_IF_ERROR(ValidateSessionId(session_id, config_.limits));
+  COACH_ASSIGN_OR_RETURN(std::string valid_title,
+                         ValidateTitle(title, config_.limits));
+  COACH_RETURN_IF_ERROR(LoadOwnedSession(session_id, user_id).status());
+  auto renamed = store_.RenameSession(session_id, valid_title, clock_.Now());
+  if (absl::IsNotFound(renamed.status())) return SessionNotFoundError();
+  if (!renamed.ok()) return ToPublicError(renamed.status(), "rename session");
+  return renamed;
+}
+
+absl::Status Chat::DeleteSession(absl::string_view session_id,
+                                 absl::string_view user_id) {
+  COACH_RETURN_IF_ERROR(LoadOwnedSession(session_id, user_id).status());
+  absl::Status deleted = store_.DeleteSession(session_id);
+  if (absl::IsNotFound(deleted)) return SessionNotFoundError();
+  return ToPublicError(deleted, "delete session");
+}
+
+absl::StatusOr<std::optional<CreditReservation>> Chat::ReserveCredit(
+    absl::string_view user_id, absl::Time now) {
+  auto user = store_.FindUser(user_id);
+  if (!user.ok()) return ToPublicError(user.status(), "find user");
+  const Plan plan = user->has_value() ? (*user)->plan : Plan::kFree;
+  if (credits_.IsUnlimited(plan)) return std::optional<CreditReservation>();
+  auto reservation =
+      store_.ReserveCredit(user_id, credits_.TermsAt(now), now,
+                           now + config_.credit_reservation_ttl);
+  if (!reservation.ok()) {
+    return ToPublicError(reservation.status(), "reserve credit");
+  }
+  if (!reservation->has_value()) return NoCreditsError();
+  return reservation;
+}
+
+void Chat::Release(const std::optional<CreditReservation>& reservation) {
+  if (!reservation.has_value()) return;
+  if (absl::Status released = store_.ReleaseCredit(*reservation);
+      !released.ok()) {
+    LogWarning("release credit %d failed (it will expire): %s",
+               reservation->id, released.ToString());
+  }
+}
+
+absl::StatusOr<SendResult> Chat::SendMessage(absl::string_view user_id,
+                                             absl::string_view session_id,
+                                             absl::string_view message) {
+  COACH_RETURN_IF_ERROR(ValidateUserId(user_id, config_.limits));
+  COACH_ASSIGN_OR_RETURN(std::string text,
+                         ValidateMessage(message, config_.limits));
+  if (!session_id.empty()) {
+    COACH_RETURN_IF_ERROR(ValidateSessionId(session_id, config_.limits));
+  }
+
+  // The session, existing (owned by the user) or to be created.
+  const absl::Time started = clock_.Now();
+  std::optional<SessionRecord> new_session;
+  std::string target_session_id(session_id);
+  if (session_id.empty()) {
+    new_session = SessionRecord{.id = NewRandomId(),
+                                .user_id = std::string(user_id),
+                                .title = Shorten(text, static_cast<size_t>(
+                                             config_.limits.auto_title_length)),
+                                .last_message = "",
+                                .message_count = 0,
+                                .created_at = started,
+                                .updated_at = started};
+    target_session_id = new_session->id;
+  } else {
+    COACH_RETURN_IF_ERROR(LoadOwnedSession(session_id, user_id).status());
+  }
+
+  // Credits are checked, and one is held, before the coach is asked.
+  COACH_ASSIGN_OR_RETURN(std::optional<CreditReservation> reservation,
+                         ReserveCredit(user_id, started));
+
+  // The conversation so far, then the new message; no transaction is open
+  // while the coach writes.
+  CoachRequest request{.system_prompt = SystemPrompt(), .conversation = {}};
+  if (!new_session.has_value()) {
+    auto recent = store_.ListRecentMessages(
+        target_session_id, config_.limits.coach_context_messages);
+    if (!recent.ok()) {
+      Release(reservation);
+      return ToPublicError(recent.status(), "list messages");
+    }
+    for (MessageRecord& m : *recent) {
+      request.conversation.push_back(
+          CoachTurn{.role = m.role, .content = std::move(m.content)});
+    }
+  }
+  request.conversation.push_back(CoachTurn{.role = Role::kUser, .content = text});
+
+  absl::StatusOr<CoachReply> reply = coach_.Reply(request);
+  if (!reply.ok() || TrimSpaces(reply->content).empty() ||
+      !IsValidUtf8(reply->content)) {
+    Release(reservation);
+    if (!reply.ok()) {
+      LogWarning("coach reply failed: %s", reply.status().ToString());
+      return absl::IsUnavailable(reply.status()) ||
+                     absl::IsDeadlineExceeded(reply.status())
+                 ? AiUnavailableError()
+                 : InternalError();
+    }
+    LogWarning("coach reply rejected: empty or not UTF-8");
+    return InternalError();
+  }
+
+  const absl::Time replied = clock_.Now();
+  Exchange exchange;
+  exchange.new_session = new_session;
+  exchange.session_id = target_session_id;
+  exchange.user_message = MessageRecord{.id = NewRandomId(),
+                                        .session_id = target_session_id,
+                                        .role = Role::kUser,
+                                        .content = std::move(text),
+                                        .created_at = started};
+  exchange.assistant_message =
+      MessageRecord{.id = NewRandomId(),
+                    .session_id = target_session_id,
+                    .role = Role::kAssistant,
+                    .content = std::move(reply->content),
+                    .created_at = replied};
+  exchange.last_message =
+      Shorten(exchange.assistant_message.content,
+              static_cast<size_t>(config_.limits.preview_length));
+  exchange.reservation = reservation;
+  exchange.terms = credits_.TermsAt(replied);
+  exchange.now = replied;
+
+  absl::StatusOr<ExchangeResult> committed = store_.CommitExchange(exchange);
+  if (!committed.ok()) {
+    Release(reservation);
+    // The session was deleted, or the credit taken back (an admin change),
+    // while the coach was writing.
+    if (absl::IsNotFound(committed.status())) return SessionNotFoundError();
+    if (absl::IsResourceExhausted(committed.status())) return NoCreditsError();
+    return ToPublicError(committed.status(), "commit exchange");
+  }
+  return SendResult{.session_id = target_session_id,
+                    .user_message = std::move(exchange.user_message),
+                    .assistant_message = std::move(exchange.assistant_message),
+                    .remaining_credits = committed->remaining_credits};
+}
+
+absl::StatusOr<History> Chat::GetHistory(absl::string_view user_id,
+                                         std::optional<int> limit) {
+  COACH_RETURN_IF_ERROR(ValidateUserId(user_id, config_.limits));
+  COACH_ASSIGN_OR_RETURN(int effective_limit,
+                         ValidateHistoryLimit(limit, config_.limits));
+  auto sessions = store_.ListSessions(user_id, effective_limit);
+  if (!sessions.ok()) return ToPublicError(sessions.status(), "list sessions");
+  auto totals = store_.CountUserActivity(user_id);
+  if (!totals.ok()) return ToPublicError(totals.status(), "count activity");
+  return History{.sessions = *std::move(sessions), .totals = *totals};
+}
+
+}  // namespace coach

@@ -1,0 +1,104 @@
+// Chat: the rules of conversations, written once. Both RPC services call it;
+// it alone decides validation, ownership, credits, titles and history.
+//
+// Every method validates its input first (INVALID_ARGUMENT naming the field),
+// then applies the rules, and returns only the errors of errors.h: a storage
+// or coach failure is logged and surfaces as INTERNAL/UNAVAILABLE/
+// AI_UNAVAILABLE, never with a backend message. Thread-safe.
+#ifndef COACH_SERVER_CORE_CHAT_H_
+#define COACH_SERVER_CORE_CHAT_H_
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "server/coach/coach.h"
+#include "server/core/clock.h"
+#include "server/core/config.h"
+#include "server/core/credits.h"
+#include "storage/store.h"
+
+namespace coach {
+
+// The title of a session created without one.
+inline constexpr absl::string_view kDefaultSessionTitle =
+    "Nouvelle conversation";
+
+struct SessionWithMessages {
+  SessionRecord session;
+  // Oldest first.
+  std::vector<MessageRecord> messages;
+};
+
+struct SendResult {
+  std::string session_id;
+  MessageRecord user_message;
+  MessageRecord assistant_message;
+  // Credits left after this send; absent on an unlimited plan.
+  std::optional<int32_t> remaining_credits;
+};
+
+struct History {
+  // Newest updatedAt first, at most the requested limit.
+  std::vector<SessionRecord> sessions;
+  // Over all of the user's sessions, whatever the limit.
+  UserTotals totals;
+};
+
+class Chat {
+ public:
+  // All references must outlive the Chat.
+  Chat(const Config& config, Store& store, Coach& coach, const Clock& clock);
+
+  absl::StatusOr<std::vector<SessionRecord>> ListSessions(
+      absl::string_view user_id);
+
+  // `title` absent: kDefaultSessionTitle. Present: trimmed, not blank.
+  absl::StatusOr<SessionRecord> CreateSession(
+      absl::string_view user_id, const std::optional<std::string>& title);
+
+  // `user_id` is optional: session ids are unguessable capabilities. When
+  // given it must be the owner's (SESSION_FORBIDDEN otherwise).
+  absl::StatusOr<SessionWithMessages> GetSession(absl::string_view session_id,
+                                                 absl::string_view user_id);
+  absl::StatusOr<SessionRecord> RenameSession(absl::string_view session_id,
+                                              absl::string_view user_id,
+                                              absl::string_view title);
+  absl::Status DeleteSession(absl::string_view session_id,
+                             absl::string_view user_id);
+
+  // Sends `message` into `session_id` (empty: a new session titled from the
+  // message) and returns the coach's reply. One credit is reserved before the
+  // coach is asked (NO_CREDITS if none is free) and charged in the same
+  // transaction that stores both messages; a failed reply stores and charges
+  // nothing.
+  absl::StatusOr<SendResult> SendMessage(absl::string_view user_id,
+                                         absl::string_view session_id,
+                                         absl::string_view message);
+
+  absl::StatusOr<History> GetHistory(absl::string_view user_id,
+                                     std::optional<int> limit);
+
+ private:
+  // Loads a session and checks that `user_id` (when not empty) owns it.
+  absl::StatusOr<SessionRecord> LoadOwnedSession(absl::string_view session_id,
+                                                 absl::string_view user_id);
+  // Holds one credit for a send; nullopt on an unlimited plan.
+  absl::StatusOr<std::optional<CreditReservation>> ReserveCredit(
+      absl::string_view user_id, absl::Time now);
+  // Gives a held credit back after a failed send; a failure here is only
+  // logged (the reservation expires on its own).
+  void Release(const std::optional<CreditReservation>& reservation);
+
+  const Config& config_;
+  Store& store_;
+  Coach& coach_;
+  const Clock& clock_;
+  CreditPolicy credits_;
+};
+
+}  // namespace coach
+
+#endif  // COACH_SERVER_CORE_CHAT_H_

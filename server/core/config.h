@@ -1,0 +1,68 @@
+// Config: every setting of coach-server in one place, with its default.
+// server/app/flags.cc exposes each one as a flag and an environment variable;
+// nothing else in the server hard-codes a limit, a port, a plan or a model.
+#ifndef COACH_SERVER_CORE_CONFIG_H_
+#define COACH_SERVER_CORE_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/time/time.h"
+
+namespace coach {
+
+// Input limits. Lengths count characters (Unicode code points), as a user
+// would, not bytes.
+struct Limits {
+  int max_user_id_length = 128;
+  int max_session_id_length = 64;
+  int max_message_length = 4000;
+  int max_title_length = 200;
+  // A session started by a send is titled from its first message, cut here.
+  int auto_title_length = 60;
+  // `lastMessage` and `preview` are the last message, cut here.
+  int preview_length = 120;
+  // GetHistory's `limit` when absent, and its cap.
+  int history_default_limit = 50;
+  int history_max_limit = 100;
+  // ListSessions returns at most this many sessions (newest first).
+  int max_sessions_listed = 500;
+  // GetSession returns at most this many messages (the newest).
+  int max_messages_per_session = 1000;
+  // How many of the newest messages the coach sees as context.
+  int coach_context_messages = 20;
+  // GrantCredits adds at most this many credits at once (a typo guard).
+  int max_credit_grant = 10000;
+};
+
+// Monthly credits per plan; PREMIUM is unlimited.
+struct PlanCredits {
+  int32_t free_monthly_credits = 5;
+  int32_t basic_monthly_credits = 50;
+};
+
+struct Config {
+  std::string db_path = "coach.db";
+  // Loopback by default: the proxy runs beside the server. Listen on
+  // 0.0.0.0:50051 to serve other hosts.
+  std::string grpc_listen = "127.0.0.1:50051";
+  // Empty: the admin RPCs are refused.
+  std::string admin_token;
+  // Empty: the offline coach answers.
+  std::string openai_api_key;
+
+  Limits limits;
+  PlanCredits plans;
+
+  // In-flight calls get this long to finish on SIGTERM/SIGINT.
+  absl::Duration shutdown_grace = absl::Seconds(10);
+  // A credit reserved for a send is released after this even if the server
+  // died mid-send. Longer than any coach reply may take.
+  absl::Duration credit_reservation_ttl = absl::Minutes(5);
+  int sqlite_busy_timeout_ms = 5000;
+  int sqlite_reader_connections = 4;
+};
+
+}  // namespace coach
+
+#endif  // COACH_SERVER_CORE_CONFIG_H_

@@ -1,0 +1,91 @@
+#include "server/core/validation.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "server/core/errors.h"
+#include "server/core/text.h"
+
+namespace coach {
+namespace {
+
+// The French name of a field in messages: « userId ».
+std::string Quoted(absl::string_view field) {
+  return absl::StrCat("« ", field, " »");
+}
+
+absl::Status Required(absl::string_view field) {
+  return InvalidArgumentError(
+      field, absl::StrCat("Le champ ", Quoted(field), " est requis."));
+}
+
+absl::Status NotUtf8(absl::string_view field) {
+  return InvalidArgumentError(
+      field, absl::StrCat("Le champ ", Quoted(field),
+                          " contient des caractères invalides (UTF-8 "
+                          "attendu)."));
+}
+
+absl::Status TooLong(absl::string_view field, int max) {
+  return InvalidArgumentError(
+      field, absl::StrCat("Le champ ", Quoted(field), " dépasse ", max,
+                          " caractères."));
+}
+
+// Checks a text field: UTF-8, not blank, bounded. Returns it trimmed.
+absl::StatusOr<std::string> ValidateText(absl::string_view field,
+                                         absl::string_view value, int max) {
+  if (!IsValidUtf8(value)) return NotUtf8(field);
+  const absl::string_view trimmed = TrimSpaces(value);
+  if (trimmed.empty()) {
+    return value.empty()
+               ? Required(field)
+               : InvalidArgumentError(
+                     field, absl::StrCat("Le champ ", Quoted(field),
+                                         " ne peut pas être vide."));
+  }
+  if (CountCodePoints(trimmed) > static_cast<size_t>(max)) {
+    return TooLong(field, max);
+  }
+  return std::string(trimmed);
+}
+
+}  // namespace
+
+absl::Status ValidateUserId(absl::string_view user_id, const Limits& limits) {
+  return ValidateText("userId", user_id, limits.max_user_id_length).status();
+}
+
+absl::Status ValidateOptionalUserId(absl::string_view user_id,
+                                    const Limits& limits) {
+  if (user_id.empty()) return absl::OkStatus();
+  return ValidateUserId(user_id, limits);
+}
+
+absl::Status ValidateSessionId(absl::string_view session_id,
+                               const Limits& limits) {
+  return ValidateText("sessionId", session_id, limits.max_session_id_length)
+      .status();
+}
+
+absl::StatusOr<std::string> ValidateMessage(absl::string_view message,
+                                            const Limits& limits) {
+  return ValidateText("message", message, limits.max_message_length);
+}
+
+absl::StatusOr<std::string> ValidateTitle(absl::string_view title,
+                                          const Limits& limits) {
+  return ValidateText("title", title, limits.max_title_length);
+}
+
+absl::StatusOr<int> ValidateHistoryLimit(std::optional<int> limit,
+                                         const Limits& limits) {
+  if (!limit.has_value()) return limits.history_default_limit;
+  if (*limit <= 0) {
+    return InvalidArgumentError(
+        "limit", "Le paramètre « limit » doit être un entier positif.");
+  }
+  return std::min(*limit, limits.history_max_limit);
+}
+
+}  // namespace coach

@@ -1,0 +1,55 @@
+#include "server/rpc/access_log.h"
+
+#include <string>
+
+#include "absl/time/clock.h"
+#include "server/core/log.h"
+
+namespace coach {
+namespace {
+
+constexpr char kRequestIdHeader[] = "x-request-id";
+// A request id is echoed into logs: bound it so a client cannot flood them.
+constexpr size_t kMaxLoggedRequestIdLength = 64;
+
+class AccessLogInterceptor final : public grpc::experimental::Interceptor {
+ public:
+  explicit AccessLogInterceptor(grpc::experimental::ServerRpcInfo* info)
+      : method_(info->method()), started_(absl::Now()) {}
+
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    using grpc::experimental::InterceptionHookPoints;
+    if (methods->QueryInterceptionHookPoint(
+            InterceptionHookPoints::POST_RECV_INITIAL_METADATA)) {
+      auto* metadata = methods->GetRecvInitialMetadata();
+      if (auto it = metadata->find(kRequestIdHeader); it != metadata->end()) {
+        request_id_.assign(it->second.data(),
+                           std::min(it->second.size(), kMaxLoggedRequestIdLength));
+      }
+    }
+    if (methods->QueryInterceptionHookPoint(
+            InterceptionHookPoints::PRE_SEND_STATUS)) {
+      const grpc::Status status = methods->GetSendStatus();
+      LogInfo("rpc %s code=%d duration_ms=%.1f request_id=%s", method_,
+              static_cast<int>(status.error_code()),
+              absl::ToDoubleMilliseconds(absl::Now() - started_),
+              request_id_.empty() ? "-" : request_id_);
+    }
+    methods->Proceed();
+  }
+
+ private:
+  const std::string method_;
+  const absl::Time started_;
+  std::string request_id_;
+};
+
+}  // namespace
+
+grpc::experimental::Interceptor*
+AccessLogInterceptorFactory::CreateServerInterceptor(
+    grpc::experimental::ServerRpcInfo* info) {
+  return new AccessLogInterceptor(info);
+}
+
+}  // namespace coach

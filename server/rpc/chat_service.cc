@@ -1,0 +1,94 @@
+#include "server/rpc/chat_service.h"
+
+#include "server/rpc/grpc_status.h"
+#include "server/rpc/proto_convert.h"
+
+namespace coach {
+
+grpc::Status ChatServiceImpl::ListSessions(
+    grpc::ServerContext*, const v1::ListSessionsRequest* request,
+    v1::ListSessionsResponse* response) {
+  auto sessions = chat_.ListSessions(request->user_id());
+  if (!sessions.ok()) return ToGrpcStatus(sessions.status());
+  for (const SessionRecord& session : *sessions) {
+    ToProto(session, response->add_sessions());
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status ChatServiceImpl::CreateSession(
+    grpc::ServerContext*, const v1::CreateSessionRequest* request,
+    v1::CreateSessionResponse* response) {
+  std::optional<std::string> title;
+  if (request->has_title()) title = request->title();
+  auto session = chat_.CreateSession(request->user_id(), title);
+  if (!session.ok()) return ToGrpcStatus(session.status());
+  ToProto(*session, response->mutable_session());
+  return grpc::Status::OK;
+}
+
+grpc::Status ChatServiceImpl::GetSession(grpc::ServerContext*,
+                                         const v1::GetSessionRequest* request,
+                                         v1::GetSessionResponse* response) {
+  auto found = chat_.GetSession(request->session_id(), request->user_id());
+  if (!found.ok()) return ToGrpcStatus(found.status());
+  v1::Session* session = response->mutable_session();
+  ToProto(found->session, session);
+  for (const MessageRecord& message : found->messages) {
+    ToProto(message, session->add_messages());
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status ChatServiceImpl::UpdateSession(
+    grpc::ServerContext*, const v1::UpdateSessionRequest* request,
+    v1::UpdateSessionResponse* response) {
+  auto session = chat_.RenameSession(request->session_id(), request->user_id(),
+                                     request->title());
+  if (!session.ok()) return ToGrpcStatus(session.status());
+  ToProto(*session, response->mutable_session());
+  return grpc::Status::OK;
+}
+
+grpc::Status ChatServiceImpl::DeleteSession(
+    grpc::ServerContext*, const v1::DeleteSessionRequest* request,
+    v1::DeleteSessionResponse* response) {
+  absl::Status deleted =
+      chat_.DeleteSession(request->session_id(), request->user_id());
+  if (!deleted.ok()) return ToGrpcStatus(deleted);
+  response->set_success(true);
+  return grpc::Status::OK;
+}
+
+grpc::Status ChatServiceImpl::SendMessage(
+    grpc::ServerContext*, const v1::SendMessageRequest* request,
+    v1::SendMessageResponse* response) {
+  auto sent = chat_.SendMessage(request->user_id(), request->session_id(),
+                                request->message());
+  if (!sent.ok()) return ToGrpcStatus(sent.status());
+  response->set_session_id(sent->session_id);
+  ToProto(sent->user_message, response->mutable_user_message());
+  ToProto(sent->assistant_message, response->mutable_assistant_message());
+  if (sent->remaining_credits.has_value()) {
+    response->set_remaining_credits(*sent->remaining_credits);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status ChatServiceImpl::GetHistory(grpc::ServerContext*,
+                                         const v1::GetHistoryRequest* request,
+                                         v1::GetHistoryResponse* response) {
+  std::optional<int> limit;
+  if (request->has_limit()) limit = request->limit();
+  auto history = chat_.GetHistory(request->user_id(), limit);
+  if (!history.ok()) return ToGrpcStatus(history.status());
+  for (const SessionRecord& session : history->sessions) {
+    ToProto(session, response->add_history());
+  }
+  v1::HistoryStats* stats = response->mutable_stats();
+  stats->set_total_sessions(history->totals.sessions);
+  stats->set_total_messages(history->totals.messages);
+  return grpc::Status::OK;
+}
+
+}  // namespace coach

@@ -1,0 +1,19 @@
+// The gRPC boundary of errors: an absl::Status from the domain becomes a
+// grpc::Status with the same canonical code and French message, and a
+// google.rpc.Status in the `grpc-status-details-bin` trailer carrying one
+// google.rpc.ErrorInfo (reason, domain "coach.v1", and for bad input the
+// field's JSON name under metadata["field"]).
+#ifndef COACH_SERVER_RPC_GRPC_STATUS_H_
+#define COACH_SERVER_RPC_GRPC_STATUS_H_
+
+#include <grpcpp/support/status.h>
+
+#include "absl/status/status.h"
+
+namespace coach {
+
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
+}  // namespace coach
+
+#endif  // COACH_SERVER_RPC_GRPC_STATUS_H_

@@ -1,0 +1,93 @@
+// The values the domain stores and reads back. Plain data, no behaviour:
+// the rules that produce them live in server/core.
+#ifndef COACH_STORAGE_RECORDS_H_
+#define COACH_STORAGE_RECORDS_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "absl/time/time.h"
+
+namespace coach {
+
+enum class Plan { kFree, kBasic, kPremium };
+enum class UserStatus { kActive };
+enum class Role { kUser, kAssistant };
+
+struct UserRecord {
+  std::string id;
+  Plan plan = Plan::kFree;
+  UserStatus status = UserStatus::kActive;
+  // Credits left in `credit_period`; meaningless on an unlimited plan.
+  int32_t credits = 0;
+  // The month the credits belong to, "YYYY-MM" (UTC).
+  std::string credit_period;
+  absl::Time created_at;
+};
+
+struct SessionRecord {
+  std::string id;
+  std::string user_id;
+  std::string title;
+  // The last message, already shortened for display.
+  std::string last_message;
+  int32_t message_count = 0;
+  absl::Time created_at;
+  absl::Time updated_at;
+};
+
+struct MessageRecord {
+  std::string id;
+  std::string session_id;
+  Role role = Role::kUser;
+  std::string content;
+  absl::Time created_at;
+};
+
+// A user's totals over all of their sessions.
+struct UserTotals {
+  int32_t sessions = 0;
+  int32_t messages = 0;
+};
+
+// The credit terms in force now, decided by the domain and applied by the
+// store inside its transactions: a user row whose `credit_period` is not
+// `period` is refilled to the allowance of its plan before anything else, and
+// a user row created by a write starts on `new_user_plan` with its allowance.
+struct CreditTerms {
+  std::string period;
+  std::map<Plan, int32_t> allowance;  // Plans absent here are unlimited.
+  Plan new_user_plan = Plan::kFree;
+};
+
+// One credit held for a send while the coach writes its reply.
+struct CreditReservation {
+  int64_t id = 0;
+  std::string user_id;
+};
+
+// Everything one successful send stores, atomically.
+struct Exchange {
+  // Set when the send starts a new session (created in the same transaction).
+  std::optional<SessionRecord> new_session;
+  std::string session_id;
+  MessageRecord user_message;
+  MessageRecord assistant_message;
+  // The session's new `last_message`, already shortened.
+  std::string last_message;
+  // Absent on an unlimited plan: nothing is charged.
+  std::optional<CreditReservation> reservation;
+  CreditTerms terms;
+  absl::Time now;
+};
+
+struct ExchangeResult {
+  // Credits left after the charge; absent when nothing was charged.
+  std::optional<int32_t> remaining_credits;
+};
+
+}  // namespace coach
+
+#endif  // COACH_STORAGE_RECORDS_H_

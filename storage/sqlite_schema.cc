@@ -1,0 +1,87 @@
+#include "storage/sqlite_schema.h"
+
+#include <SQLiteCpp/SQLiteCpp.h>
+
+#include <array>
+#include "absl/strings/string_view.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace coach {
+namespace {
+
+// Times are UTC microseconds since the Unix epoch. Lists are served by an
+// index each: a user's sessions by updated_at, a session's messages by seq
+// (insertion order, which is time order).
+constexpr std::array<absl::string_view, 1> kMigrations = {
+    // 1: users, sessions, messages, credit reservations.
+    R"sql(
+CREATE TABLE users (
+  id            TEXT PRIMARY KEY,
+  plan          TEXT NOT NULL CHECK (plan IN ('FREE', 'BASIC', 'PREMIUM')),
+  status        TEXT NOT NULL CHECK (status IN ('ACTIVE')),
+  credits       INTEGER NOT NULL CHECK (credits >= 0),
+  credit_period TEXT NOT NULL,
+  created_at    INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE sessions (
+  id            TEXT PRIMARY KEY,
+  user_id       TEXT NOT NULL REFERENCES users (id),
+  title         TEXT NOT NULL,
+  last_message  TEXT NOT NULL DEFAULT '',
+  message_count INTEGER NOT NULL DEFAULT 0 CHECK (message_count >= 0),
+  created_at    INTEGER NOT NULL,
+  updated_at    INTEGER NOT NULL
+) STRICT;
+-- Scanned backwards for "newest first"; rowid breaks ties.
+CREATE INDEX sessions_by_user_updated ON sessions (user_id, updated_at);
+
+CREATE TABLE messages (
+  seq        INTEGER PRIMARY KEY,
+  id         TEXT NOT NULL UNIQUE,
+  session_id TEXT NOT NULL REFERENCES sessions (id),
+  role       TEXT NOT NULL CHECK (role IN ('USER', 'ASSISTANT')),
+  content    TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX messages_by_session ON messages (session_id, seq);
+
+-- A credit held by a send while the coach replies. Expired rows are ignored
+-- (a crashed server cannot hold credits forever) and swept lazily.
+CREATE TABLE credit_reservations (
+  id         INTEGER PRIMARY KEY,
+  user_id    TEXT NOT NULL REFERENCES users (id),
+  expires_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX credit_reservations_by_user
+  ON credit_reservations (user_id, expires_at);
+)sql",
+};
+
+}  // namespace
+
+int LatestSchemaVersion() { return static_cast<int>(kMigrations.size()); }
+
+absl::Status MigrateSchema(SQLite::Database& db) {
+  try {
+    for (;;) {
+      SQLite::Transaction txn(db, SQLite::TransactionBehavior::IMMEDIATE);
+      const int version = db.execAndGet("PRAGMA user_version").getInt();
+      if (version > LatestSchemaVersion()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "database schema version ", version,
+            " is newer than this build's ", LatestSchemaVersion()));
+      }
+      if (version == LatestSchemaVersion()) return absl::OkStatus();
+      db.exec(std::string(kMigrations[version]));
+      // PRAGMA takes no bound parameters; the value is our own integer.
+      db.exec(absl::StrCat("PRAGMA user_version = ", version + 1));
+      txn.commit();
+    }
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("schema migration failed: ", e.what()));
+  }
+}
+
+}  // namespace coach

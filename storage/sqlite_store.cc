@@ -1,0 +1,564 @@
+#include "storage/sqlite_store.h"
+
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <sqlite3.h>
+
+#include <unordered_map>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "storage/sqlite_schema.h"
+
+namespace coach {
+
+class SqliteStore::Connection {
+ public:
+  Connection(const std::string& path, int flags, int busy_timeout_ms)
+      : db_(path, flags, busy_timeout_ms) {
+    db_.exec("PRAGMA foreign_keys = ON");
+    // NORMAL is durable across application crashes in WAL mode; only an OS
+    // crash may lose the last commits, never corrupt the file.
+    db_.exec("PRAGMA synchronous = NORMAL");
+  }
+
+  SQLite::Database& db() { return db_; }
+
+  // A cached statement, unbound, reset when the lease ends: a statement left
+  // mid-result would keep a read transaction (and a stale snapshot) open.
+  class Statement {
+   public:
+    explicit Statement(SQLite::Statement& statement) : statement_(statement) {}
+    ~Statement() { statement_.tryReset(); }
+    Statement(const Statement&) = delete;
+    Statement& operator=(const Statement&) = delete;
+    SQLite::Statement* operator->() { return &statement_; }
+    SQLite::Statement& operator*() { return statement_; }
+
+   private:
+    SQLite::Statement& statement_;
+  };
+
+  // Keyed by the pointer: every SQL text is a constant of this file.
+  Statement Prepare(const char* sql) {
+    std::unique_ptr<SQLite::Statement>& slot = statements_[sql];
+    if (slot == nullptr) {
+      slot = std::make_unique<SQLite::Statement>(db_, sql);
+    } else {
+      slot->clearBindings();
+    }
+    return Statement(*slot);
+  }
+
+ private:
+  SQLite::Database db_;
+  std::unordered_map<const char*, std::unique_ptr<SQLite::Statement>>
+      statements_;
+};
+
+namespace {
+
+using Connection = SqliteStore::Connection;
+
+// --- Enum <-> column text -------------------------------------------------
+
+const char* PlanName(Plan plan) {
+  switch (plan) {
+    case Plan::kFree: return "FREE";
+    case Plan::kBasic: return "BASIC";
+    case Plan::kPremium: return "PREMIUM";
+  }
+  return "FREE";
+}
+
+Plan PlanFromName(const std::string& name) {
+  if (name == "BASIC") return Plan::kBasic;
+  if (name == "PREMIUM") return Plan::kPremium;
+  return Plan::kFree;
+}
+
+const char* RoleName(Role role) {
+  return role == Role::kAssistant ? "ASSISTANT" : "USER";
+}
+
+Role RoleFromName(const std::string& name) {
+  return name == "ASSISTANT" ? Role::kAssistant : Role::kUser;
+}
+
+int64_t ToColumn(absl::Time t) { return absl::ToUnixMicros(t); }
+absl::Time FromColumn(const SQLite::Column& c) {
+  return absl::FromUnixMicros(c.getInt64());
+}
+
+int32_t AllowanceOf(const CreditTerms& terms, Plan plan) {
+  auto it = terms.allowance.find(plan);
+  return it == terms.allowance.end() ? 0 : it->second;
+}
+
+// --- Error handling: SQLiteCpp throws; the Store contract returns values. --
+
+absl::Status ErrorFromException(absl::string_view operation,
+                                const std::exception& e) {
+  if (const auto* sqlite = dynamic_cast<const SQLite::Exception*>(&e);
+      sqlite != nullptr && (sqlite->getErrorCode() == SQLITE_BUSY ||
+                            sqlite->getErrorCode() == SQLITE_LOCKED)) {
+    return absl::UnavailableError(
+        absl::StrCat("sqlite ", operation, ": ", e.what()));
+  }
+  return absl::InternalError(absl::StrCat("sqlite ", operation, ": ", e.what()));
+}
+
+template <typename Body>
+auto Guarded(absl::string_view operation, Body&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    return ErrorFromException(operation, e);
+  }
+}
+
+// --- Row readers ------------------------------------------------------------
+
+constexpr const char* kSelectUser =
+    "SELECT id, plan, credits, credit_period, created_at FROM users "
+    "WHERE id = ?1";
+
+UserRecord ReadUser(SQLite::Statement& q) {
+  UserRecord user;
+  user.id = q.getColumn(0).getString();
+  user.plan = PlanFromName(q.getColumn(1).getString());
+  user.status = UserStatus::kActive;
+  user.credits = q.getColumn(2).getInt();
+  user.credit_period = q.getColumn(3).getString();
+  user.created_at = FromColumn(q.getColumn(4));
+  return user;
+}
+
+std::optional<UserRecord> LoadUser(Connection& c, absl::string_view user_id) {
+  Connection::Statement q = c.Prepare(kSelectUser);
+  q->bind(1, std::string(user_id));
+  if (!q->executeStep()) return std::nullopt;
+  return ReadUser(*q);
+}
+
+constexpr const char* kSessionColumns =
+    "id, user_id, title, last_message, message_count, created_at, updated_at";
+
+SessionRecord ReadSession(SQLite::Statement& q) {
+  SessionRecord s;
+  s.id = q.getColumn(0).getString();
+  s.user_id = q.getColumn(1).getString();
+  s.title = q.getColumn(2).getString();
+  s.last_message = q.getColumn(3).getString();
+  s.message_count = q.getColumn(4).getInt();
+  s.created_at = FromColumn(q.getColumn(5));
+  s.updated_at = FromColumn(q.getColumn(6));
+  return s;
+}
+
+std::optional<SessionRecord> LoadSession(Connection& c,
+                                         absl::string_view session_id) {
+  static const std::string sql =
+      absl::StrCat("SELECT ", kSessionColumns, " FROM sessions WHERE id = ?1");
+  Connection::Statement q = c.Prepare(sql.c_str());
+  q->bind(1, std::string(session_id));
+  if (!q->executeStep()) return std::nullopt;
+  return ReadSession(*q);
+}
+
+// --- Write helpers (called inside a write transaction) ----------------------
+
+// Creates the user if unknown, then applies the monthly refill.
+UserRecord EnsureUser(Connection& c, absl::string_view user_id,
+                      const CreditTerms& terms, absl::Time now) {
+  Connection::Statement insert = c.Prepare(
+      "INSERT INTO users (id, plan, status, credits, credit_period, created_at) "
+      "VALUES (?1, ?2, 'ACTIVE', ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING");
+  insert->bind(1, std::string(user_id));
+  insert->bind(2, PlanName(terms.new_user_plan));
+  insert->bind(3, AllowanceOf(terms, terms.new_user_plan));
+  insert->bind(4, terms.period);
+  insert->bind(5, ToColumn(now));
+  insert->exec();
+
+  UserRecord user = *LoadUser(c, user_id);
+  if (user.credit_period != terms.period) {
+    user.credits = AllowanceOf(terms, user.plan);
+    user.credit_period = terms.period;
+    Connection::Statement refill = c.Prepare(
+        "UPDATE users SET credits = ?2, credit_period = ?3 WHERE id = ?1");
+    refill->bind(1, user.id);
+    refill->bind(2, user.credits);
+    refill->bind(3, user.credit_period);
+    refill->exec();
+  }
+  return user;
+}
+
+void InsertSession(Connection& c, const SessionRecord& s) {
+  Connection::Statement q = c.Prepare(
+      "INSERT INTO sessions (id, user_id, title, last_message, message_count, "
+      "created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+  q->bind(1, s.id);
+  q->bind(2, s.user_id);
+  q->bind(3, s.title);
+  q->bind(4, s.last_message);
+  q->bind(5, s.message_count);
+  q->bind(6, ToColumn(s.created_at));
+  q->bind(7, ToColumn(s.updated_at));
+  q->exec();
+}
+
+void InsertMessage(Connection& c, const MessageRecord& m) {
+  Connection::Statement q = c.Prepare(
+      "INSERT INTO messages (id, session_id, role, content, created_at) "
+      "VALUES (?1, ?2, ?3, ?4, ?5)");
+  q->bind(1, m.id);
+  q->bind(2, m.session_id);
+  q->bind(3, RoleName(m.role));
+  q->bind(4, m.content);
+  q->bind(5, ToColumn(m.created_at));
+  q->exec();
+}
+
+}  // namespace
+
+// --- Opening ------------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
+    const SqliteOptions& options) {
+  if (options.path.empty()) {
+    return absl::InvalidArgumentError("sqlite: the database path is empty");
+  }
+  std::unique_ptr<SqliteStore> store(new SqliteStore());
+  absl::Status status = Guarded("open", [&]() -> absl::Status {
+    auto writer = std::make_unique<Connection>(
+        options.path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE,
+        options.busy_timeout_ms);
+    // WAL lets readers run beside the writer; it is a property of the file.
+    writer->db().exec("PRAGMA journal_mode = WAL");
+    if (absl::Status migrated = MigrateSchema(writer->db()); !migrated.ok()) {
+      return migrated;
+    }
+    absl::MutexLock write_lock(&store->write_mu_);
+    store->writer_ = std::move(writer);
+    absl::MutexLock read_lock(&store->readers_mu_);
+    for (int i = 0; i < std::max(1, options.reader_connections); ++i) {
+      store->idle_readers_.push_back(std::make_unique<Connection>(
+          options.path, SQLite::OPEN_READONLY, options.busy_timeout_ms));
+    }
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return store;
+}
+
+SqliteStore::~SqliteStore() = default;
+
+// --- Connection leasing ---------------------------------------------------------
+
+std::unique_ptr<SqliteStore::Connection> SqliteStore::AcquireReader() {
+  absl::MutexLock lock(&readers_mu_);
+  readers_mu_.Await(absl::Condition(
+      +[](std::vector<std::unique_ptr<Connection>>* idle) {
+        return !idle->empty();
+      },
+      &idle_readers_));
+  std::unique_ptr<Connection> c = std::move(idle_readers_.back());
+  idle_readers_.pop_back();
+  return c;
+}
+
+void SqliteStore::ReleaseReader(std::unique_ptr<Connection> connection) {
+  absl::MutexLock lock(&readers_mu_);
+  idle_readers_.push_back(std::move(connection));
+}
+
+// Borrows a reader connection for one read.
+class SqliteStore::ReaderLease {
+ public:
+  explicit ReaderLease(SqliteStore& store)
+      : store_(store), connection_(store.AcquireReader()) {}
+  ~ReaderLease() { store_.ReleaseReader(std::move(connection_)); }
+  Connection& operator*() { return *connection_; }
+
+ private:
+  SqliteStore& store_;
+  std::unique_ptr<Connection> connection_;
+};
+
+namespace {
+
+// Runs `body(connection)` in one BEGIN IMMEDIATE transaction, committed only
+// if the body returns OK.
+template <typename Body>
+auto InWriteTransaction(Connection& c, Body&& body) -> decltype(body(c)) {
+  SQLite::Transaction txn(c.db(), SQLite::TransactionBehavior::IMMEDIATE);
+  auto result = body(c);
+  if (result.ok()) txn.commit();
+  return result;
+}
+
+}  // namespace
+
+// --- Users ----------------------------------------------------------------------
+
+absl::StatusOr<std::optional<UserRecord>> SqliteStore::FindUser(
+    absl::string_view user_id) {
+  return Guarded("find user",
+                 [&]() -> absl::StatusOr<std::optional<UserRecord>> {
+                   ReaderLease c(*this);
+                   return LoadUser(*c, user_id);
+                 });
+}
+
+absl::StatusOr<UserRecord> SqliteStore::SetPlan(absl::string_view user_id,
+                                                Plan plan,
+                                                const CreditTerms& terms,
+                                                absl::Time now) {
+  absl::MutexLock lock(&write_mu_);
+  return Guarded("set plan", [&] {
+    return InWriteTransaction(*writer_, [&](Connection& c)
+                                  -> absl::StatusOr<UserRecord> {
+      UserRecord user = EnsureUser(c, user_id, terms, now);
+      user.plan = plan;
+      user.credits = AllowanceOf(terms, plan);
+      Connection::Statement q = c.Prepare(
+          "UPDATE users SET plan = ?2, credits = ?3 WHERE id = ?1");
+      q->bind(1, user.id);
+      q->bind(2, PlanName(plan));
+      q->bind(3, user.credits);
+      q->exec();
+      return user;
+    });
+  });
+}
+
+absl::StatusOr<UserRecord> SqliteStore::AddCredits(absl::string_view user_id,
+                                                   int32_t credits,
+                                                   const CreditTerms& terms,
+                                                   absl::Time now) {
+  absl::MutexLock lock(&write_mu_);
+  return Guarded("add credits", [&] {
+    return InWriteTransaction(*writer_, [&](Connection& c)
+                                  -> absl::StatusOr<UserRecord> {
+      UserRecord user = EnsureUser(c, user_id, terms, now);
+      Connection::Statement q = c.Prepare(
+          "UPDATE users SET credits = credits + ?2 WHERE id = ?1 "
+          "RETURNING credits");
+      q->bind(1, user.id);
+      q->bind(2, credits);
+      q->executeStep();
+      user.credits = q->getColumn(0).getInt();
+      return user;
+    });
+  });
+}
+
+absl::StatusOr<UserTotals> SqliteStore::CountUserActivity(
+    absl::string_view user_id) {
+  return Guarded("count activity", [&]() -> absl::StatusOr<UserTotals> {
+    ReaderLease c(*this);
+    Connection::Statement q = (*c).Prepare(
+        "SELECT COUNT(*), COALESCE(SUM(message_count), 0) FROM sessions "
+        "WHERE user_id = ?1");
+    q->bind(1, std::string(user_id));
+    q->executeStep();
+    return UserTotals{.sessions = q->getColumn(0).getInt(),
+                      .messages = q->getColumn(1).getInt()};
+  });
+}
+
+// --- Credits --------------------------------------------------------------------
+
+absl::StatusOr<std::optional<CreditReservation>> SqliteStore::ReserveCredit(
+    absl::string_view user_id, const CreditTerms& terms, absl::Time now,
+    absl::Time expires_at) {
+  absl::MutexLock lock(&write_mu_);
+  return Guarded("reserve credit", [&] {
+    return InWriteTransaction(*writer_, [&](Connection& c)
+                                  -> absl::StatusOr<std::optional<CreditReservation>> {
+      UserRecord user = EnsureUser(c, user_id, terms, now);
+      Connection::Statement sweep = c.Prepare(
+          "DELETE FROM credit_reservations WHERE user_id = ?1 "
+          "AND expires_at <= ?2");
+      sweep->bind(1, user.id);
+      sweep->bind(2, ToColumn(now));
+      sweep->exec();
+      Connection::Statement held = c.Prepare(
+          "SELECT COUNT(*) FROM credit_reservations WHERE user_id = ?1");
+      held->bind(1, user.id);
+      held->executeStep();
+      if (user.credits - held->getColumn(0).getInt() <= 0) {
+        return std::optional<CreditReservation>();
+      }
+      Connection::Statement insert = c.Prepare(
+          "INSERT INTO credit_reservations (user_id, expires_at) "
+          "VALUES (?1, ?2)");
+      insert->bind(1, user.id);
+      insert->bind(2, ToColumn(expires_at));
+      insert->exec();
+      return std::optional<CreditReservation>(CreditReservation{
+          .id = c.db().getLastInsertRowid(), .user_id = user.id});
+    });
+  });
+}
+
+absl::Status SqliteStore::ReleaseCredit(const CreditReservation& reservation) {
+  absl::MutexLock lock(&write_mu_);
+  return Guarded("release credit", [&]() -> absl::Status {
+    Connection::Statement q =
+        writer_->Prepare("DELETE FROM credit_reservations WHERE id = ?1");
+    q->bind(1, reservation.id);
+    q->exec();
+    return absl::OkStatus();
+  });
+}
+
+// --- Sessions and messages ------------------------------------------------------------
+
+absl::Status SqliteStore::CreateSession(const SessionRecord& session,
+                                        const CreditTerms& terms,
+                                        absl::Time now) {
+  absl::MutexLock lock(&write_mu_);
+  return Guarded("create session", [&] {
+    return InWriteTransaction(*writer_, [&](Connection& c) -> absl::Status {
+      EnsureUser(c, session.user_id, terms, now);
+      InsertSession(c, session);
+      return absl::OkStatus();
+    });
+  });
+}
+
+absl::StatusOr<std::optional<SessionRecord>> SqliteStore::FindSession(
+    absl::string_view session_id) {
+  return Guarded("find session",
+                 [&]() -> absl::StatusOr<std::optional<SessionRecord>> {
+                   ReaderLease c(*this);
+                   return LoadSession(*c, session_id);
+                 });
+}
+
+absl::StatusOr<std::vector<SessionRecord>> SqliteStore::ListSessions(
+    absl::string_view user_id, int limit) {
+  return Guarded("list sessions",
+                 [&]() -> absl::StatusOr<std::vector<SessionRecord>> {
+    static const std::string sql = absl::StrCat(
+        "SELECT ", kSessionColumns,
+        " FROM sessions WHERE user_id = ?1 "
+        "ORDER BY updated_at DESC, rowid DESC LIMIT ?2");
+    ReaderLease c(*this);
+    Connection::Statement q = (*c).Prepare(sql.c_str());
+    q->bind(1, std::string(user_id));
+    q->bind(2, limit);
+    std::vector<SessionRecord> sessions;
+    while (q->executeStep()) sessions.push_back(ReadSession(*q));
+    return sessions;
+  });
+}
+
+absl::StatusOr<std::vector<MessageRecord>> SqliteStore::ListRecentMessages(
+    absl::string_view session_id, int limit) {
+  return Guarded("list messages",
+                 [&]() -> absl::StatusOr<std::vector<MessageRecord>> {
+    ReaderLease c(*this);
+    Connection::Statement q = (*c).Prepare(
+        "SELECT id, session_id, role, content, created_at FROM ("
+        "  SELECT seq, id, session_id, role, content, created_at FROM messages"
+        "  WHERE session_id = ?1 ORDER BY seq DESC LIMIT ?2"
+        ") ORDER BY seq ASC");
+    q->bind(1, std::string(session_id));
+    q->bind(2, limit);
+    std::vector<MessageRecord> messages;
+    while (q->executeStep()) {
+      messages.push_back(MessageRecord{
+          .id = q->getColumn(0).getString(),
+          .session_id = q->getColumn(1).getString(),
+          .role = RoleFromName(q->getColumn(2).getString()),
+          .content = q->getColumn(3).getString(),
+          .created_at = FromColumn(q->getColumn(4)),
+      });
+    }
+    return messages;
+  });
+}
+
+absl::StatusOr<SessionRecord> SqliteStore::RenameSession(
+    absl::string_view session_id, absl::string_view title, absl::Time now) {
+  absl::MutexLock lock(&write_mu_);
+  return Guarded("rename session", [&] {
+    return InWriteTransaction(*writer_, [&](Connection& c)
+                                  -> absl::StatusOr<SessionRecord> {
+      Connection::Statement q = c.Prepare(
+          "UPDATE sessions SET title = ?2, updated_at = ?3 WHERE id = ?1");
+      q->bind(1, std::string(session_id));
+      q->bind(2, std::string(title));
+      q->bind(3, ToColumn(now));
+      if (q->exec() == 0) return absl::NotFoundError("session not found");
+      return *LoadSession(c, session_id);
+    });
+  });
+}
+
+absl::Status SqliteStore::DeleteSession(absl::string_view session_id) {
+  absl::MutexLock lock(&write_mu_);
+  return Guarded("delete session", [&] {
+    return InWriteTransaction(*writer_, [&](Connection& c) -> absl::Status {
+      Connection::Statement messages =
+          c.Prepare("DELETE FROM messages WHERE session_id = ?1");
+      messages->bind(1, std::string(session_id));
+      messages->exec();
+      Connection::Statement session =
+          c.Prepare("DELETE FROM sessions WHERE id = ?1");
+      session->bind(1, std::string(session_id));
+      if (session->exec() == 0) return absl::NotFoundError("session not found");
+      return absl::OkStatus();
+    });
+  });
+}
+
+absl::StatusOr<ExchangeResult> SqliteStore::CommitExchange(
+    const Exchange& exchange) {
+  absl::MutexLock lock(&write_mu_);
+  return Guarded("commit exchange", [&] {
+    return InWriteTransaction(*writer_, [&](Connection& c)
+                                  -> absl::StatusOr<ExchangeResult> {
+      if (exchange.new_session.has_value()) {
+        EnsureUser(c, exchange.new_session->user_id, exchange.terms,
+                   exchange.now);
+        InsertSession(c, *exchange.new_session);
+      }
+      Connection::Statement touch = c.Prepare(
+          "UPDATE sessions SET last_message = ?2, "
+          "message_count = message_count + 2, updated_at = ?3 WHERE id = ?1");
+      touch->bind(1, exchange.session_id);
+      touch->bind(2, exchange.last_message);
+      touch->bind(3, ToColumn(exchange.now));
+      if (touch->exec() == 0) return absl::NotFoundError("session not found");
+      InsertMessage(c, exchange.user_message);
+      InsertMessage(c, exchange.assistant_message);
+
+      ExchangeResult result;
+      if (exchange.reservation.has_value()) {
+        const CreditReservation& reservation = *exchange.reservation;
+        Connection::Statement settle =
+            c.Prepare("DELETE FROM credit_reservations WHERE id = ?1");
+        settle->bind(1, reservation.id);
+        settle->exec();
+        EnsureUser(c, reservation.user_id, exchange.terms, exchange.now);
+        // Conditional: credits never go below zero, whatever happened to
+        // the reservation meanwhile (expired, an admin changed the plan).
+        Connection::Statement charge = c.Prepare(
+            "UPDATE users SET credits = credits - 1 "
+            "WHERE id = ?1 AND credits > 0 RETURNING credits");
+        charge->bind(1, reservation.user_id);
+        if (!charge->executeStep()) {
+          return absl::ResourceExhaustedError("no credit left to charge");
+        }
+        result.remaining_credits = charge->getColumn(0).getInt();
+      }
+      return result;
+    });
+  });
+}
+
+}  // namespace coach

@@ -1,0 +1,85 @@
+// SqliteStore: the embedded Store, one SQLite file through SQLiteCpp.
+//
+// WAL journal (readers never block the writer), a busy timeout for other
+// processes on the same file, foreign keys on, BEGIN IMMEDIATE for every
+// write transaction, prepared statements cached per connection.
+// Writes share one connection behind a mutex: SQLite admits one writer at a
+// time anyway, and waiting on a mutex is cheaper and fairer than SQLite's
+// sleeping busy handler. Reads use a pool of connections in parallel.
+#ifndef COACH_STORAGE_SQLITE_STORE_H_
+#define COACH_STORAGE_SQLITE_STORE_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "storage/store.h"
+
+namespace coach {
+
+struct SqliteOptions {
+  std::string path;
+  int busy_timeout_ms = 5000;
+  int reader_connections = 4;
+};
+
+class SqliteStore final : public Store {
+ public:
+  // Opens (creating if needed) and migrates the database.
+  static absl::StatusOr<std::unique_ptr<SqliteStore>> Open(
+      const SqliteOptions& options);
+  ~SqliteStore() override;
+
+  absl::StatusOr<std::optional<UserRecord>> FindUser(
+      absl::string_view user_id) override;
+  absl::StatusOr<UserRecord> SetPlan(absl::string_view user_id, Plan plan,
+                                     const CreditTerms& terms,
+                                     absl::Time now) override;
+  absl::StatusOr<UserRecord> AddCredits(absl::string_view user_id,
+                                        int32_t credits,
+                                        const CreditTerms& terms,
+                                        absl::Time now) override;
+  absl::StatusOr<UserTotals> CountUserActivity(
+      absl::string_view user_id) override;
+  absl::StatusOr<std::optional<CreditReservation>> ReserveCredit(
+      absl::string_view user_id, const CreditTerms& terms, absl::Time now,
+      absl::Time expires_at) override;
+  absl::Status ReleaseCredit(const CreditReservation& reservation) override;
+  absl::Status CreateSession(const SessionRecord& session,
+                             const CreditTerms& terms,
+                             absl::Time now) override;
+  absl::StatusOr<std::optional<SessionRecord>> FindSession(
+      absl::string_view session_id) override;
+  absl::StatusOr<std::vector<SessionRecord>> ListSessions(
+      absl::string_view user_id, int limit) override;
+  absl::StatusOr<std::vector<MessageRecord>> ListRecentMessages(
+      absl::string_view session_id, int limit) override;
+  absl::StatusOr<SessionRecord> RenameSession(absl::string_view session_id,
+                                              absl::string_view title,
+                                              absl::Time now) override;
+  absl::Status DeleteSession(absl::string_view session_id) override;
+  absl::StatusOr<ExchangeResult> CommitExchange(
+      const Exchange& exchange) override;
+
+  class Connection;  // A database handle and its prepared statements.
+
+ private:
+  class ReaderLease;
+  SqliteStore() = default;
+
+  std::unique_ptr<Connection> AcquireReader();
+  void ReleaseReader(std::unique_ptr<Connection> connection);
+
+  absl::Mutex write_mu_;
+  std::unique_ptr<Connection> writer_ ABSL_GUARDED_BY(write_mu_);
+
+  absl::Mutex readers_mu_;
+  std::vector<std::unique_ptr<Connection>> idle_readers_
+      ABSL_GUARDED_BY(readers_mu_);
+};
+
+}  // namespace coach
+
+#endif  // COACH_STORAGE_SQLITE_STORE_H_

@@ -1,0 +1,85 @@
+// Store: everything Coach AI Hub persists, in the domain's words.
+//
+// Contract, for every implementation (SQLite today, PostgreSQL later):
+// - Thread-safe: any method may be called from many threads at once.
+// - Each method is atomic: it happens entirely or not at all.
+// - Errors are values. NOT_FOUND for a missing session where a method says
+//   so; RESOURCE_EXHAUSTED from CommitExchange when the reserved credit can no
+//   longer be charged; INTERNAL (or UNAVAILABLE) when the backend fails. No
+//   exception escapes.
+// - Reads never create rows; writes that name an unknown user create it on
+//   `CreditTerms::new_user_plan`.
+#ifndef COACH_STORAGE_STORE_H_
+#define COACH_STORAGE_STORE_H_
+
+#include <optional>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "storage/records.h"
+
+namespace coach {
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // --- Users ---
+  virtual absl::StatusOr<std::optional<UserRecord>> FindUser(
+      absl::string_view user_id) = 0;
+  // Moves the user to `plan` with a full allowance for `terms.period`.
+  virtual absl::StatusOr<UserRecord> SetPlan(absl::string_view user_id,
+                                             Plan plan,
+                                             const CreditTerms& terms,
+                                             absl::Time now) = 0;
+  // Refills if the period changed, then adds `credits`.
+  virtual absl::StatusOr<UserRecord> AddCredits(absl::string_view user_id,
+                                                int32_t credits,
+                                                const CreditTerms& terms,
+                                                absl::Time now) = 0;
+  virtual absl::StatusOr<UserTotals> CountUserActivity(
+      absl::string_view user_id) = 0;
+
+  // --- Credits ---
+  // Refills if the period changed, then holds one credit until `expires_at`
+  // if the user has more credits than live reservations. nullopt: none left.
+  virtual absl::StatusOr<std::optional<CreditReservation>> ReserveCredit(
+      absl::string_view user_id, const CreditTerms& terms, absl::Time now,
+      absl::Time expires_at) = 0;
+  // Gives a reserved credit back (the reply failed). Idempotent.
+  virtual absl::Status ReleaseCredit(const CreditReservation& reservation) = 0;
+
+  // --- Sessions and messages ---
+  // Inserts `session` (creating its user if needed).
+  virtual absl::Status CreateSession(const SessionRecord& session,
+                                     const CreditTerms& terms,
+                                     absl::Time now) = 0;
+  virtual absl::StatusOr<std::optional<SessionRecord>> FindSession(
+      absl::string_view session_id) = 0;
+  // The user's sessions, most recently updated first, at most `limit`.
+  virtual absl::StatusOr<std::vector<SessionRecord>> ListSessions(
+      absl::string_view user_id, int limit) = 0;
+  // The newest `limit` messages of a session, oldest first.
+  virtual absl::StatusOr<std::vector<MessageRecord>> ListRecentMessages(
+      absl::string_view session_id, int limit) = 0;
+  // NOT_FOUND if the session does not exist.
+  virtual absl::StatusOr<SessionRecord> RenameSession(
+      absl::string_view session_id, absl::string_view title, absl::Time now) = 0;
+  // Deletes the session and its messages. NOT_FOUND if it does not exist.
+  virtual absl::Status DeleteSession(absl::string_view session_id) = 0;
+
+  // One transaction: creates the session if new, stores both messages,
+  // updates the session's summary, and charges the reserved credit (if any).
+  // NOT_FOUND if the session vanished meanwhile; RESOURCE_EXHAUSTED if the
+  // credit cannot be charged. On error nothing is stored.
+  virtual absl::StatusOr<ExchangeResult> CommitExchange(
+      const Exchange& exchange) = 0;
+};
+
+}  // namespace coach
+
+#endif  // COACH_STORAGE_STORE_H_

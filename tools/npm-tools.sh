@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs the pinned npm tools of tools/npm (buf) when missing or outdated.
+set -euo pipefail
+cd "$(dirname "$0")/npm"
+if [[ ! -x node_modules/.bin/buf || package-lock.json -nt node_modules/.package-lock.json ]]; then
+  if ! command -v npm >/dev/null; then
+    echo "npm-tools: npm is required (Debian: apt-get install npm)" >&2
+    exit 1
+  fi
+  npm ci --silent --no-audit --no-fund
+fi
