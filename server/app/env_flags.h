@@ -18,8 +18,8 @@ struct EnvFlag {
 
 // Applies the environment variables of `bindings` that are set, then parses
 // the command line (which exits on --help or a bad flag). INVALID_ARGUMENT
-// naming the variable if one does not parse; the value is not echoed, as it
-// may be a secret.
+// naming the variable if one does not parse. (absl's parse error quotes the
+// value; only non-string flags can fail to parse, and secrets are strings.)
 absl::Status ParseFlagsAndEnvironment(int argc, char** argv,
                                       const std::vector<EnvFlag>& bindings);
 

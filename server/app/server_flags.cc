@@ -156,6 +156,14 @@ absl::Status CheckConfig(const Config& config) {
     return absl::InvalidArgumentError(
         "context, credit and timeout settings must not be negative");
   }
+  // A hold that expires at once would hold nothing: sends beyond the
+  // balance would reach the coach before being refused.
+  if (config.credit_reservation_ttl <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--credit_reservation_ttl must be positive");
+  }
+  if (config.shutdown_grace < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--shutdown_grace must not be negative");
+  }
   if (l.history_default_limit > l.history_max_limit) {
     return absl::InvalidArgumentError(
         "--history_default_limit must not exceed --history_max_limit");

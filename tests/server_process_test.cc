@@ -1,0 +1,496 @@
+// The real coach-server binary, started as a child process with its
+// environment and flags: health, a send end to end, flag > environment,
+// configuration errors, graceful shutdown on SIGTERM/SIGINT, and no secret in
+// its logs. Readiness is awaited with a health Watch, never with sleeps.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "coach/v1/chat.grpc.pb.h"
+#include "coach/v1/user.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "tests/support/temp_dir.h"
+#include "tests/support/test_server.h"
+
+namespace coach::testing {
+namespace {
+
+using ::grpc::health::v1::Health;
+using ::grpc::health::v1::HealthCheckRequest;
+using ::grpc::health::v1::HealthCheckResponse;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kAdminToken[] = "t-secret-admin-token";
+constexpr auto kStartTimeout = std::chrono::seconds(20);
+constexpr auto kExitTimeout = std::chrono::seconds(15);
+constexpr auto kConfigErrorTimeout = std::chrono::seconds(5);
+
+// A port free right now on 127.0.0.1: bound to port 0, read, released.
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return 0;
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = 0;
+  socklen_t length = sizeof(address);
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
+    port = ntohs(address.sin_port);
+  }
+  close(fd);
+  return port;
+}
+
+// True if something accepts TCP connections on 127.0.0.1:`port`.
+bool Listening(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  const bool connected =
+      connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
+  close(fd);
+  return connected;
+}
+
+std::string Loopback(int port) { return "127.0.0.1:" + std::to_string(port); }
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream content;
+  content << in.rdbuf();
+  return content.str();
+}
+
+// A channel that retries a refused connection quickly (the child may not be
+// listening yet), instead of gRPC's default backoff of a second and more.
+std::shared_ptr<grpc::Channel> ChannelTo(int port) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 50);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 250);
+  return grpc::CreateCustomChannel(
+      Loopback(port), grpc::InsecureChannelCredentials(), args);
+}
+
+// Health/Check of `service`; the status is NOT_FOUND for an unknown one.
+grpc::Status CheckHealth(const std::shared_ptr<grpc::Channel>& channel,
+                         const std::string& service,
+                         HealthCheckResponse::ServingStatus* serving) {
+  HealthCheckRequest request;
+  request.set_service(service);
+  HealthCheckResponse response;
+  const grpc::Status status =
+      Health::NewStub(channel)->Check(Context().get(), request, &response);
+  *serving = response.status();
+  return status;
+}
+
+// A running coach-server child. SIGKILLed and reaped on destruction, so that
+// a failed assertion never leaves a process behind.
+class ServerProcess {
+ public:
+  ServerProcess() = default;
+  ServerProcess(const ServerProcess&) = delete;
+  ServerProcess& operator=(const ServerProcess&) = delete;
+  ~ServerProcess() { Kill(); }
+
+  // Starts the binary with `args`, exactly `env` as its environment, `cwd`
+  // as its working directory, stdout and stderr appended to `log_path`.
+  bool Start(const std::vector<std::string>& args,
+             const std::map<std::string, std::string>& env,
+             const std::string& cwd, const std::string& log_path) {
+    std::vector<std::string> argv_storage = {COACH_SERVER_BINARY};
+    argv_storage.insert(argv_storage.end(), args.begin(), args.end());
+    std::vector<std::string> env_storage;
+    for (const auto& [name, value] : env) env_storage.push_back(name + "=" + value);
+
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null",
+                                     O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, log_path.c_str(),
+                                     O_WRONLY | O_CREAT | O_APPEND, 0600);
+    posix_spawn_file_actions_adddup2(&actions, STDERR_FILENO, STDOUT_FILENO);
+    posix_spawn_file_actions_addchdir_np(&actions, cwd.c_str());
+    // The child starts with SIGTERM/SIGINT at their defaults and unblocked,
+    // whatever the test runner did with them.
+    posix_spawnattr_t attributes;
+    posix_spawnattr_init(&attributes);
+    sigset_t none;
+    sigemptyset(&none);
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    posix_spawnattr_setsigmask(&attributes, &none);
+    posix_spawnattr_setsigdefault(&attributes, &stop_signals);
+    posix_spawnattr_setflags(&attributes,
+                             POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+
+    std::vector<char*> argv = Pointers(argv_storage);
+    std::vector<char*> envp = Pointers(env_storage);
+    const int error = posix_spawn(&pid_, argv[0], &actions, &attributes,
+                                  argv.data(), envp.data());
+    posix_spawnattr_destroy(&attributes);
+    posix_spawn_file_actions_destroy(&actions);
+    if (error != 0) pid_ = -1;
+    return error == 0;
+  }
+
+  void Signal(int signal) {
+    if (pid_ > 0) kill(pid_, signal);
+  }
+
+  // The wait status once the child has exited, or nullopt after `timeout`.
+  // A bounded WNOHANG poll: the child exits by itself or the test fails.
+  std::optional<int> WaitForExit(std::chrono::seconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (pid_ > 0) {
+      int status = 0;
+      const pid_t reaped = waitpid(pid_, &status, WNOHANG);
+      if (reaped == pid_) {
+        pid_ = -1;
+        return status;
+      }
+      if (reaped < 0 || std::chrono::steady_clock::now() >= deadline) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return std::nullopt;
+  }
+
+  void Kill() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+
+ private:
+  // argv/envp as execve wants them: pointers into `strings`, then null.
+  static std::vector<char*> Pointers(std::vector<std::string>& strings) {
+    std::vector<char*> pointers;
+    for (std::string& s : strings) pointers.push_back(s.data());
+    pointers.push_back(nullptr);
+    return pointers;
+  }
+
+  pid_t pid_ = -1;
+};
+
+class ServerProcessTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_FALSE(dir_.path().empty());
+    // The child's working directory: where a default "coach.db" would land.
+    std::filesystem::create_directory(cwd_);
+    port_ = FreePort();
+    ASSERT_NE(port_, 0);
+  }
+
+  // The environment of a well-configured server on port_.
+  std::map<std::string, std::string> BaseEnv() const {
+    return {{"COACH_DB_PATH", db_path_},
+            {"COACH_GRPC_LISTEN", Loopback(port_)},
+            {"COACH_ADMIN_TOKEN", kAdminToken}};
+  }
+
+  ServerProcess& Start(const std::map<std::string, std::string>& env,
+                       const std::vector<std::string>& args = {}) {
+    processes_.push_back(std::make_unique<ServerProcess>());
+    EXPECT_TRUE(processes_.back()->Start(args, env, cwd_, log_path_))
+        << "cannot spawn " << COACH_SERVER_BINARY;
+    return *processes_.back();
+  }
+
+  // Blocks until `service` reports SERVING on `port`, through a health Watch
+  // that waits for the connection (bounded by kStartTimeout).
+  static bool WaitUntilServing(int port, const std::string& service) {
+    auto channel = ChannelTo(port);
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + kStartTimeout);
+    context.set_wait_for_ready(true);
+    HealthCheckRequest request;
+    request.set_service(service);
+    auto stream = Health::NewStub(channel)->Watch(&context, request);
+    HealthCheckResponse response;
+    bool serving = false;
+    while (!serving && stream->Read(&response)) {
+      serving = response.status() == HealthCheckResponse::SERVING;
+    }
+    context.TryCancel();
+    stream->Finish();
+    return serving;
+  }
+
+  // Starts a well-configured server and waits until both services serve.
+  // `port`: where it listens, when flags say so (default port_).
+  ServerProcess& StartServing(
+      const std::map<std::string, std::string>& env,
+      const std::vector<std::string>& args = {}, int port = 0) {
+    ServerProcess& process = Start(env, args);
+    const int serving_port = port != 0 ? port : port_;
+    EXPECT_TRUE(WaitUntilServing(serving_port, "coach.v1.ChatService") &&
+                WaitUntilServing(serving_port, "coach.v1.UserService"))
+        << "not serving on " << serving_port << "; log:\n"
+        << ReadFile(log_path_);
+    return process;
+  }
+
+  // Expects the child to exit by itself, soon, with `exit_code`.
+  void ExpectExit(ServerProcess& process, int exit_code) {
+    const std::optional<int> status = process.WaitForExit(kExitTimeout);
+    ASSERT_TRUE(status.has_value()) << "still running; log:\n"
+                                    << ReadFile(log_path_);
+    ASSERT_TRUE(WIFEXITED(*status)) << "wait status " << *status;
+    EXPECT_EQ(WEXITSTATUS(*status), exit_code) << ReadFile(log_path_);
+  }
+
+  // Expects a non-zero exit, soon, from a misconfigured server (it exits
+  // before listening, in milliseconds).
+  void ExpectFailure(ServerProcess& process) {
+    const std::optional<int> status =
+        process.WaitForExit(kConfigErrorTimeout);
+    ASSERT_TRUE(status.has_value()) << "still running; log:\n"
+                                    << ReadFile(log_path_);
+    ASSERT_TRUE(WIFEXITED(*status)) << "wait status " << *status;
+    EXPECT_NE(WEXITSTATUS(*status), 0);
+  }
+
+  TempDir dir_;
+  const std::string cwd_ = dir_.File("cwd");
+  const std::string db_path_ = dir_.File("data.sqlite");
+  const std::string log_path_ = dir_.File("server.log");
+  int port_ = 0;
+  // Declared last: killed before the directory is removed.
+  std::vector<std::unique_ptr<ServerProcess>> processes_;
+};
+
+TEST_F(ServerProcessTest, ReportsServingForTheServerAndBothServices) {
+  StartServing(BaseEnv());
+  auto channel = ChannelTo(port_);
+  for (const char* service :
+       {"", "coach.v1.ChatService", "coach.v1.UserService"}) {
+    HealthCheckResponse::ServingStatus serving{};
+    const grpc::Status status = CheckHealth(channel, service, &serving);
+    ASSERT_TRUE(status.ok()) << service << ": " << status.error_message();
+    EXPECT_EQ(serving, HealthCheckResponse::SERVING) << service;
+  }
+  HealthCheckResponse::ServingStatus serving{};
+  EXPECT_EQ(CheckHealth(channel, "coach.v1.NoSuchService", &serving)
+                .error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(ServerProcessTest, SendsAMessageIntoTheConfiguredDatabase) {
+  StartServing(BaseEnv());
+  auto channel = ChannelTo(port_);
+  v1::SendMessageRequest request;
+  request.set_user_id("user123");
+  request.set_message("Bonjour, j'ai besoin de conseils pour ma confiance");
+  v1::SendMessageResponse response;
+  const grpc::Status status = v1::ChatService::NewStub(channel)->SendMessage(
+      Context().get(), request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_FALSE(response.assistant_message().content().empty());
+  EXPECT_EQ(response.remaining_credits(), 4);
+
+  v1::GetUserStatsRequest stats_request;
+  stats_request.set_user_id("user123");
+  v1::GetUserStatsResponse stats;
+  ASSERT_TRUE(v1::UserService::NewStub(channel)
+                  ->GetUserStats(Context().get(), stats_request, &stats)
+                  .ok());
+  EXPECT_EQ(stats.stats().total_messages(), 2);
+
+  // COACH_DB_PATH was used, not the default "coach.db" in the working dir.
+  EXPECT_TRUE(std::filesystem::is_regular_file(db_path_));
+  EXPECT_FALSE(std::filesystem::exists(cwd_ + "/coach.db"));
+}
+
+TEST_F(ServerProcessTest, DataSurvivesARestart) {
+  ServerProcess& first = StartServing(BaseEnv());
+  v1::SendMessageRequest request;
+  request.set_user_id("user123");
+  request.set_message("Salut");
+  v1::SendMessageResponse response;
+  ASSERT_TRUE(v1::ChatService::NewStub(ChannelTo(port_))
+                  ->SendMessage(Context().get(), request, &response)
+                  .ok());
+  first.Signal(SIGTERM);
+  ExpectExit(first, 0);
+
+  StartServing(BaseEnv());
+  v1::GetUserStatsRequest stats_request;
+  stats_request.set_user_id("user123");
+  v1::GetUserStatsResponse stats;
+  ASSERT_TRUE(v1::UserService::NewStub(ChannelTo(port_))
+                  ->GetUserStats(Context().get(), stats_request, &stats)
+                  .ok());
+  EXPECT_EQ(stats.stats().total_chats(), 1);
+  EXPECT_EQ(stats.stats().remaining_credits(), 4);
+}
+
+TEST_F(ServerProcessTest, FlagsOverrideTheEnvironment) {
+  const int flag_port = FreePort();
+  ASSERT_NE(flag_port, 0);
+  ASSERT_NE(flag_port, port_);
+  const std::string flag_db = dir_.File("flag.sqlite");
+  StartServing(BaseEnv(),
+               {"--grpc_listen=" + Loopback(flag_port), "--db_path=" + flag_db},
+               flag_port);
+  EXPECT_FALSE(Listening(port_)) << "the environment's port answers";
+  EXPECT_TRUE(std::filesystem::exists(flag_db));
+  EXPECT_FALSE(std::filesystem::exists(db_path_));
+}
+
+TEST_F(ServerProcessTest, ANegativeLimitIsAConfigurationError) {
+  auto env = BaseEnv();
+  env["COACH_MAX_MESSAGE_LENGTH"] = "-1";
+  ExpectFailure(Start(env));
+  EXPECT_THAT(ReadFile(log_path_), HasSubstr("max_message_length"));
+  EXPECT_FALSE(std::filesystem::exists(db_path_));
+}
+
+TEST_F(ServerProcessTest, AnUnparsableVariableIsAConfigurationError) {
+  auto env = BaseEnv();
+  env["COACH_MAX_MESSAGE_LENGTH"] = "abc";
+  ExpectFailure(Start(env));
+  // The message names the variable at fault.
+  EXPECT_THAT(ReadFile(log_path_), HasSubstr("COACH_MAX_MESSAGE_LENGTH"));
+}
+
+TEST_F(ServerProcessTest, AnUnparsableFlagIsAConfigurationError) {
+  ExpectFailure(Start(BaseEnv(), {"--max_message_length=abc"}));
+}
+
+TEST_F(ServerProcessTest, AnUnopenableDatabaseIsAnError) {
+  auto env = BaseEnv();
+  env["COACH_DB_PATH"] = dir_.File("missing-dir/coach.db");
+  ExpectFailure(Start(env));
+}
+
+TEST_F(ServerProcessTest, AnInconsistentHistoryLimitIsAConfigurationError) {
+  auto env = BaseEnv();
+  env["COACH_HISTORY_DEFAULT_LIMIT"] = "200";
+  env["COACH_HISTORY_MAX_LIMIT"] = "100";
+  ExpectFailure(Start(env));
+}
+
+// A reservation that expires at once holds no credit: concurrent sends would
+// all reach the coach and be refused only afterwards, which the credit rule
+// forbids. The TTL must be positive.
+TEST_F(ServerProcessTest, ANonPositiveReservationTtlIsAConfigurationError) {
+  for (const char* ttl : {"0s", "-5m"}) {
+    auto env = BaseEnv();
+    env["COACH_CREDIT_RESERVATION_TTL"] = ttl;
+    ExpectFailure(Start(env));
+    if (HasFailure()) break;  // One report is enough; don't wait twice.
+  }
+}
+
+TEST_F(ServerProcessTest, SigtermExitsCleanlyAndPromptly) {
+  ServerProcess& process = StartServing(BaseEnv());
+  const auto started = std::chrono::steady_clock::now();
+  process.Signal(SIGTERM);
+  ExpectExit(process, 0);
+  // Nothing in flight: no need to wait out the 10 s grace.
+  EXPECT_LT(std::chrono::steady_clock::now() - started,
+            std::chrono::seconds(8));
+  EXPECT_FALSE(Listening(port_));
+}
+
+TEST_F(ServerProcessTest, SigintExitsCleanly) {
+  ServerProcess& process = StartServing(BaseEnv());
+  process.Signal(SIGINT);
+  ExpectExit(process, 0);
+}
+
+// A call still open at SIGTERM (a health Watch, which never ends by itself)
+// first sees NOT_SERVING, then is ended by the server once the grace is
+// over, and the process still exits 0.
+TEST_F(ServerProcessTest, ShutdownReportsNotServingAndBoundsOpenCalls) {
+  auto env = BaseEnv();
+  env["COACH_SHUTDOWN_GRACE"] = "1s";
+  ServerProcess& process = StartServing(env);
+
+  auto channel = ChannelTo(port_);
+  auto context = Context();  // 30 s, far beyond the grace.
+  HealthCheckRequest request;
+  request.set_service("coach.v1.ChatService");
+  auto stream = Health::NewStub(channel)->Watch(context.get(), request);
+  HealthCheckResponse response;
+  ASSERT_TRUE(stream->Read(&response));
+  ASSERT_EQ(response.status(), HealthCheckResponse::SERVING);
+
+  process.Signal(SIGTERM);
+  std::vector<HealthCheckResponse::ServingStatus> seen;
+  while (stream->Read(&response)) seen.push_back(response.status());
+  const grpc::Status ended = stream->Finish();
+  EXPECT_THAT(seen, ::testing::Contains(HealthCheckResponse::NOT_SERVING));
+  // Ended by the server, not by the client's 30 s deadline.
+  EXPECT_NE(ended.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  ExpectExit(process, 0);
+}
+
+TEST_F(ServerProcessTest, TheAdminTokenNeverReachesTheLogs) {
+  ServerProcess& process = StartServing(BaseEnv());
+  {
+    // Scoped: an idle client connection left open would make the server
+    // wait for it (gRPC's graceful GOAWAY) until the grace is over.
+    auto users = v1::UserService::NewStub(ChannelTo(port_));
+    v1::SetPlanRequest request;
+    request.set_user_id("user123");
+    request.set_plan(v1::BASIC);
+    v1::SetPlanResponse response;
+    // A wrong token that contains the right one, then the right one.
+    const grpc::Status refused =
+        users->SetPlan(AdminContext(std::string(kAdminToken) + "-x").get(),
+                       request, &response);
+    EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    const grpc::Status accepted =
+        users->SetPlan(AdminContext(kAdminToken).get(), request, &response);
+    EXPECT_TRUE(accepted.ok()) << accepted.error_message();
+    EXPECT_EQ(response.stats().remaining_credits(), 50);
+  }
+  process.Signal(SIGTERM);
+  ExpectExit(process, 0);
+  const std::string log = ReadFile(log_path_);
+  EXPECT_THAT(log, HasSubstr("listening"));  // The right file, written to.
+  EXPECT_THAT(log, Not(HasSubstr(kAdminToken))) << log;
+}
+
+TEST_F(ServerProcessTest, ConfigurationErrorsDoNotEchoTheAdminToken) {
+  auto env = BaseEnv();
+  env["COACH_MAX_MESSAGE_LENGTH"] = "abc";
+  ExpectFailure(Start(env));
+  EXPECT_THAT(ReadFile(log_path_), Not(HasSubstr(kAdminToken)));
+}
+
+}  // namespace
+}  // namespace coach::testing

@@ -1,0 +1,602 @@
+// SqliteStore against a real SQLite file in a temporary directory: the schema
+// and its versioning, WAL, the indexes behind the list queries, atomic
+// transactions, the credit reservations and the monthly refill, and errors
+// as values. The file is inspected through a separate SQLiteCpp connection.
+#include "storage/sqlite_store.h"
+
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "storage/sqlite_schema.h"
+#include "tests/support/temp_dir.h"
+#include "tests/support/test_clock.h"
+
+namespace coach {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+using testing::MidNovember2026;
+using testing::TempDir;
+
+// The terms of a month with the default allowances (FREE 5, BASIC 50).
+CreditTerms TermsFor(const std::string& period, int32_t free_credits = 5,
+                     int32_t basic_credits = 50) {
+  CreditTerms terms;
+  terms.period = period;
+  terms.allowance = {{Plan::kFree, free_credits},
+                     {Plan::kBasic, basic_credits}};
+  terms.new_user_plan = Plan::kFree;
+  return terms;
+}
+
+SessionRecord MakeSession(const std::string& id, const std::string& user_id,
+                          absl::Time at) {
+  return SessionRecord{.id = id,
+                       .user_id = user_id,
+                       .title = "Titre " + id,
+                       .last_message = "",
+                       .message_count = 0,
+                       .created_at = at,
+                       .updated_at = at};
+}
+
+// A send's worth of data for `session_id`, ids derived from `tag`.
+Exchange MakeExchange(const std::string& session_id, const std::string& tag,
+                      absl::Time now,
+                      std::optional<CreditReservation> reservation) {
+  Exchange exchange;
+  exchange.session_id = session_id;
+  exchange.user_message = MessageRecord{.id = tag + "-user",
+                                        .session_id = session_id,
+                                        .role = Role::kUser,
+                                        .content = "Question " + tag,
+                                        .created_at = now};
+  exchange.assistant_message = MessageRecord{.id = tag + "-assistant",
+                                             .session_id = session_id,
+                                             .role = Role::kAssistant,
+                                             .content = "Réponse " + tag,
+                                             .created_at = now};
+  exchange.last_message = "Réponse " + tag;
+  exchange.reservation = std::move(reservation);
+  exchange.terms = TermsFor("2026-11");
+  exchange.now = now;
+  return exchange;
+}
+
+class SqliteStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_FALSE(dir_.path().empty());
+    Reopen();
+  }
+
+  // Closes the store (if open) and opens the same file again.
+  void Reopen() {
+    store_.reset();
+    auto store = SqliteStore::Open(SqliteOptions{.path = path_});
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = *std::move(store);
+  }
+
+  // A separate read-only connection, as another process would see the file.
+  SQLite::Database Inspect() const {
+    return SQLite::Database(path_, SQLite::OPEN_READONLY);
+  }
+
+  int64_t Scalar(const std::string& sql) const {
+    SQLite::Database db = Inspect();
+    return db.execAndGet(sql).getInt64();
+  }
+
+  int64_t CountRows(const std::string& table) const {
+    return Scalar("SELECT COUNT(*) FROM " + table);
+  }
+
+  int64_t CountMessagesOf(const std::string& session_id) const {
+    SQLite::Database db = Inspect();
+    SQLite::Statement q(db, "SELECT COUNT(*) FROM messages WHERE session_id = ?");
+    q.bind(1, session_id);
+    q.executeStep();
+    return q.getColumn(0).getInt64();
+  }
+
+  // The whole EXPLAIN QUERY PLAN output of `sql`, one detail per line.
+  std::string QueryPlan(const std::string& sql) const {
+    SQLite::Database db = Inspect();
+    SQLite::Statement q(db, "EXPLAIN QUERY PLAN " + sql);
+    std::string plan;
+    while (q.executeStep()) plan += q.getColumn(3).getString() + "\n";
+    return plan;
+  }
+
+  UserRecord User(const std::string& id) {
+    auto user = store_->FindUser(id);
+    EXPECT_TRUE(user.ok()) << user.status();
+    EXPECT_TRUE(user.ok() && user->has_value()) << "no user " << id;
+    return user.ok() && user->has_value() ? **user : UserRecord{};
+  }
+
+  SessionRecord Session(const std::string& id) {
+    auto session = store_->FindSession(id);
+    EXPECT_TRUE(session.ok()) << session.status();
+    EXPECT_TRUE(session.ok() && session->has_value()) << "no session " << id;
+    return session.ok() && session->has_value() ? **session : SessionRecord{};
+  }
+
+  void CreateSession(const std::string& id, const std::string& user_id,
+                     const CreditTerms& terms = TermsFor("2026-11")) {
+    ASSERT_TRUE(
+        store_->CreateSession(MakeSession(id, user_id, now_), terms, now_).ok());
+  }
+
+  std::optional<CreditReservation> Reserve(
+      const std::string& user_id, absl::Time at,
+      const CreditTerms& terms = TermsFor("2026-11")) {
+    auto reservation =
+        store_->ReserveCredit(user_id, terms, at, at + absl::Minutes(5));
+    EXPECT_TRUE(reservation.ok()) << reservation.status();
+    return reservation.ok() ? *reservation : std::nullopt;
+  }
+
+  TempDir dir_;
+  const std::string path_ = dir_.File("coach.db");
+  const absl::Time now_ = MidNovember2026();
+  std::unique_ptr<SqliteStore> store_;
+};
+
+// --- Schema, file format ------------------------------------------------------
+
+TEST_F(SqliteStoreTest, CreatesTheSchemaAtTheLatestVersion) {
+  EXPECT_GE(LatestSchemaVersion(), 1);
+  EXPECT_EQ(Scalar("PRAGMA user_version"), LatestSchemaVersion());
+  SQLite::Database db = Inspect();
+  for (const char* table :
+       {"users", "sessions", "messages", "credit_reservations"}) {
+    EXPECT_TRUE(db.tableExists(table)) << table;
+  }
+}
+
+TEST_F(SqliteStoreTest, ReopeningKeepsDataAndDoesNotMigrateAgain) {
+  CreateSession("s1", "alice");
+  const int64_t schema_objects = CountRows("sqlite_schema");
+  Reopen();
+  // A second run of migration 1 would have failed on CREATE TABLE; the
+  // version and the set of schema objects are unchanged.
+  EXPECT_EQ(Scalar("PRAGMA user_version"), LatestSchemaVersion());
+  EXPECT_EQ(CountRows("sqlite_schema"), schema_objects);
+  EXPECT_EQ(Session("s1").user_id, "alice");
+  EXPECT_EQ(User("alice").credits, 5);
+}
+
+TEST_F(SqliteStoreTest, RefusesAFileFromANewerBuild) {
+  store_.reset();
+  const std::string newer = dir_.File("newer.db");
+  {
+    SQLite::Database db(newer, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    db.exec("PRAGMA user_version = " +
+            std::to_string(LatestSchemaVersion() + 1));
+  }
+  auto store = SqliteStore::Open(SqliteOptions{.path = newer});
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition)
+      << store.status();
+  // Left as it was: no table created, version untouched.
+  SQLite::Database db(newer, SQLite::OPEN_READONLY);
+  EXPECT_EQ(db.execAndGet("PRAGMA user_version").getInt(),
+            LatestSchemaVersion() + 1);
+  EXPECT_FALSE(db.tableExists("users"));
+}
+
+TEST_F(SqliteStoreTest, UsesWriteAheadLogging) {
+  SQLite::Database db = Inspect();
+  EXPECT_EQ(db.execAndGet("PRAGMA journal_mode").getString(), "wal");
+}
+
+// The same SQL shapes as sqlite_store.cc's list queries.
+TEST_F(SqliteStoreTest, ListingSessionsUsesTheUserUpdatedIndex) {
+  const std::string plan = QueryPlan(
+      "SELECT id, user_id, title, last_message, message_count, created_at, "
+      "updated_at FROM sessions WHERE user_id = ?1 "
+      "ORDER BY updated_at DESC, rowid DESC LIMIT ?2");
+  EXPECT_THAT(plan, HasSubstr("INDEX sessions_by_user_updated")) << plan;
+  // Newest first comes from scanning the index backwards, not from a sort.
+  EXPECT_THAT(plan, Not(HasSubstr("TEMP B-TREE"))) << plan;
+  EXPECT_THAT(plan, Not(HasSubstr("SCAN sessions\n"))) << plan;
+}
+
+TEST_F(SqliteStoreTest, ListingMessagesUsesTheSessionIndex) {
+  const std::string plan = QueryPlan(
+      "SELECT id, session_id, role, content, created_at FROM ("
+      "  SELECT seq, id, session_id, role, content, created_at FROM messages"
+      "  WHERE session_id = ?1 ORDER BY seq DESC LIMIT ?2"
+      ") ORDER BY seq ASC");
+  EXPECT_THAT(plan, HasSubstr("INDEX messages_by_session")) << plan;
+  EXPECT_THAT(plan, Not(HasSubstr("SCAN messages\n"))) << plan;
+}
+
+TEST_F(SqliteStoreTest, CountingActivityUsesAnIndex) {
+  const std::string plan = QueryPlan(
+      "SELECT COUNT(*), COALESCE(SUM(message_count), 0) FROM sessions "
+      "WHERE user_id = ?1");
+  EXPECT_THAT(plan, HasSubstr("INDEX sessions_by_user_updated")) << plan;
+}
+
+// --- Errors are values ---------------------------------------------------------
+
+TEST_F(SqliteStoreTest, OpenFailuresAreStatusesNotExceptions) {
+  absl::StatusOr<std::unique_ptr<SqliteStore>> missing_dir;
+  EXPECT_NO_THROW(missing_dir = SqliteStore::Open(
+                      SqliteOptions{.path = dir_.File("nope/coach.db")}));
+  EXPECT_FALSE(missing_dir.ok());
+
+  absl::StatusOr<std::unique_ptr<SqliteStore>> directory;
+  EXPECT_NO_THROW(directory =
+                      SqliteStore::Open(SqliteOptions{.path = dir_.path()}));
+  EXPECT_FALSE(directory.ok());
+
+  auto empty = SqliteStore::Open(SqliteOptions{.path = ""});
+  EXPECT_EQ(empty.status().code(), absl::StatusCode::kInvalidArgument);
+
+  const std::string not_a_database = dir_.File("notes.txt");
+  std::ofstream(not_a_database) << "Ceci n'est pas une base de données.\n"
+                                << std::string(4096, 'x');
+  absl::StatusOr<std::unique_ptr<SqliteStore>> garbage;
+  EXPECT_NO_THROW(garbage =
+                      SqliteStore::Open(SqliteOptions{.path = not_a_database}));
+  EXPECT_FALSE(garbage.ok());
+}
+
+TEST_F(SqliteStoreTest, AFailedWriteIsAStatusAndChangesNothing) {
+  CreateSession("s1", "una");
+  // A duplicate primary key: the backend throws, the store returns.
+  absl::Status duplicate;
+  EXPECT_NO_THROW(duplicate = store_->CreateSession(
+                      MakeSession("s1", "una", now_), TermsFor("2026-11"), now_));
+  EXPECT_EQ(duplicate.code(), absl::StatusCode::kInternal) << duplicate;
+
+  // credits >= 0 is a constraint of the table: the whole update is undone.
+  absl::StatusOr<UserRecord> negative;
+  EXPECT_NO_THROW(negative =
+                      store_->AddCredits("una", -100, TermsFor("2026-11"), now_));
+  EXPECT_FALSE(negative.ok());
+  EXPECT_EQ(User("una").credits, 5);
+  // The store is still usable afterwards.
+  EXPECT_TRUE(Reserve("una", now_).has_value());
+}
+
+// --- Users ----------------------------------------------------------------------
+
+TEST_F(SqliteStoreTest, ReadsNeverCreateAUser) {
+  auto user = store_->FindUser("ghost");
+  ASSERT_TRUE(user.ok());
+  EXPECT_FALSE(user->has_value());
+  auto totals = store_->CountUserActivity("ghost");
+  ASSERT_TRUE(totals.ok());
+  EXPECT_EQ(totals->sessions, 0);
+  EXPECT_EQ(totals->messages, 0);
+  auto sessions = store_->ListSessions("ghost", 10);
+  ASSERT_TRUE(sessions.ok());
+  EXPECT_TRUE(sessions->empty());
+  auto session = store_->FindSession("nowhere");
+  ASSERT_TRUE(session.ok());
+  EXPECT_FALSE(session->has_value());
+  EXPECT_EQ(CountRows("users"), 0);
+}
+
+TEST_F(SqliteStoreTest, AWriteCreatesTheUserOnTheNewUserPlan) {
+  CreateSession("s1", "bob");
+  const UserRecord bob = User("bob");
+  EXPECT_EQ(bob.plan, Plan::kFree);
+  EXPECT_EQ(bob.status, UserStatus::kActive);
+  EXPECT_EQ(bob.credits, 5);
+  EXPECT_EQ(bob.credit_period, "2026-11");
+  EXPECT_EQ(bob.created_at, now_);
+}
+
+TEST_F(SqliteStoreTest, SetPlanGivesThePlansFullAllowance) {
+  const CreditTerms terms = TermsFor("2026-11");
+  auto basic = store_->SetPlan("carol", Plan::kBasic, terms, now_);
+  ASSERT_TRUE(basic.ok()) << basic.status();
+  EXPECT_EQ(basic->plan, Plan::kBasic);
+  EXPECT_EQ(basic->credits, 50);
+  EXPECT_EQ(User("carol").credits, 50);
+
+  auto premium = store_->SetPlan("carol", Plan::kPremium, terms, now_);
+  ASSERT_TRUE(premium.ok());
+  EXPECT_EQ(User("carol").plan, Plan::kPremium);
+
+  auto free = store_->SetPlan("carol", Plan::kFree, terms, now_);
+  ASSERT_TRUE(free.ok());
+  EXPECT_EQ(free->credits, 5);
+  EXPECT_EQ(User("carol").plan, Plan::kFree);
+  EXPECT_EQ(User("carol").credits, 5);
+}
+
+TEST_F(SqliteStoreTest, AddCreditsAddsToThisMonthsBalance) {
+  auto user = store_->AddCredits("dave", 3, TermsFor("2026-11"), now_);
+  ASSERT_TRUE(user.ok()) << user.status();
+  EXPECT_EQ(user->credits, 8);
+  EXPECT_EQ(User("dave").credits, 8);
+}
+
+TEST_F(SqliteStoreTest, ARowFromLastMonthIsRefilledFirst) {
+  // Created in October with nothing left.
+  CreateSession("s1", "erin", TermsFor("2026-10", /*free_credits=*/0));
+  EXPECT_EQ(User("erin").credits, 0);
+  EXPECT_EQ(User("erin").credit_period, "2026-10");
+
+  // November: refilled before the reservation is decided.
+  EXPECT_TRUE(Reserve("erin", now_, TermsFor("2026-11")).has_value());
+  EXPECT_EQ(User("erin").credits, 5);
+  EXPECT_EQ(User("erin").credit_period, "2026-11");
+}
+
+TEST_F(SqliteStoreTest, AddCreditsRefillsABasicRowFromLastMonthFirst) {
+  ASSERT_TRUE(
+      store_->SetPlan("fay", Plan::kBasic, TermsFor("2026-10", 5, 0), now_)
+          .ok());
+  EXPECT_EQ(User("fay").credits, 0);
+  auto user = store_->AddCredits("fay", 2, TermsFor("2026-11"), now_);
+  ASSERT_TRUE(user.ok());
+  EXPECT_EQ(user->credits, 52);
+  EXPECT_EQ(User("fay").credit_period, "2026-11");
+}
+
+TEST_F(SqliteStoreTest, InjectionLookingIdsAreStoredVerbatim) {
+  const std::string user_id = "x'); DROP TABLE users;--";
+  const std::string session_id = "s' OR '1'='1";
+  SessionRecord session = MakeSession(session_id, user_id, now_);
+  session.title = "\"; DELETE FROM sessions; --";
+  ASSERT_TRUE(store_->CreateSession(session, TermsFor("2026-11"), now_).ok());
+
+  EXPECT_EQ(User(user_id).id, user_id);
+  const SessionRecord found = Session(session_id);
+  EXPECT_EQ(found.user_id, user_id);
+  EXPECT_EQ(found.title, session.title);
+  auto listed = store_->ListSessions(user_id, 10);
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].id, session_id);
+  // A near miss matches nothing: the quote is data, not SQL.
+  auto other = store_->FindSession("s");
+  ASSERT_TRUE(other.ok());
+  EXPECT_FALSE(other->has_value());
+  EXPECT_EQ(CountRows("users"), 1);
+  EXPECT_EQ(CountRows("sessions"), 1);
+}
+
+// --- Sessions --------------------------------------------------------------------
+
+TEST_F(SqliteStoreTest, ListsSessionsNewestUpdatedFirstWithinTheLimit) {
+  for (int i = 0; i < 3; ++i) {
+    SessionRecord s = MakeSession("s" + std::to_string(i), "gus",
+                                  now_ + absl::Minutes(i));
+    ASSERT_TRUE(store_->CreateSession(s, TermsFor("2026-11"), now_).ok());
+  }
+  // Renaming bumps updated_at: s0 becomes the newest.
+  ASSERT_TRUE(store_->RenameSession("s0", "Renommée", now_ + absl::Hours(1))
+                  .ok());
+  auto sessions = store_->ListSessions("gus", 2);
+  ASSERT_TRUE(sessions.ok());
+  ASSERT_EQ(sessions->size(), 2u);
+  EXPECT_EQ((*sessions)[0].id, "s0");
+  EXPECT_EQ((*sessions)[0].title, "Renommée");
+  EXPECT_EQ((*sessions)[1].id, "s2");
+}
+
+TEST_F(SqliteStoreTest, RenamingAMissingSessionIsNotFound) {
+  EXPECT_EQ(store_->RenameSession("nowhere", "t", now_).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(SqliteStoreTest, DeleteSessionRemovesItsMessagesOnly) {
+  CreateSession("doomed", "hal");
+  CreateSession("kept", "hal");
+  ASSERT_TRUE(
+      store_->CommitExchange(MakeExchange("doomed", "a", now_, std::nullopt))
+          .ok());
+  ASSERT_TRUE(
+      store_->CommitExchange(MakeExchange("kept", "b", now_, std::nullopt))
+          .ok());
+  ASSERT_EQ(CountMessagesOf("doomed"), 2);
+
+  EXPECT_TRUE(store_->DeleteSession("doomed").ok());
+  EXPECT_EQ(CountMessagesOf("doomed"), 0);
+  EXPECT_FALSE(store_->FindSession("doomed")->has_value());
+  EXPECT_EQ(CountMessagesOf("kept"), 2);
+
+  EXPECT_EQ(store_->DeleteSession("doomed").code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(SqliteStoreTest, ListRecentMessagesReturnsTheNewestOldestFirst) {
+  CreateSession("s1", "ivy");
+  for (const char* tag : {"m1", "m2", "m3"}) {
+    ASSERT_TRUE(
+        store_->CommitExchange(MakeExchange("s1", tag, now_, std::nullopt))
+            .ok());
+  }
+  auto messages = store_->ListRecentMessages("s1", 3);
+  ASSERT_TRUE(messages.ok());
+  ASSERT_EQ(messages->size(), 3u);
+  EXPECT_EQ((*messages)[0].id, "m2-assistant");
+  EXPECT_EQ((*messages)[1].id, "m3-user");
+  EXPECT_EQ((*messages)[1].role, Role::kUser);
+  EXPECT_EQ((*messages)[2].id, "m3-assistant");
+  EXPECT_EQ((*messages)[2].role, Role::kAssistant);
+}
+
+// --- Credit reservations ----------------------------------------------------------
+
+TEST_F(SqliteStoreTest, ReservesExactlyTheCreditsLeft) {
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_TRUE(Reserve("jay", now_).has_value()) << "reservation " << i;
+  }
+  EXPECT_FALSE(Reserve("jay", now_).has_value());
+  // Reserving holds credits, it does not spend them.
+  EXPECT_EQ(User("jay").credits, 5);
+  EXPECT_EQ(CountRows("credit_reservations"), 5);
+}
+
+TEST_F(SqliteStoreTest, ReleaseCreditFreesOneAndIsIdempotent) {
+  std::optional<CreditReservation> first = Reserve("kim", now_);
+  ASSERT_TRUE(first.has_value());
+  for (int i = 1; i < 5; ++i) ASSERT_TRUE(Reserve("kim", now_).has_value());
+  ASSERT_FALSE(Reserve("kim", now_).has_value());
+
+  EXPECT_TRUE(store_->ReleaseCredit(*first).ok());
+  EXPECT_TRUE(store_->ReleaseCredit(*first).ok());  // Idempotent.
+  EXPECT_TRUE(Reserve("kim", now_).has_value());
+  EXPECT_FALSE(Reserve("kim", now_).has_value());
+}
+
+TEST_F(SqliteStoreTest, AnExpiredReservationNoLongerHoldsACredit) {
+  // Five reservations that expire at now + 1 minute.
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(store_
+                    ->ReserveCredit("lea", TermsFor("2026-11"), now_,
+                                    now_ + absl::Minutes(1))
+                    ->has_value());
+  }
+  EXPECT_FALSE(Reserve("lea", now_ + absl::Seconds(59)).has_value());
+  // expires_at <= now: expired, exactly at the boundary.
+  EXPECT_TRUE(Reserve("lea", now_ + absl::Minutes(1)).has_value());
+}
+
+TEST_F(SqliteStoreTest, ConcurrentReservationsNeverExceedTheCredits) {
+  ASSERT_TRUE(store_->SetPlan("max", Plan::kBasic, TermsFor("2026-11"), now_)
+                  .ok());
+  std::atomic<int> granted = 0;
+  std::atomic<int> errors = 0;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 20; ++i) {
+        auto r = store_->ReserveCredit("max", TermsFor("2026-11"), now_,
+                                       now_ + absl::Minutes(5));
+        if (!r.ok()) {
+          ++errors;
+        } else if (r->has_value()) {
+          ++granted;
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(granted.load(), 50);
+  EXPECT_EQ(CountRows("credit_reservations"), 50);
+}
+
+// --- CommitExchange --------------------------------------------------------------
+
+TEST_F(SqliteStoreTest, CommitExchangeChargesOneCreditAndStoresBothMessages) {
+  CreateSession("s1", "ned");
+  std::optional<CreditReservation> reservation = Reserve("ned", now_);
+  ASSERT_TRUE(reservation.has_value());
+  const absl::Time later = now_ + absl::Seconds(3);
+
+  auto result = store_->CommitExchange(MakeExchange("s1", "x", later, reservation));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->remaining_credits, 4);
+  EXPECT_EQ(User("ned").credits, 4);
+  EXPECT_EQ(CountRows("credit_reservations"), 0);
+  EXPECT_EQ(CountMessagesOf("s1"), 2);
+
+  const SessionRecord session = Session("s1");
+  EXPECT_EQ(session.message_count, 2);
+  EXPECT_EQ(session.last_message, "Réponse x");
+  EXPECT_EQ(session.updated_at, later);
+  EXPECT_EQ(session.created_at, now_);
+
+  ASSERT_TRUE(store_->CommitExchange(
+                  MakeExchange("s1", "y", later, Reserve("ned", later)))
+                  .ok());
+  EXPECT_EQ(Session("s1").message_count, 4);
+  EXPECT_EQ(Session("s1").last_message, "Réponse y");
+  EXPECT_EQ(User("ned").credits, 3);
+}
+
+TEST_F(SqliteStoreTest, CommitExchangeCreatesANewSessionInTheSameTransaction) {
+  std::optional<CreditReservation> reservation = Reserve("olga", now_);
+  Exchange exchange = MakeExchange("fresh", "z", now_, reservation);
+  exchange.new_session = MakeSession("fresh", "olga", now_);
+  auto result = store_->CommitExchange(exchange);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(Session("fresh").user_id, "olga");
+  EXPECT_EQ(Session("fresh").message_count, 2);
+  EXPECT_EQ(CountMessagesOf("fresh"), 2);
+}
+
+TEST_F(SqliteStoreTest, CommitExchangeWithoutReservationChargesNothing) {
+  ASSERT_TRUE(
+      store_->SetPlan("pia", Plan::kPremium, TermsFor("2026-11"), now_).ok());
+  CreateSession("s1", "pia");
+  auto result = store_->CommitExchange(MakeExchange("s1", "p", now_, std::nullopt));
+  ASSERT_TRUE(result.ok());
+  EXPECT_FALSE(result->remaining_credits.has_value());
+  EXPECT_EQ(CountMessagesOf("s1"), 2);
+}
+
+TEST_F(SqliteStoreTest, CommitExchangeWithNoCreditLeftStoresNothing) {
+  // One credit a month: reserved, then charged by a first exchange.
+  const CreditTerms one_credit = TermsFor("2026-11", /*free_credits=*/1);
+  CreateSession("s1", "quin", one_credit);
+  std::optional<CreditReservation> reservation =
+      Reserve("quin", now_, one_credit);
+  ASSERT_TRUE(reservation.has_value());
+  Exchange first = MakeExchange("s1", "ok", now_, reservation);
+  first.terms = one_credit;
+  auto charged = store_->CommitExchange(first);
+  ASSERT_TRUE(charged.ok()) << charged.status();
+  EXPECT_EQ(charged->remaining_credits, 0);
+  const SessionRecord before = Session("s1");
+
+  // The same reservation again (say, replayed) finds 0 credits: refused,
+  // and neither the messages, the summary nor the new session are stored.
+  Exchange again = MakeExchange("s2", "late", now_ + absl::Minutes(1),
+                                reservation);
+  again.terms = one_credit;
+  again.new_session = MakeSession("s2", "quin", now_);
+  auto refused = store_->CommitExchange(again);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted)
+      << refused.status();
+  EXPECT_FALSE(store_->FindSession("s2")->has_value());
+  EXPECT_EQ(CountMessagesOf("s2"), 0);
+  EXPECT_EQ(CountRows("messages"), 2);
+  EXPECT_EQ(User("quin").credits, 0);
+
+  // Into the existing session: its summary is untouched.
+  Exchange existing = MakeExchange("s1", "late2", now_ + absl::Minutes(2),
+                                   reservation);
+  existing.terms = one_credit;
+  EXPECT_EQ(store_->CommitExchange(existing).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  const SessionRecord after = Session("s1");
+  EXPECT_EQ(after.message_count, before.message_count);
+  EXPECT_EQ(after.last_message, before.last_message);
+  EXPECT_EQ(after.updated_at, before.updated_at);
+  EXPECT_EQ(CountMessagesOf("s1"), 2);
+}
+
+TEST_F(SqliteStoreTest, CommitExchangeIntoAMissingSessionStoresNothing) {
+  std::optional<CreditReservation> reservation = Reserve("ros", now_);
+  ASSERT_TRUE(reservation.has_value());
+  auto result =
+      store_->CommitExchange(MakeExchange("vanished", "v", now_, reservation));
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(CountRows("messages"), 0);
+  EXPECT_EQ(User("ros").credits, 5);
+  // Still held: the caller releases it.
+  EXPECT_EQ(CountRows("credit_reservations"), 1);
+}
+
+}  // namespace
+}  // namespace coach
