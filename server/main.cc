@@ -9,6 +9,7 @@
 #include "server/app/coach_server.h"
 #include "server/app/server_flags.h"
 #include "server/coach/offline_coach.h"
+#include "server/coach/openai_coach.h"
 #include "server/core/clock.h"
 #include "server/core/log.h"
 #include "storage/sqlite_store.h"
@@ -47,15 +48,20 @@ int main(int argc, char** argv) {
   }
 
   std::unique_ptr<coach::Coach> coach;
-  if (config->openai_api_key.empty()) {
+  if (config->openai.api_key.empty()) {
     coach::LogInfo("coach: offline (OPENAI_API_KEY is not set)");
     coach = std::make_unique<coach::OfflineCoach>();
   } else {
-    // The OpenAI client is issue #5; until then the key is accepted but the
-    // offline coach answers, and we say so.
-    coach::LogWarning("coach: OPENAI_API_KEY is set but the OpenAI client is "
-                      "not built yet; the offline coach answers");
-    coach = std::make_unique<coach::OfflineCoach>();
+    auto openai = coach::OpenAiCoach::Create(config->openai);
+    if (!openai.ok()) {
+      coach::LogError("coach: %s", openai.status().ToString());
+      return EXIT_FAILURE;
+    }
+    coach::LogInfo("coach: OpenAI %s at %s (timeout %s, %d retries)",
+                   config->openai.model, config->openai.base_url,
+                   absl::FormatDuration(config->openai.timeout),
+                   config->openai.max_retries);
+    coach = *std::move(openai);
   }
 
   coach::RealClock clock;

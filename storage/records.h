@@ -38,12 +38,22 @@ struct SessionRecord {
   absl::Time updated_at;
 };
 
+// What producing a reply cost, as the AI provider billed it.
+struct TokenUsage {
+  int32_t prompt_tokens = 0;
+  int32_t completion_tokens = 0;
+};
+
 struct MessageRecord {
   std::string id;
   std::string session_id;
   Role role = Role::kUser;
   std::string content;
   absl::Time created_at;
+  // Assistant messages from a provider that reports them: the model that
+  // wrote the reply and its token usage (what a real bill is made of).
+  std::string model;
+  std::optional<TokenUsage> usage;
 };
 
 // A user's totals over all of their sessions.

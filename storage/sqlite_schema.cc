@@ -13,7 +13,7 @@ namespace {
 // Times are UTC microseconds since the Unix epoch. Lists are served by an
 // index each: a user's sessions by updated_at, a session's messages by seq
 // (insertion order, which is time order).
-constexpr std::array<absl::string_view, 1> kMigrations = {
+constexpr std::array<absl::string_view, 2> kMigrations = {
     // 1: users, sessions, messages, credit reservations.
     R"sql(
 CREATE TABLE users (
@@ -56,6 +56,13 @@ CREATE TABLE credit_reservations (
 ) STRICT;
 CREATE INDEX credit_reservations_by_user
   ON credit_reservations (user_id, expires_at);
+)sql",
+    // 2: the model and token usage of assistant replies (NULL when the
+    // coach reports none, as the offline coach).
+    R"sql(
+ALTER TABLE messages ADD COLUMN model TEXT;
+ALTER TABLE messages ADD COLUMN prompt_tokens INTEGER;
+ALTER TABLE messages ADD COLUMN completion_tokens INTEGER;
 )sql",
 };
 

@@ -210,13 +210,20 @@ void InsertSession(Connection& c, const SessionRecord& s) {
 
 void InsertMessage(Connection& c, const MessageRecord& m) {
   Connection::Statement q = c.Prepare(
-      "INSERT INTO messages (id, session_id, role, content, created_at) "
-      "VALUES (?1, ?2, ?3, ?4, ?5)");
+      "INSERT INTO messages (id, session_id, role, content, created_at, "
+      "model, prompt_tokens, completion_tokens) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
   q->bind(1, m.id);
   q->bind(2, m.session_id);
   q->bind(3, RoleName(m.role));
   q->bind(4, m.content);
   q->bind(5, ToColumn(m.created_at));
+  // Unbound parameters are NULL (the statement's bindings were cleared).
+  if (!m.model.empty()) q->bind(6, m.model);
+  if (m.usage.has_value()) {
+    q->bind(7, m.usage->prompt_tokens);
+    q->bind(8, m.usage->completion_tokens);
+  }
   q->exec();
 }
 
@@ -462,21 +469,29 @@ absl::StatusOr<std::vector<MessageRecord>> SqliteStore::ListRecentMessages(
                  [&]() -> absl::StatusOr<std::vector<MessageRecord>> {
     ReaderLease c(*this);
     Connection::Statement q = (*c).Prepare(
-        "SELECT id, session_id, role, content, created_at FROM ("
-        "  SELECT seq, id, session_id, role, content, created_at FROM messages"
+        "SELECT id, session_id, role, content, created_at, model, "
+        "prompt_tokens, completion_tokens FROM ("
+        "  SELECT * FROM messages"
         "  WHERE session_id = ?1 ORDER BY seq DESC LIMIT ?2"
         ") ORDER BY seq ASC");
     q->bind(1, std::string(session_id));
     q->bind(2, limit);
     std::vector<MessageRecord> messages;
     while (q->executeStep()) {
-      messages.push_back(MessageRecord{
+      MessageRecord message{
           .id = q->getColumn(0).getString(),
           .session_id = q->getColumn(1).getString(),
           .role = RoleFromName(q->getColumn(2).getString()),
           .content = q->getColumn(3).getString(),
           .created_at = FromColumn(q->getColumn(4)),
-      });
+          .model = q->getColumn(5).getString(),  // "" for NULL
+          .usage = std::nullopt,
+      };
+      if (!q->getColumn(6).isNull()) {
+        message.usage = TokenUsage{.prompt_tokens = q->getColumn(6).getInt(),
+                                   .completion_tokens = q->getColumn(7).getInt()};
+      }
+      messages.push_back(std::move(message));
     }
     return messages;
   });

@@ -58,12 +58,18 @@ Exchange MakeExchange(const std::string& session_id, const std::string& tag,
                                         .session_id = session_id,
                                         .role = Role::kUser,
                                         .content = "Question " + tag,
-                                        .created_at = now};
+                                        .created_at = now,
+                                        .model = {},
+                                        .usage = std::nullopt};
   exchange.assistant_message = MessageRecord{.id = tag + "-assistant",
                                              .session_id = session_id,
                                              .role = Role::kAssistant,
                                              .content = "Réponse " + tag,
-                                             .created_at = now};
+                                             .created_at = now,
+                                             .model = "test-model",
+                                             .usage = TokenUsage{
+                                                 .prompt_tokens = 120,
+                                                 .completion_tokens = 45}};
   exchange.last_message = "Réponse " + tag;
   exchange.reservation = std::move(reservation);
   exchange.terms = TermsFor("2026-11");

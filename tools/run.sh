@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian 12 machine, builds in Release and runs the service:
 #   ./tools/run.sh
-# coach-server (gRPC, 127.0.0.1:50051) on the SQLite file data/coach.db, with
-# the offline coach unless OPENAI_API_KEY is set. Every setting can be changed
-# through its environment variable (COACH_DB_PATH, COACH_GRPC_LISTEN, ...;
-# see README.md) or flag (arguments are passed to coach-server).
-# Ctrl-C stops it gracefully.
+# - coach-server (gRPC on 127.0.0.1:50051) on the SQLite file data/coach.db,
+#   with the offline coach unless OPENAI_API_KEY is set;
+# - coach-proxy (the REST API on :3000) in front of it.
+# Every setting can be changed through its environment variable (see
+# README.md). Ctrl-C (or SIGTERM) stops both gracefully.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,8 +13,20 @@ cd "$(dirname "$0")/.."
 
 BUILD_DIR=${COACH_RUN_BUILD_DIR:-build/release}
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
-cmake --build "$BUILD_DIR" -j "${COACH_JOBS:-2}" --target coach-server
+cmake --build "$BUILD_DIR" -j "${COACH_JOBS:-2}" --target coach-server coach-proxy
 
 export COACH_DB_PATH=${COACH_DB_PATH:-data/coach.db}
 mkdir -p "$(dirname "$COACH_DB_PATH")"
-exec "$BUILD_DIR/server/coach-server" "$@"
+
+"$BUILD_DIR/server/coach-server" &
+server_pid=$!
+"$BUILD_DIR/proxy/coach-proxy" &
+proxy_pid=$!
+
+stop() {
+  kill -TERM "$proxy_pid" "$server_pid" 2>/dev/null || true
+  wait "$proxy_pid" "$server_pid" 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+# Either process ending ends the service.
+wait -n "$server_pid" "$proxy_pid"

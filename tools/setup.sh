@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential cmake pkg-config git ca-certificates
+  build-essential cmake pkg-config git ca-certificates curl
   protobuf-compiler libprotobuf-dev
   libgrpc++-dev protobuf-compiler-grpc
   libabsl-dev

@@ -44,6 +44,11 @@ absl::StatusOr<std::unique_ptr<CoachServer>> CoachServer::Start(
   // coach-proxy; TLS terminates in front of the proxy.
   builder.AddListeningPort(config.grpc_listen,
                            grpc::InsecureServerCredentials(), &server->port_);
+  // One client (coach-proxy) multiplexes every user's call on one HTTP/2
+  // connection; sends wait seconds on the AI, so allow far more streams at
+  // once than HTTP/2's customary 100, or calls queue behind slow ones.
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             config.grpc_max_concurrent_streams);
   builder.RegisterService(&server->chat_service_);
   builder.RegisterService(&server->user_service_);
   std::vector<std::unique_ptr<

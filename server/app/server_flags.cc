@@ -15,12 +15,48 @@ ABSL_FLAG(std::string, db_path, kDefaults.db_path,
           "SQLite database file (created if missing). Env: COACH_DB_PATH");
 ABSL_FLAG(std::string, grpc_listen, kDefaults.grpc_listen,
           "gRPC listen address. Env: COACH_GRPC_LISTEN");
+ABSL_FLAG(int, grpc_max_concurrent_streams,
+          kDefaults.grpc_max_concurrent_streams,
+          "Concurrent calls per client connection. "
+          "Env: COACH_GRPC_MAX_CONCURRENT_STREAMS");
 ABSL_FLAG(std::string, admin_token, "",
           "Bearer token for the admin RPCs; empty disables them. "
           "Env: COACH_ADMIN_TOKEN");
 ABSL_FLAG(std::string, openai_api_key, "",
-          "OpenAI API key; empty: the offline coach answers. "
-          "Env: OPENAI_API_KEY");
+          "OpenAI API key; empty: the offline coach answers. Prefer the "
+          "environment (a flag shows in `ps`). Env: OPENAI_API_KEY");
+ABSL_FLAG(std::string, openai_base_url, kDefaults.openai.base_url,
+          "OpenAI-compatible API base URL. Env: OPENAI_BASE_URL");
+ABSL_FLAG(std::string, openai_model, kDefaults.openai.model,
+          "Chat model. Env: OPENAI_MODEL");
+ABSL_FLAG(int, openai_max_tokens, kDefaults.openai.max_tokens,
+          "max_tokens of a reply. Env: OPENAI_MAX_TOKENS");
+ABSL_FLAG(double, openai_temperature, kDefaults.openai.temperature,
+          "Sampling temperature. Env: OPENAI_TEMPERATURE");
+ABSL_FLAG(absl::Duration, openai_connect_timeout,
+          kDefaults.openai.connect_timeout,
+          "Connect timeout. Env: OPENAI_CONNECT_TIMEOUT");
+ABSL_FLAG(absl::Duration, openai_timeout, kDefaults.openai.timeout,
+          "Whole-reply timeout, retries included. Env: OPENAI_TIMEOUT");
+ABSL_FLAG(int, openai_max_retries, kDefaults.openai.max_retries,
+          "Retries on connection errors, 408, 409, 429 and 5xx. "
+          "Env: OPENAI_MAX_RETRIES");
+ABSL_FLAG(absl::Duration, openai_retry_base_delay,
+          kDefaults.openai.retry_base_delay,
+          "First retry's backoff (doubles each retry). "
+          "Env: OPENAI_RETRY_BASE_DELAY");
+ABSL_FLAG(absl::Duration, openai_retry_max_delay,
+          kDefaults.openai.retry_max_delay,
+          "Longest computed backoff. Env: OPENAI_RETRY_MAX_DELAY");
+ABSL_FLAG(absl::Duration, openai_max_retry_after,
+          kDefaults.openai.max_retry_after,
+          "Longest Retry-After honoured. Env: OPENAI_MAX_RETRY_AFTER");
+ABSL_FLAG(int, openai_context_tokens, kDefaults.openai.context_token_budget,
+          "Token budget of the context sent. Env: OPENAI_CONTEXT_TOKENS");
+ABSL_FLAG(int, openai_max_idle_connections,
+          kDefaults.openai.max_idle_connections,
+          "Idle keep-alive connections kept to the API. "
+          "Env: OPENAI_MAX_IDLE_CONNECTIONS");
 ABSL_FLAG(int, max_user_id_length, kDefaults.limits.max_user_id_length,
           "Longest userId, in characters. Env: COACH_MAX_USER_ID_LENGTH");
 ABSL_FLAG(int, max_message_length, kDefaults.limits.max_message_length,
@@ -74,8 +110,21 @@ absl::StatusOr<Config> LoadServerConfig(int argc, char** argv) {
   const std::vector<EnvFlag> bindings = {
       {"db_path", "COACH_DB_PATH"},
       {"grpc_listen", "COACH_GRPC_LISTEN"},
+      {"grpc_max_concurrent_streams", "COACH_GRPC_MAX_CONCURRENT_STREAMS"},
       {"admin_token", "COACH_ADMIN_TOKEN"},
       {"openai_api_key", "OPENAI_API_KEY"},
+      {"openai_base_url", "OPENAI_BASE_URL"},
+      {"openai_model", "OPENAI_MODEL"},
+      {"openai_max_tokens", "OPENAI_MAX_TOKENS"},
+      {"openai_temperature", "OPENAI_TEMPERATURE"},
+      {"openai_connect_timeout", "OPENAI_CONNECT_TIMEOUT"},
+      {"openai_timeout", "OPENAI_TIMEOUT"},
+      {"openai_max_retries", "OPENAI_MAX_RETRIES"},
+      {"openai_retry_base_delay", "OPENAI_RETRY_BASE_DELAY"},
+      {"openai_retry_max_delay", "OPENAI_RETRY_MAX_DELAY"},
+      {"openai_max_retry_after", "OPENAI_MAX_RETRY_AFTER"},
+      {"openai_context_tokens", "OPENAI_CONTEXT_TOKENS"},
+      {"openai_max_idle_connections", "OPENAI_MAX_IDLE_CONNECTIONS"},
       {"max_user_id_length", "COACH_MAX_USER_ID_LENGTH"},
       {"max_message_length", "COACH_MAX_MESSAGE_LENGTH"},
       {"max_title_length", "COACH_MAX_TITLE_LENGTH"},
@@ -101,8 +150,24 @@ absl::StatusOr<Config> LoadServerConfig(int argc, char** argv) {
   Config config;
   config.db_path = absl::GetFlag(FLAGS_db_path);
   config.grpc_listen = absl::GetFlag(FLAGS_grpc_listen);
+  config.grpc_max_concurrent_streams =
+      absl::GetFlag(FLAGS_grpc_max_concurrent_streams);
   config.admin_token = absl::GetFlag(FLAGS_admin_token);
-  config.openai_api_key = absl::GetFlag(FLAGS_openai_api_key);
+  OpenAiOptions& openai = config.openai;
+  openai.api_key = absl::GetFlag(FLAGS_openai_api_key);
+  openai.base_url = absl::GetFlag(FLAGS_openai_base_url);
+  openai.model = absl::GetFlag(FLAGS_openai_model);
+  openai.max_tokens = absl::GetFlag(FLAGS_openai_max_tokens);
+  openai.temperature = absl::GetFlag(FLAGS_openai_temperature);
+  openai.connect_timeout = absl::GetFlag(FLAGS_openai_connect_timeout);
+  openai.timeout = absl::GetFlag(FLAGS_openai_timeout);
+  openai.max_retries = absl::GetFlag(FLAGS_openai_max_retries);
+  openai.retry_base_delay = absl::GetFlag(FLAGS_openai_retry_base_delay);
+  openai.retry_max_delay = absl::GetFlag(FLAGS_openai_retry_max_delay);
+  openai.max_retry_after = absl::GetFlag(FLAGS_openai_max_retry_after);
+  openai.context_token_budget = absl::GetFlag(FLAGS_openai_context_tokens);
+  openai.max_idle_connections =
+      absl::GetFlag(FLAGS_openai_max_idle_connections);
   Limits& limits = config.limits;
   limits.max_user_id_length = absl::GetFlag(FLAGS_max_user_id_length);
   limits.max_message_length = absl::GetFlag(FLAGS_max_message_length);
@@ -143,6 +208,7 @@ absl::Status CheckConfig(const Config& config) {
       {"max_messages_per_session", l.max_messages_per_session},
       {"max_credit_grant", l.max_credit_grant},
       {"sqlite_reader_connections", config.sqlite_reader_connections},
+      {"grpc_max_concurrent_streams", config.grpc_max_concurrent_streams},
   };
   for (const auto& [name, value] : positive) {
     if (value <= 0) {
@@ -160,6 +226,26 @@ absl::Status CheckConfig(const Config& config) {
   // balance would reach the coach before being refused.
   if (config.credit_reservation_ttl <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("--credit_reservation_ttl must be positive");
+  }
+  const OpenAiOptions& ai = config.openai;
+  if (ai.max_tokens <= 0 || ai.context_token_budget <= 0 ||
+      ai.max_retries < 0 || ai.max_idle_connections < 0 ||
+      ai.temperature < 0 || ai.temperature > 2 ||
+      ai.timeout <= absl::ZeroDuration() ||
+      ai.connect_timeout <= absl::ZeroDuration() ||
+      ai.retry_base_delay < absl::ZeroDuration() ||
+      ai.retry_max_delay < absl::ZeroDuration() ||
+      ai.max_retry_after < absl::ZeroDuration() || ai.model.empty() ||
+      ai.base_url.empty()) {
+    return absl::InvalidArgumentError(
+        "OpenAI settings: tokens and timeouts must be positive, retries not "
+        "negative, temperature in [0, 2], model and base URL set");
+  }
+  // A hold must outlive the slowest reply, or the credit would be freed
+  // while the coach is still writing.
+  if (config.credit_reservation_ttl <= ai.timeout) {
+    return absl::InvalidArgumentError(
+        "--credit_reservation_ttl must exceed --openai_timeout");
   }
   if (config.shutdown_grace < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("--shutdown_grace must not be negative");

@@ -4,10 +4,12 @@
 //
 // Contract: thread-safe; may be slow; may fail. A failure is a Status
 // (UNAVAILABLE when no reply could be had — timeout, network, provider
-// error; INTERNAL when the provider answered nonsense). No exception escapes.
+// error; INTERNAL when the provider answered nonsense; or one of errors.h's
+// reasoned errors, passed on to the user as is). No exception escapes.
 #ifndef COACH_SERVER_COACH_COACH_H_
 #define COACH_SERVER_COACH_COACH_H_
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +32,9 @@ struct CoachRequest {
 
 struct CoachReply {
   std::string content;
+  // Set by providers that report them (stored with the message).
+  std::string model;
+  std::optional<TokenUsage> usage;
 };
 
 class Coach {

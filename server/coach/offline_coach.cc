@@ -540,7 +540,9 @@ absl::StatusOr<CoachReply> OfflineCoach::Reply(const CoachRequest& request) {
   const absl::string_view thanks =
       continues_conversation && theme.thanks_for_details ? kThanksForDetails
                                                          : "";
-  return CoachReply{absl::StrCat(thanks, body)};
+  CoachReply reply;
+  reply.content = absl::StrCat(thanks, body);
+  return reply;
 }
 
 }  // namespace coach

@@ -170,16 +170,18 @@ absl::StatusOr<SendResult> Chat::SendMessage(absl::string_view user_id,
   request.conversation.push_back(CoachTurn{.role = Role::kUser, .content = text});
 
   absl::StatusOr<CoachReply> reply = coach_.Reply(request);
-  if (!reply.ok() || TrimSpaces(reply->content).empty() ||
-      !IsValidUtf8(reply->content)) {
+  if (!reply.ok()) {
     Release(reservation);
-    if (!reply.ok()) {
-      LogWarning("coach reply failed: %s", reply.status().ToString());
-      return absl::IsUnavailable(reply.status()) ||
-                     absl::IsDeadlineExceeded(reply.status())
-                 ? AiUnavailableError()
-                 : InternalError();
-    }
+    // A reasoned error (e.g. CONTENT_FILTERED) is meant for the user.
+    if (!ReasonOf(reply.status()).empty()) return reply.status();
+    LogWarning("coach reply failed: %s", reply.status().ToString());
+    return absl::IsUnavailable(reply.status()) ||
+                   absl::IsDeadlineExceeded(reply.status())
+               ? AiUnavailableError()
+               : InternalError();
+  }
+  if (TrimSpaces(reply->content).empty() || !IsValidUtf8(reply->content)) {
+    Release(reservation);
     LogWarning("coach reply rejected: empty or not UTF-8");
     return InternalError();
   }
@@ -192,13 +194,17 @@ absl::StatusOr<SendResult> Chat::SendMessage(absl::string_view user_id,
                                         .session_id = target_session_id,
                                         .role = Role::kUser,
                                         .content = std::move(text),
-                                        .created_at = started};
+                                        .created_at = started,
+                                        .model = {},
+                                        .usage = std::nullopt};
   exchange.assistant_message =
       MessageRecord{.id = NewRandomId(),
                     .session_id = target_session_id,
                     .role = Role::kAssistant,
                     .content = std::move(reply->content),
-                    .created_at = replied};
+                    .created_at = replied,
+                    .model = std::move(reply->model),
+                    .usage = reply->usage};
   exchange.last_message =
       Shorten(exchange.assistant_message.content,
               static_cast<size_t>(config_.limits.preview_length));

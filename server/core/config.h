@@ -41,15 +41,46 @@ struct PlanCredits {
   int32_t basic_monthly_credits = 50;
 };
 
+// The OpenAI chat-completions coach, used when `api_key` is set. Defaults
+// are the API page's (model, max tokens, temperature) and the official SDKs'
+// (base URL, connect timeout, 2 retries with exponential backoff).
+struct OpenAiOptions {
+  // Empty: the offline coach answers. Never logged, never stored.
+  std::string api_key;
+  // Any OpenAI-compatible server (a gateway, a local model server).
+  std::string base_url = "https://api.openai.com/v1";
+  std::string model = "gpt-4o-mini";
+  int max_tokens = 1000;
+  double temperature = 0.7;
+  absl::Duration connect_timeout = absl::Seconds(5);
+  // The whole reply, retries and their waits included. Below coach-proxy's
+  // upstream deadline (60 s), so that the user gets our answer, not the
+  // proxy's 504.
+  absl::Duration timeout = absl::Seconds(45);
+  int max_retries = 2;
+  // Backoff before retry n (1-based): base * 2^(n-1), capped, with jitter.
+  absl::Duration retry_base_delay = absl::Milliseconds(500);
+  absl::Duration retry_max_delay = absl::Seconds(8);
+  // A Retry-After longer than this is not waited for (the SDKs' bound).
+  absl::Duration max_retry_after = absl::Seconds(60);
+  // Tokens of context sent: system prompt + history (newest kept) + the new
+  // message, estimated conservatively. gpt-4o-mini reads far more; the budget
+  // bounds cost and latency.
+  int context_token_budget = 8000;
+  // Idle keep-alive connections kept to the API.
+  int max_idle_connections = 16;
+};
+
 struct Config {
   std::string db_path = "coach.db";
   // Loopback by default: the proxy runs beside the server. Listen on
   // 0.0.0.0:50051 to serve other hosts.
   std::string grpc_listen = "127.0.0.1:50051";
+  // Concurrent calls per client connection (HTTP/2 streams).
+  int grpc_max_concurrent_streams = 4096;
   // Empty: the admin RPCs are refused.
   std::string admin_token;
-  // Empty: the offline coach answers.
-  std::string openai_api_key;
+  OpenAiOptions openai;
 
   Limits limits;
   PlanCredits plans;

@@ -59,6 +59,14 @@ absl::Status AiUnavailableError() {
                     "instant.");
 }
 
+absl::Status ContentFilteredError() {
+  return WithReason(absl::StatusCode::kFailedPrecondition,
+                    reason::kContentFiltered,
+                    "Le coach ne peut pas répondre à ce message : il enfreint "
+                    "les règles de contenu. Votre message n'a pas été "
+                    "décompté ; reformulez-le avec respect.");
+}
+
 absl::Status AdminUnauthenticatedError() {
   return WithReason(absl::StatusCode::kUnauthenticated,
                     reason::kUnauthenticated,

@@ -19,6 +19,7 @@ inline constexpr absl::string_view kSessionNotFound = "SESSION_NOT_FOUND";
 inline constexpr absl::string_view kSessionForbidden = "SESSION_FORBIDDEN";
 inline constexpr absl::string_view kNoCredits = "NO_CREDITS";
 inline constexpr absl::string_view kAiUnavailable = "AI_UNAVAILABLE";
+inline constexpr absl::string_view kContentFiltered = "CONTENT_FILTERED";
 inline constexpr absl::string_view kUnauthenticated = "UNAUTHENTICATED";
 inline constexpr absl::string_view kAdminDisabled = "ADMIN_DISABLED";
 inline constexpr absl::string_view kUnavailable = "UNAVAILABLE";
@@ -35,6 +36,8 @@ absl::Status SessionNotFoundError();
 absl::Status SessionForbiddenError();
 absl::Status NoCreditsError();
 absl::Status AiUnavailableError();
+// The AI provider's content filter stopped the reply.
+absl::Status ContentFilteredError();
 absl::Status AdminUnauthenticatedError();
 absl::Status AdminDisabledError();
 absl::Status InternalError();

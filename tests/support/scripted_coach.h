@@ -35,7 +35,11 @@ class ScriptedCoach final : public Coach {
     }
     --waiting_;
     if (!failure_.ok()) return failure_;
-    if (reply_.has_value()) return CoachReply{*reply_};
+    if (reply_.has_value()) {
+      CoachReply reply;
+      reply.content = *reply_;
+      return reply;
+    }
     return offline_.Reply(request);
   }
 

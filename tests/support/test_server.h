@@ -32,7 +32,9 @@ inline Config TestConfig() {
 
 class TestServer {
  public:
-  explicit TestServer(Config config = TestConfig())
+  // `coach`: the coach to serve with (it must outlive the server); null for
+  // the ScriptedCoach that coach() returns.
+  explicit TestServer(Config config = TestConfig(), Coach* coach = nullptr)
       : clock_(MidNovember2026()) {
     config.db_path = dir_.File("coach.db");
     config_ = config;
@@ -45,7 +47,8 @@ class TestServer {
       return;
     }
     store_ = *std::move(store);
-    auto server = CoachServer::Start(config_, *store_, coach_, clock_);
+    auto server = CoachServer::Start(
+        config_, *store_, coach != nullptr ? *coach : coach_, clock_);
     if (!server.ok()) {
       start_error_ = server.status();
       return;

@@ -1,0 +1,236 @@
+#include "proxy/coach_proxy.h"
+
+#include <httplib.h>
+
+#include <algorithm>
+#include <map>
+#include <string>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "google/protobuf/descriptor.h"
+#include "proxy/http_errors.h"
+#include "proxy/http_listener.h"
+#include "proxy/transcoder.h"
+#include "server/core/ids.h"
+#include "server/core/log.h"
+
+namespace coach::proxy {
+namespace {
+
+constexpr char kJsonContentType[] = "application/json; charset=utf-8";
+constexpr char kRequestIdHeader[] = "X-Request-Id";
+// A client's request id is kept only if it is short and plain: it goes into
+// logs and metadata.
+constexpr size_t kMaxRequestIdLength = 128;
+
+std::string RequestIdOf(const httplib::Request& request) {
+  const std::string given = request.get_header_value(kRequestIdHeader);
+  const bool plain =
+      !given.empty() && given.size() <= kMaxRequestIdLength &&
+      std::all_of(given.begin(), given.end(), [](char c) {
+        return absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
+               c == '-' || c == '_' || c == '.' || c == ':';
+      });
+  return plain ? given : NewRandomId();
+}
+
+void Reply(httplib::Response& response, const HttpError& error) {
+  response.status = error.status;
+  response.set_content(error.body, kJsonContentType);
+}
+
+int64_t SecondsOf(absl::Duration d) { return absl::ToInt64Seconds(d); }
+
+}  // namespace
+
+CoachProxy::CoachProxy(const ProxyConfig& config, RouteTable routes)
+    : config_(config),
+      routes_(std::move(routes)),
+      upstream_(config.grpc_target, config.upstream_deadline),
+      http_(std::make_unique<httplib::Server>()) {}
+
+CoachProxy::~CoachProxy() { Stop(); }
+
+absl::StatusOr<std::unique_ptr<CoachProxy>> CoachProxy::Start(
+    const ProxyConfig& config) {
+  auto routes = RouteTable::FromServices(
+      *google::protobuf::DescriptorPool::generated_pool(), config.services);
+  if (!routes.ok()) return routes.status();
+  std::unique_ptr<CoachProxy> proxy(new CoachProxy(config, *std::move(routes)));
+  proxy->Configure();
+  auto port = BindHttpServer(*proxy->http_, config.http_listen,
+                             config.listen_backlog);
+  if (!port.ok()) return port.status();
+  proxy->port_ = *port;
+  proxy->thread_ = std::thread([p = proxy.get()] { p->http_->listen_after_bind(); });
+  for (const Route& route : proxy->routes_.routes()) {
+    LogInfo("route %s %s -> %s", route.http_method, route.path.text(),
+            route.grpc_method);
+  }
+  return proxy;
+}
+
+void CoachProxy::Stop() {
+  if (http_ != nullptr) http_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+void CoachProxy::Configure() {
+  httplib::Server& http = *http_;
+  // Deliberate settings, not httplib's defaults: see http_listener.h.
+  TuneHttpServer(http, config_);
+
+  const auto handler = [this](const httplib::Request& request,
+                              httplib::Response& response) {
+    Handle(request, response);
+  };
+  // One catch-all per verb: the route table decides, not httplib's router.
+  http.Get(".*", handler);
+  http.Post(".*", handler);
+  http.Put(".*", handler);
+  http.Patch(".*", handler);
+  http.Delete(".*", handler);
+  http.Options(".*", [this](const httplib::Request& request,
+                            httplib::Response& response) {
+    HandlePreflight(request, response);
+  });
+
+  // Errors httplib answers itself (413, 414, malformed requests) get the
+  // documented body too. Our own error responses already have one.
+  http.set_error_handler(httplib::Server::HandlerWithResponse(
+      [this](const httplib::Request& request, httplib::Response& response) {
+    if (!response.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    // Refused before routing: Handle() did not run, so no id was set yet.
+    const std::string request_id = RequestIdOf(request);
+    response.set_header(kRequestIdHeader, request_id);
+    std::string message = "Requête HTTP invalide.";
+    absl::string_view reason = proxy_reason::kInvalidArgument;
+    if (response.status == 413) {
+      reason = proxy_reason::kPayloadTooLarge;
+      message = absl::StrCat("Le corps de la requête dépasse ",
+                             config_.max_body_bytes, " octets.");
+    } else if (response.status == 414) {
+      message = "L'URL de la requête est trop longue.";
+    } else if (response.status >= 500) {
+      reason = proxy_reason::kInternal;
+      message = "Erreur serveur. Réessayez plus tard.";
+    }
+    Reply(response, MakeHttpError(response.status, reason, message));
+    ApplyCors(request, response);
+    if (config_.access_log) {
+      LogInfo("http %s - status=%d (refused by the HTTP layer) request_id=%s",
+              request.method, response.status, request_id);
+    }
+    return httplib::Server::HandlerResponse::Handled;
+  }));
+  // A handler that throws (a bug) must still answer in the documented shape.
+  http.set_exception_handler([](const httplib::Request&,
+                                httplib::Response& response,
+                                std::exception_ptr) {
+    LogError("unexpected exception in a request handler");
+    Reply(response, MakeHttpError(500, proxy_reason::kInternal,
+                                  "Erreur serveur. Réessayez plus tard."));
+  });
+}
+
+void CoachProxy::ApplyCors(const httplib::Request& request,
+                           httplib::Response& response) const {
+  const std::string origin = request.get_header_value("Origin");
+  if (origin.empty()) return;
+  const bool any = std::find(config_.cors_origins.begin(),
+                             config_.cors_origins.end(),
+                             "*") != config_.cors_origins.end();
+  const bool listed = std::find(config_.cors_origins.begin(),
+                                config_.cors_origins.end(),
+                                origin) != config_.cors_origins.end();
+  if (!any && !listed) return;
+  response.set_header("Access-Control-Allow-Origin", any ? "*" : origin);
+  if (!any) response.set_header("Vary", "Origin");
+  response.set_header("Access-Control-Expose-Headers", kRequestIdHeader);
+}
+
+void CoachProxy::HandlePreflight(const httplib::Request& request,
+                                 httplib::Response& response) {
+  ApplyCors(request, response);
+  response.status = 204;
+  if (!response.has_header("Access-Control-Allow-Origin")) return;
+  response.set_header("Access-Control-Allow-Methods",
+                      "GET, POST, PUT, PATCH, DELETE, OPTIONS");
+  response.set_header("Access-Control-Allow-Headers",
+                      absl::StrCat("Content-Type, ", kRequestIdHeader));
+  response.set_header("Access-Control-Max-Age",
+                      std::to_string(SecondsOf(config_.cors_max_age)));
+}
+
+void CoachProxy::Handle(const httplib::Request& request,
+                        httplib::Response& response) {
+  const absl::Time started = absl::Now();
+  const std::string request_id = RequestIdOf(request);
+  response.set_header(kRequestIdHeader, request_id);
+  ApplyCors(request, response);
+
+  const RouteTable::Match match = routes_.Find(request.method, request.path);
+  if (match.route == nullptr) {
+    if (match.allowed_methods.empty()) {
+      Reply(response,
+            MakeHttpError(404, proxy_reason::kRouteNotFound,
+                          absl::StrCat("Aucune route ", request.method, " ",
+                                       request.path, ".")));
+    } else {
+      response.set_header("Allow", absl::StrJoin(match.allowed_methods, ", "));
+      Reply(response,
+            MakeHttpError(405, proxy_reason::kMethodNotAllowed,
+                          absl::StrCat("Méthode ", request.method,
+                                       " non autorisée sur ", request.path,
+                                       " (autorisées : ",
+                                       absl::StrJoin(match.allowed_methods, ", "),
+                                       ").")));
+    }
+  } else {
+    const Route& route = *match.route;
+    auto upstream_request =
+        RequestFromHttp(route, match.bindings, request.params, request.body);
+    if (!upstream_request.ok()) {
+      Reply(response, MakeHttpError(400, proxy_reason::kInvalidArgument,
+                                    upstream_request.status().message()));
+    } else {
+      std::unique_ptr<google::protobuf::Message> upstream_response(
+          google::protobuf::MessageFactory::generated_factory()
+              ->GetPrototype(route.method->output_type())
+              ->New());
+      const grpc::Status status =
+          upstream_.Call(route.grpc_method, **upstream_request,
+                         *upstream_response, request_id);
+      if (!status.ok()) {
+        if (status.error_details().empty()) {
+          // A channel failure, not a server answer: worth a log line.
+          LogWarning("upstream %s failed: code=%d %s request_id=%s",
+                     route.grpc_method, static_cast<int>(status.error_code()),
+                     status.error_message(), request_id);
+        }
+        Reply(response, HttpErrorFromGrpc(status));
+      } else if (auto json = ResponseToJson(*upstream_response); json.ok()) {
+        response.status = 200;
+        response.set_content(*json, kJsonContentType);
+      } else {
+        Reply(response, MakeHttpError(500, proxy_reason::kInternal,
+                                      "Erreur serveur. Réessayez plus tard."));
+      }
+    }
+  }
+
+  if (config_.access_log) {
+    LogInfo("http %s %s status=%d duration_ms=%.1f request_id=%s",
+            request.method,
+            match.route != nullptr ? match.route->path.text() : "-",
+            response.status,
+            absl::ToDoubleMilliseconds(absl::Now() - started), request_id);
+  }
+}
+
+}  // namespace coach::proxy

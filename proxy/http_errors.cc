@@ -1,0 +1,153 @@
+#include "proxy/http_errors.h"
+
+#include <nlohmann/json.hpp>
+
+#include "google/rpc/error_details.pb.h"
+#include "google/rpc/status.pb.h"
+
+namespace coach::proxy {
+namespace {
+
+// Reasons whose HTTP status differs from their gRPC code's.
+struct ReasonStatus {
+  absl::string_view reason;
+  int http_status;
+};
+constexpr ReasonStatus kReasonStatuses[] = {
+    {"NO_CREDITS", 402},  // RESOURCE_EXHAUSTED would say 429: the page says 402
+};
+
+// Short labels: the page's own words where it has them (its 402 body and its
+// table of error codes), plain French for the others.
+struct ReasonLabel {
+  absl::string_view reason;
+  absl::string_view label;
+};
+constexpr ReasonLabel kReasonLabels[] = {
+    {"NO_CREDITS", "Crédits insuffisants"},
+    {"SESSION_NOT_FOUND", "Session non trouvée"},
+    {"SESSION_FORBIDDEN", "Session non autorisée"},
+    {"ROUTE_NOT_FOUND", "Route inconnue"},
+    {"AI_UNAVAILABLE", "Coach IA indisponible"},
+};
+
+absl::string_view LabelForStatus(int http_status) {
+  switch (http_status) {
+    case 400: return "Paramètres manquants ou invalides";
+    case 401: return "Authentification requise";
+    case 402: return "Crédits insuffisants";
+    case 403: return "Accès refusé";
+    case 404: return "Ressource non trouvée";
+    case 405: return "Méthode non autorisée";
+    case 408: return "Délai de requête dépassé";
+    case 409: return "Conflit";
+    case 413: return "Requête trop volumineuse";
+    case 414: return "URL trop longue";
+    case 429: return "Trop de requêtes";
+    case 501: return "Non implémenté";
+    case 503: return "Service indisponible";
+    case 504: return "Délai dépassé";
+    default: return http_status < 500 ? "Requête invalide" : "Erreur serveur";
+  }
+}
+
+absl::string_view Label(absl::string_view reason, int http_status) {
+  for (const ReasonLabel& entry : kReasonLabels) {
+    if (entry.reason == reason) return entry.label;
+  }
+  return LabelForStatus(http_status);
+}
+
+// The ErrorInfo reason in the status details, or "".
+std::string ReasonOf(const grpc::Status& status) {
+  google::rpc::Status details;
+  if (status.error_details().empty() ||
+      !details.ParseFromString(status.error_details())) {
+    return "";
+  }
+  for (const google::protobuf::Any& any : details.details()) {
+    google::rpc::ErrorInfo info;
+    if (any.UnpackTo(&info)) return info.reason();
+  }
+  return "";
+}
+
+// A reason for statuses that carry none (the channel's own failures).
+absl::string_view DefaultReason(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::UNAVAILABLE: return proxy_reason::kUnavailable;
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return proxy_reason::kDeadlineExceeded;
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return proxy_reason::kInvalidArgument;
+    default: return proxy_reason::kInternal;
+  }
+}
+
+// French messages for failures that carry no message fit for users.
+absl::string_view DefaultMessage(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::UNAVAILABLE:
+      return "Le service est momentanément indisponible. Réessayez dans un "
+             "instant.";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "Le service n'a pas répondu à temps. Réessayez dans un instant.";
+    default: return "Erreur serveur. Réessayez plus tard.";
+  }
+}
+
+}  // namespace
+
+int HttpStatusFromGrpc(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK: return 200;
+    case grpc::StatusCode::CANCELLED: return 499;
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::FAILED_PRECONDITION:
+    case grpc::StatusCode::OUT_OF_RANGE: return 400;
+    case grpc::StatusCode::UNAUTHENTICATED: return 401;
+    case grpc::StatusCode::PERMISSION_DENIED: return 403;
+    case grpc::StatusCode::NOT_FOUND: return 404;
+    case grpc::StatusCode::ALREADY_EXISTS:
+    case grpc::StatusCode::ABORTED: return 409;
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return 429;
+    case grpc::StatusCode::UNIMPLEMENTED: return 501;
+    case grpc::StatusCode::UNAVAILABLE: return 503;
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return 504;
+    case grpc::StatusCode::INTERNAL:
+    case grpc::StatusCode::UNKNOWN:
+    case grpc::StatusCode::DATA_LOSS:
+    default: return 500;
+  }
+}
+
+HttpError MakeHttpError(int http_status, absl::string_view reason,
+                        absl::string_view message) {
+  // Ordered: the documented body lists error, code, message in this order.
+  nlohmann::ordered_json body = {
+      {"error", std::string(Label(reason, http_status))},
+      {"code", std::string(reason)},
+      {"message", std::string(message)},
+  };
+  // Replace, not throw, on invalid UTF-8: an error body must always go out.
+  return HttpError{.status = http_status,
+                   .body = body.dump(-1, ' ', false,
+                                     nlohmann::ordered_json::error_handler_t::replace)};
+}
+
+HttpError HttpErrorFromGrpc(const grpc::Status& status) {
+  std::string reason = ReasonOf(status);
+  int http_status = HttpStatusFromGrpc(status.error_code());
+  for (const ReasonStatus& entry : kReasonStatuses) {
+    if (entry.reason == reason) http_status = entry.http_status;
+  }
+  // Only coach-server's own errors (with a reason) carry a message written
+  // for users; a channel failure's message is technical and stays in logs.
+  if (reason.empty()) {
+    return MakeHttpError(http_status, DefaultReason(status.error_code()),
+                         DefaultMessage(status.error_code()));
+  }
+  return MakeHttpError(http_status, reason, status.error_message());
+}
+
+}  // namespace coach::proxy

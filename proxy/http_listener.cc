@@ -1,0 +1,79 @@
+#include "proxy/http_listener.h"
+
+#include <httplib.h>
+#include <sys/socket.h>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace coach::proxy {
+namespace {
+
+absl::StatusOr<std::pair<std::string, int>> SplitHostPort(
+    const std::string& address) {
+  const size_t colon = address.rfind(':');
+  int port = 0;
+  if (colon == std::string::npos ||
+      !absl::SimpleAtoi(address.substr(colon + 1), &port) || port < 0 ||
+      port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("listen address \"", address, "\" is not host:port"));
+  }
+  std::string host = address.substr(0, colon);
+  // "[::]:3000" -> "::"
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  return std::make_pair(host, port);
+}
+
+}  // namespace
+
+void TuneHttpServer(httplib::Server& server, const ProxyConfig& config) {
+  server.set_tcp_nodelay(true);
+  server.set_keep_alive_max_count(
+      static_cast<size_t>(config.keep_alive_max_requests));
+  server.set_keep_alive_timeout(absl::ToInt64Seconds(config.keep_alive_timeout));
+  // cpp-httplib serves a connection on one worker for its whole life: size
+  // the pool for concurrent connections, not for cores.
+  const size_t threads = static_cast<size_t>(config.worker_threads);
+  server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  server.set_read_timeout(absl::ToInt64Seconds(config.read_timeout));
+  server.set_write_timeout(absl::ToInt64Seconds(config.write_timeout));
+  // Bodies above the cap are refused (413) before they are read.
+  server.set_payload_max_length(config.max_body_bytes);
+}
+
+absl::StatusOr<int> BindHttpServer(httplib::Server& server,
+                                   const std::string& listen, int backlog) {
+  auto address = SplitHostPort(listen);
+  if (!address.ok()) return address.status();
+  const auto& [host, requested_port] = *address;
+
+  // httplib offers no handle on its listening socket but this hook, called
+  // when it creates the socket; it replaces httplib's default options, so it
+  // sets SO_REUSEADDR as they do.
+  int listen_fd = -1;
+  server.set_socket_options([&listen_fd](int fd) {
+    int yes = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    listen_fd = fd;
+  });
+  int port = -1;
+  if (requested_port == 0) {
+    port = server.bind_to_any_port(host);
+  } else if (server.bind_to_port(host, requested_port)) {
+    port = requested_port;
+  }
+  if (port <= 0 || listen_fd < 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", listen));
+  }
+  // A second listen() on a listening socket only changes its backlog.
+  if (::listen(listen_fd, backlog) != 0) {
+    return absl::InternalError(absl::StrCat("cannot raise the listen backlog on ",
+                                            listen));
+  }
+  return port;
+}
+
+}  // namespace coach::proxy

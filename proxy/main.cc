@@ -1,0 +1,40 @@
+// coach-proxy: the documented REST API (port 3000), transcoded onto
+// coach-server's RPCs from their google.api.http annotations.
+#include <signal.h>
+
+#include <cstdlib>
+
+#include "proxy/coach_proxy.h"
+#include "proxy/proxy_flags.h"
+#include "server/core/log.h"
+
+int main(int argc, char** argv) {
+  // Only the main thread takes SIGINT/SIGTERM (threads inherit the mask).
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // A client that disconnects mid-response must not kill the process.
+  signal(SIGPIPE, SIG_IGN);
+
+  auto config = coach::proxy::LoadProxyConfig(argc, argv);
+  if (!config.ok()) {
+    coach::LogError("configuration: %s", config.status().ToString());
+    return EXIT_FAILURE;
+  }
+  auto proxy = coach::proxy::CoachProxy::Start(*config);
+  if (!proxy.ok()) {
+    coach::LogError("coach-proxy: %s", proxy.status().ToString());
+    return EXIT_FAILURE;
+  }
+  coach::LogInfo("coach-proxy listening on %s (port %d) -> coach-server %s",
+                 config->http_listen, (*proxy)->port(), config->grpc_target);
+
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  coach::LogInfo("signal %d: stopping", signal_number);
+  (*proxy)->Stop();
+  coach::LogInfo("coach-proxy stopped");
+  return EXIT_SUCCESS;
+}

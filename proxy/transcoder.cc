@@ -1,0 +1,179 @@
+#include "proxy/transcoder.h"
+
+#include <nlohmann/json.hpp>
+
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "google/protobuf/util/json_util.h"
+#include "server/core/status_macros.h"
+
+namespace coach::proxy {
+namespace {
+
+using google::protobuf::Descriptor;
+using google::protobuf::FieldDescriptor;
+using google::protobuf::Message;
+
+// Finds a field by its JSON name ("userId") or proto name ("user_id").
+const FieldDescriptor* FindField(const Descriptor& type,
+                                 absl::string_view name) {
+  const std::string key(name);
+  if (const FieldDescriptor* f = type.FindFieldByName(key)) return f;
+  for (int i = 0; i < type.field_count(); ++i) {
+    if (type.field(i)->json_name() == key) return type.field(i);
+  }
+  return nullptr;
+}
+
+absl::Status BadParameter(absl::string_view name, absl::string_view detail) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      "Le paramètre « ", name, " » est invalide : ", detail, "."));
+}
+
+// The JSON value that protobuf's JSON parser turns into `field` from the text
+// of a query or path parameter: a JSON string for every type (the mapping
+// accepts numbers and enum names as strings), but true/false for booleans.
+nlohmann::json ParameterValue(const FieldDescriptor& field,
+                              const std::string& text) {
+  if (field.cpp_type() == FieldDescriptor::CPPTYPE_BOOL) {
+    const std::string lower = absl::AsciiStrToLower(text);
+    if (lower == "true" || lower == "1") return true;
+    if (lower == "false" || lower == "0") return false;
+  }
+  return text;
+}
+
+// Adds `path` ("a.b") = `text` to the JSON object `root`, resolving each step
+// against the message type. Repeated scalar fields collect every value.
+absl::Status AddParameter(const Descriptor& type, absl::string_view path,
+                          const std::string& text, nlohmann::json& root) {
+  const std::vector<absl::string_view> steps = absl::StrSplit(path, '.');
+  const Descriptor* current = &type;
+  nlohmann::json* node = &root;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const FieldDescriptor* field = FindField(*current, steps[i]);
+    // Unknown parameters are ignored, like unknown body fields.
+    if (field == nullptr) return absl::OkStatus();
+    const bool last = i + 1 == steps.size();
+    if (!last) {
+      if (field->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE ||
+          field->is_repeated()) {
+        return BadParameter(path, "chemin de champ invalide");
+      }
+      current = field->message_type();
+      node = &(*node)[field->json_name()];
+      continue;
+    }
+    if (field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
+      return BadParameter(path, "un objet ne se passe pas en paramètre");
+    }
+    nlohmann::json value = ParameterValue(*field, text);
+    nlohmann::json& slot = (*node)[field->json_name()];
+    if (field->is_repeated()) {
+      slot.push_back(std::move(value));
+    } else {
+      slot = std::move(value);
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Merges JSON text into `message` with protobuf's parser.
+absl::Status MergeJson(const std::string& json, Message& message,
+                       absl::string_view what) {
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = true;
+  std::unique_ptr<Message> part(message.New());
+  const auto status =
+      google::protobuf::util::JsonStringToMessage(json, part.get(), options);
+  if (!status.ok()) {
+    // protobuf's detail is English and technical, but names the field and
+    // the type: worth keeping for the developer reading the 400.
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, ". Détail : ", std::string(status.message())));
+  }
+  message.MergeFrom(*part);
+  return absl::OkStatus();
+}
+
+// Merges one query or path parameter into `request`, through the JSON
+// mapping so that it takes the field's type.
+absl::Status MergeParameter(const Descriptor& type, absl::string_view name,
+                            const std::string& value, Message& request) {
+  nlohmann::json object = nlohmann::json::object();
+  if (absl::Status added = AddParameter(type, name, value, object);
+      !added.ok()) {
+    return added;
+  }
+  if (object.empty()) return absl::OkStatus();
+  std::string json;
+  try {
+    json = object.dump();
+  } catch (const nlohmann::json::exception&) {
+    // dump() refuses invalid UTF-8.
+    return BadParameter(name, "caractères invalides (UTF-8 attendu)");
+  }
+  return MergeJson(json, request,
+                   absl::StrCat("Le paramètre « ", name,
+                                " » n'a pas le type attendu"));
+}
+
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Message>> RequestFromHttp(
+    const Route& route, const PathBindings& bindings,
+    const std::multimap<std::string, std::string>& query,
+    const std::string& body) {
+  const Descriptor& type = *route.method->input_type();
+  std::unique_ptr<Message> request(
+      google::protobuf::MessageFactory::generated_factory()
+          ->GetPrototype(&type)
+          ->New());
+
+  // Query parameters first, then the body over them (a field the body sets
+  // wins), then path variables over both. Query parameters thus fill only
+  // what the body leaves out — `?userId=` on a PATCH with a JSON body.
+  for (const auto& [name, value] : query) {
+    COACH_RETURN_IF_ERROR(MergeParameter(type, name, value, *request));
+  }
+  if (!route.body.empty() &&
+      body.find_first_not_of(" \t\r\n") != std::string::npos) {
+    if (!nlohmann::json::accept(body)) {
+      return absl::InvalidArgumentError(
+          "Le corps de la requête n'est pas un JSON valide.");
+    }
+    Message* target = request.get();
+    if (route.body != "*") {
+      target = request->GetReflection()->MutableMessage(
+          request.get(), type.FindFieldByName(route.body));
+    }
+    COACH_RETURN_IF_ERROR(MergeJson(
+        body, *target,
+        "Le corps de la requête ne correspond pas au format attendu"));
+  }
+  for (const auto& [path, value] : bindings) {
+    COACH_RETURN_IF_ERROR(MergeParameter(type, path, value, *request));
+  }
+  return request;
+}
+
+absl::StatusOr<std::string> ResponseToJson(const Message& message) {
+  google::protobuf::util::JsonPrintOptions options;
+  // Clients expect 0, "" and [] to be there (the most common complaint about
+  // grpc-gateway and Envoy's defaults).
+  options.always_print_primitive_fields = true;
+  options.preserve_proto_field_names = false;
+  std::string json;
+  const auto status =
+      google::protobuf::util::MessageToJsonString(message, &json, options);
+  if (!status.ok()) {
+    return absl::InternalError(std::string(status.message()));
+  }
+  return json;
+}
+
+}  // namespace coach::proxy

@@ -1,0 +1,583 @@
+// Unit tests of coach-proxy's pieces, without network: path templates, the
+// route table read from the generated descriptors, the gRPC -> HTTP error
+// mapping and the JSON transcoding of requests and responses.
+#include <grpcpp/support/status.h>
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "coach/v1/chat.pb.h"
+#include "coach/v1/user.pb.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
+#include "google/rpc/error_details.pb.h"
+#include "google/rpc/status.pb.h"
+#include "proxy/http_errors.h"
+#include "proxy/path_template.h"
+#include "proxy/route_table.h"
+#include "proxy/transcoder.h"
+
+namespace coach::proxy {
+namespace {
+
+using google::protobuf::DescriptorPool;
+using Query = std::multimap<std::string, std::string>;
+
+// ---------------------------------------------------------------- PathTemplate
+
+PathTemplate MustParse(const std::string& text) {
+  absl::StatusOr<PathTemplate> parsed = PathTemplate::Parse(text);
+  EXPECT_TRUE(parsed.ok()) << text << ": " << parsed.status();
+  return parsed.ok() ? *std::move(parsed) : PathTemplate();
+}
+
+TEST(PathTemplateTest, LiteralsMatchExactly) {
+  const PathTemplate t = MustParse("/api/chat/send");
+  EXPECT_EQ(t.text(), "/api/chat/send");
+  ASSERT_TRUE(t.Match("/api/chat/send").has_value());
+  EXPECT_TRUE(t.Match("/api/chat/send")->empty());
+  EXPECT_FALSE(t.Match("/api/chat/sen").has_value());
+  EXPECT_FALSE(t.Match("/api/chat").has_value());
+  EXPECT_FALSE(t.Match("api/chat/send").has_value());
+  // A trailing slash or an extra segment is another path.
+  EXPECT_FALSE(t.Match("/api/chat/send/").has_value());
+  EXPECT_FALSE(t.Match("/api/chat/send/more").has_value());
+  EXPECT_FALSE(t.Match("/API/chat/send").has_value());
+}
+
+TEST(PathTemplateTest, VariableBindsOneSegment) {
+  const PathTemplate t = MustParse("/api/chat/sessions/{session_id}");
+  const auto bindings = t.Match("/api/chat/sessions/abc-123");
+  ASSERT_TRUE(bindings.has_value());
+  EXPECT_EQ(*bindings, (PathBindings{{"session_id", "abc-123"}}));
+  EXPECT_FALSE(t.Match("/api/chat/sessions").has_value());
+  EXPECT_FALSE(t.Match("/api/chat/sessions/").has_value());
+  EXPECT_FALSE(t.Match("/api/chat/sessions/abc/").has_value());
+  EXPECT_FALSE(t.Match("/api/chat/sessions/abc/def").has_value());
+}
+
+TEST(PathTemplateTest, ExplicitStarVariableAndUnboundStar) {
+  const PathTemplate t = MustParse("/v1/{name=*}/items/*");
+  const auto bindings = t.Match("/v1/shelf7/items/x");
+  ASSERT_TRUE(bindings.has_value());
+  // The unbound `*` matches but binds nothing.
+  EXPECT_EQ(*bindings, (PathBindings{{"name", "shelf7"}}));
+  EXPECT_FALSE(t.Match("/v1/shelf7/items").has_value());
+  EXPECT_FALSE(t.Match("/v1/shelf7/other/x").has_value());
+}
+
+TEST(PathTemplateTest, NestedFieldPath) {
+  const PathTemplate t = MustParse("/v1/{book.shelf.id}/{book.id}");
+  const auto bindings = t.Match("/v1/s1/b2");
+  ASSERT_TRUE(bindings.has_value());
+  EXPECT_EQ(*bindings,
+            (PathBindings{{"book.shelf.id", "s1"}, {"book.id", "b2"}}));
+}
+
+TEST(PathTemplateTest, TrailingDoubleStarBindsTheRest) {
+  const PathTemplate t = MustParse("/v1/files/{path=**}");
+  auto bindings = t.Match("/v1/files/a/b/c.txt");
+  ASSERT_TRUE(bindings.has_value());
+  EXPECT_EQ(*bindings, (PathBindings{{"path", "a/b/c.txt"}}));
+  bindings = t.Match("/v1/files/one");
+  ASSERT_TRUE(bindings.has_value());
+  EXPECT_EQ(*bindings, (PathBindings{{"path", "one"}}));
+  // `**` needs at least one segment.
+  EXPECT_FALSE(t.Match("/v1/files").has_value());
+  EXPECT_FALSE(t.Match("/v1/files/").has_value());
+}
+
+TEST(PathTemplateTest, RejectsUnsupportedSyntax) {
+  const std::vector<std::string> bad = {
+      "/v1/things:batchGet",        // custom verb
+      "/v1/{name}:cancel",          // custom verb after a variable
+      "/v1/{name",                  // unclosed brace
+      "/v1/{name=**}/tail",         // ** not last
+      "/v1/**/tail",                // unbound ** not last
+      "/v1/{=*}",                   // unnamed variable
+      "/v1/{name=shelves/*}",       // multi-segment variable pattern
+      "/v1//x",                     // empty segment
+      "v1/x",                       // no leading slash
+      "/v1/a{b}",                   // brace inside a literal
+  };
+  for (const std::string& text : bad) {
+    EXPECT_FALSE(PathTemplate::Parse(text).ok()) << text;
+  }
+}
+
+// ------------------------------------------------------------------ RouteTable
+
+const std::vector<std::string> kServices = {"coach.v1.ChatService",
+                                            "coach.v1.UserService"};
+
+RouteTable GeneratedRoutes() {
+  absl::StatusOr<RouteTable> table =
+      RouteTable::FromServices(*DescriptorPool::generated_pool(), kServices);
+  EXPECT_TRUE(table.ok()) << table.status();
+  return table.ok() ? *std::move(table) : RouteTable();
+}
+
+// A route by verb and template, for the transcoder tests.
+const Route& RouteFor(const RouteTable& table, const std::string& verb,
+                      const std::string& path) {
+  for (const Route& route : table.routes()) {
+    if (route.http_method == verb && route.path.text() == path) return route;
+  }
+  ADD_FAILURE() << "no route " << verb << " " << path;
+  static const Route kNone;
+  return kNone;
+}
+
+TEST(RouteTableTest, ExactlyTheEightDocumentedRoutes) {
+  const RouteTable table = GeneratedRoutes();
+  using Row = std::tuple<std::string, std::string, std::string, std::string>;
+  std::set<Row> actual;
+  for (const Route& r : table.routes()) {
+    ASSERT_NE(r.method, nullptr);
+    actual.insert({r.http_method, r.path.text(), r.body, r.grpc_method});
+  }
+  const std::set<Row> expected = {
+      {"GET", "/api/chat/sessions", "", "/coach.v1.ChatService/ListSessions"},
+      {"POST", "/api/chat/sessions", "*",
+       "/coach.v1.ChatService/CreateSession"},
+      {"GET", "/api/chat/sessions/{session_id}", "",
+       "/coach.v1.ChatService/GetSession"},
+      {"PATCH", "/api/chat/sessions/{session_id}", "*",
+       "/coach.v1.ChatService/UpdateSession"},
+      {"DELETE", "/api/chat/sessions/{session_id}", "",
+       "/coach.v1.ChatService/DeleteSession"},
+      {"POST", "/api/chat/send", "*", "/coach.v1.ChatService/SendMessage"},
+      {"GET", "/api/chat/history", "", "/coach.v1.ChatService/GetHistory"},
+      {"GET", "/api/user/stats", "", "/coach.v1.UserService/GetUserStats"},
+  };
+  EXPECT_EQ(actual, expected);
+  EXPECT_EQ(table.routes().size(), 8u);  // no duplicates either
+  // The method descriptor agrees with the gRPC name.
+  for (const Route& r : table.routes()) {
+    EXPECT_EQ("/" + r.method->service()->full_name() + "/" + r.method->name(),
+              r.grpc_method);
+  }
+}
+
+TEST(RouteTableTest, AdminRpcsHaveNoRoute) {
+  const RouteTable table = GeneratedRoutes();
+  for (const Route& r : table.routes()) {
+    EXPECT_NE(r.method->name(), "SetPlan");
+    EXPECT_NE(r.method->name(), "GrantCredits");
+  }
+}
+
+TEST(RouteTableTest, FindBindsPathVariables) {
+  const RouteTable table = GeneratedRoutes();
+  for (const std::string verb : {"GET", "PATCH", "DELETE"}) {
+    const RouteTable::Match m = table.Find(verb, "/api/chat/sessions/abc");
+    ASSERT_NE(m.route, nullptr) << verb;
+    EXPECT_EQ(m.route->http_method, verb);
+    EXPECT_EQ(m.bindings, (PathBindings{{"session_id", "abc"}}));
+    EXPECT_TRUE(m.allowed_methods.empty());
+  }
+  const RouteTable::Match list = table.Find("GET", "/api/chat/sessions");
+  ASSERT_NE(list.route, nullptr);
+  EXPECT_EQ(list.route->grpc_method, "/coach.v1.ChatService/ListSessions");
+  EXPECT_TRUE(list.bindings.empty());
+}
+
+TEST(RouteTableTest, WrongMethodListsAllowedOnes) {
+  const RouteTable table = GeneratedRoutes();
+  RouteTable::Match m = table.Find("PUT", "/api/chat/send");
+  EXPECT_EQ(m.route, nullptr);
+  EXPECT_EQ(m.allowed_methods, std::vector<std::string>{"POST"});
+
+  m = table.Find("POST", "/api/chat/sessions/abc");
+  EXPECT_EQ(m.route, nullptr);
+  EXPECT_EQ(std::set<std::string>(m.allowed_methods.begin(),
+                                  m.allowed_methods.end()),
+            (std::set<std::string>{"GET", "PATCH", "DELETE"}));
+}
+
+TEST(RouteTableTest, UnknownPathHasNoAllowedMethods) {
+  const RouteTable table = GeneratedRoutes();
+  for (const std::string path :
+       {"/nope", "/api/chat/send/", "/api/chat/sessions/a/b", "/", ""}) {
+    const RouteTable::Match m = table.Find("GET", path);
+    EXPECT_EQ(m.route, nullptr) << path;
+    EXPECT_TRUE(m.allowed_methods.empty()) << path;
+  }
+}
+
+TEST(RouteTableTest, UnknownServiceIsAnError) {
+  const auto table = RouteTable::FromServices(
+      *DescriptorPool::generated_pool(),
+      {"coach.v1.ChatService", "coach.v1.NoSuchService"});
+  ASSERT_FALSE(table.ok());
+  EXPECT_EQ(table.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(table.status().message().find("coach.v1.NoSuchService"),
+            std::string::npos);
+}
+
+// ----------------------------------------------------------------- Errors
+
+TEST(HttpErrorsTest, StandardGrpcToHttpTable) {
+  using C = grpc::StatusCode;
+  const std::vector<std::pair<C, int>> table = {
+      {C::INVALID_ARGUMENT, 400}, {C::FAILED_PRECONDITION, 400},
+      {C::OUT_OF_RANGE, 400},     {C::UNAUTHENTICATED, 401},
+      {C::PERMISSION_DENIED, 403}, {C::NOT_FOUND, 404},
+      {C::ALREADY_EXISTS, 409},   {C::ABORTED, 409},
+      {C::RESOURCE_EXHAUSTED, 429}, {C::UNIMPLEMENTED, 501},
+      {C::UNAVAILABLE, 503},      {C::DEADLINE_EXCEEDED, 504},
+      {C::INTERNAL, 500},         {C::UNKNOWN, 500},
+      {C::DATA_LOSS, 500},
+  };
+  for (const auto& [code, http] : table) {
+    EXPECT_EQ(HttpStatusFromGrpc(code), http) << static_cast<int>(code);
+  }
+}
+
+// A status as coach-server sends it: code, French message, and an ErrorInfo
+// packed in the google.rpc.Status of the binary details.
+grpc::Status ServerStatus(grpc::StatusCode code, const std::string& message,
+                          const std::string& reason) {
+  google::rpc::ErrorInfo info;
+  info.set_reason(reason);
+  info.set_domain("coach.v1");
+  google::rpc::Status details;
+  details.set_code(static_cast<int>(code));
+  details.set_message(message);
+  details.add_details()->PackFrom(info);
+  return grpc::Status(code, message, details.SerializeAsString());
+}
+
+TEST(HttpErrorsTest, NoCreditsIsTheDocumented402ByteForByte) {
+  const HttpError error = HttpErrorFromGrpc(ServerStatus(
+      grpc::StatusCode::RESOURCE_EXHAUSTED,
+      "Vous avez épuisé vos crédits de chat. Passez à un abonnement "
+      "supérieur pour continuer.",
+      "NO_CREDITS"));
+  EXPECT_EQ(error.status, 402);
+  EXPECT_EQ(error.body,
+            R"({"error":"Crédits insuffisants","code":"NO_CREDITS",)"
+            R"("message":"Vous avez épuisé vos crédits de chat. Passez à un )"
+            R"(abonnement supérieur pour continuer."})");
+}
+
+TEST(HttpErrorsTest, ReasonsKeepTheirCodeStatusAndServerMessage) {
+  struct Case {
+    grpc::StatusCode code;
+    std::string reason;
+    int http;
+  };
+  const std::vector<Case> cases = {
+      {grpc::StatusCode::NOT_FOUND, "SESSION_NOT_FOUND", 404},
+      {grpc::StatusCode::PERMISSION_DENIED, "SESSION_FORBIDDEN", 403},
+      {grpc::StatusCode::INVALID_ARGUMENT, "INVALID_ARGUMENT", 400},
+      {grpc::StatusCode::UNAVAILABLE, "AI_UNAVAILABLE", 503},
+      {grpc::StatusCode::INTERNAL, "INTERNAL", 500},
+  };
+  for (const Case& c : cases) {
+    const HttpError error =
+        HttpErrorFromGrpc(ServerStatus(c.code, "Message « français ».", c.reason));
+    EXPECT_EQ(error.status, c.http) << c.reason;
+    EXPECT_NE(error.body.find("\"code\":\"" + c.reason + "\""),
+              std::string::npos)
+        << error.body;
+    EXPECT_NE(error.body.find("\"message\":\"Message « français ».\""),
+              std::string::npos)
+        << error.body;
+    EXPECT_EQ(error.body.rfind("{\"error\":\"", 0), 0u) << error.body;
+  }
+}
+
+TEST(HttpErrorsTest, ChannelFailureGetsGenericFrenchMessage) {
+  // No details: gRPC's own failure, with a technical English message.
+  const std::string technical =
+      "failed to connect to all addresses; last error: UNKNOWN: "
+      "ipv4:127.0.0.1:1: Failed to connect to remote host: Connection refused";
+  HttpError error =
+      HttpErrorFromGrpc(grpc::Status(grpc::StatusCode::UNAVAILABLE, technical));
+  EXPECT_EQ(error.status, 503);
+  EXPECT_EQ(error.body.find("Connection refused"), std::string::npos);
+  EXPECT_EQ(error.body.find("ipv4"), std::string::npos);
+  EXPECT_NE(error.body.find("\"code\":\"UNAVAILABLE\""), std::string::npos)
+      << error.body;
+  EXPECT_NE(error.body.find("indisponible"), std::string::npos) << error.body;
+
+  error = HttpErrorFromGrpc(
+      grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "Deadline Exceeded"));
+  EXPECT_EQ(error.status, 504);
+  EXPECT_EQ(error.body.find("Deadline Exceeded"), std::string::npos);
+  EXPECT_NE(error.body.find("\"code\":\"DEADLINE_EXCEEDED\""),
+            std::string::npos);
+
+  error = HttpErrorFromGrpc(
+      grpc::Status(grpc::StatusCode::INTERNAL, "Stream removed"));
+  EXPECT_EQ(error.status, 500);
+  EXPECT_EQ(error.body.find("Stream removed"), std::string::npos);
+  EXPECT_NE(error.body.find("Erreur serveur"), std::string::npos);
+}
+
+TEST(HttpErrorsTest, MakeHttpErrorHasTheDocumentedShape) {
+  const HttpError error =
+      MakeHttpError(404, proxy_reason::kRouteNotFound, "Aucune route GET /x.");
+  EXPECT_EQ(error.status, 404);
+  EXPECT_EQ(error.body,
+            R"({"error":"Route inconnue","code":"ROUTE_NOT_FOUND",)"
+            R"("message":"Aucune route GET /x."})");
+  // Invalid UTF-8 in a message is replaced, never thrown.
+  const HttpError bad = MakeHttpError(400, proxy_reason::kInvalidArgument,
+                                      "Aucune route GET /\xff.");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_NE(bad.body.find("\"code\":\"INVALID_ARGUMENT\""), std::string::npos);
+}
+
+// ------------------------------------------------------------- Transcoder
+
+class TranscoderTest : public ::testing::Test {
+ protected:
+  const Route& Route_(const std::string& verb, const std::string& path) {
+    return RouteFor(table_, verb, path);
+  }
+  template <typename T>
+  absl::StatusOr<T> Request(const std::string& verb, const std::string& path,
+                            const PathBindings& bindings, const Query& query,
+                            const std::string& body) {
+    auto message = RequestFromHttp(Route_(verb, path), bindings, query, body);
+    if (!message.ok()) return message.status();
+    T typed;
+    EXPECT_EQ((*message)->GetDescriptor(), T::descriptor());
+    typed.CopyFrom(**message);
+    return typed;
+  }
+  absl::StatusOr<v1::SendMessageRequest> Send(const std::string& body) {
+    return Request<v1::SendMessageRequest>("POST", "/api/chat/send", {}, {},
+                                           body);
+  }
+  absl::StatusOr<v1::GetHistoryRequest> History(const Query& query) {
+    return Request<v1::GetHistoryRequest>("GET", "/api/chat/history", {},
+                                          query, "");
+  }
+
+  const RouteTable table_ = GeneratedRoutes();
+};
+
+TEST_F(TranscoderTest, QueryIntegerTakesTheFieldType) {
+  auto request = History({{"userId", "u1"}, {"limit", "10"}});
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_EQ(request->user_id(), "u1");
+  ASSERT_TRUE(request->has_limit());
+  EXPECT_EQ(request->limit(), 10);
+
+  request = History({{"userId", "u1"}});
+  ASSERT_TRUE(request.ok());
+  EXPECT_FALSE(request->has_limit());
+
+  // The proto name works too, and unknown parameters are ignored.
+  request = History({{"user_id", "u2"}, {"utm_source", "mail"}});
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_EQ(request->user_id(), "u2");
+}
+
+TEST_F(TranscoderTest, BadQueryValuesAreFrenchErrors) {
+  for (const std::string limit : {"abc", "1.5", "99999999999", "", "10abc"}) {
+    const auto request = History({{"userId", "u1"}, {"limit", limit}});
+    ASSERT_FALSE(request.ok()) << "limit=" << limit;
+    EXPECT_EQ(request.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(request.status().message().find("« limit »"), std::string::npos)
+        << request.status().message();
+  }
+  // Invalid UTF-8 in a string parameter.
+  const auto request = History({{"userId", "\xff\xfe"}});
+  ASSERT_FALSE(request.ok());
+  EXPECT_EQ(request.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(request.status().message().find("UTF-8"), std::string::npos);
+}
+
+TEST_F(TranscoderTest, PathVariableFillsSessionId) {
+  const auto request = Request<v1::GetSessionRequest>(
+      "GET", "/api/chat/sessions/{session_id}", {{"session_id", "abc"}},
+      {{"userId", "owner"}}, "");
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_EQ(request->session_id(), "abc");
+  EXPECT_EQ(request->user_id(), "owner");
+}
+
+TEST_F(TranscoderTest, PathVariableWinsOverBody) {
+  const auto request = Request<v1::UpdateSessionRequest>(
+      "PATCH", "/api/chat/sessions/{session_id}", {{"session_id", "from-path"}},
+      {}, R"({"sessionId":"from-body","title":"Nouveau titre"})");
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_EQ(request->session_id(), "from-path");
+  EXPECT_EQ(request->title(), "Nouveau titre");
+}
+
+TEST_F(TranscoderTest, BodyIsMergedAndUnknownFieldsIgnored) {
+  auto request = Send(
+      R"({"userId":"u1","sessionId":"s1","message":"Bonjour 😀 é 你好",)"
+      R"("unknownField":{"a":[1,2]},"other":3})");
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_EQ(request->user_id(), "u1");
+  EXPECT_EQ(request->session_id(), "s1");
+  EXPECT_EQ(request->message(), "Bonjour 😀 é 你好");
+
+  // Proto field names are accepted as well as JSON names.
+  request = Send(R"({"user_id":"u2","message":"m"})");
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_EQ(request->user_id(), "u2");
+
+  // An empty or blank body is an empty request (the server says what is
+  // missing).
+  for (const std::string body : {"", "  \r\n"}) {
+    request = Send(body);
+    ASSERT_TRUE(request.ok()) << request.status();
+    EXPECT_EQ(request->ByteSizeLong(), 0u);
+  }
+}
+
+TEST_F(TranscoderTest, OptionalBodyFieldKeepsPresence) {
+  auto request = Request<v1::CreateSessionRequest>(
+      "POST", "/api/chat/sessions", {}, {}, R"({"userId":"u","title":""})");
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_TRUE(request->has_title());
+  request = Request<v1::CreateSessionRequest>("POST", "/api/chat/sessions", {},
+                                              {}, R"({"userId":"u"})");
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_FALSE(request->has_title());
+}
+
+TEST_F(TranscoderTest, WrongTypesAndInvalidJsonAreErrors) {
+  const std::vector<std::string> bad = {
+      R"({"userId":"u","message":42})",
+      R"({"userId":"u","message":["a"]})",
+      R"({"userId":"u","message":{"text":"a"}})",
+      R"({"userId":42,"message":"m"})",
+      R"({"userId":true,"message":"m"})",
+      R"({"userId":"u","message":"m")",    // truncated
+      R"({"userId":"u","message":"m",})",  // trailing comma
+      R"({'userId':'u','message':'m'})",   // single quotes
+      "{\"userId\":\"u\",\"message\":\"\xff\xfe\"}",  // invalid UTF-8
+      "[]",
+      R"("x")",
+      "42",
+      "null",
+      "userId=u&message=m",
+  };
+  for (const std::string& body : bad) {
+    const auto request = Send(body);
+    ASSERT_FALSE(request.ok()) << body;
+    EXPECT_EQ(request.status().code(), absl::StatusCode::kInvalidArgument)
+        << body;
+    // French, for users: no parser jargon alone.
+    EXPECT_NE(request.status().message().find("Le corps de la requête"),
+              std::string::npos)
+        << body << " -> " << request.status().message();
+  }
+}
+
+TEST_F(TranscoderTest, GetRouteIgnoresBodyAndBodyRouteIgnoresQuery) {
+  // GET has no body rule: a body is not read.
+  const auto history = Request<v1::GetHistoryRequest>(
+      "GET", "/api/chat/history", {}, {{"userId", "q"}}, R"({"userId":"b"})");
+  ASSERT_TRUE(history.ok()) << history.status();
+  EXPECT_EQ(history->user_id(), "q");
+  // body "*": everything comes from the body.
+  const auto send = Request<v1::SendMessageRequest>(
+      "POST", "/api/chat/send", {}, {{"userId", "q"}},
+      R"({"userId":"b","message":"m"})");
+  ASSERT_TRUE(send.ok()) << send.status();
+  EXPECT_EQ(send->user_id(), "b");
+}
+
+// Parses printed JSON back into a Struct to look at it field by field.
+google::protobuf::Struct Parsed(const std::string& json) {
+  google::protobuf::Struct parsed;
+  const auto status = google::protobuf::util::JsonStringToMessage(json, &parsed);
+  EXPECT_TRUE(status.ok()) << json;
+  return parsed;
+}
+
+TEST(ResponseToJsonTest, PrintsDefaultsAndJsonNames) {
+  v1::ListSessionsResponse list;
+  list.add_sessions()->set_id("s1");
+  auto json = ResponseToJson(list);
+  ASSERT_TRUE(json.ok());
+  const google::protobuf::Struct printed_list = Parsed(*json);
+  const auto& session =
+      printed_list.fields().at("sessions").list_value().values(0).struct_value();
+  EXPECT_EQ(session.fields().at("messageCount").number_value(), 0);
+  EXPECT_EQ(session.fields().at("title").string_value(), "");
+  EXPECT_EQ(session.fields().at("lastMessage").string_value(), "");
+  EXPECT_FALSE(session.fields().contains("message_count"));
+
+  v1::GetSessionResponse get;
+  get.mutable_session()->set_id("s1");
+  json = ResponseToJson(get);
+  ASSERT_TRUE(json.ok());
+  const google::protobuf::Struct printed_get = Parsed(*json);
+  const auto& s = printed_get.fields().at("session").struct_value();
+  ASSERT_TRUE(s.fields().contains("messages")) << *json;
+  EXPECT_TRUE(s.fields().at("messages").has_list_value()) << *json;
+  EXPECT_EQ(s.fields().at("messages").list_value().values_size(), 0);
+  EXPECT_NE(json->find("\"messages\":[]"), std::string::npos) << *json;
+
+  // An empty repeated field at the top level too.
+  json = ResponseToJson(v1::ListSessionsResponse());
+  ASSERT_TRUE(json.ok());
+  EXPECT_EQ(*json, R"({"sessions":[]})");
+}
+
+TEST(ResponseToJsonTest, OptionalSetToZeroIsPrintedUnsetIsNot) {
+  v1::SendMessageResponse send;
+  send.set_session_id("s1");
+  send.set_remaining_credits(0);
+  auto json = ResponseToJson(send);
+  ASSERT_TRUE(json.ok());
+  EXPECT_NE(json->find("\"remainingCredits\":0"), std::string::npos) << *json;
+
+  // Unset (unlimited plan): absent, as the proto says — a 0 would lie.
+  send.clear_remaining_credits();
+  json = ResponseToJson(send);
+  ASSERT_TRUE(json.ok());
+  EXPECT_EQ(json->find("remainingCredits"), std::string::npos) << *json;
+}
+
+TEST(ResponseToJsonTest, EnumNamesAsDocumented) {
+  v1::GetUserStatsResponse stats;
+  stats.mutable_stats()->set_plan(v1::FREE);
+  stats.mutable_stats()->set_status(v1::ACTIVE);
+  stats.mutable_stats()->set_remaining_credits(5);
+  auto json = ResponseToJson(stats);
+  ASSERT_TRUE(json.ok());
+  const google::protobuf::Struct printed = Parsed(*json);
+  const auto& s = printed.fields().at("stats").struct_value();
+  EXPECT_EQ(s.fields().at("plan").string_value(), "FREE");
+  EXPECT_EQ(s.fields().at("status").string_value(), "ACTIVE");
+  EXPECT_EQ(s.fields().at("totalChats").number_value(), 0);
+  EXPECT_EQ(s.fields().at("totalMessages").number_value(), 0);
+  EXPECT_EQ(s.fields().at("remainingCredits").number_value(), 5);
+
+  v1::ChatMessage message;
+  message.set_role(v1::ASSISTANT);
+  json = ResponseToJson(message);
+  ASSERT_TRUE(json.ok());
+  EXPECT_NE(json->find("\"role\":\"ASSISTANT\""), std::string::npos) << *json;
+}
+
+TEST(ResponseToJsonTest, TimestampsAreRfc3339Utc) {
+  v1::ChatMessage message;
+  message.mutable_created_at()->set_seconds(1705312800);  // 2024-01-15T10:00:00Z
+  auto json = ResponseToJson(message);
+  ASSERT_TRUE(json.ok());
+  EXPECT_NE(json->find("\"createdAt\":\"2024-01-15T10:00:00Z\""),
+            std::string::npos)
+      << *json;
+}
+
+}  // namespace
+}  // namespace coach::proxy

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The real binaries, started as tools/run.sh starts them, answering the API
+# page's three curl examples through real curl (ports aside).
+#   rest_smoke_test.sh <coach-server> <coach-proxy>
+set -euo pipefail
+server=$1
+proxy=$2
+dir=$(mktemp -d)
+cleanup() {
+  kill ${proxy_pid:-} ${server_pid:-} 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+# Waits (bounded) for "(port N)" in a log and prints N.
+port_from_log() {
+  local log=$1 pid=$2 port=""
+  for _ in $(seq 1 200); do
+    port=$(sed -n 's/.*listening on .*(port \([0-9]*\)).*/\1/p' "$log")
+    if [[ -n $port ]]; then echo "$port"; return 0; fi
+    kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; return 1; }
+    read -r -t 0.05 <> <(:) || true
+  done
+  cat "$log" >&2
+  return 1
+}
+
+COACH_DB_PATH="$dir/coach.db" COACH_GRPC_LISTEN=127.0.0.1:0 "$server" 2>"$dir/server.log" &
+server_pid=$!
+grpc_port=$(port_from_log "$dir/server.log" "$server_pid")
+COACH_GRPC_TARGET=127.0.0.1:$grpc_port COACH_HTTP_LISTEN=127.0.0.1:0 "$proxy" 2>"$dir/proxy.log" &
+proxy_pid=$!
+port=$(port_from_log "$dir/proxy.log" "$proxy_pid")
+base="http://localhost:$port"
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# 1. Démarrer une conversation (as written on the page).
+out=$(curl -sS -w '\n%{http_code}' -X POST "$base/api/chat/send" \
+  -H "Content-Type: application/json" \
+  -d '{
+    "userId": "user123",
+    "message": "Bonjour, j'\''ai besoin de conseils pour améliorer ma confiance en moi"
+  }')
+echo "$out"
+[[ $(tail -n1 <<<"$out") == 200 ]] || fail "example 1 status"
+grep -q '"remainingCredits":4' <<<"$out" || fail "example 1 credits"
+session=$(sed -n 's/.*"sessionId":"\([^"]*\)".*/\1/p' <<<"$out" | head -n1)
+[[ -n $session ]] || fail "example 1 sessionId"
+
+# 2. Continuer une conversation: as written ("session456" does not exist: 404
+# in the documented shape), then with the session the first call created.
+out=$(curl -sS -w '\n%{http_code}' -X POST "$base/api/chat/send" \
+  -H "Content-Type: application/json" \
+  -d '{
+    "userId": "user123",
+    "sessionId": "session456",
+    "message": "Comment puis-je me sentir plus à l'\''aise dans les situations sociales ?"
+  }')
+echo "$out"
+[[ $(tail -n1 <<<"$out") == 404 ]] || fail "example 2 as written"
+grep -q '"code":"SESSION_NOT_FOUND"' <<<"$out" || fail "example 2 body"
+out=$(curl -sS -w '\n%{http_code}' -X POST "$base/api/chat/send" \
+  -H "Content-Type: application/json" \
+  -d '{
+    "userId": "user123",
+    "sessionId": "'"$session"'",
+    "message": "Comment puis-je me sentir plus à l'\''aise dans les situations sociales ?"
+  }')
+echo "$out"
+[[ $(tail -n1 <<<"$out") == 200 ]] || fail "example 2 with a real session"
+grep -q "\"sessionId\":\"$session\"" <<<"$out" || fail "example 2 session"
+
+# 3. Récupérer l'historique.
+out=$(curl -sS -w '\n%{http_code}' "$base/api/chat/history?userId=user123&limit=10")
+echo "$out"
+[[ $(tail -n1 <<<"$out") == 200 ]] || fail "example 3 status"
+grep -q '"stats":{"totalSessions":1,"totalMessages":4}' <<<"$out" || fail "example 3 stats"
+
+# Graceful stop: both exit 0 on SIGTERM.
+kill -TERM "$proxy_pid" "$server_pid"
+wait "$proxy_pid" || fail "coach-proxy exit status"
+wait "$server_pid" || fail "coach-server exit status"
+proxy_pid="" server_pid=""
+echo "rest smoke test: OK"

@@ -1,0 +1,170 @@
+// FakeOpenAi: a real HTTP server on loopback that speaks OpenAI's
+// chat-completions protocol, for tests. It records what it receives and
+// answers from a script of canned responses (status, body, headers, delay),
+// then with a default success once the script is used up.
+#ifndef COACH_TESTS_SUPPORT_FAKE_OPENAI_H_
+#define COACH_TESTS_SUPPORT_FAKE_OPENAI_H_
+
+#include <httplib.h>
+
+#include <deque>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "proxy/http_listener.h"
+#include "proxy/proxy_config.h"
+
+namespace coach::testing {
+
+struct FakeResponse {
+  int status = 200;
+  std::string body;
+  httplib::Headers headers;
+  // The fake waits this long before answering (a slow or stuck provider).
+  // It stops waiting early when the fake shuts down.
+  absl::Duration delay = absl::ZeroDuration();
+};
+
+struct ReceivedRequest {
+  std::string method;
+  std::string path;
+  httplib::Headers headers;
+  std::string body;
+  nlohmann::json json;  // the parsed body (discarded value if not JSON)
+};
+
+// A 200 chat completion with `content`, `finish_reason` and usage.
+inline std::string CompletionBody(const std::string& content,
+                                  const std::string& finish_reason = "stop",
+                                  int prompt_tokens = 42,
+                                  int completion_tokens = 17) {
+  nlohmann::json body = {
+      {"id", "chatcmpl-test"},
+      {"object", "chat.completion"},
+      {"created", 1764000000},
+      {"model", "gpt-4o-mini-2024-07-18"},
+      {"choices",
+       {{{"index", 0},
+         {"message", {{"role", "assistant"}, {"content", content}}},
+         {"finish_reason", finish_reason}}}},
+      {"usage",
+       {{"prompt_tokens", prompt_tokens},
+        {"completion_tokens", completion_tokens},
+        {"total_tokens", prompt_tokens + completion_tokens}}},
+  };
+  return body.dump();
+}
+
+// OpenAI's error body.
+inline std::string ErrorBody(const std::string& message,
+                             const std::string& type,
+                             const std::string& code) {
+  nlohmann::json body = {
+      {"error",
+       {{"message", message}, {"type", type}, {"code", code}, {"param", nullptr}}}};
+  return body.dump();
+}
+
+class FakeOpenAi {
+ public:
+  static constexpr int kWorkers = 256;
+
+  FakeOpenAi() {
+    server_.Post("/v1/chat/completions",
+                 [this](const httplib::Request& request,
+                        httplib::Response& response) {
+                   Answer(request, response);
+                 });
+    // Tuned like coach-proxy: enough workers for requests waiting out their
+    // delay, no Nagle delay, a real listen backlog.
+    proxy::ProxyConfig tuning;
+    tuning.worker_threads = kWorkers;
+    proxy::TuneHttpServer(server_, tuning);
+    // Bound (and listening) here: connections queue until the thread accepts.
+    port_ = proxy::BindHttpServer(server_, "127.0.0.1:0", tuning.listen_backlog)
+                .value_or(0);
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+  }
+  ~FakeOpenAi() { Stop(); }
+
+  // Stops answering; slow answers in progress end at once.
+  void Stop() {
+    if (!stopping_.HasBeenNotified()) stopping_.Notify();
+    server_.stop();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  int port() const { return port_; }
+  std::string base_url() const {
+    return "http://127.0.0.1:" + std::to_string(port_) + "/v1";
+  }
+
+  // Queues responses, answered in order.
+  void Script(std::vector<FakeResponse> responses) {
+    absl::MutexLock lock(&mu_);
+    for (FakeResponse& r : responses) script_.push_back(std::move(r));
+  }
+  // The answer once the script is used up.
+  void SetDefault(FakeResponse response) {
+    absl::MutexLock lock(&mu_);
+    default_ = std::move(response);
+  }
+
+  std::vector<ReceivedRequest> requests() const {
+    absl::MutexLock lock(&mu_);
+    return received_;
+  }
+  int request_count() const {
+    absl::MutexLock lock(&mu_);
+    return static_cast<int>(received_.size());
+  }
+
+ private:
+  void Answer(const httplib::Request& request, httplib::Response& response) {
+    FakeResponse answer;
+    {
+      absl::MutexLock lock(&mu_);
+      received_.push_back(ReceivedRequest{
+          .method = request.method,
+          .path = request.path,
+          .headers = request.headers,
+          .body = request.body,
+          .json = nlohmann::json::parse(request.body, nullptr, false)});
+      if (!script_.empty()) {
+        answer = std::move(script_.front());
+        script_.pop_front();
+      } else {
+        answer = default_;
+      }
+    }
+    if (answer.delay > absl::ZeroDuration()) {
+      stopping_.WaitForNotificationWithTimeout(answer.delay);
+    }
+    response.status = answer.status;
+    for (const auto& [name, value] : answer.headers) {
+      response.set_header(name, value);
+    }
+    response.set_content(answer.body, "application/json");
+  }
+
+  httplib::Server server_;
+  std::thread thread_;
+  int port_ = 0;
+  absl::Notification stopping_;
+  mutable absl::Mutex mu_;
+  std::deque<FakeResponse> script_;
+  FakeResponse default_{.status = 200,
+                        .body = CompletionBody("Réponse du coach IA."),
+                        .headers = {},
+                        .delay = absl::ZeroDuration()};
+  std::vector<ReceivedRequest> received_;
+};
+
+}  // namespace coach::testing
+
+#endif  // COACH_TESTS_SUPPORT_FAKE_OPENAI_H_
