@@ -81,7 +81,8 @@ absl::StatusOr<ProxyConfig> LoadProxyConfig(int argc, char** argv) {
   config.cors_origins = absl::GetFlag(FLAGS_cors_origins);
   config.access_log = absl::GetFlag(FLAGS_access_log);
 
-  if (max_body <= 0 || config.worker_threads <= 0 || config.listen_backlog <= 0 ||
+  if (max_body <= 0 || config.worker_threads <= 0 ||
+      config.listen_backlog <= 0 ||
       config.keep_alive_max_requests <= 0 ||
       config.upstream_deadline <= absl::ZeroDuration() ||
       config.read_timeout <= absl::ZeroDuration() ||

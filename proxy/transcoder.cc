@@ -5,10 +5,12 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "google/protobuf/util/json_util.h"
 #include "server/core/status_macros.h"
+#include "server/core/text.h"
 
 namespace coach::proxy {
 namespace {
@@ -99,10 +101,134 @@ absl::Status MergeJson(const std::string& json, Message& message,
   return absl::OkStatus();
 }
 
-// Merges one query or path parameter into `request`, through the JSON
-// mapping so that it takes the field's type.
+// The JSON mapping's names for what a parameter should have been.
+absl::string_view Expected(const FieldDescriptor& field) {
+  switch (field.cpp_type()) {
+    case FieldDescriptor::CPPTYPE_INT32:
+    case FieldDescriptor::CPPTYPE_INT64:
+    case FieldDescriptor::CPPTYPE_UINT32:
+    case FieldDescriptor::CPPTYPE_UINT64: return "un entier";
+    case FieldDescriptor::CPPTYPE_FLOAT:
+    case FieldDescriptor::CPPTYPE_DOUBLE: return "un nombre";
+    case FieldDescriptor::CPPTYPE_BOOL: return "true ou false";
+    case FieldDescriptor::CPPTYPE_ENUM: return "une valeur de la liste";
+    default: return "une valeur valide";
+  }
+}
+
+// Sets a scalar (non-bytes) field from the text of a parameter, directly by
+// reflection: the common case, and far cheaper than a JSON round trip.
+absl::Status SetScalar(Message& message, const FieldDescriptor& field,
+                       absl::string_view name, const std::string& text) {
+  const google::protobuf::Reflection& r = *message.GetReflection();
+  const bool repeated = field.is_repeated();
+  const auto wrong_type = [&] {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Le paramètre « ", name, " » n'a pas le type attendu (",
+                     Expected(field), ")."));
+  };
+  switch (field.cpp_type()) {
+    case FieldDescriptor::CPPTYPE_STRING: {
+      if (!IsValidUtf8(text)) {
+        return BadParameter(name, "caractères invalides (UTF-8 attendu)");
+      }
+      repeated ? r.AddString(&message, &field, text)
+               : r.SetString(&message, &field, text);
+      return absl::OkStatus();
+    }
+    case FieldDescriptor::CPPTYPE_INT32: {
+      int32_t v;
+      if (!absl::SimpleAtoi(text, &v)) return wrong_type();
+      repeated ? r.AddInt32(&message, &field, v) : r.SetInt32(&message, &field, v);
+      return absl::OkStatus();
+    }
+    case FieldDescriptor::CPPTYPE_INT64: {
+      int64_t v;
+      if (!absl::SimpleAtoi(text, &v)) return wrong_type();
+      repeated ? r.AddInt64(&message, &field, v) : r.SetInt64(&message, &field, v);
+      return absl::OkStatus();
+    }
+    case FieldDescriptor::CPPTYPE_UINT32: {
+      uint32_t v;
+      if (!absl::SimpleAtoi(text, &v)) return wrong_type();
+      repeated ? r.AddUInt32(&message, &field, v)
+               : r.SetUInt32(&message, &field, v);
+      return absl::OkStatus();
+    }
+    case FieldDescriptor::CPPTYPE_UINT64: {
+      uint64_t v;
+      if (!absl::SimpleAtoi(text, &v)) return wrong_type();
+      repeated ? r.AddUInt64(&message, &field, v)
+               : r.SetUInt64(&message, &field, v);
+      return absl::OkStatus();
+    }
+    case FieldDescriptor::CPPTYPE_FLOAT: {
+      float v;
+      if (!absl::SimpleAtof(text, &v)) return wrong_type();
+      repeated ? r.AddFloat(&message, &field, v) : r.SetFloat(&message, &field, v);
+      return absl::OkStatus();
+    }
+    case FieldDescriptor::CPPTYPE_DOUBLE: {
+      double v;
+      if (!absl::SimpleAtod(text, &v)) return wrong_type();
+      repeated ? r.AddDouble(&message, &field, v)
+               : r.SetDouble(&message, &field, v);
+      return absl::OkStatus();
+    }
+    case FieldDescriptor::CPPTYPE_BOOL: {
+      const std::string lower = absl::AsciiStrToLower(text);
+      bool v;
+      if (lower == "true" || lower == "1") {
+        v = true;
+      } else if (lower == "false" || lower == "0") {
+        v = false;
+      } else {
+        return wrong_type();
+      }
+      repeated ? r.AddBool(&message, &field, v) : r.SetBool(&message, &field, v);
+      return absl::OkStatus();
+    }
+    case FieldDescriptor::CPPTYPE_ENUM: {
+      const google::protobuf::EnumValueDescriptor* value =
+          field.enum_type()->FindValueByName(text);
+      int number;
+      if (value == nullptr && absl::SimpleAtoi(text, &number)) {
+        value = field.enum_type()->FindValueByNumber(number);
+      }
+      if (value == nullptr) return wrong_type();
+      repeated ? r.AddEnum(&message, &field, value)
+               : r.SetEnum(&message, &field, value);
+      return absl::OkStatus();
+    }
+    case FieldDescriptor::CPPTYPE_MESSAGE: break;
+  }
+  return wrong_type();
+}
+
+// Merges one query or path parameter ("limit", "filter.name") into
+// `request`, converted to the field's type. Scalars are set by reflection;
+// bytes and messages (well-known types such as Timestamp) go through the JSON
+// mapping, which knows their text forms.
 absl::Status MergeParameter(const Descriptor& type, absl::string_view name,
                             const std::string& value, Message& request) {
+  const std::vector<absl::string_view> steps = absl::StrSplit(name, '.');
+  Message* current = &request;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const FieldDescriptor* field =
+        FindField(*current->GetDescriptor(), steps[i]);
+    // Unknown parameters are ignored, like unknown body fields.
+    if (field == nullptr) return absl::OkStatus();
+    const bool last = i + 1 == steps.size();
+    const bool scalar = field->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE &&
+                        field->type() != FieldDescriptor::TYPE_BYTES;
+    if (last && scalar) return SetScalar(*current, *field, name, value);
+    if (last || field->is_repeated() ||
+        field->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE) {
+      break;  // the JSON mapping decides below
+    }
+    current = current->GetReflection()->MutableMessage(current, field);
+  }
+
   nlohmann::json object = nlohmann::json::object();
   if (absl::Status added = AddParameter(type, name, value, object);
       !added.ok()) {
@@ -120,7 +246,6 @@ absl::Status MergeParameter(const Descriptor& type, absl::string_view name,
                    absl::StrCat("Le paramètre « ", name,
                                 " » n'a pas le type attendu"));
 }
-
 
 }  // namespace
 

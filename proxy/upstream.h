@@ -1,16 +1,20 @@
 // Upstream: unary calls to coach-server by method name, over one shared
-// channel, through grpc::GenericStub, so that the proxy needs no generated
-// stub per service. Every call has a deadline and carries the request id.
+// channel, with google::protobuf::Message on both ends, so that the proxy
+// needs no generated stub per service. Every call has a deadline and carries
+// the request id.
 #ifndef COACH_PROXY_UPSTREAM_H_
 #define COACH_PROXY_UPSTREAM_H_
 
 #include <grpcpp/channel.h>
-#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/impl/rpc_method.h>
 
+#include <map>
 #include <memory>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "google/protobuf/message.h"
 
@@ -27,15 +31,21 @@ class Upstream {
   // Calls `grpc_method` ("/coach.v1.ChatService/SendMessage") with `request`
   // and parses the answer into `response`. Fails fast (UNAVAILABLE) when
   // coach-server is down rather than waiting for it.
-  grpc::Status Call(absl::string_view grpc_method,
+  grpc::Status Call(const std::string& grpc_method,
                     const google::protobuf::Message& request,
                     google::protobuf::Message& response,
                     absl::string_view request_id);
 
  private:
+  // The method registered with the channel (done once per method name).
+  const grpc::internal::RpcMethod& MethodFor(const std::string& grpc_method);
+
   std::shared_ptr<grpc::Channel> channel_;
-  grpc::GenericStub stub_;
   const absl::Duration deadline_;
+  absl::Mutex mu_;
+  // Nodes are stable: RpcMethod keeps a pointer to its key.
+  std::map<std::string, std::unique_ptr<grpc::internal::RpcMethod>> methods_
+      ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace coach::proxy

@@ -3,6 +3,8 @@
 #include <signal.h>
 
 #include <cstdlib>
+
+#include "absl/synchronization/mutex.h"
 #include <memory>
 #include <thread>
 
@@ -30,6 +32,11 @@ sigset_t BlockStopSignals() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Debian builds Abseil without NDEBUG, which leaves absl::Mutex's deadlock
+  // detector on: it records every lock in a global graph (GraphCycles shows
+  // in profiles), and gRPC's own locks are absl::Mutex. That check belongs
+  // in debug builds and tests (which keep it).
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   const sigset_t stop_signals = BlockStopSignals();
 
   absl::StatusOr<coach::Config> config = coach::LoadServerConfig(argc, argv);

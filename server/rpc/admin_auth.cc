@@ -18,7 +18,7 @@ bool SameSecret(absl::string_view a, absl::string_view b) {
 
 }  // namespace
 
-absl::Status AuthorizeAdmin(const grpc::ServerContext& context,
+absl::Status AuthorizeAdmin(const grpc::ServerContextBase& context,
                             absl::string_view admin_token) {
   if (admin_token.empty()) return AdminDisabledError();
   const auto& metadata = context.client_metadata();

@@ -12,7 +12,7 @@
 namespace coach {
 
 // OK, PERMISSION_DENIED (ADMIN_DISABLED) or UNAUTHENTICATED.
-absl::Status AuthorizeAdmin(const grpc::ServerContext& context,
+absl::Status AuthorizeAdmin(const grpc::ServerContextBase& context,
                             absl::string_view admin_token);
 
 }  // namespace coach

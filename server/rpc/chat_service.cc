@@ -1,38 +1,58 @@
 #include "server/rpc/chat_service.h"
 
+#include "server/rpc/callback.h"
 #include "server/rpc/grpc_status.h"
 #include "server/rpc/proto_convert.h"
 
 namespace coach {
 
-grpc::Status ChatServiceImpl::ListSessions(
-    grpc::ServerContext*, const v1::ListSessionsRequest* request,
+grpc::ServerUnaryReactor* ChatServiceImpl::ListSessions(
+    grpc::CallbackServerContext* context,
+    const v1::ListSessionsRequest* request,
     v1::ListSessionsResponse* response) {
-  auto sessions = chat_.ListSessions(request->user_id());
+  return FinishNow(context, DoListSessions(*request, *response));
+}
+
+grpc::Status ChatServiceImpl::DoListSessions(
+    const v1::ListSessionsRequest& request,
+    v1::ListSessionsResponse& response) {
+  auto sessions = chat_.ListSessions(request.user_id());
   if (!sessions.ok()) return ToGrpcStatus(sessions.status());
   for (const SessionRecord& session : *sessions) {
-    ToProto(session, response->add_sessions());
+    ToProto(session, response.add_sessions());
   }
   return grpc::Status::OK;
 }
 
-grpc::Status ChatServiceImpl::CreateSession(
-    grpc::ServerContext*, const v1::CreateSessionRequest* request,
+grpc::ServerUnaryReactor* ChatServiceImpl::CreateSession(
+    grpc::CallbackServerContext* context,
+    const v1::CreateSessionRequest* request,
     v1::CreateSessionResponse* response) {
+  return FinishNow(context, DoCreateSession(*request, *response));
+}
+
+grpc::Status ChatServiceImpl::DoCreateSession(
+    const v1::CreateSessionRequest& request,
+    v1::CreateSessionResponse& response) {
   std::optional<std::string> title;
-  if (request->has_title()) title = request->title();
-  auto session = chat_.CreateSession(request->user_id(), title);
+  if (request.has_title()) title = request.title();
+  auto session = chat_.CreateSession(request.user_id(), title);
   if (!session.ok()) return ToGrpcStatus(session.status());
-  ToProto(*session, response->mutable_session());
+  ToProto(*session, response.mutable_session());
   return grpc::Status::OK;
 }
 
-grpc::Status ChatServiceImpl::GetSession(grpc::ServerContext*,
-                                         const v1::GetSessionRequest* request,
-                                         v1::GetSessionResponse* response) {
-  auto found = chat_.GetSession(request->session_id(), request->user_id());
+grpc::ServerUnaryReactor* ChatServiceImpl::GetSession(
+    grpc::CallbackServerContext* context, const v1::GetSessionRequest* request,
+    v1::GetSessionResponse* response) {
+  return FinishNow(context, DoGetSession(*request, *response));
+}
+
+grpc::Status ChatServiceImpl::DoGetSession(const v1::GetSessionRequest& request,
+                                           v1::GetSessionResponse& response) {
+  auto found = chat_.GetSession(request.session_id(), request.user_id());
   if (!found.ok()) return ToGrpcStatus(found.status());
-  v1::Session* session = response->mutable_session();
+  v1::Session* session = response.mutable_session();
   ToProto(found->session, session);
   for (const MessageRecord& message : found->messages) {
     ToProto(message, session->add_messages());
@@ -40,29 +60,43 @@ grpc::Status ChatServiceImpl::GetSession(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status ChatServiceImpl::UpdateSession(
-    grpc::ServerContext*, const v1::UpdateSessionRequest* request,
+grpc::ServerUnaryReactor* ChatServiceImpl::UpdateSession(
+    grpc::CallbackServerContext* context,
+    const v1::UpdateSessionRequest* request,
     v1::UpdateSessionResponse* response) {
-  auto session = chat_.RenameSession(request->session_id(), request->user_id(),
-                                     request->title());
+  return FinishNow(context, DoUpdateSession(*request, *response));
+}
+
+grpc::Status ChatServiceImpl::DoUpdateSession(
+    const v1::UpdateSessionRequest& request,
+    v1::UpdateSessionResponse& response) {
+  auto session = chat_.RenameSession(request.session_id(), request.user_id(),
+                                     request.title());
   if (!session.ok()) return ToGrpcStatus(session.status());
-  ToProto(*session, response->mutable_session());
+  ToProto(*session, response.mutable_session());
   return grpc::Status::OK;
 }
 
-grpc::Status ChatServiceImpl::DeleteSession(
-    grpc::ServerContext*, const v1::DeleteSessionRequest* request,
+grpc::ServerUnaryReactor* ChatServiceImpl::DeleteSession(
+    grpc::CallbackServerContext* context,
+    const v1::DeleteSessionRequest* request,
     v1::DeleteSessionResponse* response) {
+  return FinishNow(context, DoDeleteSession(*request, *response));
+}
+
+grpc::Status ChatServiceImpl::DoDeleteSession(
+    const v1::DeleteSessionRequest& request,
+    v1::DeleteSessionResponse& response) {
   absl::Status deleted =
-      chat_.DeleteSession(request->session_id(), request->user_id());
+      chat_.DeleteSession(request.session_id(), request.user_id());
   if (!deleted.ok()) return ToGrpcStatus(deleted);
-  response->set_success(true);
+  response.set_success(true);
   return grpc::Status::OK;
 }
 
-grpc::Status ChatServiceImpl::SendMessage(
-    grpc::ServerContext*, const v1::SendMessageRequest* request,
-    v1::SendMessageResponse* response) {
+grpc::Status ChatServiceImpl::SendMessage(grpc::ServerContext*,
+                                          const v1::SendMessageRequest* request,
+                                          v1::SendMessageResponse* response) {
   auto sent = chat_.SendMessage(request->user_id(), request->session_id(),
                                 request->message());
   if (!sent.ok()) return ToGrpcStatus(sent.status());
@@ -75,17 +109,22 @@ grpc::Status ChatServiceImpl::SendMessage(
   return grpc::Status::OK;
 }
 
-grpc::Status ChatServiceImpl::GetHistory(grpc::ServerContext*,
-                                         const v1::GetHistoryRequest* request,
-                                         v1::GetHistoryResponse* response) {
+grpc::ServerUnaryReactor* ChatServiceImpl::GetHistory(
+    grpc::CallbackServerContext* context, const v1::GetHistoryRequest* request,
+    v1::GetHistoryResponse* response) {
+  return FinishNow(context, DoGetHistory(*request, *response));
+}
+
+grpc::Status ChatServiceImpl::DoGetHistory(const v1::GetHistoryRequest& request,
+                                           v1::GetHistoryResponse& response) {
   std::optional<int> limit;
-  if (request->has_limit()) limit = request->limit();
-  auto history = chat_.GetHistory(request->user_id(), limit);
+  if (request.has_limit()) limit = request.limit();
+  auto history = chat_.GetHistory(request.user_id(), limit);
   if (!history.ok()) return ToGrpcStatus(history.status());
   for (const SessionRecord& session : history->sessions) {
-    ToProto(session, response->add_history());
+    ToProto(session, response.add_history());
   }
-  v1::HistoryStats* stats = response->mutable_stats();
+  v1::HistoryStats* stats = response.mutable_stats();
   stats->set_total_sessions(history->totals.sessions);
   stats->set_total_messages(history->totals.messages);
   return grpc::Status::OK;

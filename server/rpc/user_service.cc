@@ -2,46 +2,62 @@
 
 #include "server/core/errors.h"
 #include "server/rpc/admin_auth.h"
+#include "server/rpc/callback.h"
 #include "server/rpc/grpc_status.h"
 #include "server/rpc/proto_convert.h"
 
 namespace coach {
 
-grpc::Status UserServiceImpl::GetUserStats(
-    grpc::ServerContext*, const v1::GetUserStatsRequest* request,
+grpc::ServerUnaryReactor* UserServiceImpl::GetUserStats(
+    grpc::CallbackServerContext* context,
+    const v1::GetUserStatsRequest* request,
     v1::GetUserStatsResponse* response) {
   auto stats = accounts_.GetUserStats(request->user_id());
-  if (!stats.ok()) return ToGrpcStatus(stats.status());
+  if (!stats.ok()) return FinishNow(context, ToGrpcStatus(stats.status()));
   ToProto(*stats, response->mutable_stats());
-  return grpc::Status::OK;
+  return FinishNow(context, grpc::Status::OK);
 }
 
-grpc::Status UserServiceImpl::SetPlan(grpc::ServerContext* context,
-                                      const v1::SetPlanRequest* request,
-                                      v1::SetPlanResponse* response) {
-  if (absl::Status auth = AuthorizeAdmin(*context, admin_token_); !auth.ok()) {
+grpc::ServerUnaryReactor* UserServiceImpl::SetPlan(
+    grpc::CallbackServerContext* context, const v1::SetPlanRequest* request,
+    v1::SetPlanResponse* response) {
+  return FinishNow(context, DoSetPlan(*context, *request, *response));
+}
+
+grpc::Status UserServiceImpl::DoSetPlan(const grpc::ServerContextBase& context,
+                                        const v1::SetPlanRequest& request,
+                                        v1::SetPlanResponse& response) {
+  if (absl::Status auth = AuthorizeAdmin(context, admin_token_); !auth.ok()) {
     return ToGrpcStatus(auth);
   }
-  std::optional<Plan> plan = FromProto(request->plan());
+  std::optional<Plan> plan = FromProto(request.plan());
   if (!plan.has_value()) {
     return ToGrpcStatus(InvalidArgumentError(
         "plan", "Le champ « plan » doit valoir FREE, BASIC ou PREMIUM."));
   }
-  auto stats = accounts_.SetPlan(request->user_id(), *plan);
+  auto stats = accounts_.SetPlan(request.user_id(), *plan);
   if (!stats.ok()) return ToGrpcStatus(stats.status());
-  ToProto(*stats, response->mutable_stats());
+  ToProto(*stats, response.mutable_stats());
   return grpc::Status::OK;
 }
 
-grpc::Status UserServiceImpl::GrantCredits(
-    grpc::ServerContext* context, const v1::GrantCreditsRequest* request,
+grpc::ServerUnaryReactor* UserServiceImpl::GrantCredits(
+    grpc::CallbackServerContext* context,
+    const v1::GrantCreditsRequest* request,
     v1::GrantCreditsResponse* response) {
-  if (absl::Status auth = AuthorizeAdmin(*context, admin_token_); !auth.ok()) {
+  return FinishNow(context, DoGrantCredits(*context, *request, *response));
+}
+
+grpc::Status UserServiceImpl::DoGrantCredits(
+    const grpc::ServerContextBase& context,
+    const v1::GrantCreditsRequest& request,
+    v1::GrantCreditsResponse& response) {
+  if (absl::Status auth = AuthorizeAdmin(context, admin_token_); !auth.ok()) {
     return ToGrpcStatus(auth);
   }
-  auto stats = accounts_.GrantCredits(request->user_id(), request->credits());
+  auto stats = accounts_.GrantCredits(request.user_id(), request.credits());
   if (!stats.ok()) return ToGrpcStatus(stats.status());
-  ToProto(*stats, response->mutable_stats());
+  ToProto(*stats, response.mutable_stats());
   return grpc::Status::OK;
 }
 

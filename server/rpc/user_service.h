@@ -10,23 +10,34 @@
 
 namespace coach {
 
-class UserServiceImpl final : public v1::UserService::Service {
+// Every RPC here is quick (SQLite only): all run inline on gRPC's callback
+// path (see chat_service.h).
+class UserServiceImpl final : public v1::UserService::CallbackService {
  public:
   // `admin_token` empty: the admin RPCs are refused.
   UserServiceImpl(Accounts& accounts, std::string admin_token)
       : accounts_(accounts), admin_token_(std::move(admin_token)) {}
 
-  grpc::Status GetUserStats(grpc::ServerContext* context,
-                            const v1::GetUserStatsRequest* request,
-                            v1::GetUserStatsResponse* response) override;
-  grpc::Status SetPlan(grpc::ServerContext* context,
-                       const v1::SetPlanRequest* request,
-                       v1::SetPlanResponse* response) override;
-  grpc::Status GrantCredits(grpc::ServerContext* context,
-                            const v1::GrantCreditsRequest* request,
-                            v1::GrantCreditsResponse* response) override;
+  grpc::ServerUnaryReactor* GetUserStats(
+      grpc::CallbackServerContext* context,
+      const v1::GetUserStatsRequest* request,
+      v1::GetUserStatsResponse* response) override;
+  grpc::ServerUnaryReactor* SetPlan(grpc::CallbackServerContext* context,
+                                    const v1::SetPlanRequest* request,
+                                    v1::SetPlanResponse* response) override;
+  grpc::ServerUnaryReactor* GrantCredits(
+      grpc::CallbackServerContext* context,
+      const v1::GrantCreditsRequest* request,
+      v1::GrantCreditsResponse* response) override;
 
  private:
+  grpc::Status DoSetPlan(const grpc::ServerContextBase& context,
+                         const v1::SetPlanRequest& request,
+                         v1::SetPlanResponse& response);
+  grpc::Status DoGrantCredits(const grpc::ServerContextBase& context,
+                              const v1::GrantCreditsRequest& request,
+                              v1::GrantCreditsResponse& response);
+
   Accounts& accounts_;
   const std::string admin_token_;
 };

@@ -79,7 +79,7 @@ int main(int argc, char** argv) {
   }
   const int port = *bound;
   const std::string host = absl::GetFlag(FLAGS_host);
-  std::printf("fake-openai listening on %s:%d (delay %s)\n", host.c_str(), port,
+  std::printf("fake-openai listening on %s (port %d), delay %s\n", host.c_str(), port,
               absl::FormatDuration(delay).c_str());
   std::fflush(stdout);
   server.listen_after_bind();

@@ -29,6 +29,9 @@ ABSL_FLAG(int, concurrency, 8, "Calls in flight (one per client thread)");
 ABSL_FLAG(absl::Duration, duration, absl::Seconds(5), "How long to run");
 ABSL_FLAG(std::string, user, "bench-reader", "userId for stats and history");
 ABSL_FLAG(absl::Duration, deadline, absl::Seconds(30), "Deadline per call");
+ABSL_FLAG(int, calls_per_client, 0,
+          "Stop each client after this many calls (0: run for --duration). "
+          "--calls_per_client=1 --concurrency=N puts N calls in flight at once.");
 
 namespace {
 
@@ -53,6 +56,7 @@ int main(int argc, char** argv) {
   const absl::Duration duration = absl::GetFlag(FLAGS_duration);
   const absl::Duration deadline = absl::GetFlag(FLAGS_deadline);
   const std::string user = absl::GetFlag(FLAGS_user);
+  const int calls_per_client = absl::GetFlag(FLAGS_calls_per_client);
 
   grpc::ChannelArguments args;
   auto channel = grpc::CreateCustomChannel(
@@ -68,7 +72,9 @@ int main(int argc, char** argv) {
   for (int t = 0; t < concurrency; ++t) {
     threads.emplace_back([&, t] {
       ThreadResult& result = results[t];
-      for (long i = 0; absl::Now() < end; ++i) {
+      for (long i = 0; calls_per_client > 0 ? i < calls_per_client
+                                            : absl::Now() < end;
+           ++i) {
         grpc::ClientContext context;
         context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
         const absl::Time sent = absl::Now();

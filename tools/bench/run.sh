@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# The benchmark: builds in Release, starts the stack on temporary databases,
+# runs the scenarios of docs/performance.md next to their baselines (measured
+# in the same run: this machine is shared, absolute figures drift), prints a
+# table and writes it to docs/performance.md (with docs/latency.png).
+#   ./tools/bench/run.sh            # about 5 minutes on 2 cores
+# Load tools: wrk (REST), tools/bench/grpc-load (gRPC, on the generated stub).
+# Everything listens on 127.0.0.1 only.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+
+./tools/setup.sh
+# Bench-only packages: load generator and plotting.
+for p in wrk gnuplot-nox; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || {
+    SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO=sudo
+    $SUDO apt-get install -y -qq --no-install-recommends "$p" >/dev/null
+  }
+done
+
+BUILD=${COACH_BENCH_BUILD_DIR:-build/bench}
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
+cmake --build "$BUILD" -j "${COACH_JOBS:-2}" --target coach-server coach-proxy \
+  fake-openai grpc-load bare-http trivial-grpc sqlite-write-limit seed-store
+BIN_SERVER=$BUILD/server/coach-server
+BIN_PROXY=$BUILD/proxy/coach-proxy
+B=$BUILD/tools/bench
+
+DURATION=${COACH_BENCH_SECONDS:-5}
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+log() { echo "bench: $*" >&2; }
+
+# Waits (bounded) for "port N" in a log file and prints N.
+port_of() {
+  local file=$1 port=""
+  for _ in $(seq 1 400); do
+    port=$(grep -o 'port [0-9]*' "$file" 2>/dev/null | head -n1 | cut -d' ' -f2 || true)
+    [[ -n $port ]] && { echo "$port"; return; }
+    read -r -t 0.05 <> <(:) || true
+  done
+  echo "bench: no port in $file" >&2; cat "$file" >&2; exit 1
+}
+
+# start NAME CMD... : runs CMD in the background, logs to $WORK/NAME.log,
+# records its pid in PID_NAME.
+start() {
+  local name=$1; shift
+  "$@" >"$WORK/$name.log" 2>&1 &
+  PIDS+=($!)
+  printf -v "PID_$name" '%s' "$!"
+}
+stop() { local pid=$1; kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
+
+peak_rss_mb() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
+threads_of() { awk '/Threads/ {print $2}' "/proc/$1/status"; }
+
+# wrk URL CONNECTIONS [SCRIPT] -> "req/s p50_ms p99_ms"
+to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; printf "%.2f", v}'; }
+run_wrk() {
+  local url=$1 conns=$2 script=${3:-}
+  local out
+  local threads=$(( conns < 2 ? conns : 2 ))
+  out=$(wrk -t"$threads" -c"$conns" -d"${DURATION}s" --timeout 10s --latency ${script:+-s "$script"} "$url")
+  local rps p50 p99
+  rps=$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out" | to_ms)
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out" | to_ms)
+  if grep -q "Non-2xx" <<<"$out"; then log "non-2xx answers: $(grep Non-2xx <<<"$out")"; fi
+  echo "$rps $p50 $p99"
+}
+# grpc-load ARGS -> "req/s p50 p99 max"
+run_grpc() {
+  local out
+  out=$("$B/grpc-load" "$@")
+  sed -E 's/.*req\/s=([0-9.]+) p50_ms=([0-9.]+) p99_ms=([0-9.]+) max_ms=([0-9.]+).*/\1 \2 \3 \4/' <<<"$out"
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
+verdict() { awk -v r="$1" -v t="$2" -v dir="${3:-ge}" 'BEGIN {ok = (dir == "ge") ? (r >= t) : (r <= t); print ok ? "met" : "missed"}'; }
+
+ROWS=()
+row() { ROWS+=("$(IFS='|'; echo "$*")"); }
+
+# --- The stack (offline coach), and the baselines -----------------------------
+start server env COACH_DB_PATH="$WORK/coach.db" COACH_GRPC_LISTEN=127.0.0.1:0 "$BIN_SERVER"
+GRPC_PORT=$(port_of "$WORK/server.log")
+start proxy env COACH_GRPC_TARGET=127.0.0.1:$GRPC_PORT COACH_HTTP_LISTEN=127.0.0.1:0 \
+  COACH_ACCESS_LOG=false "$BIN_PROXY"
+HTTP_PORT=$(port_of "$WORK/proxy.log")
+start bare "$B/bare-http" --port=0
+BARE_PORT=$(port_of "$WORK/bare.log")
+start trivial "$B/trivial-grpc" --listen=127.0.0.1:0
+TRIVIAL_PORT=$(port_of "$WORK/trivial.log")
+STATS="http://127.0.0.1:$HTTP_PORT/api/user/stats?userId=bench-reader"
+# The bare server answers the very bytes the proxy answers.
+BODY=$(curl -s "$STATS")
+stop "$PID_bare"
+start bare "$B/bare-http" --port=0 --body="$BODY"
+BARE_PORT=$(port_of "$WORK/bare.log")
+BARE="http://127.0.0.1:$BARE_PORT/api/user/stats?userId=bench-reader"
+
+# 1. REST GET /api/user/stats vs a bare httplib server, and the latency curve.
+: >"$WORK/curve.dat"
+for c in 1 8 16 32 64 128; do
+  read -r rps p50 p99 < <(run_wrk "$STATS" "$c")
+  read -r brps bp50 bp99 < <(run_wrk "$BARE" "$c")
+  echo "$c $p50 $p99 $bp50 $bp99" >>"$WORK/curve.dat"
+  if [[ $c == 8 || $c == 64 ]]; then
+    r=$(ratio "$rps" "$brps")
+    row "1. REST GET /api/user/stats, $c conn" "$rps" "$p50" "$p99" \
+      "bare httplib: $brps" "$r" "≥ 0.5: $(verdict "$r" 0.5)"
+  fi
+  log "stats c=$c: $rps req/s (bare $brps)"
+done
+
+# 2. gRPC GetUserStats vs an empty unary call on a trivial gRPC server.
+for c in 8 64; do
+  read -r rps p50 p99 _ < <(run_grpc --target=127.0.0.1:$GRPC_PORT --rpc=stats \
+    --concurrency=$c --duration=${DURATION}s)
+  read -r brps _ _ _ < <(run_grpc --target=127.0.0.1:$TRIVIAL_PORT --rpc=health \
+    --concurrency=$c --duration=${DURATION}s)
+  r=$(ratio "$rps" "$brps")
+  row "2. gRPC GetUserStats, $c streams" "$rps" "$p50" "$p99" \
+    "empty unary call: $brps" "$r" "≥ 0.5: $(verdict "$r" 0.5)"
+  log "grpc stats c=$c: $rps req/s (trivial $brps)"
+done
+
+# 3. REST POST /api/chat/send (offline coach) vs the same SQL in a plain loop.
+read -r rps p50 p99 < <(run_wrk "http://127.0.0.1:$HTTP_PORT" 64 tools/bench/send.lua)
+limit=$("$B/sqlite-write-limit" --db_path="$WORK/limit.db" --sends=20000 |
+  sed -E 's/.*sends\/s=([0-9.]+).*/\1/')
+r=$(ratio "$rps" "$limit")
+row "3. REST POST /api/chat/send, 64 conn" "$rps" "$p50" "$p99" \
+  "same SQL in a loop: $limit" "$r" "≥ 2000/s: $(verdict "$rps" 2000); ≥ 0.3: $(verdict "$r" 0.3)"
+log "send: $rps req/s (limit $limit)"
+SERVER_RSS=$(peak_rss_mb "$PID_server"); PROXY_RSS=$(peak_rss_mb "$PID_proxy")
+stop "$PID_proxy"; stop "$PID_server"
+
+# 4. 1,000 sends in flight at once against an AI that answers in 2 s.
+start fake "$B/fake-openai" --port=0 --delay=2s
+FAKE_PORT=$(port_of "$WORK/fake.log")
+start server4 env COACH_DB_PATH="$WORK/coach4.db" COACH_GRPC_LISTEN=127.0.0.1:0 \
+  OPENAI_API_KEY=bench-fake-key OPENAI_BASE_URL=http://127.0.0.1:$FAKE_PORT/v1 "$BIN_SERVER"
+GRPC4_PORT=$(port_of "$WORK/server4.log")
+peak_threads=0
+( while kill -0 "$PID_server4" 2>/dev/null; do threads_of "$PID_server4"; read -r -t 0.05 <> <(:) || true; done ) \
+  >"$WORK/threads.txt" 2>/dev/null &
+sampler=$!
+read -r _ p50 p99 max < <(run_grpc --target=127.0.0.1:$GRPC4_PORT --rpc=send \
+  --concurrency=1000 --calls_per_client=1 --deadline=30s || true)
+kill "$sampler" 2>/dev/null || true
+peak_threads=$(sort -n "$WORK/threads.txt" | tail -n1)
+rss4=$(peak_rss_mb "$PID_server4")
+ok=$(awk -v m="$max" 'BEGIN {print (m > 0 && m <= 2500) ? "met" : "missed"}')
+row "4. 1,000 sends in flight, AI 2 s (gRPC)" "—" "$p50" "$p99" \
+  "slowest: ${max} ms; server RSS ${rss4} MB; ${peak_threads} threads" "—" \
+  "all ≤ 2.5 s: $ok; RSS ≤ 200 MB: $(verdict "$rss4" 200 le)"
+log "1000 in flight: max ${max} ms, rss ${rss4} MB, threads ${peak_threads}"
+stop "$PID_server4"; stop "$PID_fake"
+
+# 5. Growth: the same reads with 10k and 100k sessions (10 messages each).
+declare -A GROWTH
+for n in 10000 100000; do
+  log "seeding $n sessions"
+  "$B/seed-store" --db_path="$WORK/growth$n.db" --sessions=$n >&2
+  start "server$n" env COACH_DB_PATH="$WORK/growth$n.db" COACH_GRPC_LISTEN=127.0.0.1:0 "$BIN_SERVER"
+  port=$(port_of "$WORK/server$n.log")
+  start "proxy$n" env COACH_GRPC_TARGET=127.0.0.1:$port COACH_HTTP_LISTEN=127.0.0.1:0 \
+    COACH_ACCESS_LOG=false "$BIN_PROXY"
+  hport=$(port_of "$WORK/proxy$n.log")
+  read -r _ h50 _ < <(run_wrk "http://127.0.0.1:$hport/api/chat/history?userId=bench-reader&limit=10" 8)
+  read -r _ s50 _ < <(run_wrk "http://127.0.0.1:$hport/api/chat/sessions?userId=bench-reader" 8)
+  GROWTH[$n]="$h50 $s50"
+  pid_s="PID_server$n"; pid_p="PID_proxy$n"
+  stop "${!pid_p}"; stop "${!pid_s}"
+done
+read -r h10 s10 <<<"${GROWTH[10000]}"
+read -r h100 s100 <<<"${GROWTH[100000]}"
+rh=$(ratio "$h100" "$h10"); rs=$(ratio "$s100" "$s10")
+row "5. GET /api/chat/history?limit=10, p50" "—" "10k: $h10 → 100k: $h100" "" "" "$rh" "≤ 1.2: $(verdict "$rh" 1.2 le)"
+row "5. GET /api/chat/sessions, p50" "—" "10k: $s10 → 100k: $s100" "" "" "$rs" "≤ 1.2: $(verdict "$rs" 1.2 le)"
+
+# --- Report ---------------------------------------------------------------------
+PLOT=docs/latency.png
+gnuplot <<GP 2>/dev/null || log "gnuplot failed; no plot"
+set terminal png size 900,500
+set output "$PLOT"
+set title "GET /api/user/stats: latency against concurrency"
+set xlabel "connections (wrk)"
+set ylabel "latency (ms)"
+set logscale x 2
+set key left top
+plot "$WORK/curve.dat" using 1:2 with linespoints title "coach-proxy p50", \
+     "$WORK/curve.dat" using 1:3 with linespoints title "coach-proxy p99", \
+     "$WORK/curve.dat" using 1:4 with linespoints title "bare httplib p50", \
+     "$WORK/curve.dat" using 1:5 with linespoints title "bare httplib p99"
+GP
+
+TABLE=$(
+  echo "| Scenario | req/s | p50 (ms) | p99 (ms) | Baseline | Ratio | Target |"
+  echo "|---|---|---|---|---|---|---|"
+  for r in "${ROWS[@]}"; do echo "| ${r//|/ | } |"; done
+)
+echo "$TABLE"
+{
+  echo "# Performance"
+  echo
+  echo "Measured by \`./tools/bench/run.sh\` on $(date -u +%Y-%m-%d), $(nproc) cores"
+  echo "($(uname -m)), Release build; load generators share the machine. Peak RSS in"
+  echo "scenarios 1–3: coach-server ${SERVER_RSS} MB, coach-proxy ${PROXY_RSS} MB."
+  echo
+  echo "$TABLE"
+  echo
+  echo "![latency](latency.png)"
+  echo
+  if [[ -f docs/performance-notes.md ]]; then cat docs/performance-notes.md; fi
+} >docs/performance.md
+log "wrote docs/performance.md"
