@@ -25,7 +25,8 @@ CoachServer::CoachServer(const Config& config, Store& store, Coach& coach,
     : config_(config),
       chat_(config_, store, coach, clock),
       accounts_(config_, store, clock),
-      chat_service_(chat_),
+      blocking_(config_.max_blocking_sends),
+      chat_service_(chat_, blocking_),
       user_service_(accounts_, config_.admin_token) {}
 
 absl::StatusOr<std::unique_ptr<CoachServer>> CoachServer::Start(

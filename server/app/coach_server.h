@@ -20,6 +20,7 @@
 #include "server/core/chat.h"
 #include "server/core/clock.h"
 #include "server/core/config.h"
+#include "server/rpc/blocking_executor.h"
 #include "server/rpc/chat_service.h"
 #include "server/rpc/user_service.h"
 #include "storage/store.h"
@@ -49,6 +50,8 @@ class CoachServer {
   const Config config_;
   Chat chat_;
   Accounts accounts_;
+  // Before the services and the server: it must outlive the calls it runs.
+  BlockingExecutor blocking_;
   ChatServiceImpl chat_service_;
   UserServiceImpl user_service_;
   std::unique_ptr<grpc::Server> server_;

@@ -41,6 +41,10 @@ class Coach {
  public:
   virtual ~Coach() = default;
   virtual absl::StatusOr<CoachReply> Reply(const CoachRequest& request) = 0;
+
+  // False if Reply never waits on I/O (it may then run on a latency-critical
+  // thread); true, the safe default, if it may take seconds.
+  virtual bool MayBlock() const { return true; }
 };
 
 // The coach's system prompt (French), compiled in from system_prompt.fr.txt.

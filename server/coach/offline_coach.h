@@ -12,6 +12,8 @@ namespace coach {
 class OfflineCoach final : public Coach {
  public:
   absl::StatusOr<CoachReply> Reply(const CoachRequest& request) override;
+  // Pure computation, microseconds.
+  bool MayBlock() const override { return false; }
 };
 
 }  // namespace coach

@@ -81,6 +81,9 @@ class Chat {
   absl::StatusOr<History> GetHistory(absl::string_view user_id,
                                      std::optional<int> limit);
 
+  // Whether SendMessage may wait on I/O for long (the coach's).
+  bool SendMayBlock() const { return coach_.MayBlock(); }
+
  private:
   // Loads a session and checks that `user_id` (when not empty) owns it.
   absl::StatusOr<SessionRecord> LoadOwnedSession(absl::string_view session_id,

@@ -76,6 +76,9 @@ struct Config {
   // Loopback by default: the proxy runs beside the server. Listen on
   // 0.0.0.0:50051 to serve other hosts.
   std::string grpc_listen = "127.0.0.1:50051";
+  // Sends waiting on a coach that may block (the AI) at once, each on its
+  // own thread; more wait their turn. Bounds the server's threads.
+  int max_blocking_sends = 1024;
   // Concurrent calls per client connection (HTTP/2 streams).
   int grpc_max_concurrent_streams = 4096;
   // Empty: the admin RPCs are refused.

@@ -94,17 +94,32 @@ grpc::Status ChatServiceImpl::DoDeleteSession(
   return grpc::Status::OK;
 }
 
-grpc::Status ChatServiceImpl::SendMessage(grpc::ServerContext*,
-                                          const v1::SendMessageRequest* request,
-                                          v1::SendMessageResponse* response) {
-  auto sent = chat_.SendMessage(request->user_id(), request->session_id(),
-                                request->message());
+grpc::ServerUnaryReactor* ChatServiceImpl::SendMessage(
+    grpc::CallbackServerContext* context,
+    const v1::SendMessageRequest* request,
+    v1::SendMessageResponse* response) {
+  if (!chat_.SendMayBlock()) {
+    return FinishNow(context, DoSendMessage(*request, *response));
+  }
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  // gRPC keeps the request, response and reactor alive until Finish.
+  blocking_.Schedule([this, reactor, request, response] {
+    reactor->Finish(DoSendMessage(*request, *response));
+  });
+  return reactor;
+}
+
+grpc::Status ChatServiceImpl::DoSendMessage(
+    const v1::SendMessageRequest& request,
+    v1::SendMessageResponse& response) {
+  auto sent = chat_.SendMessage(request.user_id(), request.session_id(),
+                                request.message());
   if (!sent.ok()) return ToGrpcStatus(sent.status());
-  response->set_session_id(sent->session_id);
-  ToProto(sent->user_message, response->mutable_user_message());
-  ToProto(sent->assistant_message, response->mutable_assistant_message());
+  response.set_session_id(sent->session_id);
+  ToProto(sent->user_message, response.mutable_user_message());
+  ToProto(sent->assistant_message, response.mutable_assistant_message());
   if (sent->remaining_credits.has_value()) {
-    response->set_remaining_credits(*sent->remaining_credits);
+    response.set_remaining_credits(*sent->remaining_credits);
   }
   return grpc::Status::OK;
 }

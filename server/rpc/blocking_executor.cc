@@ -1,0 +1,57 @@
+#include "server/rpc/blocking_executor.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace coach {
+
+BlockingExecutor::BlockingExecutor(int max_threads)
+    : max_threads_(std::max(1, max_threads)) {}
+
+BlockingExecutor::~BlockingExecutor() {
+  std::vector<std::thread> threads;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    threads.swap(threads_);
+  }
+  for (std::thread& thread : threads) thread.join();
+}
+
+void BlockingExecutor::Schedule(std::function<void()> work) {
+  absl::MutexLock lock(&mu_);
+  queue_.push_back(std::move(work));
+  // Every idle thread will take one queued item; start another only if the
+  // queue outnumbers them.
+  if (static_cast<int>(queue_.size()) > idle_ &&
+      static_cast<int>(threads_.size()) < max_threads_) {
+    threads_.emplace_back([this] { WorkLoop(); });
+  }
+}
+
+int BlockingExecutor::thread_count() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(threads_.size());
+}
+
+void BlockingExecutor::WorkLoop() {
+  for (;;) {
+    std::function<void()> work;
+    {
+      absl::MutexLock lock(&mu_);
+      ++idle_;
+      mu_.Await(absl::Condition(
+          +[](BlockingExecutor* e) {
+            return !e->queue_.empty() || e->stopping_;
+          },
+          this));
+      --idle_;
+      if (queue_.empty()) return;  // stopping, nothing left to run
+      work = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    work();
+  }
+}
+
+}  // namespace coach

@@ -1,0 +1,69 @@
+// BlockingExecutor: bounded threads, FIFO beyond them, everything run.
+#include "server/rpc/blocking_executor.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+
+namespace coach {
+namespace {
+
+TEST(BlockingExecutorTest, RunsEveryScheduledTaskBeforeItIsDestroyed) {
+  std::atomic<int> done{0};
+  {
+    BlockingExecutor executor(4);
+    for (int i = 0; i < 100; ++i) executor.Schedule([&done] { ++done; });
+  }
+  EXPECT_EQ(done.load(), 100);
+}
+
+TEST(BlockingExecutorTest, ThreadsGrowWithBlockedWorkUpToTheBound) {
+  absl::Notification release;
+  absl::Mutex mu;
+  int running = 0;
+  BlockingExecutor executor(3);
+  for (int i = 0; i < 5; ++i) {
+    executor.Schedule([&] {
+      {
+        absl::MutexLock lock(&mu);
+        ++running;
+      }
+      release.WaitForNotificationWithTimeout(absl::Seconds(20));
+    });
+  }
+  // Three tasks run at once (one per thread); the other two wait their turn.
+  {
+    absl::MutexLock lock(&mu);
+    EXPECT_TRUE(mu.AwaitWithTimeout(
+        absl::Condition(+[](int* r) { return *r == 3; }, &running),
+        absl::Seconds(20)));
+  }
+  EXPECT_EQ(executor.thread_count(), 3);
+  release.Notify();
+  {
+    absl::MutexLock lock(&mu);
+    EXPECT_TRUE(mu.AwaitWithTimeout(
+        absl::Condition(+[](int* r) { return *r == 5; }, &running),
+        absl::Seconds(20)));
+  }
+  EXPECT_EQ(executor.thread_count(), 3);
+}
+
+TEST(BlockingExecutorTest, IdleThreadsAreReused) {
+  BlockingExecutor executor(8);
+  for (int i = 0; i < 20; ++i) {
+    absl::Notification done;
+    executor.Schedule([&done] { done.Notify(); });
+    ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  }
+  // One task at a time: a thread that finished is idle and takes the next,
+  // though a new one may start while the first has not yet gone idle.
+  EXPECT_LE(executor.thread_count(), 2);
+}
+
+}  // namespace
+}  // namespace coach
