@@ -44,6 +44,7 @@
 #include "server/coach/retry_policy.h"
 #include "server/core/config.h"
 #include "server/core/errors.h"
+#include "tests/support/ports.h"
 #include "tests/support/fake_openai.h"
 #include "tests/support/test_server.h"
 
@@ -140,24 +141,6 @@ CoachTurn UserTurn(std::string text) {
 }
 CoachTurn AssistantTurn(std::string text) {
   return CoachTurn{.role = Role::kAssistant, .content = std::move(text)};
-}
-
-// A loopback port nothing listens on: bound by the kernel, then released.
-int ClosedLoopbackPort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return 0;
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = 0;
-  socklen_t length = sizeof(address);
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
-    port = ntohs(address.sin_port);
-  }
-  close(fd);
-  return port;
 }
 
 // Redirects this process's fd 2 — where server/core/log.h writes, from every
@@ -467,7 +450,8 @@ TEST(OpenAiCoachProtocolTest, TruncatesTheOldestTurnsToTheTokenBudget) {
 }
 
 TEST(OpenAiCoachProtocolTest, ConnectionRefusedIsUnavailable) {
-  const int port = ClosedLoopbackPort();
+  const RefusingLoopbackPort refusing;
+  const int port = refusing.port();
   ASSERT_NE(port, 0);
   auto coach = OpenAiCoach::Create(
       FastOptions(absl::StrCat("http://127.0.0.1:", port, "/v1")));
@@ -1006,7 +990,8 @@ TEST_F(OpenAiEndToEndTest, AnAnswerThatComesTooLateIsUnavailable) {
 }
 
 TEST_F(OpenAiEndToEndTest, ConnectionRefusedIsRetriedThenUnavailable) {
-  const int port = ClosedLoopbackPort();
+  const RefusingLoopbackPort refusing;
+  const int port = refusing.port();
   ASSERT_NE(port, 0);
   ASSERT_NO_FATAL_FAILURE(
       Start(FastOptions(absl::StrCat("http://127.0.0.1:", port, "/v1"))));

@@ -22,6 +22,7 @@
 
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "tests/support/ports.h"
 #include "tests/support/test_stack.h"
 
 namespace coach::testing {
@@ -531,18 +532,9 @@ TEST_F(ProxyTest, StorageFailureIs500WithoutLeakingSql) {
 }
 
 TEST(ProxyWithoutServerTest, ServerDownIs503Quickly) {
-  // A port that refuses connections: bound, never listening, held until the
-  // end so that nothing else takes it.
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(fd, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = 0;
-  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
-  socklen_t length = sizeof(address);
-  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length), 0);
-  const int closed_port = ntohs(address.sin_port);
+  const RefusingLoopbackPort refusing;
+  ASSERT_NE(refusing.port(), 0);
+  const int closed_port = refusing.port();
 
   auto proxy = proxy::CoachProxy::Start(TestProxyConfig(closed_port));
   ASSERT_TRUE(proxy.ok()) << proxy.status();
@@ -570,7 +562,6 @@ TEST(ProxyWithoutServerTest, ServerDownIs503Quickly) {
   // The proxy's own answers need no server.
   ExpectError(Exchange(*client, "GET", "/nope"), 404, "ROUTE_NOT_FOUND");
   (*proxy)->Stop();
-  close(fd);
 }
 
 TEST_F(ProxyTest, CoachUnavailableIs503AndCostsNothing) {

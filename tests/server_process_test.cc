@@ -29,6 +29,7 @@
 #include "coach/v1/chat.grpc.pb.h"
 #include "coach/v1/user.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "tests/support/ports.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/test_server.h"
 
@@ -45,24 +46,6 @@ constexpr char kAdminToken[] = "t-secret-admin-token";
 constexpr auto kStartTimeout = std::chrono::seconds(20);
 constexpr auto kExitTimeout = std::chrono::seconds(15);
 constexpr auto kConfigErrorTimeout = std::chrono::seconds(5);
-
-// A port free right now on 127.0.0.1: bound to port 0, read, released.
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return 0;
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = 0;
-  socklen_t length = sizeof(address);
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
-    port = ntohs(address.sin_port);
-  }
-  close(fd);
-  return port;
-}
 
 // True if something accepts TCP connections on 127.0.0.1:`port`.
 bool Listening(int port) {
@@ -209,7 +192,7 @@ class ServerProcessTest : public ::testing::Test {
     ASSERT_FALSE(dir_.path().empty());
     // The child's working directory: where a default "coach.db" would land.
     std::filesystem::create_directory(cwd_);
-    port_ = FreePort();
+    port_ = FreeLoopbackPort();
     ASSERT_NE(port_, 0);
   }
 
@@ -357,7 +340,7 @@ TEST_F(ServerProcessTest, DataSurvivesARestart) {
 }
 
 TEST_F(ServerProcessTest, FlagsOverrideTheEnvironment) {
-  const int flag_port = FreePort();
+  const int flag_port = FreeLoopbackPort();
   ASSERT_NE(flag_port, 0);
   ASSERT_NE(flag_port, port_);
   const std::string flag_db = dir_.File("flag.sqlite");

@@ -22,7 +22,7 @@ done
 BUILD=${COACH_BENCH_BUILD_DIR:-build/bench}
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
 cmake --build "$BUILD" -j "${COACH_JOBS:-2}" --target coach-server coach-proxy \
-  fake-openai grpc-load bare-http trivial-grpc sqlite-write-limit seed-store
+  fake-openai grpc-load bare-http trivial-grpc sqlite-write-limit seed-store >&2
 BIN_SERVER=$BUILD/server/coach-server
 BIN_PROXY=$BUILD/proxy/coach-proxy
 B=$BUILD/tools/bench
