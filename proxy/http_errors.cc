@@ -41,7 +41,9 @@ absl::string_view LabelForStatus(int http_status) {
     case 405: return "Méthode non autorisée";
     case 408: return "Délai de requête dépassé";
     case 409: return "Conflit";
+    case 411: return "Longueur requise";
     case 413: return "Requête trop volumineuse";
+    case 415: return "Format de corps non pris en charge";
     case 414: return "URL trop longue";
     case 429: return "Trop de requêtes";
     case 501: return "Non implémenté";
@@ -70,18 +72,6 @@ std::string ReasonOf(const grpc::Status& status) {
     if (any.UnpackTo(&info)) return info.reason();
   }
   return "";
-}
-
-// A reason for statuses that carry none (the channel's own failures).
-absl::string_view DefaultReason(grpc::StatusCode code) {
-  switch (code) {
-    case grpc::StatusCode::UNAVAILABLE: return proxy_reason::kUnavailable;
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
-      return proxy_reason::kDeadlineExceeded;
-    case grpc::StatusCode::INVALID_ARGUMENT:
-      return proxy_reason::kInvalidArgument;
-    default: return proxy_reason::kInternal;
-  }
 }
 
 // French messages for failures that carry no message fit for users.
@@ -142,10 +132,26 @@ HttpError HttpErrorFromGrpc(const grpc::Status& status) {
     if (entry.reason == reason) http_status = entry.http_status;
   }
   // Only coach-server's own errors (with a reason) carry a message written
-  // for users; a channel failure's message is technical and stays in logs.
+  // for users. A status without one comes from the channel itself: the
+  // server unreachable or restarting (UNAVAILABLE, CANCELLED), a deadline, a
+  // message over gRPC's size limit. Its message is technical and stays in
+  // logs; its status says what the client can do about it.
   if (reason.empty()) {
-    return MakeHttpError(http_status, DefaultReason(status.error_code()),
-                         DefaultMessage(status.error_code()));
+    switch (status.error_code()) {
+      case grpc::StatusCode::UNAVAILABLE:
+      case grpc::StatusCode::CANCELLED:
+        return MakeHttpError(503, proxy_reason::kUnavailable,
+                             DefaultMessage(grpc::StatusCode::UNAVAILABLE));
+      case grpc::StatusCode::DEADLINE_EXCEEDED:
+        return MakeHttpError(504, proxy_reason::kDeadlineExceeded,
+                             DefaultMessage(status.error_code()));
+      case grpc::StatusCode::RESOURCE_EXHAUSTED:
+        return MakeHttpError(413, proxy_reason::kPayloadTooLarge,
+                             "La requête dépasse la taille acceptée.");
+      default:
+        return MakeHttpError(500, proxy_reason::kInternal,
+                             DefaultMessage(status.error_code()));
+    }
   }
   return MakeHttpError(http_status, reason, status.error_message());
 }

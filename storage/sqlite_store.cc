@@ -559,7 +559,11 @@ absl::StatusOr<ExchangeResult> SqliteStore::CommitExchange(
             c.Prepare("DELETE FROM credit_reservations WHERE id = ?1");
         settle->bind(1, reservation.id);
         settle->exec();
-        EnsureUser(c, reservation.user_id, exchange.terms, exchange.now);
+        const UserRecord user =
+            EnsureUser(c, reservation.user_id, exchange.terms, exchange.now);
+        // Moved to an unlimited plan while the coach was writing: nothing
+        // to charge.
+        if (!exchange.terms.allowance.contains(user.plan)) return result;
         // Conditional: credits never go below zero, whatever happened to
         // the reservation meanwhile (expired, an admin changed the plan).
         Connection::Statement charge = c.Prepare(

@@ -52,18 +52,5 @@ TEST(BlockingExecutorTest, ThreadsGrowWithBlockedWorkUpToTheBound) {
   }
   EXPECT_EQ(executor.thread_count(), 3);
 }
-
-TEST(BlockingExecutorTest, IdleThreadsAreReused) {
-  BlockingExecutor executor(8);
-  for (int i = 0; i < 20; ++i) {
-    absl::Notification done;
-    executor.Schedule([&done] { done.Notify(); });
-    ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(20)));
-  }
-  // One task at a time: a thread that finished is idle and takes the next,
-  // though a new one may start while the first has not yet gone idle.
-  EXPECT_LE(executor.thread_count(), 2);
-}
-
 }  // namespace
 }  // namespace coach

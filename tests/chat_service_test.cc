@@ -1193,6 +1193,35 @@ TEST_F(ChatServiceTest, SendIntoASessionDeletedWhileTheCoachRepliesIsNotFound) {
   EXPECT_EQ(MustSend("alice", "", "Après").remaining_credits(), 3);
 }
 
+// An upgrade to PREMIUM while the coach writes: the reply is kept and
+// nothing is charged (the held credit was a FREE plan's).
+TEST_F(ChatServiceTest, UpgradeWhileTheCoachRepliesKeepsTheReplyFree) {
+  const int calls_before = server_.coach().request_count();
+  server_.coach().HoldUntilConcurrent(2);
+  grpc::Status held;
+  std::thread alice([&] { held = Send("alice", "", "Pendant la mise à niveau"); });
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (server_.coach().request_count() == calls_before &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+  }
+  EXPECT_GT(server_.coach().request_count(), calls_before);
+  SetPlan("alice", v1::PREMIUM);
+  EXPECT_TRUE(IsOk(Send("bob", "", "Salut")));  // releases both replies
+  alice.join();
+
+  EXPECT_TRUE(IsOk(held));
+  EXPECT_EQ(Totals("alice").total_messages(), 2);
+}
+
+TEST_F(ChatServiceTest, UserIdWithSurroundingSpacesOrControlCharsIsRefused) {
+  for (const std::string user : {" alice", "alice ", "ali\tce", "ali\x1b[31mce"}) {
+    EXPECT_TRUE(IsInvalid(Send(user, "", "Salut"), "userId")) << user;
+  }
+  EXPECT_EQ(server_.coach().request_count(), 0);
+}
+
 // ===========================================================================
 // Ids and text
 // ===========================================================================

@@ -1049,5 +1049,50 @@ TEST_F(ProxyTest, BadInputTable) {
   EXPECT_EQ(kept.doc["session"]["title"], "Titre d'origine") << kept.body();
 }
 
+
+// Raw bytes to the proxy over one connection (Connection: close), and the
+// whole answer: for requests a well-behaved client library would not send.
+std::string RawExchange(int port, const std::string& bytes) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return "";
+  timeval timeout{.tv_sec = 10, .tv_usec = 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  std::string answer;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
+      send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
+          static_cast<ssize_t>(bytes.size())) {
+    char buffer[4096];
+    ssize_t n;
+    while ((n = recv(fd, buffer, sizeof(buffer), 0)) > 0) answer.append(buffer, n);
+  }
+  close(fd);
+  return answer;
+}
+
+// cpp-httplib 0.11 caps only Content-Length bodies and inflates gzip without
+// a limit: chunked and encoded bodies are refused before they are read.
+TEST_F(ProxyTest, ChunkedAndCompressedBodiesAreRefusedUnread) {
+  const std::string chunked = RawExchange(
+      stack_.port(),
+      "POST /api/chat/send HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+      "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "5\r\n{\"a\":\r\n0\r\n\r\n");
+  EXPECT_NE(chunked.find("HTTP/1.1 411"), std::string::npos) << chunked;
+  EXPECT_NE(chunked.find("\"code\":\"LENGTH_REQUIRED\""), std::string::npos);
+
+  const std::string gzip = RawExchange(
+      stack_.port(),
+      "POST /api/chat/send HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+      "Content-Type: application/json\r\nContent-Encoding: gzip\r\n"
+      "Content-Length: 4\r\n\r\nabcd");
+  EXPECT_NE(gzip.find("HTTP/1.1 415"), std::string::npos) << gzip;
+  EXPECT_NE(gzip.find("\"code\":\"UNSUPPORTED_ENCODING\""), std::string::npos);
+  EXPECT_EQ(stack_.server().coach().request_count(), 0);
+}
+
 }  // namespace
 }  // namespace coach::testing

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/core/errors.h"
+#include "server/core/status_macros.h"
 #include "server/core/text.h"
 
 namespace coach {
@@ -53,7 +54,22 @@ absl::StatusOr<std::string> ValidateText(absl::string_view field,
 }  // namespace
 
 absl::Status ValidateUserId(absl::string_view user_id, const Limits& limits) {
-  return ValidateText("userId", user_id, limits.max_user_id_length).status();
+  COACH_RETURN_IF_ERROR(
+      ValidateText("userId", user_id, limits.max_user_id_length).status());
+  // An id is compared byte for byte: " u1" must not pass for "u1" (another
+  // user with fresh credits), nor carry hidden characters into logs.
+  if (TrimSpaces(user_id).size() != user_id.size()) {
+    return InvalidArgumentError(
+        "userId", "Le champ « userId » ne doit ni commencer ni finir par un "
+                  "espace.");
+  }
+  for (const char c : user_id) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) {
+      return InvalidArgumentError(
+          "userId", "Le champ « userId » contient un caractère de contrôle.");
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ValidateOptionalUserId(absl::string_view user_id,

@@ -13,7 +13,8 @@
 
 namespace coach {
 
-// userId: required, not blank, valid UTF-8, at most max_user_id_length.
+// userId: required, not blank, valid UTF-8, at most max_user_id_length,
+// no surrounding whitespace, no control characters.
 absl::Status ValidateUserId(absl::string_view user_id, const Limits& limits);
 
 // The same, for the optional userId of session calls: empty is allowed.
