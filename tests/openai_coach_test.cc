@@ -44,6 +44,7 @@
 #include "server/coach/retry_policy.h"
 #include "server/core/config.h"
 #include "server/core/errors.h"
+#include "proxy/http_listener.h"
 #include "tests/support/ports.h"
 #include "tests/support/fake_openai.h"
 #include "tests/support/test_server.h"
@@ -222,10 +223,10 @@ int CountOf(absl::string_view text, absl::string_view needle) {
 class LocalCompletions {
  public:
   LocalCompletions(int threads, absl::Duration max_hold) : max_hold_(max_hold) {
-    server_.new_task_queue = [threads] {
-      return new httplib::ThreadPool(static_cast<size_t>(threads));
-    };
-    server_.set_tcp_nodelay(true);
+    // Tuned as coach-proxy (workers, nodelay, listen backlog), by its code.
+    proxy::ProxyConfig tuning;
+    tuning.worker_threads = threads;
+    proxy::TuneHttpServer(server_, tuning);
     server_.Post("/v1/chat/completions", [this](const httplib::Request&,
                                                 httplib::Response& response) {
       {
@@ -237,15 +238,8 @@ class LocalCompletions {
       }
       response.set_content(CompletionBody(kDefaultReply), "application/json");
     });
-    server_.set_socket_options([this](socket_t sock) {
-      httplib::default_socket_options(sock);
-      listen_socket_ = sock;
-    });
-    port_ = server_.bind_to_any_port("127.0.0.1");
-    // httplib 0.11 listens with a backlog of 5: of 20 simultaneous connects,
-    // some would have their SYN dropped and retried a second later. Linux
-    // raises a listening socket's backlog when it is listened on again.
-    if (listen_socket_ >= 0) ::listen(listen_socket_, 128);
+    port_ = proxy::BindHttpServer(server_, "127.0.0.1:0", tuning.listen_backlog)
+                .value_or(0);
     thread_ = std::thread([this] { server_.listen_after_bind(); });
   }
   // Destroy after the clients that keep connections to it (OpenAiCoach's
@@ -279,7 +273,6 @@ class LocalCompletions {
   httplib::Server server_;
   std::thread thread_;
   int port_ = 0;
-  socket_t listen_socket_ = -1;
   absl::Notification released_;
   absl::Mutex mu_;
   int received_ ABSL_GUARDED_BY(mu_) = 0;
@@ -1305,6 +1298,44 @@ TEST(ContextWindowTest, KeepsTheNewestSuffixThatFits) {
   ASSERT_THAT(kept, SizeIs(2));
   EXPECT_EQ(kept[0].content, "quatre");
   EXPECT_EQ(kept[1].content, "cinq");
+}
+
+// httplib's timeouts bound each read, not the whole answer: a provider that
+// trickles its body must still be cut at the reply's timeout.
+TEST(OpenAiCoachTimeoutTest, ATrickledAnswerIsCutAtTheTimeout) {
+  absl::Notification stopping;
+  httplib::Server server;
+  const std::string body = CompletionBody("Une réponse qui arrive lentement.");
+  server.Post("/v1/chat/completions", [&](const httplib::Request&,
+                                          httplib::Response& response) {
+    response.set_content_provider(
+        body.size(), "application/json",
+        [&](size_t offset, size_t, httplib::DataSink& sink) {
+          // One byte per 100 ms: each read is quick, the whole is not.
+          stopping.WaitForNotificationWithTimeout(absl::Milliseconds(100));
+          sink.write(body.data() + offset, 1);
+          return !stopping.HasBeenNotified();
+        });
+  });
+  const int port = server.bind_to_any_port("127.0.0.1");
+  std::thread thread([&] { server.listen_after_bind(); });
+
+  OpenAiOptions options =
+      FastOptions(absl::StrCat("http://127.0.0.1:", port, "/v1"));
+  options.timeout = absl::Milliseconds(500);
+  options.max_retries = 0;
+  auto coach = OpenAiCoach::Create(options);
+  ASSERT_TRUE(coach.ok()) << coach.status();
+  const absl::Time start = absl::Now();
+  auto reply = (*coach)->Reply(Conversation("Prompt", {UserTurn("Bonjour")}));
+  const absl::Duration took = absl::Now() - start;
+
+  stopping.Notify();
+  server.stop();
+  thread.join();
+  EXPECT_FALSE(reply.ok());
+  EXPECT_LT(took, absl::Seconds(2)) << "the body took " << body.size() / 10.0
+                                    << " s to trickle";
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "storage/records.h"
 
 namespace coach {
@@ -28,6 +29,8 @@ struct CoachRequest {
   absl::string_view system_prompt;
   // Oldest first; the last turn is the user's new message.
   std::vector<CoachTurn> conversation;
+  // When the caller stops waiting: a reply after it is useless.
+  absl::Time deadline = absl::InfiniteFuture();
 };
 
 struct CoachReply {

@@ -199,7 +199,9 @@ std::string OpenAiCoach::Redacted(std::string text) const {
 }
 
 absl::StatusOr<CoachReply> OpenAiCoach::Reply(const CoachRequest& request) {
-  const absl::Time deadline = absl::Now() + options_.timeout;
+  // Our own budget, or the caller's patience if shorter.
+  const absl::Time deadline =
+      std::min(absl::Now() + options_.timeout, request.deadline);
   const std::string body = RequestBody(request);
   const httplib::Headers headers = {
       {"Authorization", absl::StrCat("Bearer ", options_.api_key)},
@@ -219,7 +221,18 @@ absl::StatusOr<CoachReply> OpenAiCoach::Reply(const CoachRequest& request) {
     SetTimeout(remaining, [&](time_t s, time_t us) { client->set_write_timeout(s, us); });
 
     const absl::Time sent = absl::Now();
-    httplib::Result result = client->Post(path_, headers, body, "application/json");
+    httplib::Request http_request;
+    http_request.method = "POST";
+    http_request.path = path_;
+    http_request.headers = headers;
+    http_request.set_header("Content-Type", "application/json");
+    http_request.body = body;
+    // httplib's timeouts bound each read, not the reply: an answer trickled
+    // byte by byte would outlive them. Abort the body past the deadline.
+    http_request.progress = [deadline](uint64_t, uint64_t) {
+      return absl::Now() < deadline;
+    };
+    httplib::Result result = client->send(http_request);
     int http_status = 0;
     std::string error_code;
     std::optional<absl::Duration> retry_after;

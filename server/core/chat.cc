@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "absl/time/clock.h"
+
 #include "server/core/errors.h"
 #include "server/core/ids.h"
 #include "server/core/log.h"
@@ -120,15 +122,27 @@ void Chat::Release(const std::optional<CreditReservation>& reservation) {
   }
 }
 
+absl::Status Chat::CheckCallerWaits(const Caller& caller) const {
+  if (caller.cancelled()) return CallerCancelledError();
+  // Real time, not clock_: the deadline is the transport's, while clock_ is
+  // business time (months and refills), which tests move at will.
+  if (absl::Now() >= caller.deadline) return CallerDeadlineError();
+  return absl::OkStatus();
+}
+
 absl::StatusOr<SendResult> Chat::SendMessage(absl::string_view user_id,
                                              absl::string_view session_id,
-                                             absl::string_view message) {
+                                             absl::string_view message,
+                                             const Caller& caller) {
   COACH_RETURN_IF_ERROR(ValidateUserId(user_id, config_.limits));
   COACH_ASSIGN_OR_RETURN(std::string text,
                          ValidateMessage(message, config_.limits));
   if (!session_id.empty()) {
     COACH_RETURN_IF_ERROR(ValidateSessionId(session_id, config_.limits));
   }
+
+  // A send that waited in a queue past its caller's patience stops here.
+  COACH_RETURN_IF_ERROR(CheckCallerWaits(caller));
 
   // The session, existing (owned by the user) or to be created.
   const absl::Time started = clock_.Now();
@@ -154,7 +168,9 @@ absl::StatusOr<SendResult> Chat::SendMessage(absl::string_view user_id,
 
   // The conversation so far, then the new message; no transaction is open
   // while the coach writes.
-  CoachRequest request{.system_prompt = SystemPrompt(), .conversation = {}};
+  CoachRequest request{.system_prompt = SystemPrompt(),
+                       .conversation = {},
+                       .deadline = caller.deadline};
   if (!new_session.has_value()) {
     auto recent = store_.ListRecentMessages(
         target_session_id, config_.limits.coach_context_messages);
@@ -212,6 +228,12 @@ absl::StatusOr<SendResult> Chat::SendMessage(absl::string_view user_id,
   exchange.terms = credits_.TermsAt(replied);
   exchange.now = replied;
 
+  // The caller gave up while the coach wrote: nothing stored, nothing
+  // charged, as for any reply the user does not get.
+  if (absl::Status waiting = CheckCallerWaits(caller); !waiting.ok()) {
+    Release(reservation);
+    return waiting;
+  }
   absl::StatusOr<ExchangeResult> committed = store_.CommitExchange(exchange);
   if (!committed.ok()) {
     Release(reservation);

@@ -8,6 +8,7 @@
 #ifndef COACH_SERVER_CORE_CHAT_H_
 #define COACH_SERVER_CORE_CHAT_H_
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -38,6 +39,14 @@ struct SendResult {
   MessageRecord assistant_message;
   // Credits left after this send; absent on an unlimited plan.
   std::optional<int32_t> remaining_credits;
+};
+
+// The caller of a send: when it stops waiting, and whether it has given up
+// (cancelled, disconnected, server shutting down). A reply that comes after
+// either is neither stored nor charged: the caller never sees it.
+struct Caller {
+  absl::Time deadline = absl::InfiniteFuture();
+  std::function<bool()> cancelled = [] { return false; };
 };
 
 struct History {
@@ -76,7 +85,8 @@ class Chat {
   // nothing.
   absl::StatusOr<SendResult> SendMessage(absl::string_view user_id,
                                          absl::string_view session_id,
-                                         absl::string_view message);
+                                         absl::string_view message,
+                                         const Caller& caller = {});
 
   absl::StatusOr<History> GetHistory(absl::string_view user_id,
                                      std::optional<int> limit);
@@ -91,6 +101,8 @@ class Chat {
   // Holds one credit for a send; nullopt on an unlimited plan.
   absl::StatusOr<std::optional<CreditReservation>> ReserveCredit(
       absl::string_view user_id, absl::Time now);
+  // DEADLINE_EXCEEDED or CANCELLED if `caller` no longer waits.
+  absl::Status CheckCallerWaits(const Caller& caller) const;
   // Gives a held credit back after a failed send; a failure here is only
   // logged (the reservation expires on its own).
   void Release(const std::optional<CreditReservation>& reservation);

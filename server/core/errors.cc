@@ -67,6 +67,18 @@ absl::Status ContentFilteredError() {
                     "décompté ; reformulez-le avec respect.");
 }
 
+absl::Status CallerDeadlineError() {
+  return WithReason(absl::StatusCode::kDeadlineExceeded,
+                    reason::kDeadlineExceeded,
+                    "Le coach n'a pas répondu à temps. Votre message n'a pas "
+                    "été décompté : réessayez dans un instant.");
+}
+
+absl::Status CallerCancelledError() {
+  return WithReason(absl::StatusCode::kCancelled, reason::kCancelled,
+                    "Requête annulée ; votre message n'a pas été décompté.");
+}
+
 absl::Status AdminUnauthenticatedError() {
   return WithReason(absl::StatusCode::kUnauthenticated,
                     reason::kUnauthenticated,

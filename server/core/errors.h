@@ -20,6 +20,8 @@ inline constexpr absl::string_view kSessionForbidden = "SESSION_FORBIDDEN";
 inline constexpr absl::string_view kNoCredits = "NO_CREDITS";
 inline constexpr absl::string_view kAiUnavailable = "AI_UNAVAILABLE";
 inline constexpr absl::string_view kContentFiltered = "CONTENT_FILTERED";
+inline constexpr absl::string_view kDeadlineExceeded = "DEADLINE_EXCEEDED";
+inline constexpr absl::string_view kCancelled = "CANCELLED";
 inline constexpr absl::string_view kUnauthenticated = "UNAUTHENTICATED";
 inline constexpr absl::string_view kAdminDisabled = "ADMIN_DISABLED";
 inline constexpr absl::string_view kUnavailable = "UNAVAILABLE";
@@ -38,6 +40,9 @@ absl::Status NoCreditsError();
 absl::Status AiUnavailableError();
 // The AI provider's content filter stopped the reply.
 absl::Status ContentFilteredError();
+// The caller stopped waiting (its deadline passed / it cancelled).
+absl::Status CallerDeadlineError();
+absl::Status CallerCancelledError();
 absl::Status AdminUnauthenticatedError();
 absl::Status AdminDisabledError();
 absl::Status InternalError();

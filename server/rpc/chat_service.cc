@@ -98,22 +98,27 @@ grpc::ServerUnaryReactor* ChatServiceImpl::SendMessage(
     grpc::CallbackServerContext* context,
     const v1::SendMessageRequest* request,
     v1::SendMessageResponse* response) {
+  // The domain checks that the caller still waits before charging.
+  const Caller caller{
+      .deadline = absl::FromChrono(context->deadline()),
+      .cancelled = [context] { return context->IsCancelled(); }};
   if (!chat_.SendMayBlock()) {
-    return FinishNow(context, DoSendMessage(*request, *response));
+    return FinishNow(context, DoSendMessage(*request, caller, *response));
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  // gRPC keeps the request, response and reactor alive until Finish.
-  blocking_.Schedule([this, reactor, request, response] {
-    reactor->Finish(DoSendMessage(*request, *response));
+  // gRPC keeps the context, request, response and reactor alive until
+  // Finish.
+  blocking_.Schedule([this, reactor, request, response, caller] {
+    reactor->Finish(DoSendMessage(*request, caller, *response));
   });
   return reactor;
 }
 
 grpc::Status ChatServiceImpl::DoSendMessage(
-    const v1::SendMessageRequest& request,
+    const v1::SendMessageRequest& request, const Caller& caller,
     v1::SendMessageResponse& response) {
   auto sent = chat_.SendMessage(request.user_id(), request.session_id(),
-                                request.message());
+                                request.message(), caller);
   if (!sent.ok()) return ToGrpcStatus(sent.status());
   response.set_session_id(sent->session_id);
   ToProto(sent->user_message, response.mutable_user_message());

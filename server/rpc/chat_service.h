@@ -74,6 +74,7 @@ class ChatServiceImpl final
   grpc::Status DoGetHistory(const v1::GetHistoryRequest& request,
                             v1::GetHistoryResponse& response);
   grpc::Status DoSendMessage(const v1::SendMessageRequest& request,
+                             const Caller& caller,
                              v1::SendMessageResponse& response);
 
   Chat& chat_;
