@@ -1,6 +1,8 @@
 // Transcoding between HTTP and protobuf, with protobuf's own JSON mapping:
-// - RequestFromHttp: the JSON body (per the rule's `body`), then the query
-//   parameters, then the path variables, merged into the request message.
+// - RequestFromHttp: the query parameters, then the JSON body (per the rule's
+//   `body`) over them, then the path variables over both, merged into the
+//   request message. (A merge: a body field left at its default does not
+//   clear a query value, and repeated fields append.)
 //   Query and path values take the field's type through the JSON mapping
 //   ("limit=10" -> int32 10, enums by name). Unknown body fields are ignored
 //   (as grpc-gateway and Envoy do); unknown query parameters too.

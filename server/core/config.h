@@ -1,5 +1,5 @@
 // Config: every setting of coach-server in one place, with its default.
-// server/app/flags.cc exposes each one as a flag and an environment variable;
+// server/app/server_flags.cc exposes each one as a flag and an environment variable;
 // nothing else in the server hard-codes a limit, a port, a plan or a model.
 #ifndef COACH_SERVER_CORE_CONFIG_H_
 #define COACH_SERVER_CORE_CONFIG_H_
