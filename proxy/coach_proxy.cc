@@ -7,7 +7,6 @@
 #include <string>
 #include <utility>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -18,27 +17,21 @@
 #include "proxy/transcoder.h"
 #include "server/core/ids.h"
 #include "server/core/log.h"
+#include "server/core/request_id.h"
 
 namespace coach::proxy {
 namespace {
 
 constexpr char kJsonContentType[] = "application/json; charset=utf-8";
 constexpr char kRequestIdHeader[] = "X-Request-Id";
-// A client's request id is kept only if it is short and plain: it goes into
-// logs and metadata.
-constexpr size_t kMaxRequestIdLength = 128;
 // Yields while waiting for the HTTP loop to start (it starts at once).
 constexpr int kStartWaitSpins = 1000000;
 
+// A client's request id is kept only if it is plain: it goes into logs and
+// metadata.
 std::string RequestIdOf(const httplib::Request& request) {
   const std::string given = request.get_header_value(kRequestIdHeader);
-  const bool plain =
-      !given.empty() && given.size() <= kMaxRequestIdLength &&
-      std::all_of(given.begin(), given.end(), [](char c) {
-        return absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
-               c == '-' || c == '_' || c == '.' || c == ':';
-      });
-  return plain ? given : NewRandomId();
+  return IsPlainRequestId(given) ? given : NewRandomId();
 }
 
 // The method as logged: a malformed request's "method" is client bytes

@@ -41,6 +41,9 @@ ABSL_FLAG(int, worker_threads, kDefaults.worker_threads,
 ABSL_FLAG(std::vector<std::string>, cors_origins, kDefaults.cors_origins,
           "Origins allowed by CORS, comma-separated; \"*\" for any, empty for "
           "none. Env: COACH_CORS_ORIGINS");
+ABSL_FLAG(absl::Duration, cors_max_age, kDefaults.cors_max_age,
+          "How long browsers may cache a CORS preflight. "
+          "Env: COACH_CORS_MAX_AGE");
 ABSL_FLAG(bool, access_log, kDefaults.access_log,
           "One log line per request. Env: COACH_ACCESS_LOG");
 
@@ -60,6 +63,7 @@ absl::StatusOr<ProxyConfig> LoadProxyConfig(int argc, char** argv) {
       {"listen_backlog", "COACH_HTTP_LISTEN_BACKLOG"},
       {"worker_threads", "COACH_HTTP_WORKER_THREADS"},
       {"cors_origins", "COACH_CORS_ORIGINS"},
+      {"cors_max_age", "COACH_CORS_MAX_AGE"},
       {"access_log", "COACH_ACCESS_LOG"},
   };
   if (absl::Status parsed = ParseFlagsAndEnvironment(argc, argv, bindings);
@@ -79,6 +83,7 @@ absl::StatusOr<ProxyConfig> LoadProxyConfig(int argc, char** argv) {
   config.listen_backlog = absl::GetFlag(FLAGS_listen_backlog);
   config.worker_threads = absl::GetFlag(FLAGS_worker_threads);
   config.cors_origins = absl::GetFlag(FLAGS_cors_origins);
+  config.cors_max_age = absl::GetFlag(FLAGS_cors_max_age);
   config.access_log = absl::GetFlag(FLAGS_access_log);
 
   if (max_body <= 0 || config.worker_threads <= 0 ||
@@ -86,6 +91,8 @@ absl::StatusOr<ProxyConfig> LoadProxyConfig(int argc, char** argv) {
       config.keep_alive_max_requests <= 0 ||
       config.upstream_deadline <= absl::ZeroDuration() ||
       config.read_timeout <= absl::ZeroDuration() ||
+      config.keep_alive_timeout <= absl::ZeroDuration() ||
+      config.cors_max_age < absl::ZeroDuration() ||
       config.write_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
         "sizes, thread counts and timeouts must be positive");

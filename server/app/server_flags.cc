@@ -62,6 +62,8 @@ ABSL_FLAG(int, openai_max_idle_connections,
           "Env: OPENAI_MAX_IDLE_CONNECTIONS");
 ABSL_FLAG(int, max_user_id_length, kDefaults.limits.max_user_id_length,
           "Longest userId, in characters. Env: COACH_MAX_USER_ID_LENGTH");
+ABSL_FLAG(int, max_session_id_length, kDefaults.limits.max_session_id_length,
+          "Longest sessionId accepted. Env: COACH_MAX_SESSION_ID_LENGTH");
 ABSL_FLAG(int, max_message_length, kDefaults.limits.max_message_length,
           "Longest message, in characters. Env: COACH_MAX_MESSAGE_LENGTH");
 ABSL_FLAG(int, max_title_length, kDefaults.limits.max_title_length,
@@ -130,6 +132,7 @@ absl::StatusOr<Config> LoadServerConfig(int argc, char** argv) {
       {"openai_context_tokens", "OPENAI_CONTEXT_TOKENS"},
       {"openai_max_idle_connections", "OPENAI_MAX_IDLE_CONNECTIONS"},
       {"max_user_id_length", "COACH_MAX_USER_ID_LENGTH"},
+      {"max_session_id_length", "COACH_MAX_SESSION_ID_LENGTH"},
       {"max_message_length", "COACH_MAX_MESSAGE_LENGTH"},
       {"max_title_length", "COACH_MAX_TITLE_LENGTH"},
       {"auto_title_length", "COACH_AUTO_TITLE_LENGTH"},
@@ -175,6 +178,7 @@ absl::StatusOr<Config> LoadServerConfig(int argc, char** argv) {
       absl::GetFlag(FLAGS_openai_max_idle_connections);
   Limits& limits = config.limits;
   limits.max_user_id_length = absl::GetFlag(FLAGS_max_user_id_length);
+  limits.max_session_id_length = absl::GetFlag(FLAGS_max_session_id_length);
   limits.max_message_length = absl::GetFlag(FLAGS_max_message_length);
   limits.max_title_length = absl::GetFlag(FLAGS_max_title_length);
   limits.auto_title_length = absl::GetFlag(FLAGS_auto_title_length);

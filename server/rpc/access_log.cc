@@ -4,13 +4,12 @@
 
 #include "absl/time/clock.h"
 #include "server/core/log.h"
+#include "server/core/request_id.h"
 
 namespace coach {
 namespace {
 
 constexpr char kRequestIdHeader[] = "x-request-id";
-// A request id is echoed into logs: bound it so a client cannot flood them.
-constexpr size_t kMaxLoggedRequestIdLength = 64;
 
 class AccessLogInterceptor final : public grpc::experimental::Interceptor {
  public:
@@ -23,8 +22,9 @@ class AccessLogInterceptor final : public grpc::experimental::Interceptor {
             InterceptionHookPoints::POST_RECV_INITIAL_METADATA)) {
       auto* metadata = methods->GetRecvInitialMetadata();
       if (auto it = metadata->find(kRequestIdHeader); it != metadata->end()) {
-        request_id_.assign(it->second.data(),
-                           std::min(it->second.size(), kMaxLoggedRequestIdLength));
+        const absl::string_view id(it->second.data(), it->second.size());
+        // Direct gRPC clients send what they like: log only a plain id.
+        request_id_ = IsPlainRequestId(id) ? std::string(id) : "invalid";
       }
     }
     if (methods->QueryInterceptionHookPoint(
