@@ -1338,5 +1338,54 @@ TEST(OpenAiCoachTimeoutTest, ATrickledAnswerIsCutAtTheTimeout) {
                                     << " s to trickle";
 }
 
+// Graceful shutdown is bounded by its grace even while a send waits on the
+// AI: at the deadline the AI call is cut, and the send charges nothing.
+TEST(OpenAiShutdownTest, ShutdownCutsASendWaitingOnTheAiAtTheGrace) {
+  FakeOpenAi fake;
+  fake.SetDefault(FakeResponse{.status = 200,
+                               .body = CompletionBody("Trop tard."),
+                               .headers = {},
+                               .delay = absl::Seconds(30)});
+  OpenAiOptions options = FastOptions(fake.base_url());
+  options.timeout = absl::Seconds(60);
+  Config config = TestConfig();
+  config.openai = options;
+  auto coach = OpenAiCoach::Create(options);
+  ASSERT_TRUE(coach.ok()) << coach.status();
+  TestServer server(config, coach->get());
+  ASSERT_TRUE(server.start_error().ok()) << server.start_error();
+
+  grpc::Status sent;
+  std::thread sender([&] {
+    v1::SendMessageRequest request;
+    request.set_user_id("alice");
+    request.set_message("Bonjour");
+    v1::SendMessageResponse response;
+    sent = server.chat().SendMessage(Context().get(), request, &response);
+  });
+  // Bounded wait (no sleep) until the send is at the AI.
+  const absl::Time wait_until = absl::Now() + absl::Seconds(10);
+  while (fake.request_count() == 0 && absl::Now() < wait_until) {
+    std::this_thread::yield();
+  }
+  ASSERT_EQ(fake.request_count(), 1);
+
+  const absl::Time start = absl::Now();
+  server.server().Shutdown(absl::Milliseconds(300));
+  const absl::Duration took = absl::Now() - start;
+  sender.join();
+
+  EXPECT_LT(took, absl::Seconds(5)) << "shutdown waited for the AI";
+  EXPECT_FALSE(sent.ok());
+  auto sessions = server.store().ListSessions("alice", 10);
+  ASSERT_TRUE(sessions.ok());
+  EXPECT_TRUE(sessions->empty());
+  auto user = server.store().FindUser("alice");
+  ASSERT_TRUE(user.ok());
+  if (user->has_value()) {
+    EXPECT_EQ((*user)->credits, 5);
+  }
+}
+
 }  // namespace
 }  // namespace coach::testing

@@ -5,7 +5,10 @@
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 
+#include <thread>
 #include <vector>
+
+#include "absl/synchronization/notification.h"
 
 #include "absl/strings/str_cat.h"
 #include "grpc/health/v1/health.pb.h"
@@ -23,6 +26,7 @@ const char* const kHealthServices[] = {"", "coach.v1.ChatService",
 CoachServer::CoachServer(const Config& config, Store& store, Coach& coach,
                          const Clock& clock)
     : config_(config),
+      coach_(coach),
       chat_(config_, store, coach, clock),
       accounts_(config_, store, clock),
       blocking_(config_.max_blocking_sends),
@@ -75,7 +79,17 @@ void CoachServer::Shutdown(absl::Duration grace) {
   if (server_ == nullptr) return;
   // Load balancers and probes see NOT_SERVING while calls drain.
   server_->GetHealthCheckService()->Shutdown();
+  // At the deadline gRPC cancels the calls still running, but then waits for
+  // their handlers to return, and a send waiting on the AI would hold it
+  // until the AI answers. So at the deadline the coach's calls are cut too:
+  // those sends fail, charging and storing nothing.
+  absl::Notification drained;
+  std::thread cutter([this, grace, &drained] {
+    if (!drained.WaitForNotificationWithTimeout(grace)) coach_.CancelAll();
+  });
   server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+  drained.Notify();
+  cutter.join();
 }
 
 void CoachServer::Wait() {

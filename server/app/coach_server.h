@@ -48,6 +48,7 @@ class CoachServer {
               const Clock& clock);
 
   const Config config_;
+  Coach& coach_;
   Chat chat_;
   Accounts accounts_;
   // Before the services and the server: it must outlive the calls it runs.

@@ -48,6 +48,10 @@ class Coach {
   // False if Reply never waits on I/O (it may then run on a latency-critical
   // thread); true, the safe default, if it may take seconds.
   virtual bool MayBlock() const { return true; }
+
+  // Makes the replies in progress fail now, and every later one: the server
+  // is shutting down and its grace period is over. Thread-safe.
+  virtual void CancelAll() {}
 };
 
 // The coach's system prompt (French), compiled in from system_prompt.fr.txt.

@@ -198,6 +198,12 @@ std::string OpenAiCoach::Redacted(std::string text) const {
   return absl::StrReplaceAll(text, {{options_.api_key, "[redacted]"}});
 }
 
+void OpenAiCoach::CancelAll() {
+  absl::MutexLock lock(&mu_);
+  cancelled_ = true;
+  for (httplib::Client* client : in_flight_) client->stop();
+}
+
 absl::StatusOr<CoachReply> OpenAiCoach::Reply(const CoachRequest& request) {
   // Our own budget, or the caller's patience if shorter.
   const absl::Time deadline =
@@ -215,6 +221,11 @@ absl::StatusOr<CoachReply> OpenAiCoach::Reply(const CoachRequest& request) {
     if (remaining <= absl::ZeroDuration()) break;
 
     std::unique_ptr<httplib::Client> client = TakeClient();
+    {
+      absl::MutexLock lock(&mu_);
+      if (cancelled_) return absl::UnavailableError("OpenAI: shutting down");
+      in_flight_.insert(client.get());
+    }
     SetTimeout(std::min(options_.connect_timeout, remaining),
                [&](time_t s, time_t us) { client->set_connection_timeout(s, us); });
     SetTimeout(remaining, [&](time_t s, time_t us) { client->set_read_timeout(s, us); });
@@ -233,6 +244,10 @@ absl::StatusOr<CoachReply> OpenAiCoach::Reply(const CoachRequest& request) {
       return absl::Now() < deadline;
     };
     httplib::Result result = client->send(http_request);
+    {
+      absl::MutexLock lock(&mu_);
+      in_flight_.erase(client.get());
+    }
     int http_status = 0;
     std::string error_code;
     std::optional<absl::Duration> retry_after;
@@ -284,7 +299,11 @@ absl::StatusOr<CoachReply> OpenAiCoach::Reply(const CoachRequest& request) {
     }
     LogWarning("%s; retry %d in %.0f ms", last_error.message(), attempt + 1,
                absl::ToDoubleMilliseconds(delay));
-    absl::SleepFor(delay);
+    // Wait out the backoff, unless the server shuts down meanwhile.
+    absl::MutexLock lock(&mu_);
+    if (mu_.AwaitWithTimeout(absl::Condition(&cancelled_), delay)) {
+      return absl::UnavailableError("OpenAI: shutting down");
+    }
   }
   if (deadline <= absl::Now()) {
     return absl::DeadlineExceededError(

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "server/coach/coach.h"
@@ -35,6 +36,9 @@ class OpenAiCoach final : public Coach {
   ~OpenAiCoach() override;
 
   absl::StatusOr<CoachReply> Reply(const CoachRequest& request) override;
+  // Shuts the sockets of the requests in flight (httplib's stop()) and
+  // wakes retries from their backoff.
+  void CancelAll() override;
 
  private:
   OpenAiCoach(const OpenAiOptions& options, std::string origin,
@@ -54,6 +58,9 @@ class OpenAiCoach final : public Coach {
 
   absl::Mutex mu_;
   std::vector<std::unique_ptr<httplib::Client>> idle_ ABSL_GUARDED_BY(mu_);
+  // Connections with a request in flight, so that CancelAll can cut them.
+  absl::flat_hash_set<httplib::Client*> in_flight_ ABSL_GUARDED_BY(mu_);
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace coach
