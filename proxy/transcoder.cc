@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -35,21 +36,9 @@ absl::Status BadParameter(absl::string_view name, absl::string_view detail) {
       "Le paramètre « ", name, " » est invalide : ", detail, "."));
 }
 
-// The JSON value that protobuf's JSON parser turns into `field` from the text
-// of a query or path parameter: a JSON string for every type (the mapping
-// accepts numbers and enum names as strings), but true/false for booleans.
-nlohmann::json ParameterValue(const FieldDescriptor& field,
-                              const std::string& text) {
-  if (field.cpp_type() == FieldDescriptor::CPPTYPE_BOOL) {
-    const std::string lower = absl::AsciiStrToLower(text);
-    if (lower == "true" || lower == "1") return true;
-    if (lower == "false" || lower == "0") return false;
-  }
-  return text;
-}
-
 // Adds `path` ("a.b") = `text` to the JSON object `root`, resolving each step
-// against the message type. Repeated scalar fields collect every value.
+// against the message type, for the fields whose text form only the JSON
+// mapping knows (bytes as base64, well-known types such as Timestamp).
 absl::Status AddParameter(const Descriptor& type, absl::string_view path,
                           const std::string& text, nlohmann::json& root) {
   const std::vector<absl::string_view> steps = absl::StrSplit(path, '.');
@@ -69,15 +58,18 @@ absl::Status AddParameter(const Descriptor& type, absl::string_view path,
       node = &(*node)[field->json_name()];
       continue;
     }
-    if (field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
+    // google.protobuf.* messages (Timestamp, Duration, wrappers) have a text
+    // form in the JSON mapping; other messages cannot be one parameter.
+    if (field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE &&
+        !absl::StartsWith(field->message_type()->full_name(),
+                          "google.protobuf.")) {
       return BadParameter(path, "un objet ne se passe pas en paramètre");
     }
-    nlohmann::json value = ParameterValue(*field, text);
     nlohmann::json& slot = (*node)[field->json_name()];
     if (field->is_repeated()) {
-      slot.push_back(std::move(value));
+      slot.push_back(text);
     } else {
-      slot = std::move(value);
+      slot = text;
     }
   }
   return absl::OkStatus();
