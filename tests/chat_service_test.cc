@@ -181,6 +181,28 @@ class ChatServiceTest : public ::testing::Test {
     v1::SendMessageResponse ignored;
     return Send(user_id, session_id, message, &ignored);
   }
+  // `count` sends of `user_id` into `session_id` from as many threads at
+  // once ("Message 0", "Message 1"...): their statuses and responses, by index.
+  struct ConcurrentSends {
+    std::vector<grpc::Status> statuses;
+    std::vector<v1::SendMessageResponse> responses;
+  };
+  ConcurrentSends SendConcurrently(const std::string& user_id,
+                                   const std::string& session_id, int count) {
+    ConcurrentSends sends{.statuses = std::vector<grpc::Status>(count),
+                          .responses =
+                              std::vector<v1::SendMessageResponse>(count)};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < count; ++i) {
+      threads.emplace_back([&, i] {
+        sends.statuses[i] = Send(user_id, session_id,
+                                 absl::StrCat("Message ", i),
+                                 &sends.responses[i]);
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    return sends;
+  }
   // A send that must succeed.
   v1::SendMessageResponse MustSend(const std::string& user_id,
                                    const std::string& session_id,
@@ -1077,19 +1099,8 @@ TEST_F(ChatServiceTest, SixteenConcurrentSendsWithFiveCreditsExactlyFiveWin) {
   // The 5 accepted sends must all be inside the coach at once before any
   // reply: credits cannot be "won" one after the other.
   server_.coach().HoldUntilConcurrent(5);
-  std::vector<grpc::Status> statuses(kSends);
-  std::vector<v1::SendMessageResponse> responses(kSends);
   const auto started = std::chrono::steady_clock::now();
-  {
-    std::vector<std::thread> threads;
-    for (int i = 0; i < kSends; ++i) {
-      threads.emplace_back([&, i] {
-        statuses[i] =
-            Send("alice", "", absl::StrCat("Message ", i), &responses[i]);
-      });
-    }
-    for (std::thread& t : threads) t.join();
-  }
+  const auto [statuses, responses] = SendConcurrently("alice", "", kSends);
   // The hold gives up after 20 s: if that is what released the replies,
   // the accepted sends did not overlap.
   EXPECT_LT(std::chrono::steady_clock::now() - started,
@@ -1124,19 +1135,8 @@ TEST_F(ChatServiceTest, ConcurrentSendsIntoOneSessionLoseNoUpdate) {
   SetPlan("vip", v1::PREMIUM);
   const std::string id = MustCreate("vip", "Grosse discussion").id();
   server_.coach().HoldUntilConcurrent(kSends);  // All in flight at once.
-  std::vector<grpc::Status> statuses(kSends);
-  std::vector<v1::SendMessageResponse> responses(kSends);
   const auto started = std::chrono::steady_clock::now();
-  {
-    std::vector<std::thread> threads;
-    for (int i = 0; i < kSends; ++i) {
-      threads.emplace_back([&, i] {
-        statuses[i] =
-            Send("vip", id, absl::StrCat("Message ", i), &responses[i]);
-      });
-    }
-    for (std::thread& t : threads) t.join();
-  }
+  const auto [statuses, responses] = SendConcurrently("vip", id, kSends);
   EXPECT_LT(std::chrono::steady_clock::now() - started,
             std::chrono::seconds(15));
   for (int i = 0; i < kSends; ++i) {

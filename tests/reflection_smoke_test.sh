@@ -4,6 +4,7 @@
 # services and the health service, and answers a call.
 #   reflection_smoke_test.sh <coach-server> <buf>
 set -euo pipefail
+source "$(dirname "$0")/support/port_from_log.sh"
 server=$1
 buf=$2
 dir=$(mktemp -d)
@@ -17,15 +18,7 @@ trap cleanup EXIT
 "$server" --db_path="$dir/coach.db" --grpc_listen=127.0.0.1:0 2>"$log" &
 pid=$!
 
-# The server logs its bound port once it listens; wait for that line (bounded).
-port=""
-for _ in $(seq 1 200); do
-  port=$(sed -n 's/.*listening on .*(port \([0-9]*\)).*/\1/p' "$log")
-  [[ -n $port ]] && break
-  kill -0 "$pid" 2>/dev/null || { cat "$log"; echo "server exited" >&2; exit 1; }
-  read -r -t 0.05 <> <(:) || true
-done
-[[ -n $port ]] || { cat "$log"; echo "server never listened" >&2; exit 1; }
+port=$(port_from_log "$log" "$pid")
 
 services=$("$buf" curl --protocol grpc --http2-prior-knowledge --list-services "http://127.0.0.1:$port")
 echo "$services"

@@ -3,6 +3,7 @@
 # page's three curl examples through real curl (ports aside).
 #   rest_smoke_test.sh <coach-server> <coach-proxy>
 set -euo pipefail
+source "$(dirname "$0")/support/port_from_log.sh"
 server=$1
 proxy=$2
 dir=$(mktemp -d)
@@ -12,19 +13,6 @@ cleanup() {
   rm -rf "$dir"
 }
 trap cleanup EXIT
-
-# Waits (bounded) for "(port N)" in a log and prints N.
-port_from_log() {
-  local log=$1 pid=$2 port=""
-  for _ in $(seq 1 200); do
-    port=$(sed -n 's/.*listening on .*(port \([0-9]*\)).*/\1/p' "$log")
-    if [[ -n $port ]]; then echo "$port"; return 0; fi
-    kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; return 1; }
-    read -r -t 0.05 <> <(:) || true
-  done
-  cat "$log" >&2
-  return 1
-}
 
 COACH_DB_PATH="$dir/coach.db" COACH_GRPC_LISTEN=127.0.0.1:0 "$server" 2>"$dir/server.log" &
 server_pid=$!
@@ -49,25 +37,23 @@ grep -q '"remainingCredits":4' <<<"$out" || fail "example 1 credits"
 session=$(sed -n 's/.*"sessionId":"\([^"]*\)".*/\1/p' <<<"$out" | head -n1)
 [[ -n $session ]] || fail "example 1 sessionId"
 
-# 2. Continuer une conversation: as written ("session456" does not exist: 404
-# in the documented shape), then with the session the first call created.
-out=$(curl -sS -w '\n%{http_code}' -X POST "$base/api/chat/send" \
-  -H "Content-Type: application/json" \
-  -d '{
+# 2. Continuer une conversation, in session $1: as written ("session456" does
+# not exist: 404 in the documented shape), then in the session the first
+# call created.
+continue_conversation() {
+  curl -sS -w '\n%{http_code}' -X POST "$base/api/chat/send" \
+    -H "Content-Type: application/json" \
+    -d '{
     "userId": "user123",
-    "sessionId": "session456",
+    "sessionId": "'"$1"'",
     "message": "Comment puis-je me sentir plus à l'\''aise dans les situations sociales ?"
-  }')
+  }'
+}
+out=$(continue_conversation session456)
 echo "$out"
 [[ $(tail -n1 <<<"$out") == 404 ]] || fail "example 2 as written"
 grep -q '"code":"SESSION_NOT_FOUND"' <<<"$out" || fail "example 2 body"
-out=$(curl -sS -w '\n%{http_code}' -X POST "$base/api/chat/send" \
-  -H "Content-Type: application/json" \
-  -d '{
-    "userId": "user123",
-    "sessionId": "'"$session"'",
-    "message": "Comment puis-je me sentir plus à l'\''aise dans les situations sociales ?"
-  }')
+out=$(continue_conversation "$session")
 echo "$out"
 [[ $(tail -n1 <<<"$out") == 200 ]] || fail "example 2 with a real session"
 grep -q "\"sessionId\":\"$session\"" <<<"$out" || fail "example 2 session"
