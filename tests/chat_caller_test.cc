@@ -5,6 +5,7 @@
 
 #include <atomic>
 
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "server/coach/offline_coach.h"
 #include "server/core/accounts.h"
@@ -23,10 +24,10 @@ class HookedCoach final : public Coach {
  public:
   explicit HookedCoach(std::function<void()> during_reply)
       : during_reply_(std::move(during_reply)) {}
-  absl::StatusOr<CoachReply> Reply(const CoachRequest& request) override {
+  void StartReply(CoachRequest request, ReplyCallback done) override {
     last_deadline_ = request.deadline;
     during_reply_();
-    return offline_.Reply(request);
+    offline_.StartReply(std::move(request), std::move(done));
   }
   absl::Time last_deadline() const { return last_deadline_; }
 
@@ -35,6 +36,22 @@ class HookedCoach final : public Coach {
   OfflineCoach offline_;
   absl::Time last_deadline_;
 };
+
+// Chat::SendMessage, waiting for its outcome.
+absl::StatusOr<SendResult> Send(Chat& chat, absl::string_view user_id,
+                                absl::string_view session_id,
+                                absl::string_view message,
+                                Caller caller = {}) {
+  absl::StatusOr<SendResult> result;
+  absl::Notification sent;
+  chat.SendMessage(user_id, session_id, message, std::move(caller),
+                   [&](absl::StatusOr<SendResult> outcome) {
+                     result = std::move(outcome);
+                     sent.Notify();
+                   });
+  sent.WaitForNotification();
+  return result;
+}
 
 class ChatCallerTest : public ::testing::Test {
  protected:
@@ -67,7 +84,7 @@ TEST_F(ChatCallerTest, CancelledWhileTheCoachWritesStoresAndChargesNothing) {
   const Caller caller{.deadline = absl::InfiniteFuture(),
                       .cancelled = [&] { return cancelled.load(); }};
 
-  auto sent = chat.SendMessage("alice", "", "Bonjour", caller);
+  auto sent = Send(chat, "alice", "", "Bonjour", caller);
   EXPECT_EQ(sent.status().code(), absl::StatusCode::kCancelled);
   EXPECT_EQ(ReasonOf(sent.status()), "CANCELLED");
   auto sessions = chat.ListSessions("alice");
@@ -76,7 +93,7 @@ TEST_F(ChatCallerTest, CancelledWhileTheCoachWritesStoresAndChargesNothing) {
   EXPECT_EQ(Remaining("alice"), 5);
   // The hold was given back: five sends still go through.
   for (int i = 0; i < 5; ++i) {
-    EXPECT_TRUE(chat.SendMessage("alice", "", "Encore").ok()) << i;
+    EXPECT_TRUE(Send(chat, "alice", "", "Encore").ok()) << i;
   }
 }
 
@@ -87,7 +104,7 @@ TEST_F(ChatCallerTest, DeadlinePassedWhileTheCoachWritesStoresNothing) {
   HookedCoach coach([&] { absl::SleepFor(deadline - absl::Now()); });
   Chat chat(config_, *store_, coach, clock_);
 
-  auto sent = chat.SendMessage("alice", "", "Bonjour",
+  auto sent = Send(chat, "alice", "", "Bonjour",
                                Caller{.deadline = deadline,
                                       .cancelled = [] { return false; }});
   EXPECT_EQ(sent.status().code(), absl::StatusCode::kDeadlineExceeded);
@@ -102,7 +119,7 @@ TEST_F(ChatCallerTest, ACallerAlreadyGoneNeverReachesTheCoach) {
   int replies = 0;
   HookedCoach coach([&] { ++replies; });
   Chat chat(config_, *store_, coach, clock_);
-  auto sent = chat.SendMessage(
+  auto sent = Send(chat, 
       "alice", "", "Bonjour",
       Caller{.deadline = absl::Now() - absl::Seconds(1),
              .cancelled = [] { return false; }});

@@ -33,6 +33,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/civil_time.h"
@@ -508,9 +509,9 @@ TEST(OpenAiCoachProtocolTest, RefusesAnUntrustedCertificate) {
 }
 
 // The idle-connection pool exists to save latency. A request on a reused
-// keep-alive connection must not wait for Nagle's algorithm: httplib writes
-// the headers and the body separately, and without TCP_NODELAY the body waits
-// for the server's delayed ACK (40 ms or more on Linux) on every call.
+// keep-alive connection must not wait for Nagle's algorithm: if the headers
+// and the body go out separately, without TCP_NODELAY the body waits for the
+// server's delayed ACK (40 ms or more on Linux) on every call.
 TEST(OpenAiCoachProtocolTest, AReusedConnectionAddsNoNagleDelay) {
   LocalCompletions server(4, absl::ZeroDuration());  // outlives the coach
   auto coach = OpenAiCoach::Create(FastOptions(server.base_url()));
@@ -525,6 +526,50 @@ TEST(OpenAiCoachProtocolTest, AReusedConnectionAddsNoNagleDelay) {
   // The median: robust to a scheduling hiccup on a loaded machine.
   EXPECT_LT(latencies[latencies.size() / 2], absl::Milliseconds(20))
       << "min " << latencies.front() << " max " << latencies.back();
+}
+
+// Threads of this process, from /proc.
+int ThreadCount() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (absl::StartsWith(line, "Threads:")) return std::atoi(line.c_str() + 8);
+  }
+  return -1;
+}
+
+// A reply awaited from the AI holds a socket, not a thread: with 200 of them
+// in flight at once (all received by the provider, none answered yet), the
+// process has no more threads than before they started.
+TEST(OpenAiCoachProtocolTest, RepliesInFlightHoldNoThreadEach) {
+  constexpr int kInFlight = 200;
+  static_assert(kInFlight < FakeOpenAi::kWorkers);
+  FakeOpenAi fake;
+  auto coach = OpenAiCoach::Create(FastOptions(fake.base_url()));
+  ASSERT_TRUE(coach.ok()) << coach.status();
+  // One reply first: the fake's workers (threads of this process too) are
+  // all started once it has answered.
+  ASSERT_TRUE((*coach)->Reply(Conversation("P.", {UserTurn("x")})).ok());
+  const int threads_before = ThreadCount();
+  fake.HoldAnswers();
+
+  std::atomic<int> replies{0};
+  absl::BlockingCounter all_replied(kInFlight);
+  for (int i = 0; i < kInFlight; ++i) {
+    (*coach)->StartReply(Conversation("P.", {UserTurn("x")}),
+                         [&](absl::StatusOr<CoachReply> reply) {
+                           if (reply.ok()) ++replies;
+                           all_replied.DecrementCount();
+                         });
+  }
+  const bool all_in_flight = fake.AwaitRequests(kInFlight, absl::Seconds(20));
+  const int threads_in_flight = ThreadCount();
+  fake.ReleaseAnswers();
+  all_replied.Wait();
+
+  ASSERT_TRUE(all_in_flight) << fake.request_count() << " received";
+  EXPECT_EQ(replies, kInFlight);
+  EXPECT_EQ(threads_in_flight, threads_before);
 }
 
 // --- End to end: a real coach-server with the OpenAI coach -------------------
@@ -788,6 +833,12 @@ std::vector<FaultCase> FaultCases() {
       // A 200 that makes no sense: INTERNAL, not retried.
       {"MalformedJson",
        {Answer(200, "{not json")},
+       StatusCode::INTERNAL,
+       internal,
+       1,
+       ""},
+      {"AnswerOverTheSizeCap",
+       {Answer(200, CompletionBody(std::string(2 << 20, 'a')))},
        StatusCode::INTERNAL,
        internal,
        1,
@@ -1300,7 +1351,7 @@ TEST(ContextWindowTest, KeepsTheNewestSuffixThatFits) {
   EXPECT_EQ(kept[1].content, "cinq");
 }
 
-// httplib's timeouts bound each read, not the whole answer: a provider that
+// A timeout on each read would not bound the whole answer: a provider that
 // trickles its body must still be cut at the reply's timeout.
 TEST(OpenAiCoachTimeoutTest, ATrickledAnswerIsCutAtTheTimeout) {
   absl::Notification stopping;

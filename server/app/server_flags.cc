@@ -60,6 +60,8 @@ ABSL_FLAG(int, openai_max_idle_connections,
           kDefaults.openai.max_idle_connections,
           "Idle keep-alive connections kept to the API. "
           "Env: OPENAI_MAX_IDLE_CONNECTIONS");
+ABSL_FLAG(int, openai_max_answer_bytes, kDefaults.openai.max_answer_bytes,
+          "Largest answer read from the API. Env: OPENAI_MAX_ANSWER_BYTES");
 ABSL_FLAG(int, max_user_id_length, kDefaults.limits.max_user_id_length,
           "Longest userId, in characters. Env: COACH_MAX_USER_ID_LENGTH");
 ABSL_FLAG(int, max_session_id_length, kDefaults.limits.max_session_id_length,
@@ -131,6 +133,7 @@ absl::StatusOr<Config> LoadServerConfig(int argc, char** argv) {
       {"openai_max_retry_after", "OPENAI_MAX_RETRY_AFTER"},
       {"openai_context_tokens", "OPENAI_CONTEXT_TOKENS"},
       {"openai_max_idle_connections", "OPENAI_MAX_IDLE_CONNECTIONS"},
+      {"openai_max_answer_bytes", "OPENAI_MAX_ANSWER_BYTES"},
       {"max_user_id_length", "COACH_MAX_USER_ID_LENGTH"},
       {"max_session_id_length", "COACH_MAX_SESSION_ID_LENGTH"},
       {"max_message_length", "COACH_MAX_MESSAGE_LENGTH"},
@@ -176,6 +179,7 @@ absl::StatusOr<Config> LoadServerConfig(int argc, char** argv) {
   openai.context_token_budget = absl::GetFlag(FLAGS_openai_context_tokens);
   openai.max_idle_connections =
       absl::GetFlag(FLAGS_openai_max_idle_connections);
+  openai.max_answer_bytes = absl::GetFlag(FLAGS_openai_max_answer_bytes);
   Limits& limits = config.limits;
   limits.max_user_id_length = absl::GetFlag(FLAGS_max_user_id_length);
   limits.max_session_id_length = absl::GetFlag(FLAGS_max_session_id_length);
@@ -240,6 +244,7 @@ absl::Status CheckConfig(const Config& config) {
   const OpenAiOptions& ai = config.openai;
   if (ai.max_tokens <= 0 || ai.context_token_budget <= 0 ||
       ai.max_retries < 0 || ai.max_idle_connections < 0 ||
+      ai.max_answer_bytes <= 0 ||
       ai.temperature < 0 || ai.temperature > 2 ||
       ai.timeout <= absl::ZeroDuration() ||
       ai.connect_timeout <= absl::ZeroDuration() ||

@@ -2,7 +2,8 @@
 // and the conversation. Implementations: OfflineCoach (deterministic, no
 // network), and an OpenAI chat-completions client.
 //
-// Contract: thread-safe; may be slow; may fail. A failure is a Status
+// Contract: thread-safe; asynchronous (StartReply returns before a slow reply
+// is written); may fail. A failure is a Status
 // (UNAVAILABLE when no reply could be had — timeout, network, provider
 // error; INTERNAL when the provider answered nonsense; or one of errors.h's
 // reasoned errors, passed on to the user as is). No exception escapes.
@@ -13,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -42,16 +44,28 @@ struct CoachReply {
 
 class Coach {
  public:
-  virtual ~Coach() = default;
-  virtual absl::StatusOr<CoachReply> Reply(const CoachRequest& request) = 0;
+  // Runs exactly once, with the reply or why there is none.
+  using ReplyCallback = absl::AnyInvocable<void(absl::StatusOr<CoachReply>)>;
 
-  // False if Reply never waits on I/O (it may then run on a latency-critical
-  // thread); true, the safe default, if it may take seconds.
+  virtual ~Coach() = default;
+
+  // Starts writing the reply to `request` and returns. `done` runs before
+  // StartReply returns if the coach needs no I/O, otherwise later on the
+  // coach's own thread, where it must not block for long: other replies are
+  // delivered on that thread too.
+  virtual void StartReply(CoachRequest request, ReplyCallback done) = 0;
+
+  // Whether StartReply may hold the calling thread for long (a coach that
+  // waits on I/O inside it). The server then calls it from a thread that may
+  // block, never from gRPC's.
   virtual bool MayBlock() const { return true; }
 
   // Makes the replies in progress fail now, and every later one: the server
   // is shutting down and its grace period is over. Thread-safe.
   virtual void CancelAll() {}
+
+  // StartReply, then waits for `done`: for tools and tests.
+  absl::StatusOr<CoachReply> Reply(CoachRequest request);
 };
 
 // The coach's system prompt (French), compiled in from system_prompt.fr.txt.

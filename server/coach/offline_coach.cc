@@ -506,7 +506,11 @@ const Theme& Classify(absl::string_view message) {
 
 }  // namespace
 
-absl::StatusOr<CoachReply> OfflineCoach::Reply(const CoachRequest& request) {
+void OfflineCoach::StartReply(CoachRequest request, ReplyCallback done) {
+  done(Compose(request));
+}
+
+CoachReply OfflineCoach::Compose(const CoachRequest& request) {
   // The message to answer is the last user turn; the user turns before it
   // are the context.
   const auto& conversation = request.conversation;

@@ -11,9 +11,12 @@ namespace coach {
 
 class OfflineCoach final : public Coach {
  public:
-  absl::StatusOr<CoachReply> Reply(const CoachRequest& request) override;
-  // Pure computation, microseconds.
+  // Answers before returning: pure computation, microseconds.
+  void StartReply(CoachRequest request, ReplyCallback done) override;
   bool MayBlock() const override { return false; }
+
+ private:
+  static CoachReply Compose(const CoachRequest& request);
 };
 
 }  // namespace coach

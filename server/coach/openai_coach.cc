@@ -1,7 +1,5 @@
 #include "server/coach/openai_coach.h"
 
-#include <httplib.h>
-
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -23,17 +21,10 @@ using nlohmann::json;
 
 constexpr char kUserAgent[] = "coach-ai-hub/0.1";
 constexpr int kHttpOk = 200;
+constexpr int kNoAnswer = 0;  // for IsRetryable: no HTTP status at all
 
 const char* RoleName(Role role) {
   return role == Role::kAssistant ? "assistant" : "user";
-}
-
-// httplib takes (seconds, microseconds).
-template <typename Setter>
-void SetTimeout(absl::Duration d, Setter&& set) {
-  const int64_t micros = std::max<int64_t>(1, absl::ToInt64Microseconds(d));
-  set(static_cast<time_t>(micros / 1000000),
-      static_cast<time_t>(micros % 1000000));
 }
 
 // OpenAI's error body: {"error": {"message", "type", "code", "param"}}.
@@ -136,44 +127,36 @@ absl::StatusOr<std::unique_ptr<OpenAiCoach>> OpenAiCoach::Create(
   if (origin.size() <= scheme_end + 3) {
     return absl::InvalidArgumentError("OpenAI base URL has no host");
   }
-  return std::unique_ptr<OpenAiCoach>(
-      new OpenAiCoach(options, std::string(origin),
-                      absl::StrCat(prefix, "/chat/completions")));
+  auto http = AsyncHttpClient::Create(AsyncHttpOptions{
+      .max_idle_connections = options.max_idle_connections,
+      .max_answer_bytes = static_cast<size_t>(options.max_answer_bytes)});
+  if (!http.ok()) return http.status();
+  return std::unique_ptr<OpenAiCoach>(new OpenAiCoach(
+      options, absl::StrCat(origin, prefix, "/chat/completions"),
+      *std::move(http)));
 }
 
-OpenAiCoach::OpenAiCoach(const OpenAiOptions& options, std::string origin,
-                         std::string path)
-    : options_(options), origin_(std::move(origin)), path_(std::move(path)) {}
+struct OpenAiCoach::Call {
+  std::string body;
+  // Our own budget, or the caller's patience if shorter.
+  absl::Time deadline;
+  int attempt = 0;  // 0: the first try
+  absl::Time sent;
+  absl::Status last_error = absl::UnavailableError("OpenAI: no attempt made");
+  ReplyCallback done;
+};
+
+OpenAiCoach::OpenAiCoach(const OpenAiOptions& options, std::string url,
+                         std::unique_ptr<AsyncHttpClient> http)
+    : options_(options),
+      url_(std::move(url)),
+      headers_({absl::StrCat("Authorization: Bearer ", options.api_key),
+                absl::StrCat("User-Agent: ", kUserAgent),
+                "Accept: application/json",
+                "Content-Type: application/json"}),
+      http_(std::move(http)) {}
 
 OpenAiCoach::~OpenAiCoach() = default;
-
-std::unique_ptr<httplib::Client> OpenAiCoach::TakeClient() {
-  {
-    absl::MutexLock lock(&mu_);
-    if (!idle_.empty()) {
-      std::unique_ptr<httplib::Client> client = std::move(idle_.back());
-      idle_.pop_back();
-      return client;
-    }
-  }
-  auto client = std::make_unique<httplib::Client>(origin_);
-  client->set_keep_alive(true);
-  // httplib writes headers and body separately: without nodelay the body of
-  // a request on a reused connection waits for a delayed ACK (~40 ms).
-  client->set_tcp_nodelay(true);
-  // Certificates are verified against the system's CA store (OpenSSL's
-  // default paths, Debian's ca-certificates) — httplib's default, stated.
-  client->enable_server_certificate_verification(true);
-  client->set_follow_location(false);
-  return client;
-}
-
-void OpenAiCoach::ReturnClient(std::unique_ptr<httplib::Client> client) {
-  absl::MutexLock lock(&mu_);
-  if (idle_.size() < static_cast<size_t>(options_.max_idle_connections)) {
-    idle_.push_back(std::move(client));
-  }
-}
 
 std::string OpenAiCoach::RequestBody(const CoachRequest& request) const {
   json messages = json::array();
@@ -194,124 +177,122 @@ std::string OpenAiCoach::RequestBody(const CoachRequest& request) const {
   return body.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-std::string OpenAiCoach::Redacted(std::string text) const {
+std::string OpenAiCoach::Redacted(absl::string_view text) const {
   return absl::StrReplaceAll(text, {{options_.api_key, "[redacted]"}});
 }
 
 void OpenAiCoach::CancelAll() {
-  absl::MutexLock lock(&mu_);
   cancelled_ = true;
-  for (httplib::Client* client : in_flight_) client->stop();
+  http_->CancelAll();
 }
 
-absl::StatusOr<CoachReply> OpenAiCoach::Reply(const CoachRequest& request) {
-  // Our own budget, or the caller's patience if shorter.
-  const absl::Time deadline =
-      std::min(absl::Now() + options_.timeout, request.deadline);
-  const std::string body = RequestBody(request);
-  const httplib::Headers headers = {
-      {"Authorization", absl::StrCat("Bearer ", options_.api_key)},
-      {"User-Agent", kUserAgent},
-      {"Accept", "application/json"},
-  };
+void OpenAiCoach::StartReply(CoachRequest request, ReplyCallback done) {
+  auto call = std::make_unique<Call>();
+  call->body = RequestBody(request);
+  call->deadline = std::min(absl::Now() + options_.timeout, request.deadline);
+  call->done = std::move(done);
+  Attempt(std::move(call));
+}
 
-  absl::Status last_error = absl::UnavailableError("OpenAI: no attempt made");
-  for (int attempt = 0; attempt <= options_.max_retries; ++attempt) {
-    const absl::Duration remaining = deadline - absl::Now();
-    if (remaining <= absl::ZeroDuration()) break;
-
-    std::unique_ptr<httplib::Client> client = TakeClient();
-    {
-      absl::MutexLock lock(&mu_);
-      if (cancelled_) return absl::UnavailableError("OpenAI: shutting down");
-      in_flight_.insert(client.get());
-    }
-    SetTimeout(std::min(options_.connect_timeout, remaining),
-               [&](time_t s, time_t us) { client->set_connection_timeout(s, us); });
-    SetTimeout(remaining, [&](time_t s, time_t us) { client->set_read_timeout(s, us); });
-    SetTimeout(remaining, [&](time_t s, time_t us) { client->set_write_timeout(s, us); });
-
-    const absl::Time sent = absl::Now();
-    httplib::Request http_request;
-    http_request.method = "POST";
-    http_request.path = path_;
-    http_request.headers = headers;
-    http_request.set_header("Content-Type", "application/json");
-    http_request.body = body;
-    // httplib's timeouts bound each read, not the reply: an answer trickled
-    // byte by byte would outlive them. Abort the body past the deadline.
-    http_request.progress = [deadline](uint64_t, uint64_t) {
-      return absl::Now() < deadline;
-    };
-    httplib::Result result = client->send(http_request);
-    {
-      absl::MutexLock lock(&mu_);
-      in_flight_.erase(client.get());
-    }
-    int http_status = 0;
-    std::string error_code;
-    std::optional<absl::Duration> retry_after;
-    bool certificate_refused = false;
-    if (!result) {
-      // A certificate that fails verification will fail again: no retry.
-      certificate_refused =
-          result.error() == httplib::Error::SSLServerVerification;
-      last_error = absl::UnavailableError(absl::StrCat(
-          "OpenAI: no response (", httplib::to_string(result.error()), ")"));
-    } else {
-      http_status = result->status;
-      if (http_status == kHttpOk) {
-        ReturnClient(std::move(client));
-        absl::StatusOr<CoachReply> reply =
-            ParseCompletion(result->body, options_.model);
-        if (!reply.ok() && ReasonOf(reply.status()).empty()) {
-          LogError("openai: unusable answer: %s", reply.status().message());
-        }
-        if (reply.ok()) {
-          LogInfo("openai: reply in %.0f ms (attempt %d)",
-                  absl::ToDoubleMilliseconds(absl::Now() - sent), attempt + 1);
-        }
-        return reply;
-      }
-      const ProviderError error = ParseProviderError(result->body);
-      error_code = error.code;
-      retry_after = ParseRetryAfter(result->get_header_value("retry-after-ms"),
-                                    result->get_header_value("retry-after"),
-                                    absl::Now());
-      last_error = absl::UnavailableError(absl::StrCat(
-          "OpenAI: HTTP ", http_status, " type=", error.type,
-          " code=", error.code, " message=", Redacted(error.message)));
-      ReturnClient(std::move(client));
-    }
-
-    const bool retryable =
-        !certificate_refused && IsRetryable(http_status, error_code);
-    if (!retryable || attempt == options_.max_retries) {
-      if (!retryable) {
-        LogError("%s (not retried)", last_error.message());
-      }
-      break;
-    }
-    const absl::Duration delay = RetryDelay(attempt + 1, retry_after, options_);
-    if (absl::Now() + delay >= deadline) {
-      LogWarning("%s; no time left to retry", last_error.message());
-      break;
-    }
-    LogWarning("%s; retry %d in %.0f ms", last_error.message(), attempt + 1,
-               absl::ToDoubleMilliseconds(delay));
-    // Wait out the backoff, unless the server shuts down meanwhile.
-    absl::MutexLock lock(&mu_);
-    if (mu_.AwaitWithTimeout(absl::Condition(&cancelled_), delay)) {
-      return absl::UnavailableError("OpenAI: shutting down");
-    }
+void OpenAiCoach::Attempt(std::unique_ptr<Call> call) {
+  if (cancelled_) {
+    call->done(absl::UnavailableError("OpenAI: shutting down"));
+    return;
   }
-  if (deadline <= absl::Now()) {
-    return absl::DeadlineExceededError(
-        absl::StrCat("OpenAI: no reply within ",
-                     absl::FormatDuration(options_.timeout), "; last: ",
-                     last_error.message()));
+  const absl::Duration remaining = call->deadline - absl::Now();
+  if (remaining <= absl::ZeroDuration()) {
+    GiveUp(std::move(call));
+    return;
   }
-  return last_error;
+  HttpPost post{.url = url_,
+                .headers = headers_,
+                .body = call->body,
+                // Cuts an answer trickled past the deadline too.
+                .timeout = remaining,
+                .connect_timeout = std::min(options_.connect_timeout, remaining)};
+  call->sent = absl::Now();
+  http_->Post(std::move(post),
+              [this, call = std::move(call)](
+                  absl::StatusOr<HttpAnswer> answer) mutable {
+                OnAnswer(std::move(call), std::move(answer));
+              });
+}
+
+void OpenAiCoach::OnAnswer(std::unique_ptr<Call> call,
+                           absl::StatusOr<HttpAnswer> answer) {
+  if (cancelled_ || absl::IsCancelled(answer.status())) {
+    call->done(absl::UnavailableError("OpenAI: shutting down"));
+    return;
+  }
+  int http_status = kNoAnswer;
+  std::string error_code;
+  std::optional<absl::Duration> retry_after;
+  // A refused certificate will be refused again.
+  bool may_retry = true;
+  if (absl::IsResourceExhausted(answer.status())) {
+    // An answer no reply needs: nonsense, as far as we are concerned.
+    LogError("openai: unusable answer: %s", answer.status().message());
+    call->done(absl::InternalError(
+        absl::StrCat("OpenAI: ", answer.status().message())));
+    return;
+  }
+  if (!answer.ok()) {
+    may_retry = !absl::IsFailedPrecondition(answer.status());
+    call->last_error = absl::UnavailableError(
+        absl::StrCat("OpenAI: no response (", answer.status().message(), ")"));
+  } else if (answer->status == kHttpOk) {
+    absl::StatusOr<CoachReply> reply =
+        ParseCompletion(answer->body, options_.model);
+    if (reply.ok()) {
+      LogInfo("openai: reply in %.0f ms (attempt %d)",
+              absl::ToDoubleMilliseconds(absl::Now() - call->sent),
+              call->attempt + 1);
+    } else if (ReasonOf(reply.status()).empty()) {
+      LogError("openai: unusable answer: %s", reply.status().message());
+    }
+    call->done(std::move(reply));
+    return;
+  } else {
+    http_status = answer->status;
+    const ProviderError error = ParseProviderError(answer->body);
+    error_code = error.code;
+    retry_after = ParseRetryAfter(answer->Header("retry-after-ms"),
+                                  answer->Header("retry-after"), absl::Now());
+    call->last_error = absl::UnavailableError(absl::StrCat(
+        "OpenAI: HTTP ", http_status, " type=", error.type,
+        " code=", error.code, " message=", Redacted(error.message)));
+  }
+
+  const bool retryable = may_retry && IsRetryable(http_status, error_code);
+  if (!retryable || call->attempt == options_.max_retries) {
+    if (!retryable) LogError("%s (not retried)", call->last_error.message());
+    GiveUp(std::move(call));
+    return;
+  }
+  const absl::Duration delay =
+      RetryDelay(call->attempt + 1, retry_after, options_);
+  if (absl::Now() + delay >= call->deadline) {
+    LogWarning("%s; no time left to retry", call->last_error.message());
+    GiveUp(std::move(call));
+    return;
+  }
+  LogWarning("%s; retry %d in %.0f ms", call->last_error.message(),
+             call->attempt + 1, absl::ToDoubleMilliseconds(delay));
+  ++call->attempt;
+  // CancelAll runs the wait's end at once; Attempt then sees it.
+  http_->RunAfter(delay, [this, call = std::move(call)]() mutable {
+    Attempt(std::move(call));
+  });
+}
+
+void OpenAiCoach::GiveUp(std::unique_ptr<Call> call) {
+  if (call->deadline <= absl::Now()) {
+    call->done(absl::DeadlineExceededError(absl::StrCat(
+        "OpenAI: no reply within ", absl::FormatDuration(options_.timeout),
+        "; last: ", call->last_error.message())));
+    return;
+  }
+  call->done(std::move(call->last_error));
 }
 
 }  // namespace coach

@@ -1,6 +1,7 @@
 // OpenAiCoach: replies from an OpenAI-compatible chat-completions API
-// (POST {base_url}/chat/completions), over cpp-httplib's client with TLS and
-// certificate verification through OpenSSL.
+// (POST {base_url}/chat/completions), asynchronously: requests go out on an
+// AsyncHttpClient (libcurl, TLS verified through OpenSSL), and a send waiting
+// for its reply holds no thread.
 //
 // Failures behave as the official SDKs: up to `max_retries` retries with
 // backoff (retry_policy.h), all within `timeout`. When no reply can be had
@@ -10,20 +11,16 @@
 #ifndef COACH_SERVER_COACH_OPENAI_COACH_H_
 #define COACH_SERVER_COACH_OPENAI_COACH_H_
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "absl/strings/string_view.h"
+#include "server/coach/async_http_client.h"
 #include "server/coach/coach.h"
 #include "server/core/config.h"
-
-namespace httplib {
-class Client;
-}
 
 namespace coach {
 
@@ -35,32 +32,37 @@ class OpenAiCoach final : public Coach {
       const OpenAiOptions& options);
   ~OpenAiCoach() override;
 
-  absl::StatusOr<CoachReply> Reply(const CoachRequest& request) override;
-  // Shuts the sockets of the requests in flight (httplib's stop()) and
-  // wakes retries from their backoff.
+  // `done` runs on the HTTP client's loop thread.
+  void StartReply(CoachRequest request, ReplyCallback done) override;
+  bool MayBlock() const override { return false; }
+  // Fails the requests in flight now and wakes retries from their backoff.
   void CancelAll() override;
 
  private:
-  OpenAiCoach(const OpenAiOptions& options, std::string origin,
-              std::string path);
+  // One reply, across its attempts.
+  struct Call;
 
-  // A keep-alive connection to the API: an idle one, or a new one.
-  std::unique_ptr<httplib::Client> TakeClient();
-  void ReturnClient(std::unique_ptr<httplib::Client> client);
+  OpenAiCoach(const OpenAiOptions& options, std::string url,
+              std::unique_ptr<AsyncHttpClient> http);
+
+  // Sends attempt number call->attempt, unless time is up.
+  void Attempt(std::unique_ptr<Call> call);
+  // Delivers the reply, retries, or gives up.
+  void OnAnswer(std::unique_ptr<Call> call,
+                absl::StatusOr<HttpAnswer> answer);
+  // Gives up with the last error (DEADLINE_EXCEEDED once time is up).
+  void GiveUp(std::unique_ptr<Call> call);
   // The body of one chat-completions request.
   std::string RequestBody(const CoachRequest& request) const;
   // `text` with the API key blotted out, for logs.
-  std::string Redacted(std::string text) const;
+  std::string Redacted(absl::string_view text) const;
 
   const OpenAiOptions options_;
-  const std::string origin_;  // "https://api.openai.com"
-  const std::string path_;    // "/v1/chat/completions"
-
-  absl::Mutex mu_;
-  std::vector<std::unique_ptr<httplib::Client>> idle_ ABSL_GUARDED_BY(mu_);
-  // Connections with a request in flight, so that CancelAll can cut them.
-  absl::flat_hash_set<httplib::Client*> in_flight_ ABSL_GUARDED_BY(mu_);
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  const std::string url_;  // "https://api.openai.com/v1/chat/completions"
+  const std::vector<std::string> headers_;
+  std::atomic<bool> cancelled_{false};
+  // Last: destroyed first, delivering its callbacks while the rest lives.
+  const std::unique_ptr<AsyncHttpClient> http_;
 };
 
 }  // namespace coach

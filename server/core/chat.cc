@@ -130,10 +130,31 @@ absl::Status Chat::CheckCallerWaits(const Caller& caller) const {
   return absl::OkStatus();
 }
 
-absl::StatusOr<SendResult> Chat::SendMessage(absl::string_view user_id,
-                                             absl::string_view session_id,
-                                             absl::string_view message,
-                                             const Caller& caller) {
+void Chat::SendMessage(absl::string_view user_id, absl::string_view session_id,
+                       absl::string_view message, Caller caller,
+                       SendCallback done) {
+  CoachRequest request{.system_prompt = SystemPrompt(),
+                       .conversation = {},
+                       .deadline = caller.deadline};
+  absl::StatusOr<PendingSend> pending =
+      BeginSend(user_id, session_id, message, caller, request);
+  if (!pending.ok()) {
+    done(pending.status());
+    return;
+  }
+  coach_.StartReply(
+      std::move(request),
+      [this, pending = *std::move(pending), caller = std::move(caller),
+       done = std::move(done)](absl::StatusOr<CoachReply> reply) mutable {
+        done(FinishSend(std::move(pending), caller, std::move(reply)));
+      });
+}
+
+absl::StatusOr<Chat::PendingSend> Chat::BeginSend(absl::string_view user_id,
+                                                  absl::string_view session_id,
+                                                  absl::string_view message,
+                                                  const Caller& caller,
+                                                  CoachRequest& request) {
   COACH_RETURN_IF_ERROR(ValidateUserId(user_id, config_.limits));
   COACH_ASSIGN_OR_RETURN(std::string text,
                          ValidateMessage(message, config_.limits));
@@ -145,37 +166,39 @@ absl::StatusOr<SendResult> Chat::SendMessage(absl::string_view user_id,
   COACH_RETURN_IF_ERROR(CheckCallerWaits(caller));
 
   // The session, existing (owned by the user) or to be created.
-  const absl::Time started = clock_.Now();
-  std::optional<SessionRecord> new_session;
-  std::string target_session_id(session_id);
+  PendingSend pending{.user_id = std::string(user_id),
+                      .session_id = std::string(session_id),
+                      .new_session = std::nullopt,
+                      .text = std::move(text),
+                      .started = clock_.Now(),
+                      .reservation = std::nullopt};
   if (session_id.empty()) {
-    new_session = SessionRecord{.id = NewRandomId(),
-                                .user_id = std::string(user_id),
-                                .title = Shorten(text, static_cast<size_t>(
-                                             config_.limits.auto_title_length)),
-                                .last_message = "",
-                                .message_count = 0,
-                                .created_at = started,
-                                .updated_at = started};
-    target_session_id = new_session->id;
+    pending.new_session =
+        SessionRecord{.id = NewRandomId(),
+                      .user_id = pending.user_id,
+                      .title = Shorten(pending.text,
+                                       static_cast<size_t>(
+                                           config_.limits.auto_title_length)),
+                      .last_message = "",
+                      .message_count = 0,
+                      .created_at = pending.started,
+                      .updated_at = pending.started};
+    pending.session_id = pending.new_session->id;
   } else {
     COACH_RETURN_IF_ERROR(LoadOwnedSession(session_id, user_id).status());
   }
 
   // Credits are checked, and one is held, before the coach is asked.
-  COACH_ASSIGN_OR_RETURN(std::optional<CreditReservation> reservation,
-                         ReserveCredit(user_id, started));
+  COACH_ASSIGN_OR_RETURN(pending.reservation,
+                         ReserveCredit(user_id, pending.started));
 
   // The conversation so far, then the new message; no transaction is open
   // while the coach writes.
-  CoachRequest request{.system_prompt = SystemPrompt(),
-                       .conversation = {},
-                       .deadline = caller.deadline};
-  if (!new_session.has_value()) {
+  if (!pending.new_session.has_value()) {
     auto recent = store_.ListRecentMessages(
-        target_session_id, config_.limits.coach_context_messages);
+        pending.session_id, config_.limits.coach_context_messages);
     if (!recent.ok()) {
-      Release(reservation);
+      Release(pending.reservation);
       return ToPublicError(recent.status(), "list messages");
     }
     for (MessageRecord& m : *recent) {
@@ -183,11 +206,16 @@ absl::StatusOr<SendResult> Chat::SendMessage(absl::string_view user_id,
           CoachTurn{.role = m.role, .content = std::move(m.content)});
     }
   }
-  request.conversation.push_back(CoachTurn{.role = Role::kUser, .content = text});
+  request.conversation.push_back(
+      CoachTurn{.role = Role::kUser, .content = pending.text});
+  return pending;
+}
 
-  absl::StatusOr<CoachReply> reply = coach_.Reply(request);
+absl::StatusOr<SendResult> Chat::FinishSend(PendingSend pending,
+                                            const Caller& caller,
+                                            absl::StatusOr<CoachReply> reply) {
   if (!reply.ok()) {
-    Release(reservation);
+    Release(pending.reservation);
     // A reasoned error (e.g. CONTENT_FILTERED) is meant for the user.
     if (!ReasonOf(reply.status()).empty()) return reply.status();
     LogWarning("coach reply failed: %s", reply.status().ToString());
@@ -197,25 +225,25 @@ absl::StatusOr<SendResult> Chat::SendMessage(absl::string_view user_id,
                : InternalError();
   }
   if (TrimSpaces(reply->content).empty() || !IsValidUtf8(reply->content)) {
-    Release(reservation);
+    Release(pending.reservation);
     LogWarning("coach reply rejected: empty or not UTF-8");
     return InternalError();
   }
 
   const absl::Time replied = clock_.Now();
   Exchange exchange;
-  exchange.new_session = new_session;
-  exchange.session_id = target_session_id;
+  exchange.new_session = std::move(pending.new_session);
+  exchange.session_id = pending.session_id;
   exchange.user_message = MessageRecord{.id = NewRandomId(),
-                                        .session_id = target_session_id,
+                                        .session_id = pending.session_id,
                                         .role = Role::kUser,
-                                        .content = std::move(text),
-                                        .created_at = started,
+                                        .content = std::move(pending.text),
+                                        .created_at = pending.started,
                                         .model = {},
                                         .usage = std::nullopt};
   exchange.assistant_message =
       MessageRecord{.id = NewRandomId(),
-                    .session_id = target_session_id,
+                    .session_id = pending.session_id,
                     .role = Role::kAssistant,
                     .content = std::move(reply->content),
                     .created_at = replied,
@@ -224,26 +252,26 @@ absl::StatusOr<SendResult> Chat::SendMessage(absl::string_view user_id,
   exchange.last_message =
       Shorten(exchange.assistant_message.content,
               static_cast<size_t>(config_.limits.preview_length));
-  exchange.reservation = reservation;
+  exchange.reservation = pending.reservation;
   exchange.terms = credits_.TermsAt(replied);
   exchange.now = replied;
 
   // The caller gave up while the coach wrote: nothing stored, nothing
   // charged, as for any reply the user does not get.
   if (absl::Status waiting = CheckCallerWaits(caller); !waiting.ok()) {
-    Release(reservation);
+    Release(pending.reservation);
     return waiting;
   }
   absl::StatusOr<ExchangeResult> committed = store_.CommitExchange(exchange);
   if (!committed.ok()) {
-    Release(reservation);
+    Release(pending.reservation);
     // The session was deleted, or the credit taken back (an admin change),
     // while the coach was writing.
     if (absl::IsNotFound(committed.status())) return SessionNotFoundError();
     if (absl::IsResourceExhausted(committed.status())) return NoCreditsError();
     return ToPublicError(committed.status(), "commit exchange");
   }
-  return SendResult{.session_id = target_session_id,
+  return SendResult{.session_id = pending.session_id,
                     .user_message = std::move(exchange.user_message),
                     .assistant_message = std::move(exchange.assistant_message),
                     .remaining_credits = committed->remaining_credits};

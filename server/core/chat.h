@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "server/coach/coach.h"
@@ -78,23 +79,53 @@ class Chat {
   absl::Status DeleteSession(absl::string_view session_id,
                              absl::string_view user_id);
 
+  // Runs exactly once, with the send's outcome.
+  using SendCallback = absl::AnyInvocable<void(absl::StatusOr<SendResult>)>;
+
   // Sends `message` into `session_id` (empty: a new session titled from the
-  // message) and returns the coach's reply. One credit is reserved before the
-  // coach is asked (NO_CREDITS if none is free) and charged in the same
-  // transaction that stores both messages; a failed reply stores and charges
-  // nothing.
-  absl::StatusOr<SendResult> SendMessage(absl::string_view user_id,
-                                         absl::string_view session_id,
-                                         absl::string_view message,
-                                         const Caller& caller = {});
+  // message) and delivers the coach's reply to `done`. One credit is reserved
+  // before the coach is asked (NO_CREDITS if none is free) and charged in the
+  // same transaction that stores both messages; a failed reply stores and
+  // charges nothing.
+  //
+  // Returns once the coach is asked. `done` runs before that when the send
+  // fails early or the coach answers without I/O, otherwise on the coach's
+  // thread once the reply is stored (a short SQLite write; SQLite takes one
+  // writer at a time anyway).
+  void SendMessage(absl::string_view user_id, absl::string_view session_id,
+                   absl::string_view message, Caller caller,
+                   SendCallback done);
 
   absl::StatusOr<History> GetHistory(absl::string_view user_id,
                                      std::optional<int> limit);
 
-  // Whether SendMessage may wait on I/O for long (the coach's).
+  // Whether SendMessage may hold its calling thread for long (the coach's
+  // StartReply may).
   bool SendMayBlock() const { return coach_.MayBlock(); }
 
  private:
+  // What a send holds while the coach writes.
+  struct PendingSend {
+    std::string user_id;
+    std::string session_id;
+    // Set when the send creates its session (stored with the messages).
+    std::optional<SessionRecord> new_session;
+    std::string text;  // the validated message
+    absl::Time started;
+    std::optional<CreditReservation> reservation;
+  };
+  // Validates, checks the session and holds a credit; fills `request` with
+  // the conversation for the coach.
+  absl::StatusOr<PendingSend> BeginSend(absl::string_view user_id,
+                                        absl::string_view session_id,
+                                        absl::string_view message,
+                                        const Caller& caller,
+                                        CoachRequest& request);
+  // Stores and charges the exchange, or releases the credit.
+  absl::StatusOr<SendResult> FinishSend(PendingSend pending,
+                                        const Caller& caller,
+                                        absl::StatusOr<CoachReply> reply);
+
   // Loads a session and checks that `user_id` (when not empty) owns it.
   absl::StatusOr<SessionRecord> LoadOwnedSession(absl::string_view session_id,
                                                  absl::string_view user_id);

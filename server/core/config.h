@@ -69,6 +69,9 @@ struct OpenAiOptions {
   int context_token_budget = 8000;
   // Idle keep-alive connections kept to the API.
   int max_idle_connections = 16;
+  // A larger answer is abandoned, not buffered: a reply of max_tokens is a
+  // few kilobytes of JSON.
+  int max_answer_bytes = 1 << 20;
 };
 
 struct Config {
@@ -76,8 +79,9 @@ struct Config {
   // Loopback by default: the proxy runs beside the server. Listen on
   // 0.0.0.0:50051 to serve other hosts.
   std::string grpc_listen = "127.0.0.1:50051";
-  // Sends waiting on a coach that may block (the AI) at once, each on its
-  // own thread; more wait their turn. Bounds the server's threads.
+  // Sends run at once on their own threads when the coach blocks inside
+  // StartReply; more wait their turn. Neither built-in coach blocks (the AI
+  // client is asynchronous): this bounds threads for one that would.
   int max_blocking_sends = 1024;
   // Concurrent calls per client connection (HTTP/2 streams).
   int grpc_max_concurrent_streams = 4096;

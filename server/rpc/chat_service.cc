@@ -5,6 +5,21 @@
 #include "server/rpc/proto_convert.h"
 
 namespace coach {
+namespace {
+
+grpc::Status ToSendMessageResponse(const absl::StatusOr<SendResult>& sent,
+                                   v1::SendMessageResponse& response) {
+  if (!sent.ok()) return ToGrpcStatus(sent.status());
+  response.set_session_id(sent->session_id);
+  ToProto(sent->user_message, response.mutable_user_message());
+  ToProto(sent->assistant_message, response.mutable_assistant_message());
+  if (sent->remaining_credits.has_value()) {
+    response.set_remaining_credits(*sent->remaining_credits);
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace
 
 grpc::ServerUnaryReactor* ChatServiceImpl::ListSessions(
     grpc::CallbackServerContext* context,
@@ -99,34 +114,28 @@ grpc::ServerUnaryReactor* ChatServiceImpl::SendMessage(
     const v1::SendMessageRequest* request,
     v1::SendMessageResponse* response) {
   // The domain checks that the caller still waits before charging.
-  const Caller caller{
-      .deadline = absl::FromChrono(context->deadline()),
-      .cancelled = [context] { return context->IsCancelled(); }};
-  if (!chat_.SendMayBlock()) {
-    return FinishNow(context, DoSendMessage(*request, caller, *response));
-  }
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  Caller caller{.deadline = absl::FromChrono(context->deadline()),
+                .cancelled = [context] { return context->IsCancelled(); }};
   // gRPC keeps the context, request, response and reactor alive until
-  // Finish.
-  blocking_.Schedule([this, reactor, request, response, caller] {
-    reactor->Finish(DoSendMessage(*request, caller, *response));
-  });
-  return reactor;
-}
-
-grpc::Status ChatServiceImpl::DoSendMessage(
-    const v1::SendMessageRequest& request, const Caller& caller,
-    v1::SendMessageResponse& response) {
-  auto sent = chat_.SendMessage(request.user_id(), request.session_id(),
-                                request.message(), caller);
-  if (!sent.ok()) return ToGrpcStatus(sent.status());
-  response.set_session_id(sent->session_id);
-  ToProto(sent->user_message, response.mutable_user_message());
-  ToProto(sent->assistant_message, response.mutable_assistant_message());
-  if (sent->remaining_credits.has_value()) {
-    response.set_remaining_credits(*sent->remaining_credits);
+  // Finish, which the domain's callback calls: at once, or when the coach's
+  // reply is stored.
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  auto send = [this, reactor, request, response,
+               caller = std::move(caller)]() mutable {
+    chat_.SendMessage(
+        request->user_id(), request->session_id(), request->message(),
+        std::move(caller),
+        [reactor, response](absl::StatusOr<SendResult> sent) {
+          reactor->Finish(ToSendMessageResponse(sent, *response));
+        });
+  };
+  // A coach that waits inside StartReply must not hold gRPC's threads.
+  if (chat_.SendMayBlock()) {
+    blocking_.Schedule(std::move(send));
+  } else {
+    send();
   }
-  return grpc::Status::OK;
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* ChatServiceImpl::GetHistory(

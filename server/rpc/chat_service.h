@@ -4,9 +4,11 @@
 // Threading: the quick RPCs (reads, renames, deletes: SQLite only) run on
 // gRPC's callback path, inline where the request was read — measured 30 %
 // more GetUserStats per second than the sync server's thread hand-off.
-// SendMessage too when the coach answers without I/O (the offline coach);
-// when it may block (the AI, seconds), the send runs on a BlockingExecutor so
-// that it never holds one of gRPC's few callback threads.
+// SendMessage starts the same way and finishes when the domain calls back:
+// at once with the offline coach, when the reply is stored with the AI (whose
+// client is asynchronous: a waiting send holds no thread). Only a coach that
+// blocks inside StartReply gets its sends moved to a BlockingExecutor, so
+// that they never hold one of gRPC's few callback threads.
 #ifndef COACH_SERVER_RPC_CHAT_SERVICE_H_
 #define COACH_SERVER_RPC_CHAT_SERVICE_H_
 
@@ -73,9 +75,6 @@ class ChatServiceImpl final
                                v1::DeleteSessionResponse& response);
   grpc::Status DoGetHistory(const v1::GetHistoryRequest& request,
                             v1::GetHistoryResponse& response);
-  grpc::Status DoSendMessage(const v1::SendMessageRequest& request,
-                             const Caller& caller,
-                             v1::SendMessageResponse& response);
 
   Chat& chat_;
   BlockingExecutor& blocking_;

@@ -92,9 +92,13 @@ class FakeOpenAi {
   }
   ~FakeOpenAi() { Stop(); }
 
-  // Stops answering; slow answers in progress end at once.
+  // Stops answering; slow and held answers in progress end at once.
   void Stop() {
     if (!stopping_.HasBeenNotified()) stopping_.Notify();
+    {
+      absl::MutexLock lock(&mu_);
+      stopped_ = true;
+    }
     server_.stop();
     if (thread_.joinable()) thread_.join();
   }
@@ -113,6 +117,25 @@ class FakeOpenAi {
   void SetDefault(FakeResponse response) {
     absl::MutexLock lock(&mu_);
     default_ = std::move(response);
+  }
+
+  // Requests wait, once received, until ReleaseAnswers (or Stop): a test can
+  // then look at the client with every one of them in flight.
+  void HoldAnswers() {
+    absl::MutexLock lock(&mu_);
+    holding_ = true;
+  }
+  void ReleaseAnswers() {
+    absl::MutexLock lock(&mu_);
+    holding_ = false;
+  }
+  // Waits until `n` requests have been received; false after `timeout`.
+  bool AwaitRequests(int n, absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    const auto received = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return static_cast<int>(received_.size()) >= n;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&received), timeout);
   }
 
   std::vector<ReceivedRequest> requests() const {
@@ -135,6 +158,11 @@ class FakeOpenAi {
           .headers = request.headers,
           .body = request.body,
           .json = nlohmann::json::parse(request.body, nullptr, false)});
+      mu_.Await(absl::Condition(
+          +[](FakeOpenAi* fake) ABSL_EXCLUSIVE_LOCKS_REQUIRED(fake->mu_) {
+            return !fake->holding_ || fake->stopped_;
+          },
+          this));
       if (!script_.empty()) {
         answer = std::move(script_.front());
         script_.pop_front();
@@ -163,6 +191,8 @@ class FakeOpenAi {
                         .headers = {},
                         .delay = absl::ZeroDuration()};
   std::vector<ReceivedRequest> received_;
+  bool holding_ = false;
+  bool stopped_ = false;
 };
 
 }  // namespace coach::testing

@@ -17,7 +17,37 @@ namespace coach::testing {
 // test sees sends truly overlapping, without sleeping).
 class ScriptedCoach final : public Coach {
  public:
-  absl::StatusOr<CoachReply> Reply(const CoachRequest& request) override {
+  // Blocks while it holds a reply (MayBlock stays true): the server then
+  // runs sends on its BlockingExecutor, as it does for any blocking coach.
+  void StartReply(CoachRequest request, ReplyCallback done) override {
+    done(Answer(request));
+  }
+
+  void FailWith(absl::Status status) {
+    absl::MutexLock lock(&mu_);
+    failure_ = std::move(status);
+  }
+  void ReplyWith(std::string content) {
+    absl::MutexLock lock(&mu_);
+    reply_ = std::move(content);
+  }
+  // Replies wait until `n` calls are in StartReply at the same time.
+  void HoldUntilConcurrent(int n) {
+    absl::MutexLock lock(&mu_);
+    hold_until_ = n;
+    released_ = false;
+  }
+  int request_count() const {
+    absl::MutexLock lock(&mu_);
+    return static_cast<int>(requests_.size());
+  }
+  std::vector<CoachRequest> requests() const {
+    absl::MutexLock lock(&mu_);
+    return requests_;
+  }
+
+ private:
+  absl::StatusOr<CoachReply> Answer(const CoachRequest& request) {
     absl::MutexLock lock(&mu_);
     requests_.push_back(request);
     // CoachRequest::system_prompt is a view of a static string: safe to keep.
@@ -43,30 +73,6 @@ class ScriptedCoach final : public Coach {
     return offline_.Reply(request);
   }
 
-  void FailWith(absl::Status status) {
-    absl::MutexLock lock(&mu_);
-    failure_ = std::move(status);
-  }
-  void ReplyWith(std::string content) {
-    absl::MutexLock lock(&mu_);
-    reply_ = std::move(content);
-  }
-  // Replies wait until `n` calls are in Reply at the same time.
-  void HoldUntilConcurrent(int n) {
-    absl::MutexLock lock(&mu_);
-    hold_until_ = n;
-    released_ = false;
-  }
-  int request_count() const {
-    absl::MutexLock lock(&mu_);
-    return static_cast<int>(requests_.size());
-  }
-  std::vector<CoachRequest> requests() const {
-    absl::MutexLock lock(&mu_);
-    return requests_;
-  }
-
- private:
   mutable absl::Mutex mu_;
   OfflineCoach offline_;
   std::vector<CoachRequest> requests_;

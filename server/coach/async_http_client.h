@@ -1,0 +1,116 @@
+// AsyncHttpClient: HTTP(S) POSTs without a thread per request, on libcurl's
+// multi interface. One event-loop thread drives every transfer and runs every
+// callback, so a thousand replies awaited from the AI cost a thousand
+// sockets, not a thousand threads.
+//
+// Connections are kept alive and reused, multiplexed over HTTP/2 where an
+// https server offers it; TLS certificates are verified against the system's
+// CA store; redirects are not followed; only http and https are spoken.
+#ifndef COACH_SERVER_COACH_ASYNC_HTTP_CLIENT_H_
+#define COACH_SERVER_COACH_ASYNC_HTTP_CLIENT_H_
+
+#include <curl/curl.h>
+
+#include <cstddef>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace coach {
+
+struct HttpPost {
+  std::string url;
+  // "Name: value" lines. They may hold secrets: never logged.
+  std::vector<std::string> headers;
+  std::string body;
+  // The whole transfer, from connecting to the last byte of the answer: an
+  // answer trickled byte by byte is cut at it too.
+  absl::Duration timeout = absl::Seconds(30);
+  absl::Duration connect_timeout = absl::Seconds(5);
+};
+
+struct HttpAnswer {
+  int status = 0;
+  std::string body;
+  // Names in lower case; a repeated header keeps its last value.
+  absl::flat_hash_map<std::string, std::string> headers;
+
+  // The value of `name` (lower case), or "".
+  std::string Header(absl::string_view name) const;
+};
+
+struct AsyncHttpOptions {
+  // Idle keep-alive connections kept for reuse.
+  int max_idle_connections = 16;
+  // A larger answer is abandoned (RESOURCE_EXHAUSTED) rather than buffered.
+  size_t max_answer_bytes = 1 << 20;
+};
+
+class AsyncHttpClient {
+ public:
+  // Runs exactly once, on the loop thread.
+  using AnswerCallback = absl::AnyInvocable<void(absl::StatusOr<HttpAnswer>)>;
+  using Task = absl::AnyInvocable<void()>;
+
+  // Starts the loop thread. INTERNAL if libcurl cannot be set up.
+  static absl::StatusOr<std::unique_ptr<AsyncHttpClient>> Create(
+      const AsyncHttpOptions& options);
+  // CancelAll, then waits for the loop to deliver every callback and end.
+  ~AsyncHttpClient();
+
+  AsyncHttpClient(const AsyncHttpClient&) = delete;
+  AsyncHttpClient& operator=(const AsyncHttpClient&) = delete;
+
+  // Sends `post`; `done` gets the answer, whatever its status code, or why
+  // there is none: DEADLINE_EXCEEDED (post.timeout passed), FAILED_PRECONDITION
+  // (the server's TLS certificate was refused), RESOURCE_EXHAUSTED (answer over
+  // max_answer_bytes), CANCELLED (CancelAll), UNAVAILABLE (any other
+  // transport failure: refused, reset, DNS...). Thread-safe; callbacks may
+  // call Post and RunAfter.
+  void Post(HttpPost post, AnswerCallback done);
+
+  // Runs `task` on the loop thread after `delay`; at once after CancelAll.
+  void RunAfter(absl::Duration delay, Task task);
+
+  // Fails the transfers in flight, and every later one, with CANCELLED, and
+  // runs the waiting tasks now. Thread-safe; returns without waiting.
+  void CancelAll();
+
+ private:
+  struct Transfer;
+
+  AsyncHttpClient(const AsyncHttpOptions& options, CURLM* multi);
+  void Loop();
+  // Adds `transfer` to the multi handle, or fails it.
+  void Start(std::unique_ptr<Transfer> transfer);
+  // Removes a finished transfer and delivers its outcome (`code` is curl's).
+  void Finish(CURL* easy, CURLcode code);
+  void Wake();
+
+  const AsyncHttpOptions options_;
+  CURLM* const multi_;  // the loop thread's (Wake is thread-safe)
+
+  absl::Mutex mu_;
+  std::vector<std::unique_ptr<Transfer>> incoming_ ABSL_GUARDED_BY(mu_);
+  std::multimap<absl::Time, Task> tasks_ ABSL_GUARDED_BY(mu_);
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+
+  // Loop thread only: the transfers curl is driving, by easy handle.
+  absl::flat_hash_map<CURL*, std::unique_ptr<Transfer>> active_;
+  std::thread loop_;
+};
+
+}  // namespace coach
+
+#endif  // COACH_SERVER_COACH_ASYNC_HTTP_CLIENT_H_
