@@ -27,19 +27,31 @@ absl::StatusOr<std::pair<std::string, int>> SplitHostPort(
   return std::make_pair(host, port);
 }
 
+// httplib takes timeouts as (seconds, microseconds).
+template <typename Setter>
+void SetTimeout(absl::Duration d, Setter&& set) {
+  const int64_t micros = absl::ToInt64Microseconds(d);
+  set(static_cast<time_t>(micros / 1000000),
+      static_cast<time_t>(micros % 1000000));
+}
+
 }  // namespace
 
 void TuneHttpServer(httplib::Server& server, const ProxyConfig& config) {
   server.set_tcp_nodelay(true);
   server.set_keep_alive_max_count(
       static_cast<size_t>(config.keep_alive_max_requests));
-  server.set_keep_alive_timeout(absl::ToInt64Seconds(config.keep_alive_timeout));
+  // Whole seconds only, rounded up: httplib takes no finer unit here.
+  server.set_keep_alive_timeout(absl::ToInt64Seconds(
+      absl::Ceil(config.keep_alive_timeout, absl::Seconds(1))));
   // cpp-httplib serves a connection on one worker for its whole life: size
   // the pool for concurrent connections, not for cores.
   const size_t threads = static_cast<size_t>(config.worker_threads);
   server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  server.set_read_timeout(absl::ToInt64Seconds(config.read_timeout));
-  server.set_write_timeout(absl::ToInt64Seconds(config.write_timeout));
+  SetTimeout(config.read_timeout,
+             [&](time_t s, time_t us) { server.set_read_timeout(s, us); });
+  SetTimeout(config.write_timeout,
+             [&](time_t s, time_t us) { server.set_write_timeout(s, us); });
   // Bodies above the cap are refused (413) before they are read.
   server.set_payload_max_length(config.max_body_bytes);
 }

@@ -342,6 +342,7 @@ absl::StatusOr<UserRecord> SqliteStore::SetPlan(absl::string_view user_id,
 
 absl::StatusOr<UserRecord> SqliteStore::AddCredits(absl::string_view user_id,
                                                    int32_t credits,
+                                                   int32_t max_balance,
                                                    const CreditTerms& terms,
                                                    absl::Time now) {
   absl::MutexLock lock(&write_mu_);
@@ -349,12 +350,17 @@ absl::StatusOr<UserRecord> SqliteStore::AddCredits(absl::string_view user_id,
     return InWriteTransaction(*writer_, [&](Connection& c)
                                   -> absl::StatusOr<UserRecord> {
       UserRecord user = EnsureUser(c, user_id, terms, now);
+      // The sum is computed by SQLite in 64 bits: it cannot wrap.
       Connection::Statement q = c.Prepare(
-          "UPDATE users SET credits = credits + ?2 WHERE id = ?1 "
-          "RETURNING credits");
+          "UPDATE users SET credits = credits + ?2 "
+          "WHERE id = ?1 AND credits + ?2 <= ?3 RETURNING credits");
       q->bind(1, user.id);
       q->bind(2, credits);
-      q->executeStep();
+      q->bind(3, max_balance);
+      if (!q->executeStep()) {
+        return absl::OutOfRangeError(
+            absl::StrCat("balance would exceed ", max_balance));
+      }
       user.credits = q->getColumn(0).getInt();
       return user;
     });

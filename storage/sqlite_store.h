@@ -38,7 +38,7 @@ class SqliteStore final : public Store {
                                      const CreditTerms& terms,
                                      absl::Time now) override;
   absl::StatusOr<UserRecord> AddCredits(absl::string_view user_id,
-                                        int32_t credits,
+                                        int32_t credits, int32_t max_balance,
                                         const CreditTerms& terms,
                                         absl::Time now) override;
   absl::StatusOr<UserTotals> CountUserActivity(

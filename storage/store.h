@@ -36,9 +36,11 @@ class Store {
                                              Plan plan,
                                              const CreditTerms& terms,
                                              absl::Time now) = 0;
-  // Refills if the period changed, then adds `credits`.
+  // Refills if the period changed, then adds `credits`. OUT_OF_RANGE, with
+  // nothing changed, if the balance would then exceed `max_balance`.
   virtual absl::StatusOr<UserRecord> AddCredits(absl::string_view user_id,
                                                 int32_t credits,
+                                                int32_t max_balance,
                                                 const CreditTerms& terms,
                                                 absl::Time now) = 0;
   virtual absl::StatusOr<UserTotals> CountUserActivity(

@@ -4,7 +4,7 @@
 # services and the health service, and answers a call.
 #   reflection_smoke_test.sh <coach-server> <buf>
 set -euo pipefail
-source "$(dirname "$0")/support/port_from_log.sh"
+source "$(dirname "$0")/../tools/lib/port_from_log.sh"
 server=$1
 buf=$2
 dir=$(mktemp -d)

@@ -3,7 +3,7 @@
 # page's three curl examples through real curl (ports aside).
 #   rest_smoke_test.sh <coach-server> <coach-proxy>
 set -euo pipefail
-source "$(dirname "$0")/support/port_from_log.sh"
+source "$(dirname "$0")/../tools/lib/port_from_log.sh"
 server=$1
 proxy=$2
 dir=$(mktemp -d)

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <limits>
 #include <string>
 #include <thread>
 #include <vector>
@@ -20,6 +21,10 @@
 
 namespace coach {
 namespace {
+
+// Far above any balance these tests build.
+constexpr int32_t kMaxBalance = 1000000;
+
 
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -270,7 +275,7 @@ TEST_F(SqliteStoreTest, AFailedWriteIsAStatusAndChangesNothing) {
   // credits >= 0 is a constraint of the table: the whole update is undone.
   absl::StatusOr<UserRecord> negative;
   EXPECT_NO_THROW(negative =
-                      store_->AddCredits("una", -100, TermsFor("2026-11"), now_));
+                      store_->AddCredits("una", -100, kMaxBalance, TermsFor("2026-11"), now_));
   EXPECT_FALSE(negative.ok());
   EXPECT_EQ(User("una").credits, 5);
   // The store is still usable afterwards.
@@ -326,10 +331,27 @@ TEST_F(SqliteStoreTest, SetPlanGivesThePlansFullAllowance) {
 }
 
 TEST_F(SqliteStoreTest, AddCreditsAddsToThisMonthsBalance) {
-  auto user = store_->AddCredits("dave", 3, TermsFor("2026-11"), now_);
+  auto user = store_->AddCredits("dave", 3, kMaxBalance, TermsFor("2026-11"), now_);
   ASSERT_TRUE(user.ok()) << user.status();
   EXPECT_EQ(user->credits, 8);
   EXPECT_EQ(User("dave").credits, 8);
+}
+
+TEST_F(SqliteStoreTest, AddCreditsNeverPassesTheMaximumBalance) {
+  // Up to the maximum exactly: allowed.
+  auto user = store_->AddCredits("gil", 15, /*max_balance=*/20,
+                                 TermsFor("2026-11"), now_);
+  ASSERT_TRUE(user.ok()) << user.status();
+  EXPECT_EQ(user->credits, 20);
+  // One more: refused, nothing changed.
+  user = store_->AddCredits("gil", 1, 20, TermsFor("2026-11"), now_);
+  EXPECT_EQ(user.status().code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(User("gil").credits, 20);
+  // A sum past 32 bits is refused, not wrapped around.
+  constexpr int32_t kMax32 = std::numeric_limits<int32_t>::max();
+  user = store_->AddCredits("gil", kMax32, kMax32, TermsFor("2026-11"), now_);
+  EXPECT_EQ(user.status().code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(User("gil").credits, 20);
 }
 
 TEST_F(SqliteStoreTest, ARowFromLastMonthIsRefilledFirst) {
@@ -349,7 +371,7 @@ TEST_F(SqliteStoreTest, AddCreditsRefillsABasicRowFromLastMonthFirst) {
       store_->SetPlan("fay", Plan::kBasic, TermsFor("2026-10", 5, 0), now_)
           .ok());
   EXPECT_EQ(User("fay").credits, 0);
-  auto user = store_->AddCredits("fay", 2, TermsFor("2026-11"), now_);
+  auto user = store_->AddCredits("fay", 2, kMaxBalance, TermsFor("2026-11"), now_);
   ASSERT_TRUE(user.ok());
   EXPECT_EQ(user->credits, 52);
   EXPECT_EQ(User("fay").credit_period, "2026-11");

@@ -329,6 +329,27 @@ TEST_F(UserServiceTest, GrantCreditsMustBePositiveAndBounded) {
   ExpectInvalidArgument(Grant(AdminContext().get(), "", 3), "userId");
 }
 
+TEST_F(UserServiceTest, GrantsCannotPushABalancePastItsMaximum) {
+  const Limits& limits = server_.config().limits;
+  const int grants_to_fill =
+      (limits.max_credit_balance - 5) / limits.max_credit_grant;
+  ASSERT_LE(grants_to_fill, 200) << "keep the test quick";
+  for (int i = 0; i < grants_to_fill; ++i) {
+    ASSERT_TRUE(Grant(AdminContext().get(), "u", limits.max_credit_grant).ok());
+  }
+  const int32_t full = Stats("u").remaining_credits();
+  ExpectInvalidArgument(
+      Grant(AdminContext().get(), "u", limits.max_credit_balance - full + 1),
+      "credits");
+  EXPECT_EQ(Stats("u").remaining_credits(), full);
+  // Up to the maximum exactly is fine.
+  v1::UserStats stats;
+  ASSERT_TRUE(Grant(AdminContext().get(), "u", limits.max_credit_balance - full,
+                    &stats)
+                  .ok());
+  EXPECT_EQ(stats.remaining_credits(), limits.max_credit_balance);
+}
+
 TEST_F(UserServiceTest, GrantCreditsOnPremiumIsRefused) {
   SetPlanAsAdmin("vip", v1::PREMIUM);
   const grpc::Status status = Grant(AdminContext().get(), "vip", 3);

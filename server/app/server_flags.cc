@@ -90,6 +90,9 @@ ABSL_FLAG(int, max_messages_per_session,
 ABSL_FLAG(int, coach_context_messages, kDefaults.limits.coach_context_messages,
           "Previous messages given to the coach as context. "
           "Env: COACH_CONTEXT_MESSAGES");
+ABSL_FLAG(int, max_credit_balance, kDefaults.limits.max_credit_balance,
+          "Largest credit balance grants may build. "
+          "Env: COACH_MAX_CREDIT_BALANCE");
 ABSL_FLAG(int, max_credit_grant, kDefaults.limits.max_credit_grant,
           "Most credits one GrantCredits call may add. "
           "Env: COACH_MAX_CREDIT_GRANT");
@@ -146,6 +149,7 @@ absl::StatusOr<Config> LoadServerConfig(int argc, char** argv) {
       {"max_messages_per_session", "COACH_MAX_MESSAGES_PER_SESSION"},
       {"coach_context_messages", "COACH_CONTEXT_MESSAGES"},
       {"max_credit_grant", "COACH_MAX_CREDIT_GRANT"},
+      {"max_credit_balance", "COACH_MAX_CREDIT_BALANCE"},
       {"free_monthly_credits", "COACH_FREE_MONTHLY_CREDITS"},
       {"basic_monthly_credits", "COACH_BASIC_MONTHLY_CREDITS"},
       {"shutdown_grace", "COACH_SHUTDOWN_GRACE"},
@@ -194,6 +198,7 @@ absl::StatusOr<Config> LoadServerConfig(int argc, char** argv) {
       absl::GetFlag(FLAGS_max_messages_per_session);
   limits.coach_context_messages = absl::GetFlag(FLAGS_coach_context_messages);
   limits.max_credit_grant = absl::GetFlag(FLAGS_max_credit_grant);
+  limits.max_credit_balance = absl::GetFlag(FLAGS_max_credit_balance);
   config.plans.free_monthly_credits = absl::GetFlag(FLAGS_free_monthly_credits);
   config.plans.basic_monthly_credits =
       absl::GetFlag(FLAGS_basic_monthly_credits);
@@ -220,6 +225,7 @@ absl::Status CheckConfig(const Config& config) {
       {"max_sessions_listed", l.max_sessions_listed},
       {"max_messages_per_session", l.max_messages_per_session},
       {"max_credit_grant", l.max_credit_grant},
+      {"max_credit_balance", l.max_credit_balance},
       {"sqlite_reader_connections", config.sqlite_reader_connections},
       {"grpc_max_concurrent_streams", config.grpc_max_concurrent_streams},
       {"max_blocking_sends", config.max_blocking_sends},

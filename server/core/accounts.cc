@@ -64,7 +64,15 @@ absl::StatusOr<UserStats> Accounts::GrantCredits(absl::string_view user_id,
         "credits", "Ce compte a un abonnement illimité : il n'a pas besoin "
                    "de crédits.");
   }
-  auto user = store_.AddCredits(user_id, credits, credits_.TermsAt(now), now);
+  auto user = store_.AddCredits(user_id, credits,
+                                config_.limits.max_credit_balance,
+                                credits_.TermsAt(now), now);
+  if (absl::IsOutOfRange(user.status())) {
+    return InvalidArgumentError(
+        "credits",
+        absl::StrCat("Le champ « credits » porterait le solde au-delà de ",
+                     config_.limits.max_credit_balance, " crédits."));
+  }
   if (!user.ok()) return ToPublicError(user.status(), "grant credits");
   return StatsOf(*user, now);
 }

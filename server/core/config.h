@@ -33,6 +33,9 @@ struct Limits {
   int coach_context_messages = 20;
   // GrantCredits adds at most this many credits at once (a typo guard).
   int max_credit_grant = 10000;
+  // No balance grows past this, however many grants add up: it stays far
+  // inside the 32-bit counts of the API.
+  int max_credit_balance = 1000000;
 };
 
 // Monthly credits per plan; PREMIUM is unlimited.

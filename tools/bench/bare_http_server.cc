@@ -39,7 +39,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bare-http: %s\n", port.status().ToString().c_str());
     return 1;
   }
-  std::printf("bare-http listening on port %d\n", *port);
+  std::printf("bare-http listening on %s (port %d)\n", config.http_listen.c_str(),
+              *port);
   std::fflush(stdout);
   server.listen_after_bind();
   return 0;

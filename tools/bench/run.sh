@@ -22,7 +22,8 @@ done
 BUILD=${COACH_BENCH_BUILD_DIR:-build/bench}
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
 cmake --build "$BUILD" -j "${COACH_JOBS:-2}" --target coach-server coach-proxy \
-  fake-openai grpc-load bare-http trivial-grpc sqlite-write-limit seed-store >&2
+  fake-openai grpc-load bare-http no-rpc-stats trivial-grpc sqlite-write-limit \
+  seed-store >&2
 BIN_SERVER=$BUILD/server/coach-server
 BIN_PROXY=$BUILD/proxy/coach-proxy
 B=$BUILD/tools/bench
@@ -39,16 +40,7 @@ trap cleanup EXIT
 
 log() { echo "bench: $*" >&2; }
 
-# Waits (bounded) for "port N" in a log file and prints N.
-port_of() {
-  local file=$1 port=""
-  for _ in $(seq 1 400); do
-    port=$(grep -o 'port [0-9]*' "$file" 2>/dev/null | head -n1 | cut -d' ' -f2 || true)
-    [[ -n $port ]] && { echo "$port"; return; }
-    read -r -t 0.05 <> <(:) || true
-  done
-  echo "bench: no port in $file" >&2; cat "$file" >&2; exit 1
-}
+source tools/lib/port_from_log.sh
 
 # start NAME CMD... : runs CMD in the background, logs to $WORK/NAME.log,
 # records its pid in PID_NAME.
@@ -87,39 +79,49 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; 
 verdict() { awk -v r="$1" -v t="$2" -v dir="${3:-ge}" 'BEGIN {ok = (dir == "ge") ? (r >= t) : (r <= t); print ok ? "met" : "missed"}'; }
 
 ROWS=()
+NORPC_ROWS=()
 row() { ROWS+=("$(IFS='|'; echo "$*")"); }
 
 # --- The stack (offline coach), and the baselines -----------------------------
 start server env COACH_DB_PATH="$WORK/coach.db" COACH_GRPC_LISTEN=127.0.0.1:0 "$BIN_SERVER"
-GRPC_PORT=$(port_of "$WORK/server.log")
+GRPC_PORT=$(port_from_log "$WORK/server.log" "$PID_server")
 start proxy env COACH_GRPC_TARGET=127.0.0.1:$GRPC_PORT COACH_HTTP_LISTEN=127.0.0.1:0 \
   COACH_ACCESS_LOG=false "$BIN_PROXY"
-HTTP_PORT=$(port_of "$WORK/proxy.log")
+HTTP_PORT=$(port_from_log "$WORK/proxy.log" "$PID_proxy")
 start bare "$B/bare-http" --port=0
-BARE_PORT=$(port_of "$WORK/bare.log")
+BARE_PORT=$(port_from_log "$WORK/bare.log" "$PID_bare")
 start trivial "$B/trivial-grpc" --listen=127.0.0.1:0
-TRIVIAL_PORT=$(port_of "$WORK/trivial.log")
+TRIVIAL_PORT=$(port_from_log "$WORK/trivial.log" "$PID_trivial")
 STATS="http://127.0.0.1:$HTTP_PORT/api/user/stats?userId=bench-reader"
 # The bare server answers the very bytes the proxy answers.
 BODY=$(curl -s "$STATS")
 stop "$PID_bare"
 start bare "$B/bare-http" --port=0 --body="$BODY"
-BARE_PORT=$(port_of "$WORK/bare.log")
+BARE_PORT=$(port_from_log "$WORK/bare.log" "$PID_bare")
 BARE="http://127.0.0.1:$BARE_PORT/api/user/stats?userId=bench-reader"
+# The same work as our stack on the same database, with no RPC hop.
+start norpc "$B/no-rpc-stats" --db_path="$WORK/coach.db"
+NORPC_PORT=$(port_from_log "$WORK/norpc.log" "$PID_norpc")
+NORPC="http://127.0.0.1:$NORPC_PORT/api/user/stats?userId=bench-reader"
+[[ $(curl -s "$NORPC") == "$BODY" ]] || { log "no-rpc-stats answers other bytes"; exit 1; }
 
 # 1. REST GET /api/user/stats vs a bare httplib server, and the latency curve.
 : >"$WORK/curve.dat"
 for c in 1 8 16 32 64 128; do
   read -r rps p50 p99 < <(run_wrk "$STATS" "$c")
   read -r brps bp50 bp99 < <(run_wrk "$BARE" "$c")
-  echo "$c $p50 $p99 $bp50 $bp99" >>"$WORK/curve.dat"
+  read -r nrps np50 np99 < <(run_wrk "$NORPC" "$c")
+  echo "$c $p50 $p99 $bp50 $bp99 $np50 $np99" >>"$WORK/curve.dat"
   if [[ $c == 8 || $c == 64 ]]; then
     r=$(ratio "$rps" "$brps")
     row "1. REST GET /api/user/stats, $c conn" "$rps" "$p50" "$p99" \
       "bare httplib: $brps" "$r" "≥ 0.5: $(verdict "$r" 0.5)"
+    NORPC_ROWS+=("1. (ceiling) the same work with no RPC hop, $c conn|$nrps|$np50|$np99|bare httplib: $brps|$(ratio "$nrps" "$brps")|—")
   fi
-  log "stats c=$c: $rps req/s (bare $brps)"
+  log "stats c=$c: $rps req/s (bare $brps, no RPC hop $nrps)"
 done
+ROWS+=("${NORPC_ROWS[@]}")
+stop "$PID_norpc"
 
 # 2. gRPC GetUserStats vs an empty unary call on a trivial gRPC server.
 for c in 8 64; do
@@ -146,10 +148,10 @@ stop "$PID_proxy"; stop "$PID_server"
 
 # 4. 1,000 sends in flight at once against an AI that answers in 2 s.
 start fake "$B/fake-openai" --port=0 --delay=2s
-FAKE_PORT=$(port_of "$WORK/fake.log")
+FAKE_PORT=$(port_from_log "$WORK/fake.log" "$PID_fake")
 start server4 env COACH_DB_PATH="$WORK/coach4.db" COACH_GRPC_LISTEN=127.0.0.1:0 \
   OPENAI_API_KEY=bench-fake-key OPENAI_BASE_URL=http://127.0.0.1:$FAKE_PORT/v1 "$BIN_SERVER"
-GRPC4_PORT=$(port_of "$WORK/server4.log")
+GRPC4_PORT=$(port_from_log "$WORK/server4.log" "$PID_server4")
 peak_threads=0
 ( while kill -0 "$PID_server4" 2>/dev/null; do threads_of "$PID_server4"; read -r -t 0.05 <> <(:) || true; done ) \
   >"$WORK/threads.txt" 2>/dev/null &
@@ -172,14 +174,15 @@ for n in 10000 100000; do
   log "seeding $n sessions"
   "$B/seed-store" --db_path="$WORK/growth$n.db" --sessions=$n >&2
   start "server$n" env COACH_DB_PATH="$WORK/growth$n.db" COACH_GRPC_LISTEN=127.0.0.1:0 "$BIN_SERVER"
-  port=$(port_of "$WORK/server$n.log")
+  pid_s="PID_server$n"
+  port=$(port_from_log "$WORK/server$n.log" "${!pid_s}")
   start "proxy$n" env COACH_GRPC_TARGET=127.0.0.1:$port COACH_HTTP_LISTEN=127.0.0.1:0 \
     COACH_ACCESS_LOG=false "$BIN_PROXY"
-  hport=$(port_of "$WORK/proxy$n.log")
+  pid_p="PID_proxy$n"
+  hport=$(port_from_log "$WORK/proxy$n.log" "${!pid_p}")
   read -r _ h50 _ < <(run_wrk "http://127.0.0.1:$hport/api/chat/history?userId=bench-reader&limit=10" 8)
   read -r _ s50 _ < <(run_wrk "http://127.0.0.1:$hport/api/chat/sessions?userId=bench-reader" 8)
   GROWTH[$n]="$h50 $s50"
-  pid_s="PID_server$n"; pid_p="PID_proxy$n"
   stop "${!pid_p}"; stop "${!pid_s}"
 done
 read -r h10 s10 <<<"${GROWTH[10000]}"
@@ -201,7 +204,8 @@ set key left top
 plot "$WORK/curve.dat" using 1:2 with linespoints title "coach-proxy p50", \
      "$WORK/curve.dat" using 1:3 with linespoints title "coach-proxy p99", \
      "$WORK/curve.dat" using 1:4 with linespoints title "bare httplib p50", \
-     "$WORK/curve.dat" using 1:5 with linespoints title "bare httplib p99"
+     "$WORK/curve.dat" using 1:5 with linespoints title "bare httplib p99", \
+     "$WORK/curve.dat" using 1:6 with linespoints title "same work, no RPC hop p50"
 GP
 
 TABLE=$(

@@ -25,7 +25,8 @@ int main(int argc, char** argv) {
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) return 1;
   server->GetHealthCheckService()->SetServingStatus("", true);
-  std::printf("trivial-grpc listening on port %d\n", port);
+  std::printf("trivial-grpc listening on %s (port %d)\n",
+              absl::GetFlag(FLAGS_listen).c_str(), port);
   std::fflush(stdout);
   server->Wait();
   return 0;

@@ -1,4 +1,4 @@
-# Sourced by the shell tests. port_from_log LOG PID: waits (bounded, ~10 s)
+# Sourced by the shell tests and the benchmark. port_from_log LOG PID: waits (bounded, ~10 s)
 # for the "(port N)" line our binaries log once they listen, and prints N;
 # fails with the log if the process exits or never listens.
 port_from_log() {
