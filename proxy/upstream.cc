@@ -1,14 +1,17 @@
 #include "proxy/upstream.h"
 
 #include <grpcpp/client_context.h>
+#include <grpcpp/completion_queue.h>
 #include <grpcpp/create_channel.h>
-#include <grpcpp/impl/client_unary_call.h>
 #include <grpcpp/impl/codegen/proto_utils.h>
 #include <grpcpp/security/credentials.h>
+#include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/support/channel_arguments.h>
 
 namespace coach::proxy {
 namespace {
+
+using google::protobuf::Message;
 
 // After coach-server restarts, reconnect within a second instead of gRPC's
 // default backoff of up to two minutes; calls fail fast meanwhile (503).
@@ -25,26 +28,40 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target) {
                                    args);
 }
 
+// The calling thread's completion queue, kept for the thread's life: each
+// call waits on its own thread's queue (no hand-off to another thread), and
+// no queue is created per call.
+grpc::CompletionQueue& ThreadCompletionQueue() {
+  struct Owned {
+    grpc::CompletionQueue queue;
+    ~Owned() {
+      queue.Shutdown();
+      void* tag = nullptr;
+      bool ok = false;
+      while (queue.Next(&tag, &ok)) {
+      }
+    }
+  };
+  thread_local Owned owned;
+  return owned.queue;
+}
+
 }  // namespace
 
 Upstream::Upstream(const std::string& target, absl::Duration deadline)
-    : channel_(MakeChannel(target)), deadline_(deadline) {}
-
-const grpc::internal::RpcMethod& Upstream::MethodFor(
-    const std::string& grpc_method) {
-  absl::MutexLock lock(&mu_);
-  auto [it, inserted] = methods_.try_emplace(grpc_method);
-  if (inserted) {
-    it->second = std::make_unique<grpc::internal::RpcMethod>(
-        it->first.c_str(), grpc::internal::RpcMethod::NORMAL_RPC, channel_);
-  }
-  return *it->second;
-}
+    : stub_(MakeChannel(target)), deadline_(deadline) {}
 
 grpc::Status Upstream::Call(const std::string& grpc_method,
-                            const google::protobuf::Message& request,
-                            google::protobuf::Message& response,
+                            const Message& request, Message& response,
                             absl::string_view request_id) {
+  grpc::ByteBuffer request_bytes;
+  bool own_buffer = false;
+  if (grpc::Status serialized = grpc::SerializationTraits<Message>::Serialize(
+          request, &request_bytes, &own_buffer);
+      !serialized.ok()) {
+    return serialized;
+  }
+
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + deadline_));
   // Fail fast: no waiting for a server that is down.
@@ -52,13 +69,23 @@ grpc::Status Upstream::Call(const std::string& grpc_method,
   if (!request_id.empty()) {
     context.AddMetadata(kRequestIdMetadata, std::string(request_id));
   }
-  // The blocking unary call that generated stubs make, on the base Message
-  // type: the calling thread drives its own completion, with no hand-off
-  // from a gRPC callback thread (GenericStub offers only async and callback
-  // calls). With the reflection fast path for parameters: +7 % req/s.
-  return grpc::internal::BlockingUnaryCall<google::protobuf::Message,
-                                           google::protobuf::Message>(
-      channel_.get(), MethodFor(grpc_method), &context, request, &response);
+  grpc::CompletionQueue& queue = ThreadCompletionQueue();
+  grpc::ByteBuffer response_bytes;
+  grpc::Status status;
+  auto call = stub_.PrepareUnaryCall(&context, grpc_method, request_bytes,
+                                     &queue);
+  call->StartCall();
+  // The tag is this call's status: the queue only ever holds this call.
+  call->Finish(&response_bytes, &status, &status);
+  void* tag = nullptr;
+  bool ok = false;
+  if (!queue.Next(&tag, &ok) || tag != &status || !ok) {
+    return grpc::Status(grpc::StatusCode::INTERNAL,
+                        "gRPC completion queue failed");
+  }
+  if (!status.ok()) return status;
+  return grpc::SerializationTraits<Message>::Deserialize(&response_bytes,
+                                                         &response);
 }
 
 }  // namespace coach::proxy

@@ -6,15 +6,12 @@
 #define COACH_PROXY_UPSTREAM_H_
 
 #include <grpcpp/channel.h>
-#include <grpcpp/impl/rpc_method.h>
+#include <grpcpp/generic/generic_stub.h>
 
-#include <map>
 #include <memory>
 #include <string>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "google/protobuf/message.h"
 
@@ -37,15 +34,8 @@ class Upstream {
                     absl::string_view request_id);
 
  private:
-  // The method registered with the channel (done once per method name).
-  const grpc::internal::RpcMethod& MethodFor(const std::string& grpc_method);
-
-  std::shared_ptr<grpc::Channel> channel_;
+  grpc::GenericStub stub_;
   const absl::Duration deadline_;
-  absl::Mutex mu_;
-  // Nodes are stable: RpcMethod keeps a pointer to its key.
-  std::map<std::string, std::unique_ptr<grpc::internal::RpcMethod>> methods_
-      ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace coach::proxy
