@@ -1,5 +1,5 @@
 // BlockingExecutor: bounded threads, FIFO beyond them, everything run.
-#include "server/rpc/blocking_executor.h"
+#include "server/core/blocking_executor.h"
 
 #include <gtest/gtest.h>
 
@@ -17,6 +17,22 @@ TEST(BlockingExecutorTest, RunsEveryScheduledTaskBeforeItIsDestroyed) {
   {
     BlockingExecutor executor(4);
     for (int i = 0; i < 100; ++i) executor.Schedule([&done] { ++done; });
+  }
+  EXPECT_EQ(done.load(), 100);
+}
+
+// Work may schedule more work, even while the executor drains on
+// destruction: all of it runs, and no thread is left unjoined.
+TEST(BlockingExecutorTest, WorkScheduledByWorkRunsToo) {
+  std::atomic<int> done{0};
+  {
+    BlockingExecutor executor(2);
+    for (int i = 0; i < 50; ++i) {
+      executor.Schedule([&] {
+        executor.Schedule([&done] { ++done; });
+        ++done;
+      });
+    }
   }
   EXPECT_EQ(done.load(), 100);
 }

@@ -78,11 +78,11 @@ class ChatCallerTest : public ::testing::Test {
 };
 
 TEST_F(ChatCallerTest, CancelledWhileTheCoachWritesStoresAndChargesNothing) {
-  std::atomic<bool> cancelled{false};
-  HookedCoach coach([&] { cancelled = true; });
+  auto cancellation = std::make_shared<Cancellation>();
+  HookedCoach coach([&] { cancellation->Cancel(); });
   Chat chat(config_, *store_, coach, clock_);
   const Caller caller{.deadline = absl::InfiniteFuture(),
-                      .cancelled = [&] { return cancelled.load(); }};
+                      .cancellation = cancellation};
 
   auto sent = Send(chat, "alice", "", "Bonjour", caller);
   EXPECT_EQ(sent.status().code(), absl::StatusCode::kCancelled);
@@ -106,7 +106,7 @@ TEST_F(ChatCallerTest, DeadlinePassedWhileTheCoachWritesStoresNothing) {
 
   auto sent = Send(chat, "alice", "", "Bonjour",
                                Caller{.deadline = deadline,
-                                      .cancelled = [] { return false; }});
+                                      .cancellation = nullptr});
   EXPECT_EQ(sent.status().code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_EQ(coach.last_deadline(), deadline);  // the coach was told
   auto sessions = chat.ListSessions("alice");
@@ -122,7 +122,7 @@ TEST_F(ChatCallerTest, ACallerAlreadyGoneNeverReachesTheCoach) {
   auto sent = Send(chat, 
       "alice", "", "Bonjour",
       Caller{.deadline = absl::Now() - absl::Seconds(1),
-             .cancelled = [] { return false; }});
+             .cancellation = nullptr});
   EXPECT_EQ(sent.status().code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_EQ(replies, 0);
 }

@@ -40,6 +40,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "server/coach/coach.h"
+#include "server/core/cancellation.h"
 #include "server/coach/context_window.h"
 #include "server/coach/openai_coach.h"
 #include "server/coach/retry_policy.h"
@@ -570,6 +571,111 @@ TEST(OpenAiCoachProtocolTest, RepliesInFlightHoldNoThreadEach) {
   ASSERT_TRUE(all_in_flight) << fake.request_count() << " received";
   EXPECT_EQ(replies, kInFlight);
   EXPECT_EQ(threads_in_flight, threads_before);
+}
+
+// A reply's outcome, waited for (bounded: a lost callback fails the test).
+struct AwaitedReply {
+  absl::Notification done;
+  absl::StatusOr<CoachReply> reply;
+
+  Coach::ReplyCallback Callback() {
+    return [this](absl::StatusOr<CoachReply> r) {
+      reply = std::move(r);
+      done.Notify();
+    };
+  }
+  bool Wait() { return done.WaitForNotificationWithTimeout(absl::Seconds(20)); }
+};
+
+// A caller who gives up stops its request to the AI at once: CANCELLED, not
+// the timeout it would otherwise reach (the provider never answers here).
+TEST(OpenAiCoachCancelTest, ACancelledCallerStopsTheRequestInFlight) {
+  FakeOpenAi fake;
+  fake.HoldAnswers();
+  OpenAiOptions options = FastOptions(fake.base_url());
+  options.timeout = absl::Seconds(60);
+  auto coach = OpenAiCoach::Create(options);
+  ASSERT_TRUE(coach.ok()) << coach.status();
+
+  auto cancellation = std::make_shared<Cancellation>();
+  CoachRequest request = Conversation("P.", {UserTurn("x")});
+  request.cancellation = cancellation;
+  AwaitedReply outcome;
+  (*coach)->StartReply(std::move(request), outcome.Callback());
+  ASSERT_TRUE(fake.AwaitRequests(1, absl::Seconds(20)));
+  cancellation->Cancel();
+
+  ASSERT_TRUE(outcome.Wait()) << "still waiting on the AI";
+  EXPECT_EQ(outcome.reply.status().code(), absl::StatusCode::kCancelled)
+      << outcome.reply.status();
+  EXPECT_EQ(fake.request_count(), 1);
+}
+
+// The same during the wait before a retry: no second request is sent.
+TEST(OpenAiCoachCancelTest, ACancelledCallerStopsTheWaitBeforeARetry) {
+  FakeOpenAi fake;
+  fake.Script({Answer(503, ErrorBody("busy", "server_error", ""),
+                      {{"Retry-After", "30"}})});
+  OpenAiOptions options = FastOptions(fake.base_url());
+  options.timeout = absl::Seconds(60);
+  auto coach = OpenAiCoach::Create(options);
+  ASSERT_TRUE(coach.ok()) << coach.status();
+
+  auto cancellation = std::make_shared<Cancellation>();
+  CoachRequest request = Conversation("P.", {UserTurn("x")});
+  request.cancellation = cancellation;
+  AwaitedReply outcome;
+  (*coach)->StartReply(std::move(request), outcome.Callback());
+  ASSERT_TRUE(fake.AwaitRequests(1, absl::Seconds(20)));
+  // Whether the 503 is read before or after this, the retry never starts.
+  cancellation->Cancel();
+
+  ASSERT_TRUE(outcome.Wait()) << "still waiting out the Retry-After";
+  EXPECT_EQ(outcome.reply.status().code(), absl::StatusCode::kCancelled)
+      << outcome.reply.status();
+  EXPECT_EQ(fake.request_count(), 1);
+}
+
+// Storing a reply may wait (on SQLite's write lock, say). A caller's slow
+// callback must not hold up the other replies: they keep arriving.
+TEST(OpenAiCoachProtocolTest, ASlowCallbackDoesNotHoldUpOtherReplies) {
+  FakeOpenAi fake;
+  auto coach = OpenAiCoach::Create(FastOptions(fake.base_url()));
+  ASSERT_TRUE(coach.ok()) << coach.status();
+
+  absl::Notification first_called, release_first;
+  (*coach)->StartReply(Conversation("P.", {UserTurn("un")}),
+                       [&](absl::StatusOr<CoachReply>) {
+                         first_called.Notify();
+                         release_first.WaitForNotificationWithTimeout(
+                             absl::Seconds(20));
+                       });
+  ASSERT_TRUE(first_called.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  AwaitedReply second;
+  (*coach)->StartReply(Conversation("P.", {UserTurn("deux")}),
+                       second.Callback());
+  const bool second_arrived = second.Wait();
+  release_first.Notify();
+  ASSERT_TRUE(second_arrived) << "held up by the first callback";
+  EXPECT_TRUE(second.reply.ok()) << second.reply.status();
+}
+
+// Requests carry the API key: they go through a proxy only when one is
+// configured, never because http_proxy happens to be set.
+TEST(OpenAiCoachProtocolTest, IgnoresProxyEnvironmentVariables) {
+  FakeOpenAi fake;
+  auto coach = OpenAiCoach::Create(FastOptions(fake.base_url()));
+  ASSERT_TRUE(coach.ok()) << coach.status();
+  // A proxy that does not exist: going through it would fail.
+  const char* const kVariables[] = {"http_proxy", "HTTP_PROXY", "all_proxy",
+                                    "ALL_PROXY"};
+  for (const char* variable : kVariables) {
+    setenv(variable, "http://127.0.0.1:1", /*overwrite=*/1);
+  }
+  auto reply = (*coach)->Reply(Conversation("P.", {UserTurn("x")}));
+  for (const char* variable : kVariables) unsetenv(variable);
+  EXPECT_TRUE(reply.ok()) << reply.status();
+  EXPECT_EQ(fake.request_count(), 1);
 }
 
 // --- End to end: a real coach-server with the OpenAI coach -------------------
@@ -1389,6 +1495,44 @@ TEST(OpenAiCoachTimeoutTest, ATrickledAnswerIsCutAtTheTimeout) {
                                     << " s to trickle";
 }
 
+// A client that cancels its send (or disconnects) stops the server's AI
+// request at once: a graceful shutdown then has no call left to wait for.
+// (Without that, it would wait for the AI until the grace of 30 s.)
+TEST(OpenAiShutdownTest, ACancelledSendLeavesNothingWaitingOnTheAi) {
+  FakeOpenAi fake;
+  fake.HoldAnswers();
+  OpenAiOptions options = FastOptions(fake.base_url());
+  options.timeout = absl::Seconds(60);
+  Config config = TestConfig();
+  config.openai = options;
+  auto coach = OpenAiCoach::Create(options);
+  ASSERT_TRUE(coach.ok()) << coach.status();
+  TestServer server(config, coach->get());
+  ASSERT_TRUE(server.start_error().ok()) << server.start_error();
+
+  grpc::ClientContext context;
+  grpc::Status sent;
+  std::thread sender([&] {
+    v1::SendMessageRequest request;
+    request.set_user_id("alice");
+    request.set_message("Bonjour");
+    v1::SendMessageResponse response;
+    sent = server.chat().SendMessage(&context, request, &response);
+  });
+  ASSERT_TRUE(fake.AwaitRequests(1, absl::Seconds(10)));
+  context.TryCancel();
+  sender.join();
+  EXPECT_EQ(sent.error_code(), grpc::StatusCode::CANCELLED);
+
+  const absl::Time start = absl::Now();
+  server.server().Shutdown(absl::Seconds(30));
+  const absl::Duration took = absl::Now() - start;
+  EXPECT_LT(took, absl::Seconds(10)) << "the cancelled send still waited";
+  auto sessions = server.store().ListSessions("alice", 10);
+  ASSERT_TRUE(sessions.ok());
+  EXPECT_TRUE(sessions->empty());
+}
+
 // Graceful shutdown is bounded by its grace even while a send waits on the
 // AI: at the deadline the AI call is cut, and the send charges nothing.
 TEST(OpenAiShutdownTest, ShutdownCutsASendWaitingOnTheAiAtTheGrace) {
@@ -1414,12 +1558,7 @@ TEST(OpenAiShutdownTest, ShutdownCutsASendWaitingOnTheAiAtTheGrace) {
     v1::SendMessageResponse response;
     sent = server.chat().SendMessage(Context().get(), request, &response);
   });
-  // Bounded wait (no sleep) until the send is at the AI.
-  const absl::Time wait_until = absl::Now() + absl::Seconds(10);
-  while (fake.request_count() == 0 && absl::Now() < wait_until) {
-    std::this_thread::yield();
-  }
-  ASSERT_EQ(fake.request_count(), 1);
+  ASSERT_TRUE(fake.AwaitRequests(1, absl::Seconds(10)));
 
   const absl::Time start = absl::Now();
   server.server().Shutdown(absl::Milliseconds(300));

@@ -20,7 +20,7 @@
 #include "server/core/chat.h"
 #include "server/core/clock.h"
 #include "server/core/config.h"
-#include "server/rpc/blocking_executor.h"
+#include "server/core/blocking_executor.h"
 #include "server/rpc/chat_service.h"
 #include "server/rpc/user_service.h"
 #include "storage/store.h"

@@ -62,6 +62,12 @@ ABSL_FLAG(int, openai_max_idle_connections,
           "Env: OPENAI_MAX_IDLE_CONNECTIONS");
 ABSL_FLAG(int, openai_max_answer_bytes, kDefaults.openai.max_answer_bytes,
           "Largest answer read from the API. Env: OPENAI_MAX_ANSWER_BYTES");
+ABSL_FLAG(std::string, openai_proxy, kDefaults.openai.proxy,
+          "Egress proxy for the API (http://host:port); empty: direct, "
+          "whatever http_proxy says. Env: OPENAI_PROXY");
+ABSL_FLAG(int, openai_reply_threads, kDefaults.openai.reply_threads,
+          "Threads handing AI replies back to be stored. "
+          "Env: OPENAI_REPLY_THREADS");
 ABSL_FLAG(int, max_user_id_length, kDefaults.limits.max_user_id_length,
           "Longest userId, in characters. Env: COACH_MAX_USER_ID_LENGTH");
 ABSL_FLAG(int, max_session_id_length, kDefaults.limits.max_session_id_length,
@@ -137,6 +143,8 @@ absl::StatusOr<Config> LoadServerConfig(int argc, char** argv) {
       {"openai_context_tokens", "OPENAI_CONTEXT_TOKENS"},
       {"openai_max_idle_connections", "OPENAI_MAX_IDLE_CONNECTIONS"},
       {"openai_max_answer_bytes", "OPENAI_MAX_ANSWER_BYTES"},
+      {"openai_proxy", "OPENAI_PROXY"},
+      {"openai_reply_threads", "OPENAI_REPLY_THREADS"},
       {"max_user_id_length", "COACH_MAX_USER_ID_LENGTH"},
       {"max_session_id_length", "COACH_MAX_SESSION_ID_LENGTH"},
       {"max_message_length", "COACH_MAX_MESSAGE_LENGTH"},
@@ -184,6 +192,8 @@ absl::StatusOr<Config> LoadServerConfig(int argc, char** argv) {
   openai.max_idle_connections =
       absl::GetFlag(FLAGS_openai_max_idle_connections);
   openai.max_answer_bytes = absl::GetFlag(FLAGS_openai_max_answer_bytes);
+  openai.proxy = absl::GetFlag(FLAGS_openai_proxy);
+  openai.reply_threads = absl::GetFlag(FLAGS_openai_reply_threads);
   Limits& limits = config.limits;
   limits.max_user_id_length = absl::GetFlag(FLAGS_max_user_id_length);
   limits.max_session_id_length = absl::GetFlag(FLAGS_max_session_id_length);
@@ -250,7 +260,7 @@ absl::Status CheckConfig(const Config& config) {
   const OpenAiOptions& ai = config.openai;
   if (ai.max_tokens <= 0 || ai.context_token_budget <= 0 ||
       ai.max_retries < 0 || ai.max_idle_connections < 0 ||
-      ai.max_answer_bytes <= 0 ||
+      ai.max_answer_bytes <= 0 || ai.reply_threads <= 0 ||
       ai.temperature < 0 || ai.temperature > 2 ||
       ai.timeout <= absl::ZeroDuration() ||
       ai.connect_timeout <= absl::ZeroDuration() ||

@@ -1,8 +1,10 @@
 #include "server/coach/async_http_client.h"
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
+#include "absl/algorithm/container.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -14,9 +16,10 @@ namespace {
 // at once (curl_multi_wakeup), so this only bounds an idle loop's sleep.
 constexpr int kIdleWaitMs = 1000;
 
+// Rounded up (never early), and at least 1: 0 means "no timeout" to curl.
 long Milliseconds(absl::Duration d) {
-  // 0 would mean "no timeout" to curl.
-  return std::max<long>(1, static_cast<long>(absl::ToInt64Milliseconds(d)));
+  return std::max<long>(1, static_cast<long>(absl::ToInt64Milliseconds(
+                               absl::Ceil(d, absl::Milliseconds(1)))));
 }
 
 absl::Status TransportError(CURLcode code, const char* detail) {
@@ -45,6 +48,7 @@ std::string HttpAnswer::Header(absl::string_view name) const {
 
 // One POST in flight: what curl reads from and writes into.
 struct AsyncHttpClient::Transfer {
+  Id id = 0;
   HttpPost post;
   AnswerCallback done;
   size_t max_answer_bytes = 0;
@@ -100,8 +104,11 @@ absl::StatusOr<std::unique_ptr<AsyncHttpClient>> AsyncHttpClient::Create(
   }
   CURLM* multi = curl_multi_init();
   if (multi == nullptr) return absl::InternalError("libcurl: no multi handle");
-  curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS,
-                    static_cast<long>(options.max_idle_connections));
+  // (0 would mean curl's default; see Start for "keep none".)
+  if (options.max_idle_connections > 0) {
+    curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS,
+                      static_cast<long>(options.max_idle_connections));
+  }
   return std::unique_ptr<AsyncHttpClient>(new AsyncHttpClient(options, multi));
 }
 
@@ -121,22 +128,40 @@ AsyncHttpClient::~AsyncHttpClient() {
 
 void AsyncHttpClient::Wake() { curl_multi_wakeup(multi_); }
 
-void AsyncHttpClient::Post(HttpPost post, AnswerCallback done) {
+AsyncHttpClient::Id AsyncHttpClient::Post(HttpPost post, AnswerCallback done) {
   auto transfer = std::make_unique<Transfer>();
   transfer->post = std::move(post);
   transfer->done = std::move(done);
   transfer->max_answer_bytes = options_.max_answer_bytes;
+  Id id = 0;
   {
     absl::MutexLock lock(&mu_);
+    id = transfer->id = ++last_id_;
     incoming_.push_back(std::move(transfer));
   }
   Wake();
+  return id;
 }
 
-void AsyncHttpClient::RunAfter(absl::Duration delay, Task task) {
+AsyncHttpClient::Id AsyncHttpClient::RunAfter(absl::Duration delay, Task task) {
+  // A steady clock: a step of the wall clock must not stretch a backoff.
+  const Clock::time_point due =
+      Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                         absl::ToChronoNanoseconds(delay));
+  Id id = 0;
   {
     absl::MutexLock lock(&mu_);
-    tasks_.emplace(absl::Now() + delay, std::move(task));
+    id = ++last_id_;
+    tasks_.emplace(due, TimedTask{.id = id, .task = std::move(task)});
+  }
+  Wake();
+  return id;
+}
+
+void AsyncHttpClient::Cancel(Id id) {
+  {
+    absl::MutexLock lock(&mu_);
+    cancelled_ids_.push_back(id);
   }
   Wake();
 }
@@ -150,6 +175,12 @@ void AsyncHttpClient::CancelAll() {
 }
 
 void AsyncHttpClient::Start(std::unique_ptr<Transfer> t) {
+  // Counted from now, when curl starts the clock, to the caller's deadline.
+  const absl::Duration remaining = t->post.deadline - absl::Now();
+  if (remaining <= absl::ZeroDuration()) {
+    t->done(absl::DeadlineExceededError("deadline passed before sending"));
+    return;
+  }
   t->easy = curl_easy_init();
   if (t->easy == nullptr) {
     t->done(absl::UnavailableError("libcurl: cannot start a transfer"));
@@ -169,9 +200,14 @@ void AsyncHttpClient::Start(std::unique_ptr<Transfer> t) {
   curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
                    static_cast<curl_off_t>(t->post.body.size()));
   curl_easy_setopt(easy, CURLOPT_HTTPHEADER, t->header_list);
-  curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, Milliseconds(t->post.timeout));
+  curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, Milliseconds(remaining));
   curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
-                   Milliseconds(t->post.connect_timeout));
+                   Milliseconds(std::min(t->post.connect_timeout, remaining)));
+  // "" disables the proxy, including one from the environment.
+  curl_easy_setopt(easy, CURLOPT_PROXY, options_.proxy.c_str());
+  if (options_.max_idle_connections == 0) {
+    curl_easy_setopt(easy, CURLOPT_FORBID_REUSE, 1L);
+  }
   // Threads and signals do not mix: no SIGALRM for DNS timeouts.
   curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
   // Small requests must not wait for Nagle (curl's default, stated).
@@ -222,37 +258,49 @@ void AsyncHttpClient::Finish(CURL* easy, CURLcode code) {
 void AsyncHttpClient::Loop() {
   for (;;) {
     std::vector<std::unique_ptr<Transfer>> starting;
+    std::vector<Id> to_cancel;
     std::vector<Task> due;
     bool cancelled = false;
-    absl::Time next_task = absl::InfiniteFuture();
+    std::optional<Clock::time_point> next_task;
     {
       absl::MutexLock lock(&mu_);
       starting.swap(incoming_);
+      to_cancel.swap(cancelled_ids_);
       cancelled = cancelled_;
-      const absl::Time now = absl::Now();
-      while (!tasks_.empty() &&
-             (cancelled || tasks_.begin()->first <= now)) {
-        due.push_back(std::move(tasks_.begin()->second));
-        tasks_.erase(tasks_.begin());
+      const Clock::time_point now = Clock::now();
+      // Due tasks, and the cancelled ones (few wait at a time: a scan).
+      for (auto it = tasks_.begin(); it != tasks_.end();) {
+        const bool cancel = cancelled || it->first <= now ||
+                            absl::c_linear_search(to_cancel, it->second.id);
+        if (cancel) {
+          due.push_back(std::move(it->second.task));
+          it = tasks_.erase(it);
+        } else {
+          ++it;
+        }
       }
       if (!tasks_.empty()) next_task = tasks_.begin()->first;
     }
 
-    // Callbacks run outside the lock: they may Post and RunAfter.
-    if (cancelled) {
-      auto aborted = std::move(active_);
-      active_.clear();
-      for (auto& [easy, t] : aborted) {
-        curl_multi_remove_handle(multi_, easy);
-        t->done(absl::CancelledError("cancelled"));
-      }
-    }
+    // Callbacks run outside the lock: they may Post, RunAfter and Cancel.
     for (std::unique_ptr<Transfer>& t : starting) {
       if (cancelled) {
         t->done(absl::CancelledError("cancelled"));
       } else {
         Start(std::move(t));
       }
+    }
+    // Cancelled transfers (rare: a scan of those in flight).
+    std::vector<CURL*> aborting;
+    for (const auto& [easy, t] : active_) {
+      if (cancelled || absl::c_linear_search(to_cancel, t->id)) {
+        aborting.push_back(easy);
+      }
+    }
+    for (CURL* easy : aborting) {
+      auto node = active_.extract(easy);
+      curl_multi_remove_handle(multi_, easy);
+      node.mapped()->done(absl::CancelledError("cancelled"));
     }
     for (Task& task : due) task();
 
@@ -261,8 +309,6 @@ void AsyncHttpClient::Loop() {
       if (stopping_ && incoming_.empty() && tasks_.empty() && active_.empty()) {
         return;
       }
-      // Work that callbacks just added is taken on the next turn, at once.
-      if (!incoming_.empty() || (cancelled_ && !tasks_.empty())) continue;
     }
 
     int running = 0;
@@ -274,15 +320,15 @@ void AsyncHttpClient::Loop() {
       }
     }
 
+    // Sleep until curl or the next task needs the loop, or Wake.
     long wait_ms = kIdleWaitMs;
     long curl_wants_ms = -1;
     curl_multi_timeout(multi_, &curl_wants_ms);
     if (curl_wants_ms >= 0) wait_ms = std::min(wait_ms, curl_wants_ms);
-    if (next_task != absl::InfiniteFuture()) {
-      const absl::Duration until = next_task - absl::Now();
-      wait_ms = std::min<long>(
-          wait_ms, std::max<long>(0, absl::ToInt64Milliseconds(
-                                         absl::Ceil(until, absl::Milliseconds(1)))));
+    if (next_task.has_value()) {
+      const auto until = std::chrono::ceil<std::chrono::milliseconds>(
+          *next_task - Clock::now());
+      wait_ms = std::min<long>(wait_ms, std::max<long>(0, until.count()));
     }
     curl_multi_poll(multi_, nullptr, 0, static_cast<int>(wait_ms), nullptr);
   }

@@ -1,21 +1,28 @@
 // AsyncHttpClient: HTTP(S) POSTs without a thread per request, on libcurl's
-// multi interface. One event-loop thread drives every transfer and runs every
-// callback, so a thousand replies awaited from the AI cost a thousand
-// sockets, not a thousand threads.
+// multi interface. One event-loop thread drives every transfer and timer, so
+// a thousand replies awaited from the AI cost a thousand sockets, not a
+// thousand threads.
 //
 // Connections are kept alive and reused, multiplexed over HTTP/2 where an
 // https server offers it; TLS certificates are verified against the system's
-// CA store; redirects are not followed; only http and https are spoken.
+// CA store; redirects are not followed; only http and https are spoken; the
+// proxy is the configured one, never one from the environment.
+//
+// Callbacks and tasks run on the loop thread: they must be quick (hand slow
+// work to another thread), or every transfer waits for them.
 #ifndef COACH_SERVER_COACH_ASYNC_HTTP_CLIENT_H_
 #define COACH_SERVER_COACH_ASYNC_HTTP_CLIENT_H_
 
 #include <curl/curl.h>
 
+#include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -33,9 +40,9 @@ struct HttpPost {
   // "Name: value" lines. They may hold secrets: never logged.
   std::vector<std::string> headers;
   std::string body;
-  // The whole transfer, from connecting to the last byte of the answer: an
-  // answer trickled byte by byte is cut at it too.
-  absl::Duration timeout = absl::Seconds(30);
+  // When the whole transfer must be over, from connecting to the last byte
+  // of the answer: an answer trickled byte by byte is cut at it too.
+  absl::Time deadline = absl::InfiniteFuture();
   absl::Duration connect_timeout = absl::Seconds(5);
 };
 
@@ -50,10 +57,15 @@ struct HttpAnswer {
 };
 
 struct AsyncHttpOptions {
-  // Idle keep-alive connections kept for reuse.
+  // Idle keep-alive connections kept for reuse; 0: none (a connection per
+  // request).
   int max_idle_connections = 16;
   // A larger answer is abandoned (RESOURCE_EXHAUSTED) rather than buffered.
   size_t max_answer_bytes = 1 << 20;
+  // "http://host:port" to go through a proxy; empty: connect directly, even
+  // if http_proxy/HTTPS_PROXY are set (requests carry credentials: they go
+  // through a proxy only when told to).
+  std::string proxy;
 };
 
 class AsyncHttpClient {
@@ -61,33 +73,44 @@ class AsyncHttpClient {
   // Runs exactly once, on the loop thread.
   using AnswerCallback = absl::AnyInvocable<void(absl::StatusOr<HttpAnswer>)>;
   using Task = absl::AnyInvocable<void()>;
+  // Names a transfer or a task, for Cancel. Never reused.
+  using Id = uint64_t;
 
   // Starts the loop thread. INTERNAL if libcurl cannot be set up.
   static absl::StatusOr<std::unique_ptr<AsyncHttpClient>> Create(
       const AsyncHttpOptions& options);
-  // CancelAll, then waits for the loop to deliver every callback and end.
+  // CancelAll, then waits for the loop to deliver every callback (including
+  // those of work that callbacks add meanwhile) and end.
   ~AsyncHttpClient();
 
   AsyncHttpClient(const AsyncHttpClient&) = delete;
   AsyncHttpClient& operator=(const AsyncHttpClient&) = delete;
 
   // Sends `post`; `done` gets the answer, whatever its status code, or why
-  // there is none: DEADLINE_EXCEEDED (post.timeout passed), FAILED_PRECONDITION
+  // there is none: DEADLINE_EXCEEDED (post.deadline passed), FAILED_PRECONDITION
   // (the server's TLS certificate was refused), RESOURCE_EXHAUSTED (answer over
-  // max_answer_bytes), CANCELLED (CancelAll), UNAVAILABLE (any other
-  // transport failure: refused, reset, DNS...). Thread-safe; callbacks may
-  // call Post and RunAfter.
-  void Post(HttpPost post, AnswerCallback done);
+  // max_answer_bytes), CANCELLED (Cancel, CancelAll), UNAVAILABLE (any other
+  // transport failure: refused, reset, DNS...). Thread-safe.
+  Id Post(HttpPost post, AnswerCallback done);
 
-  // Runs `task` on the loop thread after `delay`; at once after CancelAll.
-  void RunAfter(absl::Duration delay, Task task);
+  // Runs `task` on the loop thread after `delay`; at once once cancelled.
+  Id RunAfter(absl::Duration delay, Task task);
 
-  // Fails the transfers in flight, and every later one, with CANCELLED, and
-  // runs the waiting tasks now. Thread-safe; returns without waiting.
+  // Ends one transfer now (its callback gets CANCELLED), or runs one waiting
+  // task now. No effect on what is already over. Thread-safe.
+  void Cancel(Id id);
+
+  // Cancels every transfer and task, and every later one. Thread-safe;
+  // returns without waiting.
   void CancelAll();
 
  private:
+  using Clock = std::chrono::steady_clock;
   struct Transfer;
+  struct TimedTask {
+    Id id;
+    Task task;
+  };
 
   AsyncHttpClient(const AsyncHttpOptions& options, CURLM* multi);
   void Loop();
@@ -101,8 +124,10 @@ class AsyncHttpClient {
   CURLM* const multi_;  // the loop thread's (Wake is thread-safe)
 
   absl::Mutex mu_;
+  Id last_id_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::unique_ptr<Transfer>> incoming_ ABSL_GUARDED_BY(mu_);
-  std::multimap<absl::Time, Task> tasks_ ABSL_GUARDED_BY(mu_);
+  std::multimap<Clock::time_point, TimedTask> tasks_ ABSL_GUARDED_BY(mu_);
+  std::vector<Id> cancelled_ids_ ABSL_GUARDED_BY(mu_);
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 

@@ -10,6 +10,7 @@
 #ifndef COACH_SERVER_COACH_COACH_H_
 #define COACH_SERVER_COACH_COACH_H_
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -18,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "server/core/cancellation.h"
 #include "storage/records.h"
 
 namespace coach {
@@ -33,6 +35,9 @@ struct CoachRequest {
   std::vector<CoachTurn> conversation;
   // When the caller stops waiting: a reply after it is useless.
   absl::Time deadline = absl::InfiniteFuture();
+  // Raised if the caller gives up sooner (null: never). A coach that waits
+  // on I/O stops then, and fails with CANCELLED.
+  std::shared_ptr<Cancellation> cancellation = nullptr;
 };
 
 struct CoachReply {
@@ -50,9 +55,8 @@ class Coach {
   virtual ~Coach() = default;
 
   // Starts writing the reply to `request` and returns. `done` runs before
-  // StartReply returns if the coach needs no I/O, otherwise later on the
-  // coach's own thread, where it must not block for long: other replies are
-  // delivered on that thread too.
+  // StartReply returns if the coach needs no I/O, otherwise later on one of
+  // the coach's threads, where it may block briefly (storing the reply).
   virtual void StartReply(CoachRequest request, ReplyCallback done) = 0;
 
   // Whether StartReply may hold the calling thread for long (a coach that

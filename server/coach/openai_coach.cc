@@ -129,7 +129,8 @@ absl::StatusOr<std::unique_ptr<OpenAiCoach>> OpenAiCoach::Create(
   }
   auto http = AsyncHttpClient::Create(AsyncHttpOptions{
       .max_idle_connections = options.max_idle_connections,
-      .max_answer_bytes = static_cast<size_t>(options.max_answer_bytes)});
+      .max_answer_bytes = static_cast<size_t>(options.max_answer_bytes),
+      .proxy = options.proxy});
   if (!http.ok()) return http.status();
   return std::unique_ptr<OpenAiCoach>(new OpenAiCoach(
       options, absl::StrCat(origin, prefix, "/chat/completions"),
@@ -143,6 +144,7 @@ struct OpenAiCoach::Call {
   int attempt = 0;  // 0: the first try
   absl::Time sent;
   absl::Status last_error = absl::UnavailableError("OpenAI: no attempt made");
+  std::shared_ptr<Cancellation> cancellation;  // the caller's; may be null
   ReplyCallback done;
 };
 
@@ -154,9 +156,14 @@ OpenAiCoach::OpenAiCoach(const OpenAiOptions& options, std::string url,
                 absl::StrCat("User-Agent: ", kUserAgent),
                 "Accept: application/json",
                 "Content-Type: application/json"}),
+      delivery_(options.reply_threads),
       http_(std::move(http)) {}
 
-OpenAiCoach::~OpenAiCoach() = default;
+OpenAiCoach::~OpenAiCoach() {
+  // Before http_ goes: work its last callbacks run (a retry's Attempt) must
+  // see that nothing more is to be sent.
+  cancelled_ = true;
+}
 
 std::string OpenAiCoach::RequestBody(const CoachRequest& request) const {
   json messages = json::array();
@@ -190,17 +197,35 @@ void OpenAiCoach::StartReply(CoachRequest request, ReplyCallback done) {
   auto call = std::make_unique<Call>();
   call->body = RequestBody(request);
   call->deadline = std::min(absl::Now() + options_.timeout, request.deadline);
+  call->cancellation = std::move(request.cancellation);
   call->done = std::move(done);
   Attempt(std::move(call));
 }
 
+absl::Status OpenAiCoach::StopReason(const Call& call) const {
+  if (call.cancellation != nullptr && call.cancellation->IsCancelled()) {
+    return absl::CancelledError("OpenAI: the caller gave up");
+  }
+  if (cancelled_) return absl::UnavailableError("OpenAI: shutting down");
+  return absl::OkStatus();
+}
+
+void OpenAiCoach::Deliver(std::unique_ptr<Call> call,
+                          absl::StatusOr<CoachReply> outcome) {
+  // Nothing left to stop.
+  if (call->cancellation != nullptr) call->cancellation->Clear();
+  delivery_.Schedule([done = std::move(call->done),
+                      outcome = std::move(outcome)]() mutable {
+    done(std::move(outcome));
+  });
+}
+
 void OpenAiCoach::Attempt(std::unique_ptr<Call> call) {
-  if (cancelled_) {
-    call->done(absl::UnavailableError("OpenAI: shutting down"));
+  if (absl::Status stop = StopReason(*call); !stop.ok()) {
+    Deliver(std::move(call), std::move(stop));
     return;
   }
-  const absl::Duration remaining = call->deadline - absl::Now();
-  if (remaining <= absl::ZeroDuration()) {
+  if (call->deadline <= absl::Now()) {
     GiveUp(std::move(call));
     return;
   }
@@ -208,20 +233,27 @@ void OpenAiCoach::Attempt(std::unique_ptr<Call> call) {
                 .headers = headers_,
                 .body = call->body,
                 // Cuts an answer trickled past the deadline too.
-                .timeout = remaining,
-                .connect_timeout = std::min(options_.connect_timeout, remaining)};
+                .deadline = call->deadline,
+                .connect_timeout = options_.connect_timeout};
   call->sent = absl::Now();
-  http_->Post(std::move(post),
-              [this, call = std::move(call)](
-                  absl::StatusOr<HttpAnswer> answer) mutable {
-                OnAnswer(std::move(call), std::move(answer));
-              });
+  std::shared_ptr<Cancellation> cancellation = call->cancellation;
+  const AsyncHttpClient::Id id =
+      http_->Post(std::move(post),
+                  [this, call = std::move(call)](
+                      absl::StatusOr<HttpAnswer> answer) mutable {
+                    OnAnswer(std::move(call), std::move(answer));
+                  });
+  // If the request is already over, this registers a no-op (Cancel of an
+  // id that is done); http_ outlives every call, hence the raw pointer.
+  if (cancellation != nullptr) {
+    cancellation->OnCancel([http = http_.get(), id] { http->Cancel(id); });
+  }
 }
 
 void OpenAiCoach::OnAnswer(std::unique_ptr<Call> call,
                            absl::StatusOr<HttpAnswer> answer) {
-  if (cancelled_ || absl::IsCancelled(answer.status())) {
-    call->done(absl::UnavailableError("OpenAI: shutting down"));
+  if (absl::Status stop = StopReason(*call); !stop.ok()) {
+    Deliver(std::move(call), std::move(stop));
     return;
   }
   int http_status = kNoAnswer;
@@ -232,8 +264,8 @@ void OpenAiCoach::OnAnswer(std::unique_ptr<Call> call,
   if (absl::IsResourceExhausted(answer.status())) {
     // An answer no reply needs: nonsense, as far as we are concerned.
     LogError("openai: unusable answer: %s", answer.status().message());
-    call->done(absl::InternalError(
-        absl::StrCat("OpenAI: ", answer.status().message())));
+    Deliver(std::move(call), absl::InternalError(absl::StrCat(
+                                 "OpenAI: ", answer.status().message())));
     return;
   }
   if (!answer.ok()) {
@@ -250,7 +282,7 @@ void OpenAiCoach::OnAnswer(std::unique_ptr<Call> call,
     } else if (ReasonOf(reply.status()).empty()) {
       LogError("openai: unusable answer: %s", reply.status().message());
     }
-    call->done(std::move(reply));
+    Deliver(std::move(call), std::move(reply));
     return;
   } else {
     http_status = answer->status;
@@ -279,20 +311,26 @@ void OpenAiCoach::OnAnswer(std::unique_ptr<Call> call,
   LogWarning("%s; retry %d in %.0f ms", call->last_error.message(),
              call->attempt + 1, absl::ToDoubleMilliseconds(delay));
   ++call->attempt;
-  // CancelAll runs the wait's end at once; Attempt then sees it.
-  http_->RunAfter(delay, [this, call = std::move(call)]() mutable {
-    Attempt(std::move(call));
-  });
+  // A cancel (the caller's, or CancelAll) ends the wait at once; Attempt
+  // then sees it.
+  std::shared_ptr<Cancellation> cancellation = call->cancellation;
+  const AsyncHttpClient::Id id =
+      http_->RunAfter(delay, [this, call = std::move(call)]() mutable {
+        Attempt(std::move(call));
+      });
+  if (cancellation != nullptr) {
+    cancellation->OnCancel([http = http_.get(), id] { http->Cancel(id); });
+  }
 }
 
 void OpenAiCoach::GiveUp(std::unique_ptr<Call> call) {
-  if (call->deadline <= absl::Now()) {
-    call->done(absl::DeadlineExceededError(absl::StrCat(
-        "OpenAI: no reply within ", absl::FormatDuration(options_.timeout),
-        "; last: ", call->last_error.message())));
-    return;
-  }
-  call->done(std::move(call->last_error));
+  absl::Status error = call->deadline <= absl::Now()
+                           ? absl::DeadlineExceededError(absl::StrCat(
+                                 "OpenAI: no reply within ",
+                                 absl::FormatDuration(options_.timeout),
+                                 "; last: ", call->last_error.message()))
+                           : call->last_error;
+  Deliver(std::move(call), std::move(error));
 }
 
 }  // namespace coach

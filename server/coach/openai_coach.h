@@ -20,6 +20,7 @@
 #include "absl/strings/string_view.h"
 #include "server/coach/async_http_client.h"
 #include "server/coach/coach.h"
+#include "server/core/blocking_executor.h"
 #include "server/core/config.h"
 
 namespace coach {
@@ -30,9 +31,13 @@ class OpenAiCoach final : public Coach {
   // http(s)://host[:port][/path].
   static absl::StatusOr<std::unique_ptr<OpenAiCoach>> Create(
       const OpenAiOptions& options);
+  // Cancels what is in flight and delivers every callback before returning.
   ~OpenAiCoach() override;
 
-  // `done` runs on the HTTP client's loop thread.
+  // `done` runs on one of `options.reply_threads` threads, never on the HTTP
+  // client's loop: storing a reply may wait on SQLite, and must not hold up
+  // the other requests' I/O. A raised request.cancellation stops the request
+  // in flight (or the wait before a retry) at once: CANCELLED.
   void StartReply(CoachRequest request, ReplyCallback done) override;
   bool MayBlock() const override { return false; }
   // Fails the requests in flight now and wakes retries from their backoff.
@@ -52,6 +57,10 @@ class OpenAiCoach final : public Coach {
                 absl::StatusOr<HttpAnswer> answer);
   // Gives up with the last error (DEADLINE_EXCEEDED once time is up).
   void GiveUp(std::unique_ptr<Call> call);
+  // Hands the outcome to the caller's callback, on a delivery thread.
+  void Deliver(std::unique_ptr<Call> call, absl::StatusOr<CoachReply> outcome);
+  // The caller's own end (CANCELLED), or the server's (UNAVAILABLE), if any.
+  absl::Status StopReason(const Call& call) const;
   // The body of one chat-completions request.
   std::string RequestBody(const CoachRequest& request) const;
   // `text` with the API key blotted out, for logs.
@@ -61,7 +70,9 @@ class OpenAiCoach final : public Coach {
   const std::string url_;  // "https://api.openai.com/v1/chat/completions"
   const std::vector<std::string> headers_;
   std::atomic<bool> cancelled_{false};
-  // Last: destroyed first, delivering its callbacks while the rest lives.
+  // Runs the callers' callbacks; destroyed after http_, whose last callbacks
+  // hand it work.
+  BlockingExecutor delivery_;
   const std::unique_ptr<AsyncHttpClient> http_;
 };
 

@@ -135,7 +135,8 @@ void Chat::SendMessage(absl::string_view user_id, absl::string_view session_id,
                        SendCallback done) {
   CoachRequest request{.system_prompt = SystemPrompt(),
                        .conversation = {},
-                       .deadline = caller.deadline};
+                       .deadline = caller.deadline,
+                       .cancellation = caller.cancellation};
   absl::StatusOr<PendingSend> pending =
       BeginSend(user_id, session_id, message, caller, request);
   if (!pending.ok()) {
@@ -216,6 +217,8 @@ absl::StatusOr<SendResult> Chat::FinishSend(PendingSend pending,
                                             absl::StatusOr<CoachReply> reply) {
   if (!reply.ok()) {
     Release(pending.reservation);
+    // The coach stopped because the caller left: say that, not AI trouble.
+    COACH_RETURN_IF_ERROR(CheckCallerWaits(caller));
     // A reasoned error (e.g. CONTENT_FILTERED) is meant for the user.
     if (!ReasonOf(reply.status()).empty()) return reply.status();
     LogWarning("coach reply failed: %s", reply.status().ToString());

@@ -8,7 +8,7 @@
 #ifndef COACH_SERVER_CORE_CHAT_H_
 #define COACH_SERVER_CORE_CHAT_H_
 
-#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "server/coach/coach.h"
+#include "server/core/cancellation.h"
 #include "server/core/clock.h"
 #include "server/core/config.h"
 #include "server/core/credits.h"
@@ -47,7 +48,12 @@ struct SendResult {
 // either is neither stored nor charged: the caller never sees it.
 struct Caller {
   absl::Time deadline = absl::InfiniteFuture();
-  std::function<bool()> cancelled = [] { return false; };
+  // Raised when the caller gives up; null: it never does.
+  std::shared_ptr<Cancellation> cancellation = nullptr;
+
+  bool cancelled() const {
+    return cancellation != nullptr && cancellation->IsCancelled();
+  }
 };
 
 struct History {
@@ -89,9 +95,10 @@ class Chat {
   // charges nothing.
   //
   // Returns once the coach is asked. `done` runs before that when the send
-  // fails early or the coach answers without I/O, otherwise on the coach's
-  // thread once the reply is stored (a short SQLite write; SQLite takes one
-  // writer at a time anyway).
+  // fails early or the coach answers without I/O, otherwise on one of the
+  // coach's threads once the reply is stored. If caller.cancellation is
+  // raised meanwhile, the coach stops and the send ends CANCELLED, charging
+  // and storing nothing.
   void SendMessage(absl::string_view user_id, absl::string_view session_id,
                    absl::string_view message, Caller caller,
                    SendCallback done);

@@ -75,6 +75,14 @@ struct OpenAiOptions {
   // A larger answer is abandoned, not buffered: a reply of max_tokens is a
   // few kilobytes of JSON.
   int max_answer_bytes = 1 << 20;
+  // "http://host:port" of an egress proxy; empty: connect directly. The
+  // http_proxy/HTTPS_PROXY variables are ignored: the requests carry the API
+  // key, and go through a proxy only when configured to.
+  std::string proxy;
+  // Threads that hand replies back to the server, which stores each with one
+  // SQLite write (one writer at a time: more threads would only queue).
+  // They keep a slow write from holding up the AI client's I/O.
+  int reply_threads = 4;
 };
 
 struct Config {

@@ -19,6 +19,22 @@ grpc::Status ToSendMessageResponse(const absl::StatusOr<SendResult>& sent,
   return grpc::Status::OK;
 }
 
+// A send's reactor: finished by the domain's callback, and passing the
+// client's cancel (or lost connection) on to the domain, which stops the
+// coach rather than wait for a reply nobody will read.
+class SendReactor final : public grpc::ServerUnaryReactor {
+ public:
+  const std::shared_ptr<Cancellation>& cancellation() const {
+    return cancellation_;
+  }
+  void OnCancel() override { cancellation_->Cancel(); }
+  void OnDone() override { delete this; }
+
+ private:
+  const std::shared_ptr<Cancellation> cancellation_ =
+      std::make_shared<Cancellation>();
+};
+
 }  // namespace
 
 grpc::ServerUnaryReactor* ChatServiceImpl::ListSessions(
@@ -113,13 +129,13 @@ grpc::ServerUnaryReactor* ChatServiceImpl::SendMessage(
     grpc::CallbackServerContext* context,
     const v1::SendMessageRequest* request,
     v1::SendMessageResponse* response) {
+  // gRPC keeps the context, request and response alive until the reactor's
+  // OnDone, after Finish, which the domain's callback calls: at once, or
+  // when the coach's reply is stored.
+  auto* reactor = new SendReactor();
   // The domain checks that the caller still waits before charging.
   Caller caller{.deadline = absl::FromChrono(context->deadline()),
-                .cancelled = [context] { return context->IsCancelled(); }};
-  // gRPC keeps the context, request, response and reactor alive until
-  // Finish, which the domain's callback calls: at once, or when the coach's
-  // reply is stored.
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+                .cancellation = reactor->cancellation()};
   auto send = [this, reactor, request, response,
                caller = std::move(caller)]() mutable {
     chat_.SendMessage(

@@ -14,7 +14,7 @@
 
 #include "coach/v1/chat.grpc.pb.h"
 #include "server/core/chat.h"
-#include "server/rpc/blocking_executor.h"
+#include "server/core/blocking_executor.h"
 
 namespace coach {
 

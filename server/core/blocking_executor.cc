@@ -1,4 +1,4 @@
-#include "server/rpc/blocking_executor.h"
+#include "server/core/blocking_executor.h"
 
 #include <algorithm>
 #include <utility>
@@ -18,12 +18,13 @@ BlockingExecutor::~BlockingExecutor() {
   for (std::thread& thread : threads) thread.join();
 }
 
-void BlockingExecutor::Schedule(std::function<void()> work) {
+void BlockingExecutor::Schedule(Work work) {
   absl::MutexLock lock(&mu_);
   queue_.push_back(std::move(work));
   // Every idle thread will take one queued item; start another only if the
-  // queue outnumbers them.
-  if (static_cast<int>(queue_.size()) > idle_ &&
+  // queue outnumbers them. Once stopping, none: work scheduled by running
+  // work is taken by the threads still draining (one is running it).
+  if (!stopping_ && static_cast<int>(queue_.size()) > idle_ &&
       static_cast<int>(threads_.size()) < max_threads_) {
     threads_.emplace_back([this] { WorkLoop(); });
   }
@@ -36,7 +37,7 @@ int BlockingExecutor::thread_count() const {
 
 void BlockingExecutor::WorkLoop() {
   for (;;) {
-    std::function<void()> work;
+    Work work;
     {
       absl::MutexLock lock(&mu_);
       ++idle_;

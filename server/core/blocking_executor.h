@@ -1,0 +1,48 @@
+// BlockingExecutor: runs work that may block (a SQLite write, a coach that
+// waits on I/O) off threads that must not: gRPC's few callback threads, the
+// AI client's event loop. Threads are started on demand, up to
+// `max_threads`, and kept for reuse; beyond that, work waits its turn in FIFO
+// order. So the thread count is bounded by configuration, not by load.
+#ifndef COACH_SERVER_CORE_BLOCKING_EXECUTOR_H_
+#define COACH_SERVER_CORE_BLOCKING_EXECUTOR_H_
+
+#include <deque>
+#include <thread>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+
+namespace coach {
+
+class BlockingExecutor {
+ public:
+  explicit BlockingExecutor(int max_threads);
+  // Runs the work already scheduled (and any it schedules in turn), then
+  // joins every thread.
+  ~BlockingExecutor();
+
+  BlockingExecutor(const BlockingExecutor&) = delete;
+  BlockingExecutor& operator=(const BlockingExecutor&) = delete;
+
+  using Work = absl::AnyInvocable<void()>;
+  void Schedule(Work work);
+
+  // Threads started so far (for tests and metrics).
+  int thread_count() const;
+
+ private:
+  void WorkLoop();
+
+  const int max_threads_;
+  mutable absl::Mutex mu_;
+  std::deque<Work> queue_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::thread> threads_ ABSL_GUARDED_BY(mu_);
+  int idle_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace coach
+
+#endif  // COACH_SERVER_CORE_BLOCKING_EXECUTOR_H_

@@ -1,0 +1,172 @@
+// AsyncHttpClient against a real HTTP server on loopback: answers, the
+// failures it names, per-request cancellation and timers.
+#include "server/coach/async_http_client.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "tests/support/fake_openai.h"
+
+namespace coach::testing {
+namespace {
+
+// A transfer's outcome, waited for (bounded: a lost callback fails the test).
+struct Outcome {
+  absl::Notification done;
+  absl::StatusOr<HttpAnswer> answer;
+
+  AsyncHttpClient::AnswerCallback Callback() {
+    return [this](absl::StatusOr<HttpAnswer> a) {
+      answer = std::move(a);
+      done.Notify();
+    };
+  }
+  bool Wait() { return done.WaitForNotificationWithTimeout(absl::Seconds(20)); }
+};
+
+std::unique_ptr<AsyncHttpClient> NewClient(AsyncHttpOptions options = {}) {
+  auto client = AsyncHttpClient::Create(options);
+  EXPECT_TRUE(client.ok()) << client.status();
+  return client.ok() ? *std::move(client) : nullptr;
+}
+
+HttpPost PostTo(const FakeOpenAi& server, absl::Duration timeout) {
+  return HttpPost{.url = absl::StrCat(server.base_url(), "/chat/completions"),
+                  .headers = {"Content-Type: application/json"},
+                  .body = "{}",
+                  .deadline = absl::Now() + timeout,
+                  .connect_timeout = absl::Seconds(5)};
+}
+
+TEST(AsyncHttpClientTest, DeliversStatusBodyAndLowerCasedHeaders) {
+  FakeOpenAi server;
+  server.Script({FakeResponse{.status = 429,
+                              .body = "{\"error\":{}}",
+                              .headers = {{"Retry-After", "7"}},
+                              .delay = absl::ZeroDuration()}});
+  auto client = NewClient();
+  Outcome outcome;
+  client->Post(PostTo(server, absl::Seconds(10)), outcome.Callback());
+  ASSERT_TRUE(outcome.Wait());
+  ASSERT_TRUE(outcome.answer.ok()) << outcome.answer.status();
+  EXPECT_EQ(outcome.answer->status, 429);
+  EXPECT_EQ(outcome.answer->body, "{\"error\":{}}");
+  EXPECT_EQ(outcome.answer->Header("retry-after"), "7");
+  EXPECT_EQ(outcome.answer->Header("absent"), "");
+}
+
+TEST(AsyncHttpClientTest, AnAnswerOverTheCapIsAbandoned) {
+  FakeOpenAi server;
+  server.Script({FakeResponse{.status = 200,
+                              .body = std::string(4096, 'a'),
+                              .headers = {},
+                              .delay = absl::ZeroDuration()}});
+  auto client = NewClient(AsyncHttpOptions{.max_idle_connections = 1,
+                                           .max_answer_bytes = 1024,
+                                           .proxy = ""});
+  Outcome outcome;
+  client->Post(PostTo(server, absl::Seconds(10)), outcome.Callback());
+  ASSERT_TRUE(outcome.Wait());
+  EXPECT_EQ(outcome.answer.status().code(),
+            absl::StatusCode::kResourceExhausted);
+}
+
+TEST(AsyncHttpClientTest, ADeadlineAlreadyPassedSendsNothing) {
+  FakeOpenAi server;
+  auto client = NewClient();
+  Outcome outcome;
+  client->Post(PostTo(server, -absl::Seconds(1)), outcome.Callback());
+  ASSERT_TRUE(outcome.Wait());
+  EXPECT_EQ(outcome.answer.status().code(),
+            absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(server.request_count(), 0);
+}
+
+TEST(AsyncHttpClientTest, TheDeadlineEndsATransferTheServerHolds) {
+  FakeOpenAi server;
+  server.HoldAnswers();
+  auto client = NewClient();
+  Outcome outcome;
+  client->Post(PostTo(server, absl::Milliseconds(300)), outcome.Callback());
+  ASSERT_TRUE(outcome.Wait());
+  EXPECT_EQ(outcome.answer.status().code(),
+            absl::StatusCode::kDeadlineExceeded);
+}
+
+TEST(AsyncHttpClientTest, CancelEndsOneTransferInFlight) {
+  FakeOpenAi server;
+  server.HoldAnswers();
+  auto client = NewClient();
+  Outcome cancelled, kept;
+  const AsyncHttpClient::Id id =
+      client->Post(PostTo(server, absl::Seconds(60)), cancelled.Callback());
+  client->Post(PostTo(server, absl::Seconds(60)), kept.Callback());
+  ASSERT_TRUE(server.AwaitRequests(2, absl::Seconds(20)));
+  client->Cancel(id);
+  ASSERT_TRUE(cancelled.Wait());
+  EXPECT_EQ(cancelled.answer.status().code(), absl::StatusCode::kCancelled);
+  // The other one is untouched, and answered once released.
+  EXPECT_FALSE(kept.done.HasBeenNotified());
+  server.ReleaseAnswers();
+  ASSERT_TRUE(kept.Wait());
+  EXPECT_TRUE(kept.answer.ok()) << kept.answer.status();
+}
+
+TEST(AsyncHttpClientTest, CancelRunsAWaitingTaskAtOnce) {
+  auto client = NewClient();
+  absl::Notification ran;
+  const AsyncHttpClient::Id id =
+      client->RunAfter(absl::Hours(1), [&ran] { ran.Notify(); });
+  client->Cancel(id);
+  EXPECT_TRUE(ran.WaitForNotificationWithTimeout(absl::Seconds(20)));
+}
+
+TEST(AsyncHttpClientTest, CancelAllEndsEverythingNowAndLater) {
+  FakeOpenAi server;
+  server.HoldAnswers();
+  auto client = NewClient();
+  Outcome in_flight, later;
+  absl::Notification task_ran;
+  client->Post(PostTo(server, absl::Seconds(60)), in_flight.Callback());
+  client->RunAfter(absl::Hours(1), [&task_ran] { task_ran.Notify(); });
+  ASSERT_TRUE(server.AwaitRequests(1, absl::Seconds(20)));
+  client->CancelAll();
+  ASSERT_TRUE(in_flight.Wait());
+  EXPECT_EQ(in_flight.answer.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_TRUE(task_ran.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  client->Post(PostTo(server, absl::Seconds(60)), later.Callback());
+  ASSERT_TRUE(later.Wait());
+  EXPECT_EQ(later.answer.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(server.request_count(), 1);
+}
+
+// Destruction delivers every callback, including work callbacks add then.
+TEST(AsyncHttpClientTest, DestructionDeliversEveryCallback) {
+  FakeOpenAi server;
+  server.HoldAnswers();
+  int delivered = 0;
+  {
+    auto client = NewClient();
+    AsyncHttpClient* raw = client.get();
+    for (int i = 0; i < 5; ++i) {
+      client->Post(PostTo(server, absl::Seconds(60)),
+                   [&delivered, raw, &server](absl::StatusOr<HttpAnswer>) {
+                     ++delivered;
+                     // A retry-like follow-up, added during destruction.
+                     raw->Post(PostTo(server, absl::Seconds(60)),
+                               [&delivered](absl::StatusOr<HttpAnswer> a) {
+                                 if (absl::IsCancelled(a.status())) ++delivered;
+                               });
+                   });
+    }
+    ASSERT_TRUE(server.AwaitRequests(5, absl::Seconds(20)));
+  }
+  EXPECT_EQ(delivered, 10);
+}
+
+}  // namespace
+}  // namespace coach::testing
