@@ -8,6 +8,10 @@
 #include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/support/channel_arguments.h>
 
+#include <cstdlib>
+
+#include "server/core/log.h"
+
 namespace coach::proxy {
 namespace {
 
@@ -79,9 +83,12 @@ grpc::Status Upstream::Call(const std::string& grpc_method,
   call->Finish(&response_bytes, &status, &status);
   void* tag = nullptr;
   bool ok = false;
+  // The queue holds this call's one event (Finish of a unary call always
+  // completes, ok, even on a deadline). Anything else is a broken invariant,
+  // and returning would free `context` under a call still in flight.
   if (!queue.Next(&tag, &ok) || tag != &status || !ok) {
-    return grpc::Status(grpc::StatusCode::INTERNAL,
-                        "gRPC completion queue failed");
+    LogError("upstream: unexpected completion queue event");
+    std::abort();
   }
   if (!status.ok()) return status;
   return grpc::SerializationTraits<Message>::Deserialize(&response_bytes,

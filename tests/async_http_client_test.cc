@@ -116,6 +116,33 @@ TEST(AsyncHttpClientTest, CancelEndsOneTransferInFlight) {
   EXPECT_TRUE(kept.answer.ok()) << kept.answer.status();
 }
 
+// Cancelled before the loop has started it, or after: CANCELLED either way.
+TEST(AsyncHttpClientTest, CancelRightAfterPostEndsTheTransfer) {
+  FakeOpenAi server;
+  server.HoldAnswers();
+  auto client = NewClient();
+  Outcome outcome;
+  client->Cancel(
+      client->Post(PostTo(server, absl::Seconds(60)), outcome.Callback()));
+  ASSERT_TRUE(outcome.Wait());
+  EXPECT_EQ(outcome.answer.status().code(), absl::StatusCode::kCancelled);
+}
+
+// An id that names nothing (never used, or already over) changes nothing.
+TEST(AsyncHttpClientTest, CancelOfAnUnknownIdIsHarmless) {
+  FakeOpenAi server;
+  auto client = NewClient();
+  Outcome first, second;
+  const AsyncHttpClient::Id done_id =
+      client->Post(PostTo(server, absl::Seconds(10)), first.Callback());
+  ASSERT_TRUE(first.Wait());
+  client->Cancel(done_id);
+  client->Cancel(done_id + 1000);
+  client->Post(PostTo(server, absl::Seconds(10)), second.Callback());
+  ASSERT_TRUE(second.Wait());
+  EXPECT_TRUE(second.answer.ok()) << second.answer.status();
+}
+
 TEST(AsyncHttpClientTest, CancelRunsAWaitingTaskAtOnce) {
   auto client = NewClient();
   absl::Notification ran;

@@ -4,6 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <thread>
+#include <vector>
+
 namespace coach {
 namespace {
 
@@ -57,6 +61,22 @@ TEST(CancellationTest, TheActionMayCallBackIntoTheCancellation) {
   });
   cancellation.Cancel();
   EXPECT_TRUE(seen_cancelled);
+}
+
+// Raised from several threads while others register actions: each action
+// that was registered runs, once, and the last one always does.
+TEST(CancellationTest, ConcurrentCancelsRunTheActionOnce) {
+  for (int round = 0; round < 200; ++round) {
+    Cancellation cancellation;
+    std::atomic<int> runs{0};
+    cancellation.OnCancel([&runs] { ++runs; });
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 4; ++i) {
+      threads.emplace_back([&cancellation] { cancellation.Cancel(); });
+    }
+    for (std::thread& thread : threads) thread.join();
+    EXPECT_EQ(runs.load(), 1) << "round " << round;
+  }
 }
 
 }  // namespace

@@ -147,51 +147,68 @@ CoachTurn AssistantTurn(std::string text) {
 }
 
 // Redirects this process's fd 2 — where server/core/log.h writes, from every
-// thread — to an unlinked temporary file until Stop(), which restores it,
-// echoes what was captured (so the test log keeps it) and returns it.
-class StderrCapture {
+// thread — into a pipe drained by a reader thread, until Stop(), which
+// restores it, echoes what was captured (so the test log keeps it) and
+// returns it. WaitFor lets a test wait, without polling, for a line the code
+// under test logs at a moment the test cannot otherwise see.
+class LogCapture {
  public:
-  StderrCapture() {
-    const char* dir = std::getenv("TMPDIR");
-    std::string path =
-        std::string(dir != nullptr ? dir : "/tmp") + "/coach-stderr-XXXXXX";
-    file_ = mkstemp(path.data());
-    if (file_ < 0) return;
-    unlink(path.c_str());
+  LogCapture() {
+    int fds[2];
+    if (pipe(fds) != 0) return;
     std::fflush(stderr);
     saved_ = dup(2);
-    if (saved_ < 0 || dup2(file_, 2) < 0) {
-      close(file_);
-      file_ = -1;
+    if (saved_ < 0 || dup2(fds[1], 2) < 0) {
+      close(fds[0]);
+      close(fds[1]);
+      return;
     }
+    close(fds[1]);  // fd 2 is now the only write end
+    read_end_ = fds[0];
+    reader_ = std::thread([this] {
+      char buffer[4096];
+      for (ssize_t n; (n = read(read_end_, buffer, sizeof(buffer))) > 0;) {
+        absl::MutexLock lock(&mu_);
+        text_.append(buffer, static_cast<size_t>(n));
+      }
+    });
   }
-  ~StderrCapture() { Stop(); }
-  StderrCapture(const StderrCapture&) = delete;
-  StderrCapture& operator=(const StderrCapture&) = delete;
+  ~LogCapture() { Stop(); }
+  LogCapture(const LogCapture&) = delete;
+  LogCapture& operator=(const LogCapture&) = delete;
 
-  bool ok() const { return file_ >= 0; }
+  bool ok() const { return read_end_ >= 0; }
+
+  // Whether `needle` was logged within `timeout`.
+  bool WaitFor(absl::string_view needle, absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    const auto logged = [this, needle]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return absl::StrContains(text_, needle);
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&logged), timeout);
+  }
 
   std::string Stop() {
-    if (file_ < 0) return text_;
-    std::fflush(stderr);
-    dup2(saved_, 2);
-    close(saved_);
-    char buffer[4096];
-    off_t offset = 0;
-    for (ssize_t n; (n = pread(file_, buffer, sizeof(buffer), offset)) > 0;
-         offset += n) {
-      text_.append(buffer, static_cast<size_t>(n));
+    if (read_end_ >= 0) {
+      std::fflush(stderr);
+      dup2(saved_, 2);  // closes the pipe's write end: the reader sees EOF
+      close(saved_);
+      reader_.join();
+      close(read_end_);
+      read_end_ = -1;
+      absl::MutexLock lock(&mu_);
+      std::fwrite(text_.data(), 1, text_.size(), stderr);
     }
-    close(file_);
-    file_ = -1;
-    std::fwrite(text_.data(), 1, text_.size(), stderr);
+    absl::MutexLock lock(&mu_);
     return text_;
   }
 
  private:
-  int file_ = -1;
+  int read_end_ = -1;
   int saved_ = -1;
-  std::string text_;
+  std::thread reader_;
+  absl::Mutex mu_;
+  std::string text_ ABSL_GUARDED_BY(mu_);
 };
 
 // Every byte of every file in `dir` (the SQLite database, its WAL...).
@@ -625,9 +642,11 @@ TEST(OpenAiCoachCancelTest, ACancelledCallerStopsTheWaitBeforeARetry) {
   CoachRequest request = Conversation("P.", {UserTurn("x")});
   request.cancellation = cancellation;
   AwaitedReply outcome;
+  LogCapture log;
+  ASSERT_TRUE(log.ok());
   (*coach)->StartReply(std::move(request), outcome.Callback());
-  ASSERT_TRUE(fake.AwaitRequests(1, absl::Seconds(20)));
-  // Whether the 503 is read before or after this, the retry never starts.
+  // The 503 is read and the 30 s wait has begun.
+  ASSERT_TRUE(log.WaitFor("; retry 1 in", absl::Seconds(20)));
   cancellation->Cancel();
 
   ASSERT_TRUE(outcome.Wait()) << "still waiting out the Retry-After";
@@ -660,20 +679,85 @@ TEST(OpenAiCoachProtocolTest, ASlowCallbackDoesNotHoldUpOtherReplies) {
   EXPECT_TRUE(second.reply.ok()) << second.reply.status();
 }
 
+// Shutting down (CancelAll) ends the requests in flight and the waits
+// before a retry at once, and refuses later replies.
+TEST(OpenAiCoachCancelTest, CancelAllEndsEveryReplyNowAndLater) {
+  FakeOpenAi fake;
+  fake.Script({Answer(503, ErrorBody("busy", "server_error", ""),
+                      {{"Retry-After", "30"}})});
+  OpenAiOptions options = FastOptions(fake.base_url());
+  options.timeout = absl::Seconds(60);
+  auto coach = OpenAiCoach::Create(options);
+  ASSERT_TRUE(coach.ok()) << coach.status();
+
+  LogCapture log;
+  ASSERT_TRUE(log.ok());
+  AwaitedReply waiting, in_flight, later;
+  (*coach)->StartReply(Conversation("P.", {UserTurn("un")}),
+                       waiting.Callback());
+  ASSERT_TRUE(log.WaitFor("; retry 1 in", absl::Seconds(20)));
+  fake.HoldAnswers();
+  (*coach)->StartReply(Conversation("P.", {UserTurn("deux")}),
+                       in_flight.Callback());
+  ASSERT_TRUE(fake.AwaitRequests(2, absl::Seconds(20)));
+  (*coach)->CancelAll();
+
+  ASSERT_TRUE(waiting.Wait()) << "still waiting out the Retry-After";
+  ASSERT_TRUE(in_flight.Wait()) << "still waiting on the AI";
+  EXPECT_EQ(waiting.reply.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(in_flight.reply.status().code(), absl::StatusCode::kUnavailable);
+  (*coach)->StartReply(Conversation("P.", {UserTurn("trois")}),
+                       later.Callback());
+  ASSERT_TRUE(later.Wait());
+  EXPECT_EQ(later.reply.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(fake.request_count(), 2);
+}
+
+// Sets environment variables for a scope, and puts the old values back.
+class ScopedEnvironment {
+ public:
+  explicit ScopedEnvironment(
+      std::vector<std::pair<std::string, std::optional<std::string>>> values) {
+    for (auto& [name, value] : values) {
+      const char* old = std::getenv(name.c_str());
+      saved_.emplace_back(name, old != nullptr ? std::optional<std::string>(old)
+                                               : std::nullopt);
+      Set(name, value);
+    }
+  }
+  ~ScopedEnvironment() {
+    for (const auto& [name, value] : saved_) Set(name, value);
+  }
+
+ private:
+  static void Set(const std::string& name,
+                  const std::optional<std::string>& value) {
+    if (value.has_value()) {
+      setenv(name.c_str(), value->c_str(), /*overwrite=*/1);
+    } else {
+      unsetenv(name.c_str());
+    }
+  }
+  std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
+};
+
 // Requests carry the API key: they go through a proxy only when one is
 // configured, never because http_proxy happens to be set.
 TEST(OpenAiCoachProtocolTest, IgnoresProxyEnvironmentVariables) {
   FakeOpenAi fake;
+  // A proxy that does not exist (going through it would fail), for every
+  // variable curl reads; no exemption for loopback. Set before the coach
+  // starts its thread.
+  const std::string nowhere = "http://127.0.0.1:1";
+  ScopedEnvironment environment({{"http_proxy", nowhere},
+                                 {"https_proxy", nowhere},
+                                 {"all_proxy", nowhere},
+                                 {"ALL_PROXY", nowhere},
+                                 {"no_proxy", std::nullopt},
+                                 {"NO_PROXY", std::nullopt}});
   auto coach = OpenAiCoach::Create(FastOptions(fake.base_url()));
   ASSERT_TRUE(coach.ok()) << coach.status();
-  // A proxy that does not exist: going through it would fail.
-  const char* const kVariables[] = {"http_proxy", "HTTP_PROXY", "all_proxy",
-                                    "ALL_PROXY"};
-  for (const char* variable : kVariables) {
-    setenv(variable, "http://127.0.0.1:1", /*overwrite=*/1);
-  }
   auto reply = (*coach)->Reply(Conversation("P.", {UserTurn("x")}));
-  for (const char* variable : kVariables) unsetenv(variable);
   EXPECT_TRUE(reply.ok()) << reply.status();
   EXPECT_EQ(fake.request_count(), 1);
 }
@@ -1146,7 +1230,7 @@ TEST_F(OpenAiEndToEndTest, ConnectionRefusedIsRetriedThenUnavailable) {
   ASSERT_NO_FATAL_FAILURE(
       Start(FastOptions(absl::StrCat("http://127.0.0.1:", port, "/v1"))));
 
-  StderrCapture capture;
+  LogCapture capture;
   ASSERT_TRUE(capture.ok());
   const absl::Time start = absl::Now();
   const grpc::Status status = Send("grace", "", "Bonjour");
@@ -1182,7 +1266,7 @@ TEST_P(KeyLeakTest, KeyIsNeverReturnedLoggedOrStored) {
   ASSERT_NO_FATAL_FAILURE(Start());
   fake_.Script(GetParam().script);
 
-  StderrCapture capture;
+  LogCapture capture;
   ASSERT_TRUE(capture.ok());
   const grpc::Status status = Send("heidi", "", "Bonjour");
   const std::string log = capture.Stop();
@@ -1531,6 +1615,11 @@ TEST(OpenAiShutdownTest, ACancelledSendLeavesNothingWaitingOnTheAi) {
   auto sessions = server.store().ListSessions("alice", 10);
   ASSERT_TRUE(sessions.ok());
   EXPECT_TRUE(sessions->empty());
+  auto user = server.store().FindUser("alice");
+  ASSERT_TRUE(user.ok());
+  if (user->has_value()) {
+    EXPECT_EQ((*user)->credits, kFreeCredits);
+  }
 }
 
 // Graceful shutdown is bounded by its grace even while a send waits on the

@@ -137,6 +137,15 @@ absl::StatusOr<std::unique_ptr<OpenAiCoach>> OpenAiCoach::Create(
       *std::move(http)));
 }
 
+// Shared by a Call and the action on its caller's Cancellation. The lock
+// orders "start the next step and record its id" against "cancel the step
+// recorded", so that a cancel never misses the step that starts meanwhile.
+struct OpenAiCoach::Step {
+  absl::Mutex mu;
+  AsyncHttpClient::Id id ABSL_GUARDED_BY(mu) = 0;  // 0: none yet
+  bool over ABSL_GUARDED_BY(mu) = false;           // delivered
+};
+
 struct OpenAiCoach::Call {
   std::string body;
   // Our own budget, or the caller's patience if shorter.
@@ -145,6 +154,7 @@ struct OpenAiCoach::Call {
   absl::Time sent;
   absl::Status last_error = absl::UnavailableError("OpenAI: no attempt made");
   std::shared_ptr<Cancellation> cancellation;  // the caller's; may be null
+  const std::shared_ptr<Step> step = std::make_shared<Step>();
   ReplyCallback done;
 };
 
@@ -199,6 +209,16 @@ void OpenAiCoach::StartReply(CoachRequest request, ReplyCallback done) {
   call->deadline = std::min(absl::Now() + options_.timeout, request.deadline);
   call->cancellation = std::move(request.cancellation);
   call->done = std::move(done);
+  if (call->cancellation != nullptr) {
+    // Registered once: it stops whichever step is in progress. A step is
+    // over once delivered (before this coach can be destroyed), so the raw
+    // pointer is never used past http_'s life.
+    call->cancellation->OnCancel(
+        [http = http_.get(), step = call->step] {
+          absl::MutexLock lock(&step->mu);
+          if (!step->over && step->id != 0) http->Cancel(step->id);
+        });
+  }
   Attempt(std::move(call));
 }
 
@@ -210,9 +230,28 @@ absl::Status OpenAiCoach::StopReason(const Call& call) const {
   return absl::OkStatus();
 }
 
+void OpenAiCoach::StartStep(
+    std::unique_ptr<Call> call,
+    absl::FunctionRef<AsyncHttpClient::Id(std::unique_ptr<Call>)> start) {
+  const std::shared_ptr<Step> step = call->step;
+  absl::ReleasableMutexLock lock(&step->mu);
+  // Checked under the step's lock: a cancel raised after this waits for the
+  // id recorded below, and cancels that step.
+  if (call->cancellation != nullptr && call->cancellation->IsCancelled()) {
+    lock.Release();
+    Deliver(std::move(call), absl::CancelledError("OpenAI: the caller gave up"));
+    return;
+  }
+  step->id = start(std::move(call));
+}
+
 void OpenAiCoach::Deliver(std::unique_ptr<Call> call,
                           absl::StatusOr<CoachReply> outcome) {
   // Nothing left to stop.
+  {
+    absl::MutexLock lock(&call->step->mu);
+    call->step->over = true;
+  }
   if (call->cancellation != nullptr) call->cancellation->Clear();
   delivery_.Schedule([done = std::move(call->done),
                       outcome = std::move(outcome)]() mutable {
@@ -236,18 +275,13 @@ void OpenAiCoach::Attempt(std::unique_ptr<Call> call) {
                 .deadline = call->deadline,
                 .connect_timeout = options_.connect_timeout};
   call->sent = absl::Now();
-  std::shared_ptr<Cancellation> cancellation = call->cancellation;
-  const AsyncHttpClient::Id id =
-      http_->Post(std::move(post),
-                  [this, call = std::move(call)](
-                      absl::StatusOr<HttpAnswer> answer) mutable {
-                    OnAnswer(std::move(call), std::move(answer));
-                  });
-  // If the request is already over, this registers a no-op (Cancel of an
-  // id that is done); http_ outlives every call, hence the raw pointer.
-  if (cancellation != nullptr) {
-    cancellation->OnCancel([http = http_.get(), id] { http->Cancel(id); });
-  }
+  StartStep(std::move(call), [&](std::unique_ptr<Call> started) {
+    return http_->Post(std::move(post),
+                       [this, call = std::move(started)](
+                           absl::StatusOr<HttpAnswer> answer) mutable {
+                         OnAnswer(std::move(call), std::move(answer));
+                       });
+  });
 }
 
 void OpenAiCoach::OnAnswer(std::unique_ptr<Call> call,
@@ -313,14 +347,11 @@ void OpenAiCoach::OnAnswer(std::unique_ptr<Call> call,
   ++call->attempt;
   // A cancel (the caller's, or CancelAll) ends the wait at once; Attempt
   // then sees it.
-  std::shared_ptr<Cancellation> cancellation = call->cancellation;
-  const AsyncHttpClient::Id id =
-      http_->RunAfter(delay, [this, call = std::move(call)]() mutable {
-        Attempt(std::move(call));
-      });
-  if (cancellation != nullptr) {
-    cancellation->OnCancel([http = http_.get(), id] { http->Cancel(id); });
-  }
+  StartStep(std::move(call), [&](std::unique_ptr<Call> waiting) {
+    return http_->RunAfter(delay, [this, call = std::move(waiting)]() mutable {
+      Attempt(std::move(call));
+    });
+  });
 }
 
 void OpenAiCoach::GiveUp(std::unique_ptr<Call> call) {

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "server/coach/async_http_client.h"
@@ -46,6 +47,8 @@ class OpenAiCoach final : public Coach {
  private:
   // One reply, across its attempts.
   struct Call;
+  // The step of a Call in progress, for the caller's cancel to stop.
+  struct Step;
 
   OpenAiCoach(const OpenAiOptions& options, std::string url,
               std::unique_ptr<AsyncHttpClient> http);
@@ -57,6 +60,12 @@ class OpenAiCoach final : public Coach {
                 absl::StatusOr<HttpAnswer> answer);
   // Gives up with the last error (DEADLINE_EXCEEDED once time is up).
   void GiveUp(std::unique_ptr<Call> call);
+  // Starts the next step of `call`: `start` posts the request, or the wait
+  // before a retry, and returns its id, recorded for the caller's cancel. If
+  // the caller has gone, delivers CANCELLED instead.
+  void StartStep(
+      std::unique_ptr<Call> call,
+      absl::FunctionRef<AsyncHttpClient::Id(std::unique_ptr<Call>)> start);
   // Hands the outcome to the caller's callback, on a delivery thread.
   void Deliver(std::unique_ptr<Call> call, absl::StatusOr<CoachReply> outcome);
   // The caller's own end (CANCELLED), or the server's (UNAVAILABLE), if any.

@@ -16,6 +16,18 @@ BlockingExecutor::~BlockingExecutor() {
     threads.swap(threads_);
   }
   for (std::thread& thread : threads) thread.join();
+  // Work scheduled by another thread after the workers drained the queue
+  // and left: run here rather than drop it.
+  for (;;) {
+    Work work;
+    {
+      absl::MutexLock lock(&mu_);
+      if (queue_.empty()) return;
+      work = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    work();
+  }
 }
 
 void BlockingExecutor::Schedule(Work work) {

@@ -123,10 +123,11 @@ void Chat::Release(const std::optional<CreditReservation>& reservation) {
 }
 
 absl::Status Chat::CheckCallerWaits(const Caller& caller) const {
-  if (caller.cancelled()) return CallerCancelledError();
+  // The deadline first: gRPC also reports a deadline as a cancel.
   // Real time, not clock_: the deadline is the transport's, while clock_ is
   // business time (months and refills), which tests move at will.
   if (absl::Now() >= caller.deadline) return CallerDeadlineError();
+  if (caller.cancelled()) return CallerCancelledError();
   return absl::OkStatus();
 }
 
