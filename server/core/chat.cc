@@ -168,8 +168,7 @@ absl::StatusOr<Chat::PendingSend> Chat::BeginSend(absl::string_view user_id,
   COACH_RETURN_IF_ERROR(CheckCallerWaits(caller));
 
   // The session, existing (owned by the user) or to be created.
-  PendingSend pending{.user_id = std::string(user_id),
-                      .session_id = std::string(session_id),
+  PendingSend pending{.session_id = std::string(session_id),
                       .new_session = std::nullopt,
                       .text = std::move(text),
                       .started = clock_.Now(),
@@ -177,7 +176,7 @@ absl::StatusOr<Chat::PendingSend> Chat::BeginSend(absl::string_view user_id,
   if (session_id.empty()) {
     pending.new_session =
         SessionRecord{.id = NewRandomId(),
-                      .user_id = pending.user_id,
+                      .user_id = std::string(user_id),
                       .title = Shorten(pending.text,
                                        static_cast<size_t>(
                                            config_.limits.auto_title_length)),
