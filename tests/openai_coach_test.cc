@@ -1579,91 +1579,94 @@ TEST(OpenAiCoachTimeoutTest, ATrickledAnswerIsCutAtTheTimeout) {
                                     << " s to trickle";
 }
 
+// A send waiting on the AI (an OpenAI coach with a 60 s timeout, against
+// `fake_`) while coach-server is cancelled or shut down.
+class OpenAiShutdownTest : public ::testing::Test {
+ protected:
+  void StartServer() {
+    OpenAiOptions options = FastOptions(fake_.base_url());
+    options.timeout = absl::Seconds(60);
+    Config config = TestConfig();
+    config.openai = options;
+    auto coach = OpenAiCoach::Create(options);
+    ASSERT_TRUE(coach.ok()) << coach.status();
+    coach_ = *std::move(coach);
+    server_ = std::make_unique<TestServer>(config, coach_.get());
+    ASSERT_TRUE(server_->start_error().ok()) << server_->start_error();
+  }
+
+  // Alice's send, on a thread of its own; its outcome goes to `sent`.
+  std::thread SendInBackground(grpc::ClientContext* context,
+                               grpc::Status* sent) {
+    return std::thread([this, context, sent] {
+      v1::SendMessageRequest request;
+      request.set_user_id("alice");
+      request.set_message("Bonjour");
+      v1::SendMessageResponse response;
+      *sent = server_->chat().SendMessage(context, request, &response);
+    });
+  }
+
+  // Shuts the server down with `grace`; returns how long it took.
+  absl::Duration Shutdown(absl::Duration grace) {
+    const absl::Time start = absl::Now();
+    server_->server().Shutdown(grace);
+    return absl::Now() - start;
+  }
+
+  void ExpectNothingStoredOrCharged() {
+    auto sessions = server_->store().ListSessions("alice", 10);
+    ASSERT_TRUE(sessions.ok());
+    EXPECT_TRUE(sessions->empty());
+    auto user = server_->store().FindUser("alice");
+    ASSERT_TRUE(user.ok());
+    if (user->has_value()) {
+      EXPECT_EQ((*user)->credits, kFreeCredits);
+    }
+  }
+
+  FakeOpenAi fake_;
+  std::unique_ptr<OpenAiCoach> coach_;
+  std::unique_ptr<TestServer> server_;
+};
+
 // A client that cancels its send (or disconnects) stops the server's AI
 // request at once: a graceful shutdown then has no call left to wait for.
 // (Without that, it would wait for the AI until the grace of 30 s.)
-TEST(OpenAiShutdownTest, ACancelledSendLeavesNothingWaitingOnTheAi) {
-  FakeOpenAi fake;
-  fake.HoldAnswers();
-  OpenAiOptions options = FastOptions(fake.base_url());
-  options.timeout = absl::Seconds(60);
-  Config config = TestConfig();
-  config.openai = options;
-  auto coach = OpenAiCoach::Create(options);
-  ASSERT_TRUE(coach.ok()) << coach.status();
-  TestServer server(config, coach->get());
-  ASSERT_TRUE(server.start_error().ok()) << server.start_error();
-
+TEST_F(OpenAiShutdownTest, ACancelledSendLeavesNothingWaitingOnTheAi) {
+  fake_.HoldAnswers();
+  ASSERT_NO_FATAL_FAILURE(StartServer());
   grpc::ClientContext context;
   grpc::Status sent;
-  std::thread sender([&] {
-    v1::SendMessageRequest request;
-    request.set_user_id("alice");
-    request.set_message("Bonjour");
-    v1::SendMessageResponse response;
-    sent = server.chat().SendMessage(&context, request, &response);
-  });
-  ASSERT_TRUE(fake.AwaitRequests(1, absl::Seconds(10)));
+  std::thread sender = SendInBackground(&context, &sent);
+  ASSERT_TRUE(fake_.AwaitRequests(1, absl::Seconds(10)));
   context.TryCancel();
   sender.join();
   EXPECT_EQ(sent.error_code(), grpc::StatusCode::CANCELLED);
 
-  const absl::Time start = absl::Now();
-  server.server().Shutdown(absl::Seconds(30));
-  const absl::Duration took = absl::Now() - start;
-  EXPECT_LT(took, absl::Seconds(10)) << "the cancelled send still waited";
-  auto sessions = server.store().ListSessions("alice", 10);
-  ASSERT_TRUE(sessions.ok());
-  EXPECT_TRUE(sessions->empty());
-  auto user = server.store().FindUser("alice");
-  ASSERT_TRUE(user.ok());
-  if (user->has_value()) {
-    EXPECT_EQ((*user)->credits, kFreeCredits);
-  }
+  EXPECT_LT(Shutdown(absl::Seconds(30)), absl::Seconds(10))
+      << "the cancelled send still waited";
+  ExpectNothingStoredOrCharged();
 }
 
 // Graceful shutdown is bounded by its grace even while a send waits on the
 // AI: at the deadline the AI call is cut, and the send charges nothing.
-TEST(OpenAiShutdownTest, ShutdownCutsASendWaitingOnTheAiAtTheGrace) {
-  FakeOpenAi fake;
-  fake.SetDefault(FakeResponse{.status = 200,
-                               .body = CompletionBody("Trop tard."),
-                               .headers = {},
-                               .delay = absl::Seconds(30)});
-  OpenAiOptions options = FastOptions(fake.base_url());
-  options.timeout = absl::Seconds(60);
-  Config config = TestConfig();
-  config.openai = options;
-  auto coach = OpenAiCoach::Create(options);
-  ASSERT_TRUE(coach.ok()) << coach.status();
-  TestServer server(config, coach->get());
-  ASSERT_TRUE(server.start_error().ok()) << server.start_error();
-
+TEST_F(OpenAiShutdownTest, ShutdownCutsASendWaitingOnTheAiAtTheGrace) {
+  fake_.SetDefault(FakeResponse{.status = 200,
+                                .body = CompletionBody("Trop tard."),
+                                .headers = {},
+                                .delay = absl::Seconds(30)});
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  auto context = Context();
   grpc::Status sent;
-  std::thread sender([&] {
-    v1::SendMessageRequest request;
-    request.set_user_id("alice");
-    request.set_message("Bonjour");
-    v1::SendMessageResponse response;
-    sent = server.chat().SendMessage(Context().get(), request, &response);
-  });
-  ASSERT_TRUE(fake.AwaitRequests(1, absl::Seconds(10)));
+  std::thread sender = SendInBackground(context.get(), &sent);
+  ASSERT_TRUE(fake_.AwaitRequests(1, absl::Seconds(10)));
 
-  const absl::Time start = absl::Now();
-  server.server().Shutdown(absl::Milliseconds(300));
-  const absl::Duration took = absl::Now() - start;
+  const absl::Duration took = Shutdown(absl::Milliseconds(300));
   sender.join();
-
   EXPECT_LT(took, absl::Seconds(5)) << "shutdown waited for the AI";
   EXPECT_FALSE(sent.ok());
-  auto sessions = server.store().ListSessions("alice", 10);
-  ASSERT_TRUE(sessions.ok());
-  EXPECT_TRUE(sessions->empty());
-  auto user = server.store().FindUser("alice");
-  ASSERT_TRUE(user.ok());
-  if (user->has_value()) {
-    EXPECT_EQ((*user)->credits, 5);
-  }
+  ExpectNothingStoredOrCharged();
 }
 
 }  // namespace
