@@ -604,47 +604,57 @@ struct AwaitedReply {
   bool Wait() { return done.WaitForNotificationWithTimeout(absl::Seconds(20)); }
 };
 
+// A coach against `fake_` whose timeout (60 s) no test waits for: only a
+// cancel can end its replies quickly.
+class OpenAiCoachCancelTest : public ::testing::Test {
+ protected:
+  void CreateCoach() {
+    OpenAiOptions options = FastOptions(fake_.base_url());
+    options.timeout = absl::Seconds(60);
+    auto coach = OpenAiCoach::Create(options);
+    ASSERT_TRUE(coach.ok()) << coach.status();
+    coach_ = *std::move(coach);
+  }
+
+  // Starts a reply the returned Cancellation can stop; its outcome goes to
+  // `outcome`.
+  std::shared_ptr<Cancellation> StartCancellableReply(AwaitedReply& outcome) {
+    auto cancellation = std::make_shared<Cancellation>();
+    CoachRequest request = Conversation("P.", {UserTurn("x")});
+    request.cancellation = cancellation;
+    coach_->StartReply(std::move(request), outcome.Callback());
+    return cancellation;
+  }
+
+  FakeOpenAi fake_;
+  std::unique_ptr<OpenAiCoach> coach_;
+};
+
 // A caller who gives up stops its request to the AI at once: CANCELLED, not
 // the timeout it would otherwise reach (the provider never answers here).
-TEST(OpenAiCoachCancelTest, ACancelledCallerStopsTheRequestInFlight) {
-  FakeOpenAi fake;
-  fake.HoldAnswers();
-  OpenAiOptions options = FastOptions(fake.base_url());
-  options.timeout = absl::Seconds(60);
-  auto coach = OpenAiCoach::Create(options);
-  ASSERT_TRUE(coach.ok()) << coach.status();
-
-  auto cancellation = std::make_shared<Cancellation>();
-  CoachRequest request = Conversation("P.", {UserTurn("x")});
-  request.cancellation = cancellation;
+TEST_F(OpenAiCoachCancelTest, ACancelledCallerStopsTheRequestInFlight) {
+  fake_.HoldAnswers();
+  ASSERT_NO_FATAL_FAILURE(CreateCoach());
   AwaitedReply outcome;
-  (*coach)->StartReply(std::move(request), outcome.Callback());
-  ASSERT_TRUE(fake.AwaitRequests(1, absl::Seconds(20)));
+  auto cancellation = StartCancellableReply(outcome);
+  ASSERT_TRUE(fake_.AwaitRequests(1, absl::Seconds(20)));
   cancellation->Cancel();
 
   ASSERT_TRUE(outcome.Wait()) << "still waiting on the AI";
   EXPECT_EQ(outcome.reply.status().code(), absl::StatusCode::kCancelled)
       << outcome.reply.status();
-  EXPECT_EQ(fake.request_count(), 1);
+  EXPECT_EQ(fake_.request_count(), 1);
 }
 
 // The same during the wait before a retry: no second request is sent.
-TEST(OpenAiCoachCancelTest, ACancelledCallerStopsTheWaitBeforeARetry) {
-  FakeOpenAi fake;
-  fake.Script({Answer(503, ErrorBody("busy", "server_error", ""),
-                      {{"Retry-After", "30"}})});
-  OpenAiOptions options = FastOptions(fake.base_url());
-  options.timeout = absl::Seconds(60);
-  auto coach = OpenAiCoach::Create(options);
-  ASSERT_TRUE(coach.ok()) << coach.status();
-
-  auto cancellation = std::make_shared<Cancellation>();
-  CoachRequest request = Conversation("P.", {UserTurn("x")});
-  request.cancellation = cancellation;
-  AwaitedReply outcome;
+TEST_F(OpenAiCoachCancelTest, ACancelledCallerStopsTheWaitBeforeARetry) {
+  fake_.Script({Answer(503, ErrorBody("busy", "server_error", ""),
+                       {{"Retry-After", "30"}})});
+  ASSERT_NO_FATAL_FAILURE(CreateCoach());
   LogCapture log;
   ASSERT_TRUE(log.ok());
-  (*coach)->StartReply(std::move(request), outcome.Callback());
+  AwaitedReply outcome;
+  auto cancellation = StartCancellableReply(outcome);
   // The 503 is read and the 30 s wait has begun.
   ASSERT_TRUE(log.WaitFor("; retry 1 in", absl::Seconds(20)));
   cancellation->Cancel();
@@ -652,7 +662,7 @@ TEST(OpenAiCoachCancelTest, ACancelledCallerStopsTheWaitBeforeARetry) {
   ASSERT_TRUE(outcome.Wait()) << "still waiting out the Retry-After";
   EXPECT_EQ(outcome.reply.status().code(), absl::StatusCode::kCancelled)
       << outcome.reply.status();
-  EXPECT_EQ(fake.request_count(), 1);
+  EXPECT_EQ(fake_.request_count(), 1);
 }
 
 // Storing a reply may wait (on SQLite's write lock, say). A caller's slow
@@ -681,36 +691,32 @@ TEST(OpenAiCoachProtocolTest, ASlowCallbackDoesNotHoldUpOtherReplies) {
 
 // Shutting down (CancelAll) ends the requests in flight and the waits
 // before a retry at once, and refuses later replies.
-TEST(OpenAiCoachCancelTest, CancelAllEndsEveryReplyNowAndLater) {
-  FakeOpenAi fake;
-  fake.Script({Answer(503, ErrorBody("busy", "server_error", ""),
-                      {{"Retry-After", "30"}})});
-  OpenAiOptions options = FastOptions(fake.base_url());
-  options.timeout = absl::Seconds(60);
-  auto coach = OpenAiCoach::Create(options);
-  ASSERT_TRUE(coach.ok()) << coach.status();
+TEST_F(OpenAiCoachCancelTest, CancelAllEndsEveryReplyNowAndLater) {
+  fake_.Script({Answer(503, ErrorBody("busy", "server_error", ""),
+                       {{"Retry-After", "30"}})});
+  ASSERT_NO_FATAL_FAILURE(CreateCoach());
 
   LogCapture log;
   ASSERT_TRUE(log.ok());
   AwaitedReply waiting, in_flight, later;
-  (*coach)->StartReply(Conversation("P.", {UserTurn("un")}),
-                       waiting.Callback());
+  coach_->StartReply(Conversation("P.", {UserTurn("un")}),
+                     waiting.Callback());
   ASSERT_TRUE(log.WaitFor("; retry 1 in", absl::Seconds(20)));
-  fake.HoldAnswers();
-  (*coach)->StartReply(Conversation("P.", {UserTurn("deux")}),
-                       in_flight.Callback());
-  ASSERT_TRUE(fake.AwaitRequests(2, absl::Seconds(20)));
-  (*coach)->CancelAll();
+  fake_.HoldAnswers();
+  coach_->StartReply(Conversation("P.", {UserTurn("deux")}),
+                     in_flight.Callback());
+  ASSERT_TRUE(fake_.AwaitRequests(2, absl::Seconds(20)));
+  coach_->CancelAll();
 
   ASSERT_TRUE(waiting.Wait()) << "still waiting out the Retry-After";
   ASSERT_TRUE(in_flight.Wait()) << "still waiting on the AI";
   EXPECT_EQ(waiting.reply.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(in_flight.reply.status().code(), absl::StatusCode::kUnavailable);
-  (*coach)->StartReply(Conversation("P.", {UserTurn("trois")}),
-                       later.Callback());
+  coach_->StartReply(Conversation("P.", {UserTurn("trois")}),
+                     later.Callback());
   ASSERT_TRUE(later.Wait());
   EXPECT_EQ(later.reply.status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_EQ(fake.request_count(), 2);
+  EXPECT_EQ(fake_.request_count(), 2);
 }
 
 // Sets environment variables for a scope, and puts the old values back.

@@ -24,6 +24,7 @@
 #include "server/core/config.h"
 #include "server/rpc/proto_convert.h"
 #include "storage/sqlite_store.h"
+#include "tools/bench/bench_store.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1", "Listen host");
 ABSL_FLAG(int, port, 0, "Listen port (0: any; printed on stdout)");
@@ -36,16 +37,12 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   const coach::Config config;
-  auto store = coach::SqliteStore::Open(coach::SqliteOptions{
-      .path = absl::GetFlag(FLAGS_db_path),
-      .busy_timeout_ms = config.sqlite_busy_timeout_ms,
-      .reader_connections = config.sqlite_reader_connections});
-  if (!store.ok()) {
-    std::fprintf(stderr, "no-rpc-stats: %s\n", store.status().ToString().c_str());
-    return 1;
-  }
+  auto store = coach::bench::OpenStore(
+      "no-rpc-stats", absl::GetFlag(FLAGS_db_path), config,
+      config.sqlite_reader_connections);
+  if (store == nullptr) return 1;
   coach::RealClock clock;
-  coach::Accounts accounts(config, **store, clock);
+  coach::Accounts accounts(config, *store, clock);
 
   coach::proxy::ProxyConfig proxy_config;
   proxy_config.http_listen = absl::StrCat(absl::GetFlag(FLAGS_host), ":",

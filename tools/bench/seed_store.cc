@@ -14,6 +14,7 @@
 #include "server/core/credits.h"
 #include "server/core/ids.h"
 #include "storage/sqlite_store.h"
+#include "tools/bench/bench_store.h"
 
 ABSL_FLAG(std::string, db_path, "", "SQLite file to fill (created if missing)");
 ABSL_FLAG(int, sessions, 10000, "Sessions of other users");
@@ -62,14 +63,10 @@ absl::Status SeedSession(coach::Store& store, const std::string& user,
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   const coach::Config config;
-  auto store = coach::SqliteStore::Open(coach::SqliteOptions{
-      .path = absl::GetFlag(FLAGS_db_path),
-      .busy_timeout_ms = config.sqlite_busy_timeout_ms,
-      .reader_connections = 1});
-  if (!store.ok()) {
-    std::fprintf(stderr, "seed-store: %s\n", store.status().ToString().c_str());
-    return 1;
-  }
+  auto store = coach::bench::OpenStore(
+      "seed-store", absl::GetFlag(FLAGS_db_path), config,
+      /*reader_connections=*/1);
+  if (store == nullptr) return 1;
   const coach::CreditTerms terms =
       coach::CreditPolicy(config.plans).TermsAt(absl::Now());
   const int messages = absl::GetFlag(FLAGS_messages_per_session);
@@ -78,14 +75,14 @@ int main(int argc, char** argv) {
   const absl::Time start = absl::Now();
   for (int i = 0; i < sessions; ++i) {
     const std::string user = absl::StrCat("seed-", i / per_user);
-    if (absl::Status s = SeedSession(**store, user, messages, terms, absl::Now());
+    if (absl::Status s = SeedSession(*store, user, messages, terms, absl::Now());
         !s.ok()) {
       std::fprintf(stderr, "seed-store: %s\n", s.ToString().c_str());
       return 1;
     }
   }
   for (int i = 0; i < absl::GetFlag(FLAGS_reader_sessions); ++i) {
-    if (absl::Status s = SeedSession(**store, absl::GetFlag(FLAGS_reader),
+    if (absl::Status s = SeedSession(*store, absl::GetFlag(FLAGS_reader),
                                      messages, terms, absl::Now());
         !s.ok()) {
       std::fprintf(stderr, "seed-store: %s\n", s.ToString().c_str());

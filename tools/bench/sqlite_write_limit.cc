@@ -14,6 +14,7 @@
 #include "server/core/credits.h"
 #include "server/core/ids.h"
 #include "storage/sqlite_store.h"
+#include "tools/bench/bench_store.h"
 
 ABSL_FLAG(std::string, db_path, "/tmp/coach-write-limit.db", "SQLite file");
 ABSL_FLAG(int, sends, 20000, "Sends to store");
@@ -21,14 +22,10 @@ ABSL_FLAG(int, sends, 20000, "Sends to store");
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   const coach::Config config;
-  auto store = coach::SqliteStore::Open(coach::SqliteOptions{
-      .path = absl::GetFlag(FLAGS_db_path),
-      .busy_timeout_ms = config.sqlite_busy_timeout_ms,
-      .reader_connections = config.sqlite_reader_connections});
-  if (!store.ok()) {
-    std::fprintf(stderr, "%s\n", store.status().ToString().c_str());
-    return 1;
-  }
+  auto store = coach::bench::OpenStore(
+      "sqlite-write-limit", absl::GetFlag(FLAGS_db_path), config,
+      config.sqlite_reader_connections);
+  if (store == nullptr) return 1;
   const coach::CreditPolicy credits(config.plans);
   const int sends = absl::GetFlag(FLAGS_sends);
   const absl::Time start = absl::Now();
@@ -36,7 +33,7 @@ int main(int argc, char** argv) {
     const absl::Time now = absl::Now();
     const coach::CreditTerms terms = credits.TermsAt(now);
     const std::string user = absl::StrCat("limit-", i);
-    auto reservation = (*store)->ReserveCredit(user, terms, now,
+    auto reservation = store->ReserveCredit(user, terms, now,
                                                now + config.credit_reservation_ttl);
     if (!reservation.ok() || !reservation->has_value()) return 1;
     coach::Exchange exchange;
@@ -58,7 +55,7 @@ int main(int argc, char** argv) {
     exchange.reservation = *reservation;
     exchange.terms = terms;
     exchange.now = now;
-    if (!(*store)->CommitExchange(exchange).ok()) return 1;
+    if (!store->CommitExchange(exchange).ok()) return 1;
   }
   const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
   std::printf("sqlite-write-limit sends=%d seconds=%.2f sends/s=%.0f\n", sends,
