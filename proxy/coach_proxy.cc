@@ -15,9 +15,9 @@
 #include "proxy/http_errors.h"
 #include "proxy/http_listener.h"
 #include "proxy/transcoder.h"
-#include "server/core/ids.h"
-#include "server/core/log.h"
-#include "server/core/request_id.h"
+#include "base/ids.h"
+#include "base/log.h"
+#include "base/request_id.h"
 
 namespace coach::proxy {
 namespace {

@@ -8,7 +8,7 @@
 
 #include "proxy/coach_proxy.h"
 #include "proxy/proxy_flags.h"
-#include "server/core/log.h"
+#include "base/log.h"
 
 int main(int argc, char** argv) {
   // Debian builds Abseil without NDEBUG, which leaves absl::Mutex's deadlock

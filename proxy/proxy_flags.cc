@@ -5,7 +5,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
-#include "server/app/env_flags.h"
+#include "base/env_flags.h"
 
 namespace {
 // Defaults come from ProxyConfig itself: one place for every default.

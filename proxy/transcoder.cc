@@ -10,8 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "google/protobuf/util/json_util.h"
-#include "server/core/status_macros.h"
-#include "server/core/text.h"
+#include "base/status_macros.h"
+#include "base/text.h"
 
 namespace coach::proxy {
 namespace {

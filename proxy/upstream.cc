@@ -10,7 +10,7 @@
 
 #include <cstdlib>
 
-#include "server/core/log.h"
+#include "base/log.h"
 
 namespace coach::proxy {
 namespace {

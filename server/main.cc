@@ -13,7 +13,7 @@
 #include "server/coach/offline_coach.h"
 #include "server/coach/openai_coach.h"
 #include "server/core/clock.h"
-#include "server/core/log.h"
+#include "base/log.h"
 #include "storage/sqlite_store.h"
 
 namespace {

@@ -72,7 +72,7 @@ class ChatCallerTest : public ::testing::Test {
   }
 
   TempDir dir_;
-  Config config_;
+  CoreConfig config_;
   TestClock clock_{MidNovember2026()};
   std::unique_ptr<SqliteStore> store_;
 };

@@ -8,7 +8,7 @@
 #include "absl/strings/string_view.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/core/text.h"
+#include "base/text.h"
 
 namespace coach {
 namespace {

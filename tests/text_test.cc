@@ -1,5 +1,5 @@
 // UTF-8 helpers: lengths and cuts count code points, never split one.
-#include "server/core/text.h"
+#include "base/text.h"
 
 #include <gtest/gtest.h>
 

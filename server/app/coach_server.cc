@@ -29,8 +29,7 @@ CoachServer::CoachServer(const Config& config, Store& store, Coach& coach,
       coach_(coach),
       chat_(config_, store, coach, clock),
       accounts_(config_, store, clock),
-      blocking_(config_.max_blocking_sends),
-      chat_service_(chat_, blocking_),
+      chat_service_(chat_),
       user_service_(accounts_, config_.admin_token) {}
 
 absl::StatusOr<std::unique_ptr<CoachServer>> CoachServer::Start(

@@ -15,12 +15,11 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "server/coach/coach.h"
+#include "server/core/coach.h"
 #include "server/core/accounts.h"
 #include "server/core/chat.h"
 #include "server/core/clock.h"
-#include "server/core/config.h"
-#include "server/core/blocking_executor.h"
+#include "server/app/server_config.h"
 #include "server/rpc/chat_service.h"
 #include "server/rpc/user_service.h"
 #include "storage/store.h"
@@ -51,8 +50,6 @@ class CoachServer {
   Coach& coach_;
   Chat chat_;
   Accounts accounts_;
-  // Before the services and the server: it must outlive the calls it runs.
-  BlockingExecutor blocking_;
   ChatServiceImpl chat_service_;
   UserServiceImpl user_service_;
   std::unique_ptr<grpc::Server> server_;

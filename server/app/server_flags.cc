@@ -4,7 +4,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
-#include "server/app/env_flags.h"
+#include "base/env_flags.h"
 
 namespace {
 // Defaults come from Config itself: one place for every default.
@@ -19,9 +19,6 @@ ABSL_FLAG(int, grpc_max_concurrent_streams,
           kDefaults.grpc_max_concurrent_streams,
           "Concurrent calls per client connection. "
           "Env: COACH_GRPC_MAX_CONCURRENT_STREAMS");
-ABSL_FLAG(int, max_blocking_sends, kDefaults.max_blocking_sends,
-          "Sends waiting on the AI at once (one thread each). "
-          "Env: COACH_MAX_BLOCKING_SENDS");
 ABSL_FLAG(std::string, admin_token, "",
           "Bearer token for the admin RPCs; empty disables them. "
           "Env: COACH_ADMIN_TOKEN");
@@ -127,7 +124,6 @@ absl::StatusOr<Config> LoadServerConfig(int argc, char** argv) {
       {"db_path", "COACH_DB_PATH"},
       {"grpc_listen", "COACH_GRPC_LISTEN"},
       {"grpc_max_concurrent_streams", "COACH_GRPC_MAX_CONCURRENT_STREAMS"},
-      {"max_blocking_sends", "COACH_MAX_BLOCKING_SENDS"},
       {"admin_token", "COACH_ADMIN_TOKEN"},
       {"openai_api_key", "OPENAI_API_KEY"},
       {"openai_base_url", "OPENAI_BASE_URL"},
@@ -174,7 +170,6 @@ absl::StatusOr<Config> LoadServerConfig(int argc, char** argv) {
   config.grpc_listen = absl::GetFlag(FLAGS_grpc_listen);
   config.grpc_max_concurrent_streams =
       absl::GetFlag(FLAGS_grpc_max_concurrent_streams);
-  config.max_blocking_sends = absl::GetFlag(FLAGS_max_blocking_sends);
   config.admin_token = absl::GetFlag(FLAGS_admin_token);
   OpenAiOptions& openai = config.openai;
   openai.api_key = absl::GetFlag(FLAGS_openai_api_key);
@@ -238,7 +233,6 @@ absl::Status CheckConfig(const Config& config) {
       {"max_credit_balance", l.max_credit_balance},
       {"sqlite_reader_connections", config.sqlite_reader_connections},
       {"grpc_max_concurrent_streams", config.grpc_max_concurrent_streams},
-      {"max_blocking_sends", config.max_blocking_sends},
   };
   for (const auto& [name, value] : positive) {
     if (value <= 0) {

@@ -4,7 +4,7 @@
 #define COACH_SERVER_APP_SERVER_FLAGS_H_
 
 #include "absl/status/statusor.h"
-#include "server/core/config.h"
+#include "server/app/server_config.h"
 
 namespace coach {
 

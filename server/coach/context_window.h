@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
-#include "server/coach/coach.h"
+#include "server/core/coach.h"
 
 namespace coach {
 

@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
-#include "server/core/text.h"
+#include "base/text.h"
 
 namespace coach {
 namespace {

@@ -5,7 +5,7 @@
 #ifndef COACH_SERVER_COACH_OFFLINE_COACH_H_
 #define COACH_SERVER_COACH_OFFLINE_COACH_H_
 
-#include "server/coach/coach.h"
+#include "server/core/coach.h"
 
 namespace coach {
 
@@ -13,7 +13,6 @@ class OfflineCoach final : public Coach {
  public:
   // Answers before returning: pure computation, microseconds.
   void StartReply(CoachRequest request, ReplyCallback done) override;
-  bool MayBlock() const override { return false; }
 
  private:
   static CoachReply Compose(const CoachRequest& request);

@@ -12,7 +12,7 @@
 #include "server/coach/context_window.h"
 #include "server/coach/retry_policy.h"
 #include "server/core/errors.h"
-#include "server/core/log.h"
+#include "base/log.h"
 
 namespace coach {
 namespace {

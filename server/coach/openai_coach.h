@@ -20,9 +20,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "server/coach/async_http_client.h"
-#include "server/coach/coach.h"
-#include "server/core/blocking_executor.h"
-#include "server/core/config.h"
+#include "server/core/coach.h"
+#include "base/thread_pool.h"
+#include "server/coach/openai_options.h"
 
 namespace coach {
 
@@ -40,7 +40,6 @@ class OpenAiCoach final : public Coach {
   // the other requests' I/O. A raised request.cancellation stops the request
   // in flight (or the wait before a retry) at once: CANCELLED.
   void StartReply(CoachRequest request, ReplyCallback done) override;
-  bool MayBlock() const override { return false; }
   // Fails the requests in flight now and wakes retries from their backoff.
   void CancelAll() override;
 
@@ -81,7 +80,7 @@ class OpenAiCoach final : public Coach {
   std::atomic<bool> cancelled_{false};
   // Runs the callers' callbacks; destroyed after http_, whose last callbacks
   // hand it work.
-  BlockingExecutor delivery_;
+  ThreadPool delivery_;
   const std::unique_ptr<AsyncHttpClient> http_;
 };
 

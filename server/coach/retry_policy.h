@@ -9,7 +9,7 @@
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "server/core/config.h"
+#include "server/coach/openai_options.h"
 
 namespace coach {
 

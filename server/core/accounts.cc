@@ -2,12 +2,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/core/errors.h"
-#include "server/core/status_macros.h"
+#include "base/status_macros.h"
 #include "server/core/validation.h"
 
 namespace coach {
 
-Accounts::Accounts(const Config& config, Store& store, const Clock& clock)
+Accounts::Accounts(const CoreConfig& config, Store& store, const Clock& clock)
     : config_(config), store_(store), clock_(clock), credits_(config.plans) {}
 
 absl::StatusOr<UserStats> Accounts::StatsOf(const UserRecord& user,

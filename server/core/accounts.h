@@ -29,7 +29,7 @@ struct UserStats {
 class Accounts {
  public:
   // All references must outlive the Accounts.
-  Accounts(const Config& config, Store& store, const Clock& clock);
+  Accounts(const CoreConfig& config, Store& store, const Clock& clock);
 
   absl::StatusOr<UserStats> GetUserStats(absl::string_view user_id);
 
@@ -45,7 +45,7 @@ class Accounts {
  private:
   absl::StatusOr<UserStats> StatsOf(const UserRecord& user, absl::Time now);
 
-  const Config& config_;
+  const CoreConfig& config_;
   Store& store_;
   const Clock& clock_;
   CreditPolicy credits_;

@@ -5,15 +5,15 @@
 #include "absl/time/clock.h"
 
 #include "server/core/errors.h"
-#include "server/core/ids.h"
-#include "server/core/log.h"
-#include "server/core/status_macros.h"
-#include "server/core/text.h"
+#include "base/ids.h"
+#include "base/log.h"
+#include "base/status_macros.h"
+#include "base/text.h"
 #include "server/core/validation.h"
 
 namespace coach {
 
-Chat::Chat(const Config& config, Store& store, Coach& coach,
+Chat::Chat(const CoreConfig& config, Store& store, Coach& coach,
            const Clock& clock)
     : config_(config),
       store_(store),

@@ -5,6 +5,15 @@
 // then applies the rules, and returns only the errors of errors.h: a storage
 // or coach failure is logged and surfaces as INTERNAL/UNAVAILABLE/
 // AI_UNAVAILABLE, never with a backend message. Thread-safe.
+//
+// Where storage runs (one rule): Chat calls the store on the thread that
+// calls Chat, and starts or hands work to no thread of its own. Each store
+// call is short and bounded (SQLite's busy timeout), so a caller's thread may
+// wait on it: the gRPC callback thread that received a request runs the
+// quick RPCs and the first half of a send (validation, credit hold, context
+// read); the second half (storing the exchange, charging) runs on the thread
+// the coach calls back on, which coach.h keeps off every event loop: the
+// caller's own when the coach answers without I/O, a coach thread otherwise.
 #ifndef COACH_SERVER_CORE_CHAT_H_
 #define COACH_SERVER_CORE_CHAT_H_
 
@@ -16,7 +25,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "server/coach/coach.h"
+#include "server/core/coach.h"
 #include "server/core/cancellation.h"
 #include "server/core/clock.h"
 #include "server/core/config.h"
@@ -66,7 +75,7 @@ struct History {
 class Chat {
  public:
   // All references must outlive the Chat.
-  Chat(const Config& config, Store& store, Coach& coach, const Clock& clock);
+  Chat(const CoreConfig& config, Store& store, Coach& coach, const Clock& clock);
 
   absl::StatusOr<std::vector<SessionRecord>> ListSessions(
       absl::string_view user_id);
@@ -106,10 +115,6 @@ class Chat {
   absl::StatusOr<History> GetHistory(absl::string_view user_id,
                                      std::optional<int> limit);
 
-  // Whether SendMessage may hold its calling thread for long (the coach's
-  // StartReply may).
-  bool SendMayBlock() const { return coach_.MayBlock(); }
-
  private:
   // What a send holds while the coach writes.
   struct PendingSend {
@@ -144,7 +149,7 @@ class Chat {
   // logged (the reservation expires on its own).
   void Release(const std::optional<CreditReservation>& reservation);
 
-  const Config& config_;
+  const CoreConfig& config_;
   Store& store_;
   Coach& coach_;
   const Clock& clock_;

@@ -3,7 +3,7 @@
 #include <optional>
 
 #include "absl/strings/cord.h"
-#include "server/core/log.h"
+#include "base/log.h"
 
 namespace coach {
 namespace {

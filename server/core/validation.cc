@@ -4,8 +4,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/core/errors.h"
-#include "server/core/status_macros.h"
-#include "server/core/text.h"
+#include "base/status_macros.h"
+#include "base/text.h"
 
 namespace coach {
 namespace {

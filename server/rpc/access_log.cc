@@ -3,8 +3,8 @@
 #include <string>
 
 #include "absl/time/clock.h"
-#include "server/core/log.h"
-#include "server/core/request_id.h"
+#include "base/log.h"
+#include "base/request_id.h"
 
 namespace coach {
 namespace {

@@ -136,21 +136,11 @@ grpc::ServerUnaryReactor* ChatServiceImpl::SendMessage(
   // The domain checks that the caller still waits before charging.
   Caller caller{.deadline = absl::FromChrono(context->deadline()),
                 .cancellation = reactor->cancellation()};
-  auto send = [this, reactor, request, response,
-               caller = std::move(caller)]() mutable {
-    chat_.SendMessage(
-        request->user_id(), request->session_id(), request->message(),
-        std::move(caller),
-        [reactor, response](absl::StatusOr<SendResult> sent) {
-          reactor->Finish(ToSendMessageResponse(sent, *response));
-        });
-  };
-  // A coach that waits inside StartReply must not hold gRPC's threads.
-  if (chat_.SendMayBlock()) {
-    blocking_.Schedule(std::move(send));
-  } else {
-    send();
-  }
+  chat_.SendMessage(request->user_id(), request->session_id(),
+                    request->message(), std::move(caller),
+                    [reactor, response](absl::StatusOr<SendResult> sent) {
+                      reactor->Finish(ToSendMessageResponse(sent, *response));
+                    });
   return reactor;
 }
 

@@ -6,15 +6,13 @@
 // more GetUserStats per second than the sync server's thread hand-off.
 // SendMessage starts the same way and finishes when the domain calls back:
 // at once with the offline coach, when the reply is stored with the AI (whose
-// client is asynchronous: a waiting send holds no thread). Only a coach that
-// blocks inside StartReply gets its sends moved to a BlockingExecutor, so
-// that they never hold one of gRPC's few callback threads.
+// client is asynchronous: a waiting send holds no thread). Where the storage
+// calls of each step run is chat.h's rule.
 #ifndef COACH_SERVER_RPC_CHAT_SERVICE_H_
 #define COACH_SERVER_RPC_CHAT_SERVICE_H_
 
 #include "coach/v1/chat.grpc.pb.h"
 #include "server/core/chat.h"
-#include "server/core/blocking_executor.h"
 
 namespace coach {
 
@@ -28,9 +26,8 @@ class ChatServiceImpl final
                               v1::ChatService::WithCallbackMethod_SendMessage<
                                   v1::ChatService::Service>>>>>>> {
  public:
-  // `blocking` runs sends whose coach may block; both must outlive this.
-  ChatServiceImpl(Chat& chat, BlockingExecutor& blocking)
-      : chat_(chat), blocking_(blocking) {}
+  // `chat` must outlive this.
+  explicit ChatServiceImpl(Chat& chat) : chat_(chat) {}
 
   grpc::ServerUnaryReactor* ListSessions(
       grpc::CallbackServerContext* context,
@@ -77,7 +74,6 @@ class ChatServiceImpl final
                             v1::GetHistoryResponse& response);
 
   Chat& chat_;
-  BlockingExecutor& blocking_;
 };
 
 }  // namespace coach

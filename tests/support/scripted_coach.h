@@ -3,24 +3,48 @@
 #ifndef COACH_TESTS_SUPPORT_SCRIPTED_COACH_H_
 #define COACH_TESTS_SUPPORT_SCRIPTED_COACH_H_
 
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "server/coach/coach.h"
+#include "base/thread_pool.h"
 #include "server/coach/offline_coach.h"
+#include "server/core/coach.h"
 
 namespace coach::testing {
 
 // Answers like the offline coach, records every request, and can be told to
 // fail, or to hold replies until `n` calls are waiting at once (so that a
 // test sees sends truly overlapping, without sleeping).
+//
+// Asynchronous, as the production coaches are: StartReply returns at once
+// and the reply comes back on one of the coach's own threads, as the OpenAI
+// coach delivers its replies. So the suites run the path production runs.
 class ScriptedCoach final : public Coach {
  public:
-  // Blocks while it holds a reply (MayBlock stays true): the server then
-  // runs sends on its BlockingExecutor, as it does for any blocking coach.
+  ScriptedCoach() = default;
+  // Releases what is held, then delivers every reply before returning.
+  ~ScriptedCoach() override { CancelAll(); }
+
   void StartReply(CoachRequest request, ReplyCallback done) override {
-    done(Answer(request));
+    {
+      absl::MutexLock lock(&mu_);
+      // CoachRequest::system_prompt views a static string: safe to keep.
+      requests_.push_back(request);
+      ++waiting_;
+    }
+    delivery_.Schedule([this, request = std::move(request),
+                        done = std::move(done)]() mutable {
+      done(Answer(request));
+    });
+  }
+
+  // Held replies are released now.
+  void CancelAll() override {
+    absl::MutexLock lock(&mu_);
+    released_ = true;
   }
 
   void FailWith(absl::Status status) {
@@ -31,7 +55,7 @@ class ScriptedCoach final : public Coach {
     absl::MutexLock lock(&mu_);
     reply_ = std::move(content);
   }
-  // Replies wait until `n` calls are in StartReply at the same time.
+  // Replies wait until `n` calls are waiting for theirs at the same time.
   void HoldUntilConcurrent(int n) {
     absl::MutexLock lock(&mu_);
     hold_until_ = n;
@@ -47,11 +71,9 @@ class ScriptedCoach final : public Coach {
   }
 
  private:
+  // On a delivery thread: waits while held, then answers.
   absl::StatusOr<CoachReply> Answer(const CoachRequest& request) {
     absl::MutexLock lock(&mu_);
-    requests_.push_back(request);
-    // CoachRequest::system_prompt is a view of a static string: safe to keep.
-    ++waiting_;
     if (hold_until_ > 0) {
       // Bounded: a broken rule fails the test instead of hanging it.
       mu_.AwaitWithTimeout(absl::Condition(
@@ -75,12 +97,16 @@ class ScriptedCoach final : public Coach {
 
   mutable absl::Mutex mu_;
   OfflineCoach offline_;
-  std::vector<CoachRequest> requests_;
-  absl::Status failure_;
-  std::optional<std::string> reply_;
-  int waiting_ = 0;
-  int hold_until_ = 0;
-  bool released_ = false;
+  std::vector<CoachRequest> requests_ ABSL_GUARDED_BY(mu_);
+  absl::Status failure_ ABSL_GUARDED_BY(mu_);
+  std::optional<std::string> reply_ ABSL_GUARDED_BY(mu_);
+  // Calls started and not yet answered.
+  int waiting_ ABSL_GUARDED_BY(mu_) = 0;
+  int hold_until_ ABSL_GUARDED_BY(mu_) = 0;
+  bool released_ ABSL_GUARDED_BY(mu_) = false;
+  // Last: destroyed first, delivering what is left while the rest lives.
+  // As many threads as sends a test holds at once.
+  ThreadPool delivery_{64};
 };
 
 }  // namespace coach::testing

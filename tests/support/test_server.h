@@ -12,7 +12,7 @@
 #include "coach/v1/chat.grpc.pb.h"
 #include "coach/v1/user.grpc.pb.h"
 #include "server/app/coach_server.h"
-#include "server/core/config.h"
+#include "server/app/server_config.h"
 #include "storage/sqlite_store.h"
 #include "tests/support/scripted_coach.h"
 #include "tests/support/temp_dir.h"

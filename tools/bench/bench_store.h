@@ -7,7 +7,7 @@
 #include <memory>
 #include <string>
 
-#include "server/core/config.h"
+#include "server/app/server_config.h"
 #include "storage/sqlite_store.h"
 
 namespace coach::bench {

@@ -21,7 +21,7 @@
 #include "proxy/transcoder.h"
 #include "server/core/accounts.h"
 #include "server/core/clock.h"
-#include "server/core/config.h"
+#include "server/app/server_config.h"
 #include "server/rpc/proto_convert.h"
 #include "storage/sqlite_store.h"
 #include "tools/bench/bench_store.h"

@@ -10,9 +10,9 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "server/core/config.h"
+#include "server/app/server_config.h"
 #include "server/core/credits.h"
-#include "server/core/ids.h"
+#include "base/ids.h"
 #include "storage/sqlite_store.h"
 #include "tools/bench/bench_store.h"
 

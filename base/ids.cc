@@ -1,4 +1,4 @@
-#include "server/core/ids.h"
+#include "base/ids.h"
 
 #include <openssl/rand.h>
 

@@ -1,4 +1,4 @@
-#include "server/core/text.h"
+#include "base/text.h"
 
 #include <algorithm>
 #include <cstdint>

@@ -1,8 +1,8 @@
 // Request ids, shared by coach-proxy (which assigns them) and coach-server
 // (which logs them): one rule, so that the two logs correlate and neither
 // can be fed forged fields or control characters.
-#ifndef COACH_SERVER_CORE_REQUEST_ID_H_
-#define COACH_SERVER_CORE_REQUEST_ID_H_
+#ifndef COACH_BASE_REQUEST_ID_H_
+#define COACH_BASE_REQUEST_ID_H_
 
 #include <cstddef>
 
@@ -17,4 +17,4 @@ bool IsPlainRequestId(absl::string_view id);
 
 }  // namespace coach
 
-#endif  // COACH_SERVER_CORE_REQUEST_ID_H_
+#endif  // COACH_BASE_REQUEST_ID_H_

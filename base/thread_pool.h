@@ -1,10 +1,12 @@
-// BlockingExecutor: runs work that may block (a SQLite write, a coach that
-// waits on I/O) off threads that must not: gRPC's few callback threads, the
-// AI client's event loop. Threads are started on demand, up to
-// `max_threads`, and kept for reuse; beyond that, work waits its turn in FIFO
-// order. So the thread count is bounded by configuration, not by load.
-#ifndef COACH_SERVER_CORE_BLOCKING_EXECUTOR_H_
-#define COACH_SERVER_CORE_BLOCKING_EXECUTOR_H_
+// ThreadPool: runs work that may block (a SQLite write) off threads that
+// must not: an event loop, such as the AI client's. Threads are started on
+// demand, up to `max_threads`, and kept for reuse; beyond that, work waits
+// its turn in FIFO order. So the thread count is bounded by configuration,
+// not by load.
+//
+// Thread-safe: Schedule may be called from any thread, work included.
+#ifndef COACH_BASE_THREAD_POOL_H_
+#define COACH_BASE_THREAD_POOL_H_
 
 #include <deque>
 #include <thread>
@@ -16,15 +18,15 @@
 
 namespace coach {
 
-class BlockingExecutor {
+class ThreadPool {
  public:
-  explicit BlockingExecutor(int max_threads);
+  explicit ThreadPool(int max_threads);
   // Runs the work already scheduled (and any it schedules in turn), then
   // joins every thread.
-  ~BlockingExecutor();
+  ~ThreadPool();
 
-  BlockingExecutor(const BlockingExecutor&) = delete;
-  BlockingExecutor& operator=(const BlockingExecutor&) = delete;
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
 
   using Work = absl::AnyInvocable<void()>;
   void Schedule(Work work);
@@ -45,4 +47,4 @@ class BlockingExecutor {
 
 }  // namespace coach
 
-#endif  // COACH_SERVER_CORE_BLOCKING_EXECUTOR_H_
+#endif  // COACH_BASE_THREAD_POOL_H_

@@ -1,7 +1,7 @@
 // Minimal structured-enough logging to stderr: one line per event, UTC time
 // and level first. Never pass a secret (API key, admin token) to these.
-#ifndef COACH_SERVER_CORE_LOG_H_
-#define COACH_SERVER_CORE_LOG_H_
+#ifndef COACH_BASE_LOG_H_
+#define COACH_BASE_LOG_H_
 
 #include <cstdio>
 
@@ -41,4 +41,4 @@ void LogError(const absl::FormatSpec<Args...>& format, const Args&... args) {
 
 }  // namespace coach
 
-#endif  // COACH_SERVER_CORE_LOG_H_
+#endif  // COACH_BASE_LOG_H_

@@ -1,8 +1,8 @@
 // Flags that fall back to environment variables. Each setting of our
 // binaries is an absl flag with a default; an environment variable can set
 // it, and the command line overrides both:  flag > environment > default.
-#ifndef COACH_SERVER_APP_ENV_FLAGS_H_
-#define COACH_SERVER_APP_ENV_FLAGS_H_
+#ifndef COACH_BASE_ENV_FLAGS_H_
+#define COACH_BASE_ENV_FLAGS_H_
 
 #include <vector>
 
@@ -25,4 +25,4 @@ absl::Status ParseFlagsAndEnvironment(int argc, char** argv,
 
 }  // namespace coach
 
-#endif  // COACH_SERVER_APP_ENV_FLAGS_H_
+#endif  // COACH_BASE_ENV_FLAGS_H_

@@ -1,5 +1,5 @@
-// BlockingExecutor: bounded threads, FIFO beyond them, everything run.
-#include "server/core/blocking_executor.h"
+// ThreadPool: bounded threads, FIFO beyond them, everything run.
+#include "base/thread_pool.h"
 
 #include <gtest/gtest.h>
 
@@ -12,10 +12,10 @@
 namespace coach {
 namespace {
 
-TEST(BlockingExecutorTest, RunsEveryScheduledTaskBeforeItIsDestroyed) {
+TEST(ThreadPoolTest, RunsEveryScheduledTaskBeforeItIsDestroyed) {
   std::atomic<int> done{0};
   {
-    BlockingExecutor executor(4);
+    ThreadPool executor(4);
     for (int i = 0; i < 100; ++i) executor.Schedule([&done] { ++done; });
   }
   EXPECT_EQ(done.load(), 100);
@@ -23,10 +23,10 @@ TEST(BlockingExecutorTest, RunsEveryScheduledTaskBeforeItIsDestroyed) {
 
 // Work may schedule more work, even while the executor drains on
 // destruction: all of it runs, and no thread is left unjoined.
-TEST(BlockingExecutorTest, WorkScheduledByWorkRunsToo) {
+TEST(ThreadPoolTest, WorkScheduledByWorkRunsToo) {
   std::atomic<int> done{0};
   {
-    BlockingExecutor executor(2);
+    ThreadPool executor(2);
     for (int i = 0; i < 50; ++i) {
       executor.Schedule([&] {
         executor.Schedule([&done] { ++done; });
@@ -37,11 +37,11 @@ TEST(BlockingExecutorTest, WorkScheduledByWorkRunsToo) {
   EXPECT_EQ(done.load(), 100);
 }
 
-TEST(BlockingExecutorTest, ThreadsGrowWithBlockedWorkUpToTheBound) {
+TEST(ThreadPoolTest, ThreadsGrowWithBlockedWorkUpToTheBound) {
   absl::Notification release;
   absl::Mutex mu;
   int running = 0;
-  BlockingExecutor executor(3);
+  ThreadPool executor(3);
   for (int i = 0; i < 5; ++i) {
     executor.Schedule([&] {
       {

@@ -1,7 +1,7 @@
 // Early-return helpers for absl::Status, as Abseil uses internally (its
 // public headers do not export them).
-#ifndef COACH_SERVER_CORE_STATUS_MACROS_H_
-#define COACH_SERVER_CORE_STATUS_MACROS_H_
+#ifndef COACH_BASE_STATUS_MACROS_H_
+#define COACH_BASE_STATUS_MACROS_H_
 
 #include "absl/status/status.h"
 
@@ -27,4 +27,4 @@
   if (!statusor.ok()) return statusor.status();          \
   lhs = *std::move(statusor)
 
-#endif  // COACH_SERVER_CORE_STATUS_MACROS_H_
+#endif  // COACH_BASE_STATUS_MACROS_H_

@@ -1,4 +1,4 @@
-#include "server/core/request_id.h"
+#include "base/request_id.h"
 
 #include <algorithm>
 

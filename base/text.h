@@ -1,7 +1,7 @@
 // Text helpers for user input, UTF-8 aware: lengths and cuts count code
 // points, so that "é" or an emoji is never split in the middle.
-#ifndef COACH_SERVER_CORE_TEXT_H_
-#define COACH_SERVER_CORE_TEXT_H_
+#ifndef COACH_BASE_TEXT_H_
+#define COACH_BASE_TEXT_H_
 
 #include <cstddef>
 #include <string>
@@ -26,4 +26,4 @@ std::string Shorten(absl::string_view text, size_t max_code_points);
 
 }  // namespace coach
 
-#endif  // COACH_SERVER_CORE_TEXT_H_
+#endif  // COACH_BASE_TEXT_H_

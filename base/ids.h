@@ -1,7 +1,7 @@
 // Identifiers for sessions and messages: random UUIDv4 strings (122 random
 // bits from OpenSSL's CSPRNG), so that a session id cannot be guessed.
-#ifndef COACH_SERVER_CORE_IDS_H_
-#define COACH_SERVER_CORE_IDS_H_
+#ifndef COACH_BASE_IDS_H_
+#define COACH_BASE_IDS_H_
 
 #include <string>
 
@@ -13,4 +13,4 @@ std::string NewRandomId();
 
 }  // namespace coach
 
-#endif  // COACH_SERVER_CORE_IDS_H_
+#endif  // COACH_BASE_IDS_H_

@@ -1,14 +1,14 @@
-#include "server/core/blocking_executor.h"
+#include "base/thread_pool.h"
 
 #include <algorithm>
 #include <utility>
 
 namespace coach {
 
-BlockingExecutor::BlockingExecutor(int max_threads)
+ThreadPool::ThreadPool(int max_threads)
     : max_threads_(std::max(1, max_threads)) {}
 
-BlockingExecutor::~BlockingExecutor() {
+ThreadPool::~ThreadPool() {
   std::vector<std::thread> threads;
   {
     absl::MutexLock lock(&mu_);
@@ -30,7 +30,7 @@ BlockingExecutor::~BlockingExecutor() {
   }
 }
 
-void BlockingExecutor::Schedule(Work work) {
+void ThreadPool::Schedule(Work work) {
   absl::MutexLock lock(&mu_);
   queue_.push_back(std::move(work));
   // Every idle thread will take one queued item; start another only if the
@@ -42,19 +42,19 @@ void BlockingExecutor::Schedule(Work work) {
   }
 }
 
-int BlockingExecutor::thread_count() const {
+int ThreadPool::thread_count() const {
   absl::MutexLock lock(&mu_);
   return static_cast<int>(threads_.size());
 }
 
-void BlockingExecutor::WorkLoop() {
+void ThreadPool::WorkLoop() {
   for (;;) {
     Work work;
     {
       absl::MutexLock lock(&mu_);
       ++idle_;
       mu_.Await(absl::Condition(
-          +[](BlockingExecutor* e) {
+          +[](ThreadPool* e) {
             return !e->queue_.empty() || e->stopping_;
           },
           this));

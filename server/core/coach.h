@@ -2,13 +2,14 @@
 // and the conversation. Implementations: OfflineCoach (deterministic, no
 // network), and an OpenAI chat-completions client.
 //
-// Contract: thread-safe; asynchronous (StartReply returns before a slow reply
-// is written); may fail. A failure is a Status
+// Contract: thread-safe; asynchronous only: StartReply never waits on I/O, it
+// starts the reply and returns; the reply comes back through a callback. It
+// may fail. A failure is a Status
 // (UNAVAILABLE when no reply could be had — timeout, network, provider
 // error; INTERNAL when the provider answered nonsense; or one of errors.h's
 // reasoned errors, passed on to the user as is). No exception escapes.
-#ifndef COACH_SERVER_COACH_COACH_H_
-#define COACH_SERVER_COACH_COACH_H_
+#ifndef COACH_SERVER_CORE_COACH_H_
+#define COACH_SERVER_CORE_COACH_H_
 
 #include <memory>
 #include <optional>
@@ -54,15 +55,11 @@ class Coach {
 
   virtual ~Coach() = default;
 
-  // Starts writing the reply to `request` and returns. `done` runs before
-  // StartReply returns if the coach needs no I/O, otherwise later on one of
-  // the coach's threads, where it may block briefly (storing the reply).
+  // Starts writing the reply to `request` and returns without waiting for
+  // it. `done` runs before StartReply returns if the coach needs no I/O,
+  // otherwise later on a thread of the coach's own that may block briefly
+  // (the domain stores the reply there): never on an event-loop thread.
   virtual void StartReply(CoachRequest request, ReplyCallback done) = 0;
-
-  // Whether StartReply may hold the calling thread for long (a coach that
-  // waits on I/O inside it). The server then calls it from a thread that may
-  // block, never from gRPC's.
-  virtual bool MayBlock() const { return true; }
 
   // Makes the replies in progress fail now, and every later one: the server
   // is shutting down and its grace period is over. Thread-safe.
@@ -77,4 +74,4 @@ absl::string_view SystemPrompt();
 
 }  // namespace coach
 
-#endif  // COACH_SERVER_COACH_COACH_H_
+#endif  // COACH_SERVER_CORE_COACH_H_

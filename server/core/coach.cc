@@ -1,4 +1,4 @@
-#include "server/coach/coach.h"
+#include "server/core/coach.h"
 
 #include <utility>
 

@@ -1,0 +1,35 @@
+// Config: every setting of coach-server in one place, with its default: the
+// rules' (CoreConfig), the AI coach's (OpenAiOptions) and the process's own.
+// server_flags.cc exposes each one as a flag and an environment variable;
+// nothing else in the server hard-codes a limit, a port, a plan or a model.
+#ifndef COACH_SERVER_APP_SERVER_CONFIG_H_
+#define COACH_SERVER_APP_SERVER_CONFIG_H_
+
+#include <string>
+
+#include "absl/time/time.h"
+#include "server/coach/openai_options.h"
+#include "server/core/config.h"
+
+namespace coach {
+
+struct Config : CoreConfig {
+  std::string db_path = "coach.db";
+  // Loopback by default: the proxy runs beside the server. Listen on
+  // 0.0.0.0:50051 to serve other hosts.
+  std::string grpc_listen = "127.0.0.1:50051";
+  // Concurrent calls per client connection (HTTP/2 streams).
+  int grpc_max_concurrent_streams = 4096;
+  // Empty: the admin RPCs are refused.
+  std::string admin_token;
+  OpenAiOptions openai;
+
+  // In-flight calls get this long to finish on SIGTERM/SIGINT.
+  absl::Duration shutdown_grace = absl::Seconds(10);
+  int sqlite_busy_timeout_ms = 5000;
+  int sqlite_reader_connections = 4;
+};
+
+}  // namespace coach
+
+#endif  // COACH_SERVER_APP_SERVER_CONFIG_H_
