@@ -68,8 +68,17 @@ struct UserTotals {
 // a user row created by a write starts on `new_user_plan` with its allowance.
 struct CreditTerms {
   std::string period;
-  std::map<Plan, int32_t> allowance;  // Plans absent here are unlimited.
+  // The monthly credits of each limited plan. A plan the domain leaves out
+  // is unlimited: read it through AllowanceOf, the one place that says so.
+  std::map<Plan, int32_t> allowance;
   Plan new_user_plan = Plan::kFree;
+
+  // The monthly credits of `plan`; nullopt when it is unlimited.
+  std::optional<int32_t> AllowanceOf(Plan plan) const {
+    const auto it = allowance.find(plan);
+    if (it == allowance.end()) return std::nullopt;
+    return it->second;
+  }
 };
 
 // One credit held for a send while the coach writes its reply.

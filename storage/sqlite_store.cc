@@ -89,11 +89,6 @@ absl::Time FromColumn(const SQLite::Column& c) {
   return absl::FromUnixMicros(c.getInt64());
 }
 
-int32_t AllowanceOf(const CreditTerms& terms, Plan plan) {
-  auto it = terms.allowance.find(plan);
-  return it == terms.allowance.end() ? 0 : it->second;
-}
-
 // --- Error handling: SQLiteCpp throws; the Store contract returns values. --
 
 absl::Status ErrorFromException(absl::string_view operation,
@@ -167,6 +162,12 @@ std::optional<SessionRecord> LoadSession(Connection& c,
 
 // --- Write helpers (called inside a write transaction) ----------------------
 
+// The credits column of a user on `plan` after a refill: its allowance, 0 on
+// an unlimited plan (where the column means nothing).
+int32_t RefilledCredits(const CreditTerms& terms, Plan plan) {
+  return terms.AllowanceOf(plan).value_or(0);
+}
+
 // Creates the user if unknown, then applies the monthly refill.
 UserRecord EnsureUser(Connection& c, absl::string_view user_id,
                       const CreditTerms& terms, absl::Time now) {
@@ -175,14 +176,14 @@ UserRecord EnsureUser(Connection& c, absl::string_view user_id,
       "VALUES (?1, ?2, 'ACTIVE', ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING");
   insert->bind(1, std::string(user_id));
   insert->bind(2, PlanName(terms.new_user_plan));
-  insert->bind(3, AllowanceOf(terms, terms.new_user_plan));
+  insert->bind(3, RefilledCredits(terms, terms.new_user_plan));
   insert->bind(4, terms.period);
   insert->bind(5, ToColumn(now));
   insert->exec();
 
   UserRecord user = *LoadUser(c, user_id);
   if (user.credit_period != terms.period) {
-    user.credits = AllowanceOf(terms, user.plan);
+    user.credits = RefilledCredits(terms, user.plan);
     user.credit_period = terms.period;
     Connection::Statement refill = c.Prepare(
         "UPDATE users SET credits = ?2, credit_period = ?3 WHERE id = ?1");
@@ -293,19 +294,18 @@ class SqliteStore::ReaderLease {
   std::unique_ptr<Connection> connection_;
 };
 
-namespace {
-
-// Runs `body(connection)` in one BEGIN IMMEDIATE transaction, committed only
-// if the body returns OK.
 template <typename Body>
-auto InWriteTransaction(Connection& c, Body&& body) -> decltype(body(c)) {
-  SQLite::Transaction txn(c.db(), SQLite::TransactionBehavior::IMMEDIATE);
-  auto result = body(c);
-  if (result.ok()) txn.commit();
-  return result;
+auto SqliteStore::Write(absl::string_view operation, Body&& body)
+    -> decltype(body(std::declval<Connection&>())) {
+  absl::MutexLock lock(&write_mu_);
+  return Guarded(operation, [&]() -> decltype(body(*writer_)) {
+    SQLite::Transaction txn(writer_->db(),
+                            SQLite::TransactionBehavior::IMMEDIATE);
+    auto result = body(*writer_);
+    if (result.ok()) txn.commit();
+    return result;
+  });
 }
-
-}  // namespace
 
 // --- Users ----------------------------------------------------------------------
 
@@ -322,21 +322,17 @@ absl::StatusOr<UserRecord> SqliteStore::SetPlan(absl::string_view user_id,
                                                 Plan plan,
                                                 const CreditTerms& terms,
                                                 absl::Time now) {
-  absl::MutexLock lock(&write_mu_);
-  return Guarded("set plan", [&] {
-    return InWriteTransaction(*writer_, [&](Connection& c)
-                                  -> absl::StatusOr<UserRecord> {
-      UserRecord user = EnsureUser(c, user_id, terms, now);
-      user.plan = plan;
-      user.credits = AllowanceOf(terms, plan);
-      Connection::Statement q = c.Prepare(
-          "UPDATE users SET plan = ?2, credits = ?3 WHERE id = ?1");
-      q->bind(1, user.id);
-      q->bind(2, PlanName(plan));
-      q->bind(3, user.credits);
-      q->exec();
-      return user;
-    });
+  return Write("set plan", [&](Connection& c) -> absl::StatusOr<UserRecord> {
+    UserRecord user = EnsureUser(c, user_id, terms, now);
+    user.plan = plan;
+    user.credits = RefilledCredits(terms, plan);
+    Connection::Statement q =
+        c.Prepare("UPDATE users SET plan = ?2, credits = ?3 WHERE id = ?1");
+    q->bind(1, user.id);
+    q->bind(2, PlanName(plan));
+    q->bind(3, user.credits);
+    q->exec();
+    return user;
   });
 }
 
@@ -345,25 +341,21 @@ absl::StatusOr<UserRecord> SqliteStore::AddCredits(absl::string_view user_id,
                                                    int32_t max_balance,
                                                    const CreditTerms& terms,
                                                    absl::Time now) {
-  absl::MutexLock lock(&write_mu_);
-  return Guarded("add credits", [&] {
-    return InWriteTransaction(*writer_, [&](Connection& c)
-                                  -> absl::StatusOr<UserRecord> {
-      UserRecord user = EnsureUser(c, user_id, terms, now);
-      // The sum is computed by SQLite in 64 bits: it cannot wrap.
-      Connection::Statement q = c.Prepare(
-          "UPDATE users SET credits = credits + ?2 "
-          "WHERE id = ?1 AND credits + ?2 <= ?3 RETURNING credits");
-      q->bind(1, user.id);
-      q->bind(2, credits);
-      q->bind(3, max_balance);
-      if (!q->executeStep()) {
-        return absl::OutOfRangeError(
-            absl::StrCat("balance would exceed ", max_balance));
-      }
-      user.credits = q->getColumn(0).getInt();
-      return user;
-    });
+  return Write("add credits", [&](Connection& c) -> absl::StatusOr<UserRecord> {
+    UserRecord user = EnsureUser(c, user_id, terms, now);
+    // The sum is computed by SQLite in 64 bits: it cannot wrap.
+    Connection::Statement q = c.Prepare(
+        "UPDATE users SET credits = credits + ?2 "
+        "WHERE id = ?1 AND credits + ?2 <= ?3 RETURNING credits");
+    q->bind(1, user.id);
+    q->bind(2, credits);
+    q->bind(3, max_balance);
+    if (!q->executeStep()) {
+      return absl::OutOfRangeError(
+          absl::StrCat("balance would exceed ", max_balance));
+    }
+    user.credits = q->getColumn(0).getInt();
+    return user;
   });
 }
 
@@ -386,41 +378,38 @@ absl::StatusOr<UserTotals> SqliteStore::CountUserActivity(
 absl::StatusOr<std::optional<CreditReservation>> SqliteStore::ReserveCredit(
     absl::string_view user_id, const CreditTerms& terms, absl::Time now,
     absl::Time expires_at) {
-  absl::MutexLock lock(&write_mu_);
-  return Guarded("reserve credit", [&] {
-    return InWriteTransaction(*writer_, [&](Connection& c)
-                                  -> absl::StatusOr<std::optional<CreditReservation>> {
-      UserRecord user = EnsureUser(c, user_id, terms, now);
-      Connection::Statement sweep = c.Prepare(
-          "DELETE FROM credit_reservations WHERE user_id = ?1 "
-          "AND expires_at <= ?2");
-      sweep->bind(1, user.id);
-      sweep->bind(2, ToColumn(now));
-      sweep->exec();
-      Connection::Statement held = c.Prepare(
-          "SELECT COUNT(*) FROM credit_reservations WHERE user_id = ?1");
-      held->bind(1, user.id);
-      held->executeStep();
-      if (user.credits - held->getColumn(0).getInt() <= 0) {
-        return std::optional<CreditReservation>();
-      }
-      Connection::Statement insert = c.Prepare(
-          "INSERT INTO credit_reservations (user_id, expires_at) "
-          "VALUES (?1, ?2)");
-      insert->bind(1, user.id);
-      insert->bind(2, ToColumn(expires_at));
-      insert->exec();
-      return std::optional<CreditReservation>(CreditReservation{
-          .id = c.db().getLastInsertRowid(), .user_id = user.id});
-    });
-  });
+  return Write(
+      "reserve credit",
+      [&](Connection& c) -> absl::StatusOr<std::optional<CreditReservation>> {
+        UserRecord user = EnsureUser(c, user_id, terms, now);
+        Connection::Statement sweep = c.Prepare(
+            "DELETE FROM credit_reservations WHERE user_id = ?1 "
+            "AND expires_at <= ?2");
+        sweep->bind(1, user.id);
+        sweep->bind(2, ToColumn(now));
+        sweep->exec();
+        Connection::Statement held = c.Prepare(
+            "SELECT COUNT(*) FROM credit_reservations WHERE user_id = ?1");
+        held->bind(1, user.id);
+        held->executeStep();
+        if (user.credits - held->getColumn(0).getInt() <= 0) {
+          return std::optional<CreditReservation>();
+        }
+        Connection::Statement insert = c.Prepare(
+            "INSERT INTO credit_reservations (user_id, expires_at) "
+            "VALUES (?1, ?2)");
+        insert->bind(1, user.id);
+        insert->bind(2, ToColumn(expires_at));
+        insert->exec();
+        return std::optional<CreditReservation>(CreditReservation{
+            .id = c.db().getLastInsertRowid(), .user_id = user.id});
+      });
 }
 
 absl::Status SqliteStore::ReleaseCredit(const CreditReservation& reservation) {
-  absl::MutexLock lock(&write_mu_);
-  return Guarded("release credit", [&]() -> absl::Status {
+  return Write("release credit", [&](Connection& c) -> absl::Status {
     Connection::Statement q =
-        writer_->Prepare("DELETE FROM credit_reservations WHERE id = ?1");
+        c.Prepare("DELETE FROM credit_reservations WHERE id = ?1");
     q->bind(1, reservation.id);
     q->exec();
     return absl::OkStatus();
@@ -432,13 +421,10 @@ absl::Status SqliteStore::ReleaseCredit(const CreditReservation& reservation) {
 absl::Status SqliteStore::CreateSession(const SessionRecord& session,
                                         const CreditTerms& terms,
                                         absl::Time now) {
-  absl::MutexLock lock(&write_mu_);
-  return Guarded("create session", [&] {
-    return InWriteTransaction(*writer_, [&](Connection& c) -> absl::Status {
-      EnsureUser(c, session.user_id, terms, now);
-      InsertSession(c, session);
-      return absl::OkStatus();
-    });
+  return Write("create session", [&](Connection& c) -> absl::Status {
+    EnsureUser(c, session.user_id, terms, now);
+    InsertSession(c, session);
+    return absl::OkStatus();
   });
 }
 
@@ -505,85 +491,76 @@ absl::StatusOr<std::vector<MessageRecord>> SqliteStore::ListRecentMessages(
 
 absl::StatusOr<SessionRecord> SqliteStore::RenameSession(
     absl::string_view session_id, absl::string_view title, absl::Time now) {
-  absl::MutexLock lock(&write_mu_);
-  return Guarded("rename session", [&] {
-    return InWriteTransaction(*writer_, [&](Connection& c)
-                                  -> absl::StatusOr<SessionRecord> {
-      Connection::Statement q = c.Prepare(
-          "UPDATE sessions SET title = ?2, updated_at = ?3 WHERE id = ?1");
-      q->bind(1, std::string(session_id));
-      q->bind(2, std::string(title));
-      q->bind(3, ToColumn(now));
-      if (q->exec() == 0) return absl::NotFoundError("session not found");
-      return *LoadSession(c, session_id);
-    });
-  });
+  return Write(
+      "rename session", [&](Connection& c) -> absl::StatusOr<SessionRecord> {
+        Connection::Statement q = c.Prepare(
+            "UPDATE sessions SET title = ?2, updated_at = ?3 WHERE id = ?1");
+        q->bind(1, std::string(session_id));
+        q->bind(2, std::string(title));
+        q->bind(3, ToColumn(now));
+        if (q->exec() == 0) return absl::NotFoundError("session not found");
+        return *LoadSession(c, session_id);
+      });
 }
 
 absl::Status SqliteStore::DeleteSession(absl::string_view session_id) {
-  absl::MutexLock lock(&write_mu_);
-  return Guarded("delete session", [&] {
-    return InWriteTransaction(*writer_, [&](Connection& c) -> absl::Status {
-      Connection::Statement messages =
-          c.Prepare("DELETE FROM messages WHERE session_id = ?1");
-      messages->bind(1, std::string(session_id));
-      messages->exec();
-      Connection::Statement session =
-          c.Prepare("DELETE FROM sessions WHERE id = ?1");
-      session->bind(1, std::string(session_id));
-      if (session->exec() == 0) return absl::NotFoundError("session not found");
-      return absl::OkStatus();
-    });
+  return Write("delete session", [&](Connection& c) -> absl::Status {
+    Connection::Statement messages =
+        c.Prepare("DELETE FROM messages WHERE session_id = ?1");
+    messages->bind(1, std::string(session_id));
+    messages->exec();
+    Connection::Statement session =
+        c.Prepare("DELETE FROM sessions WHERE id = ?1");
+    session->bind(1, std::string(session_id));
+    if (session->exec() == 0) return absl::NotFoundError("session not found");
+    return absl::OkStatus();
   });
 }
 
 absl::StatusOr<ExchangeResult> SqliteStore::CommitExchange(
     const Exchange& exchange) {
-  absl::MutexLock lock(&write_mu_);
-  return Guarded("commit exchange", [&] {
-    return InWriteTransaction(*writer_, [&](Connection& c)
-                                  -> absl::StatusOr<ExchangeResult> {
-      if (exchange.new_session.has_value()) {
-        EnsureUser(c, exchange.new_session->user_id, exchange.terms,
-                   exchange.now);
-        InsertSession(c, *exchange.new_session);
-      }
-      Connection::Statement touch = c.Prepare(
-          "UPDATE sessions SET last_message = ?2, "
-          "message_count = message_count + 2, updated_at = ?3 WHERE id = ?1");
-      touch->bind(1, exchange.session_id);
-      touch->bind(2, exchange.last_message);
-      touch->bind(3, ToColumn(exchange.now));
-      if (touch->exec() == 0) return absl::NotFoundError("session not found");
-      InsertMessage(c, exchange.user_message);
-      InsertMessage(c, exchange.assistant_message);
-
-      ExchangeResult result;
-      if (exchange.reservation.has_value()) {
-        const CreditReservation& reservation = *exchange.reservation;
-        Connection::Statement settle =
-            c.Prepare("DELETE FROM credit_reservations WHERE id = ?1");
-        settle->bind(1, reservation.id);
-        settle->exec();
-        const UserRecord user =
-            EnsureUser(c, reservation.user_id, exchange.terms, exchange.now);
-        // Moved to an unlimited plan while the coach was writing: nothing
-        // to charge.
-        if (!exchange.terms.allowance.contains(user.plan)) return result;
-        // Conditional: credits never go below zero, whatever happened to
-        // the reservation meanwhile (expired, an admin changed the plan).
-        Connection::Statement charge = c.Prepare(
-            "UPDATE users SET credits = credits - 1 "
-            "WHERE id = ?1 AND credits > 0 RETURNING credits");
-        charge->bind(1, reservation.user_id);
-        if (!charge->executeStep()) {
-          return absl::ResourceExhaustedError("no credit left to charge");
+  return Write(
+      "commit exchange", [&](Connection& c) -> absl::StatusOr<ExchangeResult> {
+        if (exchange.new_session.has_value()) {
+          EnsureUser(c, exchange.new_session->user_id, exchange.terms,
+                     exchange.now);
+          InsertSession(c, *exchange.new_session);
         }
-        result.remaining_credits = charge->getColumn(0).getInt();
-      }
-      return result;
-    });
-  });
+        Connection::Statement touch = c.Prepare(
+            "UPDATE sessions SET last_message = ?2, "
+            "message_count = message_count + 2, updated_at = ?3 WHERE id = ?1");
+        touch->bind(1, exchange.session_id);
+        touch->bind(2, exchange.last_message);
+        touch->bind(3, ToColumn(exchange.now));
+        if (touch->exec() == 0) return absl::NotFoundError("session not found");
+        InsertMessage(c, exchange.user_message);
+        InsertMessage(c, exchange.assistant_message);
+
+        ExchangeResult result;
+        if (exchange.reservation.has_value()) {
+          const CreditReservation& reservation = *exchange.reservation;
+          Connection::Statement settle =
+              c.Prepare("DELETE FROM credit_reservations WHERE id = ?1");
+          settle->bind(1, reservation.id);
+          settle->exec();
+          const UserRecord user =
+              EnsureUser(c, reservation.user_id, exchange.terms, exchange.now);
+          // Moved to an unlimited plan while the coach was writing: nothing
+          // to charge.
+          if (!exchange.terms.AllowanceOf(user.plan).has_value()) return result;
+          // Conditional: credits never go below zero, whatever happened to
+          // the reservation meanwhile (expired, an admin changed the plan).
+          Connection::Statement charge = c.Prepare(
+              "UPDATE users SET credits = credits - 1 "
+              "WHERE id = ?1 AND credits > 0 RETURNING credits");
+          charge->bind(1, reservation.user_id);
+          if (!charge->executeStep()) {
+            return absl::ResourceExhaustedError("no credit left to charge");
+          }
+          result.remaining_credits = charge->getColumn(0).getInt();
+        }
+        return result;
+      });
 }
 
 }  // namespace coach

@@ -11,6 +11,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -71,6 +72,12 @@ class SqliteStore final : public Store {
 
   std::unique_ptr<Connection> AcquireReader();
   void ReleaseReader(std::unique_ptr<Connection> connection);
+  // Every write: runs `body(writer)` under write_mu_ in one BEGIN IMMEDIATE
+  // transaction, committed only if it returns OK; a SQLite exception
+  // becomes a Status naming `operation`.
+  template <typename Body>
+  auto Write(absl::string_view operation, Body&& body)
+      -> decltype(body(std::declval<Connection&>()));
 
   absl::Mutex write_mu_;
   std::unique_ptr<Connection> writer_ ABSL_GUARDED_BY(write_mu_);

@@ -97,12 +97,12 @@ absl::Status Chat::DeleteSession(absl::string_view session_id,
   return ToPublicError(deleted, "delete session");
 }
 
-absl::StatusOr<std::optional<CreditReservation>> Chat::ReserveCredit(
-    absl::string_view user_id, absl::Time now) {
+absl::StatusOr<CreditHold> Chat::HoldCredit(absl::string_view user_id,
+                                            absl::Time now) {
   auto user = store_.FindUser(user_id);
   if (!user.ok()) return ToPublicError(user.status(), "find user");
   const Plan plan = user->has_value() ? (*user)->plan : Plan::kFree;
-  if (credits_.IsUnlimited(plan)) return std::optional<CreditReservation>();
+  if (credits_.IsUnlimited(plan)) return CreditHold();
   auto reservation =
       store_.ReserveCredit(user_id, credits_.TermsAt(now), now,
                            now + config_.credit_reservation_ttl);
@@ -110,16 +110,7 @@ absl::StatusOr<std::optional<CreditReservation>> Chat::ReserveCredit(
     return ToPublicError(reservation.status(), "reserve credit");
   }
   if (!reservation->has_value()) return NoCreditsError();
-  return reservation;
-}
-
-void Chat::Release(const std::optional<CreditReservation>& reservation) {
-  if (!reservation.has_value()) return;
-  if (absl::Status released = store_.ReleaseCredit(*reservation);
-      !released.ok()) {
-    LogWarning("release credit %d failed (it will expire): %s",
-               reservation->id, released.ToString());
-  }
+  return CreditHold(store_, **std::move(reservation));
 }
 
 absl::Status Chat::CheckCallerWaits(const Caller& caller) const {
@@ -172,7 +163,7 @@ absl::StatusOr<Chat::PendingSend> Chat::BeginSend(absl::string_view user_id,
                       .new_session = std::nullopt,
                       .text = std::move(text),
                       .started = clock_.Now(),
-                      .reservation = std::nullopt};
+                      .hold = CreditHold()};
   if (session_id.empty()) {
     pending.new_session =
         SessionRecord{.id = NewRandomId(),
@@ -190,18 +181,14 @@ absl::StatusOr<Chat::PendingSend> Chat::BeginSend(absl::string_view user_id,
   }
 
   // Credits are checked, and one is held, before the coach is asked.
-  COACH_ASSIGN_OR_RETURN(pending.reservation,
-                         ReserveCredit(user_id, pending.started));
+  COACH_ASSIGN_OR_RETURN(pending.hold, HoldCredit(user_id, pending.started));
 
   // The conversation so far, then the new message; no transaction is open
   // while the coach writes.
   if (!pending.new_session.has_value()) {
     auto recent = store_.ListRecentMessages(
         pending.session_id, config_.limits.coach_context_messages);
-    if (!recent.ok()) {
-      Release(pending.reservation);
-      return ToPublicError(recent.status(), "list messages");
-    }
+    if (!recent.ok()) return ToPublicError(recent.status(), "list messages");
     for (MessageRecord& m : *recent) {
       request.conversation.push_back(
           CoachTurn{.role = m.role, .content = std::move(m.content)});
@@ -215,8 +202,11 @@ absl::StatusOr<Chat::PendingSend> Chat::BeginSend(absl::string_view user_id,
 absl::StatusOr<SendResult> Chat::FinishSend(PendingSend pending,
                                             const Caller& caller,
                                             absl::StatusOr<CoachReply> reply) {
+  // Local, so that whatever the outcome it is settled before this returns
+  // (and so before the caller hears of it), not when the caller's
+  // expression ends.
+  CreditHold hold = std::move(pending.hold);
   if (!reply.ok()) {
-    Release(pending.reservation);
     // The coach stopped because the caller left: say that, not AI trouble.
     COACH_RETURN_IF_ERROR(CheckCallerWaits(caller));
     // A reasoned error (e.g. CONTENT_FILTERED) is meant for the user.
@@ -228,7 +218,6 @@ absl::StatusOr<SendResult> Chat::FinishSend(PendingSend pending,
                : InternalError();
   }
   if (TrimSpaces(reply->content).empty() || !IsValidUtf8(reply->content)) {
-    Release(pending.reservation);
     LogWarning("coach reply rejected: empty or not UTF-8");
     return InternalError();
   }
@@ -255,25 +244,22 @@ absl::StatusOr<SendResult> Chat::FinishSend(PendingSend pending,
   exchange.last_message =
       Shorten(exchange.assistant_message.content,
               static_cast<size_t>(config_.limits.preview_length));
-  exchange.reservation = pending.reservation;
+  exchange.reservation = hold.reservation();
   exchange.terms = credits_.TermsAt(replied);
   exchange.now = replied;
 
   // The caller gave up while the coach wrote: nothing stored, nothing
   // charged, as for any reply the user does not get.
-  if (absl::Status waiting = CheckCallerWaits(caller); !waiting.ok()) {
-    Release(pending.reservation);
-    return waiting;
-  }
+  COACH_RETURN_IF_ERROR(CheckCallerWaits(caller));
   absl::StatusOr<ExchangeResult> committed = store_.CommitExchange(exchange);
   if (!committed.ok()) {
-    Release(pending.reservation);
     // The session was deleted, or the credit taken back (an admin change),
     // while the coach was writing.
     if (absl::IsNotFound(committed.status())) return SessionNotFoundError();
     if (absl::IsResourceExhausted(committed.status())) return NoCreditsError();
     return ToPublicError(committed.status(), "commit exchange");
   }
+  hold.Consume();  // the commit charged it and removed the hold
   return SendResult{.session_id = pending.session_id,
                     .user_message = std::move(exchange.user_message),
                     .assistant_message = std::move(exchange.assistant_message),

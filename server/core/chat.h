@@ -123,7 +123,8 @@ class Chat {
     std::optional<SessionRecord> new_session;
     std::string text;  // the validated message
     absl::Time started;
-    std::optional<CreditReservation> reservation;
+    // Given back by any path that does not commit the exchange.
+    CreditHold hold;
   };
   // Validates, checks the session and holds a credit; fills `request` with
   // the conversation for the coach.
@@ -132,7 +133,8 @@ class Chat {
                                         absl::string_view message,
                                         const Caller& caller,
                                         CoachRequest& request);
-  // Stores and charges the exchange, or releases the credit.
+  // Stores and charges the exchange; on any failure the credit held is given
+  // back before this returns.
   absl::StatusOr<SendResult> FinishSend(PendingSend pending,
                                         const Caller& caller,
                                         absl::StatusOr<CoachReply> reply);
@@ -140,14 +142,11 @@ class Chat {
   // Loads a session and checks that `user_id` (when not empty) owns it.
   absl::StatusOr<SessionRecord> LoadOwnedSession(absl::string_view session_id,
                                                  absl::string_view user_id);
-  // Holds one credit for a send; nullopt on an unlimited plan.
-  absl::StatusOr<std::optional<CreditReservation>> ReserveCredit(
-      absl::string_view user_id, absl::Time now);
+  // Holds one credit for a send; an empty hold on an unlimited plan.
+  absl::StatusOr<CreditHold> HoldCredit(absl::string_view user_id,
+                                        absl::Time now);
   // DEADLINE_EXCEEDED or CANCELLED if `caller` no longer waits.
   absl::Status CheckCallerWaits(const Caller& caller) const;
-  // Gives a held credit back after a failed send; a failure here is only
-  // logged (the reservation expires on its own).
-  void Release(const std::optional<CreditReservation>& reservation);
 
   const CoreConfig& config_;
   Store& store_;

@@ -1,13 +1,19 @@
 #include "server/core/credits.h"
 
+#include "base/log.h"
+
 namespace coach {
 
+CreditPolicy::CreditPolicy(const PlanCredits& plans) {
+  // PREMIUM has no allowance: it is unlimited.
+  terms_.allowance = {{Plan::kFree, plans.free_monthly_credits},
+                      {Plan::kBasic, plans.basic_monthly_credits}};
+  terms_.new_user_plan = Plan::kFree;
+}
+
 CreditTerms CreditPolicy::TermsAt(absl::Time now) const {
-  CreditTerms terms;
+  CreditTerms terms = terms_;
   terms.period = absl::FormatTime("%Y-%m", now, absl::UTCTimeZone());
-  terms.allowance = {{Plan::kFree, plans_.free_monthly_credits},
-                     {Plan::kBasic, plans_.basic_monthly_credits}};
-  terms.new_user_plan = Plan::kFree;
   return terms;
 }
 
@@ -15,11 +21,38 @@ std::optional<int32_t> CreditPolicy::RemainingCredits(
     const std::optional<UserRecord>& user, absl::Time now) const {
   const CreditTerms terms = TermsAt(now);
   const Plan plan = user.has_value() ? user->plan : terms.new_user_plan;
-  if (IsUnlimited(plan)) return std::nullopt;
+  const std::optional<int32_t> allowance = terms.AllowanceOf(plan);
+  if (!allowance.has_value()) return std::nullopt;  // unlimited
   if (!user.has_value() || user->credit_period != terms.period) {
-    return terms.allowance.at(plan);
+    return allowance;
   }
   return user->credits;
+}
+
+CreditHold::CreditHold(CreditHold&& other) noexcept
+    : store_(other.store_), reservation_(std::move(other.reservation_)) {
+  other.reservation_.reset();
+}
+
+CreditHold& CreditHold::operator=(CreditHold&& other) noexcept {
+  if (this != &other) {
+    Release();
+    store_ = other.store_;
+    reservation_ = std::move(other.reservation_);
+    other.reservation_.reset();
+  }
+  return *this;
+}
+
+void CreditHold::Release() {
+  if (!reservation_.has_value()) return;
+  const CreditReservation reservation = *std::move(reservation_);
+  reservation_.reset();
+  if (absl::Status released = store_->ReleaseCredit(reservation);
+      !released.ok()) {
+    LogWarning("release credit %d failed (it will expire): %s", reservation.id,
+               released.ToString());
+  }
 }
 
 }  // namespace coach
