@@ -1,0 +1,295 @@
+#include "server/auth/jwt_verifier.h"
+
+#include <cjose/cjose.h>
+#include <sys/stat.h>
+
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "base/log.h"
+
+namespace coach {
+namespace {
+
+using nlohmann::json;
+
+struct JwkDeleter {
+  void operator()(cjose_jwk_t* jwk) const { cjose_jwk_release(jwk); }
+};
+using JwkPtr = std::unique_ptr<cjose_jwk_t, JwkDeleter>;
+
+struct JwsDeleter {
+  void operator()(cjose_jws_t* jws) const { cjose_jws_release(jws); }
+};
+using JwsPtr = std::unique_ptr<cjose_jws_t, JwsDeleter>;
+
+absl::Status Refused(absl::string_view why) {
+  return absl::UnauthenticatedError(absl::StrCat("jwt: ", why));
+}
+
+// The kind of key each accepted algorithm is checked with.
+struct Algorithm {
+  absl::string_view name;
+  cjose_jwk_kty_t kty;
+};
+constexpr Algorithm kAlgorithms[] = {
+    {"HS256", CJOSE_JWK_KTY_OCT},
+    {"RS256", CJOSE_JWK_KTY_RSA},
+    {"ES256", CJOSE_JWK_KTY_EC},
+};
+
+const Algorithm* FindAlgorithm(absl::string_view name) {
+  for (const Algorithm& algorithm : kAlgorithms) {
+    if (algorithm.name == name) return &algorithm;
+  }
+  return nullptr;
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
+  std::ostringstream content;
+  content << in.rdbuf();
+  return content.str();
+}
+
+// A claim holding a NumericDate (seconds since the epoch), if present.
+absl::StatusOr<std::optional<absl::Time>> TimeClaim(const json& claims,
+                                                    const char* name) {
+  if (!claims.contains(name)) return std::nullopt;
+  const json& value = claims[name];
+  if (!value.is_number()) {
+    return Refused(absl::StrCat("claim ", name, " is not a number"));
+  }
+  return absl::FromUnixSeconds(0) + absl::Seconds(value.get<double>());
+}
+
+}  // namespace
+
+// The keys one token may be checked with: kid -> key (the secret has the
+// empty kid).
+struct JwtVerifier::Keys {
+  std::map<std::string, JwkPtr, std::less<>> by_kid;
+};
+
+JwtVerifier::JwtVerifier(const JwtOptions& options) : options_(options) {}
+JwtVerifier::~JwtVerifier() = default;
+
+absl::StatusOr<std::unique_ptr<JwtVerifier>> JwtVerifier::Create(
+    const JwtOptions& options) {
+  if (options.hs256_secret.empty() && options.jwks_file.empty()) {
+    return absl::InvalidArgumentError(
+        "jwt: set a secret (HS256) or a JWKS file (RS256/ES256)");
+  }
+  std::unique_ptr<JwtVerifier> verifier(new JwtVerifier(options));
+  if (!options.hs256_secret.empty()) {
+    cjose_err err;
+    JwkPtr key(cjose_jwk_create_oct_spec(
+        reinterpret_cast<const uint8_t*>(options.hs256_secret.data()),
+        options.hs256_secret.size(), &err));
+    if (key == nullptr) {
+      return absl::InternalError(
+          absl::StrCat("jwt: secret key: ", err.message));
+    }
+    auto keys = std::make_shared<Keys>();
+    keys->by_kid.emplace("", std::move(key));
+    verifier->secret_ = std::move(keys);
+  }
+  if (!options.jwks_file.empty()) {
+    absl::MutexLock lock(&verifier->mu_);
+    verifier->RefreshJwks();
+    if (verifier->jwks_ == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "jwt: cannot read the JWKS file ", options.jwks_file));
+    }
+  }
+  return verifier;
+}
+
+absl::StatusOr<std::shared_ptr<const JwtVerifier::Keys>> JwtVerifier::ReadJwks(
+    const std::string& path) {
+  absl::StatusOr<std::string> text = ReadFile(path);
+  if (!text.ok()) return text.status();
+  const json jwks = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (!jwks.is_object() || !jwks.contains("keys") ||
+      !jwks["keys"].is_array()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("jwt: ", path, " is not a JWKS ({\"keys\": [...]})"));
+  }
+  auto keys = std::make_shared<Keys>();
+  for (const json& entry : jwks["keys"]) {
+    const auto text_of = [&](const char* name) {
+      return entry.is_object() && entry.contains(name) &&
+                     entry[name].is_string()
+                 ? entry[name].get<std::string>()
+                 : std::string();
+    };
+    const std::string kid = text_of("kid");
+    const std::string kty = text_of("kty");
+    const std::string use = text_of("use");
+    const std::string alg = text_of("alg");
+    if (kid.empty() || (kty != "RSA" && kty != "EC") ||
+        (!use.empty() && use != "sig") ||
+        (!alg.empty() && alg != (kty == "RSA" ? "RS256" : "ES256")) ||
+        entry.contains("d")) {
+      LogWarning("jwt: %s: key \"%s\" skipped (needs a kid, kty RSA or EC, "
+                 "use sig, alg RS256/ES256, and no private part)",
+                 path, kid);
+      continue;
+    }
+    const std::string jwk_json = entry.dump();
+    cjose_err err;
+    JwkPtr key(cjose_jwk_import(jwk_json.data(), jwk_json.size(), &err));
+    if (key == nullptr ||
+        (kty == "EC" && cjose_jwk_EC_get_curve(key.get(), &err) !=
+                            CJOSE_JWK_EC_P_256)) {
+      LogWarning("jwt: %s: key \"%s\" skipped (%s)", path, kid,
+                 key == nullptr ? err.message : "EC keys must be P-256");
+      continue;
+    }
+    keys->by_kid.insert_or_assign(kid, std::move(key));
+  }
+  return keys;
+}
+
+std::shared_ptr<const JwtVerifier::Keys> JwtVerifier::CurrentKeys(
+    absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  // At most one look at the file per interval, whatever the tokens: one
+  // naming unknown kids cannot make us read it on every request.
+  if (options_.jwks_file.empty() || now < next_check_) return jwks_;
+  next_check_ = now + options_.jwks_check_interval;
+  RefreshJwks();
+  return jwks_;
+}
+
+void JwtVerifier::RefreshJwks() {
+  struct stat info {};
+  if (stat(options_.jwks_file.c_str(), &info) != 0) {
+    LogWarning("jwt: %s: cannot stat; keeping the keys read before",
+               options_.jwks_file);
+    return;
+  }
+  const int64_t mtime_ns =
+      int64_t{info.st_mtim.tv_sec} * 1000000000 + info.st_mtim.tv_nsec;
+  if (mtime_ns == jwks_mtime_ns_ && info.st_size == jwks_size_) return;
+  auto keys = ReadJwks(options_.jwks_file);
+  if (!keys.ok()) {
+    LogWarning("jwt: %s; keeping the keys read before",
+               keys.status().message());
+    return;
+  }
+  jwks_mtime_ns_ = mtime_ns;
+  jwks_size_ = info.st_size;
+  const bool first = jwks_ == nullptr;
+  jwks_ = *std::move(keys);
+  if (!first) {
+    LogInfo("jwt: %s re-read (%d keys)", options_.jwks_file,
+            static_cast<int>(jwks_->by_kid.size()));
+  }
+}
+
+absl::StatusOr<VerifiedToken> JwtVerifier::Verify(absl::string_view token,
+                                                  absl::Time now) {
+  if (token.empty()) return Refused("empty token");
+  if (token.size() > options_.max_token_bytes) return Refused("token too long");
+  cjose_err err;
+  JwsPtr jws(cjose_jws_import(token.data(), token.size(), &err));
+  if (jws == nullptr) return Refused(absl::StrCat("malformed: ", err.message));
+  cjose_header_t* header = cjose_jws_get_protected(jws.get());
+  const char* alg_text =
+      header == nullptr ? nullptr : cjose_header_get(header, CJOSE_HDR_ALG, &err);
+  const char* kid_text =
+      header == nullptr ? nullptr : cjose_header_get(header, CJOSE_HDR_KID, &err);
+  const absl::string_view kid = kid_text == nullptr ? "" : kid_text;
+  const Algorithm* algorithm =
+      FindAlgorithm(alg_text == nullptr ? "" : alg_text);
+  if (algorithm == nullptr) {
+    return Refused(absl::StrCat("algorithm \"",
+                                alg_text == nullptr ? "" : alg_text,
+                                "\" not accepted"));
+  }
+
+  // The key: chosen by the algorithm's family, never by the token alone.
+  std::shared_ptr<const Keys> keys;
+  const cjose_jwk_t* key = nullptr;
+  if (algorithm->kty == CJOSE_JWK_KTY_OCT) {
+    if (secret_ == nullptr) return Refused("HS256 without a configured secret");
+    keys = secret_;
+    key = keys->by_kid.begin()->second.get();
+  } else {
+    if (kid.empty()) return Refused("asymmetric token without kid");
+    // A rotated key is seen within one check interval.
+    keys = CurrentKeys(now);
+    if (keys == nullptr) return Refused("no JWKS configured");
+    const auto found = keys->by_kid.find(kid);
+    if (found == keys->by_kid.end()) return Refused("unknown kid");
+    key = found->second.get();
+    if (cjose_jwk_get_kty(key, &err) != algorithm->kty) {
+      return Refused("algorithm does not match the key's type");
+    }
+  }
+  if (!cjose_jws_verify(jws.get(), key, &err)) return Refused("bad signature");
+
+  uint8_t* payload = nullptr;
+  size_t payload_len = 0;
+  if (!cjose_jws_get_plaintext(jws.get(), &payload, &payload_len, &err)) {
+    return Refused("no payload");
+  }
+  const json claims = json::parse(
+      absl::string_view(reinterpret_cast<const char*>(payload), payload_len),
+      nullptr, /*allow_exceptions=*/false);
+  if (!claims.is_object()) return Refused("claims are not a JSON object");
+
+  auto expires = TimeClaim(claims, "exp");
+  if (!expires.ok()) return expires.status();
+  if (!expires->has_value()) return Refused("no exp claim");
+  if (now > **expires + options_.leeway) return Refused("expired");
+  auto not_before = TimeClaim(claims, "nbf");
+  if (!not_before.ok()) return not_before.status();
+  if (not_before->has_value() && now + options_.leeway < **not_before) {
+    return Refused("not yet valid");
+  }
+  if (!options_.issuer.empty() &&
+      !(claims.contains("iss") && claims["iss"].is_string() &&
+        claims["iss"].get<std::string>() == options_.issuer)) {
+    return Refused("wrong issuer");
+  }
+  if (!options_.audience.empty()) {
+    bool audience_ok = false;
+    if (claims.contains("aud")) {
+      const json& aud = claims["aud"];
+      if (aud.is_string()) audience_ok = aud.get<std::string>() == options_.audience;
+      if (aud.is_array()) {
+        for (const json& one : aud) {
+          audience_ok = audience_ok ||
+                        (one.is_string() && one.get<std::string>() == options_.audience);
+        }
+      }
+    }
+    if (!audience_ok) return Refused("wrong audience");
+  }
+  VerifiedToken verified;
+  if (!claims.contains(options_.user_claim) ||
+      !claims[options_.user_claim].is_string() ||
+      claims[options_.user_claim].get<std::string>().empty()) {
+    return Refused(absl::StrCat("no user in claim ", options_.user_claim));
+  }
+  verified.user_id = claims[options_.user_claim].get<std::string>();
+  if (claims.contains("scope") && claims["scope"].is_string()) {
+    verified.scopes = absl::StrSplit(claims["scope"].get<std::string>(), ' ',
+                                     absl::SkipEmpty());
+  } else if (claims.contains("scp") && claims["scp"].is_array()) {
+    for (const json& scope : claims["scp"]) {
+      if (scope.is_string()) verified.scopes.push_back(scope.get<std::string>());
+    }
+  }
+  return verified;
+}
+
+}  // namespace coach
