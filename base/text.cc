@@ -3,6 +3,12 @@
 #include <algorithm>
 #include <cstdint>
 
+#include <unicode/normalizer2.h>
+#include <unicode/uchar.h>
+#include <unicode/unistr.h>
+#include <unicode/utf8.h>
+
+#include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
 
 namespace coach {
@@ -54,7 +60,52 @@ size_t SpaceLength(absl::string_view text, size_t i) {
   return 0;
 }
 
+// True if some code point of valid UTF-8 `text` satisfies `test`.
+bool AnyCodePoint(absl::string_view text,
+                  absl::FunctionRef<bool(UChar32)> test) {
+  const auto* bytes = reinterpret_cast<const uint8_t*>(text.data());
+  const int32_t length = static_cast<int32_t>(text.size());
+  for (int32_t i = 0; i < length;) {
+    UChar32 c;
+    U8_NEXT(bytes, i, length, c);
+    if (c >= 0 && test(c)) return true;
+  }
+  return false;
+}
+
 }  // namespace
+
+bool IsNfc(absl::string_view text) {
+  UErrorCode status = U_ZERO_ERROR;
+  const icu::Normalizer2* nfc = icu::Normalizer2::getNFCInstance(status);
+  if (U_FAILURE(status)) return false;
+  const icu::UnicodeString unicode = icu::UnicodeString::fromUTF8(
+      icu::StringPiece(text.data(), static_cast<int32_t>(text.size())));
+  const bool normalized = nfc->isNormalized(unicode, status);
+  return U_SUCCESS(status) && normalized;
+}
+
+bool HasControlCharacter(absl::string_view text, absl::string_view allowed) {
+  return AnyCodePoint(text, [&](UChar32 c) {
+    return u_charType(c) == U_CONTROL_CHAR &&
+           !(c < 0x80 && allowed.find(static_cast<char>(c)) !=
+                             absl::string_view::npos);
+  });
+}
+
+bool HasInvisibleCharacter(absl::string_view text) {
+  return AnyCodePoint(text, [](UChar32 c) {
+    switch (u_charType(c)) {
+      case U_CONTROL_CHAR:
+      case U_FORMAT_CHAR:
+      case U_LINE_SEPARATOR:
+      case U_PARAGRAPH_SEPARATOR:
+        return true;
+      default:
+        return false;
+    }
+  });
+}
 
 bool IsValidUtf8(absl::string_view text) {
   for (size_t i = 0; i < text.size();) {

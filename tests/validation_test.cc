@@ -79,6 +79,37 @@ TEST_F(ValidationTest, UserIdInvalidUtf8IsRefused) {
   ExpectInvalid(ValidateUserId("\xC0\xAF", limits_), "userId");  // overlong
 }
 
+// Look-alike ids must not be distinct users with fresh credits each.
+TEST_F(ValidationTest, UserIdWithInvisibleCharactersIsRefused) {
+  for (const std::string& id :
+       {std::string("alice\u200d"), std::string("ali\u2060ce"),
+        std::string("\ufeffalice"), std::string("alice\u200e"),
+        std::string("ali\u2028ce"), std::string("ali\u2029ce"),
+        std::string("ali\u0085ce"), std::string("alice\x7f")}) {
+    ExpectInvalid(ValidateUserId(id, limits_), "userId");
+  }
+}
+
+TEST_F(ValidationTest, UserIdMustBeNfc) {
+  // "é" composed is fine; "e" + U+0301 (the same on screen) is refused.
+  EXPECT_TRUE(ValidateUserId("zoé", limits_).ok());
+  ExpectInvalid(ValidateUserId("alic" "e\u0301", limits_), "userId");
+  EXPECT_TRUE(ValidateUserId("\u5f20\u4e09", limits_).ok());  // 张三
+}
+
+TEST_F(ValidationTest, MessageAndTitleRefuseControlCharactersButLineBreaks) {
+  EXPECT_TRUE(ValidateMessage("Ligne 1\nLigne 2\r\n\tfin", limits_).ok());
+  // Emoji sequences are joined by U+200D: prose keeps format characters.
+  EXPECT_TRUE(ValidateMessage("Famille \U0001F468\u200d\U0001F469", limits_)
+                  .ok());
+  for (const std::string& bad :
+       {std::string("avant\0après", 12), std::string("a\x1b[31mrouge"),
+        std::string("a\x07" "b"), std::string("a\u0085b")}) {
+    ExpectInvalid(ValidateMessage(bad, limits_).status(), "message");
+    ExpectInvalid(ValidateTitle(bad, limits_).status(), "title");
+  }
+}
+
 TEST_F(ValidationTest, OptionalUserIdAllowsEmptyButNotBlankOrBad) {
   EXPECT_TRUE(ValidateOptionalUserId("", limits_).ok());
   EXPECT_TRUE(ValidateOptionalUserId("user123", limits_).ok());

@@ -51,6 +51,22 @@ absl::StatusOr<std::string> ValidateText(absl::string_view field,
   return std::string(trimmed);
 }
 
+// Checks text people write (a message, a title): as ValidateText, and no
+// control character but tab and newline (a NUL, an escape sequence).
+// Format characters stay: emoji sequences are joined by U+200D.
+absl::StatusOr<std::string> ValidateProse(absl::string_view field,
+                                          absl::string_view value, int max) {
+  COACH_ASSIGN_OR_RETURN(std::string text, ValidateText(field, value, max));
+  if (HasControlCharacter(text, "\t\n\r")) {
+    return InvalidArgumentError(
+        field, absl::StrCat("Le champ ", Quoted(field),
+                            " contient un caractère de contrôle (seuls la "
+                            "tabulation et le retour à la ligne sont "
+                            "acceptés)."));
+  }
+  return text;
+}
+
 }  // namespace
 
 absl::Status ValidateUserId(absl::string_view user_id, const Limits& limits) {
@@ -63,11 +79,19 @@ absl::Status ValidateUserId(absl::string_view user_id, const Limits& limits) {
         "userId", "Le champ « userId » ne doit ni commencer ni finir par un "
                   "espace.");
   }
-  for (const char c : user_id) {
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) {
-      return InvalidArgumentError(
-          "userId", "Le champ « userId » contient un caractère de contrôle.");
-    }
+  // Nor may two ids that look alike differ by an invisible character
+  // ("alice" + a zero-width joiner) or by how an accent is encoded ("e" +
+  // U+0301 against "é"): such an id is refused, not normalised, so that no
+  // two stored ids can ever become one.
+  if (HasInvisibleCharacter(user_id)) {
+    return InvalidArgumentError(
+        "userId", "Le champ « userId » contient un caractère de contrôle ou "
+                  "invisible.");
+  }
+  if (!IsNfc(user_id)) {
+    return InvalidArgumentError(
+        "userId", "Le champ « userId » doit être en forme normalisée "
+                  "Unicode NFC (accents composés).");
   }
   return absl::OkStatus();
 }
@@ -86,12 +110,12 @@ absl::Status ValidateSessionId(absl::string_view session_id,
 
 absl::StatusOr<std::string> ValidateMessage(absl::string_view message,
                                             const Limits& limits) {
-  return ValidateText("message", message, limits.max_message_length);
+  return ValidateProse("message", message, limits.max_message_length);
 }
 
 absl::StatusOr<std::string> ValidateTitle(absl::string_view title,
                                           const Limits& limits) {
-  return ValidateText("title", title, limits.max_title_length);
+  return ValidateProse("title", title, limits.max_title_length);
 }
 
 absl::StatusOr<int> ValidateHistoryLimit(std::optional<int> limit,
