@@ -325,13 +325,13 @@ TEST(HttpErrorsTest, ChannelFailureGetsGenericFrenchMessage) {
 
 TEST(HttpErrorsTest, MakeHttpErrorHasTheDocumentedShape) {
   const HttpError error =
-      MakeHttpError(404, proxy_reason::kRouteNotFound, "Aucune route GET /x.");
+      MakeHttpError(404, v1::ROUTE_NOT_FOUND, "Aucune route GET /x.");
   EXPECT_EQ(error.status, 404);
   EXPECT_EQ(error.body,
             R"({"error":"Route inconnue","code":"ROUTE_NOT_FOUND",)"
             R"("message":"Aucune route GET /x."})");
   // Invalid UTF-8 in a message is replaced, never thrown.
-  const HttpError bad = MakeHttpError(400, proxy_reason::kInvalidArgument,
+  const HttpError bad = MakeHttpError(400, v1::INVALID_ARGUMENT,
                                       "Aucune route GET /\xff.");
   EXPECT_EQ(bad.status, 400);
   EXPECT_NE(bad.body.find("\"code\":\"INVALID_ARGUMENT\""), std::string::npos);
