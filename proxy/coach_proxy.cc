@@ -108,12 +108,12 @@ void CoachProxy::Configure() {
     const std::string transfer = request.get_header_value("Transfer-Encoding");
     const std::string encoding = request.get_header_value("Content-Encoding");
     if (!transfer.empty() && transfer != "identity") {
-      Reply(response, MakeHttpError(411, proxy_reason::kLengthRequired,
+      Reply(response, MakeHttpError(411, v1::LENGTH_REQUIRED,
                                     "Le corps de la requête doit avoir un "
                                     "Content-Length (pas d'envoi par "
                                     "morceaux)."));
     } else if (!encoding.empty() && encoding != "identity") {
-      Reply(response, MakeHttpError(415, proxy_reason::kUnsupportedEncoding,
+      Reply(response, MakeHttpError(415, v1::UNSUPPORTED_ENCODING,
                                     "Le corps de la requête ne doit pas être "
                                     "compressé."));
     } else {
@@ -143,15 +143,15 @@ void CoachProxy::Configure() {
     const std::string request_id = RequestIdOf(request);
     response.set_header(kRequestIdHeader, request_id);
     std::string message = "Requête HTTP invalide.";
-    absl::string_view reason = proxy_reason::kInvalidArgument;
+    v1::ErrorReason reason = v1::INVALID_ARGUMENT;
     if (response.status == 413) {
-      reason = proxy_reason::kPayloadTooLarge;
+      reason = v1::PAYLOAD_TOO_LARGE;
       message = absl::StrCat("Le corps de la requête dépasse ",
                              config_.max_body_bytes, " octets.");
     } else if (response.status == 414) {
       message = "L'URL de la requête est trop longue.";
     } else if (response.status >= 500) {
-      reason = proxy_reason::kInternal;
+      reason = v1::INTERNAL;
       message = "Erreur serveur. Réessayez plus tard.";
     }
     Reply(response, MakeHttpError(response.status, reason, message));
@@ -167,7 +167,7 @@ void CoachProxy::Configure() {
                                 httplib::Response& response,
                                 std::exception_ptr) {
     LogError("unexpected exception in a request handler");
-    Reply(response, MakeHttpError(500, proxy_reason::kInternal,
+    Reply(response, MakeHttpError(500, v1::INTERNAL,
                                   "Erreur serveur. Réessayez plus tard."));
   });
 }
@@ -212,13 +212,13 @@ void CoachProxy::Handle(const httplib::Request& request,
   if (match.route == nullptr) {
     if (match.allowed_methods.empty()) {
       Reply(response,
-            MakeHttpError(404, proxy_reason::kRouteNotFound,
+            MakeHttpError(404, v1::ROUTE_NOT_FOUND,
                           absl::StrCat("Aucune route ", request.method, " ",
                                        request.path, ".")));
     } else {
       response.set_header("Allow", absl::StrJoin(match.allowed_methods, ", "));
       Reply(response,
-            MakeHttpError(405, proxy_reason::kMethodNotAllowed,
+            MakeHttpError(405, v1::METHOD_NOT_ALLOWED,
                           absl::StrCat("Méthode ", request.method,
                                        " non autorisée sur ", request.path,
                                        " (autorisées : ",
@@ -230,7 +230,7 @@ void CoachProxy::Handle(const httplib::Request& request,
     auto upstream_request =
         RequestFromHttp(route, match.bindings, request.params, request.body);
     if (!upstream_request.ok()) {
-      Reply(response, MakeHttpError(400, proxy_reason::kInvalidArgument,
+      Reply(response, MakeHttpError(400, v1::INVALID_ARGUMENT,
                                     upstream_request.status().message()));
     } else {
       std::unique_ptr<google::protobuf::Message> upstream_response(
@@ -252,7 +252,7 @@ void CoachProxy::Handle(const httplib::Request& request,
         response.status = 200;
         response.set_content(*json, kJsonContentType);
       } else {
-        Reply(response, MakeHttpError(500, proxy_reason::kInternal,
+        Reply(response, MakeHttpError(500, v1::INTERNAL,
                                       "Erreur serveur. Réessayez plus tard."));
       }
     }

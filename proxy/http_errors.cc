@@ -8,29 +8,6 @@
 namespace coach::proxy {
 namespace {
 
-// Reasons whose HTTP status differs from their gRPC code's.
-struct ReasonStatus {
-  absl::string_view reason;
-  int http_status;
-};
-constexpr ReasonStatus kReasonStatuses[] = {
-    {"NO_CREDITS", 402},  // RESOURCE_EXHAUSTED would say 429: the page says 402
-};
-
-// Short labels: the page's own words where it has them (its 402 body and its
-// table of error codes), plain French for the others.
-struct ReasonLabel {
-  absl::string_view reason;
-  absl::string_view label;
-};
-constexpr ReasonLabel kReasonLabels[] = {
-    {"NO_CREDITS", "Crédits insuffisants"},
-    {"SESSION_NOT_FOUND", "Session non trouvée"},
-    {"SESSION_FORBIDDEN", "Session non autorisée"},
-    {"ROUTE_NOT_FOUND", "Route inconnue"},
-    {"AI_UNAVAILABLE", "Coach IA indisponible"},
-};
-
 absl::string_view LabelForStatus(int http_status) {
   switch (http_status) {
     case 400: return "Paramètres manquants ou invalides";
@@ -53,11 +30,33 @@ absl::string_view LabelForStatus(int http_status) {
   }
 }
 
-absl::string_view Label(absl::string_view reason, int http_status) {
-  for (const ReasonLabel& entry : kReasonLabels) {
-    if (entry.reason == reason) return entry.label;
+// The options of `reason`'s coach.v1.ErrorReason value; the defaults (no
+// status override, no label) for a reason this build does not know.
+const google::protobuf::EnumValueOptions& ReasonOptions(
+    absl::string_view reason) {
+  const google::protobuf::EnumValueDescriptor* value =
+      v1::ErrorReason_descriptor()->FindValueByName(std::string(reason));
+  if (value == nullptr) {
+    return google::protobuf::EnumValueOptions::default_instance();
   }
-  return LabelForStatus(http_status);
+  return value->options();
+}
+
+// The body in the documented shape; `reason` goes out as it came.
+HttpError Body(int http_status, absl::string_view reason,
+               absl::string_view message) {
+  std::string label = ReasonOptions(reason).GetExtension(v1::http_label);
+  if (label.empty()) label = std::string(LabelForStatus(http_status));
+  // Ordered: the documented body lists error, code, message in this order.
+  nlohmann::ordered_json body = {
+      {"error", std::move(label)},
+      {"code", std::string(reason)},
+      {"message", std::string(message)},
+  };
+  // Replace, not throw, on invalid UTF-8: an error body must always go out.
+  return HttpError{.status = http_status,
+                   .body = body.dump(-1, ' ', false,
+                                     nlohmann::ordered_json::error_handler_t::replace)};
 }
 
 // The ErrorInfo reason in the status details, or "".
@@ -111,25 +110,18 @@ int HttpStatusFromGrpc(grpc::StatusCode code) {
   }
 }
 
-HttpError MakeHttpError(int http_status, absl::string_view reason,
+HttpError MakeHttpError(int http_status, v1::ErrorReason reason,
                         absl::string_view message) {
-  // Ordered: the documented body lists error, code, message in this order.
-  nlohmann::ordered_json body = {
-      {"error", std::string(Label(reason, http_status))},
-      {"code", std::string(reason)},
-      {"message", std::string(message)},
-  };
-  // Replace, not throw, on invalid UTF-8: an error body must always go out.
-  return HttpError{.status = http_status,
-                   .body = body.dump(-1, ' ', false,
-                                     nlohmann::ordered_json::error_handler_t::replace)};
+  return Body(http_status, v1::ErrorReason_Name(reason), message);
 }
 
 HttpError HttpErrorFromGrpc(const grpc::Status& status) {
   std::string reason = ReasonOf(status);
   int http_status = HttpStatusFromGrpc(status.error_code());
-  for (const ReasonStatus& entry : kReasonStatuses) {
-    if (entry.reason == reason) http_status = entry.http_status;
+  if (const int override_status =
+          ReasonOptions(reason).GetExtension(v1::http_status);
+      override_status != 0) {
+    http_status = override_status;
   }
   // Only coach-server's own errors (with a reason) carry a message written
   // for users. A status without one comes from the channel itself: the
@@ -140,20 +132,20 @@ HttpError HttpErrorFromGrpc(const grpc::Status& status) {
     switch (status.error_code()) {
       case grpc::StatusCode::UNAVAILABLE:
       case grpc::StatusCode::CANCELLED:
-        return MakeHttpError(503, proxy_reason::kUnavailable,
+        return MakeHttpError(503, v1::UNAVAILABLE,
                              DefaultMessage(grpc::StatusCode::UNAVAILABLE));
       case grpc::StatusCode::DEADLINE_EXCEEDED:
-        return MakeHttpError(504, proxy_reason::kDeadlineExceeded,
+        return MakeHttpError(504, v1::DEADLINE_EXCEEDED,
                              DefaultMessage(status.error_code()));
       case grpc::StatusCode::RESOURCE_EXHAUSTED:
-        return MakeHttpError(413, proxy_reason::kPayloadTooLarge,
+        return MakeHttpError(413, v1::PAYLOAD_TOO_LARGE,
                              "La requête dépasse la taille acceptée.");
       default:
-        return MakeHttpError(500, proxy_reason::kInternal,
+        return MakeHttpError(500, v1::INTERNAL,
                              DefaultMessage(status.error_code()));
     }
   }
-  return MakeHttpError(http_status, reason, status.error_message());
+  return Body(http_status, reason, status.error_message());
 }
 
 }  // namespace coach::proxy

@@ -1,8 +1,9 @@
 // HTTP errors in the documented shape:
 //   {"error": "<short French label>", "code": "<REASON>", "message": "<French detail>"}
 // gRPC codes map to HTTP statuses by the table grpc-gateway and Envoy share;
-// a google.rpc.ErrorInfo reason overrides it where the API page says so
-// (NO_CREDITS -> 402).
+// a google.rpc.ErrorInfo reason overrides it, and names the label, where its
+// coach.v1.ErrorReason value says so (options http_status, http_label in
+// protos/coach/v1/error_reason.proto). No reason is known here by name.
 #ifndef COACH_PROXY_HTTP_ERRORS_H_
 #define COACH_PROXY_HTTP_ERRORS_H_
 
@@ -11,6 +12,7 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
+#include "coach/v1/error_reason.pb.h"
 
 namespace coach::proxy {
 
@@ -27,21 +29,8 @@ int HttpStatusFromGrpc(grpc::StatusCode code);
 HttpError HttpErrorFromGrpc(const grpc::Status& status);
 
 // An error decided by the proxy itself (bad JSON, unknown route, ...).
-HttpError MakeHttpError(int http_status, absl::string_view reason,
+HttpError MakeHttpError(int http_status, v1::ErrorReason reason,
                         absl::string_view message);
-
-// Reasons the proxy itself produces.
-namespace proxy_reason {
-inline constexpr absl::string_view kInvalidArgument = "INVALID_ARGUMENT";
-inline constexpr absl::string_view kRouteNotFound = "ROUTE_NOT_FOUND";
-inline constexpr absl::string_view kMethodNotAllowed = "METHOD_NOT_ALLOWED";
-inline constexpr absl::string_view kPayloadTooLarge = "PAYLOAD_TOO_LARGE";
-inline constexpr absl::string_view kLengthRequired = "LENGTH_REQUIRED";
-inline constexpr absl::string_view kUnsupportedEncoding = "UNSUPPORTED_ENCODING";
-inline constexpr absl::string_view kUnavailable = "UNAVAILABLE";
-inline constexpr absl::string_view kDeadlineExceeded = "DEADLINE_EXCEEDED";
-inline constexpr absl::string_view kInternal = "INTERNAL";
-}  // namespace proxy_reason
 
 }  // namespace coach::proxy
 

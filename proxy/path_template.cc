@@ -1,5 +1,7 @@
 #include "proxy/path_template.h"
 
+#include <algorithm>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -85,6 +87,26 @@ std::optional<PathBindings> PathTemplate::Match(absl::string_view path) const {
   }
   if (parts.size() != segments_.size()) return std::nullopt;
   return bindings;
+}
+
+std::vector<std::string> PathTemplate::FieldPaths() const {
+  std::vector<std::string> paths;
+  for (const Segment& segment : segments_) {
+    if (!segment.field_path.empty()) paths.push_back(segment.field_path);
+  }
+  return paths;
+}
+
+bool PathTemplate::MoreSpecificThan(const PathTemplate& other) const {
+  const size_t common = std::min(segments_.size(), other.segments_.size());
+  for (size_t i = 0; i < common; ++i) {
+    if (segments_[i].kind != other.segments_[i].kind) {
+      return segments_[i].kind < other.segments_[i].kind;
+    }
+  }
+  // Two templates alike up to where one ends cannot match the same path
+  // (only a last `**` reaches further, and it would have differed above).
+  return false;
 }
 
 }  // namespace coach::proxy

@@ -29,8 +29,18 @@ class PathTemplate {
 
   const std::string& text() const { return text_; }
 
+  // The field paths the template binds ("session_id", "book.id"), in order.
+  std::vector<std::string> FieldPaths() const;
+
+  // Whether this template is more specific than `other`, for a path both
+  // match: compared segment by segment from the left, the first difference
+  // decides, a literal beating one segment (`*`, `{x}`) beating the rest
+  // (`**`, `{x=**}`). False for equally specific templates.
+  bool MoreSpecificThan(const PathTemplate& other) const;
+
  private:
   struct Segment {
+    // From the most specific to the least (MoreSpecificThan relies on it).
     enum class Kind { kLiteral, kAny, kRest } kind = Kind::kLiteral;
     std::string literal;     // kLiteral
     std::string field_path;  // bound field; empty when unbound

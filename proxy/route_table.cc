@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "google/api/annotations.pb.h"
 #include "google/api/http.pb.h"
 
@@ -23,6 +24,39 @@ std::pair<std::string, std::string> VerbAndPath(
     case google::api::HttpRule::PATTERN_NOT_SET: break;
   }
   return {"", ""};
+}
+
+// OK if `field_path` ("a.b") reaches a singular scalar field of `type`
+// through singular message fields, as the transcoder will fill it.
+absl::Status CheckPathVariable(const google::protobuf::Descriptor& type,
+                               absl::string_view field_path) {
+  using google::protobuf::FieldDescriptor;
+  const std::vector<absl::string_view> steps = absl::StrSplit(field_path, '.');
+  const google::protobuf::Descriptor* current = &type;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const FieldDescriptor* field = FindParameterField(*current, steps[i]);
+    if (field == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "names no field of ", current->full_name(), " (\"", steps[i],
+          "\")"));
+    }
+    const bool message = field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE;
+    if (field->is_repeated()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("field ", field->full_name(), " is repeated"));
+    }
+    if (i + 1 < steps.size()) {
+      if (!message) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "field ", field->full_name(), " is not a message"));
+      }
+      current = field->message_type();
+    } else if (message) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("field ", field->full_name(), " is not a scalar"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status AddRule(const google::protobuf::MethodDescriptor* method,
@@ -48,6 +82,15 @@ absl::Status AddRule(const google::protobuf::MethodDescriptor* method,
   if (!parsed.ok()) {
     return absl::InvalidArgumentError(where + std::string(parsed.status().message()));
   }
+  for (const std::string& variable : parsed->FieldPaths()) {
+    if (absl::Status checked =
+            CheckPathVariable(*method->input_type(), variable);
+        !checked.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, "path variable {", variable, "} of \"", path,
+                       "\": ", checked.message()));
+    }
+  }
   routes.push_back(Route{
       .http_method = verb,
       .path = *std::move(parsed),
@@ -60,6 +103,16 @@ absl::Status AddRule(const google::protobuf::MethodDescriptor* method,
 }
 
 }  // namespace
+
+const google::protobuf::FieldDescriptor* FindParameterField(
+    const google::protobuf::Descriptor& type, absl::string_view name) {
+  const std::string key(name);
+  if (const auto* field = type.FindFieldByName(key)) return field;
+  for (int i = 0; i < type.field_count(); ++i) {
+    if (type.field(i)->json_name() == key) return type.field(i);
+  }
+  return nullptr;
+}
 
 absl::StatusOr<RouteTable> RouteTable::FromServices(
     const google::protobuf::DescriptorPool& pool,
@@ -102,16 +155,19 @@ RouteTable::Match RouteTable::Find(absl::string_view http_method,
     std::optional<PathBindings> bindings = route.path.Match(path);
     if (!bindings.has_value()) continue;
     if (route.http_method == http_method) {
-      match.route = &route;
-      match.bindings = *std::move(bindings);
-      match.allowed_methods.clear();
-      return match;
+      if (match.route == nullptr ||
+          route.path.MoreSpecificThan(match.route->path)) {
+        match.route = &route;
+        match.bindings = *std::move(bindings);
+      }
+      continue;
     }
     if (std::find(match.allowed_methods.begin(), match.allowed_methods.end(),
                   route.http_method) == match.allowed_methods.end()) {
       match.allowed_methods.push_back(route.http_method);
     }
   }
+  if (match.route != nullptr) match.allowed_methods.clear();
   return match;
 }
 

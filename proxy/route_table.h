@@ -25,15 +25,26 @@ struct Route {
   std::string grpc_method;
 };
 
+// The field of `type` a path or query parameter names, by its proto name
+// ("user_id") or its JSON name ("userId"); null if none.
+const google::protobuf::FieldDescriptor* FindParameterField(
+    const google::protobuf::Descriptor& type, absl::string_view name);
+
 class RouteTable {
  public:
   // Reads every rule (and additional binding) of `services` from `pool`.
   // INVALID_ARGUMENT for an unknown service or an unsupported rule: a route
-  // we cannot serve faithfully must stop the start, not be skipped.
+  // we cannot serve faithfully must stop the start, not be skipped. So is a
+  // path variable that names no singular scalar field of the input message
+  // (through singular message fields for "a.b"): a typo would otherwise be
+  // ignored and the server would answer that the field is missing.
   static absl::StatusOr<RouteTable> FromServices(
       const google::protobuf::DescriptorPool& pool,
       const std::vector<std::string>& services);
 
+  // The route for `http_method` whose template matches `path`; when several
+  // do, the most specific (PathTemplate::MoreSpecificThan: a literal segment
+  // beats a variable), whatever their order; between equals, the first.
   struct Match {
     const Route* route = nullptr;  // null: no route for this method
     PathBindings bindings;

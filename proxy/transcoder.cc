@@ -20,17 +20,6 @@ using google::protobuf::Descriptor;
 using google::protobuf::FieldDescriptor;
 using google::protobuf::Message;
 
-// Finds a field by its JSON name ("userId") or proto name ("user_id").
-const FieldDescriptor* FindField(const Descriptor& type,
-                                 absl::string_view name) {
-  const std::string key(name);
-  if (const FieldDescriptor* f = type.FindFieldByName(key)) return f;
-  for (int i = 0; i < type.field_count(); ++i) {
-    if (type.field(i)->json_name() == key) return type.field(i);
-  }
-  return nullptr;
-}
-
 absl::Status BadParameter(absl::string_view name, absl::string_view detail) {
   return absl::InvalidArgumentError(absl::StrCat(
       "Le paramètre « ", name, " » est invalide : ", detail, "."));
@@ -45,7 +34,7 @@ absl::Status AddParameter(const Descriptor& type, absl::string_view path,
   const Descriptor* current = &type;
   nlohmann::json* node = &root;
   for (size_t i = 0; i < steps.size(); ++i) {
-    const FieldDescriptor* field = FindField(*current, steps[i]);
+    const FieldDescriptor* field = FindParameterField(*current, steps[i]);
     // Unknown parameters are ignored, like unknown body fields.
     if (field == nullptr) return absl::OkStatus();
     const bool last = i + 1 == steps.size();
@@ -207,7 +196,7 @@ absl::Status MergeParameter(const Descriptor& type, absl::string_view name,
   Message* current = &request;
   for (size_t i = 0; i < steps.size(); ++i) {
     const FieldDescriptor* field =
-        FindField(*current->GetDescriptor(), steps[i]);
+        FindParameterField(*current->GetDescriptor(), steps[i]);
     // Unknown parameters are ignored, like unknown body fields.
     if (field == nullptr) return absl::OkStatus();
     const bool last = i + 1 == steps.size();

@@ -86,7 +86,7 @@ TEST_F(ChatCallerTest, CancelledWhileTheCoachWritesStoresAndChargesNothing) {
 
   auto sent = Send(chat, "alice", "", "Bonjour", caller);
   EXPECT_EQ(sent.status().code(), absl::StatusCode::kCancelled);
-  EXPECT_EQ(ReasonOf(sent.status()), "CANCELLED");
+  EXPECT_EQ(ReasonOf(sent.status()), ErrorReason::kCancelled);
   auto sessions = chat.ListSessions("alice");
   ASSERT_TRUE(sessions.ok());
   EXPECT_TRUE(sessions->empty());

@@ -309,9 +309,9 @@ class LocalCompletions {
 // The public error errors.h defines for `reason` (the exact French message
 // the user must get).
 absl::Status PublicErrorFor(absl::string_view reason) {
-  if (reason == reason::kAiUnavailable) return AiUnavailableError();
-  if (reason == reason::kContentFiltered) return ContentFilteredError();
-  if (reason == reason::kInternal) return InternalError();
+  if (reason == "AI_UNAVAILABLE") return AiUnavailableError();
+  if (reason == "CONTENT_FILTERED") return ContentFilteredError();
+  if (reason == "INTERNAL") return InternalError();
   return absl::UnknownError(absl::StrCat("no public error for ", reason));
 }
 
@@ -946,9 +946,9 @@ void PrintTo(const FaultCase& fault, std::ostream* out) { *out << fault.name; }
 
 std::vector<FaultCase> FaultCases() {
   using grpc::StatusCode;
-  const std::string ai_unavailable(reason::kAiUnavailable);
-  const std::string internal(reason::kInternal);
-  const std::string filtered(reason::kContentFiltered);
+  const std::string ai_unavailable = "AI_UNAVAILABLE";
+  const std::string internal = "INTERNAL";
+  const std::string filtered = "CONTENT_FILTERED";
   const std::string cut = "Pour progresser, commencez par";
   return {
       // Retried (connection errors, 408, 409, 429, 5xx), then answered.
@@ -1163,7 +1163,7 @@ TEST_P(RetryAfterTest, IsHonouredWithinItsBounds) {
     EXPECT_EQ(RemainingCredits("erin"), kFreeCredits - 1);
   } else {
     EXPECT_TRUE(HasError(status, grpc::StatusCode::UNAVAILABLE,
-                         reason::kAiUnavailable));
+                         "AI_UNAVAILABLE"));
     ExpectNothingChargedOrStored("erin");
   }
 }
@@ -1222,7 +1222,7 @@ TEST_F(OpenAiEndToEndTest, AnAnswerThatComesTooLateIsUnavailable) {
   const absl::Duration took = absl::Now() - start;
 
   EXPECT_TRUE(
-      HasError(status, grpc::StatusCode::UNAVAILABLE, reason::kAiUnavailable));
+      HasError(status, grpc::StatusCode::UNAVAILABLE, "AI_UNAVAILABLE"));
   EXPECT_GE(took, absl::Milliseconds(250));
   EXPECT_LT(took, absl::Seconds(1));
   EXPECT_EQ(fake_.request_count(), 1);
@@ -1244,7 +1244,7 @@ TEST_F(OpenAiEndToEndTest, ConnectionRefusedIsRetriedThenUnavailable) {
   const std::string log = capture.Stop();
 
   EXPECT_TRUE(
-      HasError(status, grpc::StatusCode::UNAVAILABLE, reason::kAiUnavailable));
+      HasError(status, grpc::StatusCode::UNAVAILABLE, "AI_UNAVAILABLE"));
   EXPECT_LT(took, options_.timeout);
   // Nothing listens, so attempts cannot be counted at the server; the
   // client's log says each retry ("...; retry N in M ms"): max_retries of
@@ -1278,7 +1278,7 @@ TEST_P(KeyLeakTest, KeyIsNeverReturnedLoggedOrStored) {
   const std::string log = capture.Stop();
 
   EXPECT_TRUE(
-      HasError(status, grpc::StatusCode::UNAVAILABLE, reason::kAiUnavailable));
+      HasError(status, grpc::StatusCode::UNAVAILABLE, "AI_UNAVAILABLE"));
   EXPECT_EQ(fake_.request_count(), GetParam().requests);
   EXPECT_THAT(status.error_message(), Not(HasSubstr("SECRET")));
   EXPECT_THAT(status.error_details(), Not(HasSubstr("SECRET")));
@@ -1336,7 +1336,7 @@ TEST_F(OpenAiEndToEndTest, CreditInvariantHoldsWhileTheAiIsSlow) {
     if (status.ok()) {
       ++replied;
     } else if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED &&
-               ErrorInfoOf(status).reason == reason::kNoCredits) {
+               ErrorInfoOf(status).reason == "NO_CREDITS") {
       ++no_credits;
     } else {
       ADD_FAILURE() << "unexpected: " << IsOk(status).message();

@@ -12,10 +12,13 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "coach/v1/chat.pb.h"
 #include "coach/v1/user.pb.h"
 #include "google/protobuf/descriptor.h"
+#include "google/protobuf/descriptor.pb.h"
 #include "google/protobuf/struct.pb.h"
+#include "google/protobuf/text_format.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
@@ -222,6 +225,129 @@ TEST(RouteTableTest, UnknownServiceIsAnError) {
             std::string::npos);
 }
 
+// Routes from a service built at test time: each rule becomes one method
+// (M0, M1, ...) of routes.test.Svc, taking routes.test.Req.
+class TestRoutesTest : public ::testing::Test {
+ protected:
+  struct Rule {
+    std::string verb;  // "get", "post", ...
+    std::string path;
+  };
+
+  absl::StatusOr<RouteTable> Build(const std::vector<Rule>& rules) {
+    std::string text = R"pb(
+      name: "routes_test.proto"
+      package: "routes.test"
+      syntax: "proto3"
+      dependency: "google/api/annotations.proto"
+      message_type {
+        name: "Inner"
+        field { name: "id" number: 1 type: TYPE_STRING label: LABEL_OPTIONAL }
+      }
+      message_type {
+        name: "Req"
+        field { name: "name" number: 1 type: TYPE_STRING label: LABEL_OPTIONAL }
+        field { name: "count" number: 2 type: TYPE_INT32 label: LABEL_OPTIONAL }
+        field {
+          name: "inner"
+          number: 3
+          type: TYPE_MESSAGE
+          type_name: ".routes.test.Inner"
+          label: LABEL_OPTIONAL
+        }
+        field { name: "tags" number: 4 type: TYPE_STRING label: LABEL_REPEATED }
+      }
+      message_type { name: "Res" }
+      service {
+        name: "Svc"
+    )pb";
+    for (size_t i = 0; i < rules.size(); ++i) {
+      text += absl::StrCat(
+          "method { name: \"M", i, "\" input_type: \".routes.test.Req\" ",
+          "output_type: \".routes.test.Res\" options { [google.api.http] { ",
+          rules[i].verb, ": \"", rules[i].path, "\" } } }\n");
+    }
+    text += "}\n";
+    google::protobuf::FileDescriptorProto file;
+    EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &file));
+    pool_ = std::make_unique<DescriptorPool>(DescriptorPool::generated_pool());
+    EXPECT_NE(pool_->BuildFile(file), nullptr);
+    return RouteTable::FromServices(*pool_, {"routes.test.Svc"});
+  }
+
+  // The method serving `verb path`, "" if none.
+  static std::string Served(const RouteTable& table, const std::string& verb,
+                            const std::string& path) {
+    const RouteTable::Match match = table.Find(verb, path);
+    return match.route == nullptr ? "" : match.route->method->name();
+  }
+
+  std::unique_ptr<DescriptorPool> pool_;
+};
+
+TEST_F(TestRoutesTest, PathVariablesNamingScalarFieldsAreAccepted) {
+  const auto table = Build({{"get", "/v1/{name}"},
+                            {"get", "/v1/{count}/c"},
+                            {"get", "/v1/{inner.id}/i"},
+                            {"get", "/v1/both/{name=*}/{inner.id}"}});
+  ASSERT_TRUE(table.ok()) << table.status();
+  EXPECT_EQ(table->routes().size(), 4u);
+}
+
+TEST_F(TestRoutesTest, PathVariableNamingNoScalarFieldStopsTheStart) {
+  // A typo, a message, a repeated field, a step through a scalar, a dotted
+  // path naming nothing, and the same in a ** variable.
+  for (const std::string variable :
+       {"naem", "inner", "tags", "name.id", "inner.nope", "nope=**"}) {
+    const auto table =
+        Build({{"get", "/v1/ok/{name}"}, {"get", "/v1/x/{" + variable + "}"}});
+    ASSERT_FALSE(table.ok()) << variable;
+    EXPECT_EQ(table.status().code(), absl::StatusCode::kInvalidArgument);
+    const std::string message(table.status().message());
+    EXPECT_NE(message.find("routes.test.Svc.M1"), std::string::npos) << message;
+    const std::string name = variable.substr(0, variable.find('='));
+    EXPECT_NE(message.find("{" + name + "}"), std::string::npos) << message;
+  }
+}
+
+TEST_F(TestRoutesTest, LiteralSegmentBeatsVariableInEitherOrder) {
+  const std::vector<Rule> variable_first = {{"get", "/v1/things/{name}"},
+                                            {"get", "/v1/things/special"}};
+  const std::vector<Rule> literal_first = {{"get", "/v1/things/special"},
+                                           {"get", "/v1/things/{name}"}};
+  for (const auto& [rules, variable, literal] :
+       {std::tuple(variable_first, "M0", "M1"),
+        std::tuple(literal_first, "M1", "M0")}) {
+    const auto table = Build(rules);
+    ASSERT_TRUE(table.ok()) << table.status();
+    EXPECT_EQ(Served(*table, "GET", "/v1/things/special"), literal);
+    EXPECT_EQ(Served(*table, "GET", "/v1/things/other"), variable);
+    EXPECT_EQ(table->Find("GET", "/v1/things/other").bindings,
+              (PathBindings{{"name", "other"}}));
+    // Both serve GET only: one method in the Allow list.
+    EXPECT_EQ(table->Find("POST", "/v1/things/special").allowed_methods,
+              std::vector<std::string>{"GET"});
+  }
+}
+
+TEST_F(TestRoutesTest, MostSpecificWinsSegmentBySegmentFromTheLeft) {
+  const auto table = Build({{"get", "/v1/{name=**}"},
+                            {"get", "/v1/{name}/{count}"},
+                            {"get", "/v1/{name}/fixed"},
+                            {"get", "/v1/a/{count}"}});
+  ASSERT_TRUE(table.ok()) << table.status();
+  // The leftmost difference decides: /v1/a/{count} beats /v1/{name}/fixed.
+  EXPECT_EQ(Served(*table, "GET", "/v1/a/fixed"), "M3");
+  EXPECT_EQ(Served(*table, "GET", "/v1/b/fixed"), "M2");
+  // One segment beats the rest (M0 matches too, and is declared first).
+  EXPECT_EQ(Served(*table, "GET", "/v1/b/7"), "M1");
+  EXPECT_EQ(Served(*table, "GET", "/v1/b/7/8"), "M0");
+  // A method served elsewhere on the path is still a 405, not a 404.
+  const RouteTable::Match other = table->Find("DELETE", "/v1/a/fixed");
+  EXPECT_EQ(other.route, nullptr);
+  EXPECT_EQ(other.allowed_methods, std::vector<std::string>{"GET"});
+}
+
 // ----------------------------------------------------------------- Errors
 
 TEST(HttpErrorsTest, StandardGrpcToHttpTable) {
@@ -325,13 +451,13 @@ TEST(HttpErrorsTest, ChannelFailureGetsGenericFrenchMessage) {
 
 TEST(HttpErrorsTest, MakeHttpErrorHasTheDocumentedShape) {
   const HttpError error =
-      MakeHttpError(404, proxy_reason::kRouteNotFound, "Aucune route GET /x.");
+      MakeHttpError(404, v1::ROUTE_NOT_FOUND, "Aucune route GET /x.");
   EXPECT_EQ(error.status, 404);
   EXPECT_EQ(error.body,
             R"({"error":"Route inconnue","code":"ROUTE_NOT_FOUND",)"
             R"("message":"Aucune route GET /x."})");
   // Invalid UTF-8 in a message is replaced, never thrown.
-  const HttpError bad = MakeHttpError(400, proxy_reason::kInvalidArgument,
+  const HttpError bad = MakeHttpError(400, v1::INVALID_ARGUMENT,
                                       "Aucune route GET /\xff.");
   EXPECT_EQ(bad.status, 400);
   EXPECT_NE(bad.body.find("\"code\":\"INVALID_ARGUMENT\""), std::string::npos);

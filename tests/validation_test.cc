@@ -28,7 +28,7 @@ std::string Repeat(const std::string& unit, int n) {
 void ExpectInvalid(const absl::Status& status, const std::string& field) {
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
   EXPECT_EQ(FieldOf(status), field);
-  EXPECT_EQ(ReasonOf(status), reason::kInvalidArgument);
+  EXPECT_EQ(ReasonOf(status), ErrorReason::kInvalidArgument);
   // French, naming the field by its JSON name with French quotes.
   EXPECT_THAT(std::string(status.message()), HasSubstr("« " + field + " »"));
   EXPECT_THAT(std::string(status.message()), HasSubstr("champ"));
@@ -208,7 +208,7 @@ TEST_F(ValidationTest, HistoryLimitZeroOrNegativeIsRefused) {
     const absl::Status status = ValidateHistoryLimit(bad, limits_).status();
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << bad;
     EXPECT_EQ(FieldOf(status), "limit");
-    EXPECT_EQ(ReasonOf(status), reason::kInvalidArgument);
+    EXPECT_EQ(ReasonOf(status), ErrorReason::kInvalidArgument);
     EXPECT_THAT(std::string(status.message()), HasSubstr("« limit »"));
   }
 }

@@ -313,7 +313,7 @@ void OpenAiCoach::OnAnswer(std::unique_ptr<Call> call,
       LogInfo("openai: reply in %.0f ms (attempt %d)",
               absl::ToDoubleMilliseconds(absl::Now() - call->sent),
               call->attempt + 1);
-    } else if (ReasonOf(reply.status()).empty()) {
+    } else if (!ReasonOf(reply.status()).has_value()) {
       LogError("openai: unusable answer: %s", reply.status().message());
     }
     Deliver(std::move(call), std::move(reply));

@@ -210,7 +210,7 @@ absl::StatusOr<SendResult> Chat::FinishSend(PendingSend pending,
     // The coach stopped because the caller left: say that, not AI trouble.
     COACH_RETURN_IF_ERROR(CheckCallerWaits(caller));
     // A reasoned error (e.g. CONTENT_FILTERED) is meant for the user.
-    if (!ReasonOf(reply.status()).empty()) return reply.status();
+    if (ReasonOf(reply.status()).has_value()) return reply.status();
     LogWarning("coach reply failed: %s", reply.status().ToString());
     return absl::IsUnavailable(reply.status()) ||
                    absl::IsDeadlineExceeded(reply.status())

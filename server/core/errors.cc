@@ -3,6 +3,8 @@
 #include <optional>
 
 #include "absl/strings/cord.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "base/log.h"
 
 namespace coach {
@@ -11,10 +13,12 @@ namespace {
 constexpr absl::string_view kReasonPayload = "coach.v1/reason";
 constexpr absl::string_view kFieldPayload = "coach.v1/field";
 
-absl::Status WithReason(absl::StatusCode code, absl::string_view reason,
+absl::Status WithReason(absl::StatusCode code, ErrorReason reason,
                         absl::string_view message) {
   absl::Status status(code, message);
-  status.SetPayload(kReasonPayload, absl::Cord(reason));
+  // The enumerator's number: the payload never leaves the process.
+  status.SetPayload(kReasonPayload,
+                    absl::Cord(absl::StrCat(static_cast<int>(reason))));
   return status;
 }
 
@@ -27,33 +31,36 @@ std::string PayloadOf(const absl::Status& status, absl::string_view key) {
 
 absl::Status InvalidArgumentError(absl::string_view field,
                                   absl::string_view french_message) {
-  absl::Status status = WithReason(absl::StatusCode::kInvalidArgument,
-                                   reason::kInvalidArgument, french_message);
+  absl::Status status =
+      WithReason(absl::StatusCode::kInvalidArgument,
+                 ErrorReason::kInvalidArgument, french_message);
   status.SetPayload(kFieldPayload, absl::Cord(field));
   return status;
 }
 
 absl::Status SessionNotFoundError() {
-  return WithReason(absl::StatusCode::kNotFound, reason::kSessionNotFound,
+  return WithReason(absl::StatusCode::kNotFound, ErrorReason::kSessionNotFound,
                     "Session non trouvée.");
 }
 
 absl::Status SessionForbiddenError() {
   return WithReason(absl::StatusCode::kPermissionDenied,
-                    reason::kSessionForbidden,
+                    ErrorReason::kSessionForbidden,
                     "Session non autorisée : elle appartient à un autre "
                     "utilisateur.");
 }
 
 absl::Status NoCreditsError() {
   // Word for word the documented message (api-chat.md, 402).
-  return WithReason(absl::StatusCode::kResourceExhausted, reason::kNoCredits,
+  return WithReason(absl::StatusCode::kResourceExhausted,
+                    ErrorReason::kNoCredits,
                     "Vous avez épuisé vos crédits de chat. Passez à un "
                     "abonnement supérieur pour continuer.");
 }
 
 absl::Status AiUnavailableError() {
-  return WithReason(absl::StatusCode::kUnavailable, reason::kAiUnavailable,
+  return WithReason(absl::StatusCode::kUnavailable,
+                    ErrorReason::kAiUnavailable,
                     "Le coach IA est momentanément indisponible. Votre "
                     "message n'a pas été décompté : réessayez dans un "
                     "instant.");
@@ -61,7 +68,7 @@ absl::Status AiUnavailableError() {
 
 absl::Status ContentFilteredError() {
   return WithReason(absl::StatusCode::kFailedPrecondition,
-                    reason::kContentFiltered,
+                    ErrorReason::kContentFiltered,
                     "Le coach ne peut pas répondre à ce message : il enfreint "
                     "les règles de contenu. Votre message n'a pas été "
                     "décompté ; reformulez-le avec respect.");
@@ -69,43 +76,48 @@ absl::Status ContentFilteredError() {
 
 absl::Status CallerDeadlineError() {
   return WithReason(absl::StatusCode::kDeadlineExceeded,
-                    reason::kDeadlineExceeded,
+                    ErrorReason::kDeadlineExceeded,
                     "Le coach n'a pas répondu à temps. Votre message n'a pas "
                     "été décompté : réessayez dans un instant.");
 }
 
 absl::Status CallerCancelledError() {
-  return WithReason(absl::StatusCode::kCancelled, reason::kCancelled,
+  return WithReason(absl::StatusCode::kCancelled, ErrorReason::kCancelled,
                     "Requête annulée ; votre message n'a pas été décompté.");
 }
 
 absl::Status AdminUnauthenticatedError() {
   return WithReason(absl::StatusCode::kUnauthenticated,
-                    reason::kUnauthenticated,
+                    ErrorReason::kUnauthenticated,
                     "Jeton d'administration manquant ou invalide "
                     "(en-tête « authorization: Bearer <jeton> »).");
 }
 
 absl::Status AdminDisabledError() {
   return WithReason(absl::StatusCode::kPermissionDenied,
-                    reason::kAdminDisabled,
+                    ErrorReason::kAdminDisabled,
                     "Les opérations d'administration sont désactivées : "
                     "aucun jeton d'administration n'est configuré.");
 }
 
 absl::Status InternalError() {
-  return WithReason(absl::StatusCode::kInternal, reason::kInternal,
+  return WithReason(absl::StatusCode::kInternal, ErrorReason::kInternal,
                     "Erreur serveur. Réessayez plus tard.");
 }
 
 absl::Status UnavailableError() {
-  return WithReason(absl::StatusCode::kUnavailable, reason::kUnavailable,
+  return WithReason(absl::StatusCode::kUnavailable,
+                    ErrorReason::kUnavailable,
                     "Service momentanément indisponible. Réessayez dans un "
                     "instant.");
 }
 
-std::string ReasonOf(const absl::Status& status) {
-  return PayloadOf(status, kReasonPayload);
+std::optional<ErrorReason> ReasonOf(const absl::Status& status) {
+  int number = 0;
+  if (!absl::SimpleAtoi(PayloadOf(status, kReasonPayload), &number)) {
+    return std::nullopt;
+  }
+  return static_cast<ErrorReason>(number);
 }
 
 std::string FieldOf(const absl::Status& status) {
@@ -114,7 +126,7 @@ std::string FieldOf(const absl::Status& status) {
 
 absl::Status ToPublicError(const absl::Status& status,
                            absl::string_view operation) {
-  if (status.ok() || !ReasonOf(status).empty()) return status;
+  if (status.ok() || ReasonOf(status).has_value()) return status;
   LogError("%s failed: %s", operation, status.ToString());
   return status.code() == absl::StatusCode::kUnavailable ? UnavailableError()
                                                          : InternalError();

@@ -5,6 +5,7 @@
 #ifndef COACH_SERVER_CORE_ERRORS_H_
 #define COACH_SERVER_CORE_ERRORS_H_
 
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -12,21 +13,24 @@
 
 namespace coach {
 
-// Stable reasons (google.rpc.ErrorInfo.reason). Clients switch on these.
-namespace reason {
-inline constexpr absl::string_view kInvalidArgument = "INVALID_ARGUMENT";
-inline constexpr absl::string_view kSessionNotFound = "SESSION_NOT_FOUND";
-inline constexpr absl::string_view kSessionForbidden = "SESSION_FORBIDDEN";
-inline constexpr absl::string_view kNoCredits = "NO_CREDITS";
-inline constexpr absl::string_view kAiUnavailable = "AI_UNAVAILABLE";
-inline constexpr absl::string_view kContentFiltered = "CONTENT_FILTERED";
-inline constexpr absl::string_view kDeadlineExceeded = "DEADLINE_EXCEEDED";
-inline constexpr absl::string_view kCancelled = "CANCELLED";
-inline constexpr absl::string_view kUnauthenticated = "UNAUTHENTICATED";
-inline constexpr absl::string_view kAdminDisabled = "ADMIN_DISABLED";
-inline constexpr absl::string_view kUnavailable = "UNAVAILABLE";
-inline constexpr absl::string_view kInternal = "INTERNAL";
-}  // namespace reason
+// Why a rule refused: the reasons coach-server produces. server/rpc maps each
+// to coach.v1.ErrorReason (protos/coach/v1/error_reason.proto), whose value
+// name is the stable google.rpc.ErrorInfo.reason clients switch on; core
+// knows no proto, so the names live there only.
+enum class ErrorReason {
+  kInvalidArgument,
+  kSessionNotFound,
+  kSessionForbidden,
+  kNoCredits,
+  kAiUnavailable,
+  kContentFiltered,
+  kDeadlineExceeded,
+  kCancelled,
+  kUnauthenticated,
+  kAdminDisabled,
+  kUnavailable,
+  kInternal,
+};
 
 // The ErrorInfo domain of our reasons.
 inline constexpr absl::string_view kErrorDomain = "coach.v1";
@@ -48,8 +52,9 @@ absl::Status AdminDisabledError();
 absl::Status InternalError();
 absl::Status UnavailableError();
 
-// The reason carried by `status`, or "" if it carries none.
-std::string ReasonOf(const absl::Status& status);
+// The reason carried by `status`; none for a status not made here (a
+// storage failure, OK).
+std::optional<ErrorReason> ReasonOf(const absl::Status& status);
 // The field named by an INVALID_ARGUMENT from InvalidArgumentError, or "".
 std::string FieldOf(const absl::Status& status);
 

@@ -4,9 +4,27 @@
 
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
-#include "server/core/errors.h"
 
 namespace coach {
+
+v1::ErrorReason ToProtoReason(ErrorReason reason) {
+  // No default: -Wswitch (an error in CI) names a core reason left unmapped.
+  switch (reason) {
+    case ErrorReason::kInvalidArgument: return v1::INVALID_ARGUMENT;
+    case ErrorReason::kSessionNotFound: return v1::SESSION_NOT_FOUND;
+    case ErrorReason::kSessionForbidden: return v1::SESSION_FORBIDDEN;
+    case ErrorReason::kNoCredits: return v1::NO_CREDITS;
+    case ErrorReason::kAiUnavailable: return v1::AI_UNAVAILABLE;
+    case ErrorReason::kContentFiltered: return v1::CONTENT_FILTERED;
+    case ErrorReason::kDeadlineExceeded: return v1::DEADLINE_EXCEEDED;
+    case ErrorReason::kCancelled: return v1::CANCELLED;
+    case ErrorReason::kUnauthenticated: return v1::UNAUTHENTICATED;
+    case ErrorReason::kAdminDisabled: return v1::ADMIN_DISABLED;
+    case ErrorReason::kUnavailable: return v1::UNAVAILABLE;
+    case ErrorReason::kInternal: return v1::INTERNAL;
+  }
+  return v1::INTERNAL;  // not reached: a value outside the enumerators
+}
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
@@ -15,7 +33,8 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   const absl::Status public_status = ToPublicError(status, "rpc");
 
   google::rpc::ErrorInfo info;
-  info.set_reason(ReasonOf(public_status));
+  info.set_reason(v1::ErrorReason_Name(
+      ToProtoReason(ReasonOf(public_status).value_or(ErrorReason::kInternal))));
   info.set_domain(std::string(kErrorDomain));
   if (std::string field = FieldOf(public_status); !field.empty()) {
     (*info.mutable_metadata())["field"] = std::move(field);
