@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <cstdlib>
+#include <optional>
 
 #include "absl/synchronization/mutex.h"
 
@@ -25,18 +26,17 @@ int main(int argc, char** argv) {
   // A client that disconnects mid-response must not kill the process.
   signal(SIGPIPE, SIG_IGN);
 
-  auto config = coach::proxy::LoadProxyConfig(argc, argv);
-  if (!config.ok()) {
-    coach::LogError("configuration: %s", config.status().ToString());
-    return EXIT_FAILURE;
-  }
-  auto proxy = coach::proxy::CoachProxy::Start(*config);
+  auto startup = coach::proxy::LoadProxyConfig(argc, argv);
+  // A configuration error, --help or --version.
+  if (std::optional<int> exit = coach::ExitBeforeRunning(startup)) return *exit;
+  const coach::proxy::ProxyConfig& config = startup->config;
+  auto proxy = coach::proxy::CoachProxy::Start(config);
   if (!proxy.ok()) {
     coach::LogError("coach-proxy: %s", proxy.status().ToString());
     return EXIT_FAILURE;
   }
   coach::LogInfo("coach-proxy listening on %s (port %d) -> coach-server %s",
-                 config->http_listen, (*proxy)->port(), config->grpc_target);
+                 config.http_listen, (*proxy)->port(), config.grpc_target);
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);

@@ -1,14 +1,19 @@
-// coach-proxy's configuration from its flags and environment variables
-// (flag > environment > default). Run `coach-proxy --help` for the list.
+// coach-proxy's settings: one table (proxy_flags.cc) from which its flags,
+// environment variables, checks and --help derive (see base/settings.h).
+// Defaults live in ProxyConfig only. Run `coach-proxy --help`.
 #ifndef COACH_PROXY_PROXY_FLAGS_H_
 #define COACH_PROXY_PROXY_FLAGS_H_
 
 #include "absl/status/statusor.h"
+#include "base/settings.h"
 #include "proxy/proxy_config.h"
 
 namespace coach::proxy {
 
-absl::StatusOr<ProxyConfig> LoadProxyConfig(int argc, char** argv);
+// Reads argv and the environment into a checked ProxyConfig, or, on --help
+// or --version, the text to print before exiting 0. INVALID_ARGUMENT naming
+// the flag or variable at fault otherwise.
+absl::StatusOr<Startup<ProxyConfig>> LoadProxyConfig(int argc, char** argv);
 
 }  // namespace coach::proxy
 

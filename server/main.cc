@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <cstdlib>
+#include <optional>
 
 #include "absl/synchronization/mutex.h"
 #include <memory>
@@ -39,54 +40,54 @@ int main(int argc, char** argv) {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   const sigset_t stop_signals = BlockStopSignals();
 
-  absl::StatusOr<coach::Config> config = coach::LoadServerConfig(argc, argv);
-  if (!config.ok()) {
-    coach::LogError("configuration: %s", config.status().ToString());
-    return EXIT_FAILURE;
-  }
+  absl::StatusOr<coach::Startup<coach::Config>> startup =
+      coach::LoadServerConfig(argc, argv);
+  // A configuration error, --help or --version.
+  if (std::optional<int> exit = coach::ExitBeforeRunning(startup)) return *exit;
+  const coach::Config& config = startup->config;
 
   auto store = coach::SqliteStore::Open(coach::SqliteOptions{
-      .path = config->db_path,
-      .busy_timeout_ms = config->sqlite_busy_timeout_ms,
-      .reader_connections = config->sqlite_reader_connections});
+      .path = config.db_path,
+      .busy_timeout_ms = config.sqlite_busy_timeout_ms,
+      .reader_connections = config.sqlite_reader_connections});
   if (!store.ok()) {
     coach::LogError("storage: %s", store.status().ToString());
     return EXIT_FAILURE;
   }
 
   std::unique_ptr<coach::Coach> coach;
-  if (config->openai.api_key.empty()) {
+  if (config.openai.api_key.empty()) {
     coach::LogInfo("coach: offline (OPENAI_API_KEY is not set)");
     coach = std::make_unique<coach::OfflineCoach>();
   } else {
-    auto openai = coach::OpenAiCoach::Create(config->openai);
+    auto openai = coach::OpenAiCoach::Create(config.openai);
     if (!openai.ok()) {
       coach::LogError("coach: %s", openai.status().ToString());
       return EXIT_FAILURE;
     }
     coach::LogInfo("coach: OpenAI %s at %s (timeout %s, %d retries)",
-                   config->openai.model, config->openai.base_url,
-                   absl::FormatDuration(config->openai.timeout),
-                   config->openai.max_retries);
+                   config.openai.model, config.openai.base_url,
+                   absl::FormatDuration(config.openai.timeout),
+                   config.openai.max_retries);
     coach = *std::move(openai);
   }
 
   coach::RealClock clock;
   auto server =
-      coach::CoachServer::Start(*config, **store, *coach, clock);
+      coach::CoachServer::Start(config, **store, *coach, clock);
   if (!server.ok()) {
     coach::LogError("server: %s", server.status().ToString());
     return EXIT_FAILURE;
   }
   coach::LogInfo("coach-server listening on %s (port %d), database %s",
-                 config->grpc_listen, (*server)->port(), config->db_path);
+                 config.grpc_listen, (*server)->port(), config.db_path);
 
   std::thread signal_waiter([&] {
     int signal = 0;
     sigwait(&stop_signals, &signal);
     coach::LogInfo("signal %d: shutting down (grace %s)", signal,
-                   absl::FormatDuration(config->shutdown_grace));
-    (*server)->Shutdown(config->shutdown_grace);
+                   absl::FormatDuration(config.shutdown_grace));
+    (*server)->Shutdown(config.shutdown_grace);
   });
   (*server)->Wait();
   signal_waiter.join();

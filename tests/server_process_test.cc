@@ -344,8 +344,9 @@ TEST_F(ServerProcessTest, FlagsOverrideTheEnvironment) {
   ASSERT_NE(flag_port, 0);
   ASSERT_NE(flag_port, port_);
   const std::string flag_db = dir_.File("flag.sqlite");
+  // Both spellings: --name value and --name=value.
   StartServing(BaseEnv(),
-               {"--grpc_listen=" + Loopback(flag_port), "--db_path=" + flag_db},
+               {"--grpc_listen", Loopback(flag_port), "--db_path=" + flag_db},
                flag_port);
   EXPECT_FALSE(Listening(port_)) << "the environment's port answers";
   EXPECT_TRUE(std::filesystem::exists(flag_db));
@@ -370,6 +371,35 @@ TEST_F(ServerProcessTest, AnUnparsableVariableIsAConfigurationError) {
 
 TEST_F(ServerProcessTest, AnUnparsableFlagIsAConfigurationError) {
   ExpectFailure(Start(BaseEnv(), {"--max_message_length=abc"}));
+}
+
+TEST_F(ServerProcessTest, AnUnknownFlagIsAConfigurationErrorNamingIt) {
+  ExpectFailure(Start(BaseEnv(), {"--max_mesage_length=10"}));
+  EXPECT_THAT(ReadFile(log_path_), HasSubstr("unknown flag --max_mesage_length"));
+}
+
+// --help lists every setting with its variable and its default (the
+// default-constructed Config's, whatever the environment says), exits 0,
+// and shows no secret.
+TEST_F(ServerProcessTest, HelpListsTheSettingsWithTheirDefaultsAndExitsZero) {
+  auto env = BaseEnv();
+  env["COACH_MAX_MESSAGE_LENGTH"] = "abc";  // Not read: --help reads nothing.
+  ServerProcess& process = Start(env, {"--help"});
+  ExpectExit(process, 0);
+  const std::string help = ReadFile(log_path_);
+  EXPECT_THAT(help, HasSubstr("| `COACH_DB_PATH` | `--db_path` | `coach.db` |"));
+  EXPECT_THAT(help, HasSubstr("| `COACH_MAX_SESSION_ID_LENGTH` | "
+                              "`--max_session_id_length` | `64` |"));
+  EXPECT_THAT(help, HasSubstr("| `OPENAI_TIMEOUT` | `--openai_timeout` | `45s` |"));
+  EXPECT_THAT(help, HasSubstr("| `COACH_ADMIN_TOKEN` | `--admin_token` | (secret) |"));
+  EXPECT_THAT(help, Not(HasSubstr(kAdminToken)));
+  EXPECT_FALSE(std::filesystem::exists(db_path_));
+}
+
+TEST_F(ServerProcessTest, VersionPrintsTheProjectVersionAndBuildTypeAndExitsZero) {
+  ServerProcess& process = Start(BaseEnv(), {"--version"});
+  ExpectExit(process, 0);
+  EXPECT_EQ(ReadFile(log_path_), "coach-server " COACH_VERSION " (" COACH_BUILD_TYPE ")\n");
 }
 
 TEST_F(ServerProcessTest, AnUnopenableDatabaseIsAnError) {
@@ -473,6 +503,16 @@ TEST_F(ServerProcessTest, ConfigurationErrorsDoNotEchoTheAdminToken) {
   env["COACH_MAX_MESSAGE_LENGTH"] = "abc";
   ExpectFailure(Start(env));
   EXPECT_THAT(ReadFile(log_path_), Not(HasSubstr(kAdminToken)));
+}
+
+// A bad value names its variable and quotes the value (not a secret).
+TEST_F(ServerProcessTest, AnUnparsableValueIsNamedAndQuoted) {
+  auto env = BaseEnv();
+  env["COACH_SHUTDOWN_GRACE"] = "ten seconds";
+  ExpectFailure(Start(env));
+  EXPECT_THAT(ReadFile(log_path_),
+              HasSubstr("environment variable COACH_SHUTDOWN_GRACE: expected a "
+                        "duration such as 500ms, 10s or 5m, got \"ten seconds\""));
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 // Config: every setting of coach-server in one place, with its default: the
 // rules' (CoreConfig), the AI coach's (OpenAiOptions) and the process's own.
-// server_flags.cc exposes each one as a flag and an environment variable;
-// nothing else in the server hard-codes a limit, a port, a plan or a model.
+// server_flags.cc binds each one to a flag and an environment variable, in
+// one table that takes its defaults from here; nothing else in the server
+// hard-codes a limit, a port, a plan or a model.
 #ifndef COACH_SERVER_APP_SERVER_CONFIG_H_
 #define COACH_SERVER_APP_SERVER_CONFIG_H_
 
