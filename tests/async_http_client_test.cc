@@ -1,15 +1,17 @@
 // AsyncHttpClient against a real HTTP server on loopback: answers, the
-// failures it names, per-request cancellation and timers.
+// failures it names, per-request cancellation and timers (on a fake clock).
 #include "server/coach/async_http_client.h"
 
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "tests/support/fake_openai.h"
+#include "tests/support/test_env.h"
 
 namespace coach::testing {
 namespace {
@@ -28,8 +30,9 @@ struct Outcome {
   bool Wait() { return done.WaitForNotificationWithTimeout(absl::Seconds(20)); }
 };
 
-std::unique_ptr<AsyncHttpClient> NewClient(AsyncHttpOptions options = {}) {
-  auto client = AsyncHttpClient::Create(options);
+std::unique_ptr<AsyncHttpClient> NewClient(AsyncHttpOptions options = {},
+                                           Env& env = Env::Default()) {
+  auto client = AsyncHttpClient::Create(options, env);
   EXPECT_TRUE(client.ok()) << client.status();
   return client.ok() ? *std::move(client) : nullptr;
 }
@@ -86,6 +89,22 @@ TEST(AsyncHttpClientTest, ADeadlineAlreadyPassedSendsNothing) {
   EXPECT_EQ(server.request_count(), 0);
 }
 
+// The deadline is read against the Env's clock, not the machine's.
+TEST(AsyncHttpClientTest, TheDeadlineIsReadOnTheEnvClock) {
+  FakeOpenAi server;
+  FakeClockEnv env;
+  env.Advance(absl::Hours(1));
+  auto client = NewClient({}, env);
+  Outcome outcome;
+  // Ten minutes ahead of the machine's clock, an hour behind the Env's.
+  client->Post(PostTo(server, absl::Minutes(10)), outcome.Callback());
+  ASSERT_TRUE(outcome.Wait());
+  EXPECT_EQ(outcome.answer.status().code(),
+            absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(server.request_count(), 0);
+}
+
+// On real time: the cut is libcurl's transfer timeout.
 TEST(AsyncHttpClientTest, TheDeadlineEndsATransferTheServerHolds) {
   FakeOpenAi server;
   server.HoldAnswers();
@@ -141,6 +160,33 @@ TEST(AsyncHttpClientTest, CancelOfAnUnknownIdIsHarmless) {
   client->Post(PostTo(server, absl::Seconds(10)), second.Callback());
   ASSERT_TRUE(second.Wait());
   EXPECT_TRUE(second.answer.ok()) << second.answer.status();
+}
+
+// A task is due when the Env's clock reaches it, not a moment before, and
+// runs then without waiting for real time.
+TEST(AsyncHttpClientTest, ATaskRunsWhenTheEnvClockPassesItsDelay) {
+  FakeClockEnv env;
+  auto client = NewClient({}, env);
+  absl::Notification ran;
+  client->RunAfter(absl::Milliseconds(300), [&ran] { ran.Notify(); });
+  // Advance returns once the loop has run what the new time makes due.
+  env.Advance(absl::Milliseconds(299));
+  EXPECT_FALSE(ran.HasBeenNotified());
+  env.Advance(absl::Milliseconds(1));
+  EXPECT_TRUE(ran.HasBeenNotified());
+}
+
+// Tasks run in the order they fall due, each at its own time.
+TEST(AsyncHttpClientTest, TasksFallDueInTurn) {
+  FakeClockEnv env;
+  auto client = NewClient({}, env);
+  std::vector<int> order;  // the loop thread's, read after each Advance
+  client->RunAfter(absl::Seconds(2), [&order] { order.push_back(2); });
+  client->RunAfter(absl::Seconds(1), [&order] { order.push_back(1); });
+  env.Advance(absl::Seconds(1));
+  EXPECT_EQ(order, std::vector<int>({1}));
+  env.Advance(absl::Seconds(1));
+  EXPECT_EQ(order, std::vector<int>({1, 2}));
 }
 
 TEST(AsyncHttpClientTest, CancelRunsAWaitingTaskAtOnce) {

@@ -6,7 +6,6 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -49,6 +48,7 @@
 #include "proxy/http_listener.h"
 #include "tests/support/ports.h"
 #include "tests/support/fake_openai.h"
+#include "tests/support/test_env.h"
 #include "tests/support/test_server.h"
 
 namespace coach::testing {
@@ -146,71 +146,6 @@ CoachTurn AssistantTurn(std::string text) {
   return CoachTurn{.role = Role::kAssistant, .content = std::move(text)};
 }
 
-// Redirects this process's fd 2 — where server/core/log.h writes, from every
-// thread — into a pipe drained by a reader thread, until Stop(), which
-// restores it, echoes what was captured (so the test log keeps it) and
-// returns it. WaitFor lets a test wait, without polling, for a line the code
-// under test logs at a moment the test cannot otherwise see.
-class LogCapture {
- public:
-  LogCapture() {
-    int fds[2];
-    if (pipe(fds) != 0) return;
-    std::fflush(stderr);
-    saved_ = dup(2);
-    if (saved_ < 0 || dup2(fds[1], 2) < 0) {
-      close(fds[0]);
-      close(fds[1]);
-      return;
-    }
-    close(fds[1]);  // fd 2 is now the only write end
-    read_end_ = fds[0];
-    reader_ = std::thread([this] {
-      char buffer[4096];
-      for (ssize_t n; (n = read(read_end_, buffer, sizeof(buffer))) > 0;) {
-        absl::MutexLock lock(&mu_);
-        text_.append(buffer, static_cast<size_t>(n));
-      }
-    });
-  }
-  ~LogCapture() { Stop(); }
-  LogCapture(const LogCapture&) = delete;
-  LogCapture& operator=(const LogCapture&) = delete;
-
-  bool ok() const { return read_end_ >= 0; }
-
-  // Whether `needle` was logged within `timeout`.
-  bool WaitFor(absl::string_view needle, absl::Duration timeout) {
-    absl::MutexLock lock(&mu_);
-    const auto logged = [this, needle]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return absl::StrContains(text_, needle);
-    };
-    return mu_.AwaitWithTimeout(absl::Condition(&logged), timeout);
-  }
-
-  std::string Stop() {
-    if (read_end_ >= 0) {
-      std::fflush(stderr);
-      dup2(saved_, 2);  // closes the pipe's write end: the reader sees EOF
-      close(saved_);
-      reader_.join();
-      close(read_end_);
-      read_end_ = -1;
-      absl::MutexLock lock(&mu_);
-      std::fwrite(text_.data(), 1, text_.size(), stderr);
-    }
-    absl::MutexLock lock(&mu_);
-    return text_;
-  }
-
- private:
-  int read_end_ = -1;
-  int saved_ = -1;
-  std::thread reader_;
-  absl::Mutex mu_;
-  std::string text_ ABSL_GUARDED_BY(mu_);
-};
-
 // Every byte of every file in `dir` (the SQLite database, its WAL...).
 std::string AllBytesUnder(const std::string& dir) {
   std::string bytes;
@@ -221,15 +156,6 @@ std::string AllBytesUnder(const std::string& dir) {
                  std::istreambuf_iterator<char>());
   }
   return bytes;
-}
-
-int CountOf(absl::string_view text, absl::string_view needle) {
-  int count = 0;
-  for (size_t at = text.find(needle); at != absl::string_view::npos;
-       at = text.find(needle, at + needle.size())) {
-    ++count;
-  }
-  return count;
 }
 
 // A second chat-completions server, for what FakeOpenAi cannot do: it keeps
@@ -468,10 +394,10 @@ TEST(OpenAiCoachProtocolTest, ConnectionRefusedIsUnavailable) {
   auto coach = OpenAiCoach::Create(
       FastOptions(absl::StrCat("http://127.0.0.1:", port, "/v1")));
   ASSERT_TRUE(coach.ok()) << coach.status();
-  const absl::Time start = absl::Now();
   const auto reply =
       (*coach)->Reply(Conversation("Prompt.", {UserTurn("Allô")}));
-  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  // UNAVAILABLE, not DEADLINE_EXCEEDED: the refusal ended the reply, every
+  // retry included, before its timeout.
   EXPECT_EQ(reply.status().code(), absl::StatusCode::kUnavailable)
       << reply.status();
   EXPECT_THAT(reply.status().message(), Not(HasSubstr(kApiKey)));
@@ -604,14 +530,15 @@ struct AwaitedReply {
   bool Wait() { return done.WaitForNotificationWithTimeout(absl::Seconds(20)); }
 };
 
-// A coach against `fake_` whose timeout (60 s) no test waits for: only a
-// cancel can end its replies quickly.
+// A coach against `fake_` whose timeout (60 s) no test waits for, on a
+// clock that stands still: only a cancel can end its replies, or the waits
+// before their retries.
 class OpenAiCoachCancelTest : public ::testing::Test {
  protected:
   void CreateCoach() {
     OpenAiOptions options = FastOptions(fake_.base_url());
     options.timeout = absl::Seconds(60);
-    auto coach = OpenAiCoach::Create(options);
+    auto coach = OpenAiCoach::Create(options, env_);
     ASSERT_TRUE(coach.ok()) << coach.status();
     coach_ = *std::move(coach);
   }
@@ -627,6 +554,7 @@ class OpenAiCoachCancelTest : public ::testing::Test {
   }
 
   FakeOpenAi fake_;
+  FakeClockEnv env_;  // outlives the coach
   std::unique_ptr<OpenAiCoach> coach_;
 };
 
@@ -651,12 +579,10 @@ TEST_F(OpenAiCoachCancelTest, ACancelledCallerStopsTheWaitBeforeARetry) {
   fake_.Script({Answer(503, ErrorBody("busy", "server_error", ""),
                        {{"Retry-After", "30"}})});
   ASSERT_NO_FATAL_FAILURE(CreateCoach());
-  LogCapture log;
-  ASSERT_TRUE(log.ok());
   AwaitedReply outcome;
   auto cancellation = StartCancellableReply(outcome);
   // The 503 is read and the 30 s wait has begun.
-  ASSERT_TRUE(log.WaitFor("; retry 1 in", absl::Seconds(20)));
+  ASSERT_TRUE(env_.AwaitLines("; retry 1 in 30000 ms", 1));
   cancellation->Cancel();
 
   ASSERT_TRUE(outcome.Wait()) << "still waiting out the Retry-After";
@@ -696,12 +622,10 @@ TEST_F(OpenAiCoachCancelTest, CancelAllEndsEveryReplyNowAndLater) {
                        {{"Retry-After", "30"}})});
   ASSERT_NO_FATAL_FAILURE(CreateCoach());
 
-  LogCapture log;
-  ASSERT_TRUE(log.ok());
   AwaitedReply waiting, in_flight, later;
   coach_->StartReply(Conversation("P.", {UserTurn("un")}),
                      waiting.Callback());
-  ASSERT_TRUE(log.WaitFor("; retry 1 in", absl::Seconds(20)));
+  ASSERT_TRUE(env_.AwaitLines("; retry 1 in 30000 ms", 1));
   fake_.HoldAnswers();
   coach_->StartReply(Conversation("P.", {UserTurn("deux")}),
                      in_flight.Callback());
@@ -773,10 +697,12 @@ TEST(OpenAiCoachProtocolTest, IgnoresProxyEnvironmentVariables) {
 class OpenAiEndToEndTest : public ::testing::Test {
  protected:
   // Starts the server with the OpenAI coach and `options` (FastOptions for
-  // the fake when absent). Call it as ASSERT_NO_FATAL_FAILURE(Start()).
-  void Start(std::optional<OpenAiOptions> options = std::nullopt) {
+  // the fake when absent), on `env` (env_, real time, when absent). Call it
+  // as ASSERT_NO_FATAL_FAILURE(Start()).
+  void Start(std::optional<OpenAiOptions> options = std::nullopt,
+             Env* env = nullptr) {
     options_ = options.value_or(FastOptions(fake_.base_url()));
-    auto coach = OpenAiCoach::Create(options_);
+    auto coach = OpenAiCoach::Create(options_, env != nullptr ? *env : env_);
     ASSERT_TRUE(coach.ok()) << coach.status();
     coach_ = *std::move(coach);
     Config config = TestConfig();
@@ -845,6 +771,8 @@ class OpenAiEndToEndTest : public ::testing::Test {
   // servers (after the coach's idle connections to them are closed).
   FakeOpenAi fake_;
   std::unique_ptr<LocalCompletions> local_;  // for tests FakeOpenAi can't serve
+  CapturingEnv env_;         // the coach's log lines, on real time
+  FakeClockEnv fake_clock_;  // for the tests of our own timing
   OpenAiOptions options_;
   std::unique_ptr<OpenAiCoach> coach_;
   std::unique_ptr<TestServer> server_;
@@ -1123,14 +1051,21 @@ INSTANTIATE_TEST_SUITE_P(Faults, FaultTableTest,
 
 // --- Retry-After -------------------------------------------------------------
 
+// On the fake clock: the retry waits for the time the server asked, then
+// goes at once (the fake clock moves only when the test moves it). The waits
+// are long, so that a retry timed on real time could not pass for one timed
+// on the fake clock: it would come many seconds late.
 struct RetryAfterCase {
   std::string name;
   httplib::Headers headers;  // on a 429, then a success
   absl::Duration max_retry_after;
   bool succeeds;
   int requests;
-  absl::Duration at_least;  // the call's duration bounds
-  absl::Duration at_most;
+  std::string logged;  // the coach's line about the retry
+  // Moving the clock this far does not retry yet (zero: not checked)...
+  absl::Duration not_yet;
+  // ...this far does (not moved when the send fails at once).
+  absl::Duration due;
 };
 
 void PrintTo(const RetryAfterCase& c, std::ostream* out) { *out << c.name; }
@@ -1138,26 +1073,35 @@ void PrintTo(const RetryAfterCase& c, std::ostream* out) { *out << c.name; }
 class RetryAfterTest : public OpenAiEndToEndTest,
                        public ::testing::WithParamInterface<RetryAfterCase> {};
 
-// The backoff alone is at most 50 ms (FastOptions), and a retry on the
-// fake's reused connection costs up to ~90 ms more (see
-// AReusedConnectionAddsNoNagleDelay): a wait of 290 ms or more is the
-// server's Retry-After being honoured.
 TEST_P(RetryAfterTest, IsHonouredWithinItsBounds) {
   const RetryAfterCase& c = GetParam();
   OpenAiOptions options = FastOptions(fake_.base_url());
   options.max_retry_after = c.max_retry_after;
-  ASSERT_NO_FATAL_FAILURE(Start(options));
+  // Below the send's own gRPC deadline (30 s, on real time).
+  options.timeout = absl::Seconds(25);
+  ASSERT_NO_FATAL_FAILURE(Start(options, &fake_clock_));
   fake_.Script({Answer(
       429, ErrorBody("Rate limit reached", "requests", "rate_limit_exceeded"),
       c.headers)});
 
-  const absl::Time start = absl::Now();
-  const grpc::Status status = Send("erin", "", "Bonjour");
-  const absl::Duration took = absl::Now() - start;
+  grpc::Status status;
+  std::thread sender([&] { status = Send("erin", "", "Bonjour"); });
+  // The 429 is read and the wait has begun (or the send given up).
+  const bool logged = fake_clock_.AwaitLines(c.logged, 1);
+  EXPECT_TRUE(logged) << fake_clock_.text();
+  if (logged && c.succeeds) {
+    if (c.not_yet > absl::ZeroDuration()) {
+      fake_clock_.Advance(c.not_yet);
+      EXPECT_EQ(fake_.request_count(), 1) << "retried before the wait was over";
+    }
+    fake_clock_.Advance(c.due - c.not_yet);
+    // Sent now, without waiting for real time to pass.
+    EXPECT_TRUE(fake_.AwaitRequests(2, absl::Seconds(10)))
+        << "the retry did not go when the fake clock passed its wait";
+  }
+  sender.join();
 
   EXPECT_EQ(fake_.request_count(), c.requests);
-  EXPECT_GE(took, c.at_least);
-  EXPECT_LE(took, c.at_most);
   if (c.succeeds) {
     EXPECT_TRUE(IsOk(status));
     EXPECT_EQ(RemainingCredits("erin"), kFreeCredits - 1);
@@ -1171,37 +1115,42 @@ TEST_P(RetryAfterTest, IsHonouredWithinItsBounds) {
 INSTANTIATE_TEST_SUITE_P(
     RetryAfter, RetryAfterTest,
     ::testing::Values(
-        RetryAfterCase{"RetryAfterMs300",
-                       {{"retry-after-ms", "300"}},
+        RetryAfterCase{"RetryAfterMs",
+                       {{"retry-after-ms", "20300"}},
                        absl::Seconds(60),
                        true,
                        2,
-                       absl::Milliseconds(290),
-                       absl::Seconds(1)},
-        RetryAfterCase{"RetryAfterOneSecond",
-                       {{"Retry-After", "1"}},
+                       "; retry 1 in 20300 ms",
+                       absl::Milliseconds(20299),
+                       absl::Milliseconds(20300)},
+        RetryAfterCase{"RetryAfterSeconds",
+                       {{"Retry-After", "15"}},
                        absl::Seconds(60),
                        true,
                        2,
-                       absl::Milliseconds(950),
-                       absl::Milliseconds(1900)},
-        // Longer than max_retry_after: the backoff is used instead.
+                       "; retry 1 in 15000 ms",
+                       absl::Milliseconds(14999),
+                       absl::Seconds(15)},
+        // Longer than max_retry_after: the backoff (FastOptions: 10 ms, less
+        // up to 25% of jitter) is used instead.
         RetryAfterCase{"AboveTheCapIsIgnored",
                        {{"retry-after-ms", "30000"}},
                        absl::Milliseconds(200),
                        true,
                        2,
+                       "; retry 1 in ",
                        absl::ZeroDuration(),
-                       absl::Milliseconds(500)},
-        // Within the cap but past the overall timeout (2 s): fail now
+                       absl::Milliseconds(10)},
+        // Within the cap but past the overall timeout (25 s): fail now
         // rather than sleep into the deadline.
         RetryAfterCase{"BeyondTheTimeoutFailsAtOnce",
-                       {{"retry-after-ms", "10000"}},
+                       {{"retry-after-ms", "26000"}},
                        absl::Seconds(60),
                        false,
                        1,
+                       "; no time left to retry",
                        absl::ZeroDuration(),
-                       absl::Milliseconds(500)}),
+                       absl::ZeroDuration()}),
     [](const ::testing::TestParamInfo<RetryAfterCase>& info) {
       return info.param.name;
     });
@@ -1209,13 +1158,15 @@ INSTANTIATE_TEST_SUITE_P(
 // --- Timeouts and connection errors ------------------------------------------
 
 // An answer later than the overall timeout: AI_UNAVAILABLE at the timeout,
-// no retry past it.
+// no retry past it. On real time: the cut is libcurl's transfer timeout,
+// which a fake clock cannot move. The bounds are loose on purpose: at least
+// most of the timeout (300 ms), and far below the 30 s the answer takes.
 TEST_F(OpenAiEndToEndTest, AnAnswerThatComesTooLateIsUnavailable) {
   OpenAiOptions options = FastOptions(fake_.base_url());
   options.timeout = absl::Milliseconds(300);
   ASSERT_NO_FATAL_FAILURE(Start(options));
   fake_.Script(
-      {Answer(200, CompletionBody("Trop tard."), {}, absl::Seconds(5))});
+      {Answer(200, CompletionBody("Trop tard."), {}, absl::Seconds(30))});
 
   const absl::Time start = absl::Now();
   const grpc::Status status = Send("frank", "", "Bonjour");
@@ -1224,7 +1175,7 @@ TEST_F(OpenAiEndToEndTest, AnAnswerThatComesTooLateIsUnavailable) {
   EXPECT_TRUE(
       HasError(status, grpc::StatusCode::UNAVAILABLE, "AI_UNAVAILABLE"));
   EXPECT_GE(took, absl::Milliseconds(250));
-  EXPECT_LT(took, absl::Seconds(1));
+  EXPECT_LT(took, absl::Seconds(10));
   EXPECT_EQ(fake_.request_count(), 1);
   ExpectNothingChargedOrStored("frank");
 }
@@ -1233,23 +1184,32 @@ TEST_F(OpenAiEndToEndTest, ConnectionRefusedIsRetriedThenUnavailable) {
   const RefusingLoopbackPort refusing;
   const int port = refusing.port();
   ASSERT_NE(port, 0);
-  ASSERT_NO_FATAL_FAILURE(
-      Start(FastOptions(absl::StrCat("http://127.0.0.1:", port, "/v1"))));
+  ASSERT_NO_FATAL_FAILURE(Start(
+      FastOptions(absl::StrCat("http://127.0.0.1:", port, "/v1")),
+      &fake_clock_));
 
-  LogCapture capture;
-  ASSERT_TRUE(capture.ok());
-  const absl::Time start = absl::Now();
-  const grpc::Status status = Send("grace", "", "Bonjour");
-  const absl::Duration took = absl::Now() - start;
-  const std::string log = capture.Stop();
+  grpc::Status status;
+  std::thread sender([&] { status = Send("grace", "", "Bonjour"); });
+  // Each backoff (at most retry_max_delay) ends when the fake clock passes
+  // it, far within the timeout: the send ends with the refusal, not with
+  // the deadline.
+  for (int retry = 1; retry <= options_.max_retries; ++retry) {
+    const std::string line = absl::StrCat("; retry ", retry, " in ");
+    if (!fake_clock_.AwaitLines(line, 1)) {
+      ADD_FAILURE() << "no \"" << line << "\" in\n" << fake_clock_.text();
+      break;
+    }
+    fake_clock_.Advance(options_.retry_max_delay);
+  }
+  sender.join();
 
   EXPECT_TRUE(
       HasError(status, grpc::StatusCode::UNAVAILABLE, "AI_UNAVAILABLE"));
-  EXPECT_LT(took, options_.timeout);
   // Nothing listens, so attempts cannot be counted at the server; the
   // client's log says each retry ("...; retry N in M ms"): max_retries of
   // them, i.e. three attempts.
-  EXPECT_EQ(CountOf(log, "; retry "), options_.max_retries) << log;
+  EXPECT_EQ(fake_clock_.CountLines("; retry "), options_.max_retries)
+      << fake_clock_.text();
   ExpectNothingChargedOrStored("grace");
 }
 
@@ -1267,15 +1227,14 @@ class KeyLeakTest : public OpenAiEndToEndTest,
                     public ::testing::WithParamInterface<KeyLeakCase> {};
 
 // The provider echoes the key in its error message: it must reach neither
-// the client, nor the logs (stderr, captured), nor the database files.
+// the client, nor the coach's log (captured by its Env), nor the database
+// files.
 TEST_P(KeyLeakTest, KeyIsNeverReturnedLoggedOrStored) {
   ASSERT_NO_FATAL_FAILURE(Start());
   fake_.Script(GetParam().script);
 
-  LogCapture capture;
-  ASSERT_TRUE(capture.ok());
   const grpc::Status status = Send("heidi", "", "Bonjour");
-  const std::string log = capture.Stop();
+  const std::string log = env_.text();
 
   EXPECT_TRUE(
       HasError(status, grpc::StatusCode::UNAVAILABLE, "AI_UNAVAILABLE"));
@@ -1548,7 +1507,8 @@ TEST(ContextWindowTest, KeepsTheNewestSuffixThatFits) {
 }
 
 // A timeout on each read would not bound the whole answer: a provider that
-// trickles its body must still be cut at the reply's timeout.
+// trickles its body must still be cut at the reply's timeout. On real time:
+// the cut is libcurl's transfer timeout, which a fake clock cannot move.
 TEST(OpenAiCoachTimeoutTest, ATrickledAnswerIsCutAtTheTimeout) {
   absl::Notification stopping;
   httplib::Server server;
@@ -1581,8 +1541,9 @@ TEST(OpenAiCoachTimeoutTest, ATrickledAnswerIsCutAtTheTimeout) {
   server.stop();
   thread.join();
   EXPECT_FALSE(reply.ok());
-  EXPECT_LT(took, absl::Seconds(2)) << "the body took " << body.size() / 10.0
-                                    << " s to trickle";
+  // Loose: the whole body would take tens of seconds to trickle.
+  EXPECT_LT(took, absl::Seconds(10)) << "the body takes " << body.size() / 10.0
+                                     << " s to trickle";
 }
 
 // A send waiting on the AI (an OpenAI coach with a 60 s timeout, against

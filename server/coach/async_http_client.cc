@@ -16,10 +16,15 @@ namespace {
 // at once (curl_multi_wakeup), so this only bounds an idle loop's sleep.
 constexpr int kIdleWaitMs = 1000;
 
-// Rounded up (never early), and at least 1: 0 means "no timeout" to curl.
+// Rounded up: never early.
+long CeilMilliseconds(absl::Duration d) {
+  return static_cast<long>(
+      absl::ToInt64Milliseconds(absl::Ceil(d, absl::Milliseconds(1))));
+}
+
+// For curl's timeouts: at least 1, as 0 means "no timeout" to it.
 long Milliseconds(absl::Duration d) {
-  return std::max<long>(1, static_cast<long>(absl::ToInt64Milliseconds(
-                               absl::Ceil(d, absl::Milliseconds(1)))));
+  return std::max<long>(1, CeilMilliseconds(d));
 }
 
 absl::Status TransportError(CURLcode code, const char* detail) {
@@ -94,7 +99,7 @@ struct AsyncHttpClient::Transfer {
 };
 
 absl::StatusOr<std::unique_ptr<AsyncHttpClient>> AsyncHttpClient::Create(
-    const AsyncHttpOptions& options) {
+    const AsyncHttpOptions& options, Env& env) {
   // Once per process, before any other libcurl call (a static's
   // initialisation is thread-safe).
   static const CURLcode global_init = curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -109,13 +114,19 @@ absl::StatusOr<std::unique_ptr<AsyncHttpClient>> AsyncHttpClient::Create(
     curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS,
                       static_cast<long>(options.max_idle_connections));
   }
-  return std::unique_ptr<AsyncHttpClient>(new AsyncHttpClient(options, multi));
+  return std::unique_ptr<AsyncHttpClient>(
+      new AsyncHttpClient(options, env, multi));
 }
 
-AsyncHttpClient::AsyncHttpClient(const AsyncHttpOptions& options, CURLM* multi)
-    : options_(options), multi_(multi), loop_([this] { Loop(); }) {}
+AsyncHttpClient::AsyncHttpClient(const AsyncHttpOptions& options, Env& env,
+                                 CURLM* multi)
+    : options_(options), env_(env), multi_(multi), loop_([this] { Loop(); }) {
+  env_.AddClockWatcher(this);
+}
 
 AsyncHttpClient::~AsyncHttpClient() {
+  // First: ClockAdvanced waits for the loop, which ends below.
+  env_.RemoveClockWatcher(this);
   {
     absl::MutexLock lock(&mu_);
     cancelled_ = true;
@@ -127,6 +138,16 @@ AsyncHttpClient::~AsyncHttpClient() {
 }
 
 void AsyncHttpClient::Wake() { curl_multi_wakeup(multi_); }
+
+void AsyncHttpClient::ClockAdvanced() {
+  absl::MutexLock lock(&mu_);
+  const uint64_t jump = ++clock_jumps_;
+  Wake();
+  const auto caught_up = [this, jump]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return jumps_caught_up_ >= jump;
+  };
+  mu_.Await(absl::Condition(&caught_up));
+}
 
 AsyncHttpClient::Id AsyncHttpClient::Post(HttpPost post, AnswerCallback done) {
   auto transfer = std::make_unique<Transfer>();
@@ -144,10 +165,8 @@ AsyncHttpClient::Id AsyncHttpClient::Post(HttpPost post, AnswerCallback done) {
 }
 
 AsyncHttpClient::Id AsyncHttpClient::RunAfter(absl::Duration delay, Task task) {
-  // A steady clock: a step of the wall clock must not stretch a backoff.
-  const Clock::time_point due =
-      Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                         absl::ToChronoNanoseconds(delay));
+  // A monotonic clock: a step of the wall clock must not stretch a backoff.
+  const absl::Duration due = env_.MonotonicNow() + delay;
   Id id = 0;
   {
     absl::MutexLock lock(&mu_);
@@ -176,7 +195,7 @@ void AsyncHttpClient::CancelAll() {
 
 void AsyncHttpClient::Start(std::unique_ptr<Transfer> t) {
   // Counted from now, when curl starts the clock, to the caller's deadline.
-  const absl::Duration remaining = t->post.deadline - absl::Now();
+  const absl::Duration remaining = t->post.deadline - env_.Now();
   if (remaining <= absl::ZeroDuration()) {
     t->done(absl::DeadlineExceededError("deadline passed before sending"));
     return;
@@ -261,13 +280,16 @@ void AsyncHttpClient::Loop() {
     std::vector<Id> to_cancel;
     std::vector<Task> due;
     bool cancelled = false;
-    std::optional<Clock::time_point> next_task;
+    std::optional<absl::Duration> next_task;
+    uint64_t clock_jumps = 0;
     {
       absl::MutexLock lock(&mu_);
       starting.swap(incoming_);
       to_cancel.swap(cancelled_ids_);
       cancelled = cancelled_;
-      const Clock::time_point now = Clock::now();
+      // Read before the clock: the time read below is at least that jump's.
+      clock_jumps = clock_jumps_;
+      const absl::Duration now = env_.MonotonicNow();
       // Due tasks, and the cancelled ones (few wait at a time: a scan).
       for (auto it = tasks_.begin(); it != tasks_.end();) {
         const bool cancel = cancelled || it->first <= now ||
@@ -306,6 +328,7 @@ void AsyncHttpClient::Loop() {
 
     {
       absl::MutexLock lock(&mu_);
+      jumps_caught_up_ = clock_jumps;
       if (stopping_ && incoming_.empty() && tasks_.empty() && active_.empty()) {
         return;
       }
@@ -326,9 +349,11 @@ void AsyncHttpClient::Loop() {
     curl_multi_timeout(multi_, &curl_wants_ms);
     if (curl_wants_ms >= 0) wait_ms = std::min(wait_ms, curl_wants_ms);
     if (next_task.has_value()) {
-      const auto until = std::chrono::ceil<std::chrono::milliseconds>(
-          *next_task - Clock::now());
-      wait_ms = std::min<long>(wait_ms, std::max<long>(0, until.count()));
+      // In real time; under a clock moved by hand, ClockAdvanced wakes the
+      // loop sooner.
+      wait_ms = std::min(
+          wait_ms,
+          std::max(0L, CeilMilliseconds(*next_task - env_.MonotonicNow())));
     }
     curl_multi_poll(multi_, nullptr, 0, static_cast<int>(wait_ms), nullptr);
   }

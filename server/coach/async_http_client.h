@@ -10,12 +10,18 @@
 //
 // Callbacks and tasks run on the loop thread: they must be quick (hand slow
 // work to another thread), or every transfer waits for them.
+//
+// Time is the Env's: timers are due on its monotonic clock, and a request's
+// deadline is read against its Now(). Under a clock moved by hand (a test's),
+// the loop runs the timers due before the move returns. libcurl's own
+// transfer timeouts (connect, whole transfer) run on real time, set from the
+// Env's Now() when the transfer starts: a clock moved by hand does not cut a
+// transfer already in flight.
 #ifndef COACH_SERVER_COACH_ASYNC_HTTP_CLIENT_H_
 #define COACH_SERVER_COACH_ASYNC_HTTP_CLIENT_H_
 
 #include <curl/curl.h>
 
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -32,6 +38,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "base/env.h"
 
 namespace coach {
 
@@ -68,7 +75,7 @@ struct AsyncHttpOptions {
   std::string proxy;
 };
 
-class AsyncHttpClient {
+class AsyncHttpClient final : private Env::ClockWatcher {
  public:
   // Runs exactly once, on the loop thread.
   using AnswerCallback = absl::AnyInvocable<void(absl::StatusOr<HttpAnswer>)>;
@@ -76,12 +83,13 @@ class AsyncHttpClient {
   // Names a transfer or a task, for Cancel. Never reused.
   using Id = uint64_t;
 
-  // Starts the loop thread. INTERNAL if libcurl cannot be set up.
+  // Starts the loop thread. INTERNAL if libcurl cannot be set up. `env`
+  // must outlive the client.
   static absl::StatusOr<std::unique_ptr<AsyncHttpClient>> Create(
-      const AsyncHttpOptions& options);
+      const AsyncHttpOptions& options, Env& env = Env::Default());
   // CancelAll, then waits for the loop to deliver every callback (including
   // those of work that callbacks add meanwhile) and end.
-  ~AsyncHttpClient();
+  ~AsyncHttpClient() override;
 
   AsyncHttpClient(const AsyncHttpClient&) = delete;
   AsyncHttpClient& operator=(const AsyncHttpClient&) = delete;
@@ -93,7 +101,8 @@ class AsyncHttpClient {
   // transport failure: refused, reset, DNS...). Thread-safe.
   Id Post(HttpPost post, AnswerCallback done);
 
-  // Runs `task` on the loop thread after `delay`; at once once cancelled.
+  // Runs `task` on the loop thread once `delay` has passed on the Env's
+  // monotonic clock; at once once cancelled.
   Id RunAfter(absl::Duration delay, Task task);
 
   // Ends one transfer now (its callback gets CANCELLED), or runs one waiting
@@ -105,15 +114,17 @@ class AsyncHttpClient {
   void CancelAll();
 
  private:
-  using Clock = std::chrono::steady_clock;
   struct Transfer;
   struct TimedTask {
     Id id;
     Task task;
   };
 
-  AsyncHttpClient(const AsyncHttpOptions& options, CURLM* multi);
+  AsyncHttpClient(const AsyncHttpOptions& options, Env& env, CURLM* multi);
   void Loop();
+  // Env::ClockWatcher: wakes the loop and waits until it has run the tasks
+  // due at the clock's new time.
+  void ClockAdvanced() override;
   // Adds `transfer` to the multi handle, or fails it.
   void Start(std::unique_ptr<Transfer> transfer);
   // Removes a finished transfer and delivers its outcome (`code` is curl's).
@@ -121,15 +132,21 @@ class AsyncHttpClient {
   void Wake();
 
   const AsyncHttpOptions options_;
+  Env& env_;
   CURLM* const multi_;  // the loop thread's (Wake is thread-safe)
 
   absl::Mutex mu_;
   Id last_id_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::unique_ptr<Transfer>> incoming_ ABSL_GUARDED_BY(mu_);
-  std::multimap<Clock::time_point, TimedTask> tasks_ ABSL_GUARDED_BY(mu_);
+  // By due time on env_.MonotonicNow().
+  std::multimap<absl::Duration, TimedTask> tasks_ ABSL_GUARDED_BY(mu_);
   std::vector<Id> cancelled_ids_ ABSL_GUARDED_BY(mu_);
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Counts the clock's jumps; the loop records the last one whose due tasks
+  // it has run (ClockAdvanced waits for it).
+  uint64_t clock_jumps_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t jumps_caught_up_ ABSL_GUARDED_BY(mu_) = 0;
 
   // Loop thread only: the transfers curl is driving, by easy handle.
   absl::flat_hash_map<CURL*, std::unique_ptr<Transfer>> active_;

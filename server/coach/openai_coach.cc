@@ -8,7 +8,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
-#include "absl/time/clock.h"
 #include "server/coach/context_window.h"
 #include "server/coach/retry_policy.h"
 #include "server/core/errors.h"
@@ -54,7 +53,8 @@ ProviderError ParseProviderError(const std::string& body) {
 
 // The reply in a 200 answer, or why there is none.
 absl::StatusOr<CoachReply> ParseCompletion(const std::string& body,
-                                           const std::string& default_model) {
+                                           const std::string& default_model,
+                                           Env& env) {
   const json parsed = json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (!parsed.is_object() || !parsed.contains("choices") ||
       !parsed["choices"].is_array() || parsed["choices"].empty() ||
@@ -83,7 +83,8 @@ absl::StatusOr<CoachReply> ParseCompletion(const std::string& body,
   reply.content = (*message)["content"].get<std::string>();
   if (finish_reason == "length") {
     // Cut by max_tokens: the text so far is still a useful reply.
-    LogInfo("openai: reply cut at max_tokens (finish_reason=length)");
+    LogTo(env, LogLevel::kInfo,
+          "openai: reply cut at max_tokens (finish_reason=length)");
   }
   reply.model = parsed.contains("model") && parsed["model"].is_string()
                     ? parsed["model"].get<std::string>()
@@ -105,7 +106,7 @@ absl::StatusOr<CoachReply> ParseCompletion(const std::string& body,
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<OpenAiCoach>> OpenAiCoach::Create(
-    const OpenAiOptions& options) {
+    const OpenAiOptions& options, Env& env) {
   if (options.api_key.empty()) {
     return absl::InvalidArgumentError("OpenAI: no API key");
   }
@@ -127,13 +128,15 @@ absl::StatusOr<std::unique_ptr<OpenAiCoach>> OpenAiCoach::Create(
   if (origin.size() <= scheme_end + 3) {
     return absl::InvalidArgumentError("OpenAI base URL has no host");
   }
-  auto http = AsyncHttpClient::Create(AsyncHttpOptions{
-      .max_idle_connections = options.max_idle_connections,
-      .max_answer_bytes = static_cast<size_t>(options.max_answer_bytes),
-      .proxy = options.proxy});
+  auto http = AsyncHttpClient::Create(
+      AsyncHttpOptions{
+          .max_idle_connections = options.max_idle_connections,
+          .max_answer_bytes = static_cast<size_t>(options.max_answer_bytes),
+          .proxy = options.proxy},
+      env);
   if (!http.ok()) return http.status();
   return std::unique_ptr<OpenAiCoach>(new OpenAiCoach(
-      options, absl::StrCat(origin, prefix, "/chat/completions"),
+      options, env, absl::StrCat(origin, prefix, "/chat/completions"),
       *std::move(http)));
 }
 
@@ -158,9 +161,11 @@ struct OpenAiCoach::Call {
   ReplyCallback done;
 };
 
-OpenAiCoach::OpenAiCoach(const OpenAiOptions& options, std::string url,
+OpenAiCoach::OpenAiCoach(const OpenAiOptions& options, Env& env,
+                         std::string url,
                          std::unique_ptr<AsyncHttpClient> http)
     : options_(options),
+      env_(env),
       url_(std::move(url)),
       headers_({absl::StrCat("Authorization: Bearer ", options.api_key),
                 absl::StrCat("User-Agent: ", kUserAgent),
@@ -206,7 +211,7 @@ void OpenAiCoach::CancelAll() {
 void OpenAiCoach::StartReply(CoachRequest request, ReplyCallback done) {
   auto call = std::make_unique<Call>();
   call->body = RequestBody(request);
-  call->deadline = std::min(absl::Now() + options_.timeout, request.deadline);
+  call->deadline = std::min(env_.Now() + options_.timeout, request.deadline);
   call->cancellation = std::move(request.cancellation);
   call->done = std::move(done);
   if (call->cancellation != nullptr) {
@@ -264,7 +269,7 @@ void OpenAiCoach::Attempt(std::unique_ptr<Call> call) {
     Deliver(std::move(call), std::move(stop));
     return;
   }
-  if (call->deadline <= absl::Now()) {
+  if (call->deadline <= env_.Now()) {
     GiveUp(std::move(call));
     return;
   }
@@ -274,7 +279,7 @@ void OpenAiCoach::Attempt(std::unique_ptr<Call> call) {
                 // Cuts an answer trickled past the deadline too.
                 .deadline = call->deadline,
                 .connect_timeout = options_.connect_timeout};
-  call->sent = absl::Now();
+  call->sent = env_.Now();
   StartStep(std::move(call), [&](std::unique_ptr<Call> started) {
     return http_->Post(std::move(post),
                        [this, call = std::move(started)](
@@ -297,7 +302,8 @@ void OpenAiCoach::OnAnswer(std::unique_ptr<Call> call,
   bool may_retry = true;
   if (absl::IsResourceExhausted(answer.status())) {
     // An answer no reply needs: nonsense, as far as we are concerned.
-    LogError("openai: unusable answer: %s", answer.status().message());
+    LogTo(env_, LogLevel::kError, "openai: unusable answer: %s",
+          answer.status().message());
     Deliver(std::move(call), absl::InternalError(absl::StrCat(
                                  "OpenAI: ", answer.status().message())));
     return;
@@ -308,13 +314,14 @@ void OpenAiCoach::OnAnswer(std::unique_ptr<Call> call,
         absl::StrCat("OpenAI: no response (", answer.status().message(), ")"));
   } else if (answer->status == kHttpOk) {
     absl::StatusOr<CoachReply> reply =
-        ParseCompletion(answer->body, options_.model);
+        ParseCompletion(answer->body, options_.model, env_);
     if (reply.ok()) {
-      LogInfo("openai: reply in %.0f ms (attempt %d)",
-              absl::ToDoubleMilliseconds(absl::Now() - call->sent),
-              call->attempt + 1);
+      LogTo(env_, LogLevel::kInfo, "openai: reply in %.0f ms (attempt %d)",
+            absl::ToDoubleMilliseconds(env_.Now() - call->sent),
+            call->attempt + 1);
     } else if (!ReasonOf(reply.status()).has_value()) {
-      LogError("openai: unusable answer: %s", reply.status().message());
+      LogTo(env_, LogLevel::kError, "openai: unusable answer: %s",
+            reply.status().message());
     }
     Deliver(std::move(call), std::move(reply));
     return;
@@ -323,7 +330,7 @@ void OpenAiCoach::OnAnswer(std::unique_ptr<Call> call,
     const ProviderError error = ParseProviderError(answer->body);
     error_code = error.code;
     retry_after = ParseRetryAfter(answer->Header("retry-after-ms"),
-                                  answer->Header("retry-after"), absl::Now());
+                                  answer->Header("retry-after"), env_.Now());
     call->last_error = absl::UnavailableError(absl::StrCat(
         "OpenAI: HTTP ", http_status, " type=", error.type,
         " code=", error.code, " message=", Redacted(error.message)));
@@ -331,20 +338,23 @@ void OpenAiCoach::OnAnswer(std::unique_ptr<Call> call,
 
   const bool retryable = may_retry && IsRetryable(http_status, error_code);
   if (!retryable || call->attempt == options_.max_retries) {
-    if (!retryable) LogError("%s (not retried)", call->last_error.message());
+    if (!retryable) {
+      LogTo(env_, LogLevel::kError, "%s (not retried)",
+            call->last_error.message());
+    }
     GiveUp(std::move(call));
     return;
   }
   const absl::Duration delay =
       RetryDelay(call->attempt + 1, retry_after, options_);
-  if (absl::Now() + delay >= call->deadline) {
-    LogWarning("%s; no time left to retry", call->last_error.message());
+  if (env_.Now() + delay >= call->deadline) {
+    LogTo(env_, LogLevel::kWarning, "%s; no time left to retry",
+          call->last_error.message());
     GiveUp(std::move(call));
     return;
   }
-  LogWarning("%s; retry %d in %.0f ms", call->last_error.message(),
-             call->attempt + 1, absl::ToDoubleMilliseconds(delay));
-  ++call->attempt;
+  const std::string error(call->last_error.message());
+  const int retry = ++call->attempt;
   // A cancel (the caller's, or CancelAll) ends the wait at once; Attempt
   // then sees it.
   StartStep(std::move(call), [&](std::unique_ptr<Call> waiting) {
@@ -352,10 +362,14 @@ void OpenAiCoach::OnAnswer(std::unique_ptr<Call> call,
       Attempt(std::move(call));
     });
   });
+  // Once the wait is timed (the retry cannot start before this returns: it
+  // runs on this loop thread), so that the line tells a test that it is.
+  LogTo(env_, LogLevel::kWarning, "%s; retry %d in %.0f ms", error, retry,
+        absl::ToDoubleMilliseconds(delay));
 }
 
 void OpenAiCoach::GiveUp(std::unique_ptr<Call> call) {
-  absl::Status error = call->deadline <= absl::Now()
+  absl::Status error = call->deadline <= env_.Now()
                            ? absl::DeadlineExceededError(absl::StrCat(
                                  "OpenAI: no reply within ",
                                  absl::FormatDuration(options_.timeout),

@@ -8,6 +8,9 @@
 // the result is UNAVAILABLE (or DEADLINE_EXCEEDED); an answer that makes no
 // sense is INTERNAL; a reply stopped by the provider's content filter is
 // CONTENT_FILTERED. The API key is sent, never logged.
+//
+// Time and logs are the Env's (base/env.h): deadlines, the waits before a
+// retry, Retry-After dates, and every line logged.
 #ifndef COACH_SERVER_COACH_OPENAI_COACH_H_
 #define COACH_SERVER_COACH_OPENAI_COACH_H_
 
@@ -19,6 +22,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "base/env.h"
 #include "server/coach/async_http_client.h"
 #include "server/core/coach.h"
 #include "base/thread_pool.h"
@@ -29,9 +33,9 @@ namespace coach {
 class OpenAiCoach final : public Coach {
  public:
   // INVALID_ARGUMENT if the key is empty or the base URL is not
-  // http(s)://host[:port][/path].
+  // http(s)://host[:port][/path]. `env` must outlive the coach.
   static absl::StatusOr<std::unique_ptr<OpenAiCoach>> Create(
-      const OpenAiOptions& options);
+      const OpenAiOptions& options, Env& env = Env::Default());
   // Cancels what is in flight and delivers every callback before returning.
   ~OpenAiCoach() override;
 
@@ -49,7 +53,7 @@ class OpenAiCoach final : public Coach {
   // The step of a Call in progress, for the caller's cancel to stop.
   struct Step;
 
-  OpenAiCoach(const OpenAiOptions& options, std::string url,
+  OpenAiCoach(const OpenAiOptions& options, Env& env, std::string url,
               std::unique_ptr<AsyncHttpClient> http);
 
   // Sends attempt number call->attempt, unless time is up.
@@ -75,6 +79,7 @@ class OpenAiCoach final : public Coach {
   std::string Redacted(absl::string_view text) const;
 
   const OpenAiOptions options_;
+  Env& env_;
   const std::string url_;  // "https://api.openai.com/v1/chat/completions"
   const std::vector<std::string> headers_;
   std::atomic<bool> cancelled_{false};

@@ -7,6 +7,7 @@
 
 #include <httplib.h>
 
+#include <atomic>
 #include <deque>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -88,7 +89,10 @@ class FakeOpenAi {
     // Bound (and listening) here: connections queue until the thread accepts.
     port_ = proxy::BindHttpServer(server_, "127.0.0.1:0", tuning.listen_backlog)
                 .value_or(0);
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    thread_ = std::thread([this] {
+      server_.listen_after_bind();
+      serving_over_ = true;
+    });
   }
   ~FakeOpenAi() { Stop(); }
 
@@ -98,6 +102,12 @@ class FakeOpenAi {
     {
       absl::MutexLock lock(&mu_);
       stopped_ = true;
+    }
+    // httplib's stop() does nothing until the serving thread has started,
+    // which then serves for ever: wait for the start (microseconds), or for
+    // the thread's end if it could not serve.
+    while (thread_.joinable() && !server_.is_running() && !serving_over_) {
+      std::this_thread::yield();
     }
     server_.stop();
     if (thread_.joinable()) thread_.join();
@@ -182,6 +192,7 @@ class FakeOpenAi {
 
   httplib::Server server_;
   std::thread thread_;
+  std::atomic<bool> serving_over_{false};
   int port_ = 0;
   absl::Notification stopping_;
   mutable absl::Mutex mu_;
