@@ -40,6 +40,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
@@ -77,6 +78,15 @@ struct InRange {  // [low, high], for numbers
     return v >= low && v <= high ? ""
                                  : absl::StrCat("must be between ", low,
                                                 " and ", high);
+  }
+};
+struct OneOf {  // a string among a few
+  std::vector<std::string> values;
+  std::string operator()(const std::string& v) const {
+    for (const std::string& value : values) {
+      if (v == value) return "";
+    }
+    return absl::StrCat("must be one of: ", absl::StrJoin(values, ", "));
   }
 };
 inline constexpr AnyValue kAnyValue;

@@ -196,7 +196,8 @@ void CoachProxy::HandlePreflight(const httplib::Request& request,
   response.set_header("Access-Control-Allow-Methods",
                       "GET, POST, PUT, PATCH, DELETE, OPTIONS");
   response.set_header("Access-Control-Allow-Headers",
-                      absl::StrCat("Content-Type, ", kRequestIdHeader));
+                      absl::StrCat("Authorization, Content-Type, ",
+                                   kRequestIdHeader));
   response.set_header("Access-Control-Max-Age",
                       std::to_string(SecondsOf(config_.cors_max_age)));
 }
@@ -239,7 +240,8 @@ void CoachProxy::Handle(const httplib::Request& request,
               ->New());
       const grpc::Status status =
           upstream_.Call(route.grpc_method, **upstream_request,
-                         *upstream_response, request_id);
+                         *upstream_response, request_id,
+                         request.get_header_value("Authorization"));
       if (!status.ok()) {
         if (status.error_details().empty()) {
           // A channel failure, not a server answer: worth a log line.
@@ -248,6 +250,13 @@ void CoachProxy::Handle(const httplib::Request& request,
                      status.error_message(), request_id);
         }
         Reply(response, HttpErrorFromGrpc(status));
+        if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
+          // RFC 6750 §3: the scheme, and why a token that was sent failed.
+          response.set_header("WWW-Authenticate",
+                              request.has_header("Authorization")
+                                  ? "Bearer error=\"invalid_token\""
+                                  : "Bearer");
+        }
       } else if (auto json = ResponseToJson(*upstream_response); json.ok()) {
         response.status = 200;
         response.set_content(*json, kJsonContentType);

@@ -1,5 +1,7 @@
 #include "proxy/upstream.h"
 
+#include <algorithm>
+
 #include <grpcpp/client_context.h>
 #include <grpcpp/completion_queue.h>
 #include <grpcpp/create_channel.h>
@@ -57,7 +59,8 @@ Upstream::Upstream(const std::string& target, absl::Duration deadline)
 
 grpc::Status Upstream::Call(const std::string& grpc_method,
                             const Message& request, Message& response,
-                            absl::string_view request_id) {
+                            absl::string_view request_id,
+                            absl::string_view authorization) {
   grpc::ByteBuffer request_bytes;
   bool own_buffer = false;
   if (grpc::Status serialized = grpc::SerializationTraits<Message>::Serialize(
@@ -72,6 +75,14 @@ grpc::Status Upstream::Call(const std::string& grpc_method,
   context.set_wait_for_ready(false);
   if (!request_id.empty()) {
     context.AddMetadata(kRequestIdMetadata, std::string(request_id));
+  }
+  if (!authorization.empty()) {
+    const bool printable =
+        std::all_of(authorization.begin(), authorization.end(),
+                    [](char c) { return c >= 0x20 && c < 0x7F; });
+    context.AddMetadata(kAuthorizationMetadata,
+                        printable ? std::string(authorization)
+                                  : std::string("Bearer -"));
   }
   grpc::CompletionQueue& queue = ThreadCompletionQueue();
   grpc::ByteBuffer response_bytes;

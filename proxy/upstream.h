@@ -19,6 +19,8 @@ namespace coach::proxy {
 
 // The metadata key carrying the request id to coach-server (and its logs).
 inline constexpr char kRequestIdMetadata[] = "x-request-id";
+// The caller's credentials, forwarded unchanged (as grpc-gateway does).
+inline constexpr char kAuthorizationMetadata[] = "authorization";
 
 class Upstream {
  public:
@@ -27,11 +29,15 @@ class Upstream {
 
   // Calls `grpc_method` ("/coach.v1.ChatService/SendMessage") with `request`
   // and parses the answer into `response`. Fails fast (UNAVAILABLE) when
-  // coach-server is down rather than waiting for it.
+  // coach-server is down rather than waiting for it. `authorization` (the
+  // HTTP header's value; empty: none) is forwarded as metadata; a value
+  // that metadata cannot carry (not printable ASCII) is replaced by one
+  // that no server accepts.
   grpc::Status Call(const std::string& grpc_method,
                     const google::protobuf::Message& request,
                     google::protobuf::Message& response,
-                    absl::string_view request_id);
+                    absl::string_view request_id,
+                    absl::string_view authorization);
 
  private:
   grpc::GenericStub stub_;

@@ -79,6 +79,16 @@ int main(int argc, char** argv) {
     coach::LogError("server: %s", server.status().ToString());
     return EXIT_FAILURE;
   }
+  if (config.auth == "jwt") {
+    coach::LogInfo("authentication: jwt (HS256 %s, RS256/ES256 %s)",
+                   config.jwt.hs256_secret.empty() ? "off" : "on",
+                   config.jwt.jwks_file.empty() ? "off" : config.jwt.jwks_file);
+  } else {
+    coach::LogWarning(
+        "authentication: none (COACH_AUTH=none): any caller can act as any "
+        "user by naming its userId; set COACH_AUTH=jwt before exposing this "
+        "service");
+  }
   coach::LogInfo("coach-server listening on %s (port %d), database %s",
                  config.grpc_listen, (*server)->port(), config.db_path);
 

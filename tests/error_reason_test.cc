@@ -25,6 +25,7 @@ constexpr ErrorReason kCoreReasons[] = {
     ErrorReason::kDeadlineExceeded, ErrorReason::kCancelled,
     ErrorReason::kUnauthenticated,  ErrorReason::kAdminDisabled,
     ErrorReason::kUnavailable,      ErrorReason::kInternal,
+    ErrorReason::kUserForbidden,
 };
 
 // The wire name clients switch on, as it has always been. No default: a
@@ -44,6 +45,7 @@ std::string WireName(ErrorReason reason) {
     case ErrorReason::kAdminDisabled: return "ADMIN_DISABLED";
     case ErrorReason::kUnavailable: return "UNAVAILABLE";
     case ErrorReason::kInternal: return "INTERNAL";
+    case ErrorReason::kUserForbidden: return "USER_FORBIDDEN";
   }
   return "";
 }
@@ -106,10 +108,11 @@ TEST(ErrorReasonTest, EveryErrorOfTheRulesCarriesItsWireReason) {
       {"CONTENT_FILTERED", ContentFilteredError()},
       {"DEADLINE_EXCEEDED", CallerDeadlineError()},
       {"CANCELLED", CallerCancelledError()},
-      {"UNAUTHENTICATED", AdminUnauthenticatedError()},
+      {"UNAUTHENTICATED", UnauthenticatedError(/*token_given=*/true)},
       {"ADMIN_DISABLED", AdminDisabledError()},
       {"UNAVAILABLE", UnavailableError()},
       {"INTERNAL", InternalError()},
+      {"USER_FORBIDDEN", UserForbiddenError()},
   };
   for (const auto& [name, error] : errors) {
     EXPECT_EQ(WireReasonOf(ToGrpcStatus(error)), name);

@@ -24,18 +24,27 @@ const char* const kHealthServices[] = {"", "coach.v1.ChatService",
 }  // namespace
 
 CoachServer::CoachServer(const Config& config, Store& store, Coach& coach,
-                         const Clock& clock)
+                         const Clock& clock,
+                         std::unique_ptr<JwtVerifier> verifier)
     : config_(config),
       coach_(coach),
       chat_(config_, store, coach, clock),
       accounts_(config_, store, clock),
-      chat_service_(chat_),
-      user_service_(accounts_, config_.admin_token) {}
+      verifier_(std::move(verifier)),
+      authenticator_(verifier_.get(), clock),
+      chat_service_(chat_, authenticator_),
+      user_service_(accounts_, authenticator_, config_.admin_token) {}
 
 absl::StatusOr<std::unique_ptr<CoachServer>> CoachServer::Start(
     const Config& config, Store& store, Coach& coach, const Clock& clock) {
+  std::unique_ptr<JwtVerifier> verifier;
+  if (config.auth == "jwt") {
+    auto created = JwtVerifier::Create(config.jwt);
+    if (!created.ok()) return created.status();
+    verifier = *std::move(created);
+  }
   std::unique_ptr<CoachServer> server(
-      new CoachServer(config, store, coach, clock));
+      new CoachServer(config, store, coach, clock, std::move(verifier)));
   // Both are process-wide switches read when a builder is created.
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

@@ -20,6 +20,8 @@
 #include "server/core/chat.h"
 #include "server/core/clock.h"
 #include "server/app/server_config.h"
+#include "server/auth/jwt_verifier.h"
+#include "server/rpc/authenticator.h"
 #include "server/rpc/chat_service.h"
 #include "server/rpc/user_service.h"
 #include "storage/store.h"
@@ -44,12 +46,15 @@ class CoachServer {
 
  private:
   CoachServer(const Config& config, Store& store, Coach& coach,
-              const Clock& clock);
+              const Clock& clock, std::unique_ptr<JwtVerifier> verifier);
 
   const Config config_;
   Coach& coach_;
   Chat chat_;
   Accounts accounts_;
+  // Null with COACH_AUTH=none.
+  const std::unique_ptr<JwtVerifier> verifier_;
+  const Authenticator authenticator_;
   ChatServiceImpl chat_service_;
   UserServiceImpl user_service_;
   std::unique_ptr<grpc::Server> server_;

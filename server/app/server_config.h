@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/time/time.h"
+#include "server/auth/jwt_verifier.h"
 #include "server/coach/openai_options.h"
 #include "server/core/config.h"
 
@@ -23,6 +24,11 @@ struct Config : CoreConfig {
   int grpc_max_concurrent_streams = 4096;
   // Empty: the admin RPCs are refused.
   std::string admin_token;
+  // How callers are known: "none" takes a request's userId on trust (any
+  // caller can act as any user: for a trusted network or a demo); "jwt"
+  // requires a signed token on every public RPC (see `jwt`).
+  std::string auth = "none";
+  JwtOptions jwt;
   OpenAiOptions openai;
 
   // In-flight calls get this long to finish on SIGTERM/SIGINT.

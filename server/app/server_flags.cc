@@ -21,6 +21,23 @@ std::vector<Setting> ServerSettings(Config& c) {
       Secret({"admin_token", "COACH_ADMIN_TOKEN", &c.admin_token, kAnyValue,
               "Bearer token of `SetPlan` / `GrantCredits`; empty: they are "
               "refused"}),
+      {"auth", "COACH_AUTH", &c.auth, OneOf{{"none", "jwt"}},
+       "`none`: a request's `userId` is taken on trust (any caller can act "
+       "as any user); `jwt`: every public RPC needs `Authorization: Bearer "
+       "<JWT>`, and the user is the token's"},
+      Secret({"jwt_secret", "COACH_JWT_SECRET", &c.jwt.hs256_secret,
+              kAnyValue, "HS256 secret of the tokens; empty: HS256 refused"}),
+      {"jwt_jwks_file", "COACH_JWT_JWKS_FILE", &c.jwt.jwks_file, kAnyValue,
+       "JWKS file of the RS256/ES256 public keys (by `kid`; re-read when it "
+       "changes)"},
+      {"jwt_leeway", "COACH_JWT_LEEWAY", &c.jwt.leeway, kNonNegative,
+       "Clock difference allowed on `exp` and `nbf`"},
+      {"jwt_issuer", "COACH_JWT_ISSUER", &c.jwt.issuer, kAnyValue,
+       "Required `iss`; empty: not checked"},
+      {"jwt_audience", "COACH_JWT_AUDIENCE", &c.jwt.audience, kAnyValue,
+       "Required `aud`; empty: not checked"},
+      {"jwt_user_claim", "COACH_JWT_USER_CLAIM", &c.jwt.user_claim,
+       kNonEmpty, "The claim that names the user"},
       Secret({"openai_api_key", "OPENAI_API_KEY", &ai.api_key, kAnyValue,
               "OpenAI key; empty: the offline coach answers. Never logged, "
               "stored or returned; prefer the variable (a flag shows in "
@@ -128,6 +145,12 @@ absl::Status CrossCheck(const Config& config) {
   if (config.credit_reservation_ttl <= config.openai.timeout) {
     return absl::InvalidArgumentError(
         "--credit_reservation_ttl must exceed --openai_timeout");
+  }
+  if (config.auth == "jwt" && config.jwt.hs256_secret.empty() &&
+      config.jwt.jwks_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--auth=jwt needs --jwt_secret (HS256) or --jwt_jwks_file "
+        "(RS256/ES256)");
   }
   if (config.limits.history_default_limit > config.limits.history_max_limit) {
     return absl::InvalidArgumentError(

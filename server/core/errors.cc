@@ -93,6 +93,22 @@ absl::Status AdminUnauthenticatedError() {
                     "(en-tête « authorization: Bearer <jeton> »).");
 }
 
+absl::Status UnauthenticatedError(bool token_given) {
+  return WithReason(absl::StatusCode::kUnauthenticated,
+                    ErrorReason::kUnauthenticated,
+                    token_given
+                        ? "Jeton d'accès invalide ou expiré : reconnectez-vous."
+                        : "Jeton d'accès requis (en-tête « Authorization: "
+                          "Bearer <jeton> »).");
+}
+
+absl::Status UserForbiddenError() {
+  return WithReason(absl::StatusCode::kPermissionDenied,
+                    ErrorReason::kUserForbidden,
+                    "Ce « userId » n'est pas le vôtre : vous ne pouvez agir "
+                    "que pour votre propre compte.");
+}
+
 absl::Status AdminDisabledError() {
   return WithReason(absl::StatusCode::kPermissionDenied,
                     ErrorReason::kAdminDisabled,

@@ -30,6 +30,7 @@ enum class ErrorReason {
   kAdminDisabled,
   kUnavailable,
   kInternal,
+  kUserForbidden,
 };
 
 // The ErrorInfo domain of our reasons.
@@ -48,6 +49,11 @@ absl::Status ContentFilteredError();
 absl::Status CallerDeadlineError();
 absl::Status CallerCancelledError();
 absl::Status AdminUnauthenticatedError();
+// A public RPC without a valid token (COACH_AUTH=jwt); `token_given`: one
+// was sent but refused.
+absl::Status UnauthenticatedError(bool token_given);
+// The request acts for another user than the token's.
+absl::Status UserForbiddenError();
 absl::Status AdminDisabledError();
 absl::Status InternalError();
 absl::Status UnavailableError();

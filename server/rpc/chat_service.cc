@@ -41,13 +41,15 @@ grpc::ServerUnaryReactor* ChatServiceImpl::ListSessions(
     grpc::CallbackServerContext* context,
     const v1::ListSessionsRequest* request,
     v1::ListSessionsResponse* response) {
-  return FinishNow(context, DoListSessions(*request, *response));
+  return FinishNow(context, DoListSessions(*context, *request, *response));
 }
 
 grpc::Status ChatServiceImpl::DoListSessions(
-    const v1::ListSessionsRequest& request,
+    const grpc::ServerContextBase& context, const v1::ListSessionsRequest& request,
     v1::ListSessionsResponse& response) {
-  auto sessions = chat_.ListSessions(request.user_id());
+  auto user = auth_.ActingUser(context, request.user_id());
+  if (!user.ok()) return ToGrpcStatus(user.status());
+  auto sessions = chat_.ListSessions(*user);
   if (!sessions.ok()) return ToGrpcStatus(sessions.status());
   for (const SessionRecord& session : *sessions) {
     ToProto(session, response.add_sessions());
@@ -59,15 +61,17 @@ grpc::ServerUnaryReactor* ChatServiceImpl::CreateSession(
     grpc::CallbackServerContext* context,
     const v1::CreateSessionRequest* request,
     v1::CreateSessionResponse* response) {
-  return FinishNow(context, DoCreateSession(*request, *response));
+  return FinishNow(context, DoCreateSession(*context, *request, *response));
 }
 
 grpc::Status ChatServiceImpl::DoCreateSession(
-    const v1::CreateSessionRequest& request,
+    const grpc::ServerContextBase& context, const v1::CreateSessionRequest& request,
     v1::CreateSessionResponse& response) {
+  auto user = auth_.ActingUser(context, request.user_id());
+  if (!user.ok()) return ToGrpcStatus(user.status());
   std::optional<std::string> title;
   if (request.has_title()) title = request.title();
-  auto session = chat_.CreateSession(request.user_id(), title);
+  auto session = chat_.CreateSession(*user, title);
   if (!session.ok()) return ToGrpcStatus(session.status());
   ToProto(*session, response.mutable_session());
   return grpc::Status::OK;
@@ -76,12 +80,15 @@ grpc::Status ChatServiceImpl::DoCreateSession(
 grpc::ServerUnaryReactor* ChatServiceImpl::GetSession(
     grpc::CallbackServerContext* context, const v1::GetSessionRequest* request,
     v1::GetSessionResponse* response) {
-  return FinishNow(context, DoGetSession(*request, *response));
+  return FinishNow(context, DoGetSession(*context, *request, *response));
 }
 
-grpc::Status ChatServiceImpl::DoGetSession(const v1::GetSessionRequest& request,
+grpc::Status ChatServiceImpl::DoGetSession(
+    const grpc::ServerContextBase& context, const v1::GetSessionRequest& request,
                                            v1::GetSessionResponse& response) {
-  auto found = chat_.GetSession(request.session_id(), request.user_id());
+  auto user = auth_.ActingUser(context, request.user_id());
+  if (!user.ok()) return ToGrpcStatus(user.status());
+  auto found = chat_.GetSession(request.session_id(), *user);
   if (!found.ok()) return ToGrpcStatus(found.status());
   v1::Session* session = response.mutable_session();
   ToProto(found->session, session);
@@ -95,13 +102,15 @@ grpc::ServerUnaryReactor* ChatServiceImpl::UpdateSession(
     grpc::CallbackServerContext* context,
     const v1::UpdateSessionRequest* request,
     v1::UpdateSessionResponse* response) {
-  return FinishNow(context, DoUpdateSession(*request, *response));
+  return FinishNow(context, DoUpdateSession(*context, *request, *response));
 }
 
 grpc::Status ChatServiceImpl::DoUpdateSession(
-    const v1::UpdateSessionRequest& request,
+    const grpc::ServerContextBase& context, const v1::UpdateSessionRequest& request,
     v1::UpdateSessionResponse& response) {
-  auto session = chat_.RenameSession(request.session_id(), request.user_id(),
+  auto user = auth_.ActingUser(context, request.user_id());
+  if (!user.ok()) return ToGrpcStatus(user.status());
+  auto session = chat_.RenameSession(request.session_id(), *user,
                                      request.title());
   if (!session.ok()) return ToGrpcStatus(session.status());
   ToProto(*session, response.mutable_session());
@@ -112,14 +121,16 @@ grpc::ServerUnaryReactor* ChatServiceImpl::DeleteSession(
     grpc::CallbackServerContext* context,
     const v1::DeleteSessionRequest* request,
     v1::DeleteSessionResponse* response) {
-  return FinishNow(context, DoDeleteSession(*request, *response));
+  return FinishNow(context, DoDeleteSession(*context, *request, *response));
 }
 
 grpc::Status ChatServiceImpl::DoDeleteSession(
-    const v1::DeleteSessionRequest& request,
+    const grpc::ServerContextBase& context, const v1::DeleteSessionRequest& request,
     v1::DeleteSessionResponse& response) {
+  auto user = auth_.ActingUser(context, request.user_id());
+  if (!user.ok()) return ToGrpcStatus(user.status());
   absl::Status deleted =
-      chat_.DeleteSession(request.session_id(), request.user_id());
+      chat_.DeleteSession(request.session_id(), *user);
   if (!deleted.ok()) return ToGrpcStatus(deleted);
   response.set_success(true);
   return grpc::Status::OK;
@@ -133,10 +144,15 @@ grpc::ServerUnaryReactor* ChatServiceImpl::SendMessage(
   // OnDone, after Finish, which the domain's callback calls: at once, or
   // when the coach's reply is stored.
   auto* reactor = new SendReactor();
+  auto user = auth_.ActingUser(*context, request->user_id());
+  if (!user.ok()) {
+    reactor->Finish(ToGrpcStatus(user.status()));
+    return reactor;
+  }
   // The domain checks that the caller still waits before charging.
   Caller caller{.deadline = absl::FromChrono(context->deadline()),
                 .cancellation = reactor->cancellation()};
-  chat_.SendMessage(request->user_id(), request->session_id(),
+  chat_.SendMessage(*user, request->session_id(),
                     request->message(), std::move(caller),
                     [reactor, response](absl::StatusOr<SendResult> sent) {
                       reactor->Finish(ToSendMessageResponse(sent, *response));
@@ -147,14 +163,17 @@ grpc::ServerUnaryReactor* ChatServiceImpl::SendMessage(
 grpc::ServerUnaryReactor* ChatServiceImpl::GetHistory(
     grpc::CallbackServerContext* context, const v1::GetHistoryRequest* request,
     v1::GetHistoryResponse* response) {
-  return FinishNow(context, DoGetHistory(*request, *response));
+  return FinishNow(context, DoGetHistory(*context, *request, *response));
 }
 
-grpc::Status ChatServiceImpl::DoGetHistory(const v1::GetHistoryRequest& request,
+grpc::Status ChatServiceImpl::DoGetHistory(
+    const grpc::ServerContextBase& context, const v1::GetHistoryRequest& request,
                                            v1::GetHistoryResponse& response) {
+  auto user = auth_.ActingUser(context, request.user_id());
+  if (!user.ok()) return ToGrpcStatus(user.status());
   std::optional<int> limit;
   if (request.has_limit()) limit = request.limit();
-  auto history = chat_.GetHistory(request.user_id(), limit);
+  auto history = chat_.GetHistory(*user, limit);
   if (!history.ok()) return ToGrpcStatus(history.status());
   for (const SessionRecord& session : history->sessions) {
     ToProto(session, response.add_history());

@@ -13,6 +13,7 @@
 
 #include "coach/v1/chat.grpc.pb.h"
 #include "server/core/chat.h"
+#include "server/rpc/authenticator.h"
 
 namespace coach {
 
@@ -26,8 +27,9 @@ class ChatServiceImpl final
                               v1::ChatService::WithCallbackMethod_SendMessage<
                                   v1::ChatService::Service>>>>>>> {
  public:
-  // `chat` must outlive this.
-  explicit ChatServiceImpl(Chat& chat) : chat_(chat) {}
+  // Both must outlive this.
+  ChatServiceImpl(Chat& chat, const Authenticator& auth)
+      : chat_(chat), auth_(auth) {}
 
   grpc::ServerUnaryReactor* ListSessions(
       grpc::CallbackServerContext* context,
@@ -60,20 +62,27 @@ class ChatServiceImpl final
 
  private:
   // The quick RPCs' bodies, run inline by their callback methods.
-  grpc::Status DoListSessions(const v1::ListSessionsRequest& request,
+  grpc::Status DoListSessions(const grpc::ServerContextBase& context,
+                             const v1::ListSessionsRequest& request,
                               v1::ListSessionsResponse& response);
-  grpc::Status DoCreateSession(const v1::CreateSessionRequest& request,
+  grpc::Status DoCreateSession(const grpc::ServerContextBase& context,
+                             const v1::CreateSessionRequest& request,
                                v1::CreateSessionResponse& response);
-  grpc::Status DoGetSession(const v1::GetSessionRequest& request,
+  grpc::Status DoGetSession(const grpc::ServerContextBase& context,
+                             const v1::GetSessionRequest& request,
                             v1::GetSessionResponse& response);
-  grpc::Status DoUpdateSession(const v1::UpdateSessionRequest& request,
+  grpc::Status DoUpdateSession(const grpc::ServerContextBase& context,
+                             const v1::UpdateSessionRequest& request,
                                v1::UpdateSessionResponse& response);
-  grpc::Status DoDeleteSession(const v1::DeleteSessionRequest& request,
+  grpc::Status DoDeleteSession(const grpc::ServerContextBase& context,
+                             const v1::DeleteSessionRequest& request,
                                v1::DeleteSessionResponse& response);
-  grpc::Status DoGetHistory(const v1::GetHistoryRequest& request,
+  grpc::Status DoGetHistory(const grpc::ServerContextBase& context,
+                             const v1::GetHistoryRequest& request,
                             v1::GetHistoryResponse& response);
 
   Chat& chat_;
+  const Authenticator& auth_;
 };
 
 }  // namespace coach

@@ -20,6 +20,7 @@ v1::ErrorReason ToProtoReason(ErrorReason reason) {
     case ErrorReason::kCancelled: return v1::CANCELLED;
     case ErrorReason::kUnauthenticated: return v1::UNAUTHENTICATED;
     case ErrorReason::kAdminDisabled: return v1::ADMIN_DISABLED;
+    case ErrorReason::kUserForbidden: return v1::USER_FORBIDDEN;
     case ErrorReason::kUnavailable: return v1::UNAVAILABLE;
     case ErrorReason::kInternal: return v1::INTERNAL;
   }

@@ -12,7 +12,9 @@ grpc::ServerUnaryReactor* UserServiceImpl::GetUserStats(
     grpc::CallbackServerContext* context,
     const v1::GetUserStatsRequest* request,
     v1::GetUserStatsResponse* response) {
-  auto stats = accounts_.GetUserStats(request->user_id());
+  auto user = auth_.ActingUser(*context, request->user_id());
+  if (!user.ok()) return FinishNow(context, ToGrpcStatus(user.status()));
+  auto stats = accounts_.GetUserStats(*user);
   if (!stats.ok()) return FinishNow(context, ToGrpcStatus(stats.status()));
   ToProto(*stats, response->mutable_stats());
   return FinishNow(context, grpc::Status::OK);

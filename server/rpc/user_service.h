@@ -7,6 +7,7 @@
 
 #include "coach/v1/user.grpc.pb.h"
 #include "server/core/accounts.h"
+#include "server/rpc/authenticator.h"
 
 namespace coach {
 
@@ -14,9 +15,11 @@ namespace coach {
 // path (see chat_service.h).
 class UserServiceImpl final : public v1::UserService::CallbackService {
  public:
-  // `admin_token` empty: the admin RPCs are refused.
-  UserServiceImpl(Accounts& accounts, std::string admin_token)
-      : accounts_(accounts), admin_token_(std::move(admin_token)) {}
+  // `admin_token` empty: the admin RPCs are refused. `accounts` and `auth`
+  // must outlive this.
+  UserServiceImpl(Accounts& accounts, const Authenticator& auth,
+                  std::string admin_token)
+      : accounts_(accounts), auth_(auth), admin_token_(std::move(admin_token)) {}
 
   grpc::ServerUnaryReactor* GetUserStats(
       grpc::CallbackServerContext* context,
@@ -39,6 +42,7 @@ class UserServiceImpl final : public v1::UserService::CallbackService {
                               v1::GrantCreditsResponse& response);
 
   Accounts& accounts_;
+  const Authenticator& auth_;
   const std::string admin_token_;
 };
 
