@@ -203,7 +203,9 @@ TEST_F(LimitsTest, ThirdConcurrentSendIsRateLimitedAndChargesNothing) {
 }
 
 TEST_F(LimitsTest, SessionCreationRateCountsSendsWithoutSessionId) {
-  Start(LimitsConfig(kHigh, kHigh, /*session_rate=*/3, 500));
+  // Two sends a minute: a send refused for the session rate must give its
+  // send token back, or the last send below would be refused too.
+  Start(LimitsConfig(/*send_rate=*/2, kHigh, /*session_rate=*/3, 500));
   ASSERT_TRUE(Send("fay", "", "Un").ok());  // starts a session: counts
   MustCreate("fay");
   MustCreate("fay");
@@ -214,7 +216,8 @@ TEST_F(LimitsTest, SessionCreationRateCountsSendsWithoutSessionId) {
   EXPECT_TRUE(IsRateLimited(Send("fay", "", "Deux")));
   EXPECT_EQ(server().coach().request_count(), 1);
   EXPECT_EQ(Stats("fay").total_chats(), 3);
-  // ...without using a send token: refused sends cost nothing.
+  // ...without using a send token (one left of two; 20 s bring back only
+  // 2/3 of another).
   server().clock().Advance(absl::Seconds(20));
   EXPECT_TRUE(Send("fay", "", "Deux").ok());
   EXPECT_EQ(Stats("fay").total_chats(), 4);
