@@ -47,6 +47,10 @@ absl::string_view LoggableMethod(const std::string& method) {
 
 void Reply(httplib::Response& response, const HttpError& error) {
   response.status = error.status;
+  if (error.retry_after_seconds.has_value()) {
+    response.set_header("Retry-After",
+                        std::to_string(*error.retry_after_seconds));
+  }
   response.set_content(error.body, kJsonContentType);
 }
 
@@ -185,7 +189,10 @@ void CoachProxy::ApplyCors(const httplib::Request& request,
   if (!any && !listed) return;
   response.set_header("Access-Control-Allow-Origin", any ? "*" : origin);
   if (!any) response.set_header("Vary", "Origin");
-  response.set_header("Access-Control-Expose-Headers", kRequestIdHeader);
+  // Retry-After is not a CORS-safelisted response header: a page's script
+  // sees it only when exposed.
+  response.set_header("Access-Control-Expose-Headers",
+                      absl::StrCat(kRequestIdHeader, ", Retry-After"));
 }
 
 void CoachProxy::HandlePreflight(const httplib::Request& request,

@@ -2,6 +2,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
 
@@ -56,21 +60,39 @@ HttpError Body(int http_status, absl::string_view reason,
   // Replace, not throw, on invalid UTF-8: an error body must always go out.
   return HttpError{.status = http_status,
                    .body = body.dump(-1, ' ', false,
-                                     nlohmann::ordered_json::error_handler_t::replace)};
+                                     nlohmann::ordered_json::error_handler_t::replace),
+                   .retry_after_seconds = std::nullopt};
+}
+
+// The first detail of type T in the status details, if any.
+template <typename T>
+std::optional<T> DetailOf(const grpc::Status& status) {
+  google::rpc::Status details;
+  if (status.error_details().empty() ||
+      !details.ParseFromString(status.error_details())) {
+    return std::nullopt;
+  }
+  for (const google::protobuf::Any& any : details.details()) {
+    T detail;
+    if (any.Is<T>() && any.UnpackTo(&detail)) return detail;
+  }
+  return std::nullopt;
 }
 
 // The ErrorInfo reason in the status details, or "".
 std::string ReasonOf(const grpc::Status& status) {
-  google::rpc::Status details;
-  if (status.error_details().empty() ||
-      !details.ParseFromString(status.error_details())) {
-    return "";
-  }
-  for (const google::protobuf::Any& any : details.details()) {
-    google::rpc::ErrorInfo info;
-    if (any.UnpackTo(&info)) return info.reason();
-  }
-  return "";
+  const auto info = DetailOf<google::rpc::ErrorInfo>(status);
+  return info.has_value() ? info->reason() : "";
+}
+
+// A RetryInfo's delay as Retry-After seconds: rounded up, at least 1 (0
+// would invite an immediate retry); none without a RetryInfo.
+std::optional<int64_t> RetryAfterOf(const grpc::Status& status) {
+  const auto retry = DetailOf<google::rpc::RetryInfo>(status);
+  if (!retry.has_value()) return std::nullopt;
+  const google::protobuf::Duration& delay = retry->retry_delay();
+  const int64_t seconds = delay.seconds() + (delay.nanos() > 0 ? 1 : 0);
+  return std::max<int64_t>(1, seconds);
 }
 
 // French messages for failures that carry no message fit for users.
@@ -145,7 +167,9 @@ HttpError HttpErrorFromGrpc(const grpc::Status& status) {
                              DefaultMessage(status.error_code()));
     }
   }
-  return Body(http_status, reason, status.error_message());
+  HttpError error = Body(http_status, reason, status.error_message());
+  error.retry_after_seconds = RetryAfterOf(status);
+  return error;
 }
 
 }  // namespace coach::proxy

@@ -4,11 +4,14 @@
 // a google.rpc.ErrorInfo reason overrides it, and names the label, where its
 // coach.v1.ErrorReason value says so (options http_status, http_label in
 // protos/coach/v1/error_reason.proto). No reason is known here by name.
+// Likewise any google.rpc.RetryInfo becomes a `Retry-After` header.
 #ifndef COACH_PROXY_HTTP_ERRORS_H_
 #define COACH_PROXY_HTTP_ERRORS_H_
 
 #include <grpcpp/support/status.h>
 
+#include <cstdint>
+#include <optional>
 #include <string>
 
 #include "absl/strings/string_view.h"
@@ -19,6 +22,8 @@ namespace coach::proxy {
 struct HttpError {
   int status = 500;
   std::string body;  // JSON, the documented shape
+  // The `Retry-After` header, in whole seconds (>= 1); none: no header.
+  std::optional<int64_t> retry_after_seconds;
 };
 
 // The standard gRPC -> HTTP status table.

@@ -91,6 +91,9 @@ struct CreditReservation {
 struct Exchange {
   // Set when the send starts a new session (created in the same transaction).
   std::optional<SessionRecord> new_session;
+  // With new_session: the sessions its user may own at most (> 0), checked
+  // in the commit's transaction; 0: no maximum.
+  int max_user_sessions = 0;
   std::string session_id;
   MessageRecord user_message;
   MessageRecord assistant_message;

@@ -195,10 +195,16 @@ UserRecord EnsureUser(Connection& c, absl::string_view user_id,
   return user;
 }
 
-void InsertSession(Connection& c, const SessionRecord& s) {
+// Inserts `s` unless its user already owns `max_user_sessions` (> 0)
+// sessions: false then, and nothing is inserted. One conditional statement
+// inside the caller's write transaction, so two racing inserts at the
+// maximum cannot both pass.
+bool InsertSession(Connection& c, const SessionRecord& s,
+                   int max_user_sessions) {
   Connection::Statement q = c.Prepare(
       "INSERT INTO sessions (id, user_id, title, last_message, message_count, "
-      "created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+      "created_at, updated_at) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 "
+      "WHERE ?8 <= 0 OR (SELECT COUNT(*) FROM sessions WHERE user_id = ?2) < ?8");
   q->bind(1, s.id);
   q->bind(2, s.user_id);
   q->bind(3, s.title);
@@ -206,7 +212,8 @@ void InsertSession(Connection& c, const SessionRecord& s) {
   q->bind(5, s.message_count);
   q->bind(6, ToColumn(s.created_at));
   q->bind(7, ToColumn(s.updated_at));
-  q->exec();
+  q->bind(8, max_user_sessions);
+  return q->exec() > 0;
 }
 
 void InsertMessage(Connection& c, const MessageRecord& m) {
@@ -419,11 +426,14 @@ absl::Status SqliteStore::ReleaseCredit(const CreditReservation& reservation) {
 // --- Sessions and messages ------------------------------------------------------------
 
 absl::Status SqliteStore::CreateSession(const SessionRecord& session,
+                                        int max_user_sessions,
                                         const CreditTerms& terms,
                                         absl::Time now) {
   return Write("create session", [&](Connection& c) -> absl::Status {
     EnsureUser(c, session.user_id, terms, now);
-    InsertSession(c, session);
+    if (!InsertSession(c, session, max_user_sessions)) {
+      return absl::FailedPreconditionError("session limit reached");
+    }
     return absl::OkStatus();
   });
 }
@@ -524,7 +534,10 @@ absl::StatusOr<ExchangeResult> SqliteStore::CommitExchange(
         if (exchange.new_session.has_value()) {
           EnsureUser(c, exchange.new_session->user_id, exchange.terms,
                      exchange.now);
-          InsertSession(c, *exchange.new_session);
+          if (!InsertSession(c, *exchange.new_session,
+                             exchange.max_user_sessions)) {
+            return absl::FailedPreconditionError("session limit reached");
+          }
         }
         Connection::Statement touch = c.Prepare(
             "UPDATE sessions SET last_message = ?2, "

@@ -49,6 +49,7 @@ class SqliteStore final : public Store {
       absl::Time expires_at) override;
   absl::Status ReleaseCredit(const CreditReservation& reservation) override;
   absl::Status CreateSession(const SessionRecord& session,
+                             int max_user_sessions,
                              const CreditTerms& terms,
                              absl::Time now) override;
   absl::StatusOr<std::optional<SessionRecord>> FindSession(

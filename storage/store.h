@@ -5,7 +5,9 @@
 // - Each method is atomic: it happens entirely or not at all.
 // - Errors are values. NOT_FOUND for a missing session where a method says
 //   so; RESOURCE_EXHAUSTED from CommitExchange when the reserved credit can no
-//   longer be charged; INTERNAL (or UNAVAILABLE) when the backend fails. No
+//   longer be charged; FAILED_PRECONDITION from CreateSession and
+//   CommitExchange when the user already owns the maximum of sessions;
+//   INTERNAL (or UNAVAILABLE) when the backend fails. No
 //   exception escapes.
 // - Reads never create rows; writes that name an unknown user create it on
 //   `CreditTerms::new_user_plan`.
@@ -56,8 +58,12 @@ class Store {
   virtual absl::Status ReleaseCredit(const CreditReservation& reservation) = 0;
 
   // --- Sessions and messages ---
-  // Inserts `session` (creating its user if needed).
+  // Inserts `session` (creating its user if needed). When
+  // `max_user_sessions` > 0 and its user already owns that many sessions,
+  // FAILED_PRECONDITION and nothing changes: decided inside the write
+  // transaction, so concurrent creates never exceed the maximum.
   virtual absl::Status CreateSession(const SessionRecord& session,
+                                     int max_user_sessions,
                                      const CreditTerms& terms,
                                      absl::Time now) = 0;
   virtual absl::StatusOr<std::optional<SessionRecord>> FindSession(
@@ -77,7 +83,9 @@ class Store {
   // One transaction: creates the session if new, stores both messages,
   // updates the session's summary, and charges the reserved credit (if any).
   // NOT_FOUND if the session vanished meanwhile; RESOURCE_EXHAUSTED if the
-  // credit cannot be charged. On error nothing is stored.
+  // credit cannot be charged; FAILED_PRECONDITION if the new session would
+  // exceed Exchange::max_user_sessions (as CreateSession). On error nothing
+  // is stored.
   virtual absl::StatusOr<ExchangeResult> CommitExchange(
       const Exchange& exchange) = 0;
 };

@@ -4,15 +4,18 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "coach/v1/error_reason.pb.h"
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
 #include "server/core/errors.h"
 #include "server/rpc/grpc_status.h"
+#include "tests/support/test_server.h"
 
 namespace coach {
 namespace {
@@ -25,6 +28,7 @@ constexpr ErrorReason kCoreReasons[] = {
     ErrorReason::kDeadlineExceeded, ErrorReason::kCancelled,
     ErrorReason::kUnauthenticated,  ErrorReason::kAdminDisabled,
     ErrorReason::kUnavailable,      ErrorReason::kInternal,
+    ErrorReason::kRateLimited,      ErrorReason::kSessionLimitReached,
     ErrorReason::kUserForbidden,
 };
 
@@ -45,6 +49,8 @@ std::string WireName(ErrorReason reason) {
     case ErrorReason::kAdminDisabled: return "ADMIN_DISABLED";
     case ErrorReason::kUnavailable: return "UNAVAILABLE";
     case ErrorReason::kInternal: return "INTERNAL";
+    case ErrorReason::kRateLimited: return "RATE_LIMITED";
+    case ErrorReason::kSessionLimitReached: return "SESSION_LIMIT_REACHED";
     case ErrorReason::kUserForbidden: return "USER_FORBIDDEN";
   }
   return "";
@@ -55,15 +61,25 @@ const std::set<std::string> kProxyOnly = {
     "ROUTE_NOT_FOUND", "METHOD_NOT_ALLOWED", "PAYLOAD_TOO_LARGE",
     "LENGTH_REQUIRED", "UNSUPPORTED_ENCODING"};
 
-// The ErrorInfo reason a status carries on the wire.
+// The ErrorInfo reason a status carries on the wire: exactly one ErrorInfo.
 std::string WireReasonOf(const grpc::Status& status) {
   google::rpc::Status details;
   if (!details.ParseFromString(status.error_details())) return "";
-  google::rpc::ErrorInfo info;
-  if (details.details_size() != 1 || !details.details(0).UnpackTo(&info)) {
-    return "";
+  std::string reason;
+  int infos = 0;
+  for (const google::protobuf::Any& any : details.details()) {
+    google::rpc::ErrorInfo info;
+    if (any.Is<google::rpc::ErrorInfo>() && any.UnpackTo(&info)) {
+      reason = info.reason();
+      ++infos;
+    }
   }
-  return info.reason();
+  return infos == 1 ? reason : "";
+}
+
+// The RetryInfo delay a status carries on the wire, if any.
+std::optional<absl::Duration> WireRetryDelayOf(const grpc::Status& status) {
+  return coach::testing::ErrorInfoOf(status).retry_delay;
 }
 
 TEST(ErrorReasonTest, EveryCoreReasonMapsToTheProtoValueOfItsName) {
@@ -112,10 +128,16 @@ TEST(ErrorReasonTest, EveryErrorOfTheRulesCarriesItsWireReason) {
       {"ADMIN_DISABLED", AdminDisabledError()},
       {"UNAVAILABLE", UnavailableError()},
       {"INTERNAL", InternalError()},
+      {"RATE_LIMITED", RateLimitedError(absl::Seconds(3))},
+      {"SESSION_LIMIT_REACHED", SessionLimitReachedError(500)},
       {"USER_FORBIDDEN", UserForbiddenError()},
   };
   for (const auto& [name, error] : errors) {
     EXPECT_EQ(WireReasonOf(ToGrpcStatus(error)), name);
+    // Only a rate limit says when to retry.
+    EXPECT_EQ(WireRetryDelayOf(ToGrpcStatus(error)).has_value(),
+              name == "RATE_LIMITED")
+        << name;
   }
   // Anything without a reason goes out reasoned, its message withheld.
   EXPECT_EQ(WireReasonOf(ToGrpcStatus(absl::DataLossError("disk"))),
@@ -124,6 +146,16 @@ TEST(ErrorReasonTest, EveryErrorOfTheRulesCarriesItsWireReason) {
             "UNAVAILABLE");
   EXPECT_FALSE(ReasonOf(absl::DataLossError("disk")).has_value());
   EXPECT_FALSE(ReasonOf(absl::OkStatus()).has_value());
+}
+
+TEST(ErrorReasonTest, RateLimitedCarriesItsWaitAsRetryInfo) {
+  const grpc::Status status =
+      ToGrpcStatus(RateLimitedError(absl::Milliseconds(2500)));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(WireRetryDelayOf(status), absl::Milliseconds(2500));
+  // The message rounds up to whole seconds, as Retry-After does.
+  EXPECT_EQ(status.error_message(),
+            "Trop de requêtes en peu de temps. Réessayez dans 3 s.");
 }
 
 }  // namespace

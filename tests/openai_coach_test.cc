@@ -714,13 +714,7 @@ class OpenAiEndToEndTest : public ::testing::Test {
   grpc::Status Send(const std::string& user_id, const std::string& session_id,
                     const std::string& message,
                     v1::SendMessageResponse* out = nullptr) {
-    v1::SendMessageRequest request;
-    request.set_user_id(user_id);
-    request.set_session_id(session_id);
-    request.set_message(message);
-    v1::SendMessageResponse ignored;
-    return server_->chat().SendMessage(Context().get(), request,
-                                       out != nullptr ? out : &ignored);
+    return server_->Send(user_id, session_id, message, out);
   }
 
   grpc::Status Stats(const std::string& user_id, v1::UserStats* out) {

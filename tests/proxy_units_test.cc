@@ -394,6 +394,32 @@ TEST(HttpErrorsTest, NoCreditsIsTheDocumented402ByteForByte) {
             R"(abonnement supérieur pour continuer."})");
 }
 
+// Any RetryInfo becomes Retry-After, whatever the reason (here one this
+// build does not know): whole seconds rounded up, never below 1.
+TEST(HttpErrorsTest, AnyRetryInfoBecomesRetryAfterInWholeSecondsAtLeastOne) {
+  const std::vector<std::tuple<int64_t, int32_t, int64_t>> cases = {
+      {3, 0, 3}, {2, 1, 3}, {0, 500000000, 1}, {0, 0, 1}, {59, 999999999, 60}};
+  for (const auto& [seconds, nanos, header] : cases) {
+    grpc::Status base = ServerStatus(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                     "Patientez.", "SOME_FUTURE_REASON");
+    google::rpc::Status details;
+    ASSERT_TRUE(details.ParseFromString(base.error_details()));
+    google::rpc::RetryInfo retry;
+    retry.mutable_retry_delay()->set_seconds(seconds);
+    retry.mutable_retry_delay()->set_nanos(nanos);
+    details.add_details()->PackFrom(retry);
+    const HttpError error = HttpErrorFromGrpc(
+        grpc::Status(base.error_code(), base.error_message(),
+                     details.SerializeAsString()));
+    EXPECT_EQ(error.status, 429);
+    EXPECT_EQ(error.retry_after_seconds, header) << seconds << "s " << nanos;
+  }
+  // No RetryInfo, no header.
+  EXPECT_FALSE(HttpErrorFromGrpc(ServerStatus(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                              "Plus de crédits.", "NO_CREDITS"))
+                   .retry_after_seconds.has_value());
+}
+
 TEST(HttpErrorsTest, ReasonsKeepTheirCodeStatusAndServerMessage) {
   struct Case {
     grpc::StatusCode code;

@@ -24,6 +24,8 @@ namespace {
 
 // Far above any balance these tests build.
 constexpr int32_t kMaxBalance = 1000000;
+// CreateSession's max_user_sessions when a test is not about it.
+constexpr int kNoMaximum = 0;
 
 
 using ::testing::HasSubstr;
@@ -144,8 +146,10 @@ class SqliteStoreTest : public ::testing::Test {
 
   void CreateSession(const std::string& id, const std::string& user_id,
                      const CreditTerms& terms = TermsFor("2026-11")) {
-    ASSERT_TRUE(
-        store_->CreateSession(MakeSession(id, user_id, now_), terms, now_).ok());
+    ASSERT_TRUE(store_
+                    ->CreateSession(MakeSession(id, user_id, now_), kNoMaximum,
+                                    terms, now_)
+                    .ok());
   }
 
   std::optional<CreditReservation> Reserve(
@@ -269,7 +273,8 @@ TEST_F(SqliteStoreTest, AFailedWriteIsAStatusAndChangesNothing) {
   // A duplicate primary key: the backend throws, the store returns.
   absl::Status duplicate;
   EXPECT_NO_THROW(duplicate = store_->CreateSession(
-                      MakeSession("s1", "una", now_), TermsFor("2026-11"), now_));
+                      MakeSession("s1", "una", now_), kNoMaximum, TermsFor("2026-11"),
+                      now_));
   EXPECT_EQ(duplicate.code(), absl::StatusCode::kInternal) << duplicate;
 
   // credits >= 0 is a constraint of the table: the whole update is undone.
@@ -382,7 +387,9 @@ TEST_F(SqliteStoreTest, InjectionLookingIdsAreStoredVerbatim) {
   const std::string session_id = "s' OR '1'='1";
   SessionRecord session = MakeSession(session_id, user_id, now_);
   session.title = "\"; DELETE FROM sessions; --";
-  ASSERT_TRUE(store_->CreateSession(session, TermsFor("2026-11"), now_).ok());
+  ASSERT_TRUE(
+      store_->CreateSession(session, kNoMaximum, TermsFor("2026-11"), now_)
+          .ok());
 
   EXPECT_EQ(User(user_id).id, user_id);
   const SessionRecord found = Session(session_id);
@@ -406,7 +413,8 @@ TEST_F(SqliteStoreTest, ListsSessionsNewestUpdatedFirstWithinTheLimit) {
   for (int i = 0; i < 3; ++i) {
     SessionRecord s = MakeSession("s" + std::to_string(i), "gus",
                                   now_ + absl::Minutes(i));
-    ASSERT_TRUE(store_->CreateSession(s, TermsFor("2026-11"), now_).ok());
+    ASSERT_TRUE(
+        store_->CreateSession(s, kNoMaximum, TermsFor("2026-11"), now_).ok());
   }
   // Renaming bumps updated_at: s0 becomes the newest.
   ASSERT_TRUE(store_->RenameSession("s0", "Renommée", now_ + absl::Hours(1))
@@ -422,6 +430,61 @@ TEST_F(SqliteStoreTest, ListsSessionsNewestUpdatedFirstWithinTheLimit) {
 TEST_F(SqliteStoreTest, RenamingAMissingSessionIsNotFound) {
   EXPECT_EQ(store_->RenameSession("nowhere", "t", now_).status().code(),
             absl::StatusCode::kNotFound);
+}
+
+TEST_F(SqliteStoreTest, CreateSessionStopsAtTheUsersMaximum) {
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(store_
+                    ->CreateSession(MakeSession("s" + std::to_string(i), "kim",
+                                                now_),
+                                    /*max_user_sessions=*/2, TermsFor("2026-11"),
+                                    now_)
+                    .ok());
+  }
+  const absl::Status third = store_->CreateSession(
+      MakeSession("s2", "kim", now_), 2, TermsFor("2026-11"), now_);
+  EXPECT_EQ(third.code(), absl::StatusCode::kFailedPrecondition) << third;
+  EXPECT_FALSE(store_->FindSession("s2")->has_value());
+  // Another user's sessions do not count.
+  EXPECT_TRUE(store_
+                  ->CreateSession(MakeSession("t0", "lou", now_), 2,
+                                  TermsFor("2026-11"), now_)
+                  .ok());
+  // A send that starts a session obeys the same maximum, storing nothing.
+  Exchange exchange = MakeExchange("s3", "x", now_, std::nullopt);
+  exchange.new_session = MakeSession("s3", "kim", now_);
+  exchange.max_user_sessions = 2;
+  EXPECT_EQ(store_->CommitExchange(exchange).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(store_->FindSession("s3")->has_value());
+  EXPECT_EQ(CountMessagesOf("s3"), 0);
+  // Deleting one makes room again.
+  ASSERT_TRUE(store_->DeleteSession("s0").ok());
+  EXPECT_TRUE(store_->CommitExchange(exchange).ok());
+}
+
+TEST_F(SqliteStoreTest, RacingCreatesAtTheMaximumLetExactlyOneThrough) {
+  constexpr int kMax = 5;
+  for (int i = 0; i < kMax - 1; ++i) {
+    CreateSession("s" + std::to_string(i), "max");
+  }
+  constexpr int kRacers = 8;
+  std::atomic<int> created{0};
+  std::atomic<int> refused{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kRacers; ++i) {
+    threads.emplace_back([&, i] {
+      const absl::Status status = store_->CreateSession(
+          MakeSession("r" + std::to_string(i), "max", now_), kMax,
+          TermsFor("2026-11"), now_);
+      if (status.ok()) ++created;
+      if (status.code() == absl::StatusCode::kFailedPrecondition) ++refused;
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(created.load(), 1);
+  EXPECT_EQ(refused.load(), kRacers - 1);
+  EXPECT_EQ(store_->CountUserActivity("max")->sessions, kMax);
 }
 
 TEST_F(SqliteStoreTest, DeleteSessionRemovesItsMessagesOnly) {

@@ -10,6 +10,7 @@ namespace {
 std::vector<Setting> ServerSettings(Config& c) {
   OpenAiOptions& ai = c.openai;
   Limits& l = c.limits;
+  UserLimits& u = c.user_limits;
   return {
       {"db_path", "COACH_DB_PATH", &c.db_path, kNonEmpty,
        "SQLite database file, created and migrated at start"},
@@ -112,6 +113,21 @@ std::vector<Setting> ServerSettings(Config& c) {
       {"coach_context_messages", "COACH_CONTEXT_MESSAGES",
        &l.coach_context_messages, kNonNegative,
        "Previous messages the coach sees as context"},
+      {"send_rate_per_minute", "COACH_SEND_RATE_PER_MINUTE",
+       &u.send_rate_per_minute, kPositive,
+       "Sends per user per minute, any plan (a burst of this many, then one "
+       "every 60/N s); beyond: 429 `RATE_LIMITED`"},
+      {"max_concurrent_sends_per_user", "COACH_MAX_CONCURRENT_SENDS_PER_USER",
+       &u.max_concurrent_sends_per_user, kPositive,
+       "Sends of one user in flight at once; beyond: 429 `RATE_LIMITED`"},
+      {"session_create_rate_per_minute", "COACH_SESSION_CREATE_RATE_PER_MINUTE",
+       &u.session_create_rate_per_minute, kPositive,
+       "Sessions a user creates per minute (a send without `sessionId` "
+       "counts); beyond: 429 `RATE_LIMITED`"},
+      {"max_sessions_per_user", "COACH_MAX_SESSIONS_PER_USER",
+       &u.max_sessions_per_user, kPositive,
+       "Sessions one user may own (at most `COACH_MAX_SESSIONS_LISTED`); "
+       "beyond: 409 `SESSION_LIMIT_REACHED`"},
       {"free_monthly_credits", "COACH_FREE_MONTHLY_CREDITS",
        &c.plans.free_monthly_credits, kNonNegative,
        "Monthly credits of the FREE plan (PREMIUM: unlimited)"},
@@ -155,6 +171,12 @@ absl::Status CrossCheck(const Config& config) {
   if (config.limits.history_default_limit > config.limits.history_max_limit) {
     return absl::InvalidArgumentError(
         "--history_default_limit must not exceed --history_max_limit");
+  }
+  // A session past the list's cap would vanish from the user's list.
+  if (config.user_limits.max_sessions_per_user >
+      config.limits.max_sessions_listed) {
+    return absl::InvalidArgumentError(
+        "--max_sessions_per_user must not exceed --max_sessions_listed");
   }
   return absl::OkStatus();
 }

@@ -19,7 +19,10 @@ Chat::Chat(const CoreConfig& config, Store& store, Coach& coach,
       store_(store),
       coach_(coach),
       clock_(clock),
-      credits_(config.plans) {}
+      credits_(config.plans),
+      send_rate_(config.user_limits.send_rate_per_minute, clock),
+      session_rate_(config.user_limits.session_create_rate_per_minute, clock),
+      send_slots_(config.user_limits.max_concurrent_sends_per_user) {}
 
 absl::StatusOr<std::vector<SessionRecord>> Chat::ListSessions(
     absl::string_view user_id) {
@@ -37,6 +40,9 @@ absl::StatusOr<SessionRecord> Chat::CreateSession(
   if (title.has_value()) {
     COACH_ASSIGN_OR_RETURN(session_title, ValidateTitle(*title, config_.limits));
   }
+  if (auto wait = session_rate_.TryTake(user_id); wait.has_value()) {
+    return RateLimitedError(*wait);
+  }
   const absl::Time now = clock_.Now();
   SessionRecord session{.id = NewRandomId(),
                         .user_id = std::string(user_id),
@@ -45,9 +51,13 @@ absl::StatusOr<SessionRecord> Chat::CreateSession(
                         .message_count = 0,
                         .created_at = now,
                         .updated_at = now};
-  COACH_RETURN_IF_ERROR(ToPublicError(
-      store_.CreateSession(session, credits_.TermsAt(now), now),
-      "create session"));
+  const int max_sessions = config_.user_limits.max_sessions_per_user;
+  const absl::Status created = store_.CreateSession(
+      session, max_sessions, credits_.TermsAt(now), now);
+  if (absl::IsFailedPrecondition(created)) {
+    return SessionLimitReachedError(max_sessions);
+  }
+  COACH_RETURN_IF_ERROR(ToPublicError(created, "create session"));
   return session;
 }
 
@@ -113,6 +123,35 @@ absl::StatusOr<CreditHold> Chat::HoldCredit(absl::string_view user_id,
   return CreditHold(store_, **std::move(reservation));
 }
 
+absl::StatusOr<ConcurrencySlot> Chat::CheckSendLimits(
+    absl::string_view user_id, bool creates_session) {
+  // Concurrency first: a send refused for it takes no rate token. Its wait
+  // is unknown (the sends in flight end when the coach answers): the
+  // shortest, one second.
+  std::optional<ConcurrencySlot> slot = send_slots_.TryAcquire(user_id);
+  if (!slot.has_value()) return RateLimitedError(absl::Seconds(1));
+  if (auto wait = send_rate_.TryTake(user_id); wait.has_value()) {
+    return RateLimitedError(*wait);
+  }
+  if (creates_session) {
+    if (auto wait = session_rate_.TryTake(user_id); wait.has_value()) {
+      // Refused for the session rate: the send's token was not used.
+      send_rate_.GiveBack(user_id);
+      return RateLimitedError(*wait);
+    }
+    // Before the coach is asked: a user at the maximum gets the answer now,
+    // not after a reply that could not be stored. The commit checks again
+    // in its transaction (Exchange::max_user_sessions), which decides races.
+    auto activity = store_.CountUserActivity(user_id);
+    if (!activity.ok()) return ToPublicError(activity.status(), "count sessions");
+    const int max_sessions = config_.user_limits.max_sessions_per_user;
+    if (activity->sessions >= max_sessions) {
+      return SessionLimitReachedError(max_sessions);
+    }
+  }
+  return *std::move(slot);
+}
+
 absl::Status Chat::CheckCallerWaits(const Caller& caller) const {
   // The deadline first: gRPC also reports a deadline as a cancel.
   // Real time, not clock_: the deadline is the transport's, while clock_ is
@@ -158,11 +197,17 @@ absl::StatusOr<Chat::PendingSend> Chat::BeginSend(absl::string_view user_id,
   // A send that waited in a queue past its caller's patience stops here.
   COACH_RETURN_IF_ERROR(CheckCallerWaits(caller));
 
+  // The per-user limits, whatever the plan, before anything is read, held
+  // or asked: a refused send costs nothing and never reaches the coach.
+  COACH_ASSIGN_OR_RETURN(ConcurrencySlot slot,
+                         CheckSendLimits(user_id, session_id.empty()));
+
   // The session, existing (owned by the user) or to be created.
   PendingSend pending{.session_id = std::string(session_id),
                       .new_session = std::nullopt,
                       .text = std::move(text),
                       .started = clock_.Now(),
+                      .slot = std::move(slot),
                       .hold = CreditHold()};
   if (session_id.empty()) {
     pending.new_session =
@@ -206,6 +251,8 @@ absl::StatusOr<SendResult> Chat::FinishSend(PendingSend pending,
   // (and so before the caller hears of it), not when the caller's
   // expression ends.
   CreditHold hold = std::move(pending.hold);
+  // Likewise the user's concurrency slot: free again before they hear back.
+  ConcurrencySlot slot = std::move(pending.slot);
   if (!reply.ok()) {
     // The coach stopped because the caller left: say that, not AI trouble.
     COACH_RETURN_IF_ERROR(CheckCallerWaits(caller));
@@ -225,6 +272,7 @@ absl::StatusOr<SendResult> Chat::FinishSend(PendingSend pending,
   const absl::Time replied = clock_.Now();
   Exchange exchange;
   exchange.new_session = std::move(pending.new_session);
+  exchange.max_user_sessions = config_.user_limits.max_sessions_per_user;
   exchange.session_id = pending.session_id;
   exchange.user_message = MessageRecord{.id = NewRandomId(),
                                         .session_id = pending.session_id,
@@ -257,6 +305,10 @@ absl::StatusOr<SendResult> Chat::FinishSend(PendingSend pending,
     // while the coach was writing.
     if (absl::IsNotFound(committed.status())) return SessionNotFoundError();
     if (absl::IsResourceExhausted(committed.status())) return NoCreditsError();
+    // The send's new session lost a race for the user's last free place.
+    if (absl::IsFailedPrecondition(committed.status())) {
+      return SessionLimitReachedError(exchange.max_user_sessions);
+    }
     return ToPublicError(committed.status(), "commit exchange");
   }
   hold.Consume();  // the commit charged it and removed the hold

@@ -30,6 +30,7 @@
 #include "server/core/clock.h"
 #include "server/core/config.h"
 #include "server/core/credits.h"
+#include "server/core/rate_limiter.h"
 #include "storage/store.h"
 
 namespace coach {
@@ -81,6 +82,8 @@ class Chat {
       absl::string_view user_id);
 
   // `title` absent: kDefaultSessionTitle. Present: trimmed, not blank.
+  // Then RATE_LIMITED past UserLimits::session_create_rate_per_minute and
+  // SESSION_LIMIT_REACHED once the user owns max_sessions_per_user.
   absl::StatusOr<SessionRecord> CreateSession(
       absl::string_view user_id, const std::optional<std::string>& title);
 
@@ -103,6 +106,14 @@ class Chat {
   // same transaction that stores both messages; a failed reply stores and
   // charges nothing.
   //
+  // Order of the checks: validation (INVALID_ARGUMENT), the caller's
+  // deadline, then the per-user limits (UserLimits: RATE_LIMITED for
+  // concurrency, send rate and, without session_id, session creation rate;
+  // SESSION_LIMIT_REACHED), then ownership (SESSION_NOT_FOUND/FORBIDDEN) and
+  // credits. A send refused by a limit holds, charges and stores nothing and
+  // never reaches the coach; one refused later has used its rate token
+  // (every attempt counts).
+  //
   // Returns once the coach is asked. `done` runs before that when the send
   // fails early or the coach answers without I/O, otherwise on one of the
   // coach's threads once the reply is stored. If caller.cancellation is
@@ -123,6 +134,8 @@ class Chat {
     std::optional<SessionRecord> new_session;
     std::string text;  // the validated message
     absl::Time started;
+    // One of the user's concurrent sends, given back when the send ends.
+    ConcurrencySlot slot;
     // Given back by any path that does not commit the exchange.
     CreditHold hold;
   };
@@ -139,6 +152,11 @@ class Chat {
                                         const Caller& caller,
                                         absl::StatusOr<CoachReply> reply);
 
+  // The per-user limits of a send (UserLimits): its concurrency slot, or
+  // RATE_LIMITED (concurrency, send rate, session creation rate when
+  // `creates_session`) or SESSION_LIMIT_REACHED.
+  absl::StatusOr<ConcurrencySlot> CheckSendLimits(absl::string_view user_id,
+                                                  bool creates_session);
   // Loads a session and checks that `user_id` (when not empty) owns it.
   absl::StatusOr<SessionRecord> LoadOwnedSession(absl::string_view session_id,
                                                  absl::string_view user_id);
@@ -153,6 +171,10 @@ class Chat {
   Coach& coach_;
   const Clock& clock_;
   CreditPolicy credits_;
+  // Per user, in this process (see docs/decisions.md).
+  RateLimiter send_rate_;
+  RateLimiter session_rate_;
+  ConcurrencyLimiter send_slots_;
 };
 
 }  // namespace coach

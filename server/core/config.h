@@ -46,8 +46,25 @@ struct PlanCredits {
   int32_t basic_monthly_credits = 50;
 };
 
+// What one user may consume, whatever the plan (PREMIUM's unlimited credits
+// are not unlimited speed). Counted per coach-server process.
+struct UserLimits {
+  // Sends per user per minute: a bucket of this many sends refilled evenly
+  // over a minute (so a burst of this many, then one every 60/N s).
+  int send_rate_per_minute = 20;
+  // Sends of one user in flight at once (the coach writing).
+  int max_concurrent_sends_per_user = 2;
+  // Sessions created per user per minute, by CreateSession or by a send
+  // without sessionId; a bucket as for sends.
+  int session_create_rate_per_minute = 10;
+  // Sessions one user may own. Equal to Limits::max_sessions_listed by
+  // default, so that no session is ever pushed out of the capped list.
+  int max_sessions_per_user = 500;
+};
+
 struct CoreConfig {
   Limits limits;
+  UserLimits user_limits;
   PlanCredits plans;
   // A credit reserved for a send is released after this even if the server
   // died mid-send. Longer than any coach reply may take.

@@ -1,5 +1,7 @@
 #include "server/core/errors.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <optional>
 
 #include "absl/strings/cord.h"
@@ -12,6 +14,7 @@ namespace {
 
 constexpr absl::string_view kReasonPayload = "coach.v1/reason";
 constexpr absl::string_view kFieldPayload = "coach.v1/field";
+constexpr absl::string_view kRetryDelayPayload = "coach.v1/retry_delay_ns";
 
 absl::Status WithReason(absl::StatusCode code, ErrorReason reason,
                         absl::string_view message) {
@@ -128,6 +131,28 @@ absl::Status UnavailableError() {
                     "instant.");
 }
 
+absl::Status RateLimitedError(absl::Duration retry_after) {
+  // Whole seconds, at least one, as the REST Retry-After header says it.
+  const int64_t seconds =
+      std::max<int64_t>(1, absl::ToInt64Seconds(absl::Ceil(
+                               retry_after, absl::Seconds(1))));
+  absl::Status status = WithReason(
+      absl::StatusCode::kResourceExhausted, ErrorReason::kRateLimited,
+      absl::StrCat("Trop de requêtes en peu de temps. Réessayez dans ",
+                   seconds, " s."));
+  status.SetPayload(kRetryDelayPayload,
+                    absl::Cord(absl::StrCat(
+                        absl::ToInt64Nanoseconds(retry_after))));
+  return status;
+}
+
+absl::Status SessionLimitReachedError(int max_sessions) {
+  return WithReason(
+      absl::StatusCode::kFailedPrecondition, ErrorReason::kSessionLimitReached,
+      absl::StrCat("Nombre maximal de conversations atteint (", max_sessions,
+                   ") : supprimez-en une pour en commencer une nouvelle."));
+}
+
 std::optional<ErrorReason> ReasonOf(const absl::Status& status) {
   int number = 0;
   if (!absl::SimpleAtoi(PayloadOf(status, kReasonPayload), &number)) {
@@ -138,6 +163,14 @@ std::optional<ErrorReason> ReasonOf(const absl::Status& status) {
 
 std::string FieldOf(const absl::Status& status) {
   return PayloadOf(status, kFieldPayload);
+}
+
+std::optional<absl::Duration> RetryDelayOf(const absl::Status& status) {
+  int64_t nanoseconds = 0;
+  if (!absl::SimpleAtoi(PayloadOf(status, kRetryDelayPayload), &nanoseconds)) {
+    return std::nullopt;
+  }
+  return absl::Nanoseconds(nanoseconds);
 }
 
 absl::Status ToPublicError(const absl::Status& status,

@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 
 namespace coach {
 
@@ -30,6 +31,8 @@ enum class ErrorReason {
   kAdminDisabled,
   kUnavailable,
   kInternal,
+  kRateLimited,
+  kSessionLimitReached,
   kUserForbidden,
 };
 
@@ -57,12 +60,22 @@ absl::Status UserForbiddenError();
 absl::Status AdminDisabledError();
 absl::Status InternalError();
 absl::Status UnavailableError();
+// Too many requests of one user (RESOURCE_EXHAUSTED): a per-user rate or
+// concurrency limit. `retry_after` (> 0) travels with the status
+// (RetryDelayOf) and to clients as a google.rpc.RetryInfo.
+absl::Status RateLimitedError(absl::Duration retry_after);
+// The user already owns `max_sessions` sessions (FAILED_PRECONDITION: they
+// must delete one first; waiting does not help).
+absl::Status SessionLimitReachedError(int max_sessions);
 
 // The reason carried by `status`; none for a status not made here (a
 // storage failure, OK).
 std::optional<ErrorReason> ReasonOf(const absl::Status& status);
 // The field named by an INVALID_ARGUMENT from InvalidArgumentError, or "".
 std::string FieldOf(const absl::Status& status);
+// How long the caller should wait before retrying, when `status` says
+// (RateLimitedError); nullopt otherwise.
+std::optional<absl::Duration> RetryDelayOf(const absl::Status& status);
 
 // Passes our own errors through; turns anything else (a storage failure)
 // into a reasoned INTERNAL/UNAVAILABLE after logging its detail, so that no

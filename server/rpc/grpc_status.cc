@@ -1,5 +1,7 @@
 #include "server/rpc/grpc_status.h"
 
+#include <cstdint>
+#include <optional>
 #include <string>
 
 #include "google/rpc/error_details.pb.h"
@@ -23,6 +25,8 @@ v1::ErrorReason ToProtoReason(ErrorReason reason) {
     case ErrorReason::kUserForbidden: return v1::USER_FORBIDDEN;
     case ErrorReason::kUnavailable: return v1::UNAVAILABLE;
     case ErrorReason::kInternal: return v1::INTERNAL;
+    case ErrorReason::kRateLimited: return v1::RATE_LIMITED;
+    case ErrorReason::kSessionLimitReached: return v1::SESSION_LIMIT_REACHED;
   }
   return v1::INTERNAL;  // not reached: a value outside the enumerators
 }
@@ -44,6 +48,15 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   details.set_code(static_cast<int>(public_status.code()));
   details.set_message(std::string(public_status.message()));
   details.add_details()->PackFrom(info);
+  if (const std::optional<absl::Duration> delay = RetryDelayOf(public_status);
+      delay.has_value()) {
+    google::rpc::RetryInfo retry;
+    const absl::Duration seconds = absl::Trunc(*delay, absl::Seconds(1));
+    retry.mutable_retry_delay()->set_seconds(absl::ToInt64Seconds(seconds));
+    retry.mutable_retry_delay()->set_nanos(
+        static_cast<int32_t>(absl::ToInt64Nanoseconds(*delay - seconds)));
+    details.add_details()->PackFrom(retry);
+  }
 
   // absl and gRPC share the canonical code numbering.
   return grpc::Status(static_cast<grpc::StatusCode>(public_status.code()),

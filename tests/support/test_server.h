@@ -7,8 +7,10 @@
 #include <grpcpp/grpcpp.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 
+#include "absl/time/time.h"
 #include "coach/v1/chat.grpc.pb.h"
 #include "coach/v1/user.grpc.pb.h"
 #include "server/app/coach_server.h"
@@ -27,6 +29,11 @@ inline Config TestConfig() {
   Config config;
   config.grpc_listen = "127.0.0.1:0";
   config.admin_token = kTestAdminToken;
+  // Per-user limits out of the way of tests not about them (many sends and
+  // sessions for one user within a frozen minute); limits_test lowers them.
+  config.user_limits.send_rate_per_minute = 100000;
+  config.user_limits.max_concurrent_sends_per_user = 1000;
+  config.user_limits.session_create_rate_per_minute = 100000;
   return config;
 }
 
@@ -74,6 +81,11 @@ class TestServer {
   const Config& config() const { return config_; }
   const std::string& db_path() const { return config_.db_path; }
 
+  // One SendMessage over the channel, with Context()'s deadline.
+  grpc::Status Send(const std::string& user_id, const std::string& session_id,
+                    const std::string& message,
+                    v1::SendMessageResponse* out = nullptr);
+
  private:
   TempDir dir_;
   Config config_;
@@ -107,9 +119,12 @@ struct ErrorDetail {
   std::string reason;
   std::string domain;
   std::string field;
+  // The google.rpc.RetryInfo's retry_delay, when there is one.
+  std::optional<absl::Duration> retry_delay;
 };
 
-// The google.rpc.ErrorInfo of a failed call (empty reason if absent).
+// The google.rpc.ErrorInfo (and RetryInfo) of a failed call (empty reason if
+// absent).
 ErrorDetail ErrorInfoOf(const grpc::Status& status);
 
 }  // namespace coach::testing
