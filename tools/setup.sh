@@ -10,7 +10,7 @@ PACKAGES=(
   libabsl-dev
   libsqlitecpp-dev libsqlite3-dev sqlite3
   libcpp-httplib-dev nlohmann-json3-dev
-  libssl-dev libcurl4-openssl-dev libcjose-dev libjansson-dev libicu-dev
+  libssl-dev libcurl4-openssl-dev libcjose-dev libjansson-dev libicu-dev openssl
   libgtest-dev libgmock-dev
 )
 
