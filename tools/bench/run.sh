@@ -146,6 +146,14 @@ log "send: $rps req/s (limit $limit)"
 SERVER_RSS=$(peak_rss_mb "$PID_server"); PROXY_RSS=$(peak_rss_mb "$PID_proxy")
 stop "$PID_proxy"; stop "$PID_server"
 
+# 3b. The same send with COACH_AUTH=jwt (a token checked on every call) next
+# to COACH_AUTH=none: one user, one session, interleaved.
+read -r none_rps jwt_rps < <(tools/bench/auth_send.sh "$BUILD" "$DURATION" 64)
+r=$(ratio "$jwt_rps" "$none_rps")
+row "3b. REST send as one user, COACH_AUTH=jwt, 64 conn" "$jwt_rps" "" "" \
+  "COACH_AUTH=none: $none_rps" "$r" "—"
+log "send jwt: $jwt_rps req/s (none $none_rps)"
+
 # 4. 1,000 sends in flight at once against an AI that answers in 2 s.
 start fake "$B/fake-openai" --port=0 --delay=2s
 FAKE_PORT=$(port_from_log "$WORK/fake.log" "$PID_fake")
