@@ -4,27 +4,10 @@
 #   jwt_smoke_test.sh <coach-server> <coach-proxy>
 set -euo pipefail
 root="$(dirname "$0")/.."
-source "$root/tools/lib/port_from_log.sh"
-server=$1
-proxy=$2
-dir=$(mktemp -d)
-cleanup() {
-  kill ${proxy_pid:-} ${server_pid:-} 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$root/tests/lib/stack.sh"
 
 export COACH_JWT_SECRET="smoke-test-secret-$(date +%s%N)"
-COACH_AUTH=jwt COACH_DB_PATH="$dir/coach.db" COACH_GRPC_LISTEN=127.0.0.1:0 \
-  "$server" 2>"$dir/server.log" &
-server_pid=$!
-grpc_port=$(port_from_log "$dir/server.log" "$server_pid")
-COACH_GRPC_TARGET=127.0.0.1:$grpc_port COACH_HTTP_LISTEN=127.0.0.1:0 "$proxy" 2>"$dir/proxy.log" &
-proxy_pid=$!
-port=$(port_from_log "$dir/proxy.log" "$proxy_pid")
-base="http://localhost:$port"
+COACH_AUTH=jwt start_stack "$1" "$2"
 
 alice=$("$root/tools/dev-token.sh" alice)
 bob=$("$root/tools/dev-token.sh" bob)

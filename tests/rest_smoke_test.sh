@@ -3,26 +3,8 @@
 # page's three curl examples through real curl (ports aside).
 #   rest_smoke_test.sh <coach-server> <coach-proxy>
 set -euo pipefail
-source "$(dirname "$0")/../tools/lib/port_from_log.sh"
-server=$1
-proxy=$2
-dir=$(mktemp -d)
-cleanup() {
-  kill ${proxy_pid:-} ${server_pid:-} 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-
-COACH_DB_PATH="$dir/coach.db" COACH_GRPC_LISTEN=127.0.0.1:0 "$server" 2>"$dir/server.log" &
-server_pid=$!
-grpc_port=$(port_from_log "$dir/server.log" "$server_pid")
-COACH_GRPC_TARGET=127.0.0.1:$grpc_port COACH_HTTP_LISTEN=127.0.0.1:0 "$proxy" 2>"$dir/proxy.log" &
-proxy_pid=$!
-port=$(port_from_log "$dir/proxy.log" "$proxy_pid")
-base="http://localhost:$port"
-
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$(dirname "$0")/lib/stack.sh"
+start_stack "$1" "$2"
 
 # 1. Démarrer une conversation (as written on the page).
 out=$(curl -sS -w '\n%{http_code}' -X POST "$base/api/chat/send" \
