@@ -302,6 +302,16 @@ class SqliteStore::ReaderLease {
 };
 
 template <typename Body>
+auto SqliteStore::Read(absl::string_view operation, Body&& body)
+    -> decltype(body(std::declval<Connection&>())) {
+  return Guarded(operation,
+                 [&]() -> decltype(body(std::declval<Connection&>())) {
+                   ReaderLease c(*this);
+                   return body(*c);
+                 });
+}
+
+template <typename Body>
 auto SqliteStore::Write(absl::string_view operation, Body&& body)
     -> decltype(body(std::declval<Connection&>())) {
   absl::MutexLock lock(&write_mu_);
@@ -318,11 +328,10 @@ auto SqliteStore::Write(absl::string_view operation, Body&& body)
 
 absl::StatusOr<std::optional<UserRecord>> SqliteStore::FindUser(
     absl::string_view user_id) {
-  return Guarded("find user",
-                 [&]() -> absl::StatusOr<std::optional<UserRecord>> {
-                   ReaderLease c(*this);
-                   return LoadUser(*c, user_id);
-                 });
+  return Read("find user",
+              [&](Connection& c) -> absl::StatusOr<std::optional<UserRecord>> {
+                return LoadUser(c, user_id);
+              });
 }
 
 absl::StatusOr<UserRecord> SqliteStore::SetPlan(absl::string_view user_id,
@@ -368,16 +377,16 @@ absl::StatusOr<UserRecord> SqliteStore::AddCredits(absl::string_view user_id,
 
 absl::StatusOr<UserTotals> SqliteStore::CountUserActivity(
     absl::string_view user_id) {
-  return Guarded("count activity", [&]() -> absl::StatusOr<UserTotals> {
-    ReaderLease c(*this);
-    Connection::Statement q = (*c).Prepare(
-        "SELECT COUNT(*), COALESCE(SUM(message_count), 0) FROM sessions "
-        "WHERE user_id = ?1");
-    q->bind(1, std::string(user_id));
-    q->executeStep();
-    return UserTotals{.sessions = q->getColumn(0).getInt(),
-                      .messages = q->getColumn(1).getInt()};
-  });
+  return Read(
+      "count activity", [&](Connection& c) -> absl::StatusOr<UserTotals> {
+        Connection::Statement q = c.Prepare(
+            "SELECT COUNT(*), COALESCE(SUM(message_count), 0) FROM sessions "
+            "WHERE user_id = ?1");
+        q->bind(1, std::string(user_id));
+        q->executeStep();
+        return UserTotals{.sessions = q->getColumn(0).getInt(),
+                          .messages = q->getColumn(1).getInt()};
+      });
 }
 
 // --- Credits --------------------------------------------------------------------
@@ -440,63 +449,62 @@ absl::Status SqliteStore::CreateSession(const SessionRecord& session,
 
 absl::StatusOr<std::optional<SessionRecord>> SqliteStore::FindSession(
     absl::string_view session_id) {
-  return Guarded("find session",
-                 [&]() -> absl::StatusOr<std::optional<SessionRecord>> {
-                   ReaderLease c(*this);
-                   return LoadSession(*c, session_id);
-                 });
+  return Read(
+      "find session",
+      [&](Connection& c) -> absl::StatusOr<std::optional<SessionRecord>> {
+        return LoadSession(c, session_id);
+      });
 }
 
 absl::StatusOr<std::vector<SessionRecord>> SqliteStore::ListSessions(
     absl::string_view user_id, int limit) {
-  return Guarded("list sessions",
-                 [&]() -> absl::StatusOr<std::vector<SessionRecord>> {
-    static const std::string sql = absl::StrCat(
-        "SELECT ", kSessionColumns,
-        " FROM sessions WHERE user_id = ?1 "
-        "ORDER BY updated_at DESC, rowid DESC LIMIT ?2");
-    ReaderLease c(*this);
-    Connection::Statement q = (*c).Prepare(sql.c_str());
-    q->bind(1, std::string(user_id));
-    q->bind(2, limit);
-    std::vector<SessionRecord> sessions;
-    while (q->executeStep()) sessions.push_back(ReadSession(*q));
-    return sessions;
-  });
+  static const std::string sql =
+      absl::StrCat("SELECT ", kSessionColumns,
+                   " FROM sessions WHERE user_id = ?1 "
+                   "ORDER BY updated_at DESC, rowid DESC LIMIT ?2");
+  return Read("list sessions",
+              [&](Connection& c) -> absl::StatusOr<std::vector<SessionRecord>> {
+                Connection::Statement q = c.Prepare(sql.c_str());
+                q->bind(1, std::string(user_id));
+                q->bind(2, limit);
+                std::vector<SessionRecord> sessions;
+                while (q->executeStep()) sessions.push_back(ReadSession(*q));
+                return sessions;
+              });
 }
 
 absl::StatusOr<std::vector<MessageRecord>> SqliteStore::ListRecentMessages(
     absl::string_view session_id, int limit) {
-  return Guarded("list messages",
-                 [&]() -> absl::StatusOr<std::vector<MessageRecord>> {
-    ReaderLease c(*this);
-    Connection::Statement q = (*c).Prepare(
-        "SELECT id, session_id, role, content, created_at, model, "
-        "prompt_tokens, completion_tokens FROM ("
-        "  SELECT * FROM messages"
-        "  WHERE session_id = ?1 ORDER BY seq DESC LIMIT ?2"
-        ") ORDER BY seq ASC");
-    q->bind(1, std::string(session_id));
-    q->bind(2, limit);
-    std::vector<MessageRecord> messages;
-    while (q->executeStep()) {
-      MessageRecord message{
-          .id = q->getColumn(0).getString(),
-          .session_id = q->getColumn(1).getString(),
-          .role = RoleFromName(q->getColumn(2).getString()),
-          .content = q->getColumn(3).getString(),
-          .created_at = FromColumn(q->getColumn(4)),
-          .model = q->getColumn(5).getString(),  // "" for NULL
-          .usage = std::nullopt,
-      };
-      if (!q->getColumn(6).isNull()) {
-        message.usage = TokenUsage{.prompt_tokens = q->getColumn(6).getInt(),
-                                   .completion_tokens = q->getColumn(7).getInt()};
-      }
-      messages.push_back(std::move(message));
-    }
-    return messages;
-  });
+  return Read("list messages",
+              [&](Connection& c) -> absl::StatusOr<std::vector<MessageRecord>> {
+                Connection::Statement q = c.Prepare(
+                    "SELECT id, session_id, role, content, created_at, model, "
+                    "prompt_tokens, completion_tokens FROM ("
+                    "  SELECT * FROM messages"
+                    "  WHERE session_id = ?1 ORDER BY seq DESC LIMIT ?2"
+                    ") ORDER BY seq ASC");
+                q->bind(1, std::string(session_id));
+                q->bind(2, limit);
+                std::vector<MessageRecord> messages;
+                while (q->executeStep()) {
+                  MessageRecord message{
+                      .id = q->getColumn(0).getString(),
+                      .session_id = q->getColumn(1).getString(),
+                      .role = RoleFromName(q->getColumn(2).getString()),
+                      .content = q->getColumn(3).getString(),
+                      .created_at = FromColumn(q->getColumn(4)),
+                      .model = q->getColumn(5).getString(),  // "" for NULL
+                      .usage = std::nullopt,
+                  };
+                  if (!q->getColumn(6).isNull()) {
+                    message.usage = TokenUsage{
+                        .prompt_tokens = q->getColumn(6).getInt(),
+                        .completion_tokens = q->getColumn(7).getInt()};
+                  }
+                  messages.push_back(std::move(message));
+                }
+                return messages;
+              });
 }
 
 absl::StatusOr<SessionRecord> SqliteStore::RenameSession(

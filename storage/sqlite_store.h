@@ -73,6 +73,11 @@ class SqliteStore final : public Store {
 
   std::unique_ptr<Connection> AcquireReader();
   void ReleaseReader(std::unique_ptr<Connection> connection);
+  // Every read: runs `body(reader)` on a pooled reader connection; a SQLite
+  // exception becomes a Status naming `operation`.
+  template <typename Body>
+  auto Read(absl::string_view operation, Body&& body)
+      -> decltype(body(std::declval<Connection&>()));
   // Every write: runs `body(writer)` under write_mu_ in one BEGIN IMMEDIATE
   // transaction, committed only if it returns OK; a SQLite exception
   // becomes a Status naming `operation`.
