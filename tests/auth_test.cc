@@ -23,6 +23,7 @@ Config JwtConfig() {
   Config config = TestConfig();
   config.auth = "jwt";
   config.jwt.hs256_secret = kSecret;
+  config.jwt_admin_scope = "coach:admin";
   return config;
 }
 
@@ -217,6 +218,26 @@ TEST_F(AuthTest, AnExpiredTokenIsRefusedOnTheServersClock) {
   v1::ListSessionsResponse listed;
   const grpc::Status status = chat().ListSessions(context.get(), {}, &listed);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+}
+
+TEST_F(AuthTest, AdminRpcsTakeATokenWithTheAdminScope) {
+  v1::SetPlanRequest request;
+  request.set_user_id("alice");
+  request.set_plan(v1::PREMIUM);
+  v1::SetPlanResponse response;
+  // A user's token is no admin's.
+  EXPECT_EQ(users().SetPlan(As("alice").get(), request, &response).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  json claims = ClaimsFor("ops", MidNovember2026());
+  claims["scope"] = "chat coach:admin";
+  auto context = Context();
+  context->AddMetadata("authorization",
+                       "Bearer " + SigningKey::Hs256(kSecret).Sign(claims));
+  const grpc::Status status = users().SetPlan(context.get(), request, &response);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.stats().plan(), v1::PREMIUM);
+  // The admin token still works.
+  EXPECT_TRUE(users().SetPlan(AdminContext().get(), request, &response).ok());
 }
 
 // ---------------------------------------------------------------- REST

@@ -33,7 +33,11 @@ CoachServer::CoachServer(const Config& config, Store& store, Coach& coach,
       verifier_(std::move(verifier)),
       authenticator_(verifier_.get(), clock),
       chat_service_(chat_, authenticator_),
-      user_service_(accounts_, authenticator_, config_.admin_token) {}
+      user_service_(accounts_, authenticator_,
+                    AdminAccess{.token = config_.admin_token,
+                                .jwt_scope = config_.jwt_admin_scope,
+                                .verifier = verifier_.get(),
+                                .clock = &clock}) {}
 
 absl::StatusOr<std::unique_ptr<CoachServer>> CoachServer::Start(
     const Config& config, Store& store, Coach& coach, const Clock& clock) {

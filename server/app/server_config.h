@@ -29,6 +29,9 @@ struct Config : CoreConfig {
   // requires a signed token on every public RPC (see `jwt`).
   std::string auth = "none";
   JwtOptions jwt;
+  // With `auth` jwt: a token carrying this scope may call the admin RPCs
+  // too; empty: only `admin_token` may.
+  std::string jwt_admin_scope;
   OpenAiOptions openai;
 
   // In-flight calls get this long to finish on SIGTERM/SIGINT.

@@ -39,6 +39,10 @@ std::vector<Setting> ServerSettings(Config& c) {
        "Required `aud`; empty: not checked"},
       {"jwt_user_claim", "COACH_JWT_USER_CLAIM", &c.jwt.user_claim,
        kNonEmpty, "The claim that names the user"},
+      {"jwt_admin_scope", "COACH_JWT_ADMIN_SCOPE", &c.jwt_admin_scope,
+       kAnyValue,
+       "A token with this scope (`scope` or `scp`) may call the admin RPCs "
+       "too; empty: only the admin token"},
       Secret({"openai_api_key", "OPENAI_API_KEY", &ai.api_key, kAnyValue,
               "OpenAI key; empty: the offline coach answers. Never logged, "
               "stored or returned; prefer the variable (a flag shows in "

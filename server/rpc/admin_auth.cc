@@ -2,6 +2,8 @@
 
 #include <openssl/crypto.h>
 
+#include <algorithm>
+
 #include "server/core/errors.h"
 #include "server/rpc/authenticator.h"
 
@@ -16,13 +18,24 @@ bool SameSecret(absl::string_view a, absl::string_view b) {
 }  // namespace
 
 absl::Status AuthorizeAdmin(const grpc::ServerContextBase& context,
-                            absl::string_view admin_token) {
-  if (admin_token.empty()) return AdminDisabledError();
+                            const AdminAccess& access) {
+  const bool by_scope = access.verifier != nullptr && !access.jwt_scope.empty();
+  if (access.token.empty() && !by_scope) return AdminDisabledError();
   const std::optional<absl::string_view> token = BearerTokenOf(context);
-  if (!token.has_value() || !SameSecret(*token, admin_token)) {
-    return AdminUnauthenticatedError();
+  if (!token.has_value()) return AdminUnauthenticatedError();
+  if (!access.token.empty() && SameSecret(*token, access.token)) {
+    return absl::OkStatus();
   }
-  return absl::OkStatus();
+  if (by_scope) {
+    absl::StatusOr<VerifiedToken> verified =
+        access.verifier->Verify(*token, access.clock->Now());
+    if (verified.ok() &&
+        std::find(verified->scopes.begin(), verified->scopes.end(),
+                  access.jwt_scope) != verified->scopes.end()) {
+      return absl::OkStatus();
+    }
+  }
+  return AdminUnauthenticatedError();
 }
 
 }  // namespace coach

@@ -29,7 +29,7 @@ grpc::ServerUnaryReactor* UserServiceImpl::SetPlan(
 grpc::Status UserServiceImpl::DoSetPlan(const grpc::ServerContextBase& context,
                                         const v1::SetPlanRequest& request,
                                         v1::SetPlanResponse& response) {
-  if (absl::Status auth = AuthorizeAdmin(context, admin_token_); !auth.ok()) {
+  if (absl::Status auth = AuthorizeAdmin(context, admin_); !auth.ok()) {
     return ToGrpcStatus(auth);
   }
   std::optional<Plan> plan = FromProto(request.plan());
@@ -54,7 +54,7 @@ grpc::Status UserServiceImpl::DoGrantCredits(
     const grpc::ServerContextBase& context,
     const v1::GrantCreditsRequest& request,
     v1::GrantCreditsResponse& response) {
-  if (absl::Status auth = AuthorizeAdmin(context, admin_token_); !auth.ok()) {
+  if (absl::Status auth = AuthorizeAdmin(context, admin_); !auth.ok()) {
     return ToGrpcStatus(auth);
   }
   auto stats = accounts_.GrantCredits(request.user_id(), request.credits());

@@ -7,6 +7,7 @@
 
 #include "coach/v1/user.grpc.pb.h"
 #include "server/core/accounts.h"
+#include "server/rpc/admin_auth.h"
 #include "server/rpc/authenticator.h"
 
 namespace coach {
@@ -15,11 +16,10 @@ namespace coach {
 // path (see chat_service.h).
 class UserServiceImpl final : public v1::UserService::CallbackService {
  public:
-  // `admin_token` empty: the admin RPCs are refused. `accounts` and `auth`
-  // must outlive this.
+  // `accounts` and `auth` (and what `admin` points to) must outlive this.
   UserServiceImpl(Accounts& accounts, const Authenticator& auth,
-                  std::string admin_token)
-      : accounts_(accounts), auth_(auth), admin_token_(std::move(admin_token)) {}
+                  AdminAccess admin)
+      : accounts_(accounts), auth_(auth), admin_(std::move(admin)) {}
 
   grpc::ServerUnaryReactor* GetUserStats(
       grpc::CallbackServerContext* context,
@@ -43,7 +43,7 @@ class UserServiceImpl final : public v1::UserService::CallbackService {
 
   Accounts& accounts_;
   const Authenticator& auth_;
-  const std::string admin_token_;
+  const AdminAccess admin_;
 };
 
 }  // namespace coach
