@@ -4,7 +4,8 @@
 # The flags apply to every target of this project (compile and link); the
 # Debian libraries we link (gRPC, Abseil, protobuf, SQLite, libcurl) stay
 # uninstrumented. Every executable also gets tools/sanitizers/runtime_options.cc
-# (the runtime's default options and our suppression files).
+# (the runtime's default options and our suppression files) and, for TSan,
+# absl_tsan_shim.cc, which makes TSan see absl::Mutex: read its header.
 set(COACH_SANITIZE "" CACHE STRING
     "Build with sanitizers: empty, 'address' (ASan+UBSan) or 'thread' (TSan)")
 set_property(CACHE COACH_SANITIZE PROPERTY STRINGS "" address thread)
@@ -25,6 +26,14 @@ endif()
 if(COACH_SANITIZE)
   add_compile_options(${COACH_SANITIZER_FLAGS})
   add_link_options(${COACH_SANITIZER_FLAGS})
+  if(COACH_SANITIZE STREQUAL "thread")
+    # The shim's definitions must be in the executable's dynamic symbol table
+    # for libgrpc's (and libabsl's own) calls to reach them.
+    foreach(glob _ZN4absl*5Mutex* _ZN4absl*7CondVar* _ZN4absl*12Notification*
+                 _ZNK4absl*12Notification*)
+      add_link_options("LINKER:--export-dynamic-symbol=${glob}")
+    endforeach()
+  endif()
 endif()
 
 # Called once at the end of the top-level CMakeLists.txt: gives every
@@ -34,6 +43,9 @@ function(coach_sanitizer_support)
     return()
   endif()
   set(sources ${PROJECT_SOURCE_DIR}/tools/sanitizers/runtime_options.cc)
+  if(COACH_SANITIZE STREQUAL "thread")
+    list(APPEND sources ${PROJECT_SOURCE_DIR}/tools/sanitizers/absl_tsan_shim.cc)
+  endif()
   add_library(coach_sanitizer_support OBJECT ${sources})
   target_link_libraries(coach_sanitizer_support PRIVATE absl::synchronization)
   target_compile_definitions(coach_sanitizer_support PRIVATE
