@@ -88,7 +88,10 @@ class FakeOpenAi {
     // Bound (and listening) here: connections queue until the thread accepts.
     port_ = proxy::BindHttpServer(server_, "127.0.0.1:0", tuning.listen_backlog)
                 .value_or(0);
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    thread_ = std::thread([this] {
+      server_.listen_after_bind();
+      listen_returned_.Notify();
+    });
   }
   ~FakeOpenAi() { Stop(); }
 
@@ -98,6 +101,12 @@ class FakeOpenAi {
     {
       absl::MutexLock lock(&mu_);
       stopped_ = true;
+    }
+    // httplib's stop() does nothing until the thread runs the accept loop: a
+    // Stop() right after construction (a test that never calls the server)
+    // would leave the thread in accept() and the join below hanging.
+    while (!server_.is_running() && !listen_returned_.HasBeenNotified()) {
+      std::this_thread::yield();
     }
     server_.stop();
     if (thread_.joinable()) thread_.join();
@@ -182,6 +191,7 @@ class FakeOpenAi {
 
   httplib::Server server_;
   std::thread thread_;
+  absl::Notification listen_returned_;
   int port_ = 0;
   absl::Notification stopping_;
   mutable absl::Mutex mu_;
