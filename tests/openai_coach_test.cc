@@ -78,7 +78,7 @@ OpenAiOptions FastOptions(const std::string& base_url) {
   options.api_key = kApiKey;
   options.base_url = base_url;
   options.connect_timeout = absl::Seconds(1);
-  options.timeout = absl::Seconds(2);
+  options.timeout = absl::Seconds(10);
   options.retry_base_delay = absl::Milliseconds(10);
   options.retry_max_delay = absl::Milliseconds(50);
   return options;

@@ -2,22 +2,90 @@
 # Sets up a fresh Debian 12 machine, builds everything and runs every test:
 #   ./tools/test.sh
 # Installs its Debian packages (tools/setup.sh) and buf (npm, pinned), lints
-# the protos, builds with CMake (-j2) into build/test, runs CTest.
+# the protos, builds with CMake (-j2) into build/test, runs CTest. Then again
+# under sanitizers (tools/sanitizers/):
+#   build/asan  every suite, under AddressSanitizer + LeakSanitizer + UBSan;
+#   build/tsan  the concurrent suites (TSAN_SUITES below), under ThreadSanitizer.
+# COACH_SANITIZERS=0 skips the sanitizer runs (a quicker local check; CI runs
+# them). Prints the time of each phase at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-./tools/setup.sh
-./tools/npm-tools.sh
+JOBS=${COACH_JOBS:-2}
+TIMES=()
+phase() {  # phase NAME COMMAND...: runs it, records how long it took
+  local name=$1 start=$SECONDS
+  shift
+  echo "== $name" >&2
+  "$@"
+  TIMES+=("$(printf '%-28s %4ds' "$name" $((SECONDS - start)))")
+}
+report_times() {
+  echo "== times" >&2
+  printf '  %s\n' "${TIMES[@]}" >&2
+}
+trap report_times EXIT
 
-echo "== buf lint" >&2
-tools/npm/node_modules/.bin/buf lint
+phase "setup" ./tools/setup.sh
+phase "npm tools" ./tools/npm-tools.sh
+phase "buf lint" tools/npm/node_modules/.bin/buf lint
+
+# configure DIR [cmake options...]
+configure() {
+  local dir=$1
+  shift
+  cmake -S . -B "$dir" -DBUILD_TESTING=ON -DCOACH_WERROR=ON "$@" >/dev/null
+}
 
 BUILD_DIR=${COACH_TEST_BUILD_DIR:-build/test}
-JOBS=${COACH_JOBS:-2}
-echo "== build ($BUILD_DIR, -j$JOBS)" >&2
-cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=ON \
-  -DCOACH_WERROR=ON >/dev/null
-cmake --build "$BUILD_DIR" -j "$JOBS"
+build_plain() {
+  configure "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+  cmake --build "$BUILD_DIR" -j "$JOBS"
+}
+phase "build ($BUILD_DIR)" build_plain
+phase "tests ($BUILD_DIR)" \
+  ctest --test-dir "$BUILD_DIR" -j "$JOBS" --output-on-failure --timeout 300
 
-echo "== tests" >&2
-ctest --test-dir "$BUILD_DIR" -j "$JOBS" --output-on-failure --timeout 300
+if [[ ${COACH_SANITIZERS:-1} == 0 ]]; then
+  echo "== sanitizer runs skipped (COACH_SANITIZERS=0)" >&2
+  exit 0
+fi
+
+# Sanitizer builds: -O1 keeps stacks readable and builds faster than -O2;
+# -g1 is enough for file:line in reports.
+SANITIZER_FLAGS=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOACH_BUILD_BENCH=OFF
+                 "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG")
+# Every test runs under the sanitizers too: the AI client's timing tests run
+# on a fake clock, and the few that still use real time (curl's own
+# timeouts) have windows far wider than a 2-15x slower build needs.
+
+# Every suite, the binaries' smoke tests included.
+build_asan() {
+  configure build/asan "${SANITIZER_FLAGS[@]}" -DCOACH_SANITIZE=address
+  cmake --build build/asan -j "$JOBS"
+}
+phase "build (build/asan)" build_asan
+phase "tests (build/asan)" \
+  ctest --test-dir build/asan -j "$JOBS" --output-on-failure --timeout 300
+
+# The suites where threads meet: the thread pool, cancellation, the AI
+# client's event loop and the OpenAI coach on it, the gRPC services (callback
+# reactors, concurrent sends and credit holds), a caller leaving mid-send, the
+# proxy (HTTP server threads calling gRPC), the store under concurrent writers,
+# the per-user limits (racing sends and creations, the limiter's map).
+# Left out: single-threaded units (text, validation, offline coach, proxy
+# units) and the tests that start the binaries as processes (the same code
+# runs in-process in the suites above).
+TSAN_SUITES=(thread_pool_test cancellation_test async_http_client_test
+             openai_coach_test chat_service_test user_service_test
+             chat_caller_test proxy_test sqlite_store_test limits_test
+             rate_limiter_test)
+build_tsan() {
+  configure build/tsan "${SANITIZER_FLAGS[@]}" -DCOACH_SANITIZE=thread
+  cmake --build build/tsan -j "$JOBS" --target "${TSAN_SUITES[@]}"
+}
+phase "build (build/tsan)" build_tsan
+tsan_labels="^($(IFS='|'; echo "${TSAN_SUITES[*]}"))\$"
+phase "tests (build/tsan)" \
+  ctest --test-dir build/tsan -j "$JOBS" --output-on-failure --timeout 300 \
+        -L "$tsan_labels"
