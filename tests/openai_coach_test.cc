@@ -45,7 +45,7 @@
 #include "server/coach/retry_policy.h"
 #include "server/app/server_config.h"
 #include "server/core/errors.h"
-#include "proxy/http_listener.h"
+#include "tests/support/httplib_tuning.h"
 #include "tests/support/ports.h"
 #include "tests/support/fake_openai.h"
 #include "tests/support/test_env.h"
@@ -169,9 +169,9 @@ class LocalCompletions {
  public:
   LocalCompletions(int threads, absl::Duration max_hold) : max_hold_(max_hold) {
     // Tuned as coach-proxy (workers, nodelay, listen backlog), by its code.
-    proxy::ProxyConfig tuning;
+    HttplibTuning tuning;
     tuning.worker_threads = threads;
-    proxy::TuneHttpServer(server_, tuning);
+    TuneHttpServer(server_, tuning);
     server_.Post("/v1/chat/completions", [this](const httplib::Request&,
                                                 httplib::Response& response) {
       {
@@ -183,7 +183,7 @@ class LocalCompletions {
       }
       response.set_content(CompletionBody(kDefaultReply), "application/json");
     });
-    port_ = proxy::BindHttpServer(server_, "127.0.0.1:0", tuning.listen_backlog)
+    port_ = BindHttpServer(server_, "127.0.0.1:0", tuning.listen_backlog)
                 .value_or(0);
     thread_ = std::thread([this] { server_.listen_after_bind(); });
   }

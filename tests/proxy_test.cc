@@ -536,7 +536,10 @@ TEST(ProxyWithoutServerTest, ServerDownIs503Quickly) {
   ASSERT_NE(refusing.port(), 0);
   const int closed_port = refusing.port();
 
-  auto proxy = proxy::CoachProxy::Start(TestProxyConfig(closed_port));
+  proxy::ProxyConfig config = TestProxyConfig(closed_port);
+  // Reads wait this long for a server to come back, then answer 503.
+  config.upstream_read_deadline = absl::Milliseconds(500);
+  auto proxy = proxy::CoachProxy::Start(config);
   ASSERT_TRUE(proxy.ok()) << proxy.status();
   auto client = ClientFor((*proxy)->port());
 
@@ -950,7 +953,12 @@ TEST_F(ProxyTest, BadInputTable) {
       BadSend("send: body is a number", "42", ""),
       {"send: form-encoded body", "POST", "/api/chat/send",
        "userId=bad-user&message=Bonjour", "application/x-www-form-urlencoded",
-       400, "INVALID_ARGUMENT", ""},
+       415, "UNSUPPORTED_MEDIA_TYPE", "JSON"},
+      // A cross-site form's "simple request" (no preflight) carries JSON
+      // as text/plain: refused.
+      {"send: JSON as text/plain", "POST", "/api/chat/send",
+       SendBody(u, "Bonjour"), "text/plain", 415, "UNSUPPORTED_MEDIA_TYPE",
+       "JSON"},
       // limit
       BadGet("history: limit=abc",
              "/api/chat/history?userId=bad-user&limit=abc", "« limit »"),
@@ -1015,7 +1023,7 @@ TEST_F(ProxyTest, BadInputTable) {
        "/api/chat/sessions?userId=" + std::string(9000, 'u'), "", "", 414,
        "INVALID_ARGUMENT", "URL"},
       {"unknown HTTP method", "FOO", "/api/chat/send", SendBody(u, "Bonjour"),
-       kJson, 400, "INVALID_ARGUMENT", ""},
+       kJson, 405, "METHOD_NOT_ALLOWED", "POST"},
       {"wrong method on send", "PUT", "/api/chat/send",
        SendBody(u, "Bonjour"), kJson, 405, "METHOD_NOT_ALLOWED", ""},
       {"wrong method on stats", "POST", "/api/user/stats",

@@ -17,7 +17,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
-#include "proxy/http_listener.h"
+#include "tests/support/httplib_tuning.h"
 #include "proxy/proxy_config.h"
 
 namespace coach::testing {
@@ -83,11 +83,11 @@ class FakeOpenAi {
                  });
     // Tuned like coach-proxy: enough workers for requests waiting out their
     // delay, no Nagle delay, a real listen backlog.
-    proxy::ProxyConfig tuning;
+    HttplibTuning tuning;
     tuning.worker_threads = kWorkers;
-    proxy::TuneHttpServer(server_, tuning);
+    TuneHttpServer(server_, tuning);
     // Bound (and listening) here: connections queue until the thread accepts.
-    port_ = proxy::BindHttpServer(server_, "127.0.0.1:0", tuning.listen_backlog)
+    port_ = BindHttpServer(server_, "127.0.0.1:0", tuning.listen_backlog)
                 .value_or(0);
     thread_ = std::thread([this] {
       server_.listen_after_bind();
