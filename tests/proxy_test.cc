@@ -23,6 +23,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "tests/support/ports.h"
+#include "tests/support/raw_http.h"
 #include "tests/support/test_stack.h"
 
 namespace coach::testing {
@@ -1060,26 +1061,6 @@ TEST_F(ProxyTest, BadInputTable) {
 
 // Raw bytes to the proxy over one connection (Connection: close), and the
 // whole answer: for requests a well-behaved client library would not send.
-std::string RawExchange(int port, const std::string& bytes) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return "";
-  timeval timeout{.tv_sec = 10, .tv_usec = 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  std::string answer;
-  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
-      send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
-          static_cast<ssize_t>(bytes.size())) {
-    char buffer[4096];
-    ssize_t n;
-    while ((n = recv(fd, buffer, sizeof(buffer), 0)) > 0) answer.append(buffer, n);
-  }
-  close(fd);
-  return answer;
-}
 
 // cpp-httplib 0.11 caps only Content-Length bodies and inflates gzip without
 // a limit: chunked and encoded bodies are refused before they are read.
