@@ -89,7 +89,8 @@ FakeResponse Answer(int status, std::string body, httplib::Headers headers = {},
   return FakeResponse{.status = status,
                       .body = std::move(body),
                       .headers = std::move(headers),
-                      .delay = delay};
+                      .delay = delay,
+                      .stream = {}};
 }
 
 // An OpenAI error answer: {"error": {"message", "type", "code", "param"}}.
@@ -1619,7 +1620,8 @@ TEST_F(OpenAiShutdownTest, ShutdownCutsASendWaitingOnTheAiAtTheGrace) {
   fake_.SetDefault(FakeResponse{.status = 200,
                                 .body = CompletionBody("Trop tard."),
                                 .headers = {},
-                                .delay = absl::Seconds(30)});
+                                .delay = absl::Seconds(30),
+                                .stream = {}});
   ASSERT_NO_FATAL_FAILURE(StartServer());
   auto context = Context();
   grpc::Status sent;

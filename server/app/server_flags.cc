@@ -82,7 +82,12 @@ std::vector<Setting> ServerSettings(Config& c) {
        "request"},
       {"openai_max_answer_bytes", "OPENAI_MAX_ANSWER_BYTES",
        &ai.max_answer_bytes, kPositive,
-       "Larger answers are abandoned (INTERNAL), not buffered"},
+       "Larger answers are abandoned (INTERNAL), not buffered; bounds a "
+       "streamed reply's text too"},
+      {"openai_max_stream_line_bytes", "OPENAI_MAX_STREAM_LINE_BYTES",
+       &ai.max_stream_line_bytes, kPositive,
+       "Longest line of a streamed reply (StreamMessage); a longer one ends "
+       "the reply (INTERNAL), unbuffered"},
       {"openai_proxy", "OPENAI_PROXY", &ai.proxy, kAnyValue,
        "Egress proxy `http://host:port`; empty: direct (`http_proxy` / "
        "`HTTPS_PROXY` are ignored)"},
