@@ -46,9 +46,34 @@ echo "$out"
 [[ $(tail -n1 <<<"$out") == 200 ]] || fail "example 3 status"
 grep -q '"stats":{"totalSessions":1,"totalMessages":4}' <<<"$out" || fail "example 3 stats"
 
-# Graceful stop: both exit 0 on SIGTERM.
+# 4. A streamed reply, read as it comes (curl -N: no buffering): deltas,
+# then the reply as the plain send returns it.
+out=$(curl -sS -N --max-time 30 -X POST "$base/api/chat/send/stream" \
+  -H "Content-Type: application/json" -H "Accept: text/event-stream" \
+  -d '{"userId": "user123", "message": "Comment oser parler en public ?"}')
+echo "$out"
+grep -q '^data: {"delta":"' <<<"$out" || fail "stream: no delta event"
+grep -q '^data: {"reply":{"sessionId":"' <<<"$out" || fail "stream: no reply event"
+
+# Operations: liveness and readiness probes.
+[[ $(curl -sS -o /dev/null -w '%{http_code}' "$base/healthz") == 200 ]] || fail "healthz"
+[[ $(curl -sS -o /dev/null -w '%{http_code}' "$base/readyz") == 200 ]] || fail "readyz"
+
+# Graceful stop, even with clients dripping half a request: both exit 0 on
+# SIGTERM, the proxy at once (nothing is in progress; the drippers are
+# closed, not waited for).
+port=${base##*:}
+drippers=()
+for _ in 1 2 3 4 5; do
+  exec {fd}<>"/dev/tcp/127.0.0.1/$port"
+  printf 'GET /api/user/stats HTTP/1.1\r\nHost: x\r\n' >&"$fd"
+  drippers+=("$fd")
+done
+stop_started=$SECONDS
 kill -TERM "$proxy_pid" "$server_pid"
 wait "$proxy_pid" || fail "coach-proxy exit status"
+(( SECONDS - stop_started < 5 )) || fail "coach-proxy took $((SECONDS - stop_started)) s to stop"
 wait "$server_pid" || fail "coach-server exit status"
 proxy_pid="" server_pid=""
+for fd in "${drippers[@]}"; do exec {fd}>&-; done
 echo "rest smoke test: OK"

@@ -73,13 +73,15 @@ phase "tests (build/asan)" \
 # reactors, concurrent sends and credit holds), a caller leaving mid-send, the
 # proxy (HTTP server threads calling gRPC), the store under concurrent writers,
 # the per-user limits (racing sends and creations, the limiter's map).
+# The HTTP front (event loop, gRPC callbacks answering from their threads,
+# hang-ups cancelling calls) and its event streams.
 # Left out: single-threaded units (text, validation, offline coach, proxy
 # units) and the tests that start the binaries as processes (the same code
 # runs in-process in the suites above).
 TSAN_SUITES=(thread_pool_test cancellation_test async_http_client_test
              openai_coach_test chat_service_test user_service_test
              chat_caller_test proxy_test sqlite_store_test limits_test
-             rate_limiter_test stream_message_test)
+             rate_limiter_test stream_message_test http_front_test sse_test)
 build_tsan() {
   configure build/tsan "${SANITIZER_FLAGS[@]}" -DCOACH_SANITIZE=thread
   cmake --build build/tsan -j "$JOBS" --target "${TSAN_SUITES[@]}"
