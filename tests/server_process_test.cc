@@ -339,6 +339,22 @@ TEST_F(ServerProcessTest, DataSurvivesARestart) {
   EXPECT_EQ(stats.stats().remaining_credits(), 4);
 }
 
+// A second server on a port already served must not start: with gRPC's
+// default SO_REUSEPORT it would bind the same port and take part of the
+// connections, splitting users' data over two databases.
+TEST_F(ServerProcessTest, ASecondServerOnABusyPortExitsNamingTheAddress) {
+  StartServing(BaseEnv());
+  auto second_env = BaseEnv();
+  second_env["COACH_DB_PATH"] = dir_.File("second.sqlite");
+  ExpectFailure(Start(second_env));
+  EXPECT_THAT(ReadFile(log_path_),
+              HasSubstr("cannot listen on " + Loopback(port_)));
+  // The first one still serves.
+  HealthCheckResponse::ServingStatus serving{};
+  ASSERT_TRUE(CheckHealth(ChannelTo(port_), "", &serving).ok());
+  EXPECT_EQ(serving, HealthCheckResponse::SERVING);
+}
+
 TEST_F(ServerProcessTest, FlagsOverrideTheEnvironment) {
   const int flag_port = FreeLoopbackPort();
   ASSERT_NE(flag_port, 0);

@@ -61,6 +61,11 @@ absl::StatusOr<std::unique_ptr<CoachServer>> CoachServer::Start(
   // coach-proxy; TLS terminates in front of the proxy.
   builder.AddListeningPort(config.grpc_listen,
                            grpc::InsecureServerCredentials(), &server->port_);
+  // No SO_REUSEPORT (gRPC sets it by default on Linux): with it, a second
+  // coach-server started on a port already served binds it too, and the
+  // kernel splits the connections between the two processes (and their two
+  // databases). Without it, the second one fails to bind and stops.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   // One client (coach-proxy) multiplexes every user's call on one HTTP/2
   // connection; sends wait seconds on the AI, so allow far more streams at
   // once than HTTP/2's customary 100, or calls queue behind slow ones.
@@ -76,8 +81,9 @@ absl::StatusOr<std::unique_ptr<CoachServer>> CoachServer::Start(
 
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", config.grpc_listen));
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", config.grpc_listen,
+        " (address already in use, or not an address of this machine)"));
   }
   for (const char* name : kHealthServices) {
     server->server_->GetHealthCheckService()->SetServingStatus(name, true);
