@@ -15,6 +15,7 @@
 #include "server/coach/openai_coach.h"
 #include "server/core/clock.h"
 #include "base/log.h"
+#include "base/url.h"
 #include "storage/sqlite_store.h"
 
 namespace {
@@ -66,7 +67,8 @@ int main(int argc, char** argv) {
       return EXIT_FAILURE;
     }
     coach::LogInfo("coach: OpenAI %s at %s (timeout %s, %d retries)",
-                   config.openai.model, config.openai.base_url,
+                   config.openai.model,
+                   coach::WithoutUserinfo(config.openai.base_url),
                    absl::FormatDuration(config.openai.timeout),
                    config.openai.max_retries);
     coach = *std::move(openai);

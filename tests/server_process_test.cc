@@ -514,6 +514,33 @@ TEST_F(ServerProcessTest, TheAdminTokenNeverReachesTheLogs) {
   EXPECT_THAT(log, Not(HasSubstr(kAdminToken))) << log;
 }
 
+// Credentials in OPENAI_BASE_URL's userinfo are masked in the start log
+// (which names the URL, the host being worth knowing). No request is made at
+// start: nothing needs to listen there.
+TEST_F(ServerProcessTest, TheBaseUrlsPasswordNeverReachesTheLogs) {
+  auto env = BaseEnv();
+  env["OPENAI_API_KEY"] = "sk-not-used";
+  env["OPENAI_BASE_URL"] = "http://gateway-user:s3cr3t-pw@127.0.0.1:9/v1";
+  ServerProcess& process = StartServing(env);
+  process.Signal(SIGTERM);
+  ExpectExit(process, 0);
+  const std::string log = ReadFile(log_path_);
+  EXPECT_THAT(log, HasSubstr("http://***@127.0.0.1:9/v1"));
+  EXPECT_THAT(log, Not(HasSubstr("s3cr3t-pw")));
+  EXPECT_THAT(log, Not(HasSubstr("gateway-user")));
+}
+
+// The same in the error that refuses a base URL at start.
+TEST_F(ServerProcessTest, ARefusedBaseUrlIsNamedWithoutItsPassword) {
+  auto env = BaseEnv();
+  env["OPENAI_API_KEY"] = "sk-not-used";
+  env["OPENAI_BASE_URL"] = "ftp://gateway-user:s3cr3t-pw@127.0.0.1:9/v1";
+  ExpectFailure(Start(env));
+  const std::string log = ReadFile(log_path_);
+  EXPECT_THAT(log, HasSubstr("ftp://***@127.0.0.1:9/v1"));
+  EXPECT_THAT(log, Not(HasSubstr("s3cr3t-pw")));
+}
+
 TEST_F(ServerProcessTest, ConfigurationErrorsDoNotEchoTheAdminToken) {
   auto env = BaseEnv();
   env["COACH_MAX_MESSAGE_LENGTH"] = "abc";

@@ -75,8 +75,6 @@ class OpenAiCoach final : public Coach {
   absl::Status StopReason(const Call& call) const;
   // The body of one chat-completions request.
   std::string RequestBody(const CoachRequest& request) const;
-  // `text` with the API key blotted out, for logs.
-  std::string Redacted(absl::string_view text) const;
 
   const OpenAiOptions options_;
   Env& env_;
