@@ -12,6 +12,7 @@ PACKAGES=(
   libcpp-httplib-dev nlohmann-json3-dev
   libssl-dev libcurl4-openssl-dev libcjose-dev libjansson-dev libicu-dev openssl
   libgtest-dev libgmock-dev
+  prometheus  # promtool: tests validate coach-server's /metrics text with it
 )
 
 missing=()
