@@ -1,42 +1,41 @@
 #include "proxy/coach_proxy.h"
 
-#include <httplib.h>
+#include <grpcpp/impl/codegen/proto_utils.h>
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
-#include "google/protobuf/descriptor.h"
-#include "proxy/http_errors.h"
-#include "proxy/http_listener.h"
-#include "proxy/transcoder.h"
 #include "base/ids.h"
 #include "base/log.h"
 #include "base/request_id.h"
+#include "google/protobuf/descriptor.h"
+#include "grpc/health/v1/health.pb.h"
+#include "proxy/http_errors.h"
+#include "proxy/transcoder.h"
 
 namespace coach::proxy {
 namespace {
 
+using google::protobuf::Message;
+
 constexpr char kJsonContentType[] = "application/json; charset=utf-8";
 constexpr char kRequestIdHeader[] = "X-Request-Id";
-// Yields while waiting for the HTTP loop to start (it starts at once).
-constexpr int kStartWaitSpins = 1000000;
-
-// A client's request id is kept only if it is plain: it goes into logs and
-// metadata.
-std::string RequestIdOf(const httplib::Request& request) {
-  const std::string given = request.get_header_value(kRequestIdHeader);
-  return IsPlainRequestId(given) ? given : NewRandomId();
-}
+constexpr char kHealthCheckMethod[] = "/grpc.health.v1.Health/Check";
+// An SSE comment: ignored by EventSource and fetch readers alike.
+constexpr char kStreamHeartbeat[] = ": keep-alive\n\n";
+constexpr char kServerError[] = "Erreur serveur. Réessayez plus tard.";
 
 // The method as logged: a malformed request's "method" is client bytes
 // (control characters, escape sequences) that must not reach the log.
-absl::string_view LoggableMethod(const std::string& method) {
+absl::string_view LoggableMethod(absl::string_view method) {
   static constexpr absl::string_view kKnown[] = {
       "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
   for (absl::string_view known : kKnown) {
@@ -45,26 +44,86 @@ absl::string_view LoggableMethod(const std::string& method) {
   return "-";
 }
 
-void Reply(httplib::Response& response, const HttpError& error) {
-  response.status = error.status;
-  if (error.retry_after_seconds.has_value()) {
-    response.set_header("Retry-After",
-                        std::to_string(*error.retry_after_seconds));
-  }
-  response.set_content(error.body, kJsonContentType);
+// A client's request id is kept only if it is plain: it goes into logs and
+// metadata.
+std::string RequestIdOf(const http::Request& request) {
+  std::string given(request.header(kRequestIdHeader));
+  return IsPlainRequestId(given) ? given : NewRandomId();
 }
 
-int64_t SecondsOf(absl::Duration d) { return absl::ToInt64Seconds(d); }
+// "application/json; charset=utf-8" -> "application/json".
+std::string MediaType(absl::string_view content_type) {
+  const size_t semicolon = content_type.find(';');
+  return absl::AsciiStrToLower(
+      absl::StripAsciiWhitespace(content_type.substr(0, semicolon)));
+}
+
+std::unique_ptr<Message> NewMessage(const google::protobuf::Descriptor* type) {
+  return std::unique_ptr<Message>(
+      google::protobuf::MessageFactory::generated_factory()
+          ->GetPrototype(type)
+          ->New());
+}
+
+// `message` read from `bytes` and printed as the API's JSON.
+absl::StatusOr<std::string> JsonOf(grpc::ByteBuffer& bytes,
+                                   const google::protobuf::Descriptor* type) {
+  std::unique_ptr<Message> message = NewMessage(type);
+  if (!grpc::SerializationTraits<Message>::Deserialize(&bytes, message.get())
+           .ok()) {
+    return absl::InternalError("unreadable upstream message");
+  }
+  return ResponseToJson(*message);
+}
+
+std::vector<std::string> ReadMethods(const RouteTable& routes) {
+  std::vector<std::string> methods;
+  for (const Route& route : routes.routes()) {
+    if (route.http_method == "GET") methods.push_back(route.grpc_method);
+  }
+  return methods;
+}
+
+UpstreamOptions UpstreamOptionsOf(const ProxyConfig& config,
+                                  const RouteTable& routes) {
+  UpstreamOptions options;
+  options.target = config.grpc_target;
+  options.reconnect_max_backoff = config.upstream_reconnect_max;
+  options.max_response_bytes = config.upstream_max_response_bytes;
+  options.read_methods = ReadMethods(routes);
+  return options;
+}
 
 }  // namespace
+
+struct CoachProxy::Pending {
+  std::shared_ptr<http::Exchange> exchange;
+  std::string request_id;
+  std::vector<http::Header> cors;
+  absl::Time started;
+  std::string route = "-";  // the route's template, for logs
+
+  const http::Request& request() const { return exchange->request(); }
+
+  // The headers every answer carries, then `content_type`.
+  std::vector<http::Header> Headers(std::string content_type) const {
+    std::vector<http::Header> headers;
+    headers.reserve(cors.size() + 2);
+    headers.push_back({kRequestIdHeader, request_id});
+    headers.insert(headers.end(), cors.begin(), cors.end());
+    if (!content_type.empty()) {
+      headers.push_back({"Content-Type", std::move(content_type)});
+    }
+    return headers;
+  }
+};
 
 CoachProxy::CoachProxy(const ProxyConfig& config, RouteTable routes)
     : config_(config),
       routes_(std::move(routes)),
-      upstream_(config.grpc_target, config.upstream_deadline),
-      http_(std::make_unique<httplib::Server>()) {}
+      upstream_(UpstreamOptionsOf(config_, routes_)) {}
 
-CoachProxy::~CoachProxy() { Stop(); }
+CoachProxy::~CoachProxy() { Stop(absl::ZeroDuration()); }
 
 absl::StatusOr<std::unique_ptr<CoachProxy>> CoachProxy::Start(
     const ProxyConfig& config) {
@@ -72,215 +131,451 @@ absl::StatusOr<std::unique_ptr<CoachProxy>> CoachProxy::Start(
       *google::protobuf::DescriptorPool::generated_pool(), config.services);
   if (!routes.ok()) return routes.status();
   std::unique_ptr<CoachProxy> proxy(new CoachProxy(config, *std::move(routes)));
-  proxy->Configure();
-  auto port = BindHttpServer(*proxy->http_, config.http_listen,
-                             config.listen_backlog);
-  if (!port.ok()) return port.status();
-  proxy->port_ = *port;
-  proxy->thread_ = std::thread([p = proxy.get()] { p->http_->listen_after_bind(); });
-  // httplib's stop() is a no-op until the server loop runs: wait for it
-  // (bounded), so that Stop() right after Start() cannot hang.
-  for (int i = 0; i < kStartWaitSpins && !proxy->http_->is_running(); ++i) {
-    std::this_thread::yield();
-  }
+
+  http::ServerOptions options;
+  options.listen = config.http_listen;
+  options.backlog = config.listen_backlog;
+  options.io_threads = config.io_threads;
+  options.max_connections = config.max_connections;
+  options.max_url_bytes = config.max_url_bytes;
+  options.max_header_bytes = config.max_header_bytes;
+  options.max_header_count = config.max_header_count;
+  options.max_body_bytes = config.max_body_bytes;
+  options.header_timeout = config.header_timeout;
+  options.body_timeout = config.body_timeout;
+  options.idle_timeout = config.keep_alive_timeout;
+  options.write_timeout = config.write_timeout;
+  options.max_stream_backlog_bytes = config.max_stream_backlog_bytes;
+  CoachProxy* self = proxy.get();
+  options.refusal = [self](http::Refusal refusal,
+                           const http::Request& request) {
+    return self->Refuse(refusal, request);
+  };
+  auto server = http::Server::Start(
+      std::move(options), [self](std::shared_ptr<http::Exchange> exchange) {
+        self->Handle(std::move(exchange));
+      });
+  if (!server.ok()) return server.status();
+  proxy->http_ = *std::move(server);
   for (const Route& route : proxy->routes_.routes()) {
-    LogInfo("route %s %s -> %s", route.http_method, route.path.text(),
-            route.grpc_method);
+    LogInfo("route %s %s -> %s%s", route.http_method, route.path.text(),
+            route.grpc_method,
+            route.method->server_streaming() ? " (event stream)" : "");
   }
   return proxy;
 }
 
-void CoachProxy::Stop() {
-  if (http_ != nullptr) http_->stop();
-  if (thread_.joinable()) thread_.join();
+void CoachProxy::Stop() { Stop(config_.shutdown_grace); }
+
+void CoachProxy::Stop(absl::Duration grace) {
+  if (http_ != nullptr) http_->Shutdown(grace);
 }
 
-void CoachProxy::Configure() {
-  httplib::Server& http = *http_;
-  // Deliberate settings, not httplib's defaults: see http_listener.h.
-  TuneHttpServer(http, config_);
-
-  const auto handler = [this](const httplib::Request& request,
-                              httplib::Response& response) {
-    Handle(request, response);
-  };
-  // Before any body is read: cpp-httplib 0.11 applies the body cap only to
-  // Content-Length bodies, and inflates gzip bodies without a limit. A chunked
-  // or encoded body would bypass the cap (measured: 100 MB read, 700 MB RSS).
-  http.set_pre_routing_handler([this](const httplib::Request& request,
-                                      httplib::Response& response) {
-    const std::string transfer = request.get_header_value("Transfer-Encoding");
-    const std::string encoding = request.get_header_value("Content-Encoding");
-    if (!transfer.empty() && transfer != "identity") {
-      Reply(response, MakeHttpError(411, v1::LENGTH_REQUIRED,
-                                    "Le corps de la requête doit avoir un "
-                                    "Content-Length (pas d'envoi par "
-                                    "morceaux)."));
-    } else if (!encoding.empty() && encoding != "identity") {
-      Reply(response, MakeHttpError(415, v1::UNSUPPORTED_ENCODING,
-                                    "Le corps de la requête ne doit pas être "
-                                    "compressé."));
-    } else {
-      return httplib::Server::HandlerResponse::Unhandled;
-    }
-    response.set_header(kRequestIdHeader, RequestIdOf(request));
-    ApplyCors(request, response);
-    return httplib::Server::HandlerResponse::Handled;
-  });
-  // One catch-all per verb: the route table decides, not httplib's router.
-  http.Get(".*", handler);
-  http.Post(".*", handler);
-  http.Put(".*", handler);
-  http.Patch(".*", handler);
-  http.Delete(".*", handler);
-  http.Options(".*", [this](const httplib::Request& request,
-                            httplib::Response& response) {
-    HandlePreflight(request, response);
-  });
-
-  // Errors httplib answers itself (413, 414, malformed requests) get the
-  // documented body too. Our own error responses already have one.
-  http.set_error_handler(httplib::Server::HandlerWithResponse(
-      [this](const httplib::Request& request, httplib::Response& response) {
-    if (!response.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-    // Refused before routing: Handle() did not run, so no id was set yet.
-    const std::string request_id = RequestIdOf(request);
-    response.set_header(kRequestIdHeader, request_id);
-    std::string message = "Requête HTTP invalide.";
-    v1::ErrorReason reason = v1::INVALID_ARGUMENT;
-    if (response.status == 413) {
-      reason = v1::PAYLOAD_TOO_LARGE;
-      message = absl::StrCat("Le corps de la requête dépasse ",
-                             config_.max_body_bytes, " octets.");
-    } else if (response.status == 414) {
-      message = "L'URL de la requête est trop longue.";
-    } else if (response.status >= 500) {
-      reason = v1::INTERNAL;
-      message = "Erreur serveur. Réessayez plus tard.";
-    }
-    Reply(response, MakeHttpError(response.status, reason, message));
-    ApplyCors(request, response);
-    if (config_.access_log) {
-      LogInfo("http %s - status=%d (refused by the HTTP layer) request_id=%s",
-              LoggableMethod(request.method), response.status, request_id);
-    }
-    return httplib::Server::HandlerResponse::Handled;
-  }));
-  // A handler that throws (a bug) must still answer in the documented shape.
-  http.set_exception_handler([](const httplib::Request&,
-                                httplib::Response& response,
-                                std::exception_ptr) {
-    LogError("unexpected exception in a request handler");
-    Reply(response, MakeHttpError(500, v1::INTERNAL,
-                                  "Erreur serveur. Réessayez plus tard."));
-  });
-}
-
-void CoachProxy::ApplyCors(const httplib::Request& request,
-                           httplib::Response& response) const {
-  const std::string origin = request.get_header_value("Origin");
-  if (origin.empty()) return;
+std::vector<http::Header> CoachProxy::CorsHeaders(
+    absl::string_view origin) const {
+  std::vector<http::Header> headers;
+  if (origin.empty()) return headers;
   const bool any = std::find(config_.cors_origins.begin(),
                              config_.cors_origins.end(),
                              "*") != config_.cors_origins.end();
   const bool listed = std::find(config_.cors_origins.begin(),
                                 config_.cors_origins.end(),
                                 origin) != config_.cors_origins.end();
-  if (!any && !listed) return;
-  response.set_header("Access-Control-Allow-Origin", any ? "*" : origin);
-  if (!any) response.set_header("Vary", "Origin");
+  if (!any && !listed) return headers;
+  headers.push_back(
+      {"Access-Control-Allow-Origin", any ? "*" : std::string(origin)});
+  if (!any) headers.push_back({"Vary", "Origin"});
   // Retry-After is not a CORS-safelisted response header: a page's script
   // sees it only when exposed.
-  response.set_header("Access-Control-Expose-Headers",
-                      absl::StrCat(kRequestIdHeader, ", Retry-After"));
+  headers.push_back({"Access-Control-Expose-Headers",
+                     absl::StrCat(kRequestIdHeader, ", Retry-After")});
+  return headers;
 }
 
-void CoachProxy::HandlePreflight(const httplib::Request& request,
-                                 httplib::Response& response) {
-  ApplyCors(request, response);
-  response.status = 204;
-  if (!response.has_header("Access-Control-Allow-Origin")) return;
-  response.set_header("Access-Control-Allow-Methods",
-                      "GET, POST, PUT, PATCH, DELETE, OPTIONS");
-  response.set_header("Access-Control-Allow-Headers",
-                      absl::StrCat("Authorization, Content-Type, ",
-                                   kRequestIdHeader));
-  response.set_header("Access-Control-Max-Age",
-                      std::to_string(SecondsOf(config_.cors_max_age)));
+void CoachProxy::LogAccess(const Pending& pending, int status) const {
+  if (!config_.access_log) return;
+  LogInfo("http %s %s status=%d duration_ms=%.1f request_id=%s",
+          LoggableMethod(pending.request().method), pending.route, status,
+          absl::ToDoubleMilliseconds(absl::Now() - pending.started),
+          pending.request_id);
 }
 
-void CoachProxy::Handle(const httplib::Request& request,
-                        httplib::Response& response) {
-  const absl::Time started = absl::Now();
+namespace {
+
+void ReplyError(const std::shared_ptr<http::Exchange>& exchange,
+                std::vector<http::Header> headers, const HttpError& error) {
+  if (error.retry_after_seconds.has_value()) {
+    headers.push_back(
+        {"Retry-After", std::to_string(*error.retry_after_seconds)});
+  }
+  exchange->Reply(http::Response{.status = error.status,
+                                 .headers = std::move(headers),
+                                 .body = error.body});
+}
+
+}  // namespace
+
+http::Response CoachProxy::Refuse(http::Refusal refusal,
+                                  const http::Request& request) {
+  const int status = http::StatusOf(refusal);
+  HttpError error;
+  switch (refusal) {
+    case http::Refusal::kMalformed:
+      error = MakeHttpError(status, v1::INVALID_ARGUMENT,
+                            "Requête HTTP invalide.");
+      break;
+    case http::Refusal::kLengthRequired:
+      error = MakeHttpError(status, v1::LENGTH_REQUIRED,
+                            "Le corps de la requête doit avoir un "
+                            "Content-Length (pas d'envoi par morceaux).");
+      break;
+    case http::Refusal::kBodyTooLarge:
+      error = MakeHttpError(status, v1::PAYLOAD_TOO_LARGE,
+                            absl::StrCat("Le corps de la requête dépasse ",
+                                         config_.max_body_bytes, " octets."));
+      break;
+    case http::Refusal::kUriTooLong:
+      error = MakeHttpError(status, v1::INVALID_ARGUMENT,
+                            absl::StrCat("L'URL de la requête dépasse ",
+                                         config_.max_url_bytes, " octets."));
+      break;
+    case http::Refusal::kHeadersTooLarge:
+      error = MakeHttpError(
+          status, v1::HEADERS_TOO_LARGE,
+          absl::StrCat("Les en-têtes de la requête dépassent ",
+                       config_.max_header_bytes, " octets ou ",
+                       config_.max_header_count, " lignes."));
+      break;
+    case http::Refusal::kHandlerDropped:
+      error = MakeHttpError(status, v1::INTERNAL, kServerError);
+      break;
+  }
   const std::string request_id = RequestIdOf(request);
-  response.set_header(kRequestIdHeader, request_id);
-  ApplyCors(request, response);
+  http::Response response;
+  response.status = error.status;
+  response.headers.push_back({kRequestIdHeader, request_id});
+  for (http::Header& header : CorsHeaders(request.header("Origin"))) {
+    response.headers.push_back(std::move(header));
+  }
+  response.headers.push_back({"Content-Type", kJsonContentType});
+  response.body = std::move(error.body);
+  if (config_.access_log) {
+    LogInfo("http %s - status=%d (refused by the HTTP layer) request_id=%s",
+            LoggableMethod(request.method), status, request_id);
+  }
+  return response;
+}
+
+void CoachProxy::HandlePreflight(Pending& pending) {
+  std::vector<http::Header> headers = pending.Headers("");
+  if (!pending.cors.empty()) {
+    headers.push_back({"Access-Control-Allow-Methods",
+                       "GET, POST, PUT, PATCH, DELETE, OPTIONS"});
+    headers.push_back({"Access-Control-Allow-Headers",
+                       absl::StrCat("Authorization, Content-Type, ",
+                                    kRequestIdHeader)});
+    headers.push_back(
+        {"Access-Control-Max-Age",
+         std::to_string(absl::ToInt64Seconds(config_.cors_max_age))});
+  }
+  pending.exchange->Reply(
+      http::Response{.status = 204, .headers = std::move(headers), .body = ""});
+  LogAccess(pending, 204);
+}
+
+void CoachProxy::Handle(std::shared_ptr<http::Exchange> exchange) {
+  auto pending = std::make_shared<Pending>();
+  pending->exchange = std::move(exchange);
+  pending->started = absl::Now();
+  const http::Request& request = pending->request();
+  pending->request_id = RequestIdOf(request);
+  pending->cors = CorsHeaders(request.header("Origin"));
+  const auto fail = [&](const HttpError& error) {
+    ReplyError(pending->exchange, pending->Headers(kJsonContentType), error);
+    LogAccess(*pending, error.status);
+  };
+
+  if (request.method == "OPTIONS") return HandlePreflight(*pending);
+  // Operations, outside the API's routes.
+  if (request.method == "GET" && request.path == "/healthz") {
+    pending->route = request.path;
+    pending->exchange->Reply(
+        http::Response{.status = 200,
+                       .headers = pending->Headers(kJsonContentType),
+                       .body = R"({"status":"SERVING"})"});
+    return LogAccess(*pending, 200);
+  }
+  if (request.method == "GET" && request.path == "/readyz") {
+    pending->route = request.path;
+    return HandleReadiness(std::move(pending));
+  }
 
   const RouteTable::Match match = routes_.Find(request.method, request.path);
   if (match.route == nullptr) {
     if (match.allowed_methods.empty()) {
-      Reply(response,
-            MakeHttpError(404, v1::ROUTE_NOT_FOUND,
-                          absl::StrCat("Aucune route ", request.method, " ",
-                                       request.path, ".")));
-    } else {
-      response.set_header("Allow", absl::StrJoin(match.allowed_methods, ", "));
-      Reply(response,
-            MakeHttpError(405, v1::METHOD_NOT_ALLOWED,
-                          absl::StrCat("Méthode ", request.method,
-                                       " non autorisée sur ", request.path,
-                                       " (autorisées : ",
-                                       absl::StrJoin(match.allowed_methods, ", "),
-                                       ").")));
+      return fail(MakeHttpError(404, v1::ROUTE_NOT_FOUND,
+                                absl::StrCat("Aucune route ", request.method,
+                                             " ", request.path, ".")));
     }
-  } else {
-    const Route& route = *match.route;
-    auto upstream_request =
-        RequestFromHttp(route, match.bindings, request.params, request.body);
-    if (!upstream_request.ok()) {
-      Reply(response, MakeHttpError(400, v1::INVALID_ARGUMENT,
-                                    upstream_request.status().message()));
-    } else {
-      std::unique_ptr<google::protobuf::Message> upstream_response(
-          google::protobuf::MessageFactory::generated_factory()
-              ->GetPrototype(route.method->output_type())
-              ->New());
-      const grpc::Status status =
-          upstream_.Call(route.grpc_method, **upstream_request,
-                         *upstream_response, request_id,
-                         request.get_header_value("Authorization"));
-      if (!status.ok()) {
-        if (status.error_details().empty()) {
-          // A channel failure, not a server answer: worth a log line.
-          LogWarning("upstream %s failed: code=%d %s request_id=%s",
-                     route.grpc_method, static_cast<int>(status.error_code()),
-                     status.error_message(), request_id);
-        }
-        Reply(response, HttpErrorFromGrpc(status));
-        if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
-          // RFC 6750 §3: the scheme, and why a token that was sent failed.
-          response.set_header("WWW-Authenticate",
-                              request.has_header("Authorization")
-                                  ? "Bearer error=\"invalid_token\""
-                                  : "Bearer");
-        }
-      } else if (auto json = ResponseToJson(*upstream_response); json.ok()) {
-        response.status = 200;
-        response.set_content(*json, kJsonContentType);
-      } else {
-        Reply(response, MakeHttpError(500, v1::INTERNAL,
-                                      "Erreur serveur. Réessayez plus tard."));
-      }
-    }
+    std::vector<http::Header> headers = pending->Headers(kJsonContentType);
+    headers.push_back({"Allow", absl::StrJoin(match.allowed_methods, ", ")});
+    const HttpError error = MakeHttpError(
+        405, v1::METHOD_NOT_ALLOWED,
+        absl::StrCat("Méthode ", request.method, " non autorisée sur ",
+                     request.path, " (autorisées : ",
+                     absl::StrJoin(match.allowed_methods, ", "), ")."));
+    ReplyError(pending->exchange, std::move(headers), error);
+    return LogAccess(*pending, error.status);
   }
+  const Route& route = *match.route;
+  pending->route = route.path.text();
 
-  if (config_.access_log) {
-    LogInfo("http %s %s status=%d duration_ms=%.1f request_id=%s",
-            request.method,
-            match.route != nullptr ? match.route->path.text() : "-",
-            response.status,
-            absl::ToDoubleMilliseconds(absl::Now() - started), request_id);
+  if (!request.body.empty()) {
+    // A cross-site form can post text/plain without a preflight (a CORS
+    // "simple request"); JSON cannot be posted that way.
+    if (MediaType(request.header("Content-Type")) != "application/json") {
+      return fail(MakeHttpError(415, v1::UNSUPPORTED_MEDIA_TYPE,
+                                "Le corps de la requête doit être du JSON "
+                                "(Content-Type: application/json)."));
+    }
+    const std::string encoding =
+        absl::AsciiStrToLower(request.header("Content-Encoding"));
+    if (!encoding.empty() && encoding != "identity") {
+      return fail(MakeHttpError(415, v1::UNSUPPORTED_ENCODING,
+                                "Le corps de la requête ne doit pas être "
+                                "compressé."));
+    }
   }
+  std::vector<std::pair<std::string, std::string>> parameters;
+  if (!http::ParseQuery(request.query, parameters)) {
+    return fail(MakeHttpError(400, v1::INVALID_ARGUMENT,
+                              "Paramètre de requête mal encodé."));
+  }
+  const std::multimap<std::string, std::string> query(parameters.begin(),
+                                                      parameters.end());
+  auto upstream_request =
+      RequestFromHttp(route, match.bindings, query, request.body);
+  if (!upstream_request.ok()) {
+    return fail(MakeHttpError(400, v1::INVALID_ARGUMENT,
+                              upstream_request.status().message()));
+  }
+  if (route.method->server_streaming()) {
+    CallStream(std::move(pending), route, *std::move(upstream_request));
+  } else {
+    CallUnary(std::move(pending), route, *std::move(upstream_request));
+  }
+}
+
+namespace {
+
+CallOptions CallOptionsFor(const ProxyConfig& config, const Route& route,
+                           const std::string& request_id,
+                           const http::Request& request) {
+  CallOptions options;
+  // Reads wait briefly for a (re)connecting server; the rest fail fast.
+  const bool read = route.http_method == "GET";
+  options.deadline =
+      read ? config.upstream_read_deadline : config.upstream_deadline;
+  options.wait_for_ready = read;
+  options.request_id = request_id;
+  options.authorization = std::string(request.header("Authorization"));
+  return options;
+}
+
+// RFC 6750 §3: the scheme, and why a token that was sent failed.
+void AddAuthenticateHeader(const grpc::Status& status,
+                           const http::Request& request,
+                           std::vector<http::Header>& headers) {
+  if (status.error_code() != grpc::StatusCode::UNAUTHENTICATED) return;
+  headers.push_back({"WWW-Authenticate",
+                     request.has_header("Authorization")
+                         ? "Bearer error=\"invalid_token\""
+                         : "Bearer"});
+}
+
+void LogUpstreamFailure(const Route& route, const grpc::Status& status,
+                        const std::string& request_id) {
+  // A channel failure, not a server answer: worth a log line.
+  if (!status.error_details().empty()) return;
+  LogWarning("upstream %s failed: code=%d %s request_id=%s",
+             route.grpc_method, static_cast<int>(status.error_code()),
+             status.error_message(), request_id);
+}
+
+}  // namespace
+
+void CoachProxy::CallUnary(std::shared_ptr<Pending> pending,
+                           const Route& route,
+                           std::unique_ptr<Message> request) {
+  const CallOptions options =
+      CallOptionsFor(config_, route, pending->request_id, pending->request());
+  const google::protobuf::Descriptor* output = route.method->output_type();
+  std::shared_ptr<http::Exchange> exchange = pending->exchange;
+  auto call = upstream_.Unary(
+      route.grpc_method, *request, options,
+      [this, pending, output, &route,
+       waited = options.wait_for_ready](const grpc::Status& answered,
+                                        grpc::ByteBuffer& response) {
+        std::vector<http::Header> headers = pending->Headers(kJsonContentType);
+        int http_status = 200;
+        grpc::Status status = answered;
+        if (waited &&
+            status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
+            status.error_details().empty() &&
+            upstream_.channel().GetState(false) != GRPC_CHANNEL_READY) {
+          // A read that waited for a server that never came: unavailable
+          // (503), not slow (504).
+          status = grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                "no coach-server reachable");
+        }
+        if (!status.ok()) {
+          LogUpstreamFailure(route, status, pending->request_id);
+          const HttpError error = HttpErrorFromGrpc(status);
+          AddAuthenticateHeader(status, pending->request(), headers);
+          ReplyError(pending->exchange, std::move(headers), error);
+          http_status = error.status;
+        } else if (auto json = JsonOf(response, output); json.ok()) {
+          pending->exchange->Reply(http::Response{
+              .status = 200, .headers = std::move(headers), .body = *json});
+        } else {
+          const HttpError error =
+              MakeHttpError(500, v1::INTERNAL, kServerError);
+          ReplyError(pending->exchange, std::move(headers), error);
+          http_status = error.status;
+        }
+        LogAccess(*pending, http_status);
+      });
+  // The client hanging up cancels the call: coach-server then charges and
+  // stores nothing.
+  exchange->OnCancel([weak = std::weak_ptr<UpstreamCall>(call)] {
+    if (auto call = weak.lock()) call->Cancel();
+  });
+}
+
+void CoachProxy::CallStream(std::shared_ptr<Pending> pending,
+                            const Route& route,
+                            std::unique_ptr<Message> request) {
+  const CallOptions options =
+      CallOptionsFor(config_, route, pending->request_id, pending->request());
+  const google::protobuf::Descriptor* output = route.method->output_type();
+  std::shared_ptr<http::Exchange> exchange = pending->exchange;
+  // Touched by the call's callbacks only, which never run at once.
+  auto started = std::make_shared<bool>(false);
+  const auto start = [this, pending, started] {
+    if (*started) return;
+    *started = true;
+    std::vector<http::Header> headers =
+        pending->Headers("text/event-stream; charset=utf-8");
+    headers.push_back({"Cache-Control", "no-cache"});
+    // nginx and similar buffer responses unless told not to.
+    headers.push_back({"X-Accel-Buffering", "no"});
+    pending->exchange->StartStream(200, std::move(headers),
+                                   config_.stream_heartbeat, kStreamHeartbeat);
+  };
+  auto call = upstream_.ServerStream(
+      route.grpc_method, *request, options,
+      [pending, output, start](grpc::ByteBuffer& message) {
+        auto json = JsonOf(message, output);
+        if (!json.ok()) return;  // cannot happen: the server sent it
+        start();
+        pending->exchange->Send(absl::StrCat("data: ", *json, "\n\n"));
+      },
+      [this, pending, started, start, &route](const grpc::Status& status) {
+        if (status.ok()) {
+          start();
+          pending->exchange->Finish();
+          return LogAccess(*pending, 200);
+        }
+        LogUpstreamFailure(route, status, pending->request_id);
+        const HttpError error = HttpErrorFromGrpc(status);
+        if (!*started) {
+          // Before the first event: a plain error answer.
+          std::vector<http::Header> headers =
+              pending->Headers(kJsonContentType);
+          AddAuthenticateHeader(status, pending->request(), headers);
+          ReplyError(pending->exchange, std::move(headers), error);
+          return LogAccess(*pending, error.status);
+        }
+        pending->exchange->Send(
+            absl::StrCat("event: error\ndata: ", error.body, "\n\n"));
+        pending->exchange->Finish();
+        LogAccess(*pending, 200);
+      });
+  exchange->OnCancel([weak = std::weak_ptr<UpstreamCall>(call)] {
+    if (auto call = weak.lock()) call->Cancel();
+  });
+}
+
+void CoachProxy::HandleReadiness(std::shared_ptr<Pending> pending) {
+  bool start_check = false;
+  std::optional<bool> cached;
+  {
+    absl::MutexLock lock(&readiness_mu_);
+    if (absl::Now() - readiness_checked_ < config_.readiness_interval) {
+      cached = ready_;
+    } else {
+      readiness_waiters_.push_back(pending);
+      start_check = !readiness_in_flight_;
+      readiness_in_flight_ = true;
+    }
+  }
+  if (cached.has_value()) {
+    {
+      if (*cached) {
+        pending->exchange->Reply(
+            http::Response{.status = 200,
+                           .headers = pending->Headers(kJsonContentType),
+                           .body = R"({"status":"SERVING"})"});
+        return LogAccess(*pending, 200);
+      }
+      ReplyError(pending->exchange, pending->Headers(kJsonContentType),
+                 MakeHttpError(503, v1::UNAVAILABLE,
+                               "coach-server n'est pas prêt."));
+      return LogAccess(*pending, 503);
+    }
+  }
+  if (!start_check) return;
+  CallOptions options;
+  options.deadline = std::min(config_.readiness_interval, absl::Seconds(1));
+  options.request_id = pending->request_id;
+  grpc::health::v1::HealthCheckRequest check;  // "": the whole server
+  upstream_.Unary(
+      kHealthCheckMethod, check, options,
+      [this](const grpc::Status& status, grpc::ByteBuffer& bytes) {
+        grpc::health::v1::HealthCheckResponse response;
+        const bool ready =
+            status.ok() &&
+            grpc::SerializationTraits<Message>::Deserialize(&bytes, &response)
+                .ok() &&
+            response.status() ==
+                grpc::health::v1::HealthCheckResponse::SERVING;
+        if (!ready) {
+          LogWarning("readiness: coach-server not serving (code=%d)",
+                     static_cast<int>(status.error_code()));
+        }
+        std::vector<std::shared_ptr<Pending>> waiters;
+        {
+          absl::MutexLock lock(&readiness_mu_);
+          ready_ = ready;
+          readiness_checked_ = absl::Now();
+          readiness_in_flight_ = false;
+          waiters.swap(readiness_waiters_);
+        }
+        for (const std::shared_ptr<Pending>& waiter : waiters) {
+          if (ready) {
+            waiter->exchange->Reply(
+                http::Response{.status = 200,
+                               .headers = waiter->Headers(kJsonContentType),
+                               .body = R"({"status":"SERVING"})"});
+            LogAccess(*waiter, 200);
+          } else {
+            ReplyError(waiter->exchange, waiter->Headers(kJsonContentType),
+                       MakeHttpError(503, v1::UNAVAILABLE,
+                                     "coach-server n'est pas prêt."));
+            LogAccess(*waiter, 503);
+          }
+        }
+      });
 }
 
 }  // namespace coach::proxy

@@ -1,61 +1,79 @@
-// CoachProxy: coach-proxy's HTTP server. Serves the REST routes of the
+// CoachProxy: coach-proxy's HTTP front. Serves the REST routes of the
 // google.api.http annotations by transcoding each request onto its RPC:
 //
-//   HTTP request -> RouteTable::Find -> RequestFromHttp -> Upstream::Call
-//   -> ResponseToJson (or HttpErrorFromGrpc) -> HTTP response
+//   http::Server -> RouteTable::Find -> RequestFromHttp -> Upstream (async)
+//   -> ResponseToJson (or HttpErrorFromGrpc) -> the exchange's answer
 //
-// It knows no route by name. Around that: request ids, CORS, limits, one
-// access-log line per request.
+// Server-streaming RPCs are served as Server-Sent Events: one event per
+// stream message, `data:` its protobuf JSON; an error after the first event
+// as `event: error` with the documented body. It knows no route by name.
+// Around that: request ids, CORS, /healthz and /readyz, one access-log line
+// per request, and the client's hang-up cancelling its call.
+//
+// No thread waits on coach-server: the event loop parses and routes, gRPC's
+// threads print the answers. Thread-safe.
 #ifndef COACH_PROXY_COACH_PROXY_H_
 #define COACH_PROXY_COACH_PROXY_H_
 
 #include <memory>
-#include <thread>
+#include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "http/server.h"
 #include "proxy/proxy_config.h"
 #include "proxy/route_table.h"
 #include "proxy/upstream.h"
-
-namespace httplib {
-class Server;
-struct Request;
-struct Response;
-}  // namespace httplib
 
 namespace coach::proxy {
 
 class CoachProxy {
  public:
   // Builds the route table from the generated descriptors of
-  // config.services, binds config.http_listen and starts serving on a
-  // background thread.
+  // config.services, binds config.http_listen and starts serving.
   static absl::StatusOr<std::unique_ptr<CoachProxy>> Start(
       const ProxyConfig& config);
   ~CoachProxy();
 
-  int port() const { return port_; }
+  int port() const { return http_->port(); }
   const RouteTable& routes() const { return routes_; }
 
-  // Stops accepting and returns once the server thread has ended.
+  // Stops accepting, lets requests in progress finish for up to
+  // config.shutdown_grace (or `grace`), then closes everything. Idempotent.
   void Stop();
+  void Stop(absl::Duration grace);
 
  private:
+  struct Pending;  // one request being answered
   CoachProxy(const ProxyConfig& config, RouteTable routes);
-  void Configure();
-  void Handle(const httplib::Request& request, httplib::Response& response);
-  void HandlePreflight(const httplib::Request& request,
-                       httplib::Response& response);
-  // Adds the CORS headers when the request's Origin is allowed.
-  void ApplyCors(const httplib::Request& request,
-                 httplib::Response& response) const;
+
+  void Handle(std::shared_ptr<http::Exchange> exchange);
+  http::Response Refuse(http::Refusal refusal, const http::Request& request);
+  void HandlePreflight(Pending& pending);
+  void HandleReadiness(std::shared_ptr<Pending> pending);
+  void CallUnary(std::shared_ptr<Pending> pending, const Route& route,
+                 std::unique_ptr<google::protobuf::Message> request);
+  void CallStream(std::shared_ptr<Pending> pending, const Route& route,
+                  std::unique_ptr<google::protobuf::Message> request);
+  // The CORS headers for `origin` (none when it is not allowed).
+  std::vector<http::Header> CorsHeaders(absl::string_view origin) const;
+  void LogAccess(const Pending& pending, int status) const;
 
   const ProxyConfig config_;
   const RouteTable routes_;
   Upstream upstream_;
-  std::unique_ptr<httplib::Server> http_;
-  std::thread thread_;
-  int port_ = 0;
+  std::unique_ptr<http::Server> http_;
+
+  // /readyz: the last answer of coach-server's health, and who waits for
+  // the next one.
+  absl::Mutex readiness_mu_;
+  absl::Time readiness_checked_ ABSL_GUARDED_BY(readiness_mu_) =
+      absl::InfinitePast();
+  bool ready_ ABSL_GUARDED_BY(readiness_mu_) = false;
+  bool readiness_in_flight_ ABSL_GUARDED_BY(readiness_mu_) = false;
+  std::vector<std::shared_ptr<Pending>> readiness_waiters_
+      ABSL_GUARDED_BY(readiness_mu_);
 };
 
 }  // namespace coach::proxy

@@ -27,6 +27,7 @@ absl::string_view LabelForStatus(int http_status) {
     case 415: return "Format de corps non pris en charge";
     case 414: return "URL trop longue";
     case 429: return "Trop de requêtes";
+    case 431: return "En-têtes trop volumineux";
     case 501: return "Non implémenté";
     case 503: return "Service indisponible";
     case 504: return "Délai dépassé";

@@ -1,6 +1,7 @@
 // coach-proxy: the documented REST API (port 3000), transcoded onto
 // coach-server's RPCs from their google.api.http annotations.
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <cstdlib>
 #include <optional>
@@ -26,6 +27,13 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   // A client that disconnects mid-response must not kill the process.
   signal(SIGPIPE, SIG_IGN);
+  // Each connection is a descriptor and holds nothing else: allow as many as
+  // the system lets this process have (the soft limit is often 1,024).
+  if (rlimit files; getrlimit(RLIMIT_NOFILE, &files) == 0 &&
+                    files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
 
   auto startup = coach::proxy::LoadProxyConfig(argc, argv);
   // A configuration error, --help or --version.
@@ -42,7 +50,8 @@ int main(int argc, char** argv) {
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
-  coach::LogInfo("signal %d: stopping", signal_number);
+  coach::LogInfo("signal %d: stopping (grace %s)", signal_number,
+                 absl::FormatDuration(config.shutdown_grace));
   (*proxy)->Stop();
   coach::LogInfo("coach-proxy stopped");
   return EXIT_SUCCESS;

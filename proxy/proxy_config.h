@@ -23,26 +23,51 @@ struct ProxyConfig {
   // Each upstream call gets this long; above the server's slowest path (an
   // AI reply with its retries).
   absl::Duration upstream_deadline = absl::Seconds(60);
+  // GET calls (reads) get this long, and meanwhile wait for a connecting or
+  // restarting coach-server instead of failing at once.
+  absl::Duration upstream_read_deadline = absl::Seconds(5);
+  // Longest pause between attempts to reconnect to a coach-server that is
+  // down: REST recovers this soon after it listens again.
+  absl::Duration upstream_reconnect_max = absl::Milliseconds(500);
+  // The largest answer taken from coach-server (a long session's messages).
+  int upstream_max_response_bytes = 64 * 1024 * 1024;
 
   // Request limits. The largest valid body is a 4,000-character message
-  // (≤ 16 KB of UTF-8) in JSON; 64 KB leaves room and stops abuse early.
+  // (<= 16 KB of UTF-8) in JSON; 64 KB leaves room and stops abuse early.
   size_t max_body_bytes = 64 * 1024;
-  absl::Duration read_timeout = absl::Seconds(10);
+  // The request target (path and query); longer gets 414.
+  size_t max_url_bytes = 8 * 1024;
+  // The request line and headers together (nginx: 4 x 8 KB, Envoy: 60 KB).
+  size_t max_header_bytes = 16 * 1024;
+  // Header lines (Envoy's default).
+  int max_header_count = 100;
+  // Time to receive a request's line and headers, once it has begun.
+  absl::Duration header_timeout = absl::Seconds(10);
+  // Time to receive a request's body.
+  absl::Duration body_timeout = absl::Seconds(10);
+  // One write to a client (a response, or one event of a stream).
   absl::Duration write_timeout = absl::Seconds(10);
-  // Idle keep-alive connections are closed after this. Each open connection
-  // holds a worker thread (cpp-httplib serves a connection on one thread), so
-  // idle ones must not linger.
-  absl::Duration keep_alive_timeout = absl::Seconds(10);
-  // Requests served on one keep-alive connection before it is recycled.
-  int keep_alive_max_requests = 100000;
+  // Idle keep-alive connections are closed after this.
+  absl::Duration keep_alive_timeout = absl::Seconds(60);
+  // Connections open at once; more are closed at accept.
+  int max_connections = 10000;
   // Pending connections the kernel queues before accept (capped by
-  // net.core.somaxconn); httplib's own 5 drops bursts.
+  // net.core.somaxconn).
   int listen_backlog = 4096;
-  // Worker threads = the most connections served at once (more wait for a
-  // free worker). Each holds one connection and, during a send, its upstream
-  // call for as long as the AI takes: size for concurrent clients, not cores.
-  // An idle worker costs a stack mapping, little resident memory.
-  int worker_threads = 512;
+  // Event-loop threads. Connections hold no thread, so this is about CPU:
+  // JSON and gRPC work runs on gRPC's own threads.
+  int io_threads = 1;
+
+  // Streams (server-streaming RPCs as Server-Sent Events): a comment is sent
+  // after this long without an event, so that intermediaries keep the
+  // connection; a client that falls this far behind is cut.
+  absl::Duration stream_heartbeat = absl::Seconds(15);
+  size_t max_stream_backlog_bytes = 1024 * 1024;
+
+  // SIGTERM: requests in progress get this long to finish.
+  absl::Duration shutdown_grace = absl::Seconds(10);
+  // /readyz asks coach-server's health service at most this often.
+  absl::Duration readiness_interval = absl::Seconds(1);
 
   // CORS: origins allowed to call from a browser; "*" allows any. The API
   // uses no cookies or browser credentials, so "*" exposes nothing a

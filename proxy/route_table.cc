@@ -127,8 +127,9 @@ absl::StatusOr<RouteTable> RouteTable::FromServices(
     }
     for (int i = 0; i < service->method_count(); ++i) {
       const google::protobuf::MethodDescriptor* method = service->method(i);
-      // Streaming RPCs have no unary REST mapping here.
-      if (method->client_streaming() || method->server_streaming()) continue;
+      // Server-streaming RPCs are served as event streams; a client stream
+      // has no mapping onto one HTTP request.
+      if (method->client_streaming()) continue;
       // RPCs without the annotation (the admin ones) have no REST route.
       if (!method->options().HasExtension(google::api::http)) continue;
       const google::api::HttpRule& rule =

@@ -1,114 +1,200 @@
 #include "proxy/upstream.h"
 
-#include <algorithm>
-
-#include <grpcpp/client_context.h>
-#include <grpcpp/completion_queue.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/impl/codegen/proto_utils.h>
 #include <grpcpp/security/credentials.h>
-#include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/support/channel_arguments.h>
+#include <grpcpp/support/client_callback.h>
+#include <grpcpp/support/stub_options.h>
 
-#include <cstdlib>
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <utility>
 
-#include "base/log.h"
+#include "absl/synchronization/mutex.h"
 
 namespace coach::proxy {
 namespace {
 
 using google::protobuf::Message;
 
-// After coach-server restarts, reconnect within a second instead of gRPC's
-// default backoff of up to two minutes; calls fail fast meanwhile (503).
-constexpr int kMaxReconnectBackoffMs = 1000;
+// After a failed connection attempt, the first retry comes this soon.
 constexpr int kInitialReconnectBackoffMs = 100;
 // How long one connection attempt (TCP, then HTTP/2 settings) may take.
 // Despite its name, gRPC reads GRPC_ARG_MIN_RECONNECT_BACKOFF_MS as this
-// ("min connect timeout", 20 s by default): at 100 ms, any handshake slower
-// than that (a busy server, a sanitizer build) failed its calls with 503.
+// ("min connect timeout", 20 s by default).
 constexpr int kConnectAttemptTimeoutMs = 1000;
+// Retries of a read on another server: gRPC caps attempts at 5 (A6).
+constexpr int kReadAttempts = 3;
 
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target) {
+std::shared_ptr<grpc::Channel> MakeChannel(const UpstreamOptions& options) {
   grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, kInitialReconnectBackoffMs);
+  const int max_backoff_ms = static_cast<int>(std::max<int64_t>(
+      1, absl::ToInt64Milliseconds(options.reconnect_max_backoff)));
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+              std::min(kInitialReconnectBackoffMs, max_backoff_ms));
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, kConnectAttemptTimeoutMs);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, kMaxReconnectBackoffMs);
-  // Plaintext to a coach-server on loopback or a private network.
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
-                                   args);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, max_backoff_ms);
+  args.SetMaxReceiveMessageSize(options.max_response_bytes);
+  args.SetServiceConfigJSON(ServiceConfigJson(options));
+  // Plaintext to coach-servers on loopback or a private network.
+  return grpc::CreateCustomChannel(options.target,
+                                   grpc::InsecureChannelCredentials(), args);
 }
 
-// The calling thread's completion queue, kept for the thread's life: each
-// call waits on its own thread's queue (no hand-off to another thread), and
-// no queue is created per call.
-grpc::CompletionQueue& ThreadCompletionQueue() {
-  struct Owned {
-    grpc::CompletionQueue queue;
-    ~Owned() {
-      queue.Shutdown();
-      void* tag = nullptr;
-      bool ok = false;
-      while (queue.Next(&tag, &ok)) {
-      }
-    }
-  };
-  thread_local Owned owned;
-  return owned.queue;
-}
-
-}  // namespace
-
-Upstream::Upstream(const std::string& target, absl::Duration deadline)
-    : stub_(MakeChannel(target)), deadline_(deadline) {}
-
-grpc::Status Upstream::Call(const std::string& grpc_method,
-                            const Message& request, Message& response,
-                            absl::string_view request_id,
-                            absl::string_view authorization) {
-  grpc::ByteBuffer request_bytes;
+grpc::Status Serialize(const Message& message, grpc::ByteBuffer& out) {
   bool own_buffer = false;
-  if (grpc::Status serialized = grpc::SerializationTraits<Message>::Serialize(
-          request, &request_bytes, &own_buffer);
-      !serialized.ok()) {
-    return serialized;
+  return grpc::SerializationTraits<Message>::Serialize(message, &out,
+                                                       &own_buffer);
+}
+
+class UnaryCall final : public UpstreamCall {
+ public:
+  explicit UnaryCall(Upstream::UnaryDone done) : done_(std::move(done)) {}
+  void Cancel() override { context.TryCancel(); }
+  void Done(const grpc::Status& status) {
+    Upstream::UnaryDone done = std::move(done_);
+    done(status, response);
   }
 
   grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + deadline_));
-  // Fail fast: no waiting for a server that is down.
-  context.set_wait_for_ready(false);
-  if (!request_id.empty()) {
-    context.AddMetadata(kRequestIdMetadata, std::string(request_id));
+  grpc::ByteBuffer request;
+  grpc::ByteBuffer response;
+
+ private:
+  Upstream::UnaryDone done_;
+};
+
+// A server-streaming call through the generic stub, which offers streaming
+// only as bidi: one write (the request, marked last), then reads until the
+// end. Owns itself until OnDone.
+class StreamCall final
+    : public UpstreamCall,
+      public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+ public:
+  StreamCall(Upstream::StreamMessage on_message, Upstream::StreamDone done)
+      : on_message_(std::move(on_message)), done_(std::move(done)) {}
+
+  void Start(std::shared_ptr<StreamCall> self) {
+    self_ = std::move(self);
+    StartWriteLast(&request, grpc::WriteOptions());
+    StartRead(&message_);
+    StartCall();
   }
-  if (!authorization.empty()) {
+
+  void Cancel() override { context.TryCancel(); }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // the stream ended: OnDone follows
+    on_message_(message_);
+    message_.Clear();
+    StartRead(&message_);
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    Upstream::StreamDone done = std::move(done_);
+    on_message_ = nullptr;
+    done(status);
+    self_.reset();  // may delete this
+  }
+
+  grpc::ClientContext context;
+  grpc::ByteBuffer request;
+
+ private:
+  Upstream::StreamMessage on_message_;
+  Upstream::StreamDone done_;
+  grpc::ByteBuffer message_;
+  std::shared_ptr<StreamCall> self_;
+};
+
+}  // namespace
+
+std::string ServiceConfigJson(const UpstreamOptions& options) {
+  nlohmann::json names = nlohmann::json::array();
+  for (const std::string& method : options.read_methods) {
+    // "/pkg.Service/Method" -> {"service": "pkg.Service", "method": "Method"}
+    const size_t slash = method.rfind('/');
+    if (method.empty() || method[0] != '/' || slash == 0 ||
+        slash == std::string::npos) {
+      continue;
+    }
+    names.push_back({{"service", method.substr(1, slash - 1)},
+                     {"method", method.substr(slash + 1)}});
+  }
+  nlohmann::json config = {
+      // Every server, in turn; pick_first would send everything to one.
+      {"loadBalancingConfig", {{{"round_robin", nlohmann::json::object()}}}},
+      // A server whose grpc.health.v1 status is not SERVING gets no calls.
+      {"healthCheckConfig", {{"serviceName", ""}}},
+      // A storm of retries cannot multiply the load: retries stop while
+      // more than half of recent calls failed.
+      {"retryThrottling", {{"maxTokens", 10}, {"tokenRatio", 0.1}}},
+  };
+  if (!names.empty()) {
+    config["methodConfig"] = {{
+        {"name", names},
+        {"retryPolicy",
+         {{"maxAttempts", kReadAttempts},
+          {"initialBackoff", "0.05s"},
+          {"maxBackoff", "0.5s"},
+          {"backoffMultiplier", 2},
+          {"retryableStatusCodes", {"UNAVAILABLE"}}}},
+    }};
+  }
+  return config.dump();
+}
+
+void PrepareContext(const CallOptions& options, grpc::ClientContext& context) {
+  context.set_deadline(absl::ToChronoTime(absl::Now() + options.deadline));
+  context.set_wait_for_ready(options.wait_for_ready);
+  if (!options.request_id.empty()) {
+    context.AddMetadata(kRequestIdMetadata, options.request_id);
+  }
+  if (!options.authorization.empty()) {
     const bool printable =
-        std::all_of(authorization.begin(), authorization.end(),
+        std::all_of(options.authorization.begin(), options.authorization.end(),
                     [](char c) { return c >= 0x20 && c < 0x7F; });
     context.AddMetadata(kAuthorizationMetadata,
-                        printable ? std::string(authorization)
-                                  : std::string("Bearer -"));
+                        printable ? options.authorization : "Bearer -");
   }
-  grpc::CompletionQueue& queue = ThreadCompletionQueue();
-  grpc::ByteBuffer response_bytes;
-  grpc::Status status;
-  auto call = stub_.PrepareUnaryCall(&context, grpc_method, request_bytes,
-                                     &queue);
-  call->StartCall();
-  // The tag is this call's status: the queue only ever holds this call.
-  call->Finish(&response_bytes, &status, &status);
-  void* tag = nullptr;
-  bool ok = false;
-  // The queue holds this call's one event (Finish of a unary call always
-  // completes, ok, even on a deadline). Anything else is a broken invariant,
-  // and returning would free `context` under a call still in flight.
-  if (!queue.Next(&tag, &ok) || tag != &status || !ok) {
-    LogError("upstream: unexpected completion queue event");
-    std::abort();
+}
+
+Upstream::Upstream(const UpstreamOptions& options)
+    : channel_(MakeChannel(options)), stub_(channel_) {}
+
+std::shared_ptr<UpstreamCall> Upstream::Unary(const std::string& grpc_method,
+                                              const Message& request,
+                                              const CallOptions& options,
+                                              UnaryDone done) {
+  auto call = std::make_shared<UnaryCall>(std::move(done));
+  if (grpc::Status serialized = Serialize(request, call->request);
+      !serialized.ok()) {
+    call->Done(serialized);
+    return call;
   }
-  if (!status.ok()) return status;
-  return grpc::SerializationTraits<Message>::Deserialize(&response_bytes,
-                                                         &response);
+  PrepareContext(options, call->context);
+  stub_.UnaryCall(&call->context, grpc_method, grpc::StubOptions(),
+                  &call->request, &call->response,
+                  [call](grpc::Status status) { call->Done(status); });
+  return call;
+}
+
+std::shared_ptr<UpstreamCall> Upstream::ServerStream(
+    const std::string& grpc_method, const Message& request,
+    const CallOptions& options, StreamMessage on_message, StreamDone done) {
+  auto call = std::make_shared<StreamCall>(std::move(on_message),
+                                           std::move(done));
+  if (grpc::Status serialized = Serialize(request, call->request);
+      !serialized.ok()) {
+    call->OnDone(serialized);
+    return call;
+  }
+  PrepareContext(options, call->context);
+  stub_.PrepareBidiStreamingCall(&call->context, grpc_method,
+                                 grpc::StubOptions(), call.get());
+  call->Start(call);
+  return call;
 }
 
 }  // namespace coach::proxy

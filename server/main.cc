@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "server/app/coach_server.h"
+#include "server/app/metrics_endpoint.h"
 #include "server/app/server_flags.h"
 #include "server/coach/offline_coach.h"
 #include "server/coach/openai_coach.h"
@@ -93,6 +94,19 @@ int main(int argc, char** argv) {
   }
   coach::LogInfo("coach-server listening on %s (port %d), database %s",
                  config.grpc_listen, (*server)->port(), config.db_path);
+  std::unique_ptr<coach::http::Server> metrics;
+  if (!config.metrics_listen.empty()) {
+    coach::CoachServer* const served = server->get();
+    auto started = coach::StartMetricsEndpoint(
+        config.metrics_listen, [served] { return served->RenderMetrics(); });
+    if (!started.ok()) {
+      coach::LogError("metrics: %s", started.status().ToString());
+      return EXIT_FAILURE;
+    }
+    metrics = *std::move(started);
+    coach::LogInfo("metrics: GET /metrics on %s (port %d)",
+                   config.metrics_listen, metrics->port());
+  }
 
   std::thread signal_waiter([&] {
     int signal = 0;
@@ -103,6 +117,8 @@ int main(int argc, char** argv) {
   });
   (*server)->Wait();
   signal_waiter.join();
+  // Scraped until the end: the last numbers include the shutdown.
+  if (metrics != nullptr) metrics->Shutdown(absl::ZeroDuration());
   coach::LogInfo("coach-server stopped");
   return EXIT_SUCCESS;
 }

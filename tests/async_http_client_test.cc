@@ -50,7 +50,8 @@ TEST(AsyncHttpClientTest, DeliversStatusBodyAndLowerCasedHeaders) {
   server.Script({FakeResponse{.status = 429,
                               .body = "{\"error\":{}}",
                               .headers = {{"Retry-After", "7"}},
-                              .delay = absl::ZeroDuration()}});
+                              .delay = absl::ZeroDuration(),
+                              .stream = {}}});
   auto client = NewClient();
   Outcome outcome;
   client->Post(PostTo(server, absl::Seconds(10)), outcome.Callback());
@@ -67,7 +68,8 @@ TEST(AsyncHttpClientTest, AnAnswerOverTheCapIsAbandoned) {
   server.Script({FakeResponse{.status = 200,
                               .body = std::string(4096, 'a'),
                               .headers = {},
-                              .delay = absl::ZeroDuration()}});
+                              .delay = absl::ZeroDuration(),
+                              .stream = {}}});
   auto client = NewClient(AsyncHttpOptions{.max_idle_connections = 1,
                                            .max_answer_bytes = 1024,
                                            .proxy = ""});

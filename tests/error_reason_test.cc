@@ -59,7 +59,8 @@ std::string WireName(ErrorReason reason) {
 // The reasons only coach-proxy produces (it decides them before any call).
 const std::set<std::string> kProxyOnly = {
     "ROUTE_NOT_FOUND", "METHOD_NOT_ALLOWED", "PAYLOAD_TOO_LARGE",
-    "LENGTH_REQUIRED", "UNSUPPORTED_ENCODING"};
+    "LENGTH_REQUIRED", "UNSUPPORTED_ENCODING", "HEADERS_TOO_LARGE",
+    "UNSUPPORTED_MEDIA_TYPE"};
 
 // The ErrorInfo reason a status carries on the wire: exactly one ErrorInfo.
 std::string WireReasonOf(const grpc::Status& status) {

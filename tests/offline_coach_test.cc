@@ -244,3 +244,49 @@ TEST(OfflineCoachTest, AnswersTheLastUserTurn) {
 
 }  // namespace
 }  // namespace coach
+
+namespace coach {
+namespace {
+
+TEST(OfflineCoachStreamTest, PiecesAreSentencesThatAddUpToTheReply) {
+  OfflineCoach coach;
+  CoachRequest request;
+  request.system_prompt = SystemPrompt();
+  request.conversation.push_back(
+      CoachTurn{.role = Role::kUser, .content = "Je suis timide au travail"});
+  std::vector<std::string> pieces;
+  bool replied = false;
+  request.on_delta = [&](absl::string_view piece) {
+    EXPECT_FALSE(replied) << "a piece after the reply";
+    pieces.emplace_back(piece);
+  };
+  std::string content;
+  coach.StartReply(std::move(request), [&](absl::StatusOr<CoachReply> reply) {
+    ASSERT_TRUE(reply.ok());
+    replied = true;
+    content = reply->content;
+  });
+  ASSERT_TRUE(replied);
+  EXPECT_GT(pieces.size(), 2u) << "not streamed by sentence";
+  std::string joined;
+  for (const std::string& piece : pieces) {
+    EXPECT_FALSE(piece.empty());
+    EXPECT_TRUE(IsValidUtf8(piece));
+    joined += piece;
+  }
+  EXPECT_EQ(joined, content);
+}
+
+TEST(OfflineCoachStreamTest, SentencePiecesKeepEveryByte) {
+  EXPECT_THAT(SentencePieces("Bonjour. Ça va ?  Oui, merci !\nFin"),
+              ::testing::ElementsAre("Bonjour. ", "Ça va ?  ", "Oui, ",
+                                     "merci !\n", "Fin"));
+  EXPECT_THAT(SentencePieces("Sans ponctuation"),
+              ::testing::ElementsAre("Sans ponctuation"));
+  EXPECT_THAT(SentencePieces("Fin. "), ::testing::ElementsAre("Fin. "));
+  EXPECT_THAT(SentencePieces("3.5 et 1,5"), ::testing::ElementsAre("3.5 et 1,5"));
+  EXPECT_THAT(SentencePieces(""), ::testing::IsEmpty());
+}
+
+}  // namespace
+}  // namespace coach

@@ -45,7 +45,7 @@
 #include "server/coach/retry_policy.h"
 #include "server/app/server_config.h"
 #include "server/core/errors.h"
-#include "proxy/http_listener.h"
+#include "tests/support/httplib_tuning.h"
 #include "tests/support/ports.h"
 #include "tests/support/fake_openai.h"
 #include "tests/support/test_env.h"
@@ -89,7 +89,8 @@ FakeResponse Answer(int status, std::string body, httplib::Headers headers = {},
   return FakeResponse{.status = status,
                       .body = std::move(body),
                       .headers = std::move(headers),
-                      .delay = delay};
+                      .delay = delay,
+                      .stream = {}};
 }
 
 // An OpenAI error answer: {"error": {"message", "type", "code", "param"}}.
@@ -169,9 +170,9 @@ class LocalCompletions {
  public:
   LocalCompletions(int threads, absl::Duration max_hold) : max_hold_(max_hold) {
     // Tuned as coach-proxy (workers, nodelay, listen backlog), by its code.
-    proxy::ProxyConfig tuning;
+    HttplibTuning tuning;
     tuning.worker_threads = threads;
-    proxy::TuneHttpServer(server_, tuning);
+    TuneHttpServer(server_, tuning);
     server_.Post("/v1/chat/completions", [this](const httplib::Request&,
                                                 httplib::Response& response) {
       {
@@ -183,7 +184,7 @@ class LocalCompletions {
       }
       response.set_content(CompletionBody(kDefaultReply), "application/json");
     });
-    port_ = proxy::BindHttpServer(server_, "127.0.0.1:0", tuning.listen_backlog)
+    port_ = BindHttpServer(server_, "127.0.0.1:0", tuning.listen_backlog)
                 .value_or(0);
     thread_ = std::thread([this] { server_.listen_after_bind(); });
   }
@@ -1627,7 +1628,8 @@ TEST_F(OpenAiShutdownTest, ShutdownCutsASendWaitingOnTheAiAtTheGrace) {
   fake_.SetDefault(FakeResponse{.status = 200,
                                 .body = CompletionBody("Trop tard."),
                                 .headers = {},
-                                .delay = absl::Seconds(30)});
+                                .delay = absl::Seconds(30),
+                                .stream = {}});
   ASSERT_NO_FATAL_FAILURE(StartServer());
   auto context = Context();
   grpc::Status sent;

@@ -23,6 +23,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "tests/support/ports.h"
+#include "tests/support/raw_http.h"
 #include "tests/support/test_stack.h"
 
 namespace coach::testing {
@@ -536,7 +537,10 @@ TEST(ProxyWithoutServerTest, ServerDownIs503Quickly) {
   ASSERT_NE(refusing.port(), 0);
   const int closed_port = refusing.port();
 
-  auto proxy = proxy::CoachProxy::Start(TestProxyConfig(closed_port));
+  proxy::ProxyConfig config = TestProxyConfig(closed_port);
+  // Reads wait this long for a server to come back, then answer 503.
+  config.upstream_read_deadline = absl::Milliseconds(500);
+  auto proxy = proxy::CoachProxy::Start(config);
   ASSERT_TRUE(proxy.ok()) << proxy.status();
   auto client = ClientFor((*proxy)->port());
 
@@ -950,7 +954,12 @@ TEST_F(ProxyTest, BadInputTable) {
       BadSend("send: body is a number", "42", ""),
       {"send: form-encoded body", "POST", "/api/chat/send",
        "userId=bad-user&message=Bonjour", "application/x-www-form-urlencoded",
-       400, "INVALID_ARGUMENT", ""},
+       415, "UNSUPPORTED_MEDIA_TYPE", "JSON"},
+      // A cross-site form's "simple request" (no preflight) carries JSON
+      // as text/plain: refused.
+      {"send: JSON as text/plain", "POST", "/api/chat/send",
+       SendBody(u, "Bonjour"), "text/plain", 415, "UNSUPPORTED_MEDIA_TYPE",
+       "JSON"},
       // limit
       BadGet("history: limit=abc",
              "/api/chat/history?userId=bad-user&limit=abc", "« limit »"),
@@ -1015,7 +1024,7 @@ TEST_F(ProxyTest, BadInputTable) {
        "/api/chat/sessions?userId=" + std::string(9000, 'u'), "", "", 414,
        "INVALID_ARGUMENT", "URL"},
       {"unknown HTTP method", "FOO", "/api/chat/send", SendBody(u, "Bonjour"),
-       kJson, 400, "INVALID_ARGUMENT", ""},
+       kJson, 405, "METHOD_NOT_ALLOWED", "POST"},
       {"wrong method on send", "PUT", "/api/chat/send",
        SendBody(u, "Bonjour"), kJson, 405, "METHOD_NOT_ALLOWED", ""},
       {"wrong method on stats", "POST", "/api/user/stats",
@@ -1052,26 +1061,6 @@ TEST_F(ProxyTest, BadInputTable) {
 
 // Raw bytes to the proxy over one connection (Connection: close), and the
 // whole answer: for requests a well-behaved client library would not send.
-std::string RawExchange(int port, const std::string& bytes) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return "";
-  timeval timeout{.tv_sec = 10, .tv_usec = 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  std::string answer;
-  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
-      send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
-          static_cast<ssize_t>(bytes.size())) {
-    char buffer[4096];
-    ssize_t n;
-    while ((n = recv(fd, buffer, sizeof(buffer), 0)) > 0) answer.append(buffer, n);
-  }
-  close(fd);
-  return answer;
-}
 
 // cpp-httplib 0.11 caps only Content-Length bodies and inflates gzip without
 // a limit: chunked and encoded bodies are refused before they are read.

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <gmock/gmock.h>
+#include <httplib.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
@@ -353,6 +354,50 @@ TEST_F(ServerProcessTest, ASecondServerOnABusyPortExitsNamingTheAddress) {
   HealthCheckResponse::ServingStatus serving{};
   ASSERT_TRUE(CheckHealth(ChannelTo(port_), "", &serving).ok());
   EXPECT_EQ(serving, HealthCheckResponse::SERVING);
+}
+
+// COACH_METRICS_LISTEN serves GET /metrics over HTTP: the numbers of the
+// RPCs just made, in Prometheus's text format; off unless set.
+TEST_F(ServerProcessTest, ServesMetricsOverHttpWhenAsked) {
+  const int metrics_port = FreeLoopbackPort();
+  ASSERT_NE(metrics_port, 0);
+  auto env = BaseEnv();
+  env["COACH_METRICS_LISTEN"] = Loopback(metrics_port);
+  ServerProcess& process = StartServing(env);
+  v1::SendMessageRequest request;
+  request.set_user_id("user123");
+  request.set_message("Bonjour");
+  v1::SendMessageResponse response;
+  ASSERT_TRUE(v1::ChatService::NewStub(ChannelTo(port_))
+                  ->SendMessage(Context().get(), request, &response)
+                  .ok());
+
+  httplib::Client client("127.0.0.1", metrics_port);
+  client.set_read_timeout(10, 0);
+  httplib::Result scraped = client.Get("/metrics");
+  ASSERT_TRUE(scraped) << httplib::to_string(scraped.error());
+  EXPECT_EQ(scraped->status, 200);
+  EXPECT_EQ(scraped->get_header_value("Content-Type"),
+            "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_THAT(scraped->body, HasSubstr("coach_sends_total{outcome=\"ok\"} 1\n"));
+  EXPECT_THAT(scraped->body,
+              HasSubstr("coach_rpc_handled_total{method=\"coach.v1.ChatService/"
+                        "SendMessage\",code=\"OK\"} 1\n"));
+  httplib::Result other = client.Get("/api/user/stats");
+  ASSERT_TRUE(other);
+  EXPECT_EQ(other->status, 404);
+
+  process.Signal(SIGTERM);
+  ExpectExit(process, 0);
+  EXPECT_FALSE(Listening(metrics_port));
+}
+
+TEST_F(ServerProcessTest, MetricsAreNotServedUnlessAsked) {
+  const int metrics_port = FreeLoopbackPort();
+  ASSERT_NE(metrics_port, 0);
+  StartServing(BaseEnv());
+  EXPECT_FALSE(Listening(metrics_port));
+  EXPECT_THAT(ReadFile(log_path_), Not(HasSubstr("GET /metrics")));
 }
 
 TEST_F(ServerProcessTest, FlagsOverrideTheEnvironment) {

@@ -11,6 +11,7 @@ PACKAGES=(
   libsqlitecpp-dev libsqlite3-dev sqlite3
   libcpp-httplib-dev nlohmann-json3-dev
   libssl-dev libcurl4-openssl-dev libcjose-dev libjansson-dev libicu-dev openssl
+  libboost-dev
   libgtest-dev libgmock-dev
   prometheus  # promtool: tests validate coach-server's /metrics text with it
 )

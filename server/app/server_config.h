@@ -36,6 +36,9 @@ struct Config : CoreConfig {
   std::string jwt_admin_scope;
   OpenAiOptions openai;
 
+  // GET /metrics over HTTP on this address ("127.0.0.1:9464"); empty: off.
+  std::string metrics_listen;
+
   // In-flight calls get this long to finish on SIGTERM/SIGINT.
   absl::Duration shutdown_grace = absl::Seconds(10);
   int sqlite_busy_timeout_ms = 5000;

@@ -91,7 +91,12 @@ std::vector<Setting> ServerSettings(Config& c) {
        "request"},
       {"openai_max_answer_bytes", "OPENAI_MAX_ANSWER_BYTES",
        &ai.max_answer_bytes, kPositive,
-       "Larger answers are abandoned (INTERNAL), not buffered"},
+       "Larger answers are abandoned (INTERNAL), not buffered; bounds a "
+       "streamed reply's text too"},
+      {"openai_max_stream_line_bytes", "OPENAI_MAX_STREAM_LINE_BYTES",
+       &ai.max_stream_line_bytes, kPositive,
+       "Longest line of a streamed reply (StreamMessage); a longer one ends "
+       "the reply (INTERNAL), unbuffered"},
       {"openai_proxy", "OPENAI_PROXY", &ai.proxy, kAnyValue,
        "Egress proxy `http://host:port`; empty: direct (`http_proxy` / "
        "`HTTPS_PROXY` are ignored)"},
@@ -164,6 +169,9 @@ std::vector<Setting> ServerSettings(Config& c) {
       {"sqlite_reader_connections", "COACH_SQLITE_READER_CONNECTIONS",
        &c.sqlite_reader_connections, kPositive,
        "SQLite connections for parallel reads"},
+      {"metrics_listen", "COACH_METRICS_LISTEN", &c.metrics_listen, kAnyValue,
+       "HTTP address of `GET /metrics` (Prometheus text), e.g. "
+       "`127.0.0.1:9464`; empty: not served"},
       {"metrics_rpc_buckets", "COACH_METRICS_RPC_BUCKETS",
        &c.metrics_rpc_buckets, kDurationBuckets,
        "Upper bounds of the RPC latency histogram's buckets (increasing "

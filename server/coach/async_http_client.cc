@@ -7,6 +7,7 @@
 #include "absl/algorithm/container.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace coach {
@@ -61,6 +62,11 @@ struct AsyncHttpClient::Transfer {
   CURL* easy = nullptr;
   curl_slist* header_list = nullptr;
   HttpAnswer answer;
+  // The status line's code, known before the body (answer.status is set
+  // from curl at the end).
+  int status_seen = 0;
+  // Why post.on_body stopped the transfer.
+  absl::Status body_error;
   bool too_large = false;
   char error[CURL_ERROR_SIZE] = {};
 
@@ -72,6 +78,10 @@ struct AsyncHttpClient::Transfer {
   static size_t OnBody(char* data, size_t size, size_t count, void* self) {
     auto* t = static_cast<Transfer*>(self);
     const size_t n = size * count;
+    if (t->post.on_body && t->status_seen >= 200 && t->status_seen < 300) {
+      t->body_error = t->post.on_body(absl::string_view(data, n));
+      return t->body_error.ok() ? n : 0;  // anything but n aborts
+    }
     if (t->answer.body.size() + n > t->max_answer_bytes) {
       t->too_large = true;
       return 0;  // anything but n aborts the transfer
@@ -87,6 +97,14 @@ struct AsyncHttpClient::Transfer {
     // A status line starts an answer (after an interim 1xx, the final one).
     if (absl::StartsWith(line, "HTTP/")) {
       t->answer.headers.clear();
+      // "HTTP/1.1 200 OK", "HTTP/2 200"
+      const size_t space = line.find(' ');
+      int code = 0;
+      if (space != absl::string_view::npos &&
+          !absl::SimpleAtoi(line.substr(space + 1, 3), &code)) {
+        code = 0;
+      }
+      t->status_seen = code;
       return n;
     }
     const size_t colon = line.find(':');
@@ -266,6 +284,8 @@ void AsyncHttpClient::Finish(CURL* easy, CURLcode code) {
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
     t->answer.status = static_cast<int>(status);
     t->done(std::move(t->answer));
+  } else if (!t->body_error.ok()) {
+    t->done(std::move(t->body_error));
   } else if (t->too_large) {
     t->done(absl::ResourceExhaustedError(absl::StrCat(
         "answer larger than ", t->max_answer_bytes, " bytes")));

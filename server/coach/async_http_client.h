@@ -51,6 +51,12 @@ struct HttpPost {
   // of the answer: an answer trickled byte by byte is cut at it too.
   absl::Time deadline = absl::InfiniteFuture();
   absl::Duration connect_timeout = absl::Seconds(5);
+  // Set: the body of a 2xx answer is given here as it arrives (on the loop
+  // thread: quick, never blocking), not kept in HttpAnswer::body nor counted
+  // against max_answer_bytes (the reader bounds what it keeps); the body of
+  // any other answer is kept as usual. A status that is not OK aborts the
+  // transfer, and `done` gets that status.
+  absl::AnyInvocable<absl::Status(absl::string_view)> on_body = nullptr;
 };
 
 struct HttpAnswer {

@@ -3,6 +3,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -506,8 +508,42 @@ const Theme& Classify(absl::string_view message) {
 
 }  // namespace
 
+std::vector<absl::string_view> SentencePieces(absl::string_view text) {
+  std::vector<absl::string_view> pieces;
+  size_t start = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    const bool ends_clause =
+        c == '.' || c == '!' || c == '?' || c == ':' || c == ',' || c == '\n';
+    // A clause ends at its punctuation and the spaces after it, which stay
+    // with it: every piece but the last ends with a space.
+    if (!ends_clause || i + 1 >= text.size() ||
+        !absl::ascii_isspace(static_cast<unsigned char>(text[i + 1]))) {
+      continue;
+    }
+    size_t end = i + 1;
+    while (end < text.size() &&
+           absl::ascii_isspace(static_cast<unsigned char>(text[end]))) {
+      ++end;
+    }
+    if (end < text.size()) {
+      pieces.push_back(text.substr(start, end - start));
+      start = end;
+    }
+    i = end - 1;
+  }
+  if (start < text.size()) pieces.push_back(text.substr(start));
+  return pieces;
+}
+
 void OfflineCoach::StartReply(CoachRequest request, ReplyCallback done) {
-  done(Compose(request));
+  CoachReply reply = Compose(request);
+  if (request.on_delta) {
+    for (absl::string_view piece : SentencePieces(reply.content)) {
+      request.on_delta(piece);
+    }
+  }
+  done(std::move(reply));
 }
 
 CoachReply OfflineCoach::Compose(const CoachRequest& request) {

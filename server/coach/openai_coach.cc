@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "server/coach/context_window.h"
+#include "server/coach/openai_stream.h"
 #include "server/coach/retry_policy.h"
 #include "server/core/errors.h"
 #include "base/log.h"
@@ -98,17 +99,7 @@ absl::StatusOr<CoachReply> ParseCompletion(const std::string& body,
   reply.model = parsed.contains("model") && parsed["model"].is_string()
                     ? parsed["model"].get<std::string>()
                     : default_model;
-  if (parsed.contains("usage") && parsed["usage"].is_object()) {
-    const json& usage = parsed["usage"];
-    if (usage.contains("prompt_tokens") &&
-        usage["prompt_tokens"].is_number_integer() &&
-        usage.contains("completion_tokens") &&
-        usage["completion_tokens"].is_number_integer()) {
-      reply.usage = TokenUsage{
-          .prompt_tokens = usage["prompt_tokens"].get<int32_t>(),
-          .completion_tokens = usage["completion_tokens"].get<int32_t>()};
-    }
-  }
+  reply.usage = UsageIn(parsed);
   return reply;
 }
 
@@ -158,8 +149,26 @@ struct OpenAiCoach::Step {
   bool over ABSL_GUARDED_BY(mu) = false;           // delivered
 };
 
+// A streamed attempt: its reader, fed on the loop thread by the transfer's
+// on_body, then read by OnAnswer on the same thread.
+struct StreamAttempt {
+  StreamAttempt(const OpenAiOptions& options,
+                std::function<void(absl::string_view)> to)
+      : reader(static_cast<size_t>(options.max_stream_line_bytes),
+               static_cast<size_t>(options.max_answer_bytes)),
+        on_delta(std::move(to)) {}
+  OpenAiStream reader;
+  const std::function<void(absl::string_view)> on_delta;
+  // A piece was given: the reply has started, no retry now.
+  bool started = false;
+};
+
 struct OpenAiCoach::Call {
   std::string body;
+  // Null: the plain request.
+  std::function<void(absl::string_view)> on_delta;
+  // The current attempt's, when streamed.
+  std::shared_ptr<StreamAttempt> stream;
   // Our own budget, or the caller's patience if shorter.
   absl::Time deadline;
   int attempt = 0;  // 0: the first try
@@ -180,6 +189,10 @@ OpenAiCoach::OpenAiCoach(const OpenAiOptions& options, Env& env,
                 absl::StrCat("User-Agent: ", kUserAgent),
                 "Accept: application/json",
                 "Content-Type: application/json"}),
+      stream_headers_(
+          {absl::StrCat("Authorization: Bearer ", options.api_key),
+           absl::StrCat("User-Agent: ", kUserAgent),
+           "Accept: text/event-stream", "Content-Type: application/json"}),
       delivery_(options.reply_threads),
       http_(std::move(http)) {}
 
@@ -189,7 +202,8 @@ OpenAiCoach::~OpenAiCoach() {
   cancelled_ = true;
 }
 
-std::string OpenAiCoach::RequestBody(const CoachRequest& request) const {
+std::string OpenAiCoach::RequestBody(const CoachRequest& request,
+                                     bool stream) const {
   json messages = json::array();
   messages.push_back({{"role", "system"},
                       {"content", std::string(request.system_prompt)}});
@@ -197,12 +211,17 @@ std::string OpenAiCoach::RequestBody(const CoachRequest& request) const {
        FitToBudget(request, options_.context_token_budget)) {
     messages.push_back({{"role", RoleName(turn.role)}, {"content", turn.content}});
   }
-  const json body = {
+  json body = {
       {"model", options_.model},
       {"messages", std::move(messages)},
       {"max_tokens", options_.max_tokens},
       {"temperature", options_.temperature},
   };
+  if (stream) {
+    body["stream"] = true;
+    // The usage comes in a last chunk with empty choices.
+    body["stream_options"] = {{"include_usage", true}};
+  }
   // Stored text is valid UTF-8 (validated on the way in); replace rather
   // than throw if that ever fails.
   return body.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -215,7 +234,8 @@ void OpenAiCoach::CancelAll() {
 
 void OpenAiCoach::StartReply(CoachRequest request, ReplyCallback done) {
   auto call = std::make_unique<Call>();
-  call->body = RequestBody(request);
+  call->on_delta = std::move(request.on_delta);
+  call->body = RequestBody(request, call->on_delta != nullptr);
   call->deadline = std::min(env_.Now() + options_.timeout, request.deadline);
   call->cancellation = std::move(request.cancellation);
   call->done = std::move(done);
@@ -279,11 +299,21 @@ void OpenAiCoach::Attempt(std::unique_ptr<Call> call) {
     return;
   }
   HttpPost post{.url = url_,
-                .headers = headers_,
+                .headers = call->on_delta ? stream_headers_ : headers_,
                 .body = call->body,
                 // Cuts an answer trickled past the deadline too.
                 .deadline = call->deadline,
-                .connect_timeout = options_.connect_timeout};
+                .connect_timeout = options_.connect_timeout,
+                .on_body = nullptr};
+  if (call->on_delta) {
+    call->stream = std::make_shared<StreamAttempt>(options_, call->on_delta);
+    post.on_body = [stream = call->stream](absl::string_view bytes) {
+      return stream->reader.Feed(bytes, [&](absl::string_view piece) {
+        stream->started = true;
+        stream->on_delta(piece);
+      });
+    };
+  }
   call->sent = env_.Now();
   StartStep(std::move(call), [&](std::unique_ptr<Call> started) {
     return http_->Post(std::move(post),
@@ -305,15 +335,28 @@ void OpenAiCoach::OnAnswer(std::unique_ptr<Call> call,
   std::optional<absl::Duration> retry_after;
   // A refused certificate will be refused again.
   bool may_retry = true;
-  if (absl::IsResourceExhausted(answer.status())) {
+  StreamAttempt* const stream = call->stream.get();
+  if (stream != nullptr && ((answer.ok() && answer->status == kHttpOk) ||
+                            !stream->reader.error().ok())) {
+    // A stream was read, whole or until the reader stopped it.
+    absl::StatusOr<CoachReply> reply = stream->reader.Finish(options_.model);
+    if (reply.ok() || !absl::IsUnavailable(reply.status())) {
+      LogStreamed(*call, reply, stream->reader.cut_at_max_tokens());
+      Deliver(std::move(call), std::move(reply));
+      return;
+    }
+    // An error object, or a stream cut before [DONE].
+    call->last_error =
+        absl::UnavailableError(reply.status().message());
+    error_code = stream->reader.error_code();
+  } else if (absl::IsResourceExhausted(answer.status())) {
     // An answer no reply needs: nonsense, as far as we are concerned.
     LogTo(env_, LogLevel::kError, "openai: unusable answer: %s",
           answer.status().message());
     Deliver(std::move(call), absl::InternalError(absl::StrCat(
                                  "OpenAI: ", answer.status().message())));
     return;
-  }
-  if (!answer.ok()) {
+  } else if (!answer.ok()) {
     may_retry = !absl::IsFailedPrecondition(answer.status());
     call->last_error = absl::UnavailableError(
         absl::StrCat("OpenAI: no response (", answer.status().message(), ")"));
@@ -338,6 +381,14 @@ void OpenAiCoach::OnAnswer(std::unique_ptr<Call> call,
     call->last_error = absl::UnavailableError(
         absl::StrCat("OpenAI: HTTP ", http_status, " (",
                      DescribeHttpError(http_status, error_code), ")"));
+  }
+  if (stream != nullptr && stream->started) {
+    // Pieces of this reply were given: another attempt would write another
+    // reply after them. The reply fails here.
+    LogTo(env_, LogLevel::kError, "%s (not retried: the reply had started)",
+          call->last_error.message());
+    GiveUp(std::move(call));
+    return;
   }
 
   const bool retryable = may_retry && IsRetryable(http_status, error_code);
@@ -370,6 +421,25 @@ void OpenAiCoach::OnAnswer(std::unique_ptr<Call> call,
   // runs on this loop thread), so that the line tells a test that it is.
   LogTo(env_, LogLevel::kWarning, "%s; retry %d in %.0f ms", error, retry,
         absl::ToDoubleMilliseconds(delay));
+}
+
+void OpenAiCoach::LogStreamed(const Call& call,
+                              const absl::StatusOr<CoachReply>& reply,
+                              bool cut_at_max_tokens) {
+  if (reply.ok()) {
+    if (cut_at_max_tokens) {
+      // Cut by max_tokens: the text so far is still a useful reply.
+      LogTo(env_, LogLevel::kInfo,
+            "openai: reply cut at max_tokens (finish_reason=length)");
+    }
+    LogTo(env_, LogLevel::kInfo,
+          "openai: streamed reply in %.0f ms (attempt %d)",
+          absl::ToDoubleMilliseconds(env_.Now() - call.sent),
+          call.attempt + 1);
+  } else if (!ReasonOf(reply.status()).has_value()) {
+    LogTo(env_, LogLevel::kError, "openai: unusable stream: %s",
+          reply.status().message());
+  }
 }
 
 void OpenAiCoach::GiveUp(std::unique_ptr<Call> call) {

@@ -9,6 +9,13 @@
 // sense is INTERNAL; a reply stopped by the provider's content filter is
 // CONTENT_FILTERED. The API key is sent, never logged.
 //
+// Streaming (CoachRequest::on_delta set): the request asks for
+// `"stream": true` with usage in the last chunk, and each piece of text is
+// given to on_delta on the HTTP client's loop thread as soon as its chunk is
+// read (openai_stream.h). Retries happen only before the first piece was
+// given: after it a failure (an error object, a cut stream, a timeout) is the
+// reply's. A request without on_delta is the plain, non-streamed request.
+//
 // Time and logs are the Env's (base/env.h): deadlines, the waits before a
 // retry, Retry-After dates, and every line logged.
 #ifndef COACH_SERVER_COACH_OPENAI_COACH_H_
@@ -73,13 +80,17 @@ class OpenAiCoach final : public Coach {
   void Deliver(std::unique_ptr<Call> call, absl::StatusOr<CoachReply> outcome);
   // The caller's own end (CANCELLED), or the server's (UNAVAILABLE), if any.
   absl::Status StopReason(const Call& call) const;
-  // The body of one chat-completions request.
-  std::string RequestBody(const CoachRequest& request) const;
+  // The body of one chat-completions request (streamed if `stream`).
+  std::string RequestBody(const CoachRequest& request, bool stream) const;
+  // Logs the outcome of a streamed attempt.
+  void LogStreamed(const Call& call, const absl::StatusOr<CoachReply>& reply,
+                   bool cut_at_max_tokens);
 
   const OpenAiOptions options_;
   Env& env_;
   const std::string url_;  // "https://api.openai.com/v1/chat/completions"
   const std::vector<std::string> headers_;
+  const std::vector<std::string> stream_headers_;
   std::atomic<bool> cancelled_{false};
   // Runs the callers' callbacks; destroyed after http_, whose last callbacks
   // hand it work.

@@ -40,6 +40,11 @@ struct OpenAiOptions {
   // A larger answer is abandoned, not buffered: a reply of max_tokens is a
   // few kilobytes of JSON.
   int max_answer_bytes = 1 << 20;
+  // A streamed reply (StreamMessage) is read line by line as it comes: a
+  // longer line is nonsense and ends the reply (INTERNAL) instead of being
+  // buffered. A chunk of OpenAI's stream is a few hundred bytes. The streamed
+  // reply's text is bounded by max_answer_bytes.
+  int max_stream_line_bytes = 64 << 10;
   // "http://host:port" of an egress proxy; empty: connect directly. The
   // http_proxy/HTTPS_PROXY variables are ignored: the requests carry the API
   // key, and go through a proxy only when configured to.

@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "absl/strings/match.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 
 #include "server/core/errors.h"
@@ -179,10 +181,72 @@ absl::Status Chat::CheckCallerWaits(const Caller& caller) const {
 void Chat::SendMessage(absl::string_view user_id, absl::string_view session_id,
                        absl::string_view message, Caller caller,
                        SendCallback done) {
+  StreamMessage(user_id, session_id, message, std::move(caller), nullptr,
+                std::move(done));
+}
+
+namespace {
+
+// Between a streaming coach and the caller's on_delta: passes the pieces on
+// and remembers what was passed, so that the pieces and the stored reply
+// agree.
+class DeltaRelay {
+ public:
+  explicit DeltaRelay(Chat::DeltaCallback to) : to_(std::move(to)) {}
+
+  // From the coach.
+  void Piece(absl::string_view piece) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (broken_ || piece.empty()) return;
+      if (!IsValidUtf8(piece)) {
+        broken_ = true;
+        return;
+      }
+      sent_.append(piece.data(), piece.size());
+    }
+    to_(piece);
+  }
+
+  // The coach's reply, or INTERNAL if what was passed on is not its start.
+  absl::StatusOr<CoachReply> Check(absl::StatusOr<CoachReply> reply) {
+    if (!reply.ok()) return reply;
+    absl::MutexLock lock(&mu_);
+    if (broken_ || !absl::StartsWith(reply->content, sent_)) {
+      return absl::InternalError(
+          "the coach's streamed pieces disagree with its reply");
+    }
+    return reply;
+  }
+
+  // After the exchange is stored as `content`: gives what the coach did not.
+  void Complete(absl::string_view content) {
+    size_t sent = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      sent = sent_.size();
+    }
+    if (content.size() > sent) to_(content.substr(sent));
+  }
+
+ private:
+  const Chat::DeltaCallback to_;
+  absl::Mutex mu_;
+  std::string sent_ ABSL_GUARDED_BY(mu_);
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace
+
+void Chat::StreamMessage(absl::string_view user_id,
+                         absl::string_view session_id,
+                         absl::string_view message, Caller caller,
+                         DeltaCallback on_delta, SendCallback done) {
   CoachRequest request{.system_prompt = SystemPrompt(),
                        .conversation = {},
                        .deadline = caller.deadline,
-                       .cancellation = caller.cancellation};
+                       .cancellation = caller.cancellation,
+                       .on_delta = nullptr};
   absl::StatusOr<PendingSend> pending =
       BeginSend(user_id, session_id, message, caller, request);
   if (!pending.ok()) {
@@ -190,11 +254,19 @@ void Chat::SendMessage(absl::string_view user_id, absl::string_view session_id,
     done(pending.status());
     return;
   }
+  std::shared_ptr<DeltaRelay> relay;
+  if (on_delta) {
+    relay = std::make_shared<DeltaRelay>(std::move(on_delta));
+    request.on_delta = [relay](absl::string_view piece) {
+      relay->Piece(piece);
+    };
+  }
   // Real time, as for deadlines: clock_ is business time.
   const absl::Time asked = absl::Now();
   coach_.StartReply(
       std::move(request),
       [this, asked, pending = *std::move(pending), caller = std::move(caller),
+       relay = std::move(relay),
        done = std::move(done)](absl::StatusOr<CoachReply> reply) mutable {
         metrics_.RecordReply(reply.ok(),
                              absl::ToDoubleSeconds(absl::Now() - asked));
@@ -203,10 +275,15 @@ void Chat::SendMessage(absl::string_view user_id, absl::string_view session_id,
           metrics_.RecordTokens(reply->usage->prompt_tokens,
                                 reply->usage->completion_tokens);
         }
-        absl::StatusOr<SendResult> result =
-            FinishSend(std::move(pending), caller, std::move(reply));
-        metrics_.RecordSend(result.status());
-        done(std::move(result));
+        absl::StatusOr<SendResult> sent = FinishSend(
+            std::move(pending), caller,
+            relay == nullptr ? std::move(reply)
+                             : relay->Check(std::move(reply)));
+        if (sent.ok() && relay != nullptr) {
+          relay->Complete(sent->assistant_message.content);
+        }
+        metrics_.RecordSend(sent.status());
+        done(std::move(sent));
       });
 }
 

@@ -17,6 +17,7 @@
 #ifndef COACH_SERVER_CORE_CHAT_H_
 #define COACH_SERVER_CORE_CHAT_H_
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -102,6 +103,8 @@ class Chat {
 
   // Runs exactly once, with the send's outcome.
   using SendCallback = absl::AnyInvocable<void(absl::StatusOr<SendResult>)>;
+  // Receives a piece of the reply's text (see StreamMessage).
+  using DeltaCallback = std::function<void(absl::string_view piece)>;
 
   // Sends `message` into `session_id` (empty: a new session titled from the
   // message) and delivers the coach's reply to `done`. One credit is reserved
@@ -122,9 +125,27 @@ class Chat {
   // coach's threads once the reply is stored. If caller.cancellation is
   // raised meanwhile, the coach stops and the send ends CANCELLED, charging
   // and storing nothing.
+  //
+  // SendMessage is StreamMessage without `on_delta`.
   void SendMessage(absl::string_view user_id, absl::string_view session_id,
                    absl::string_view message, Caller caller,
                    SendCallback done);
+
+  // SendMessage (same checks, same order, same outcome), also giving the
+  // reply's text to `on_delta` as the coach writes it: non-empty valid UTF-8
+  // pieces, in order. Every piece is given before `done` runs, and on
+  // success the pieces concatenated equal the stored
+  // assistant_message.content exactly (the coach's text as it returned it,
+  // untrimmed): what the coach did not report as pieces is given as one last
+  // piece once the exchange is stored. A coach whose pieces disagree with its
+  // reply fails the send (INTERNAL, nothing stored). No piece is given when
+  // the send fails before the coach is asked; pieces already given are not
+  // taken back when it fails later (the caller ends its stream with the
+  // error). `on_delta` runs on the coach's threads, possibly its event loop:
+  // it must be quick and never block. Null: SendMessage.
+  void StreamMessage(absl::string_view user_id, absl::string_view session_id,
+                     absl::string_view message, Caller caller,
+                     DeltaCallback on_delta, SendCallback done);
 
   absl::StatusOr<History> GetHistory(absl::string_view user_id,
                                      std::optional<int> limit);

@@ -8,9 +8,15 @@
 // (UNAVAILABLE when no reply could be had — timeout, network, provider
 // error; INTERNAL when the provider answered nonsense; or one of errors.h's
 // reasoned errors, passed on to the user as is). No exception escapes.
+//
+// Streaming: a request may carry `on_delta`; a coach then reports the reply's
+// text as it is written, piece by piece (the offline coach by sentence, the
+// OpenAI coach by the provider's chunks). A coach that does not stream just
+// never calls it (the domain then sends the whole reply as one piece).
 #ifndef COACH_SERVER_CORE_COACH_H_
 #define COACH_SERVER_CORE_COACH_H_
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -39,6 +45,16 @@ struct CoachRequest {
   // Raised if the caller gives up sooner (null: never). A coach that waits
   // on I/O stops then, and fails with CANCELLED.
   std::shared_ptr<Cancellation> cancellation = nullptr;
+  // Null: the caller wants the whole reply only. Set: called with each piece
+  // of the reply's text as it is written, in order, each non-empty and valid
+  // UTF-8. On success the pieces concatenated are a prefix of (normally
+  // equal to) CoachReply::content: a coach that post-processes its text
+  // (none does) must only ever append. Every call returns before `done`
+  // runs. It may run on the coach's event loop: it must be quick and never
+  // block (the domain only queues the piece). No call after a failure is
+  // reported, but pieces already reported are not taken back: the caller
+  // reports the failure after them.
+  std::function<void(absl::string_view piece)> on_delta = nullptr;
 };
 
 struct CoachReply {

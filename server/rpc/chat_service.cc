@@ -1,5 +1,11 @@
 #include "server/rpc/chat_service.h"
 
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "server/rpc/callback.h"
 #include "server/rpc/grpc_status.h"
 #include "server/rpc/proto_convert.h"
@@ -7,15 +13,19 @@
 namespace coach {
 namespace {
 
+void FillResponse(const SendResult& sent, v1::SendMessageResponse& response) {
+  response.set_session_id(sent.session_id);
+  ToProto(sent.user_message, response.mutable_user_message());
+  ToProto(sent.assistant_message, response.mutable_assistant_message());
+  if (sent.remaining_credits.has_value()) {
+    response.set_remaining_credits(*sent.remaining_credits);
+  }
+}
+
 grpc::Status ToSendMessageResponse(const absl::StatusOr<SendResult>& sent,
                                    v1::SendMessageResponse& response) {
   if (!sent.ok()) return ToGrpcStatus(sent.status());
-  response.set_session_id(sent->session_id);
-  ToProto(sent->user_message, response.mutable_user_message());
-  ToProto(sent->assistant_message, response.mutable_assistant_message());
-  if (sent->remaining_credits.has_value()) {
-    response.set_remaining_credits(*sent->remaining_credits);
-  }
+  FillResponse(*sent, response);
   return grpc::Status::OK;
 }
 
@@ -33,6 +43,99 @@ class SendReactor final : public grpc::ServerUnaryReactor {
  private:
   const std::shared_ptr<Cancellation> cancellation_ =
       std::make_shared<Cancellation>();
+};
+
+// A stream's reactor. The domain gives pieces (any thread, the coach's event
+// loop included) and then the outcome; this writes them in order, one write
+// in flight at a time (gRPC's rule for a reactor), joining the pieces that
+// wait into one `delta`, and finishes once the last write is done.
+//
+// The lock only decides; the gRPC calls are made after it is released (a
+// reaction that gRPC ran inline would otherwise take it again), and Finish is
+// the last thing a thread does here: OnDone may delete the reactor at once.
+class StreamReactor final
+    : public grpc::ServerWriteReactor<v1::StreamMessageResponse> {
+ public:
+  const std::shared_ptr<Cancellation>& cancellation() const {
+    return cancellation_;
+  }
+
+  // A piece of the reply: written now, or joined to the next write.
+  void Piece(absl::string_view piece) {
+    mu_.Lock();
+    pending_.append(piece.data(), piece.size());
+    Next();
+  }
+
+  // The domain's outcome: written after the pieces that wait.
+  void Done(absl::StatusOr<SendResult> sent) {
+    mu_.Lock();
+    outcome_ = std::move(sent);
+    Next();
+  }
+
+  void OnWriteDone(bool ok) override {
+    mu_.Lock();
+    writing_ = false;
+    if (!ok) {
+      // The stream is broken (the client left): nothing more is written, and
+      // the coach stops (OnCancel does the same; whichever comes first).
+      broken_ = true;
+      cancellation_->Cancel();
+    }
+    Next();
+  }
+  void OnCancel() override { cancellation_->Cancel(); }
+  void OnDone() override { delete this; }
+
+ private:
+  // Called with mu_ held; releases it, then starts what is due, if anything.
+  void Next() ABSL_UNLOCK_FUNCTION(mu_) {
+    if (writing_ || finished_) {
+      mu_.Unlock();
+      return;
+    }
+    if (!pending_.empty() && !broken_) {
+      message_.Clear();
+      message_.set_delta(std::move(pending_));
+      pending_.clear();
+      writing_ = true;  // nothing else is started until OnWriteDone
+      mu_.Unlock();
+      StartWrite(&message_);
+      return;
+    }
+    if (!outcome_.has_value()) {  // more pieces to come
+      mu_.Unlock();
+      return;
+    }
+    finished_ = true;
+    if (outcome_->ok() && !broken_) {
+      message_.Clear();
+      FillResponse(**outcome_, *message_.mutable_reply());
+      mu_.Unlock();
+      StartWriteAndFinish(&message_, grpc::WriteOptions(), grpc::Status::OK);
+      return;
+    }
+    const grpc::Status status =
+        outcome_->ok()
+            ? grpc::Status(grpc::StatusCode::CANCELLED, "stream broken")
+            : ToGrpcStatus(outcome_->status());
+    mu_.Unlock();
+    Finish(status);
+  }
+
+  const std::shared_ptr<Cancellation> cancellation_ =
+      std::make_shared<Cancellation>();
+  absl::Mutex mu_;
+  // Pieces given and not yet written.
+  std::string pending_ ABSL_GUARDED_BY(mu_);
+  // The message being written, which gRPC reads until OnWriteDone: written
+  // only while writing_ is false.
+  v1::StreamMessageResponse message_;
+  std::optional<absl::StatusOr<SendResult>> outcome_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace
@@ -157,6 +260,29 @@ grpc::ServerUnaryReactor* ChatServiceImpl::SendMessage(
                     [reactor, response](absl::StatusOr<SendResult> sent) {
                       reactor->Finish(ToSendMessageResponse(sent, *response));
                     });
+  return reactor;
+}
+
+grpc::ServerWriteReactor<v1::StreamMessageResponse>*
+ChatServiceImpl::StreamMessage(grpc::CallbackServerContext* context,
+                               const v1::SendMessageRequest* request) {
+  // Deleted in its OnDone, after the finish that the domain's callback
+  // triggers (at once for a send refused early: a plain error status, no
+  // message written). gRPC keeps the request alive until then.
+  auto* reactor = new StreamReactor();
+  auto user = auth_.ActingUser(*context, request->user_id());
+  if (!user.ok()) {
+    reactor->Done(user.status());
+    return reactor;
+  }
+  Caller caller{.deadline = absl::FromChrono(context->deadline()),
+                .cancellation = reactor->cancellation()};
+  chat_.StreamMessage(
+      *user, request->session_id(), request->message(), std::move(caller),
+      [reactor](absl::string_view piece) { reactor->Piece(piece); },
+      [reactor](absl::StatusOr<SendResult> sent) {
+        reactor->Done(std::move(sent));
+      });
   return reactor;
 }
 

@@ -8,6 +8,14 @@
 // at once with the offline coach, when the reply is stored with the AI (whose
 // client is asynchronous: a waiting send holds no thread). Where the storage
 // calls of each step run is chat.h's rule.
+//
+// StreamMessage is SendMessage with a ServerWriteReactor: the pieces the
+// domain gives (Chat::StreamMessage) are written as `delta` events, one
+// write in flight at a time; pieces that come meanwhile are joined into the
+// next write, so a slow reader costs at most the reply's text in memory, and
+// the coach never waits for the network. Then the `reply` event and OK, or
+// the error status (with its ErrorInfo, as SendMessage's). The client's
+// cancel (or lost connection) stops the coach at once.
 #ifndef COACH_SERVER_RPC_CHAT_SERVICE_H_
 #define COACH_SERVER_RPC_CHAT_SERVICE_H_
 
@@ -25,7 +33,9 @@ class ChatServiceImpl final
                       v1::ChatService::WithCallbackMethod_DeleteSession<
                           v1::ChatService::WithCallbackMethod_GetHistory<
                               v1::ChatService::WithCallbackMethod_SendMessage<
-                                  v1::ChatService::Service>>>>>>> {
+                                  v1::ChatService::
+                                      WithCallbackMethod_StreamMessage<
+                                          v1::ChatService::Service>>>>>>>> {
  public:
   // Both must outlive this.
   ChatServiceImpl(Chat& chat, const Authenticator& auth)
@@ -59,6 +69,9 @@ class ChatServiceImpl final
       grpc::CallbackServerContext* context,
       const v1::GetHistoryRequest* request,
       v1::GetHistoryResponse* response) override;
+  grpc::ServerWriteReactor<v1::StreamMessageResponse>* StreamMessage(
+      grpc::CallbackServerContext* context,
+      const v1::SendMessageRequest* request) override;
 
  private:
   // The quick RPCs' bodies, run inline by their callback methods.

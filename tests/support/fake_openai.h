@@ -1,7 +1,10 @@
 // FakeOpenAi: a real HTTP server on loopback that speaks OpenAI's
 // chat-completions protocol, for tests. It records what it receives and
 // answers from a script of canned responses (status, body, headers, delay),
-// then with a default success once the script is used up.
+// then with a default success once the script is used up. A response may be
+// streamed (Server-Sent Events, as with "stream": true): its pieces are
+// written and flushed one by one, and it can stop midway until the test
+// releases it; a client that leaves midway is recorded as an aborted stream.
 #ifndef COACH_TESTS_SUPPORT_FAKE_OPENAI_H_
 #define COACH_TESTS_SUPPORT_FAKE_OPENAI_H_
 
@@ -9,6 +12,7 @@
 
 #include <atomic>
 #include <deque>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -17,10 +21,21 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
-#include "proxy/http_listener.h"
+#include "tests/support/httplib_tuning.h"
 #include "proxy/proxy_config.h"
 
 namespace coach::testing {
+
+// A streamed answer (text/event-stream, chunked).
+struct FakeStream {
+  // Each written and flushed in turn. Empty: the answer is not streamed.
+  std::vector<std::string> pieces;
+  // After this many pieces, wait for ReleaseStreams (or Stop, or the client
+  // leaving) before writing the rest. -1: no wait.
+  int hold_after = -1;
+  // The wait between two pieces (a slow model).
+  absl::Duration piece_delay = absl::ZeroDuration();
+};
 
 struct FakeResponse {
   int status = 200;
@@ -29,7 +44,62 @@ struct FakeResponse {
   // The fake waits this long before answering (a slow or stuck provider).
   // It stops waiting early when the fake shuts down.
   absl::Duration delay = absl::ZeroDuration();
+  // With pieces: streamed (`body` is then unused).
+  FakeStream stream = {};
 };
+
+// One server-sent event of a chat.completion.chunk carrying `content`.
+inline std::string StreamChunk(const std::string& content) {
+  nlohmann::json chunk = {
+      {"id", "chatcmpl-test"},
+      {"object", "chat.completion.chunk"},
+      {"created", 1764000000},
+      {"model", "gpt-4o-mini-2024-07-18"},
+      {"choices",
+       {{{"index", 0},
+         {"delta", {{"content", content}}},
+         {"finish_reason", nullptr}}}},
+  };
+  return "data: " + chunk.dump() + "\n\n";
+}
+// The chunk that ends the choice, with `finish_reason`.
+inline std::string StreamFinish(const std::string& finish_reason = "stop") {
+  nlohmann::json chunk = {
+      {"id", "chatcmpl-test"},
+      {"object", "chat.completion.chunk"},
+      {"model", "gpt-4o-mini-2024-07-18"},
+      {"choices",
+       {{{"index", 0}, {"delta", nlohmann::json::object()},
+         {"finish_reason", finish_reason}}}},
+  };
+  return "data: " + chunk.dump() + "\n\n";
+}
+// The last chunk with stream_options.include_usage: no choices, the usage.
+inline std::string StreamUsage(int prompt_tokens = 42,
+                               int completion_tokens = 17) {
+  nlohmann::json chunk = {
+      {"id", "chatcmpl-test"},
+      {"object", "chat.completion.chunk"},
+      {"model", "gpt-4o-mini-2024-07-18"},
+      {"choices", nlohmann::json::array()},
+      {"usage",
+       {{"prompt_tokens", prompt_tokens},
+        {"completion_tokens", completion_tokens},
+        {"total_tokens", prompt_tokens + completion_tokens}}},
+  };
+  return "data: " + chunk.dump() + "\n\n";
+}
+inline std::string StreamDone() { return "data: [DONE]\n\n"; }
+// A whole streamed reply: a chunk per piece, finish, usage, [DONE].
+inline std::vector<std::string> StreamedReply(
+    const std::vector<std::string>& pieces) {
+  std::vector<std::string> events;
+  for (const std::string& piece : pieces) events.push_back(StreamChunk(piece));
+  events.push_back(StreamFinish());
+  events.push_back(StreamUsage());
+  events.push_back(StreamDone());
+  return events;
+}
 
 struct ReceivedRequest {
   std::string method;
@@ -83,11 +153,11 @@ class FakeOpenAi {
                  });
     // Tuned like coach-proxy: enough workers for requests waiting out their
     // delay, no Nagle delay, a real listen backlog.
-    proxy::ProxyConfig tuning;
+    HttplibTuning tuning;
     tuning.worker_threads = kWorkers;
-    proxy::TuneHttpServer(server_, tuning);
+    TuneHttpServer(server_, tuning);
     // Bound (and listening) here: connections queue until the thread accepts.
-    port_ = proxy::BindHttpServer(server_, "127.0.0.1:0", tuning.listen_backlog)
+    port_ = BindHttpServer(server_, "127.0.0.1:0", tuning.listen_backlog)
                 .value_or(0);
     thread_ = std::thread([this] {
       server_.listen_after_bind();
@@ -139,6 +209,30 @@ class FakeOpenAi {
     absl::MutexLock lock(&mu_);
     holding_ = false;
   }
+  // Held streams (FakeResponse::hold_after) write the rest now.
+  void ReleaseStreams() {
+    absl::MutexLock lock(&mu_);
+    streams_released_ = true;
+  }
+  // Waits until `n` streamed answers were cut by their client; false after
+  // `timeout`.
+  bool AwaitAbortedStreams(int n, absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    const auto aborted = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return aborted_streams_ >= n;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&aborted), timeout);
+  }
+  int aborted_streams() const {
+    absl::MutexLock lock(&mu_);
+    return aborted_streams_;
+  }
+  // Streamed answers written to their end.
+  int completed_streams() const {
+    absl::MutexLock lock(&mu_);
+    return completed_streams_;
+  }
+
   // Waits until `n` requests have been received; false after `timeout`.
   bool AwaitRequests(int n, absl::Duration timeout) {
     absl::MutexLock lock(&mu_);
@@ -187,7 +281,62 @@ class FakeOpenAi {
     for (const auto& [name, value] : answer.headers) {
       response.set_header(name, value);
     }
+    if (!answer.stream.pieces.empty()) {
+      Stream(std::move(answer), response);
+      return;
+    }
     response.set_content(answer.body, "application/json");
+  }
+
+  // Writes `answer.stream` piece by piece, each flushed at once.
+  void Stream(FakeResponse answer, httplib::Response& response) {
+    auto script = std::make_shared<FakeResponse>(std::move(answer));
+    response.set_chunked_content_provider(
+        "text/event-stream",
+        [this, script](size_t /*offset*/, httplib::DataSink& sink) {
+          const FakeStream& stream = script->stream;
+          for (size_t i = 0; i < stream.pieces.size(); ++i) {
+            if (static_cast<int>(i) == stream.hold_after &&
+                !AwaitRelease(sink)) {
+              return Aborted();
+            }
+            if (i > 0 && stream.piece_delay > absl::ZeroDuration() &&
+                stopping_.WaitForNotificationWithTimeout(stream.piece_delay)) {
+              return false;
+            }
+            const std::string& piece = stream.pieces[i];
+            if (!sink.write(piece.data(), piece.size())) return Aborted();
+          }
+          sink.done();
+          absl::MutexLock lock(&mu_);
+          ++completed_streams_;
+          return true;
+        });
+  }
+  // Waits for ReleaseStreams; false if the client left meanwhile. httplib
+  // tells a closed connection only by a failed write: a comment line (which
+  // SSE readers ignore) is written every few milliseconds meanwhile, the
+  // second write after the client's close fails.
+  bool AwaitRelease(httplib::DataSink& sink) {
+    static constexpr char kKeepAlive[] = ": waiting\n\n";
+    for (;;) {
+      {
+        absl::MutexLock lock(&mu_);
+        const auto released = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return streams_released_ || stopped_;
+        };
+        if (mu_.AwaitWithTimeout(absl::Condition(&released),
+                                 absl::Milliseconds(5))) {
+          return true;
+        }
+      }
+      if (!sink.write(kKeepAlive, sizeof(kKeepAlive) - 1)) return false;
+    }
+  }
+  bool Aborted() {
+    absl::MutexLock lock(&mu_);
+    ++aborted_streams_;
+    return false;
   }
 
   httplib::Server server_;
@@ -200,10 +349,14 @@ class FakeOpenAi {
   FakeResponse default_{.status = 200,
                         .body = CompletionBody("Réponse du coach IA."),
                         .headers = {},
-                        .delay = absl::ZeroDuration()};
+                        .delay = absl::ZeroDuration(),
+                        .stream = {}};
   std::vector<ReceivedRequest> received_;
   bool holding_ = false;
   bool stopped_ = false;
+  bool streams_released_ = false;
+  int aborted_streams_ = 0;
+  int completed_streams_ = 0;
 };
 
 }  // namespace coach::testing

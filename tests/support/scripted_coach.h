@@ -61,6 +61,22 @@ class ScriptedCoach final : public Coach {
     hold_until_ = n;
     released_ = false;
   }
+  // Waits (bounded) until `n` replies have been asked for; false if they
+  // were not within `timeout`.
+  bool WaitForRequests(int n, absl::Duration timeout = absl::Seconds(20)) const {
+    struct Arg {
+      const ScriptedCoach* coach;
+      int n;
+    } arg{this, n};
+    absl::MutexLock lock(&mu_);
+    return mu_.AwaitWithTimeout(
+        absl::Condition(
+            +[](Arg* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+              return static_cast<int>(a->coach->requests_.size()) >= a->n;
+            },
+            &arg),
+        timeout);
+  }
   int request_count() const {
     absl::MutexLock lock(&mu_);
     return static_cast<int>(requests_.size());

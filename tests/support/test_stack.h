@@ -18,7 +18,6 @@ inline proxy::ProxyConfig TestProxyConfig(int grpc_port) {
   proxy::ProxyConfig config;
   config.http_listen = "127.0.0.1:0";
   config.grpc_target = "127.0.0.1:" + std::to_string(grpc_port);
-  config.worker_threads = 8;
   return config;
 }
 

@@ -11,8 +11,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
-#include "proxy/http_listener.h"
-#include "proxy/proxy_config.h"
+#include "tests/support/httplib_tuning.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1", "Listen host");
 ABSL_FLAG(int, port, 0, "Listen port (0: any; printed on stdout)");
@@ -23,23 +22,23 @@ ABSL_FLAG(std::string, body,
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   signal(SIGPIPE, SIG_IGN);
-  // The same settings as coach-proxy, by the same code.
-  coach::proxy::ProxyConfig config;
-  config.http_listen = absl::StrCat(absl::GetFlag(FLAGS_host), ":",
+  // cpp-httplib tuned for load (nodelay, keep-alive, backlog).
+  coach::HttplibTuning config;
+  const std::string listen = absl::StrCat(absl::GetFlag(FLAGS_host), ":",
                                     absl::GetFlag(FLAGS_port));
   httplib::Server server;
-  coach::proxy::TuneHttpServer(server, config);
+  coach::TuneHttpServer(server, config);
   const std::string body = absl::GetFlag(FLAGS_body);
   server.Get(".*", [&body](const httplib::Request&, httplib::Response& response) {
     response.set_content(body, "application/json; charset=utf-8");
   });
-  auto port = coach::proxy::BindHttpServer(server, config.http_listen,
+  auto port = coach::BindHttpServer(server, listen,
                                            config.listen_backlog);
   if (!port.ok()) {
     std::fprintf(stderr, "bare-http: %s\n", port.status().ToString().c_str());
     return 1;
   }
-  std::printf("bare-http listening on %s (port %d)\n", config.http_listen.c_str(),
+  std::printf("bare-http listening on %s (port %d)\n", listen.c_str(),
               *port);
   std::fflush(stdout);
   server.listen_after_bind();

@@ -16,7 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "proxy/http_listener.h"
+#include "tests/support/httplib_tuning.h"
 #include "proxy/proxy_config.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1", "Listen host");
@@ -34,12 +34,12 @@ int main(int argc, char** argv) {
 
   // Tuned like coach-proxy (nodelay, keep-alive, backlog), with a worker
   // per request waiting out its delay.
-  coach::proxy::ProxyConfig tuning;
+  coach::HttplibTuning tuning;
   tuning.worker_threads = threads;
   tuning.read_timeout = absl::Seconds(60);
   tuning.write_timeout = absl::Seconds(60);
   httplib::Server server;
-  coach::proxy::TuneHttpServer(server, tuning);
+  coach::TuneHttpServer(server, tuning);
   server.Post("/v1/chat/completions", [&](const httplib::Request& request,
                                           httplib::Response& response) {
     const auto body = nlohmann::json::parse(request.body, nullptr, false);
@@ -69,7 +69,7 @@ int main(int argc, char** argv) {
     ++served;
   });
 
-  auto bound = coach::proxy::BindHttpServer(
+  auto bound = coach::BindHttpServer(
       server,
       absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port)),
       tuning.listen_backlog);

@@ -16,7 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "coach/v1/user.pb.h"
-#include "proxy/http_listener.h"
+#include "tests/support/httplib_tuning.h"
 #include "proxy/proxy_config.h"
 #include "proxy/transcoder.h"
 #include "server/core/accounts.h"
@@ -44,11 +44,11 @@ int main(int argc, char** argv) {
   coach::RealClock clock;
   coach::Accounts accounts(config, *store, clock);
 
-  coach::proxy::ProxyConfig proxy_config;
-  proxy_config.http_listen = absl::StrCat(absl::GetFlag(FLAGS_host), ":",
+  coach::HttplibTuning proxy_config;
+  const std::string listen = absl::StrCat(absl::GetFlag(FLAGS_host), ":",
                                           absl::GetFlag(FLAGS_port));
   httplib::Server server;
-  coach::proxy::TuneHttpServer(server, proxy_config);
+  coach::TuneHttpServer(server, proxy_config);
   server.Get("/api/user/stats", [&](const httplib::Request& request,
                                     httplib::Response& response) {
     auto stats = accounts.GetUserStats(request.get_param_value("userId"));
@@ -65,14 +65,14 @@ int main(int argc, char** argv) {
     }
     response.set_content(*json, "application/json; charset=utf-8");
   });
-  auto port = coach::proxy::BindHttpServer(server, proxy_config.http_listen,
+  auto port = coach::BindHttpServer(server, listen,
                                            proxy_config.listen_backlog);
   if (!port.ok()) {
     std::fprintf(stderr, "no-rpc-stats: %s\n", port.status().ToString().c_str());
     return 1;
   }
   std::printf("no-rpc-stats listening on %s (port %d)\n",
-              proxy_config.http_listen.c_str(), *port);
+              listen.c_str(), *port);
   std::fflush(stdout);
   server.listen_after_bind();
   return 0;

@@ -1,15 +1,41 @@
-#include "proxy/http_listener.h"
+// A cpp-httplib server tuned for load, for the tests' fakes (the local
+// OpenAI) and the benchmark's bare baseline. coach-proxy itself serves on
+// http::Server (http/server.h); cpp-httplib stays the tests' HTTP client and
+// fake peer.
+//
+// cpp-httplib's defaults suit a small embedded server: Nagle on (each small
+// response waits ~40 ms for the client's delayed ACK), keep-alive closed
+// after 5 requests, a listen backlog of 5. These are raised here.
+#ifndef COACH_TESTS_SUPPORT_HTTPLIB_TUNING_H_
+#define COACH_TESTS_SUPPORT_HTTPLIB_TUNING_H_
 
 #include <httplib.h>
 #include <sys/socket.h>
 
+#include <string>
+#include <utility>
+
+#include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 
-namespace coach::proxy {
-namespace {
+namespace coach {
 
-absl::StatusOr<std::pair<std::string, int>> SplitHostPort(
+struct HttplibTuning {
+  // cpp-httplib serves a connection on one worker for its whole life.
+  int worker_threads = 512;
+  absl::Duration keep_alive_timeout = absl::Seconds(10);
+  int keep_alive_max_requests = 100000;
+  absl::Duration read_timeout = absl::Seconds(10);
+  absl::Duration write_timeout = absl::Seconds(10);
+  size_t max_body_bytes = 64 * 1024;
+  int listen_backlog = 4096;
+};
+
+namespace httplib_tuning_internal {
+
+inline absl::StatusOr<std::pair<std::string, int>> SplitHostPort(
     const std::string& address) {
   const size_t colon = address.rfind(':');
   int port = 0;
@@ -35,9 +61,10 @@ void SetTimeout(absl::Duration d, Setter&& set) {
       static_cast<time_t>(micros % 1000000));
 }
 
-}  // namespace
+}  // namespace httplib_tuning_internal
 
-void TuneHttpServer(httplib::Server& server, const ProxyConfig& config) {
+inline void TuneHttpServer(httplib::Server& server,
+                           const HttplibTuning& config) {
   server.set_tcp_nodelay(true);
   server.set_keep_alive_max_count(
       static_cast<size_t>(config.keep_alive_max_requests));
@@ -48,17 +75,17 @@ void TuneHttpServer(httplib::Server& server, const ProxyConfig& config) {
   // the pool for concurrent connections, not for cores.
   const size_t threads = static_cast<size_t>(config.worker_threads);
   server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  SetTimeout(config.read_timeout,
+  httplib_tuning_internal::SetTimeout(config.read_timeout,
              [&](time_t s, time_t us) { server.set_read_timeout(s, us); });
-  SetTimeout(config.write_timeout,
+  httplib_tuning_internal::SetTimeout(config.write_timeout,
              [&](time_t s, time_t us) { server.set_write_timeout(s, us); });
   // Bodies above the cap are refused (413) before they are read.
   server.set_payload_max_length(config.max_body_bytes);
 }
 
-absl::StatusOr<int> BindHttpServer(httplib::Server& server,
+inline absl::StatusOr<int> BindHttpServer(httplib::Server& server,
                                    const std::string& listen, int backlog) {
-  auto address = SplitHostPort(listen);
+  auto address = httplib_tuning_internal::SplitHostPort(listen);
   if (!address.ok()) return address.status();
   const auto& [host, requested_port] = *address;
 
@@ -88,4 +115,6 @@ absl::StatusOr<int> BindHttpServer(httplib::Server& server,
   return port;
 }
 
-}  // namespace coach::proxy
+}  // namespace coach
+
+#endif  // COACH_TESTS_SUPPORT_HTTPLIB_TUNING_H_

@@ -1,0 +1,954 @@
+#include "http/server.h"
+
+#include <sys/socket.h>
+
+#include <atomic>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <cerrno>
+#include <deque>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "base/log.h"
+
+namespace coach::http {
+namespace {
+
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using ErrorCode = boost::system::error_code;
+
+std::chrono::steady_clock::duration ToSteady(absl::Duration d) {
+  return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      absl::ToChronoNanoseconds(d));
+}
+
+// After a refusal, the client may still be sending (a 413's body): read and
+// drop this much, for this long, before closing, so that the kernel does not
+// answer its data with a reset that destroys our response unread.
+constexpr size_t kLingerBytes = 256 * 1024;
+constexpr auto kLingerTime = std::chrono::seconds(2);
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+absl::string_view View(boost::beast::string_view s) {
+  return absl::string_view(s.data(), s.size());
+}
+
+// A read that ended because the client left, was too slow, or the server
+// closed the connection: nothing to answer.
+bool Abandoned(ErrorCode ec) {
+  return ec == bhttp::error::end_of_stream ||
+         ec == bhttp::error::partial_message || ec == beast::error::timeout ||
+         ec == net::error::operation_aborted || ec == net::error::eof ||
+         ec == net::error::connection_reset;
+}
+
+bool NeedsLength(absl::string_view method) {
+  return method == "POST" || method == "PUT" || method == "PATCH";
+}
+
+class ServerImpl;
+
+// One client connection. Every member is used on the connection's strand
+// only; other threads reach it through Post().
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(ServerImpl& server, uint64_t id, tcp::socket socket);
+  ~Connection();
+
+  uint64_t id() const { return id_; }
+
+  void Start();
+  // Runs `fn` on the connection's strand.
+  template <typename Fn>
+  void Post(Fn fn) {
+    net::post(stream_.get_executor(),
+              [self = shared_from_this(), fn = std::move(fn)]() mutable {
+                fn(*self);
+              });
+  }
+
+  // Strand-only. The answers of the current exchange (`seq` names it, so
+  // that a late call for an earlier request is ignored).
+  void DoReply(uint64_t seq, Response response);
+  void DoStartStream(uint64_t seq, int status, std::vector<Header> headers,
+                     absl::Duration heartbeat_every, std::string heartbeat);
+  void DoSend(uint64_t seq, std::string chunk);
+  void DoFinish(uint64_t seq);
+  // Server shutdown: closes the connection unless a request is in progress.
+  void DoDrain();
+  // Closes whatever its state.
+  void DoClose();
+
+ private:
+  enum class State {
+    kIdle,         // waiting for the next request
+    kReadingHead,  // a request has begun
+    kReadingBody,
+    kHandling,   // the handler has the request
+    kWriting,    // writing a whole response
+    kStreaming,  // writing a chunked response
+    kLingering,  // refused: draining the client's bytes before closing
+    kClosed,
+  };
+
+  void ReadNext();
+  void OnFirstBytes(ErrorCode ec, size_t n);
+  void ReadHead();
+  void OnHead(ErrorCode ec);
+  void ReadBody();
+  void OnBody(ErrorCode ec);
+  void Dispatch();
+  void Refuse(Refusal refusal);
+  void WriteResponse(bool close_after);
+  void OnWritten(ErrorCode ec, bool close_after);
+  void WatchHangup();
+  void OnReadable(uint64_t seq, ErrorCode ec);
+  void StopWatchingHangup();
+  void PumpStream();
+  void ArmHeartbeat();
+  void EndOfRequest();  // the answer is written: next request or close
+  void Linger();
+  void CancelExchange();
+  Request PartialRequest() const;
+  bool InFlight() const {
+    return state_ == State::kHandling || state_ == State::kWriting ||
+           state_ == State::kStreaming;
+  }
+
+  ServerImpl& server_;
+  const uint64_t id_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  bhttp::response<bhttp::string_body> response_;
+  State state_ = State::kIdle;
+  uint64_t seq_ = 0;  // the current request's number
+  bool keep_alive_ = true;
+  bool watching_ = false;
+  std::weak_ptr<class ExchangeImpl> exchange_;
+  bool counted_busy_ = false;
+
+  // Streaming.
+  bhttp::response<bhttp::empty_body> stream_head_;
+  std::optional<bhttp::response_serializer<bhttp::empty_body>> serializer_;
+  std::deque<std::string> queue_;
+  size_t queued_bytes_ = 0;
+  bool writing_ = false;
+  bool finish_requested_ = false;
+  absl::Duration heartbeat_every_ = absl::InfiniteDuration();
+  std::string heartbeat_;
+  net::steady_timer heartbeat_timer_;
+  net::steady_timer linger_timer_;
+  std::array<char, 4096> discard_{};
+  size_t lingered_ = 0;
+};
+
+class ExchangeImpl final : public Exchange {
+ public:
+  ExchangeImpl(std::shared_ptr<Connection> connection, uint64_t seq,
+               Request request, const RefusalResponder& refusal)
+      : connection_(std::move(connection)),
+        seq_(seq),
+        request_(std::move(request)),
+        refusal_(refusal) {}
+
+  ~ExchangeImpl() override {
+    bool answered;
+    {
+      absl::MutexLock lock(&mu_);
+      answered = answered_;
+    }
+    if (!answered) {
+      LogError("http: a handler released a request unanswered");
+      Reply(refusal_(Refusal::kHandlerDropped, request_));
+    } else if (streaming_ && !finished_) {
+      Finish();
+    }
+  }
+
+  const Request& request() const override { return request_; }
+
+  void Reply(Response response) override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (answered_) return;
+      answered_ = true;
+    }
+    connection_->Post([seq = seq_, response = std::move(response)](
+                          Connection& c) mutable {
+      c.DoReply(seq, std::move(response));
+    });
+  }
+
+  void StartStream(int status, std::vector<Header> headers,
+                   absl::Duration heartbeat_every,
+                   std::string heartbeat) override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (answered_) return;
+      answered_ = true;
+      streaming_ = true;
+    }
+    connection_->Post([seq = seq_, status, headers = std::move(headers),
+                       heartbeat_every,
+                       heartbeat = std::move(heartbeat)](Connection& c) mutable {
+      c.DoStartStream(seq, status, std::move(headers), heartbeat_every,
+                      std::move(heartbeat));
+    });
+  }
+
+  void Send(std::string chunk) override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!streaming_ || finished_) return;
+    }
+    if (chunk.empty()) return;  // an empty chunk would end the stream
+    connection_->Post([seq = seq_, chunk = std::move(chunk)](
+                          Connection& c) mutable {
+      c.DoSend(seq, std::move(chunk));
+    });
+  }
+
+  void Finish() override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!streaming_ || finished_) return;
+      finished_ = true;
+    }
+    connection_->Post([seq = seq_](Connection& c) { c.DoFinish(seq); });
+  }
+
+  void OnCancel(absl::AnyInvocable<void()> on_cancel) override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!cancelled_) {
+        on_cancel_ = std::move(on_cancel);
+        return;
+      }
+    }
+    on_cancel();
+  }
+
+  // The connection's side: the client is gone or the server stops.
+  void Cancel() {
+    absl::AnyInvocable<void()> callback;
+    {
+      absl::MutexLock lock(&mu_);
+      if (cancelled_) return;
+      cancelled_ = true;
+      callback = std::move(on_cancel_);
+    }
+    if (callback) callback();
+  }
+
+ private:
+  const std::shared_ptr<Connection> connection_;
+  const uint64_t seq_;
+  const Request request_;
+  const RefusalResponder& refusal_;
+  absl::Mutex mu_;
+  bool answered_ ABSL_GUARDED_BY(mu_) = false;
+  bool streaming_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  absl::AnyInvocable<void()> on_cancel_ ABSL_GUARDED_BY(mu_);
+};
+
+class ServerImpl final : public Server {
+ public:
+  ServerImpl(ServerOptions options, Handler handler)
+      : options_(std::move(options)),
+        handler_(std::move(handler)),
+        ioc_(options_.io_threads),
+        work_(net::make_work_guard(ioc_)),
+        acceptor_(net::make_strand(ioc_)) {}
+
+  ~ServerImpl() override { Shutdown(absl::ZeroDuration()); }
+
+  absl::Status Listen() {
+    const size_t colon = options_.listen.rfind(':');
+    int port = 0;
+    if (colon == std::string::npos ||
+        !absl::SimpleAtoi(options_.listen.substr(colon + 1), &port) ||
+        port < 0 || port > 65535) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad listen address \"", options_.listen,
+                       "\" (want host:port)"));
+    }
+    std::string host = options_.listen.substr(0, colon);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+      host = host.substr(1, host.size() - 2);
+    }
+    ErrorCode ec;
+    tcp::resolver resolver(ioc_);
+    auto endpoints = resolver.resolve(host, std::to_string(port),
+                                      tcp::resolver::passive, ec);
+    if (ec || endpoints.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "cannot resolve listen address \"", options_.listen,
+          "\": ", ec.message()));
+    }
+    const tcp::endpoint endpoint = endpoints.begin()->endpoint();
+    acceptor_.open(endpoint.protocol(), ec);
+    // SO_REUSEADDR: rebinding while old connections are in TIME_WAIT. It
+    // does not let two listeners share the port on Linux.
+    if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(endpoint, ec);
+    if (!ec) acceptor_.listen(options_.backlog, ec);
+    if (ec) {
+      return absl::UnavailableError(absl::StrCat(
+          "cannot listen on ", options_.listen, ": ", ec.message()));
+    }
+    port_ = acceptor_.local_endpoint().port();
+    return absl::OkStatus();
+  }
+
+  void Run() {
+    net::post(acceptor_.get_executor(), [this] { DoAccept(); });
+    for (int i = 0; i < std::max(1, options_.io_threads); ++i) {
+      threads_.emplace_back([this] { ioc_.run(); });
+    }
+  }
+
+  int port() const override { return port_; }
+
+  int open_connections() const override { return connections_.load(); }
+
+  void Shutdown(absl::Duration grace) override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (shut_down_) return;
+      shut_down_ = true;
+    }
+    draining_.store(true);
+    net::post(acceptor_.get_executor(), [this] {
+      ErrorCode ignored;
+      acceptor_.close(ignored);
+    });
+    ForEachConnection([](Connection& c) { c.DoDrain(); });
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.AwaitWithTimeout(absl::Condition(
+                               +[](int* busy) { return *busy == 0; }, &busy_),
+                           grace);
+    }
+    ForEachConnection([](Connection& c) { c.DoClose(); });
+    // Connections end once their exchanges are released: the handlers'
+    // OnCancel callbacks make that quick.
+    {
+      absl::MutexLock lock(&mu_);
+      if (!mu_.AwaitWithTimeout(
+              absl::Condition(+[](std::unordered_map<
+                                   uint64_t, std::weak_ptr<Connection>>* m) {
+                return m->empty();
+              }, &connections_by_id_),
+              absl::Seconds(10))) {
+        LogError("http: %d connections still held after shutdown",
+                 static_cast<int>(connections_by_id_.size()));
+      }
+    }
+    work_.reset();
+    ioc_.stop();
+    for (std::thread& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+
+  // For connections.
+  const ServerOptions& options() const { return options_; }
+  bool draining() const { return draining_.load(); }
+  void Handle(std::shared_ptr<Exchange> exchange) { handler_(std::move(exchange)); }
+  void SetBusy(bool busy) {
+    absl::MutexLock lock(&mu_);
+    busy_ += busy ? 1 : -1;
+  }
+  void Forget(uint64_t id) {
+    absl::MutexLock lock(&mu_);
+    connections_by_id_.erase(id);
+    connections_.fetch_sub(1);
+  }
+
+ private:
+  void DoAccept() {
+    acceptor_.async_accept(
+        net::make_strand(ioc_), [this](ErrorCode ec, tcp::socket socket) {
+          if (ec == net::error::operation_aborted || !acceptor_.is_open()) {
+            return;
+          }
+          if (ec) {
+            // Out of descriptors, most likely: refuse until some close.
+            LogWarning("http: accept failed: %s", ec.message());
+          } else if (connections_.load() >= options_.max_connections) {
+            ErrorCode ignored;
+            socket.close(ignored);
+          } else {
+            ErrorCode ignored;
+            socket.set_option(tcp::no_delay(true), ignored);
+            std::shared_ptr<Connection> connection;
+            {
+              absl::MutexLock lock(&mu_);
+              const uint64_t id = next_id_++;
+              connection =
+                  std::make_shared<Connection>(*this, id, std::move(socket));
+              connections_by_id_.emplace(id, connection);
+              connections_.fetch_add(1);
+            }
+            connection->Start();
+          }
+          DoAccept();
+        });
+  }
+
+  template <typename Fn>
+  void ForEachConnection(Fn fn) {
+    std::vector<std::shared_ptr<Connection>> live;
+    {
+      absl::MutexLock lock(&mu_);
+      for (auto& [id, weak] : connections_by_id_) {
+        if (auto c = weak.lock()) live.push_back(std::move(c));
+      }
+    }
+    for (auto& c : live) c->Post(fn);
+  }
+
+  const ServerOptions options_;
+  const Handler handler_;
+  net::io_context ioc_;
+  net::executor_work_guard<net::io_context::executor_type> work_;
+  tcp::acceptor acceptor_;
+  std::vector<std::thread> threads_;
+  int port_ = 0;
+  std::atomic<bool> draining_{false};
+  std::atomic<int> connections_{0};
+
+  absl::Mutex mu_;
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  int busy_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
+  std::unordered_map<uint64_t, std::weak_ptr<Connection>> connections_by_id_
+      ABSL_GUARDED_BY(mu_);
+};
+
+Connection::Connection(ServerImpl& server, uint64_t id, tcp::socket socket)
+    : server_(server),
+      id_(id),
+      stream_(std::move(socket)),
+      heartbeat_timer_(stream_.get_executor()),
+      linger_timer_(stream_.get_executor()) {}
+
+Connection::~Connection() {
+  if (counted_busy_) server_.SetBusy(false);
+  server_.Forget(id_);
+}
+
+void Connection::Start() {
+  net::dispatch(stream_.get_executor(),
+                [self = shared_from_this()] { self->ReadNext(); });
+}
+
+void Connection::ReadNext() {
+  if (state_ == State::kClosed) return;
+  state_ = State::kIdle;
+  ++seq_;
+  watching_ = false;  // a watch of the previous request is stale (seq)
+  if (counted_busy_) {
+    counted_busy_ = false;
+    server_.SetBusy(false);
+  }
+  if (server_.draining()) return DoClose();
+  const ServerOptions& options = server_.options();
+  parser_.emplace();
+  parser_->header_limit(static_cast<uint32_t>(
+      std::min<size_t>(options.max_header_bytes, UINT32_MAX)));
+  parser_->body_limit(options.max_body_bytes);
+  if (buffer_.size() > 0) return ReadHead();  // pipelined
+  stream_.expires_after(ToSteady(options.idle_timeout));
+  stream_.async_read_some(
+      buffer_.prepare(4096),
+      [self = shared_from_this()](ErrorCode ec, size_t n) {
+        self->OnFirstBytes(ec, n);
+      });
+}
+
+void Connection::OnFirstBytes(ErrorCode ec, size_t n) {
+  if (state_ == State::kClosed) return;
+  if (ec) return DoClose();  // idle timeout, the client closed, shutdown
+  buffer_.commit(n);
+  ReadHead();
+}
+
+void Connection::ReadHead() {
+  state_ = State::kReadingHead;
+  stream_.expires_after(ToSteady(server_.options().header_timeout));
+  bhttp::async_read_header(
+      stream_, buffer_, *parser_,
+      [self = shared_from_this()](ErrorCode ec, size_t) { self->OnHead(ec); });
+}
+
+void Connection::OnHead(ErrorCode ec) {
+  if (state_ == State::kClosed) return;
+  if (ec == bhttp::error::header_limit) return Refuse(Refusal::kHeadersTooLarge);
+  if (ec == bhttp::error::body_limit) return Refuse(Refusal::kBodyTooLarge);
+  if (Abandoned(ec)) return DoClose();
+  if (ec) return Refuse(Refusal::kMalformed);
+  const auto& request = parser_->get();
+  const ServerOptions& options = server_.options();
+  if (request.target().size() > options.max_url_bytes) {
+    return Refuse(Refusal::kUriTooLong);
+  }
+  if (std::distance(request.begin(), request.end()) >
+      options.max_header_count) {
+    return Refuse(Refusal::kHeadersTooLarge);
+  }
+  // Any Transfer-Encoding, whatever its spelling or value: bodies come
+  // with a length or not at all.
+  if (request.count(bhttp::field::transfer_encoding) > 0 ||
+      (!parser_->content_length() && NeedsLength(View(request.method_string())))) {
+    return Refuse(Refusal::kLengthRequired);
+  }
+  if (parser_->is_done()) return Dispatch();
+  if (beast::iequals(request[bhttp::field::expect], "100-continue")) {
+    // The client waits for this before sending its body (curl: for bodies
+    // over 1 KiB, else it waits a second).
+    static constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    stream_.expires_after(ToSteady(options.write_timeout));
+    net::async_write(stream_, net::buffer(kContinue, sizeof(kContinue) - 1),
+                     [self = shared_from_this()](ErrorCode ec, size_t) {
+                       if (self->state_ == State::kClosed) return;
+                       if (ec) return self->DoClose();
+                       self->ReadBody();
+                     });
+    return;
+  }
+  ReadBody();
+}
+
+void Connection::ReadBody() {
+  state_ = State::kReadingBody;
+  stream_.expires_after(ToSteady(server_.options().body_timeout));
+  bhttp::async_read(
+      stream_, buffer_, *parser_,
+      [self = shared_from_this()](ErrorCode ec, size_t) { self->OnBody(ec); });
+}
+
+void Connection::OnBody(ErrorCode ec) {
+  if (state_ == State::kClosed) return;
+  if (ec == bhttp::error::body_limit) return Refuse(Refusal::kBodyTooLarge);
+  if (Abandoned(ec)) return DoClose();
+  if (ec) return Refuse(Refusal::kMalformed);
+  Dispatch();
+}
+
+Request Connection::PartialRequest() const {
+  Request request;
+  if (!parser_.has_value() || !parser_->is_header_done()) return request;
+  const auto& message = parser_->get();
+  request.method = std::string(message.method_string());
+  request.target = std::string(message.target());
+  for (const auto& field : message) {
+    request.headers.push_back(
+        {std::string(field.name_string()), std::string(field.value())});
+  }
+  return request;
+}
+
+void Connection::Dispatch() {
+  auto& message = parser_->get();
+  Request request;
+  request.method = std::string(message.method_string());
+  request.target = std::string(message.target());
+  const absl::string_view target = View(message.target());
+  const size_t question = target.find('?');
+  if (!PercentDecode(target.substr(0, question), false, request.path)) {
+    return Refuse(Refusal::kMalformed);
+  }
+  if (question != absl::string_view::npos) {
+    request.query = std::string(target.substr(question + 1));
+  }
+  request.headers.reserve(std::distance(message.begin(), message.end()));
+  for (const auto& field : message) {
+    request.headers.push_back(
+        {std::string(field.name_string()), std::string(field.value())});
+  }
+  request.keep_alive = message.keep_alive();
+  keep_alive_ = request.keep_alive;
+  request.body = std::move(message.body());
+
+  state_ = State::kHandling;
+  counted_busy_ = true;
+  server_.SetBusy(true);
+  stream_.expires_never();
+  auto exchange = std::make_shared<ExchangeImpl>(
+      shared_from_this(), seq_, std::move(request), server_.options().refusal);
+  exchange_ = exchange;
+  WatchHangup();
+  server_.Handle(std::move(exchange));
+}
+
+void Connection::Refuse(Refusal refusal) {
+  Response response = server_.options().refusal(refusal, PartialRequest());
+  response_ = {};
+  response_.version(11);
+  response_.result(static_cast<unsigned>(response.status));
+  for (Header& header : response.headers) {
+    response_.insert(header.name, std::move(header.value));
+  }
+  response_.body() = std::move(response.body);
+  response_.keep_alive(false);
+  response_.prepare_payload();
+  state_ = State::kWriting;
+  WriteResponse(/*close_after=*/true);
+}
+
+void Connection::DoReply(uint64_t seq, Response response) {
+  if (seq != seq_ || state_ != State::kHandling) return;
+  StopWatchingHangup();
+  response_ = {};
+  response_.version(11);
+  response_.result(static_cast<unsigned>(response.status));
+  for (Header& header : response.headers) {
+    response_.insert(header.name, std::move(header.value));
+  }
+  response_.body() = std::move(response.body);
+  const bool keep = keep_alive_ && !server_.draining();
+  response_.keep_alive(keep);
+  response_.prepare_payload();
+  state_ = State::kWriting;
+  WriteResponse(!keep);
+}
+
+void Connection::WriteResponse(bool close_after) {
+  stream_.expires_after(ToSteady(server_.options().write_timeout));
+  bhttp::async_write(stream_, response_,
+                     [self = shared_from_this(), close_after](ErrorCode ec,
+                                                              size_t) {
+                       self->OnWritten(ec, close_after);
+                     });
+}
+
+void Connection::OnWritten(ErrorCode ec, bool close_after) {
+  if (state_ == State::kClosed) return;
+  if (ec) return DoClose();
+  response_ = {};  // frees the body
+  if (close_after) return Linger();
+  EndOfRequest();
+}
+
+void Connection::EndOfRequest() {
+  exchange_.reset();
+  ReadNext();
+}
+
+void Connection::Linger() {
+  state_ = State::kLingering;
+  if (counted_busy_) {
+    counted_busy_ = false;
+    server_.SetBusy(false);
+  }
+  ErrorCode ignored;
+  stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  stream_.expires_never();
+  linger_timer_.expires_after(kLingerTime);
+  linger_timer_.async_wait([self = shared_from_this()](ErrorCode ec) {
+    if (!ec) self->DoClose();
+  });
+  struct Drain {
+    std::shared_ptr<Connection> self;
+    void operator()(ErrorCode ec, size_t n) {
+      Connection& c = *self;
+      if (c.state_ != State::kLingering) return;
+      c.lingered_ += n;
+      if (ec || c.lingered_ >= kLingerBytes) return c.DoClose();
+      c.stream_.socket().async_read_some(net::buffer(c.discard_),
+                                         Drain{std::move(self)});
+    }
+  };
+  stream_.socket().async_read_some(net::buffer(discard_),
+                                   Drain{shared_from_this()});
+}
+
+void Connection::WatchHangup() {
+  // Pipelined bytes already read: the client is there; nothing to watch.
+  if (buffer_.size() > 0 || watching_) return;
+  watching_ = true;
+  stream_.socket().async_wait(
+      tcp::socket::wait_read,
+      [self = shared_from_this(), seq = seq_](ErrorCode ec) {
+        self->OnReadable(seq, ec);
+      });
+}
+
+void Connection::OnReadable(uint64_t seq, ErrorCode ec) {
+  if (seq == seq_) watching_ = false;
+  if (ec == net::error::operation_aborted || seq != seq_ || !InFlight()) {
+    return;
+  }
+  char byte;
+  const ssize_t n = ::recv(stream_.socket().native_handle(), &byte, 1,
+                           MSG_PEEK | MSG_DONTWAIT);
+  if (n > 0) return;  // the next request, pipelined: the client is there
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+    return WatchHangup();
+  }
+  // End of stream or a reset: the client has gone.
+  DoClose();
+}
+
+void Connection::StopWatchingHangup() {
+  if (!watching_) return;
+  watching_ = false;
+  // Only the watch is pending when this runs (no read or write).
+  ErrorCode ignored;
+  stream_.socket().cancel(ignored);
+}
+
+void Connection::DoStartStream(uint64_t seq, int status,
+                               std::vector<Header> headers,
+                               absl::Duration heartbeat_every,
+                               std::string heartbeat) {
+  if (seq != seq_ || state_ != State::kHandling) return;
+  state_ = State::kStreaming;
+  stream_head_ = {};
+  stream_head_.version(11);
+  stream_head_.result(static_cast<unsigned>(status));
+  for (Header& header : headers) {
+    stream_head_.insert(header.name, std::move(header.value));
+  }
+  stream_head_.keep_alive(keep_alive_ && !server_.draining());
+  stream_head_.chunked(true);
+  heartbeat_every_ = heartbeat_every;
+  heartbeat_ = std::move(heartbeat);
+  queue_.clear();
+  queued_bytes_ = 0;
+  finish_requested_ = false;
+  serializer_.emplace(stream_head_);
+  writing_ = true;
+  stream_.expires_after(ToSteady(server_.options().write_timeout));
+  bhttp::async_write_header(
+      stream_, *serializer_,
+      [self = shared_from_this()](ErrorCode ec, size_t) {
+        if (self->state_ != State::kStreaming) return;
+        if (ec) return self->DoClose();
+        self->writing_ = false;
+        self->PumpStream();
+      });
+}
+
+void Connection::DoSend(uint64_t seq, std::string chunk) {
+  if (seq != seq_ || state_ != State::kStreaming || finish_requested_) return;
+  queued_bytes_ += chunk.size();
+  if (queued_bytes_ > server_.options().max_stream_backlog_bytes) {
+    LogWarning("http: a stream's client reads too slowly; closing it");
+    return DoClose();
+  }
+  queue_.push_back(std::move(chunk));
+  PumpStream();
+}
+
+void Connection::DoFinish(uint64_t seq) {
+  if (seq != seq_ || state_ != State::kStreaming) return;
+  finish_requested_ = true;
+  PumpStream();
+}
+
+void Connection::PumpStream() {
+  if (writing_ || state_ != State::kStreaming) return;
+  heartbeat_timer_.cancel();
+  stream_.expires_after(ToSteady(server_.options().write_timeout));
+  if (!queue_.empty()) {
+    writing_ = true;
+    net::async_write(stream_, bhttp::make_chunk(net::buffer(queue_.front())),
+                     [self = shared_from_this()](ErrorCode ec, size_t) {
+                       if (self->state_ != State::kStreaming) return;
+                       if (ec) return self->DoClose();
+                       self->queued_bytes_ -= self->queue_.front().size();
+                       self->queue_.pop_front();
+                       self->writing_ = false;
+                       self->PumpStream();
+                     });
+    return;
+  }
+  if (finish_requested_) {
+    writing_ = true;
+    net::async_write(stream_, bhttp::make_chunk_last(),
+                     [self = shared_from_this()](ErrorCode ec, size_t) {
+                       if (self->state_ != State::kStreaming) return;
+                       if (ec) return self->DoClose();
+                       self->writing_ = false;
+                       self->StopWatchingHangup();
+                       self->serializer_.reset();
+                       if (!self->stream_head_.keep_alive()) {
+                         self->state_ = State::kWriting;
+                         return self->Linger();
+                       }
+                       self->EndOfRequest();
+                     });
+    return;
+  }
+  stream_.expires_never();
+  ArmHeartbeat();
+}
+
+void Connection::ArmHeartbeat() {
+  if (heartbeat_every_ == absl::InfiniteDuration() || heartbeat_.empty()) {
+    return;
+  }
+  heartbeat_timer_.expires_after(ToSteady(heartbeat_every_));
+  heartbeat_timer_.async_wait(
+      [self = shared_from_this(), seq = seq_](ErrorCode ec) {
+        if (ec || seq != self->seq_ || self->state_ != State::kStreaming ||
+            self->writing_ || self->finish_requested_) {
+          return;
+        }
+        self->queue_.push_back(self->heartbeat_);
+        self->queued_bytes_ += self->heartbeat_.size();
+        self->PumpStream();
+      });
+}
+
+void Connection::DoDrain() {
+  if (state_ == State::kIdle || state_ == State::kReadingHead ||
+      state_ == State::kReadingBody) {
+    DoClose();
+  }
+}
+
+void Connection::CancelExchange() {
+  if (auto exchange = exchange_.lock()) exchange->Cancel();
+  exchange_.reset();
+}
+
+void Connection::DoClose() {
+  if (state_ == State::kClosed) return;
+  const bool in_flight = InFlight();
+  state_ = State::kClosed;
+  watching_ = false;
+  heartbeat_timer_.cancel();
+  linger_timer_.cancel();
+  ErrorCode ignored;
+  stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  stream_.close();
+  queue_.clear();
+  if (counted_busy_) {
+    counted_busy_ = false;
+    server_.SetBusy(false);
+  }
+  if (in_flight) CancelExchange();
+}
+
+}  // namespace
+
+int StatusOf(Refusal refusal) {
+  switch (refusal) {
+    case Refusal::kMalformed:
+      return 400;
+    case Refusal::kLengthRequired:
+      return 411;
+    case Refusal::kBodyTooLarge:
+      return 413;
+    case Refusal::kUriTooLong:
+      return 414;
+    case Refusal::kHeadersTooLarge:
+      return 431;
+    case Refusal::kHandlerDropped:
+      return 500;
+  }
+  return 500;
+}
+
+absl::string_view Request::header(absl::string_view name) const {
+  for (const Header& h : headers) {
+    if (absl::EqualsIgnoreCase(h.name, name)) return h.value;
+  }
+  return {};
+}
+
+bool Request::has_header(absl::string_view name) const {
+  for (const Header& h : headers) {
+    if (absl::EqualsIgnoreCase(h.name, name)) return true;
+  }
+  return false;
+}
+
+bool PercentDecode(absl::string_view in, bool plus_is_space, std::string& out) {
+  out.clear();
+  out.reserve(in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    const char c = in[i];
+    if (c == '%') {
+      if (i + 2 >= in.size()) return false;
+      const int hi = HexValue(in[i + 1]);
+      const int lo = HexValue(in[i + 2]);
+      if (hi < 0 || lo < 0) return false;
+      out.push_back(static_cast<char>(hi * 16 + lo));
+      i += 2;
+    } else if (c == '+' && plus_is_space) {
+      out.push_back(' ');
+    } else {
+      out.push_back(c);
+    }
+  }
+  return true;
+}
+
+bool ParseQuery(absl::string_view query,
+                std::vector<std::pair<std::string, std::string>>& out) {
+  out.clear();
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    const absl::string_view pair = query.substr(0, amp);
+    query = amp == absl::string_view::npos ? absl::string_view()
+                                          : query.substr(amp + 1);
+    if (pair.empty()) continue;
+    const size_t eq = pair.find('=');
+    std::string key, value;
+    if (!PercentDecode(pair.substr(0, eq), true, key)) return false;
+    if (eq != absl::string_view::npos &&
+        !PercentDecode(pair.substr(eq + 1), true, value)) {
+      return false;
+    }
+    out.emplace_back(std::move(key), std::move(value));
+  }
+  return true;
+}
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options,
+                                                      Handler handler) {
+  if (!options.refusal) {
+    return absl::InvalidArgumentError("http::Server needs a refusal responder");
+  }
+  auto server = std::make_unique<ServerImpl>(std::move(options),
+                                             std::move(handler));
+  if (absl::Status listening = server->Listen(); !listening.ok()) {
+    return listening;
+  }
+  server->Run();
+  return server;
+}
+
+}  // namespace coach::http

@@ -1,0 +1,411 @@
+// coach-proxy's HTTP front as an attacker and an operator see it (issue 12):
+// raw-socket clients for framing, header floods and dripping; held AI
+// replies for starvation and hang-ups; a restarting coach-server; /healthz
+// and /readyz. Everything on loopback, every loop bounded in count and time.
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <chrono>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "http/server.h"
+#include "tests/support/ports.h"
+#include "tests/support/raw_http.h"
+#include "tests/support/test_stack.h"
+
+namespace coach::testing {
+namespace {
+
+using json = nlohmann::json;
+
+// The status code of the first response in `raw` (0 if none).
+int StatusOf(const std::string& raw) {
+  if (raw.rfind("HTTP/1.1 ", 0) != 0 || raw.size() < 12) return 0;
+  return std::stoi(raw.substr(9, 3));
+}
+
+// The documented error body's "code" in `raw` ("" if none).
+std::string CodeOf(const std::string& raw) {
+  const size_t body = raw.find("\r\n\r\n");
+  if (body == std::string::npos) return "";
+  const json doc = json::parse(raw.substr(body + 4), nullptr, false);
+  return doc.is_object() && doc.contains("code") ? doc["code"].get<std::string>()
+                                                 : "";
+}
+
+// Resident memory of this process, in bytes (Linux).
+long ResidentBytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) {
+      return std::stol(line.substr(6)) * 1024;
+    }
+  }
+  return 0;
+}
+
+// Waits (bounded) until `cancellation` is raised.
+bool WaitCancelled(Cancellation& cancellation) {
+  absl::Notification raised;
+  cancellation.OnCancel([&raised] { raised.Notify(); });
+  return raised.WaitForNotificationWithTimeout(absl::Seconds(20));
+}
+
+constexpr char kSendHead[] =
+    "POST /api/chat/send HTTP/1.1\r\nHost: x\r\n"
+    "Content-Type: application/json\r\n";
+
+std::string SendRequest(const std::string& user, const std::string& text) {
+  const std::string body =
+      json{{"userId", user}, {"message", text}}.dump();
+  return absl::StrCat(kSendHead, "Content-Length: ", body.size(), "\r\n\r\n",
+                      body);
+}
+
+class HttpFrontTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(stack_.start_error().ok()); }
+
+  int port() { return stack_.port(); }
+  ScriptedCoach& coach() { return stack_.server().coach(); }
+
+  json Stats(const std::string& user) {
+    auto result = stack_.http().Get("/api/user/stats?userId=" + user);
+    if (!result || result->status != 200) return json();
+    return json::parse(result->body)["stats"];
+  }
+
+  TestStack stack_;
+};
+
+TEST_F(HttpFrontTest, PostWithoutContentLengthIs411AtOnce) {
+  // The connection stays open: the answer must not wait for the client to
+  // close (it used to read the "body" until then, without limit).
+  RawConnection connection(port());
+  ASSERT_TRUE(connection.Send(absl::StrCat(kSendHead, "\r\n")));
+  const std::string answer = connection.ReadResponse();
+  EXPECT_EQ(StatusOf(answer), 411) << answer;
+  EXPECT_EQ(CodeOf(answer), "LENGTH_REQUIRED");
+}
+
+TEST_F(HttpFrontTest, EveryTransferEncodingIsRefused) {
+  for (const std::string& headers : {
+           std::string("Transfer-Encoding: chunked\r\n"),
+           std::string("transfer-encoding: CHUNKED\r\n"),
+           std::string("Transfer-Encoding: identity\r\n"
+                       "Transfer-Encoding: chunked\r\n"),
+           std::string("Transfer-Encoding: gzip, chunked\r\n"),
+           std::string("Transfer-Encoding: identity\r\n"),
+       }) {
+    SCOPED_TRACE(headers);
+    const std::string answer = RawExchange(
+        port(), absl::StrCat(kSendHead, headers, "\r\n", "5\r\n{\"a\":\r\n0\r\n\r\n"));
+    EXPECT_EQ(StatusOf(answer), 411) << answer;
+  }
+  // With a length as well (a request smuggling classic): refused too.
+  const std::string both = RawExchange(
+      port(), absl::StrCat(kSendHead,
+                           "Content-Length: 2\r\nTransfer-Encoding: chunked\r\n"
+                           "\r\n{}"));
+  EXPECT_GE(StatusOf(both), 400) << both;
+  EXPECT_EQ(coach().request_count(), 0);
+}
+
+TEST_F(HttpFrontTest, ConflictingContentLengthsAre400) {
+  for (const std::string& lengths :
+       {std::string("Content-Length: 2\r\nContent-Length: 3\r\n"),
+        std::string("Content-Length: 2, 3\r\n")}) {
+    const std::string answer =
+        RawExchange(port(), absl::StrCat(kSendHead, lengths, "\r\n{}x"));
+    EXPECT_EQ(StatusOf(answer), 400) << answer;
+    EXPECT_EQ(CodeOf(answer), "INVALID_ARGUMENT");
+  }
+}
+
+TEST_F(HttpFrontTest, TooManyHeadersAre431) {
+  std::string many = "GET /api/user/stats?userId=u HTTP/1.1\r\nHost: x\r\n";
+  for (int i = 0; i < 101; ++i) absl::StrAppend(&many, "a", i, ": b\r\n");
+  const std::string answer = RawExchange(port(), many + "\r\n");
+  EXPECT_EQ(StatusOf(answer), 431) << answer;
+  EXPECT_EQ(CodeOf(answer), "HEADERS_TOO_LARGE");
+  EXPECT_NE(answer.find("X-Request-Id"), std::string::npos);
+}
+
+TEST_F(HttpFrontTest, HeaderFloodIsCutEarlyAndMemoryStaysFlat) {
+  const long before = ResidentBytes();
+  // 500,000 header lines (2.5 MB): the proxy answers 431 once its cap is
+  // reached and closes; the rest of the flood hits a closed connection.
+  RawConnection connection(port());
+  ASSERT_TRUE(connection.Send("GET /api/user/stats?userId=u HTTP/1.1\r\n"));
+  const std::string block = [] {
+    std::string lines;
+    for (int i = 0; i < 10000; ++i) lines += "a: b\r\n";
+    return lines;
+  }();
+  int blocks_sent = 0;
+  for (; blocks_sent < 50; ++blocks_sent) {
+    if (!connection.Send(block)) break;
+  }
+  const std::string answer = connection.ReadAll();
+  EXPECT_EQ(StatusOf(answer), 431) << answer.substr(0, 200);
+  EXPECT_LT(ResidentBytes() - before, 32L * 1024 * 1024);
+  // And the proxy still serves.
+  EXPECT_EQ(Stats("u")["remainingCredits"], 5);
+}
+
+TEST_F(HttpFrontTest, BodyOverTheCapIs413Unread) {
+  RawConnection connection(port());
+  ASSERT_TRUE(connection.Send(
+      absl::StrCat(kSendHead, "Content-Length: 100000000\r\n\r\n")));
+  // Answered from the header: no body byte was sent.
+  const std::string answer = connection.ReadResponse();
+  EXPECT_EQ(StatusOf(answer), 413) << answer;
+  EXPECT_EQ(CodeOf(answer), "PAYLOAD_TOO_LARGE");
+}
+
+TEST_F(HttpFrontTest, PipelinedRequestsAreAnsweredInOrder) {
+  const std::string get = "GET /api/user/stats?userId=p HTTP/1.1\r\nHost: x\r\n\r\n";
+  const std::string answer = RawExchange(
+      port(), get + get + SendRequest("p", "Bonjour") +
+                  "GET /api/user/stats?userId=p HTTP/1.1\r\nHost: x\r\n"
+                  "Connection: close\r\n\r\n");
+  std::vector<size_t> starts;
+  for (size_t at = answer.find("HTTP/1.1 "); at != std::string::npos;
+       at = answer.find("HTTP/1.1 ", at + 1)) {
+    starts.push_back(at);
+  }
+  ASSERT_EQ(starts.size(), 4u) << answer;
+  for (size_t at : starts) EXPECT_EQ(answer.substr(at, 12), "HTTP/1.1 200");
+  // The last stats see the send before them.
+  EXPECT_NE(answer.rfind("\"remainingCredits\":4"), std::string::npos);
+}
+
+TEST_F(HttpFrontTest, ExpectContinueGetsAnInterimAnswer) {
+  RawConnection connection(port());
+  const std::string body = json{{"userId", "c"}, {"message", "Bonjour"}}.dump();
+  ASSERT_TRUE(connection.Send(absl::StrCat(
+      kSendHead, "Expect: 100-continue\r\nContent-Length: ", body.size(),
+      "\r\n\r\n")));
+  EXPECT_EQ(StatusOf(connection.ReadUntil("\r\n\r\n")), 100);
+  ASSERT_TRUE(connection.Send(body));
+  EXPECT_EQ(StatusOf(connection.ReadResponse()), 200);
+}
+
+TEST_F(HttpFrontTest, DrippingClientsDoNotStarveOthers) {
+  // Far more clients than the old front had workers in tests (8), each
+  // sending half a request head and keeping its connection.
+  std::vector<std::unique_ptr<RawConnection>> drippers;
+  for (int i = 0; i < 200; ++i) {
+    auto connection = std::make_unique<RawConnection>(port());
+    ASSERT_TRUE(connection->connected());
+    ASSERT_TRUE(connection->Send(
+        "GET /api/user/stats?userId=slow HTTP/1.1\r\nHost: x\r\n"));
+    drippers.push_back(std::move(connection));
+  }
+  // A legitimate client is served meanwhile (its client would time out
+  // after 30 s if it were queued behind the drippers).
+  auto client = stack_.NewClient();
+  client->set_read_timeout(5);
+  for (int i = 0; i < 5; ++i) {
+    auto result = client->Get("/api/user/stats?userId=legit");
+    ASSERT_TRUE(result) << httplib::to_string(result.error());
+    EXPECT_EQ(result->status, 200);
+    // And the drippers drip on.
+    for (auto& d : drippers) d->Send("X-Drip: 1\r\n");
+  }
+}
+
+TEST_F(HttpFrontTest, AHeadThatNeverEndsIsClosedAfterTheHeaderTimeout) {
+  proxy::ProxyConfig config = TestProxyConfig(stack_.server().server().port());
+  config.header_timeout = absl::Milliseconds(300);
+  auto proxy = proxy::CoachProxy::Start(config);
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  RawConnection dripper((*proxy)->port());
+  ASSERT_TRUE(dripper.Send("GET /api/user/stats HTTP/1.1\r\nHost: x\r\n"));
+  // Closed by the proxy (the read would time out after 10 s otherwise).
+  EXPECT_TRUE(dripper.PeerClosed());
+}
+
+TEST_F(HttpFrontTest, SendsWaitingOnASlowAiDoNotStarveReads) {
+  constexpr int kSends = 100;
+  coach().HoldUntilConcurrent(kSends + 1);  // never reached: held
+  std::vector<std::unique_ptr<RawConnection>> senders;
+  for (int i = 0; i < kSends; ++i) {
+    auto connection = std::make_unique<RawConnection>(port(), 30);
+    ASSERT_TRUE(connection->Send(SendRequest(absl::StrCat("w", i), "Bonjour")));
+    senders.push_back(std::move(connection));
+  }
+  ASSERT_TRUE(coach().WaitForRequests(kSends));
+  // Every send waits on the AI; reads are answered meanwhile.
+  auto client = stack_.NewClient();
+  client->set_read_timeout(5);
+  auto result = client->Get("/api/user/stats?userId=reader");
+  ASSERT_TRUE(result) << httplib::to_string(result.error());
+  EXPECT_EQ(result->status, 200);
+  // Then the AI answers, and every send completes.
+  coach().CancelAll();
+  for (auto& sender : senders) {
+    EXPECT_EQ(StatusOf(sender->ReadResponse()), 200);
+  }
+}
+
+TEST_F(HttpFrontTest, AClientThatHangsUpCancelsItsSend) {
+  coach().HoldUntilConcurrent(2);  // never reached: held
+  {
+    RawConnection connection(port());
+    ASSERT_TRUE(connection.Send(SendRequest("quitter", "Bonjour")));
+    ASSERT_TRUE(coach().WaitForRequests(1));
+  }  // hangs up
+  // The proxy cancels its call; coach-server raises the send's
+  // cancellation (the coach's request sees it).
+  const std::shared_ptr<Cancellation> cancellation =
+      coach().requests().at(0).cancellation;
+  ASSERT_NE(cancellation, nullptr);
+  EXPECT_TRUE(WaitCancelled(*cancellation));
+  coach().CancelAll();
+  // Nothing charged, nothing stored.
+  const json stats = Stats("quitter");
+  EXPECT_EQ(stats["remainingCredits"], 5);
+  EXPECT_EQ(stats["totalMessages"], 0);
+}
+
+TEST_F(HttpFrontTest, StopLetsRequestsInProgressFinishAndClosesDrippers) {
+  coach().HoldUntilConcurrent(2);
+  RawConnection sender(port(), 30);
+  ASSERT_TRUE(sender.Send(SendRequest("late", "Bonjour")));
+  ASSERT_TRUE(coach().WaitForRequests(1));
+  RawConnection dripper(port(), 30);
+  ASSERT_TRUE(dripper.Send("GET /api/user/stats HTTP/1.1\r\n"));
+
+  std::thread stopper([&] { stack_.proxy().Stop(absl::Seconds(20)); });
+  // The dripper is closed at once; the send in progress is not.
+  EXPECT_TRUE(dripper.PeerClosed());
+  coach().CancelAll();  // the AI answers
+  const std::string answer = sender.ReadAll();
+  EXPECT_EQ(StatusOf(answer), 200) << answer;
+  EXPECT_NE(answer.find("Connection: close"), std::string::npos);
+  stopper.join();
+  v1::GetUserStatsRequest request;
+  request.set_user_id("late");
+  v1::GetUserStatsResponse stats;
+  ASSERT_TRUE(
+      stack_.server().users().GetUserStats(Context().get(), request, &stats).ok());
+  EXPECT_EQ(stats.stats().remaining_credits(), 4);
+}
+
+TEST_F(HttpFrontTest, StopPastTheGraceCancelsWhatRemains) {
+  coach().HoldUntilConcurrent(2);
+  RawConnection sender(port(), 30);
+  ASSERT_TRUE(sender.Send(SendRequest("cut", "Bonjour")));
+  ASSERT_TRUE(coach().WaitForRequests(1));
+  stack_.proxy().Stop(absl::Milliseconds(50));
+  EXPECT_TRUE(sender.PeerClosed());
+  const std::shared_ptr<Cancellation> cancellation =
+      coach().requests().at(0).cancellation;
+  EXPECT_TRUE(WaitCancelled(*cancellation));
+}
+
+TEST_F(HttpFrontTest, HealthAndReadiness) {
+  auto healthz = stack_.http().Get("/healthz");
+  ASSERT_TRUE(healthz);
+  EXPECT_EQ(healthz->status, 200);
+  auto readyz = stack_.http().Get("/readyz");
+  ASSERT_TRUE(readyz);
+  EXPECT_EQ(readyz->status, 200) << readyz->body;
+
+  // A proxy whose coach-server is down: alive, not ready.
+  const RefusingLoopbackPort refusing;
+  auto lonely = proxy::CoachProxy::Start(TestProxyConfig(refusing.port()));
+  ASSERT_TRUE(lonely.ok());
+  httplib::Client client("127.0.0.1", (*lonely)->port());
+  client.set_read_timeout(10);
+  auto alive = client.Get("/healthz");
+  ASSERT_TRUE(alive);
+  EXPECT_EQ(alive->status, 200);
+  auto ready = client.Get("/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 503);
+  EXPECT_EQ(json::parse(ready->body)["code"], "UNAVAILABLE");
+}
+
+TEST_F(HttpFrontTest, ReadsRecoverAsSoonAsTheServerIsBack) {
+  ASSERT_EQ(Stats("r")["remainingCredits"], 5);
+  const int grpc_port = stack_.server().server().port();
+  stack_.server().server().Shutdown(absl::ZeroDuration());
+  stack_.server().server().Wait();
+  // While it is down, a read waits for it (5 s), then answers 503.
+  auto down = stack_.http().Get("/api/user/stats?userId=r");
+  ASSERT_TRUE(down);
+  EXPECT_EQ(down->status, 503) << down->body;
+  // A new coach-server on the same port and store.
+  Config config = stack_.server().config();
+  config.grpc_listen = absl::StrCat("127.0.0.1:", grpc_port);
+  auto restarted = CoachServer::Start(config, stack_.server().store(),
+                                      coach(), stack_.server().clock());
+  ASSERT_TRUE(restarted.ok()) << restarted.status();
+  const absl::Time back = absl::Now();
+  // The first read after the restart is answered, not refused: the
+  // channel has seen the server down and reconnects within its 500 ms
+  // backoff, which the read waits out (a fail-fast read got 503 here).
+  auto result = stack_.http().Get("/api/user/stats?userId=r");
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->status, 200) << result->body;
+  std::printf("first read answered %.0f ms after the restart\n",
+              absl::ToDoubleMilliseconds(absl::Now() - back));
+  (*restarted)->Shutdown(absl::ZeroDuration());
+}
+
+TEST_F(HttpFrontTest, ALongSessionIsReadable) {
+  // 300 exchanges of two 4,000-character messages of 2-byte characters:
+  // the session's answer is 4.8 MB, over gRPC's default receive limit.
+  v1::SetPlanRequest plan;
+  plan.set_user_id("long");
+  plan.set_plan(v1::PREMIUM);
+  v1::SetPlanResponse plan_response;
+  ASSERT_TRUE(stack_.server()
+                  .users()
+                  .SetPlan(AdminContext().get(), plan, &plan_response)
+                  .ok());
+  std::string text;
+  for (int i = 0; i < 4000; ++i) text += "é";
+  coach().ReplyWith(text);
+  std::string session_id;
+  for (int i = 0; i < 300; ++i) {
+    v1::SendMessageResponse response;
+    ASSERT_TRUE(stack_.server().Send("long", session_id, text, &response).ok());
+    session_id = response.session_id();
+  }
+  auto result = stack_.http().Get("/api/chat/sessions/" + session_id);
+  ASSERT_TRUE(result);
+  ASSERT_EQ(result->status, 200) << result->body.substr(0, 300);
+  EXPECT_GT(result->body.size(), 4u * 1024 * 1024);
+  EXPECT_EQ(json::parse(result->body)["session"]["messages"].size(), 600u);
+}
+
+TEST(HttpQueryTest, PercentDecodingAndQueries) {
+  std::string out;
+  EXPECT_TRUE(http::PercentDecode("a%20b+c", false, out));
+  EXPECT_EQ(out, "a b+c");
+  EXPECT_TRUE(http::PercentDecode("a%20b+c", true, out));
+  EXPECT_EQ(out, "a b c");
+  EXPECT_FALSE(http::PercentDecode("%", false, out));
+  EXPECT_FALSE(http::PercentDecode("%2", false, out));
+  EXPECT_FALSE(http::PercentDecode("%zz", false, out));
+  std::vector<std::pair<std::string, std::string>> query;
+  EXPECT_TRUE(http::ParseQuery("a=1&&b=x%20y&c&a=2", query));
+  EXPECT_EQ(query, (std::vector<std::pair<std::string, std::string>>{
+                       {"a", "1"}, {"b", "x y"}, {"c", ""}, {"a", "2"}}));
+  EXPECT_FALSE(http::ParseQuery("a=%G1", query));
+}
+
+}  // namespace
+}  // namespace coach::testing
