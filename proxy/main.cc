@@ -11,6 +11,7 @@
 #include "proxy/coach_proxy.h"
 #include "proxy/proxy_flags.h"
 #include "base/log.h"
+#include "base/url.h"
 
 int main(int argc, char** argv) {
   // Debian builds Abseil without NDEBUG, which leaves absl::Mutex's deadlock
@@ -44,7 +45,8 @@ int main(int argc, char** argv) {
     return EXIT_FAILURE;
   }
   coach::LogInfo("coach-proxy listening on %s (port %d) -> coach-server %s",
-                 config.http_listen, (*proxy)->port(), config.grpc_target);
+                 config.http_listen, (*proxy)->port(),
+                 coach::WithoutUserinfo(config.grpc_target));
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);

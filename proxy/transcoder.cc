@@ -12,6 +12,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "base/status_macros.h"
 #include "base/text.h"
+#include "proxy/json_types.h"
 
 namespace coach::proxy {
 namespace {
@@ -21,8 +22,10 @@ using google::protobuf::FieldDescriptor;
 using google::protobuf::Message;
 
 absl::Status BadParameter(absl::string_view name, absl::string_view detail) {
-  return absl::InvalidArgumentError(absl::StrCat(
-      "Le paramètre « ", name, " » est invalide : ", detail, "."));
+  return WithField(absl::InvalidArgumentError(absl::StrCat(
+                       "Le paramètre « ", name, " » est invalide : ", detail,
+                       ".")),
+                   name);
 }
 
 // Adds `path` ("a.b") = `text` to the JSON object `root`, resolving each step
@@ -64,20 +67,18 @@ absl::Status AddParameter(const Descriptor& type, absl::string_view path,
   return absl::OkStatus();
 }
 
-// Merges JSON text into `message` with protobuf's parser.
+// Merges JSON text into `message` with protobuf's parser. Its types have
+// been checked (a body's by CheckJsonTypes): what the parser still refuses
+// is a format inside a string (a Timestamp, base64), answered with `error`.
 absl::Status MergeJson(const std::string& json, Message& message,
-                       absl::string_view what) {
+                       absl::Status error) {
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = true;
   std::unique_ptr<Message> part(message.New());
   const auto status =
       google::protobuf::util::JsonStringToMessage(json, part.get(), options);
-  if (!status.ok()) {
-    // protobuf's detail is English and technical, but names the field and
-    // the type: worth keeping for the developer reading the 400.
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, ". Détail : ", std::string(status.message())));
-  }
+  // Not the parser's message: English, internal, and it may quote the value.
+  if (!status.ok()) return error;
   message.MergeFrom(*part);
   return absl::OkStatus();
 }
@@ -104,9 +105,10 @@ absl::Status SetScalar(Message& message, const FieldDescriptor& field,
   const google::protobuf::Reflection& r = *message.GetReflection();
   const bool repeated = field.is_repeated();
   const auto wrong_type = [&] {
-    return absl::InvalidArgumentError(
-        absl::StrCat("Le paramètre « ", name, " » n'a pas le type attendu (",
-                     Expected(field), ")."));
+    return WithField(absl::InvalidArgumentError(absl::StrCat(
+                         "Le paramètre « ", name,
+                         " » n'a pas le type attendu (", Expected(field), ").")),
+                     name);
   };
   switch (field.cpp_type()) {
     case FieldDescriptor::CPPTYPE_STRING: {
@@ -223,9 +225,11 @@ absl::Status MergeParameter(const Descriptor& type, absl::string_view name,
     // dump() refuses invalid UTF-8.
     return BadParameter(name, "caractères invalides (UTF-8 attendu)");
   }
-  return MergeJson(json, request,
-                   absl::StrCat("Le paramètre « ", name,
-                                " » n'a pas le type attendu"));
+  return MergeJson(
+      json, request,
+      WithField(absl::InvalidArgumentError(absl::StrCat(
+                    "Le paramètre « ", name, " » n'a pas le type attendu.")),
+                name));
 }
 
 }  // namespace
@@ -248,7 +252,9 @@ absl::StatusOr<std::unique_ptr<Message>> RequestFromHttp(
   }
   if (!route.body.empty() &&
       body.find_first_not_of(" \t\r\n") != std::string::npos) {
-    if (!nlohmann::json::accept(body)) {
+    const nlohmann::json parsed = nlohmann::json::parse(
+        body, /*cb=*/nullptr, /*allow_exceptions=*/false);
+    if (parsed.is_discarded()) {
       return absl::InvalidArgumentError(
           "Le corps de la requête n'est pas un JSON valide.");
     }
@@ -257,14 +263,22 @@ absl::StatusOr<std::unique_ptr<Message>> RequestFromHttp(
       target = request->GetReflection()->MutableMessage(
           request.get(), type.FindFieldByName(route.body));
     }
+    COACH_RETURN_IF_ERROR(CheckJsonTypes(parsed, *target->GetDescriptor()));
     COACH_RETURN_IF_ERROR(MergeJson(
         body, *target,
-        "Le corps de la requête ne correspond pas au format attendu"));
+        absl::InvalidArgumentError(
+            "Le corps de la requête ne correspond pas au format attendu.")));
   }
   for (const auto& [path, value] : bindings) {
     COACH_RETURN_IF_ERROR(MergeParameter(type, path, value, *request));
   }
   return request;
+}
+
+std::optional<std::string> ErrorField(const absl::Status& status) {
+  const absl::optional<absl::Cord> field = status.GetPayload(kErrorFieldPayload);
+  if (!field.has_value()) return std::nullopt;
+  return std::string(*field);
 }
 
 absl::StatusOr<std::string> ResponseToJson(const Message& message) {

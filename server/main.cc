@@ -10,11 +10,13 @@
 #include <thread>
 
 #include "server/app/coach_server.h"
+#include "server/app/metrics_endpoint.h"
 #include "server/app/server_flags.h"
 #include "server/coach/offline_coach.h"
 #include "server/coach/openai_coach.h"
 #include "server/core/clock.h"
 #include "base/log.h"
+#include "base/url.h"
 #include "storage/sqlite_store.h"
 
 namespace {
@@ -66,7 +68,8 @@ int main(int argc, char** argv) {
       return EXIT_FAILURE;
     }
     coach::LogInfo("coach: OpenAI %s at %s (timeout %s, %d retries)",
-                   config.openai.model, config.openai.base_url,
+                   config.openai.model,
+                   coach::WithoutUserinfo(config.openai.base_url),
                    absl::FormatDuration(config.openai.timeout),
                    config.openai.max_retries);
     coach = *std::move(openai);
@@ -91,6 +94,19 @@ int main(int argc, char** argv) {
   }
   coach::LogInfo("coach-server listening on %s (port %d), database %s",
                  config.grpc_listen, (*server)->port(), config.db_path);
+  std::unique_ptr<coach::http::Server> metrics;
+  if (!config.metrics_listen.empty()) {
+    coach::CoachServer* const served = server->get();
+    auto started = coach::StartMetricsEndpoint(
+        config.metrics_listen, [served] { return served->RenderMetrics(); });
+    if (!started.ok()) {
+      coach::LogError("metrics: %s", started.status().ToString());
+      return EXIT_FAILURE;
+    }
+    metrics = *std::move(started);
+    coach::LogInfo("metrics: GET /metrics on %s (port %d)",
+                   config.metrics_listen, metrics->port());
+  }
 
   std::thread signal_waiter([&] {
     int signal = 0;
@@ -101,6 +117,8 @@ int main(int argc, char** argv) {
   });
   (*server)->Wait();
   signal_waiter.join();
+  // Scraped until the end: the last numbers include the shutdown.
+  if (metrics != nullptr) metrics->Shutdown(absl::ZeroDuration());
   coach::LogInfo("coach-server stopped");
   return EXIT_SUCCESS;
 }

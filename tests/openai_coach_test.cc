@@ -1259,6 +1259,14 @@ std::vector<KeyLeakCase> KeyLeakCases() {
        {ErrorAnswer(401, "invalid_request_error", "invalid_api_key", echo)},
        1},
       {"Http500Retried", {server_error, server_error, server_error}, 3},
+      // The key in the fields other than `message`: none is logged.
+      {"KeyInTypeAndCode", {ErrorAnswer(400, echo, echo, "Bad request")}, 1},
+      // A part of the key (an exact-match filter would let it through):
+      // no provider text is logged at all.
+      {"PartOfTheKeyEchoed",
+       {ErrorAnswer(401, "invalid_request_error", "invalid_api_key",
+                    "Incorrect API key provided: sk-test-SECRET-ke**-123")},
+       1},
   };
 }
 

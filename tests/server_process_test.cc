@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <gmock/gmock.h>
+#include <httplib.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
@@ -339,6 +340,66 @@ TEST_F(ServerProcessTest, DataSurvivesARestart) {
   EXPECT_EQ(stats.stats().remaining_credits(), 4);
 }
 
+// A second server on a port already served must not start: with gRPC's
+// default SO_REUSEPORT it would bind the same port and take part of the
+// connections, splitting users' data over two databases.
+TEST_F(ServerProcessTest, ASecondServerOnABusyPortExitsNamingTheAddress) {
+  StartServing(BaseEnv());
+  auto second_env = BaseEnv();
+  second_env["COACH_DB_PATH"] = dir_.File("second.sqlite");
+  ExpectFailure(Start(second_env));
+  EXPECT_THAT(ReadFile(log_path_),
+              HasSubstr("cannot listen on " + Loopback(port_)));
+  // The first one still serves.
+  HealthCheckResponse::ServingStatus serving{};
+  ASSERT_TRUE(CheckHealth(ChannelTo(port_), "", &serving).ok());
+  EXPECT_EQ(serving, HealthCheckResponse::SERVING);
+}
+
+// COACH_METRICS_LISTEN serves GET /metrics over HTTP: the numbers of the
+// RPCs just made, in Prometheus's text format; off unless set.
+TEST_F(ServerProcessTest, ServesMetricsOverHttpWhenAsked) {
+  const int metrics_port = FreeLoopbackPort();
+  ASSERT_NE(metrics_port, 0);
+  auto env = BaseEnv();
+  env["COACH_METRICS_LISTEN"] = Loopback(metrics_port);
+  ServerProcess& process = StartServing(env);
+  v1::SendMessageRequest request;
+  request.set_user_id("user123");
+  request.set_message("Bonjour");
+  v1::SendMessageResponse response;
+  ASSERT_TRUE(v1::ChatService::NewStub(ChannelTo(port_))
+                  ->SendMessage(Context().get(), request, &response)
+                  .ok());
+
+  httplib::Client client("127.0.0.1", metrics_port);
+  client.set_read_timeout(10, 0);
+  httplib::Result scraped = client.Get("/metrics");
+  ASSERT_TRUE(scraped) << httplib::to_string(scraped.error());
+  EXPECT_EQ(scraped->status, 200);
+  EXPECT_EQ(scraped->get_header_value("Content-Type"),
+            "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_THAT(scraped->body, HasSubstr("coach_sends_total{outcome=\"ok\"} 1\n"));
+  EXPECT_THAT(scraped->body,
+              HasSubstr("coach_rpc_handled_total{method=\"coach.v1.ChatService/"
+                        "SendMessage\",code=\"OK\"} 1\n"));
+  httplib::Result other = client.Get("/api/user/stats");
+  ASSERT_TRUE(other);
+  EXPECT_EQ(other->status, 404);
+
+  process.Signal(SIGTERM);
+  ExpectExit(process, 0);
+  EXPECT_FALSE(Listening(metrics_port));
+}
+
+TEST_F(ServerProcessTest, MetricsAreNotServedUnlessAsked) {
+  const int metrics_port = FreeLoopbackPort();
+  ASSERT_NE(metrics_port, 0);
+  StartServing(BaseEnv());
+  EXPECT_FALSE(Listening(metrics_port));
+  EXPECT_THAT(ReadFile(log_path_), Not(HasSubstr("GET /metrics")));
+}
+
 TEST_F(ServerProcessTest, FlagsOverrideTheEnvironment) {
   const int flag_port = FreeLoopbackPort();
   ASSERT_NE(flag_port, 0);
@@ -496,6 +557,33 @@ TEST_F(ServerProcessTest, TheAdminTokenNeverReachesTheLogs) {
   const std::string log = ReadFile(log_path_);
   EXPECT_THAT(log, HasSubstr("listening"));  // The right file, written to.
   EXPECT_THAT(log, Not(HasSubstr(kAdminToken))) << log;
+}
+
+// Credentials in OPENAI_BASE_URL's userinfo are masked in the start log
+// (which names the URL, the host being worth knowing). No request is made at
+// start: nothing needs to listen there.
+TEST_F(ServerProcessTest, TheBaseUrlsPasswordNeverReachesTheLogs) {
+  auto env = BaseEnv();
+  env["OPENAI_API_KEY"] = "sk-not-used";
+  env["OPENAI_BASE_URL"] = "http://gateway-user:s3cr3t-pw@127.0.0.1:9/v1";
+  ServerProcess& process = StartServing(env);
+  process.Signal(SIGTERM);
+  ExpectExit(process, 0);
+  const std::string log = ReadFile(log_path_);
+  EXPECT_THAT(log, HasSubstr("http://***@127.0.0.1:9/v1"));
+  EXPECT_THAT(log, Not(HasSubstr("s3cr3t-pw")));
+  EXPECT_THAT(log, Not(HasSubstr("gateway-user")));
+}
+
+// The same in the error that refuses a base URL at start.
+TEST_F(ServerProcessTest, ARefusedBaseUrlIsNamedWithoutItsPassword) {
+  auto env = BaseEnv();
+  env["OPENAI_API_KEY"] = "sk-not-used";
+  env["OPENAI_BASE_URL"] = "ftp://gateway-user:s3cr3t-pw@127.0.0.1:9/v1";
+  ExpectFailure(Start(env));
+  const std::string log = ReadFile(log_path_);
+  EXPECT_THAT(log, HasSubstr("ftp://***@127.0.0.1:9/v1"));
+  EXPECT_THAT(log, Not(HasSubstr("s3cr3t-pw")));
 }
 
 TEST_F(ServerProcessTest, ConfigurationErrorsDoNotEchoTheAdminToken) {

@@ -13,6 +13,7 @@ PACKAGES=(
   libssl-dev libcurl4-openssl-dev libcjose-dev libjansson-dev libicu-dev openssl
   libboost-dev
   libgtest-dev libgmock-dev
+  prometheus  # promtool: tests validate coach-server's /metrics text with it
 )
 
 missing=()

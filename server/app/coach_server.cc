@@ -21,6 +21,14 @@ namespace {
 const char* const kHealthServices[] = {"", "coach.v1.ChatService",
                                        "coach.v1.UserService"};
 
+// The services whose methods the RPC metrics name (any other: "other").
+// Reflection's, when its schema is linked in.
+std::vector<std::string> MeteredServices() {
+  return {"coach.v1.ChatService", "coach.v1.UserService",
+          "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
+          "grpc.reflection.v1.ServerReflection"};
+}
+
 }  // namespace
 
 CoachServer::CoachServer(const Config& config, Store& store, Coach& coach,
@@ -28,7 +36,16 @@ CoachServer::CoachServer(const Config& config, Store& store, Coach& coach,
                          std::unique_ptr<JwtVerifier> verifier)
     : config_(config),
       coach_(coach),
-      chat_(config_, store, coach, clock),
+      // Start's caller checked the buckets (LoadServerConfig); a test's
+      // Config keeps the valid defaults.
+      core_metrics_(registry_,
+                    BucketSeconds(config_.metrics_ai_buckets)
+                        .value_or(std::vector<double>{})),
+      rpc_metrics_(registry_,
+                   BucketSeconds(config_.metrics_rpc_buckets)
+                       .value_or(std::vector<double>{}),
+                   MeteredServices()),
+      chat_(config_, store, coach, clock, &core_metrics_),
       accounts_(config_, store, clock),
       verifier_(std::move(verifier)),
       authenticator_(verifier_.get(), clock),
@@ -61,6 +78,11 @@ absl::StatusOr<std::unique_ptr<CoachServer>> CoachServer::Start(
   // coach-proxy; TLS terminates in front of the proxy.
   builder.AddListeningPort(config.grpc_listen,
                            grpc::InsecureServerCredentials(), &server->port_);
+  // No SO_REUSEPORT (gRPC sets it by default on Linux): with it, a second
+  // coach-server started on a port already served binds it too, and the
+  // kernel splits the connections between the two processes (and their two
+  // databases). Without it, the second one fails to bind and stops.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   // One client (coach-proxy) multiplexes every user's call on one HTTP/2
   // connection; sends wait seconds on the AI, so allow far more streams at
   // once than HTTP/2's customary 100, or calls queue behind slow ones.
@@ -71,13 +93,15 @@ absl::StatusOr<std::unique_ptr<CoachServer>> CoachServer::Start(
   std::vector<std::unique_ptr<
       grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
-  interceptors.push_back(std::make_unique<AccessLogInterceptorFactory>());
+  interceptors.push_back(
+      std::make_unique<AccessLogInterceptorFactory>(&server->rpc_metrics_));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
 
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", config.grpc_listen));
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", config.grpc_listen,
+        " (address already in use, or not an address of this machine)"));
   }
   for (const char* name : kHealthServices) {
     server->server_->GetHealthCheckService()->SetServingStatus(name, true);

@@ -6,15 +6,24 @@
 // Serves coach.v1.ChatService, coach.v1.UserService, gRPC server reflection
 // and grpc.health.v1.Health (SERVING for "" and both services from Start
 // until Shutdown).
+//
+// Owns its metrics registry (base/metrics.h): the RPC metrics
+// (server/rpc/rpc_metrics.h) and the sends' (server/core/core_metrics.h).
+// A registry per server rather than a process-wide one: tests run several
+// servers in one process, each with its own numbers, and nothing outside
+// the server records. RenderMetrics() is what GET /metrics serves.
 #ifndef COACH_SERVER_APP_COACH_SERVER_H_
 #define COACH_SERVER_APP_COACH_SERVER_H_
 
 #include <grpcpp/server.h>
 
 #include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "base/metrics.h"
+#include "server/core/core_metrics.h"
 #include "server/core/coach.h"
 #include "server/core/accounts.h"
 #include "server/core/chat.h"
@@ -23,6 +32,7 @@
 #include "server/auth/jwt_verifier.h"
 #include "server/rpc/authenticator.h"
 #include "server/rpc/chat_service.h"
+#include "server/rpc/rpc_metrics.h"
 #include "server/rpc/user_service.h"
 #include "storage/store.h"
 
@@ -38,6 +48,9 @@ class CoachServer {
   // The port actually bound.
   int port() const { return port_; }
 
+  // The server's metrics in the Prometheus text format 0.0.4. Any thread.
+  std::string RenderMetrics() const { return registry_.Render(); }
+
   // Reports NOT_SERVING, stops accepting calls, and lets in-flight calls
   // finish for up to `grace` before cancelling them. Idempotent.
   void Shutdown(absl::Duration grace);
@@ -50,6 +63,9 @@ class CoachServer {
 
   const Config config_;
   Coach& coach_;
+  metrics::Registry registry_;
+  CoreMetrics core_metrics_;
+  RpcMetrics rpc_metrics_;
   Chat chat_;
   Accounts accounts_;
   // Null with COACH_AUTH=none.

@@ -7,7 +7,9 @@
 #define COACH_SERVER_APP_SERVER_CONFIG_H_
 
 #include <string>
+#include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/auth/jwt_verifier.h"
 #include "server/coach/openai_options.h"
@@ -34,11 +36,29 @@ struct Config : CoreConfig {
   std::string jwt_admin_scope;
   OpenAiOptions openai;
 
+  // GET /metrics over HTTP on this address ("127.0.0.1:9464"); empty: off.
+  std::string metrics_listen;
+
   // In-flight calls get this long to finish on SIGTERM/SIGINT.
   absl::Duration shutdown_grace = absl::Seconds(10);
   int sqlite_busy_timeout_ms = 5000;
   int sqlite_reader_connections = 4;
+
+  // The upper bounds of the latency histograms' buckets (RPCs, the coach's
+  // replies), increasing durations: Prometheus sums buckets across servers,
+  // so every server of a fleet should share them. Sends wait on the AI for
+  // seconds, hence buckets up to a minute.
+  std::vector<std::string> metrics_rpc_buckets = {
+      "5ms",  "10ms", "25ms", "50ms", "100ms", "250ms", "500ms",
+      "1s",   "2.5s", "5s",   "10s",  "30s",   "60s"};
+  std::vector<std::string> metrics_ai_buckets = {
+      "250ms", "500ms", "1s", "2s", "4s", "8s", "15s", "30s", "60s"};
 };
+
+// `buckets` as seconds; INVALID_ARGUMENT unless each is a duration (absl's
+// syntax: "250ms", "2.5s") and each exceeds the one before.
+absl::StatusOr<std::vector<double>> BucketSeconds(
+    const std::vector<std::string>& buckets);
 
 }  // namespace coach
 

@@ -5,6 +5,15 @@
 namespace coach {
 namespace {
 
+// A histogram's bucket bounds: increasing durations.
+struct DurationBuckets {
+  std::string operator()(const std::vector<std::string>& buckets) const {
+    const absl::StatusOr<std::vector<double>> seconds = BucketSeconds(buckets);
+    return seconds.ok() ? "" : std::string(seconds.status().message());
+  }
+};
+constexpr DurationBuckets kDurationBuckets;
+
 // Every setting of coach-server, bound to its field of `c`. The default
 // shown by --help is the field's value in a default-constructed Config.
 std::vector<Setting> ServerSettings(Config& c) {
@@ -160,6 +169,17 @@ std::vector<Setting> ServerSettings(Config& c) {
       {"sqlite_reader_connections", "COACH_SQLITE_READER_CONNECTIONS",
        &c.sqlite_reader_connections, kPositive,
        "SQLite connections for parallel reads"},
+      {"metrics_listen", "COACH_METRICS_LISTEN", &c.metrics_listen, kAnyValue,
+       "HTTP address of `GET /metrics` (Prometheus text), e.g. "
+       "`127.0.0.1:9464`; empty: not served"},
+      {"metrics_rpc_buckets", "COACH_METRICS_RPC_BUCKETS",
+       &c.metrics_rpc_buckets, kDurationBuckets,
+       "Upper bounds of the RPC latency histogram's buckets (increasing "
+       "durations)"},
+      {"metrics_ai_buckets", "COACH_METRICS_AI_BUCKETS",
+       &c.metrics_ai_buckets, kDurationBuckets,
+       "Upper bounds of the AI reply latency histogram's buckets (increasing "
+       "durations)"},
   };
 }
 
@@ -191,6 +211,23 @@ absl::Status CrossCheck(const Config& config) {
 }
 
 }  // namespace
+
+absl::StatusOr<std::vector<double>> BucketSeconds(
+    const std::vector<std::string>& buckets) {
+  std::vector<double> seconds;
+  for (const std::string& text : buckets) {
+    absl::Duration bound;
+    if (!absl::ParseDuration(text, &bound) || bound == absl::InfiniteDuration()) {
+      return absl::InvalidArgumentError(
+          "must be durations such as 250ms or 2.5s, separated by commas");
+    }
+    if (!seconds.empty() && absl::ToDoubleSeconds(bound) <= seconds.back()) {
+      return absl::InvalidArgumentError("must be increasing durations");
+    }
+    seconds.push_back(absl::ToDoubleSeconds(bound));
+  }
+  return seconds;
+}
 
 absl::StatusOr<Startup<Config>> LoadServerConfig(int argc, char** argv) {
   return LoadSettings<Config>(

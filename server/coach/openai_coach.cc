@@ -6,13 +6,13 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
 #include "server/coach/context_window.h"
 #include "server/coach/openai_stream.h"
 #include "server/coach/retry_policy.h"
 #include "server/core/errors.h"
 #include "base/log.h"
+#include "base/url.h"
 
 namespace coach {
 namespace {
@@ -27,29 +27,38 @@ const char* RoleName(Role role) {
   return role == Role::kAssistant ? "assistant" : "user";
 }
 
-// OpenAI's error body: {"error": {"message", "type", "code", "param"}}.
-struct ProviderError {
-  std::string message;
-  std::string type;
-  std::string code;
-};
-
-ProviderError ParseProviderError(const std::string& body) {
-  ProviderError error;
+// The `code` of OpenAI's error body ({"error": {"message", "type", "code",
+// "param"}}), for the retry rule only (429 "insufficient_quota" is not
+// retried). Never logged nor returned: a provider may echo the key, whole
+// or in part, in any of these fields.
+std::string ProviderErrorCode(const std::string& body) {
   const json parsed = json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (!parsed.is_object() || !parsed.contains("error") ||
       !parsed["error"].is_object()) {
-    return error;
+    return "";
   }
   const json& e = parsed["error"];
-  const auto text = [&](const char* key) {
-    return e.contains(key) && e[key].is_string() ? e[key].get<std::string>()
-                                                 : std::string();
-  };
-  error.message = text("message");
-  error.type = text("type");
-  error.code = text("code");
-  return error;
+  return e.contains("code") && e["code"].is_string()
+             ? e["code"].get<std::string>()
+             : std::string();
+}
+
+// What an HTTP error from the provider means, in our own words: the error
+// logged and returned carries this and the status, no provider text.
+const char* DescribeHttpError(int http_status, absl::string_view code) {
+  switch (http_status) {
+    case 400: return "request refused";
+    case 401: return "API key refused";
+    case 403: return "access denied";
+    case 404: return "model or URL unknown";
+    case 408: return "request timeout";
+    case 409: return "conflict";
+    case 413: return "request too large";
+    case 422: return "request refused";
+    case 429:
+      return code == "insufficient_quota" ? "quota exhausted" : "rate limited";
+  }
+  return http_status >= 500 ? "provider error" : "unexpected status";
 }
 
 // The reply in a 200 answer, or why there is none.
@@ -109,7 +118,7 @@ absl::StatusOr<std::unique_ptr<OpenAiCoach>> OpenAiCoach::Create(
       scheme_end == absl::string_view::npos ? "" : url.substr(0, scheme_end);
   if (scheme != "http" && scheme != "https") {
     return absl::InvalidArgumentError(
-        absl::StrCat("OpenAI base URL \"", options.base_url,
+        absl::StrCat("OpenAI base URL \"", WithoutUserinfo(options.base_url),
                      "\" is not http(s)://host[:port][/path]"));
   }
   const size_t path_start = url.find('/', scheme_end + 3);
@@ -216,10 +225,6 @@ std::string OpenAiCoach::RequestBody(const CoachRequest& request,
   // Stored text is valid UTF-8 (validated on the way in); replace rather
   // than throw if that ever fails.
   return body.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-std::string OpenAiCoach::Redacted(absl::string_view text) const {
-  return absl::StrReplaceAll(text, {{options_.api_key, "[redacted]"}});
 }
 
 void OpenAiCoach::CancelAll() {
@@ -342,7 +347,7 @@ void OpenAiCoach::OnAnswer(std::unique_ptr<Call> call,
     }
     // An error object, or a stream cut before [DONE].
     call->last_error =
-        absl::UnavailableError(Redacted(reply.status().message()));
+        absl::UnavailableError(reply.status().message());
     error_code = stream->reader.error_code();
   } else if (absl::IsResourceExhausted(answer.status())) {
     // An answer no reply needs: nonsense, as far as we are concerned.
@@ -370,13 +375,12 @@ void OpenAiCoach::OnAnswer(std::unique_ptr<Call> call,
     return;
   } else {
     http_status = answer->status;
-    const ProviderError error = ParseProviderError(answer->body);
-    error_code = error.code;
+    error_code = ProviderErrorCode(answer->body);
     retry_after = ParseRetryAfter(answer->Header("retry-after-ms"),
                                   answer->Header("retry-after"), env_.Now());
-    call->last_error = absl::UnavailableError(absl::StrCat(
-        "OpenAI: HTTP ", http_status, " type=", error.type,
-        " code=", error.code, " message=", Redacted(error.message)));
+    call->last_error = absl::UnavailableError(
+        absl::StrCat("OpenAI: HTTP ", http_status, " (",
+                     DescribeHttpError(http_status, error_code), ")"));
   }
   if (stream != nullptr && stream->started) {
     // Pieces of this reply were given: another attempt would write another
@@ -434,7 +438,7 @@ void OpenAiCoach::LogStreamed(const Call& call,
           call.attempt + 1);
   } else if (!ReasonOf(reply.status()).has_value()) {
     LogTo(env_, LogLevel::kError, "openai: unusable stream: %s",
-          Redacted(reply.status().message()));
+          reply.status().message());
   }
 }
 

@@ -85,8 +85,6 @@ class OpenAiCoach final : public Coach {
   // Logs the outcome of a streamed attempt.
   void LogStreamed(const Call& call, const absl::StatusOr<CoachReply>& reply,
                    bool cut_at_max_tokens);
-  // `text` with the API key blotted out, for logs.
-  std::string Redacted(absl::string_view text) const;
 
   const OpenAiOptions options_;
   Env& env_;

@@ -124,10 +124,9 @@ absl::Status OpenAiStream::Chunk(
     const json none = json::object();
     const json& fields = e.is_object() ? e : none;
     error_code_ = StringAt(fields, "code");
-    // The message may quote the request: the caller redacts before logging.
-    return absl::UnavailableError(absl::StrCat(
-        "OpenAI: error in the stream type=", StringAt(fields, "type"),
-        " code=", error_code_, " message=", StringAt(fields, "message")));
+    // Read for the retry rule only: a provider may echo the key in any of
+    // its fields, so none of its text is logged or returned.
+    return absl::UnavailableError("OpenAI: an error object in the stream");
   }
   if (model_.empty()) model_ = StringAt(chunk, "model");
   if (std::optional<TokenUsage> usage = UsageIn(chunk); usage.has_value()) {

@@ -15,8 +15,20 @@
 
 namespace coach {
 
+namespace {
+
+// The metrics a Chat records in when it is given none.
+CoreMetrics& OwnMetrics(std::unique_ptr<metrics::Registry>& registry,
+                        std::unique_ptr<CoreMetrics>& metrics) {
+  registry = std::make_unique<metrics::Registry>();
+  metrics = std::make_unique<CoreMetrics>(*registry, std::vector<double>{});
+  return *metrics;
+}
+
+}  // namespace
+
 Chat::Chat(const CoreConfig& config, Store& store, Coach& coach,
-           const Clock& clock)
+           const Clock& clock, CoreMetrics* metrics)
     : config_(config),
       store_(store),
       coach_(coach),
@@ -24,7 +36,9 @@ Chat::Chat(const CoreConfig& config, Store& store, Coach& coach,
       credits_(config.plans),
       send_rate_(config.user_limits.send_rate_per_minute, clock),
       session_rate_(config.user_limits.session_create_rate_per_minute, clock),
-      send_slots_(config.user_limits.max_concurrent_sends_per_user) {}
+      send_slots_(config.user_limits.max_concurrent_sends_per_user),
+      metrics_(metrics != nullptr ? *metrics
+                                  : OwnMetrics(own_registry_, own_metrics_)) {}
 
 absl::StatusOr<std::vector<SessionRecord>> Chat::ListSessions(
     absl::string_view user_id) {
@@ -122,7 +136,8 @@ absl::StatusOr<CreditHold> Chat::HoldCredit(absl::string_view user_id,
     return ToPublicError(reservation.status(), "reserve credit");
   }
   if (!reservation->has_value()) return NoCreditsError();
-  return CreditHold(store_, **std::move(reservation));
+  return CreditHold(store_, **std::move(reservation),
+                    &metrics_.credit_holds());
 }
 
 absl::StatusOr<ConcurrencySlot> Chat::CheckSendLimits(
@@ -235,6 +250,7 @@ void Chat::StreamMessage(absl::string_view user_id,
   absl::StatusOr<PendingSend> pending =
       BeginSend(user_id, session_id, message, caller, request);
   if (!pending.ok()) {
+    metrics_.RecordSend(pending.status());
     done(pending.status());
     return;
   }
@@ -245,18 +261,28 @@ void Chat::StreamMessage(absl::string_view user_id,
       relay->Piece(piece);
     };
   }
+  // Real time, as for deadlines: clock_ is business time.
+  const absl::Time asked = absl::Now();
   coach_.StartReply(
       std::move(request),
-      [this, pending = *std::move(pending), caller = std::move(caller),
+      [this, asked, pending = *std::move(pending), caller = std::move(caller),
        relay = std::move(relay),
        done = std::move(done)](absl::StatusOr<CoachReply> reply) mutable {
-        if (relay == nullptr) {
-          done(FinishSend(std::move(pending), caller, std::move(reply)));
-          return;
+        metrics_.RecordReply(reply.ok(),
+                             absl::ToDoubleSeconds(absl::Now() - asked));
+        // Billed by the provider whether or not the caller still waits.
+        if (reply.ok() && reply->usage.has_value()) {
+          metrics_.RecordTokens(reply->usage->prompt_tokens,
+                                reply->usage->completion_tokens);
         }
         absl::StatusOr<SendResult> sent = FinishSend(
-            std::move(pending), caller, relay->Check(std::move(reply)));
-        if (sent.ok()) relay->Complete(sent->assistant_message.content);
+            std::move(pending), caller,
+            relay == nullptr ? std::move(reply)
+                             : relay->Check(std::move(reply)));
+        if (sent.ok() && relay != nullptr) {
+          relay->Complete(sent->assistant_message.content);
+        }
+        metrics_.RecordSend(sent.status());
         done(std::move(sent));
       });
 }

@@ -30,6 +30,7 @@
 #include "server/core/cancellation.h"
 #include "server/core/clock.h"
 #include "server/core/config.h"
+#include "server/core/core_metrics.h"
 #include "server/core/credits.h"
 #include "server/core/rate_limiter.h"
 #include "storage/store.h"
@@ -76,8 +77,10 @@ struct History {
 
 class Chat {
  public:
-  // All references must outlive the Chat.
-  Chat(const CoreConfig& config, Store& store, Coach& coach, const Clock& clock);
+  // All references must outlive the Chat. Sends are recorded in `metrics`
+  // (core_metrics.h; null: in a registry of the Chat's own, never read).
+  Chat(const CoreConfig& config, Store& store, Coach& coach, const Clock& clock,
+       CoreMetrics* metrics = nullptr);
 
   absl::StatusOr<std::vector<SessionRecord>> ListSessions(
       absl::string_view user_id);
@@ -196,6 +199,10 @@ class Chat {
   RateLimiter send_rate_;
   RateLimiter session_rate_;
   ConcurrencyLimiter send_slots_;
+  // Without metrics given: the Chat's own.
+  std::unique_ptr<metrics::Registry> own_registry_;
+  std::unique_ptr<CoreMetrics> own_metrics_;
+  CoreMetrics& metrics_;
 };
 
 }  // namespace coach

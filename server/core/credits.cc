@@ -30,7 +30,9 @@ std::optional<int32_t> CreditPolicy::RemainingCredits(
 }
 
 CreditHold::CreditHold(CreditHold&& other) noexcept
-    : store_(other.store_), reservation_(std::move(other.reservation_)) {
+    : store_(other.store_),
+      live_(other.live_),
+      reservation_(std::move(other.reservation_)) {
   other.reservation_.reset();
 }
 
@@ -38,16 +40,23 @@ CreditHold& CreditHold::operator=(CreditHold&& other) noexcept {
   if (this != &other) {
     Release();
     store_ = other.store_;
+    live_ = other.live_;
     reservation_ = std::move(other.reservation_);
     other.reservation_.reset();
   }
   return *this;
 }
 
+void CreditHold::Forget() {
+  if (!reservation_.has_value()) return;
+  reservation_.reset();
+  if (live_ != nullptr) live_->Add(-1);
+}
+
 void CreditHold::Release() {
   if (!reservation_.has_value()) return;
   const CreditReservation reservation = *std::move(reservation_);
-  reservation_.reset();
+  Forget();
   if (absl::Status released = store_->ReleaseCredit(reservation);
       !released.ok()) {
     LogWarning("release credit %d failed (it will expire): %s", reservation.id,

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "absl/time/time.h"
+#include "base/metrics.h"
 #include "server/core/config.h"
 #include "storage/records.h"
 #include "storage/store.h"
@@ -47,12 +48,17 @@ class CreditPolicy {
 // plan) holds nothing and gives nothing back. A failed release is only
 // logged: the hold row expires on its own (CoreConfig::
 // credit_reservation_ttl). Not thread-safe: one send owns it at a time.
+// While it holds a credit it counts one in `live` (CoreMetrics'
+// coach_credit_holds), when given one.
 class CreditHold {
  public:
   CreditHold() = default;
-  // `store` must outlive the hold.
-  CreditHold(Store& store, CreditReservation reservation)
-      : store_(&store), reservation_(std::move(reservation)) {}
+  // `store` and `live` (may be null) must outlive the hold.
+  CreditHold(Store& store, CreditReservation reservation,
+             metrics::Gauge* live = nullptr)
+      : store_(&store), live_(live), reservation_(std::move(reservation)) {
+    if (live_ != nullptr) live_->Add(1);
+  }
   CreditHold(CreditHold&& other) noexcept;
   CreditHold& operator=(CreditHold&& other) noexcept;
   CreditHold(const CreditHold&) = delete;
@@ -65,12 +71,16 @@ class CreditHold {
   }
   // The commit that charged the reservation succeeded (it removed the hold
   // in its transaction): nothing is left to give back.
-  void Consume() { reservation_.reset(); }
+  void Consume() { Forget(); }
   // Gives the credit back now, if one is still held.
   void Release();
 
  private:
+  // Holds nothing any more.
+  void Forget();
+
   Store* store_ = nullptr;
+  metrics::Gauge* live_ = nullptr;
   std::optional<CreditReservation> reservation_;
 };
 

@@ -13,8 +13,9 @@ constexpr char kRequestIdHeader[] = "x-request-id";
 
 class AccessLogInterceptor final : public grpc::experimental::Interceptor {
  public:
-  explicit AccessLogInterceptor(grpc::experimental::ServerRpcInfo* info)
-      : method_(info->method()), started_(absl::Now()) {}
+  AccessLogInterceptor(grpc::experimental::ServerRpcInfo* info,
+                       RpcMetrics* metrics)
+      : method_(info->method()), metrics_(metrics), started_(absl::Now()) {}
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     using grpc::experimental::InterceptionHookPoints;
@@ -30,16 +31,22 @@ class AccessLogInterceptor final : public grpc::experimental::Interceptor {
     if (methods->QueryInterceptionHookPoint(
             InterceptionHookPoints::PRE_SEND_STATUS)) {
       const grpc::Status status = methods->GetSendStatus();
+      const absl::Duration duration = absl::Now() - started_;
       LogInfo("rpc %s code=%d duration_ms=%.1f request_id=%s", method_,
               static_cast<int>(status.error_code()),
-              absl::ToDoubleMilliseconds(absl::Now() - started_),
+              absl::ToDoubleMilliseconds(duration),
               request_id_.empty() ? "-" : request_id_);
+      if (metrics_ != nullptr) {
+        metrics_->Record(method_, status.error_code(),
+                         absl::ToDoubleSeconds(duration));
+      }
     }
     methods->Proceed();
   }
 
  private:
   const std::string method_;
+  RpcMetrics* const metrics_;
   const absl::Time started_;
   std::string request_id_;
 };
@@ -49,7 +56,7 @@ class AccessLogInterceptor final : public grpc::experimental::Interceptor {
 grpc::experimental::Interceptor*
 AccessLogInterceptorFactory::CreateServerInterceptor(
     grpc::experimental::ServerRpcInfo* info) {
-  return new AccessLogInterceptor(info);
+  return new AccessLogInterceptor(info, metrics_);
 }
 
 }  // namespace coach

@@ -1,0 +1,22 @@
+// URLs in logs: what may be printed of a URL that may carry credentials.
+#ifndef COACH_BASE_URL_H_
+#define COACH_BASE_URL_H_
+
+#include <string>
+
+#include "absl/strings/string_view.h"
+
+namespace coach {
+
+// `url` with its userinfo ("user:password@" in "scheme://user:password@host/")
+// replaced by "***@", for a log line or an error message: a base URL or a
+// proxy given in the environment may carry credentials. The rest is kept
+// as is (the host and path say where a process sends). A URL without "://"
+// is taken as an authority first ("user:pw@proxy:3128", which curl accepts).
+// Text that is not a URL comes back unchanged unless it holds an '@' before
+// its first '/', '?' or '#' (then masked too: better too much than a leak).
+std::string WithoutUserinfo(absl::string_view url);
+
+}  // namespace coach
+
+#endif  // COACH_BASE_URL_H_
