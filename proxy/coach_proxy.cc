@@ -118,9 +118,35 @@ struct CoachProxy::Pending {
   }
 };
 
+// Request durations: from a cached read to a slow AI reply.
+const std::vector<double> kDurationBuckets = {
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25,  0.5,    1,     2.5,  5,     10,   30, 60};
+
 CoachProxy::CoachProxy(const ProxyConfig& config, RouteTable routes)
     : config_(config),
       routes_(std::move(routes)),
+      requests_(registry_.AddCounter(
+          "coach_proxy_http_requests_total",
+          "HTTP requests answered, by route template, method and status.",
+          {"route", "method", "status"})),
+      durations_(registry_.AddHistogram(
+          "coach_proxy_http_request_duration_seconds",
+          "Time from a request's arrival to its answer (a stream: to its "
+          "end), by route template.",
+          {"route"}, kDurationBuckets)),
+      in_flight_(registry_
+                     .AddGauge("coach_proxy_http_requests_in_flight",
+                               "Requests received and not yet answered.")
+                     .WithLabels({})),
+      connections_(registry_
+                       .AddGauge("coach_proxy_http_connections",
+                                 "Client connections open.")
+                       .WithLabels({})),
+      upstream_errors_(registry_.AddCounter(
+          "coach_proxy_upstream_errors_total",
+          "Calls to coach-server that did not end OK, by gRPC code.",
+          {"code"})),
       upstream_(UpstreamOptionsOf(config_, routes_)) {}
 
 CoachProxy::~CoachProxy() { Stop(absl::ZeroDuration()); }
@@ -193,11 +219,35 @@ std::vector<http::Header> CoachProxy::CorsHeaders(
 }
 
 void CoachProxy::LogAccess(const Pending& pending, int status) const {
+  const absl::Duration took = absl::Now() - pending.started;
+  const std::string method(LoggableMethod(pending.request().method));
+  requests_.WithLabels({pending.route, method, std::to_string(status)})
+      .Increment();
+  durations_.WithLabels({pending.route})
+      .Observe(absl::ToDoubleSeconds(took));
+  in_flight_.Add(-1);
   if (!config_.access_log) return;
   LogInfo("http %s %s status=%d duration_ms=%.1f request_id=%s",
-          LoggableMethod(pending.request().method), pending.route, status,
-          absl::ToDoubleMilliseconds(absl::Now() - pending.started),
+          method, pending.route, status, absl::ToDoubleMilliseconds(took),
           pending.request_id);
+}
+
+void CoachProxy::CountUpstreamError(const grpc::Status& status) const {
+  // gRPC's codes are absl's, number for number.
+  upstream_errors_
+      .WithLabels({absl::StatusCodeToString(
+          static_cast<absl::StatusCode>(status.error_code()))})
+      .Increment();
+}
+
+void CoachProxy::HandleMetrics(Pending& pending) {
+  connections_.Set(http_ != nullptr ? http_->open_connections() : 0);
+  // This request is counted as answered before the text is rendered.
+  LogAccess(pending, 200);
+  pending.exchange->Reply(http::Response{
+      .status = 200,
+      .headers = pending.Headers("text/plain; version=0.0.4; charset=utf-8"),
+      .body = registry_.Render()});
 }
 
 namespace {
@@ -259,6 +309,10 @@ http::Response CoachProxy::Refuse(http::Refusal refusal,
   }
   response.headers.push_back({"Content-Type", kJsonContentType});
   response.body = std::move(error.body);
+  requests_
+      .WithLabels({"-", std::string(LoggableMethod(request.method)),
+                   std::to_string(status)})
+      .Increment();
   if (config_.access_log) {
     LogInfo("http %s - status=%d (refused by the HTTP layer) request_id=%s",
             LoggableMethod(request.method), status, request_id);
@@ -287,6 +341,7 @@ void CoachProxy::Handle(std::shared_ptr<http::Exchange> exchange) {
   auto pending = std::make_shared<Pending>();
   pending->exchange = std::move(exchange);
   pending->started = absl::Now();
+  in_flight_.Add(1);  // down again in LogAccess
   const http::Request& request = pending->request();
   pending->request_id = RequestIdOf(request);
   pending->cors = CorsHeaders(request.header("Origin"));
@@ -308,6 +363,10 @@ void CoachProxy::Handle(std::shared_ptr<http::Exchange> exchange) {
   if (request.method == "GET" && request.path == "/readyz") {
     pending->route = request.path;
     return HandleReadiness(std::move(pending));
+  }
+  if (request.method == "GET" && request.path == "/metrics") {
+    pending->route = request.path;
+    return HandleMetrics(*pending);
   }
 
   const RouteTable::Match match = routes_.Find(request.method, request.path);
@@ -430,6 +489,7 @@ void CoachProxy::CallUnary(std::shared_ptr<Pending> pending,
         }
         if (!status.ok()) {
           LogUpstreamFailure(route, status, pending->request_id);
+          CountUpstreamError(status);
           const HttpError error = HttpErrorFromGrpc(status);
           AddAuthenticateHeader(status, pending->request(), headers);
           ReplyError(pending->exchange, std::move(headers), error);
@@ -487,6 +547,7 @@ void CoachProxy::CallStream(std::shared_ptr<Pending> pending,
           return LogAccess(*pending, 200);
         }
         LogUpstreamFailure(route, status, pending->request_id);
+        CountUpstreamError(status);
         const HttpError error = HttpErrorFromGrpc(status);
         if (!*started) {
           // Before the first event: a plain error answer.

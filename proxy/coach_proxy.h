@@ -8,7 +8,8 @@
 // stream message, `data:` its protobuf JSON; an error after the first event
 // as `event: error` with the documented body. It knows no route by name.
 // Around that: request ids, CORS, /healthz and /readyz, one access-log line
-// per request, and the client's hang-up cancelling its call.
+// per request, metrics (GET /metrics, Prometheus text), and the client's
+// hang-up cancelling its call.
 //
 // No thread waits on coach-server: the event loop parses and routes, gRPC's
 // threads print the answers. Thread-safe.
@@ -21,6 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "base/metrics.h"
 #include "http/server.h"
 #include "proxy/proxy_config.h"
 #include "proxy/route_table.h"
@@ -56,12 +58,22 @@ class CoachProxy {
                  std::unique_ptr<google::protobuf::Message> request);
   void CallStream(std::shared_ptr<Pending> pending, const Route& route,
                   std::unique_ptr<google::protobuf::Message> request);
+  void HandleMetrics(Pending& pending);
   // The CORS headers for `origin` (none when it is not allowed).
   std::vector<http::Header> CorsHeaders(absl::string_view origin) const;
+  // Once per request, when it is answered: access log and metrics.
   void LogAccess(const Pending& pending, int status) const;
+  void CountUpstreamError(const grpc::Status& status) const;
 
   const ProxyConfig config_;
   const RouteTable routes_;
+  // Before the server: its threads record into these.
+  metrics::Registry registry_;
+  metrics::Family<metrics::Counter>& requests_;
+  metrics::Family<metrics::Histogram>& durations_;
+  metrics::Gauge& in_flight_;
+  metrics::Gauge& connections_;
+  metrics::Family<metrics::Counter>& upstream_errors_;
   Upstream upstream_;
   std::unique_ptr<http::Server> http_;
 
