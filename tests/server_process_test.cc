@@ -26,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "coach/v1/chat.grpc.pb.h"
 #include "coach/v1/user.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -623,6 +624,71 @@ TEST_F(ServerProcessTest, TheDatabaseUrlsPasswordIsNeverLogged) {
   log = ReadFile(log_path_);
   EXPECT_THAT(log, HasSubstr("database PostgreSQL postgresql://postgres:***@"));
   EXPECT_THAT(log, Not(HasSubstr(kPassword))) << log;
+}
+
+// Issue 13: three coach-servers on one PostgreSQL database, 30 concurrent
+// sends of one user with 5 credits spread over them. The AI holds its
+// answers until the 25 sends beyond the credits have been refused (402):
+// exactly 5 holds were granted across the processes while all were live,
+// so exactly 5 sends reached the AI; then 5 replies, 0 credits left, no
+// message without its reply. The per-user limits (in each server's memory)
+// are raised out of the way: the credit rule alone must hold.
+TEST_F(ServerProcessTest, ThreeServersOnOneDatabaseChargeExactlyTheCredits) {
+  PostgresDatabase postgres;
+  COACH_USE_DATABASE_OR_SKIP(postgres);
+  FakeOpenAi ai;
+  ai.HoldAnswers();
+  const std::vector<int> ports = {port_, FreeLoopbackPort(),
+                                  FreeLoopbackPort()};
+  for (int port : ports) {
+    auto env = BaseEnv();
+    env["COACH_DATABASE_URL"] = postgres.url();
+    env["COACH_GRPC_LISTEN"] = Loopback(port);
+    env["OPENAI_API_KEY"] = "sk-test-key";
+    env["OPENAI_BASE_URL"] = ai.base_url();
+    env["COACH_SEND_RATE_PER_MINUTE"] = "1000";
+    env["COACH_MAX_CONCURRENT_SENDS_PER_USER"] = "1000";
+    env["COACH_SESSION_CREATE_RATE_PER_MINUTE"] = "1000";
+    StartServing(env, {}, port);
+  }
+  constexpr int kSends = 30;
+  constexpr int kCredits = 5;
+  absl::Mutex mu;
+  int replies = 0, no_credits = 0;
+  std::vector<std::thread> senders;
+  for (int i = 0; i < kSends; ++i) {
+    senders.emplace_back([&, i] {
+      v1::SendMessageResponse response;
+      const grpc::Status status =
+          Send(ports[i % ports.size()], "eve", &response);
+      absl::MutexLock lock(&mu);
+      if (status.ok()) ++replies;
+      if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+        ++no_credits;
+      }
+    });
+  }
+  bool refused_while_held = false;
+  {
+    absl::MutexLock lock(&mu);
+    refused_while_held = mu.AwaitWithTimeout(
+        absl::Condition(
+            +[](int* refused) { return *refused == kSends - kCredits; },
+            &no_credits),
+        absl::Seconds(30));
+  }
+  EXPECT_TRUE(refused_while_held) << "holds granted past the credits";
+  EXPECT_EQ(ai.request_count(), kCredits);
+  ai.ReleaseAnswers();
+  for (std::thread& sender : senders) sender.join();
+  EXPECT_EQ(replies, kCredits);
+  EXPECT_EQ(no_credits, kSends - kCredits);
+  EXPECT_EQ(ai.request_count(), kCredits);
+  for (int port : ports) EXPECT_EQ(RemainingCredits(port, "eve"), 0);
+  EXPECT_EQ(postgres.Scalar("SELECT COUNT(*) FROM messages"), 2 * kCredits);
+  EXPECT_EQ(postgres.Scalar("SELECT COUNT(*) FROM credit_reservations"), 0);
+  // Before the fake AI stops: it would wait out their keep-alive connections.
+  for (auto& process : processes_) process->Kill();
 }
 
 }  // namespace
