@@ -1,5 +1,7 @@
 #include "base/url.h"
 
+#include "absl/strings/ascii.h"
+
 #include "absl/strings/str_cat.h"
 
 namespace coach {
@@ -16,6 +18,55 @@ std::string WithoutUserinfo(absl::string_view url) {
   if (at == absl::string_view::npos) return std::string(url);
   return absl::StrCat(url.substr(0, authority_start), "***",
                       url.substr(authority_start + at));
+}
+
+namespace {
+
+// Replaces the value after every "password=" (case-insensitive) up to the
+// next separator: '&' in a URI's query, whitespace in key=value form (a
+// quoted value up to its closing quote).
+std::string MaskPasswordParameters(std::string text) {
+  static const std::string kKey = "password=";
+  std::string lower = absl::AsciiStrToLower(text);
+  size_t from = 0;
+  while ((from = lower.find(kKey, from)) != std::string::npos) {
+    const size_t start = from + kKey.size();
+    size_t end = start;
+    if (end < text.size() && text[end] == '\'') {
+      end = text.find('\'', end + 1);
+      end = end == std::string::npos ? text.size() : end + 1;
+    } else {
+      while (end < text.size() && text[end] != '&' &&
+             !absl::ascii_isspace(static_cast<unsigned char>(text[end]))) {
+        ++end;
+      }
+    }
+    text.replace(start, end - start, "***");
+    lower.replace(start, end - start, "***");
+    from = start + 3;
+  }
+  return text;
+}
+
+}  // namespace
+
+std::string MaskUrlPassword(absl::string_view url) {
+  std::string masked(url);
+  const size_t scheme_end = masked.find("://");
+  if (scheme_end != std::string::npos) {
+    const size_t authority = scheme_end + 3;
+    const size_t authority_end = masked.find_first_of("/?#", authority);
+    const size_t at = masked.rfind(
+        '@', authority_end == std::string::npos ? std::string::npos
+                                                : authority_end);
+    if (at != std::string::npos && at > authority) {
+      const size_t colon = masked.find(':', authority);
+      if (colon != std::string::npos && colon < at) {
+        masked.replace(colon + 1, at - colon - 1, "***");
+      }
+    }
+  }
+  return MaskPasswordParameters(std::move(masked));
 }
 
 }  // namespace coach

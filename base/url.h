@@ -17,6 +17,13 @@ namespace coach {
 // its first '/', '?' or '#' (then masked too: better too much than a leak).
 std::string WithoutUserinfo(absl::string_view url);
 
+// `url` with the password of its userinfo replaced by "***":
+//   postgresql://coach:s3cret@db:5432/coach -> postgresql://coach:***@db:5432/coach
+// and, in a libpq key=value string or a URI's query, every `password=`
+// value too. Everything else is kept (the user, the host: what an operator
+// needs to see).
+std::string MaskUrlPassword(absl::string_view url);
+
 }  // namespace coach
 
 #endif  // COACH_BASE_URL_H_

@@ -12,12 +12,12 @@
 #include "server/app/coach_server.h"
 #include "server/app/metrics_endpoint.h"
 #include "server/app/server_flags.h"
+#include "server/app/storage_setup.h"
 #include "server/coach/offline_coach.h"
 #include "server/coach/openai_coach.h"
 #include "server/core/clock.h"
 #include "base/log.h"
 #include "base/url.h"
-#include "storage/sqlite_store.h"
 
 namespace {
 
@@ -48,12 +48,10 @@ int main(int argc, char** argv) {
   if (std::optional<int> exit = coach::ExitBeforeRunning(startup)) return *exit;
   const coach::Config& config = startup->config;
 
-  auto store = coach::SqliteStore::Open(coach::SqliteOptions{
-      .path = config.db_path,
-      .busy_timeout_ms = config.sqlite_busy_timeout_ms,
-      .reader_connections = config.sqlite_reader_connections});
+  auto store = coach::OpenStore(config);
   if (!store.ok()) {
-    coach::LogError("storage: %s", store.status().ToString());
+    coach::LogError("storage: %s: %s", coach::DescribeStore(config),
+                    store.status().ToString());
     return EXIT_FAILURE;
   }
 
@@ -93,7 +91,8 @@ int main(int argc, char** argv) {
         "service");
   }
   coach::LogInfo("coach-server listening on %s (port %d), database %s",
-                 config.grpc_listen, (*server)->port(), config.db_path);
+                 config.grpc_listen, (*server)->port(),
+                 coach::DescribeStore(config));
   std::unique_ptr<coach::http::Server> metrics;
   if (!config.metrics_listen.empty()) {
     coach::CoachServer* const served = server->get();

@@ -81,6 +81,13 @@ struct CreditTerms {
   }
 };
 
+// Whose holds a store makes: a server instance (a stable name: the same
+// after a restart) and its current run (new at every start).
+struct HoldOwner {
+  std::string instance;
+  std::string run;
+};
+
 // One credit held for a send while the coach writes its reply.
 struct CreditReservation {
   int64_t id = 0;

@@ -13,7 +13,7 @@ namespace {
 // Times are UTC microseconds since the Unix epoch. Lists are served by an
 // index each: a user's sessions by updated_at, a session's messages by seq
 // (insertion order, which is time order).
-constexpr std::array<absl::string_view, 2> kMigrations = {
+constexpr std::array<absl::string_view, 3> kMigrations = {
     // 1: users, sessions, messages, credit reservations.
     R"sql(
 CREATE TABLE users (
@@ -63,6 +63,14 @@ CREATE INDEX credit_reservations_by_user
 ALTER TABLE messages ADD COLUMN model TEXT;
 ALTER TABLE messages ADD COLUMN prompt_tokens INTEGER;
 ALTER TABLE messages ADD COLUMN completion_tokens INTEGER;
+)sql",
+    // 3: the server run a hold belongs to, so that a restarted server drops
+    // the holds its previous run left (Store::BeginRun). Older holds belong
+    // to instance '' and expire.
+    R"sql(
+ALTER TABLE credit_reservations ADD COLUMN instance TEXT NOT NULL DEFAULT '';
+ALTER TABLE credit_reservations ADD COLUMN run TEXT NOT NULL DEFAULT '';
+CREATE INDEX credit_reservations_by_run ON credit_reservations (instance, run);
 )sql",
 };
 

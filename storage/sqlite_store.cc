@@ -7,6 +7,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/ids.h"
+#include "storage/record_columns.h"
 #include "storage/sqlite_schema.h"
 
 namespace coach {
@@ -58,31 +60,6 @@ class SqliteStore::Connection {
 namespace {
 
 using Connection = SqliteStore::Connection;
-
-// --- Enum <-> column text -------------------------------------------------
-
-const char* PlanName(Plan plan) {
-  switch (plan) {
-    case Plan::kFree: return "FREE";
-    case Plan::kBasic: return "BASIC";
-    case Plan::kPremium: return "PREMIUM";
-  }
-  return "FREE";
-}
-
-Plan PlanFromName(const std::string& name) {
-  if (name == "BASIC") return Plan::kBasic;
-  if (name == "PREMIUM") return Plan::kPremium;
-  return Plan::kFree;
-}
-
-const char* RoleName(Role role) {
-  return role == Role::kAssistant ? "ASSISTANT" : "USER";
-}
-
-Role RoleFromName(const std::string& name) {
-  return name == "ASSISTANT" ? Role::kAssistant : Role::kUser;
-}
 
 int64_t ToColumn(absl::Time t) { return absl::ToUnixMicros(t); }
 absl::Time FromColumn(const SQLite::Column& c) {
@@ -161,12 +138,6 @@ std::optional<SessionRecord> LoadSession(Connection& c,
 }
 
 // --- Write helpers (called inside a write transaction) ----------------------
-
-// The credits column of a user on `plan` after a refill: its allowance, 0 on
-// an unlimited plan (where the column means nothing).
-int32_t RefilledCredits(const CreditTerms& terms, Plan plan) {
-  return terms.AllowanceOf(plan).value_or(0);
-}
 
 // Creates the user if unknown, then applies the monthly refill.
 UserRecord EnsureUser(Connection& c, absl::string_view user_id,
@@ -324,6 +295,26 @@ auto SqliteStore::Write(absl::string_view operation, Body&& body)
   });
 }
 
+// --- Server runs ---------------------------------------------------------------
+
+absl::StatusOr<int> SqliteStore::BeginRun(absl::string_view instance) {
+  const HoldOwner owner{.instance = std::string(instance),
+                        .run = NewRandomId()};
+  absl::StatusOr<int> dropped =
+      Write("begin run", [&](Connection& c) -> absl::StatusOr<int> {
+        Connection::Statement q = c.Prepare(
+            "DELETE FROM credit_reservations WHERE instance = ?1 AND run <> ?2");
+        q->bind(1, owner.instance);
+        q->bind(2, owner.run);
+        return q->exec();
+      });
+  if (dropped.ok()) {
+    absl::MutexLock lock(&run_mu_);
+    owner_ = owner;
+  }
+  return dropped;
+}
+
 // --- Users ----------------------------------------------------------------------
 
 absl::StatusOr<std::optional<UserRecord>> SqliteStore::FindUser(
@@ -394,6 +385,11 @@ absl::StatusOr<UserTotals> SqliteStore::CountUserActivity(
 absl::StatusOr<std::optional<CreditReservation>> SqliteStore::ReserveCredit(
     absl::string_view user_id, const CreditTerms& terms, absl::Time now,
     absl::Time expires_at) {
+  HoldOwner owner;
+  {
+    absl::MutexLock lock(&run_mu_);
+    owner = owner_;
+  }
   return Write(
       "reserve credit",
       [&](Connection& c) -> absl::StatusOr<std::optional<CreditReservation>> {
@@ -412,10 +408,12 @@ absl::StatusOr<std::optional<CreditReservation>> SqliteStore::ReserveCredit(
           return std::optional<CreditReservation>();
         }
         Connection::Statement insert = c.Prepare(
-            "INSERT INTO credit_reservations (user_id, expires_at) "
-            "VALUES (?1, ?2)");
+            "INSERT INTO credit_reservations (user_id, expires_at, instance, "
+            "run) VALUES (?1, ?2, ?3, ?4)");
         insert->bind(1, user.id);
         insert->bind(2, ToColumn(expires_at));
+        insert->bind(3, owner.instance);
+        insert->bind(4, owner.run);
         insert->exec();
         return std::optional<CreditReservation>(CreditReservation{
             .id = c.db().getLastInsertRowid(), .user_id = user.id});

@@ -33,6 +33,7 @@ class SqliteStore final : public Store {
       const SqliteOptions& options);
   ~SqliteStore() override;
 
+  absl::StatusOr<int> BeginRun(absl::string_view instance) override;
   absl::StatusOr<std::optional<UserRecord>> FindUser(
       absl::string_view user_id) override;
   absl::StatusOr<UserRecord> SetPlan(absl::string_view user_id, Plan plan,
@@ -91,6 +92,9 @@ class SqliteStore final : public Store {
   absl::Mutex readers_mu_;
   std::vector<std::unique_ptr<Connection>> idle_readers_
       ABSL_GUARDED_BY(readers_mu_);
+
+  absl::Mutex run_mu_;
+  HoldOwner owner_ ABSL_GUARDED_BY(run_mu_);
 };
 
 }  // namespace coach

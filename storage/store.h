@@ -1,6 +1,6 @@
 // Store: everything Coach AI Hub persists, in the domain's words.
 //
-// Contract, for every implementation (SQLite today, PostgreSQL later):
+// Contract, for every implementation (SqliteStore, PostgresStore):
 // - Thread-safe: any method may be called from many threads at once.
 // - Each method is atomic: it happens entirely or not at all.
 // - Errors are values. NOT_FOUND for a missing session where a method says
@@ -48,9 +48,20 @@ class Store {
   virtual absl::StatusOr<UserTotals> CountUserActivity(
       absl::string_view user_id) = 0;
 
+  // --- Server runs ---
+  // Makes the holds this store takes from now on belong to a new run of
+  // `instance` (a server's stable name, the same after a restart), and
+  // drops every hold left by an earlier run of `instance`: that process has
+  // ended, so have its sends (a kill -9 leaves no phantom hold). Returns how
+  // many it dropped. Called once at start, before serving; holds taken
+  // before belong to instance "" and are only freed by their expiry.
+  // Two live servers must never share an instance name.
+  virtual absl::StatusOr<int> BeginRun(absl::string_view instance) = 0;
+
   // --- Credits ---
   // Refills if the period changed, then holds one credit until `expires_at`
   // if the user has more credits than live reservations. nullopt: none left.
+  // The hold belongs to the current run (BeginRun).
   virtual absl::StatusOr<std::optional<CreditReservation>> ReserveCredit(
       absl::string_view user_id, const CreditTerms& terms, absl::Time now,
       absl::Time expires_at) = 0;

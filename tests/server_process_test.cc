@@ -27,10 +27,13 @@
 #include <thread>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "coach/v1/chat.grpc.pb.h"
 #include "coach/v1/user.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "tests/support/fake_openai.h"
 #include "tests/support/ports.h"
+#include "tests/support/store_engines.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/test_server.h"
 
@@ -478,9 +481,9 @@ TEST_F(ServerProcessTest, AnInconsistentHistoryLimitIsAConfigurationError) {
 
 // A reservation that expires at once holds no credit: concurrent sends would
 // all reach the coach and be refused only afterwards, which the credit rule
-// forbids. The TTL must be positive.
-TEST_F(ServerProcessTest, ANonPositiveReservationTtlIsAConfigurationError) {
-  for (const char* ttl : {"0s", "-5m"}) {
+// forbids. The TTL is 0 (derived from OPENAI_TIMEOUT) or longer than a send.
+TEST_F(ServerProcessTest, ANegativeOrShortReservationTtlIsAConfigurationError) {
+  for (const char* ttl : {"-5m", "30s"}) {  // OPENAI_TIMEOUT: 45s
     auto env = BaseEnv();
     env["COACH_CREDIT_RESERVATION_TTL"] = ttl;
     ExpectFailure(Start(env));
@@ -601,6 +604,179 @@ TEST_F(ServerProcessTest, AnUnparsableValueIsNamedAndQuoted) {
   EXPECT_THAT(ReadFile(log_path_),
               HasSubstr("environment variable COACH_SHUTDOWN_GRACE: expected a "
                         "duration such as 500ms, 10s or 5m, got \"ten seconds\""));
+}
+
+// --- Several servers, one database; crashes -----------------------------------
+
+// The user's credits as GetUserStats reports them (-1 on error).
+int RemainingCredits(int port, const std::string& user_id) {
+  v1::GetUserStatsRequest request;
+  request.set_user_id(user_id);
+  v1::GetUserStatsResponse response;
+  const grpc::Status status = v1::UserService::NewStub(ChannelTo(port))
+                                  ->GetUserStats(Context().get(), request,
+                                                 &response);
+  return status.ok() ? response.stats().remaining_credits() : -1;
+}
+
+grpc::Status Send(int port, const std::string& user_id,
+                  v1::SendMessageResponse* response) {
+  v1::SendMessageRequest request;
+  request.set_user_id(user_id);
+  request.set_message("Bonjour");
+  return v1::ChatService::NewStub(ChannelTo(port))
+      ->SendMessage(Context().get(), request, response);
+}
+
+// issue 12: after kill -9 mid-send, stats said 1 credit while sends answered
+// 402 until the dead process's hold expired. The restarted server (same
+// host and port: the same instance) frees its previous run's holds at once.
+// On SQLite, and on PostgreSQL when a server is available.
+TEST_F(ServerProcessTest, AServerKilledMidSendLeavesNoPhantomHold) {
+  PostgresDatabase postgres;
+  std::vector<std::pair<std::string, std::string>> engines = {
+      {"COACH_DB_PATH", db_path_}};
+  if (postgres.available()) {
+    engines.emplace_back("COACH_DATABASE_URL", postgres.url());
+  } else if (postgres.required()) {
+    ADD_FAILURE() << postgres.skip_reason();
+  } else {
+    std::cerr << PostgresSkipMessage() << " (PostgreSQL half only)\n";
+  }
+  for (const auto& [variable, database] : engines) {
+    SCOPED_TRACE(variable);
+    std::ofstream(log_path_, std::ios::trunc);  // this engine's lines only
+    FakeOpenAi ai;
+    ai.HoldAnswers();
+    auto env = BaseEnv();
+    env[variable] = database;
+    env["OPENAI_API_KEY"] = "sk-test-key";
+    env["OPENAI_BASE_URL"] = ai.base_url();
+    env["COACH_FREE_MONTHLY_CREDITS"] = "1";
+    ServerProcess& first = StartServing(env);
+    ASSERT_EQ(RemainingCredits(port_, "kim"), 1);
+
+    // A send holds kim's only credit while the AI takes its time...
+    std::thread sender([this] {
+      v1::SendMessageResponse ignored;
+      Send(port_, "kim", &ignored);  // fails when the server dies
+    });
+    ASSERT_TRUE(ai.AwaitRequests(1, absl::Seconds(20)));
+    // ... and the server dies without a chance to give it back.
+    first.Kill();
+    sender.join();
+    ai.ReleaseAnswers();
+
+    StartServing(env);
+    EXPECT_EQ(RemainingCredits(port_, "kim"), 1);
+    v1::SendMessageResponse response;
+    const grpc::Status sent = Send(port_, "kim", &response);
+    EXPECT_TRUE(sent.ok()) << sent.error_code() << " " << sent.error_message();
+    EXPECT_EQ(response.remaining_credits(), 0);
+    EXPECT_EQ(RemainingCredits(port_, "kim"), 0);
+    EXPECT_THAT(ReadFile(log_path_), HasSubstr("1 left by its previous run"));
+    for (auto& process : processes_) process->Kill();
+    port_ = FreeLoopbackPort();
+  }
+}
+
+// COACH_DATABASE_URL selects PostgreSQL; its password never reaches the log,
+// whether the server starts or cannot connect.
+TEST_F(ServerProcessTest, TheDatabaseUrlsPasswordIsNeverLogged) {
+  constexpr char kPassword[] = "pg-s3cret-Pa55";
+  RefusingLoopbackPort refusing;
+  auto env = BaseEnv();
+  env["COACH_DATABASE_URL"] = std::string("postgresql://coach:") + kPassword +
+                              "@127.0.0.1:" + std::to_string(refusing.port()) +
+                              "/coach";
+  ExpectFailure(Start(env));
+  std::string log = ReadFile(log_path_);
+  EXPECT_THAT(log, HasSubstr("postgresql://coach:***@127.0.0.1:")) << log;
+  EXPECT_THAT(log, Not(HasSubstr(kPassword))) << log;
+
+  PostgresDatabase postgres;
+  COACH_USE_DATABASE_OR_SKIP(postgres);
+  // Trust authentication ignores the password: the server starts with it.
+  std::string url = postgres.url();
+  const size_t at = url.find('@');
+  ASSERT_NE(at, std::string::npos) << "a URL with a user: " << url;
+  url.insert(at, std::string(":") + kPassword);
+  env["COACH_DATABASE_URL"] = url;
+  ServerProcess& process = StartServing(env);
+  v1::SendMessageResponse response;
+  ASSERT_TRUE(Send(port_, "ada", &response).ok());
+  EXPECT_EQ(postgres.Scalar("SELECT COUNT(*) FROM messages"), 2);
+  EXPECT_FALSE(std::filesystem::exists(db_path_));  // not SQLite
+  process.Signal(SIGTERM);
+  ExpectExit(process, 0);
+  log = ReadFile(log_path_);
+  EXPECT_THAT(log, HasSubstr("database PostgreSQL postgresql://postgres:***@"));
+  EXPECT_THAT(log, Not(HasSubstr(kPassword))) << log;
+}
+
+// Issue 13: three coach-servers on one PostgreSQL database, 30 concurrent
+// sends of one user with 5 credits spread over them. The AI holds its
+// answers until the 25 sends beyond the credits have been refused (402):
+// exactly 5 holds were granted across the processes while all were live,
+// so exactly 5 sends reached the AI; then 5 replies, 0 credits left, no
+// message without its reply. The per-user limits (in each server's memory)
+// are raised out of the way: the credit rule alone must hold.
+TEST_F(ServerProcessTest, ThreeServersOnOneDatabaseChargeExactlyTheCredits) {
+  PostgresDatabase postgres;
+  COACH_USE_DATABASE_OR_SKIP(postgres);
+  FakeOpenAi ai;
+  ai.HoldAnswers();
+  const std::vector<int> ports = {port_, FreeLoopbackPort(),
+                                  FreeLoopbackPort()};
+  for (int port : ports) {
+    auto env = BaseEnv();
+    env["COACH_DATABASE_URL"] = postgres.url();
+    env["COACH_GRPC_LISTEN"] = Loopback(port);
+    env["OPENAI_API_KEY"] = "sk-test-key";
+    env["OPENAI_BASE_URL"] = ai.base_url();
+    env["COACH_SEND_RATE_PER_MINUTE"] = "1000";
+    env["COACH_MAX_CONCURRENT_SENDS_PER_USER"] = "1000";
+    env["COACH_SESSION_CREATE_RATE_PER_MINUTE"] = "1000";
+    StartServing(env, {}, port);
+  }
+  constexpr int kSends = 30;
+  constexpr int kCredits = 5;
+  absl::Mutex mu;
+  int replies = 0, no_credits = 0;
+  std::vector<std::thread> senders;
+  for (int i = 0; i < kSends; ++i) {
+    senders.emplace_back([&, i] {
+      v1::SendMessageResponse response;
+      const grpc::Status status =
+          Send(ports[i % ports.size()], "eve", &response);
+      absl::MutexLock lock(&mu);
+      if (status.ok()) ++replies;
+      if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+        ++no_credits;
+      }
+    });
+  }
+  bool refused_while_held = false;
+  {
+    absl::MutexLock lock(&mu);
+    refused_while_held = mu.AwaitWithTimeout(
+        absl::Condition(
+            +[](int* refused) { return *refused == kSends - kCredits; },
+            &no_credits),
+        absl::Seconds(30));
+  }
+  EXPECT_TRUE(refused_while_held) << "holds granted past the credits";
+  EXPECT_EQ(ai.request_count(), kCredits);
+  ai.ReleaseAnswers();
+  for (std::thread& sender : senders) sender.join();
+  EXPECT_EQ(replies, kCredits);
+  EXPECT_EQ(no_credits, kSends - kCredits);
+  EXPECT_EQ(ai.request_count(), kCredits);
+  for (int port : ports) EXPECT_EQ(RemainingCredits(port, "eve"), 0);
+  EXPECT_EQ(postgres.Scalar("SELECT COUNT(*) FROM messages"), 2 * kCredits);
+  EXPECT_EQ(postgres.Scalar("SELECT COUNT(*) FROM credit_reservations"), 0);
+  // Before the fake AI stops: it would wait out their keep-alive connections.
+  for (auto& process : processes_) process->Kill();
 }
 
 }  // namespace

@@ -9,11 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-./tools/setup.sh
-
-BUILD_DIR=${COACH_RUN_BUILD_DIR:-build/release}
-cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
-cmake --build "$BUILD_DIR" -j "${COACH_JOBS:-2}" --target coach-server coach-proxy
+source tools/lib/release_build.sh
+release_build
 
 export COACH_DB_PATH=${COACH_DB_PATH:-data/coach.db}
 mkdir -p "$(dirname "$COACH_DB_PATH")"

@@ -9,6 +9,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc
   libabsl-dev
   libsqlitecpp-dev libsqlite3-dev sqlite3
+  libpq-dev postgresql
   libcpp-httplib-dev nlohmann-json3-dev
   libssl-dev libcurl4-openssl-dev libcjose-dev libjansson-dev libicu-dev openssl
   libboost-dev

@@ -8,6 +8,10 @@
 #   build/tsan  the concurrent suites (TSAN_SUITES below), under ThreadSanitizer.
 # COACH_SANITIZERS=0 skips the sanitizer runs (a quicker local check; CI runs
 # them). Prints the time of each phase at the end.
+# The PostgreSQL tests run on a throwaway server this script starts
+# (tools/lib/postgres.sh: a temporary folder, a free loopback port) and
+# stops on exit; each test works in a schema of its own
+# (COACH_TEST_DATABASE_URL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,11 +28,22 @@ report_times() {
   echo "== times" >&2
   printf '  %s\n' "${TIMES[@]}" >&2
 }
-trap report_times EXIT
+source tools/lib/postgres.sh
+finish() {
+  pg_temp_stop
+  report_times
+}
+trap finish EXIT
 
 phase "setup" ./tools/setup.sh
 phase "npm tools" ./tools/npm-tools.sh
 phase "buf lint" tools/npm/node_modules/.bin/buf lint
+
+start_postgres() {
+  pg_temp_start coach_test
+  export COACH_TEST_DATABASE_URL=$PG_TEMP_URL
+}
+phase "postgres start" start_postgres
 
 # configure DIR [cmake options...]
 configure() {
@@ -71,7 +86,8 @@ phase "tests (build/asan)" \
 # The suites where threads meet: the thread pool, cancellation, the AI
 # client's event loop and the OpenAI coach on it, the gRPC services (callback
 # reactors, concurrent sends and credit holds), a caller leaving mid-send, the
-# proxy (HTTP server threads calling gRPC), the store under concurrent writers,
+# proxy (HTTP server threads calling gRPC), the store under concurrent writers
+# (threads and several stores, SQLite and PostgreSQL),
 # the per-user limits (racing sends and creations, the limiter's map).
 # The HTTP front (event loop, gRPC callbacks answering from their threads,
 # hang-ups cancelling calls) and its event streams.
@@ -80,7 +96,7 @@ phase "tests (build/asan)" \
 # runs in-process in the suites above).
 TSAN_SUITES=(thread_pool_test cancellation_test async_http_client_test
              openai_coach_test chat_service_test user_service_test
-             chat_caller_test proxy_test sqlite_store_test limits_test
+             chat_caller_test proxy_test store_test limits_test
              rate_limiter_test stream_message_test http_front_test sse_test
              metrics_test)
 build_tsan() {

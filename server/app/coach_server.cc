@@ -12,6 +12,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "grpc/health/v1/health.pb.h"
+#include "base/log.h"
+#include "server/app/storage_setup.h"
 #include "server/rpc/access_log.h"
 
 namespace coach {
@@ -29,12 +31,18 @@ std::vector<std::string> MeteredServices() {
           "grpc.reflection.v1.ServerReflection"};
 }
 
+// The config the domain runs on: the hold lifetime settled.
+Config Settled(Config config) {
+  config.credit_reservation_ttl = HoldLifetime(config);
+  return config;
+}
+
 }  // namespace
 
 CoachServer::CoachServer(const Config& config, Store& store, Coach& coach,
                          const Clock& clock,
                          std::unique_ptr<JwtVerifier> verifier)
-    : config_(config),
+    : config_(Settled(config)),
       coach_(coach),
       // Start's caller checked the buckets (LoadServerConfig); a test's
       // Config keeps the valid defaults.
@@ -64,6 +72,15 @@ absl::StatusOr<std::unique_ptr<CoachServer>> CoachServer::Start(
     if (!created.ok()) return created.status();
     verifier = *std::move(created);
   }
+  // Before any call can take a hold: this run's holds are its own, and the
+  // holds its previous run left (killed mid-send) are dropped now rather
+  // than when they expire.
+  const std::string instance = InstanceName(config);
+  absl::StatusOr<int> dropped = store.BeginRun(instance);
+  if (!dropped.ok()) return dropped.status();
+  LogInfo("credit holds: instance %s, %d left by its previous run freed; "
+          "a hold lives at most %s",
+          instance, *dropped, absl::FormatDuration(HoldLifetime(config)));
   std::unique_ptr<CoachServer> server(
       new CoachServer(config, store, coach, clock, std::move(verifier)));
   // Both are process-wide switches read when a builder is created.

@@ -18,7 +18,20 @@
 namespace coach {
 
 struct Config : CoreConfig {
+  // 0: the longest a send can take (HoldLifetime in coach_server.h).
+  Config() { credit_reservation_ttl = absl::ZeroDuration(); }
+
   std::string db_path = "coach.db";
+  // A libpq URI (postgresql://user@host:5432/db): PostgreSQL, shared by
+  // several servers. Empty: SQLite at db_path. Holds a password perhaps:
+  // logged only through MaskUrlPassword.
+  std::string database_url;
+  int postgres_pool_size = 8;
+  int postgres_max_attempts = 5;
+  // This server's stable name, the same after a restart: a restarted
+  // server drops the credit holds its previous run left. Empty:
+  // "<hostname>:<port of grpc_listen>".
+  std::string instance;
   // Loopback by default: the proxy runs beside the server. Listen on
   // 0.0.0.0:50051 to serve other hosts.
   std::string grpc_listen = "127.0.0.1:50051";

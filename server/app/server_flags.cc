@@ -22,7 +22,24 @@ std::vector<Setting> ServerSettings(Config& c) {
   UserLimits& u = c.user_limits;
   return {
       {"db_path", "COACH_DB_PATH", &c.db_path, kNonEmpty,
-       "SQLite database file, created and migrated at start"},
+       "SQLite database file, created and migrated at start (when "
+       "`COACH_DATABASE_URL` is empty)"},
+      Secret({"database_url", "COACH_DATABASE_URL", &c.database_url,
+              kAnyValue,
+              "PostgreSQL instead of SQLite, for several servers on one "
+              "database: a libpq URI `postgresql://user:password@host:5432/db`"
+              " (migrated at start; the password is never logged)"}),
+      {"postgres_pool_size", "COACH_POSTGRES_POOL_SIZE",
+       &c.postgres_pool_size, kPositive,
+       "PostgreSQL connections of this server (calls wait for an idle one)"},
+      {"postgres_max_attempts", "COACH_POSTGRES_MAX_ATTEMPTS",
+       &c.postgres_max_attempts, kPositive,
+       "Tries of a PostgreSQL transaction that meets a deadlock or a "
+       "serialization failure"},
+      {"instance", "COACH_INSTANCE", &c.instance, kAnyValue,
+       "This server's stable name (unique among live servers); a restarted "
+       "server frees the credit holds of its previous run. Empty: "
+       "`<hostname>:<port>`"},
       {"grpc_listen", "COACH_GRPC_LISTEN", &c.grpc_listen, kNonEmpty,
        "gRPC listen address (`0.0.0.0:50051` to serve other hosts)"},
       {"grpc_max_concurrent_streams", "COACH_GRPC_MAX_CONCURRENT_STREAMS",
@@ -160,9 +177,10 @@ std::vector<Setting> ServerSettings(Config& c) {
       {"shutdown_grace", "COACH_SHUTDOWN_GRACE", &c.shutdown_grace,
        kNonNegative, "In-flight calls get this long on SIGTERM/SIGINT"},
       {"credit_reservation_ttl", "COACH_CREDIT_RESERVATION_TTL",
-       &c.credit_reservation_ttl, kPositive,
-       "A credit held by a send is freed after this if the server dies "
-       "mid-send (longer than `OPENAI_TIMEOUT`)"},
+       &c.credit_reservation_ttl, kNonNegative,
+       "A credit held by a send of a server that died is freed after this "
+       "(sooner if it restarts); 0: the longest a send can take, "
+       "`OPENAI_TIMEOUT` + 15s"},
       {"sqlite_busy_timeout_ms", "COACH_SQLITE_BUSY_TIMEOUT_MS",
        &c.sqlite_busy_timeout_ms, kNonNegative,
        "SQLite busy timeout, in milliseconds"},
@@ -187,9 +205,10 @@ std::vector<Setting> ServerSettings(Config& c) {
 absl::Status CrossCheck(const Config& config) {
   // A hold must outlive the slowest reply, or the credit would be freed
   // while the coach is still writing.
-  if (config.credit_reservation_ttl <= config.openai.timeout) {
+  if (config.credit_reservation_ttl != absl::ZeroDuration() &&
+      config.credit_reservation_ttl <= config.openai.timeout) {
     return absl::InvalidArgumentError(
-        "--credit_reservation_ttl must exceed --openai_timeout");
+        "--credit_reservation_ttl must be 0 or exceed --openai_timeout");
   }
   if (config.auth == "jwt" && config.jwt.hs256_secret.empty() &&
       config.jwt.jwks_file.empty()) {

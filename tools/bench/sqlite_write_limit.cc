@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "server/app/server_config.h"
+#include "server/app/storage_setup.h"
 #include "server/core/credits.h"
 #include "base/ids.h"
 #include "storage/sqlite_store.h"
@@ -34,7 +35,7 @@ int main(int argc, char** argv) {
     const coach::CreditTerms terms = credits.TermsAt(now);
     const std::string user = absl::StrCat("limit-", i);
     auto reservation = store->ReserveCredit(user, terms, now,
-                                               now + config.credit_reservation_ttl);
+                                               now + coach::HoldLifetime(config));
     if (!reservation.ok() || !reservation->has_value()) return 1;
     coach::Exchange exchange;
     exchange.new_session = coach::SessionRecord{

@@ -1,9 +1,12 @@
-// SqliteStore against a real SQLite file in a temporary directory: the schema
-// and its versioning, WAL, the indexes behind the list queries, atomic
-// transactions, the credit reservations and the monthly refill, and errors
-// as values. The file is inspected through a separate SQLiteCpp connection.
-#include "storage/sqlite_store.h"
-
+// The Store contract on both engines, one suite parameterised over the
+// engine (tests/support/store_engines.h): SQLite on a file in a temporary
+// directory, PostgreSQL on a real server (COACH_TEST_DATABASE_URL, set by
+// tools/test.sh; unset, those tests skip and say so). The same rules, the
+// same answers: atomic transactions, the credit holds and the monthly
+// refill, orderings and timestamps, errors as values, several stores
+// (servers) on one database. Then what only one engine has: SQLite's file
+// format and query plans, PostgreSQL's migration lock. The database is
+// inspected through a separate connection, as another process would see it.
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -15,7 +18,12 @@
 #include <thread>
 #include <vector>
 
+#include "storage/postgres_schema.h"
+#include "storage/postgres_store.h"
 #include "storage/sqlite_schema.h"
+#include "storage/sqlite_store.h"
+#include "tests/support/ports.h"
+#include "tests/support/store_engines.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/test_clock.h"
 
@@ -27,11 +35,14 @@ constexpr int32_t kMaxBalance = 1000000;
 // CreateSession's max_user_sessions when a test is not about it.
 constexpr int kNoMaximum = 0;
 
-
 using ::testing::HasSubstr;
 using ::testing::Not;
+using testing::Engine;
 using testing::MidNovember2026;
+using testing::PostgresDatabase;
+using testing::SqliteDatabase;
 using testing::TempDir;
+using testing::TestDatabase;
 
 // The terms of a month with the default allowances (FREE 5, BASIC 50).
 CreditTerms TermsFor(const std::string& period, int32_t free_credits = 5,
@@ -84,50 +95,39 @@ Exchange MakeExchange(const std::string& session_id, const std::string& tag,
   return exchange;
 }
 
-class SqliteStoreTest : public ::testing::Test {
+class StoreTestBase : public ::testing::Test {
  protected:
+  explicit StoreTestBase(Engine engine)
+      : engine_(engine), db_(testing::NewTestDatabase(engine)) {}
+
   void SetUp() override {
-    ASSERT_FALSE(dir_.path().empty());
+    COACH_USE_DATABASE_OR_SKIP(*db_);
     Reopen();
   }
 
-  // Closes the store (if open) and opens the same file again.
+  // Closes the store (if open) and opens the same database again.
   void Reopen() {
     store_.reset();
-    auto store = SqliteStore::Open(SqliteOptions{.path = path_});
+    auto store = db_->Open();
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);
   }
 
-  // A separate read-only connection, as another process would see the file.
-  SQLite::Database Inspect() const {
-    return SQLite::Database(path_, SQLite::OPEN_READONLY);
+  int LatestVersion() const {
+    return engine_ == Engine::kSqlite ? LatestSchemaVersion()
+                                      : LatestPostgresSchemaVersion();
   }
 
-  int64_t Scalar(const std::string& sql) const {
-    SQLite::Database db = Inspect();
-    return db.execAndGet(sql).getInt64();
-  }
+  int64_t Scalar(const std::string& sql) const { return db_->Scalar(sql); }
 
   int64_t CountRows(const std::string& table) const {
     return Scalar("SELECT COUNT(*) FROM " + table);
   }
 
+  // Ids in these tests hold no quote.
   int64_t CountMessagesOf(const std::string& session_id) const {
-    SQLite::Database db = Inspect();
-    SQLite::Statement q(db, "SELECT COUNT(*) FROM messages WHERE session_id = ?");
-    q.bind(1, session_id);
-    q.executeStep();
-    return q.getColumn(0).getInt64();
-  }
-
-  // The whole EXPLAIN QUERY PLAN output of `sql`, one detail per line.
-  std::string QueryPlan(const std::string& sql) const {
-    SQLite::Database db = Inspect();
-    SQLite::Statement q(db, "EXPLAIN QUERY PLAN " + sql);
-    std::string plan;
-    while (q.executeStep()) plan += q.getColumn(3).getString() + "\n";
-    return plan;
+    return Scalar("SELECT COUNT(*) FROM messages WHERE session_id = '" +
+                  session_id + "'");
   }
 
   UserRecord User(const std::string& id) {
@@ -161,32 +161,75 @@ class SqliteStoreTest : public ::testing::Test {
     return reservation.ok() ? *reservation : std::nullopt;
   }
 
-  TempDir dir_;
-  const std::string path_ = dir_.File("coach.db");
+  const Engine engine_;
+  const std::unique_ptr<TestDatabase> db_;
   const absl::Time now_ = MidNovember2026();
-  std::unique_ptr<SqliteStore> store_;
+  std::unique_ptr<Store> store_;
+};
+
+// The behaviour every engine shares.
+class StoreTest : public StoreTestBase,
+                  public ::testing::WithParamInterface<Engine> {
+ protected:
+  StoreTest() : StoreTestBase(GetParam()) {}
+};
+
+INSTANTIATE_TEST_SUITE_P(
+    Engines, StoreTest, ::testing::Values(Engine::kSqlite, Engine::kPostgres),
+    [](const ::testing::TestParamInfo<Engine>& info) {
+      return info.param == Engine::kSqlite ? "Sqlite" : "Postgres";
+    });
+
+// SQLite only: its file.
+class SqliteStoreTest : public StoreTestBase {
+ protected:
+  SqliteStoreTest() : StoreTestBase(Engine::kSqlite) {}
+
+  // A separate read-only connection, as another process would see the file.
+  SQLite::Database Inspect() const {
+    return SQLite::Database(path_, SQLite::OPEN_READONLY);
+  }
+
+  // The whole EXPLAIN QUERY PLAN output of `sql`, one detail per line.
+  std::string QueryPlan(const std::string& sql) const {
+    SQLite::Database db = Inspect();
+    SQLite::Statement q(db, "EXPLAIN QUERY PLAN " + sql);
+    std::string plan;
+    while (q.executeStep()) plan += q.getColumn(3).getString() + "\n";
+    return plan;
+  }
+
+  SqliteDatabase& sqlite_ = static_cast<SqliteDatabase&>(*db_);
+  TempDir& dir_ = sqlite_.dir();
+  const std::string& path_ = sqlite_.path();
+};
+
+// PostgreSQL only: its server.
+class PostgresStoreTest : public StoreTestBase {
+ protected:
+  PostgresStoreTest() : StoreTestBase(Engine::kPostgres) {}
+  PostgresDatabase& pg_ = static_cast<PostgresDatabase&>(*db_);
 };
 
 // --- Schema, file format ------------------------------------------------------
 
-TEST_F(SqliteStoreTest, CreatesTheSchemaAtTheLatestVersion) {
-  EXPECT_GE(LatestSchemaVersion(), 1);
-  EXPECT_EQ(Scalar("PRAGMA user_version"), LatestSchemaVersion());
-  SQLite::Database db = Inspect();
+TEST_P(StoreTest, CreatesTheSchemaAtTheLatestVersion) {
+  EXPECT_GE(LatestVersion(), 1);
+  EXPECT_EQ(db_->SchemaVersion(), LatestVersion());
   for (const char* table :
        {"users", "sessions", "messages", "credit_reservations"}) {
-    EXPECT_TRUE(db.tableExists(table)) << table;
+    EXPECT_EQ(CountRows(table), 0) << table;  // -1: no such table
   }
 }
 
-TEST_F(SqliteStoreTest, ReopeningKeepsDataAndDoesNotMigrateAgain) {
+TEST_P(StoreTest, ReopeningKeepsDataAndDoesNotMigrateAgain) {
   CreateSession("s1", "alice");
-  const int64_t schema_objects = CountRows("sqlite_schema");
+  const int64_t schema_objects = db_->SchemaObjects();
   Reopen();
   // A second run of migration 1 would have failed on CREATE TABLE; the
   // version and the set of schema objects are unchanged.
-  EXPECT_EQ(Scalar("PRAGMA user_version"), LatestSchemaVersion());
-  EXPECT_EQ(CountRows("sqlite_schema"), schema_objects);
+  EXPECT_EQ(db_->SchemaVersion(), LatestVersion());
+  EXPECT_EQ(db_->SchemaObjects(), schema_objects);
   EXPECT_EQ(Session("s1").user_id, "alice");
   EXPECT_EQ(User("alice").credits, 5);
 }
@@ -268,7 +311,7 @@ TEST_F(SqliteStoreTest, OpenFailuresAreStatusesNotExceptions) {
   EXPECT_FALSE(garbage.ok());
 }
 
-TEST_F(SqliteStoreTest, AFailedWriteIsAStatusAndChangesNothing) {
+TEST_P(StoreTest, AFailedWriteIsAStatusAndChangesNothing) {
   CreateSession("s1", "una");
   // A duplicate primary key: the backend throws, the store returns.
   absl::Status duplicate;
@@ -289,7 +332,7 @@ TEST_F(SqliteStoreTest, AFailedWriteIsAStatusAndChangesNothing) {
 
 // --- Users ----------------------------------------------------------------------
 
-TEST_F(SqliteStoreTest, ReadsNeverCreateAUser) {
+TEST_P(StoreTest, ReadsNeverCreateAUser) {
   auto user = store_->FindUser("ghost");
   ASSERT_TRUE(user.ok());
   EXPECT_FALSE(user->has_value());
@@ -306,7 +349,7 @@ TEST_F(SqliteStoreTest, ReadsNeverCreateAUser) {
   EXPECT_EQ(CountRows("users"), 0);
 }
 
-TEST_F(SqliteStoreTest, AWriteCreatesTheUserOnTheNewUserPlan) {
+TEST_P(StoreTest, AWriteCreatesTheUserOnTheNewUserPlan) {
   CreateSession("s1", "bob");
   const UserRecord bob = User("bob");
   EXPECT_EQ(bob.plan, Plan::kFree);
@@ -316,7 +359,7 @@ TEST_F(SqliteStoreTest, AWriteCreatesTheUserOnTheNewUserPlan) {
   EXPECT_EQ(bob.created_at, now_);
 }
 
-TEST_F(SqliteStoreTest, SetPlanGivesThePlansFullAllowance) {
+TEST_P(StoreTest, SetPlanGivesThePlansFullAllowance) {
   const CreditTerms terms = TermsFor("2026-11");
   auto basic = store_->SetPlan("carol", Plan::kBasic, terms, now_);
   ASSERT_TRUE(basic.ok()) << basic.status();
@@ -335,14 +378,14 @@ TEST_F(SqliteStoreTest, SetPlanGivesThePlansFullAllowance) {
   EXPECT_EQ(User("carol").credits, 5);
 }
 
-TEST_F(SqliteStoreTest, AddCreditsAddsToThisMonthsBalance) {
+TEST_P(StoreTest, AddCreditsAddsToThisMonthsBalance) {
   auto user = store_->AddCredits("dave", 3, kMaxBalance, TermsFor("2026-11"), now_);
   ASSERT_TRUE(user.ok()) << user.status();
   EXPECT_EQ(user->credits, 8);
   EXPECT_EQ(User("dave").credits, 8);
 }
 
-TEST_F(SqliteStoreTest, AddCreditsNeverPassesTheMaximumBalance) {
+TEST_P(StoreTest, AddCreditsNeverPassesTheMaximumBalance) {
   // Up to the maximum exactly: allowed.
   auto user = store_->AddCredits("gil", 15, /*max_balance=*/20,
                                  TermsFor("2026-11"), now_);
@@ -359,7 +402,7 @@ TEST_F(SqliteStoreTest, AddCreditsNeverPassesTheMaximumBalance) {
   EXPECT_EQ(User("gil").credits, 20);
 }
 
-TEST_F(SqliteStoreTest, ARowFromLastMonthIsRefilledFirst) {
+TEST_P(StoreTest, ARowFromLastMonthIsRefilledFirst) {
   // Created in October with nothing left.
   CreateSession("s1", "erin", TermsFor("2026-10", /*free_credits=*/0));
   EXPECT_EQ(User("erin").credits, 0);
@@ -371,7 +414,7 @@ TEST_F(SqliteStoreTest, ARowFromLastMonthIsRefilledFirst) {
   EXPECT_EQ(User("erin").credit_period, "2026-11");
 }
 
-TEST_F(SqliteStoreTest, AddCreditsRefillsABasicRowFromLastMonthFirst) {
+TEST_P(StoreTest, AddCreditsRefillsABasicRowFromLastMonthFirst) {
   ASSERT_TRUE(
       store_->SetPlan("fay", Plan::kBasic, TermsFor("2026-10", 5, 0), now_)
           .ok());
@@ -382,7 +425,7 @@ TEST_F(SqliteStoreTest, AddCreditsRefillsABasicRowFromLastMonthFirst) {
   EXPECT_EQ(User("fay").credit_period, "2026-11");
 }
 
-TEST_F(SqliteStoreTest, InjectionLookingIdsAreStoredVerbatim) {
+TEST_P(StoreTest, InjectionLookingIdsAreStoredVerbatim) {
   const std::string user_id = "x'); DROP TABLE users;--";
   const std::string session_id = "s' OR '1'='1";
   SessionRecord session = MakeSession(session_id, user_id, now_);
@@ -409,7 +452,7 @@ TEST_F(SqliteStoreTest, InjectionLookingIdsAreStoredVerbatim) {
 
 // --- Sessions --------------------------------------------------------------------
 
-TEST_F(SqliteStoreTest, ListsSessionsNewestUpdatedFirstWithinTheLimit) {
+TEST_P(StoreTest, ListsSessionsNewestUpdatedFirstWithinTheLimit) {
   for (int i = 0; i < 3; ++i) {
     SessionRecord s = MakeSession("s" + std::to_string(i), "gus",
                                   now_ + absl::Minutes(i));
@@ -427,12 +470,12 @@ TEST_F(SqliteStoreTest, ListsSessionsNewestUpdatedFirstWithinTheLimit) {
   EXPECT_EQ((*sessions)[1].id, "s2");
 }
 
-TEST_F(SqliteStoreTest, RenamingAMissingSessionIsNotFound) {
+TEST_P(StoreTest, RenamingAMissingSessionIsNotFound) {
   EXPECT_EQ(store_->RenameSession("nowhere", "t", now_).status().code(),
             absl::StatusCode::kNotFound);
 }
 
-TEST_F(SqliteStoreTest, CreateSessionStopsAtTheUsersMaximum) {
+TEST_P(StoreTest, CreateSessionStopsAtTheUsersMaximum) {
   for (int i = 0; i < 2; ++i) {
     ASSERT_TRUE(store_
                     ->CreateSession(MakeSession("s" + std::to_string(i), "kim",
@@ -463,7 +506,7 @@ TEST_F(SqliteStoreTest, CreateSessionStopsAtTheUsersMaximum) {
   EXPECT_TRUE(store_->CommitExchange(exchange).ok());
 }
 
-TEST_F(SqliteStoreTest, RacingCreatesAtTheMaximumLetExactlyOneThrough) {
+TEST_P(StoreTest, RacingCreatesAtTheMaximumLetExactlyOneThrough) {
   constexpr int kMax = 5;
   for (int i = 0; i < kMax - 1; ++i) {
     CreateSession("s" + std::to_string(i), "max");
@@ -487,7 +530,7 @@ TEST_F(SqliteStoreTest, RacingCreatesAtTheMaximumLetExactlyOneThrough) {
   EXPECT_EQ(store_->CountUserActivity("max")->sessions, kMax);
 }
 
-TEST_F(SqliteStoreTest, DeleteSessionRemovesItsMessagesOnly) {
+TEST_P(StoreTest, DeleteSessionRemovesItsMessagesOnly) {
   CreateSession("doomed", "hal");
   CreateSession("kept", "hal");
   ASSERT_TRUE(
@@ -507,7 +550,7 @@ TEST_F(SqliteStoreTest, DeleteSessionRemovesItsMessagesOnly) {
             absl::StatusCode::kNotFound);
 }
 
-TEST_F(SqliteStoreTest, ListRecentMessagesReturnsTheNewestOldestFirst) {
+TEST_P(StoreTest, ListRecentMessagesReturnsTheNewestOldestFirst) {
   CreateSession("s1", "ivy");
   for (const char* tag : {"m1", "m2", "m3"}) {
     ASSERT_TRUE(
@@ -526,7 +569,7 @@ TEST_F(SqliteStoreTest, ListRecentMessagesReturnsTheNewestOldestFirst) {
 
 // --- Credit reservations ----------------------------------------------------------
 
-TEST_F(SqliteStoreTest, ReservesExactlyTheCreditsLeft) {
+TEST_P(StoreTest, ReservesExactlyTheCreditsLeft) {
   for (int i = 0; i < 5; ++i) {
     EXPECT_TRUE(Reserve("jay", now_).has_value()) << "reservation " << i;
   }
@@ -536,7 +579,7 @@ TEST_F(SqliteStoreTest, ReservesExactlyTheCreditsLeft) {
   EXPECT_EQ(CountRows("credit_reservations"), 5);
 }
 
-TEST_F(SqliteStoreTest, ReleaseCreditFreesOneAndIsIdempotent) {
+TEST_P(StoreTest, ReleaseCreditFreesOneAndIsIdempotent) {
   std::optional<CreditReservation> first = Reserve("kim", now_);
   ASSERT_TRUE(first.has_value());
   for (int i = 1; i < 5; ++i) ASSERT_TRUE(Reserve("kim", now_).has_value());
@@ -548,7 +591,7 @@ TEST_F(SqliteStoreTest, ReleaseCreditFreesOneAndIsIdempotent) {
   EXPECT_FALSE(Reserve("kim", now_).has_value());
 }
 
-TEST_F(SqliteStoreTest, AnExpiredReservationNoLongerHoldsACredit) {
+TEST_P(StoreTest, AnExpiredReservationNoLongerHoldsACredit) {
   // Five reservations that expire at now + 1 minute.
   for (int i = 0; i < 5; ++i) {
     ASSERT_TRUE(store_
@@ -561,7 +604,7 @@ TEST_F(SqliteStoreTest, AnExpiredReservationNoLongerHoldsACredit) {
   EXPECT_TRUE(Reserve("lea", now_ + absl::Minutes(1)).has_value());
 }
 
-TEST_F(SqliteStoreTest, ConcurrentReservationsNeverExceedTheCredits) {
+TEST_P(StoreTest, ConcurrentReservationsNeverExceedTheCredits) {
   ASSERT_TRUE(store_->SetPlan("max", Plan::kBasic, TermsFor("2026-11"), now_)
                   .ok());
   std::atomic<int> granted = 0;
@@ -588,7 +631,7 @@ TEST_F(SqliteStoreTest, ConcurrentReservationsNeverExceedTheCredits) {
 
 // --- CommitExchange --------------------------------------------------------------
 
-TEST_F(SqliteStoreTest, CommitExchangeChargesOneCreditAndStoresBothMessages) {
+TEST_P(StoreTest, CommitExchangeChargesOneCreditAndStoresBothMessages) {
   CreateSession("s1", "ned");
   std::optional<CreditReservation> reservation = Reserve("ned", now_);
   ASSERT_TRUE(reservation.has_value());
@@ -615,7 +658,7 @@ TEST_F(SqliteStoreTest, CommitExchangeChargesOneCreditAndStoresBothMessages) {
   EXPECT_EQ(User("ned").credits, 3);
 }
 
-TEST_F(SqliteStoreTest, CommitExchangeCreatesANewSessionInTheSameTransaction) {
+TEST_P(StoreTest, CommitExchangeCreatesANewSessionInTheSameTransaction) {
   std::optional<CreditReservation> reservation = Reserve("olga", now_);
   Exchange exchange = MakeExchange("fresh", "z", now_, reservation);
   exchange.new_session = MakeSession("fresh", "olga", now_);
@@ -626,7 +669,7 @@ TEST_F(SqliteStoreTest, CommitExchangeCreatesANewSessionInTheSameTransaction) {
   EXPECT_EQ(CountMessagesOf("fresh"), 2);
 }
 
-TEST_F(SqliteStoreTest, CommitExchangeWithoutReservationChargesNothing) {
+TEST_P(StoreTest, CommitExchangeWithoutReservationChargesNothing) {
   ASSERT_TRUE(
       store_->SetPlan("pia", Plan::kPremium, TermsFor("2026-11"), now_).ok());
   CreateSession("s1", "pia");
@@ -636,7 +679,7 @@ TEST_F(SqliteStoreTest, CommitExchangeWithoutReservationChargesNothing) {
   EXPECT_EQ(CountMessagesOf("s1"), 2);
 }
 
-TEST_F(SqliteStoreTest, CommitExchangeWithNoCreditLeftStoresNothing) {
+TEST_P(StoreTest, CommitExchangeWithNoCreditLeftStoresNothing) {
   // One credit a month: reserved, then charged by a first exchange.
   const CreditTerms one_credit = TermsFor("2026-11", /*free_credits=*/1);
   CreateSession("s1", "quin", one_credit);
@@ -677,7 +720,7 @@ TEST_F(SqliteStoreTest, CommitExchangeWithNoCreditLeftStoresNothing) {
   EXPECT_EQ(CountMessagesOf("s1"), 2);
 }
 
-TEST_F(SqliteStoreTest, CommitExchangeIntoAMissingSessionStoresNothing) {
+TEST_P(StoreTest, CommitExchangeIntoAMissingSessionStoresNothing) {
   std::optional<CreditReservation> reservation = Reserve("ros", now_);
   ASSERT_TRUE(reservation.has_value());
   auto result =
@@ -687,6 +730,152 @@ TEST_F(SqliteStoreTest, CommitExchangeIntoAMissingSessionStoresNothing) {
   EXPECT_EQ(User("ros").credits, 5);
   // Still held: the caller releases it.
   EXPECT_EQ(CountRows("credit_reservations"), 1);
+}
+
+// --- Server runs and their holds ----------------------------------------------------
+
+TEST_P(StoreTest, ARestartedServerDropsOnlyItsPreviousRunsHolds) {
+  ASSERT_TRUE(store_->BeginRun("host-a:50051").ok());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(Reserve("una", now_).has_value());
+  // Another server on the same database holds the user's last two credits.
+  auto other = db_->Open();
+  ASSERT_TRUE(other.ok()) << other.status();
+  ASSERT_TRUE((*other)->BeginRun("host-b:50051").ok());
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE((*other)
+                    ->ReserveCredit("una", TermsFor("2026-11"), now_,
+                                    now_ + absl::Minutes(5))
+                    ->has_value());
+  }
+  EXPECT_FALSE(Reserve("una", now_).has_value());
+
+  // host-a is killed and starts again: its three holds are dropped at once,
+  // long before they would expire; host-b's stay.
+  Reopen();
+  absl::StatusOr<int> dropped = store_->BeginRun("host-a:50051");
+  ASSERT_TRUE(dropped.ok()) << dropped.status();
+  EXPECT_EQ(*dropped, 3);
+  EXPECT_EQ(CountRows("credit_reservations"), 2);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(Reserve("una", now_).has_value()) << "hold " << i;
+  }
+  EXPECT_FALSE(Reserve("una", now_).has_value());
+  // The new run's own holds are not dropped by another BeginRun elsewhere.
+  ASSERT_TRUE((*other)->BeginRun("host-b:50051").ok());
+  EXPECT_EQ(CountRows("credit_reservations"), 3);
+}
+
+// Several servers on one database race for one user's credits: each
+// reserves, then commits an exchange that charges the hold. Exactly the
+// user's credits get through, whichever store each call lands on.
+TEST_P(StoreTest, SeveralStoresRacingForOneUsersCreditsChargeExactlyThem) {
+  constexpr int kStores = 3;
+  constexpr int kThreadsPerStore = 4;
+  constexpr int kTriesPerThread = 4;
+  const CreditTerms terms = TermsFor("2026-11", /*free_credits=*/7);
+  std::vector<std::unique_ptr<Store>> stores;
+  for (int i = 0; i < kStores; ++i) {
+    auto store = db_->Open(/*connections=*/2);
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_TRUE((*store)->BeginRun("server-" + std::to_string(i)).ok());
+    stores.push_back(*std::move(store));
+  }
+  std::atomic<int> held{0}, charged{0}, refused{0}, errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kStores * kThreadsPerStore; ++t) {
+    threads.emplace_back([&, t] {
+      Store& store = *stores[t % kStores];
+      for (int i = 0; i < kTriesPerThread; ++i) {
+        auto hold = store.ReserveCredit("zoe", terms, now_,
+                                        now_ + absl::Minutes(5));
+        if (!hold.ok()) {
+          ++errors;
+          continue;
+        }
+        if (!hold->has_value()) {
+          ++refused;
+          continue;
+        }
+        ++held;
+        const std::string tag = "t" + std::to_string(t) + "-" +
+                                std::to_string(i);
+        Exchange exchange = MakeExchange("s-" + tag, tag, now_, *hold);
+        exchange.terms = terms;
+        exchange.new_session = MakeSession("s-" + tag, "zoe", now_);
+        auto committed = store.CommitExchange(exchange);
+        if (committed.ok()) {
+          ++charged;
+        } else {
+          ++errors;
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(held.load(), 7);
+  EXPECT_EQ(charged.load(), 7);
+  EXPECT_EQ(refused.load(), kStores * kThreadsPerStore * kTriesPerThread - 7);
+  EXPECT_EQ(User("zoe").credits, 0);
+  EXPECT_EQ(CountRows("messages"), 14);
+  EXPECT_EQ(CountRows("credit_reservations"), 0);
+}
+
+// --- PostgreSQL only -----------------------------------------------------------------
+
+TEST_F(PostgresStoreTest, RefusesADatabaseFromANewerBuild) {
+  store_.reset();
+  ASSERT_TRUE(pg_.Exec("UPDATE coach_schema SET version = " +
+                       std::to_string(LatestPostgresSchemaVersion() + 1)));
+  auto store = db_->Open();
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition)
+      << store.status();
+  EXPECT_EQ(db_->SchemaVersion(), LatestPostgresSchemaVersion() + 1);
+}
+
+// N replicas starting at once on an empty database: one migrates, the
+// others wait on the advisory lock and then find nothing to do.
+TEST(PostgresMigrationTest, ReplicasStartingTogetherMigrateExactlyOnce) {
+  PostgresDatabase db;
+  COACH_USE_DATABASE_OR_SKIP(db);
+  constexpr int kReplicas = 6;
+  std::vector<absl::StatusOr<std::unique_ptr<Store>>> opened(kReplicas);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kReplicas; ++i) {
+    threads.emplace_back([&, i] { opened[i] = db.Open(/*connections=*/1); });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (int i = 0; i < kReplicas; ++i) {
+    EXPECT_TRUE(opened[i].ok()) << "replica " << i << ": " << opened[i].status();
+  }
+  EXPECT_EQ(db.SchemaVersion(), LatestPostgresSchemaVersion());
+  EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM coach_schema"), 1);
+  // Every replica works on the one schema.
+  ASSERT_TRUE(opened[0].ok() && opened[kReplicas - 1].ok());
+  ASSERT_TRUE((*opened[0])
+                  ->SetPlan("amy", Plan::kBasic, TermsFor("2026-11"),
+                            MidNovember2026())
+                  .ok());
+  auto amy = (*opened[kReplicas - 1])->FindUser("amy");
+  ASSERT_TRUE(amy.ok() && amy->has_value());
+  EXPECT_EQ((*amy)->credits, 50);
+}
+
+TEST(PostgresOpenTest, OpenFailuresAreStatusesNotExceptions) {
+  testing::RefusingLoopbackPort refusing;
+  absl::StatusOr<std::unique_ptr<PostgresStore>> unreachable;
+  EXPECT_NO_THROW(unreachable = PostgresStore::Open(PostgresOptions{
+                      .url = "postgresql://coach:pw@127.0.0.1:" +
+                             std::to_string(refusing.port()) + "/coach"}));
+  EXPECT_EQ(unreachable.status().code(), absl::StatusCode::kUnavailable)
+      << unreachable.status();
+  // libpq's message names the server, never the password.
+  EXPECT_THAT(unreachable.status().message(), Not(HasSubstr("pw")));
+
+  auto garbage = PostgresStore::Open(PostgresOptions{.url = "postgresql://["});
+  EXPECT_FALSE(garbage.ok());
+  auto empty = PostgresStore::Open(PostgresOptions{.url = ""});
+  EXPECT_EQ(empty.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

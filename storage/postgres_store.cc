@@ -1,0 +1,650 @@
+#include "storage/postgres_store.h"
+
+#include <libpq-fe.h>
+
+#include <algorithm>
+#include <initializer_list>
+#include <optional>
+#include <stdexcept>
+#include <unordered_map>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "base/ids.h"
+#include "storage/postgres_schema.h"
+#include "storage/record_columns.h"
+
+namespace coach {
+namespace {
+
+// SQLSTATEs worth trying the whole transaction again for.
+constexpr char kSerializationFailure[] = "40001";
+constexpr char kDeadlockDetected[] = "40P01";
+
+// A failed statement, thrown inside this file only (the Store's methods
+// catch it and return a Status, as SqliteStore does with SQLiteCpp's).
+class PgError : public std::runtime_error {
+ public:
+  PgError(std::string sqlstate, const std::string& message,
+          bool connection_lost)
+      : std::runtime_error(message),
+        sqlstate_(std::move(sqlstate)),
+        connection_lost_(connection_lost) {}
+  const std::string& sqlstate() const { return sqlstate_; }
+  bool connection_lost() const { return connection_lost_; }
+  bool retryable() const {
+    return sqlstate_ == kSerializationFailure || sqlstate_ == kDeadlockDetected;
+  }
+
+ private:
+  std::string sqlstate_;
+  bool connection_lost_;
+};
+
+// A statement parameter in libpq's text format; nullopt is SQL NULL.
+using Param = std::optional<std::string>;
+Param Text(absl::string_view text) { return std::string(text); }
+Param Int(int64_t value) { return absl::StrCat(value); }
+Param Micros(absl::Time t) { return Int(absl::ToUnixMicros(t)); }
+
+// A result's rows, read as text and parsed.
+class Rows {
+ public:
+  explicit Rows(PGresult* result) : result_(result, &PQclear) {}
+  int size() const { return PQntuples(result_.get()); }
+  // Rows changed by an INSERT, UPDATE or DELETE.
+  int affected() const {
+    int n = 0;
+    return absl::SimpleAtoi(PQcmdTuples(result_.get()), &n) ? n : 0;
+  }
+  bool IsNull(int row, int column) const {
+    return PQgetisnull(result_.get(), row, column) != 0;
+  }
+  std::string Str(int row, int column) const {
+    return std::string(PQgetvalue(result_.get(), row, column),
+                       PQgetlength(result_.get(), row, column));
+  }
+  int64_t Int64(int row, int column) const {
+    int64_t value = 0;
+    if (!absl::SimpleAtoi(PQgetvalue(result_.get(), row, column), &value)) {
+      throw PgError("", "postgres: not an integer", false);
+    }
+    return value;
+  }
+  int32_t Int32(int row, int column) const {
+    return static_cast<int32_t>(Int64(row, column));
+  }
+  absl::Time Time(int row, int column) const {
+    return absl::FromUnixMicros(Int64(row, column));
+  }
+
+ private:
+  std::unique_ptr<PGresult, decltype(&PQclear)> result_;
+};
+
+}  // namespace
+
+class PostgresStore::Connection {
+ public:
+  explicit Connection(PGconn* conn) : conn_(conn) {
+    // libpq prints the server's notices on stderr ("relation already
+    // exists, skipping"): nothing a log needs.
+    PQsetNoticeProcessor(conn_, [](void*, const char*) {}, nullptr);
+  }
+  ~Connection() { PQfinish(conn_); }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  PGconn* get() { return conn_; }
+  bool broken() const { return PQstatus(conn_) != CONNECTION_OK; }
+
+  // Reconnects a connection the server dropped. Its prepared statements
+  // went with the old session.
+  void Reset() {
+    PQreset(conn_);
+    prepared_.clear();
+  }
+
+  // A command without parameters (BEGIN, COMMIT, ROLLBACK).
+  void Command(const char* sql) { Check(PQexec(conn_, sql)); }
+
+  // Runs `sql`, prepared on this connection at its first use (keyed by the
+  // pointer: every SQL text is a constant of this file), with `params`.
+  Rows Run(const char* sql, std::initializer_list<Param> params) {
+    auto it = prepared_.find(sql);
+    if (it == prepared_.end()) {
+      std::string name = absl::StrCat("coach_", prepared_.size() + 1);
+      Check(PQprepare(conn_, name.c_str(), sql, static_cast<int>(params.size()),
+                      nullptr));
+      it = prepared_.emplace(sql, std::move(name)).first;
+    }
+    std::vector<const char*> values;
+    values.reserve(params.size());
+    for (const Param& p : params) {
+      values.push_back(p.has_value() ? p->c_str() : nullptr);
+    }
+    return Check(PQexecPrepared(conn_, it->second.c_str(),
+                                static_cast<int>(values.size()), values.data(),
+                                nullptr, nullptr, /*resultFormat=*/0));
+  }
+
+ private:
+  // The result if the statement succeeded; throws PgError otherwise.
+  Rows Check(PGresult* result) {
+    Rows rows(result);
+    const ExecStatusType status = PQresultStatus(result);
+    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) return rows;
+    const char* sqlstate =
+        result != nullptr ? PQresultErrorField(result, PG_DIAG_SQLSTATE)
+                          : nullptr;
+    throw PgError(sqlstate != nullptr ? sqlstate : "",
+                  PQerrorMessage(conn_), broken());
+  }
+
+  PGconn* conn_;
+  std::unordered_map<const char*, std::string> prepared_;
+};
+
+namespace {
+
+using Connection = PostgresStore::Connection;
+
+absl::Status ErrorFromException(absl::string_view operation,
+                                const std::exception& e) {
+  std::string message(e.what());
+  // libpq's messages end with a newline.
+  while (!message.empty() && message.back() == '\n') message.pop_back();
+  if (const auto* pg = dynamic_cast<const PgError*>(&e);
+      pg != nullptr && (pg->connection_lost() || pg->retryable())) {
+    return absl::UnavailableError(
+        absl::StrCat("postgres ", operation, ": ", message));
+  }
+  return absl::InternalError(absl::StrCat("postgres ", operation, ": ", message));
+}
+
+// --- Row readers ------------------------------------------------------------
+
+constexpr const char* kUserColumns =
+    "id, plan, credits, credit_period, created_at";
+
+UserRecord ReadUser(const Rows& rows, int row) {
+  return UserRecord{.id = rows.Str(row, 0),
+                    .plan = PlanFromName(rows.Str(row, 1)),
+                    .status = UserStatus::kActive,
+                    .credits = rows.Int32(row, 2),
+                    .credit_period = rows.Str(row, 3),
+                    .created_at = rows.Time(row, 4)};
+}
+
+constexpr const char* kSessionColumns =
+    "id, user_id, title, last_message, message_count, created_at, updated_at";
+
+SessionRecord ReadSession(const Rows& rows, int row) {
+  return SessionRecord{.id = rows.Str(row, 0),
+                       .user_id = rows.Str(row, 1),
+                       .title = rows.Str(row, 2),
+                       .last_message = rows.Str(row, 3),
+                       .message_count = rows.Int32(row, 4),
+                       .created_at = rows.Time(row, 5),
+                       .updated_at = rows.Time(row, 6)};
+}
+
+std::optional<SessionRecord> LoadSession(Connection& c,
+                                         absl::string_view session_id) {
+  static const std::string sql =
+      absl::StrCat("SELECT ", kSessionColumns, " FROM sessions WHERE id = $1");
+  Rows rows = c.Run(sql.c_str(), {Text(session_id)});
+  if (rows.size() == 0) return std::nullopt;
+  return ReadSession(rows, 0);
+}
+
+// --- Write helpers (called inside a write transaction) ----------------------
+
+// Creates the user if unknown, locks its row until the transaction ends
+// (every decision on its credits or its sessions is taken under this lock,
+// by whichever server), then applies the monthly refill.
+UserRecord EnsureUser(Connection& c, absl::string_view user_id,
+                      const CreditTerms& terms, absl::Time now) {
+  c.Run("INSERT INTO users (id, plan, status, credits, credit_period, "
+        "created_at) VALUES ($1, $2, 'ACTIVE', $3, $4, $5) "
+        "ON CONFLICT (id) DO NOTHING",
+        {Text(user_id), Text(PlanName(terms.new_user_plan)),
+         Int(RefilledCredits(terms, terms.new_user_plan)), Text(terms.period),
+         Micros(now)});
+  static const std::string lock = absl::StrCat(
+      "SELECT ", kUserColumns, " FROM users WHERE id = $1 FOR UPDATE");
+  UserRecord user = ReadUser(c.Run(lock.c_str(), {Text(user_id)}), 0);
+  if (user.credit_period != terms.period) {
+    user.credits = RefilledCredits(terms, user.plan);
+    user.credit_period = terms.period;
+    c.Run("UPDATE users SET credits = $2, credit_period = $3 WHERE id = $1",
+          {Text(user.id), Int(user.credits), Text(user.credit_period)});
+  }
+  return user;
+}
+
+// Inserts `s` unless its user already owns `max_user_sessions` (> 0)
+// sessions: false then, and nothing is inserted. Called with the user's row
+// locked (EnsureUser), so two racing inserts at the maximum cannot both pass.
+bool InsertSession(Connection& c, const SessionRecord& s,
+                   int max_user_sessions) {
+  return c.Run("INSERT INTO sessions (id, user_id, title, last_message, "
+               "message_count, created_at, updated_at) "
+               "SELECT $1, $2, $3, $4, $5, $6, $7 WHERE $8::integer <= 0 OR "
+               "(SELECT COUNT(*) FROM sessions WHERE user_id = $2) < $8::integer",
+               {Text(s.id), Text(s.user_id), Text(s.title),
+                Text(s.last_message), Int(s.message_count),
+                Micros(s.created_at), Micros(s.updated_at),
+                Int(max_user_sessions)})
+             .affected() > 0;
+}
+
+void InsertMessage(Connection& c, const MessageRecord& m) {
+  Param prompt_tokens, completion_tokens;
+  if (m.usage.has_value()) {
+    prompt_tokens = Int(m.usage->prompt_tokens);
+    completion_tokens = Int(m.usage->completion_tokens);
+  }
+  c.Run("INSERT INTO messages (id, session_id, role, content, created_at, "
+        "model, prompt_tokens, completion_tokens) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        {Text(m.id), Text(m.session_id), Text(RoleName(m.role)),
+         Text(m.content), Micros(m.created_at),
+         m.model.empty() ? Param() : Text(m.model), prompt_tokens,
+         completion_tokens});
+}
+
+}  // namespace
+
+// --- Opening ------------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<PostgresStore>> PostgresStore::Open(
+    const PostgresOptions& options) {
+  if (options.url.empty()) {
+    return absl::InvalidArgumentError("postgres: the database URL is empty");
+  }
+  std::unique_ptr<PostgresStore> store(
+      new PostgresStore(std::max(1, options.max_attempts)));
+  std::vector<std::unique_ptr<Connection>> connections;
+  for (int i = 0; i < std::max(1, options.pool_size); ++i) {
+    auto c = std::make_unique<Connection>(PQconnectdb(options.url.c_str()));
+    if (c->get() == nullptr) {
+      return absl::ResourceExhaustedError("postgres: out of memory");
+    }
+    if (c->broken()) {
+      // libpq's message names the host and port, never the password.
+      std::string message = PQerrorMessage(c->get());
+      while (!message.empty() && message.back() == '\n') message.pop_back();
+      return absl::UnavailableError(absl::StrCat("postgres: ", message));
+    }
+    if (i == 0) {
+      if (absl::Status migrated = MigratePostgresSchema(c->get());
+          !migrated.ok()) {
+        return migrated;
+      }
+    }
+    connections.push_back(std::move(c));
+  }
+  absl::MutexLock lock(&store->pool_mu_);
+  store->idle_ = std::move(connections);
+  return store;
+}
+
+PostgresStore::PostgresStore(int max_attempts) : max_attempts_(max_attempts) {}
+PostgresStore::~PostgresStore() = default;
+
+// --- Connection leasing ---------------------------------------------------------
+
+std::unique_ptr<PostgresStore::Connection> PostgresStore::Acquire() {
+  absl::MutexLock lock(&pool_mu_);
+  pool_mu_.Await(absl::Condition(
+      +[](std::vector<std::unique_ptr<Connection>>* idle) {
+        return !idle->empty();
+      },
+      &idle_));
+  std::unique_ptr<Connection> c = std::move(idle_.back());
+  idle_.pop_back();
+  return c;
+}
+
+void PostgresStore::Release(std::unique_ptr<Connection> connection) {
+  absl::MutexLock lock(&pool_mu_);
+  idle_.push_back(std::move(connection));
+}
+
+// Borrows a connection for one call; one the server dropped is reconnected
+// first (a restarted database costs the calls in flight, not the pool).
+class PostgresStore::Lease {
+ public:
+  explicit Lease(PostgresStore& store)
+      : store_(store), connection_(store.Acquire()) {
+    if (connection_->broken()) connection_->Reset();
+  }
+  ~Lease() { store_.Release(std::move(connection_)); }
+  Connection& operator*() { return *connection_; }
+
+ private:
+  PostgresStore& store_;
+  std::unique_ptr<Connection> connection_;
+};
+
+template <typename Body>
+auto PostgresStore::Read(absl::string_view operation, Body&& body)
+    -> decltype(body(std::declval<Connection&>())) {
+  try {
+    Lease c(*this);
+    return body(*c);
+  } catch (const std::exception& e) {
+    return ErrorFromException(operation, e);
+  }
+}
+
+template <typename Body>
+auto PostgresStore::Write(absl::string_view operation, Body&& body)
+    -> decltype(body(std::declval<Connection&>())) {
+  for (int attempt = 1;; ++attempt) {
+    Lease c(*this);
+    try {
+      (*c).Command("BEGIN");
+      auto result = body(*c);
+      (*c).Command(result.ok() ? "COMMIT" : "ROLLBACK");
+      return result;
+    } catch (const std::exception& e) {
+      const auto* pg = dynamic_cast<const PgError*>(&e);
+      if (pg == nullptr || !pg->connection_lost()) {
+        try {
+          (*c).Command("ROLLBACK");
+        } catch (const std::exception&) {
+          // The connection is broken: the next lease reconnects it.
+        }
+      }
+      if (pg != nullptr && pg->retryable() && attempt < max_attempts_) {
+        continue;
+      }
+      return ErrorFromException(operation, e);
+    }
+  }
+}
+
+// --- Server runs ---------------------------------------------------------------
+
+absl::StatusOr<int> PostgresStore::BeginRun(absl::string_view instance) {
+  const HoldOwner owner{.instance = std::string(instance),
+                        .run = NewRandomId()};
+  absl::StatusOr<int> dropped =
+      Write("begin run", [&](Connection& c) -> absl::StatusOr<int> {
+        return c
+            .Run("DELETE FROM credit_reservations "
+                 "WHERE instance = $1 AND run <> $2",
+                 {Text(owner.instance), Text(owner.run)})
+            .affected();
+      });
+  if (dropped.ok()) {
+    absl::MutexLock lock(&run_mu_);
+    owner_ = owner;
+  }
+  return dropped;
+}
+
+// --- Users ----------------------------------------------------------------------
+
+absl::StatusOr<std::optional<UserRecord>> PostgresStore::FindUser(
+    absl::string_view user_id) {
+  return Read("find user",
+              [&](Connection& c) -> absl::StatusOr<std::optional<UserRecord>> {
+                static const std::string sql = absl::StrCat(
+                    "SELECT ", kUserColumns, " FROM users WHERE id = $1");
+                Rows rows = c.Run(sql.c_str(), {Text(user_id)});
+                if (rows.size() == 0) return std::nullopt;
+                return ReadUser(rows, 0);
+              });
+}
+
+absl::StatusOr<UserRecord> PostgresStore::SetPlan(absl::string_view user_id,
+                                                  Plan plan,
+                                                  const CreditTerms& terms,
+                                                  absl::Time now) {
+  return Write("set plan", [&](Connection& c) -> absl::StatusOr<UserRecord> {
+    UserRecord user = EnsureUser(c, user_id, terms, now);
+    user.plan = plan;
+    user.credits = RefilledCredits(terms, plan);
+    c.Run("UPDATE users SET plan = $2, credits = $3 WHERE id = $1",
+          {Text(user.id), Text(PlanName(plan)), Int(user.credits)});
+    return user;
+  });
+}
+
+absl::StatusOr<UserRecord> PostgresStore::AddCredits(absl::string_view user_id,
+                                                     int32_t credits,
+                                                     int32_t max_balance,
+                                                     const CreditTerms& terms,
+                                                     absl::Time now) {
+  return Write("add credits", [&](Connection& c) -> absl::StatusOr<UserRecord> {
+    UserRecord user = EnsureUser(c, user_id, terms, now);
+    // The comparison is in 64 bits: it cannot overflow.
+    Rows rows = c.Run(
+        "UPDATE users SET credits = credits + $2::integer WHERE id = $1 "
+        "AND credits::bigint + $2::bigint <= $3::bigint RETURNING credits",
+        {Text(user.id), Int(credits), Int(max_balance)});
+    if (rows.size() == 0) {
+      return absl::OutOfRangeError(
+          absl::StrCat("balance would exceed ", max_balance));
+    }
+    user.credits = rows.Int32(0, 0);
+    return user;
+  });
+}
+
+absl::StatusOr<UserTotals> PostgresStore::CountUserActivity(
+    absl::string_view user_id) {
+  return Read("count activity",
+              [&](Connection& c) -> absl::StatusOr<UserTotals> {
+                Rows rows = c.Run(
+                    "SELECT COUNT(*), COALESCE(SUM(message_count), 0) "
+                    "FROM sessions WHERE user_id = $1",
+                    {Text(user_id)});
+                return UserTotals{.sessions = rows.Int32(0, 0),
+                                  .messages = rows.Int32(0, 1)};
+              });
+}
+
+// --- Credits --------------------------------------------------------------------
+
+absl::StatusOr<std::optional<CreditReservation>> PostgresStore::ReserveCredit(
+    absl::string_view user_id, const CreditTerms& terms, absl::Time now,
+    absl::Time expires_at) {
+  HoldOwner owner;
+  {
+    absl::MutexLock lock(&run_mu_);
+    owner = owner_;
+  }
+  return Write(
+      "reserve credit",
+      [&](Connection& c) -> absl::StatusOr<std::optional<CreditReservation>> {
+        // The user's row stays locked until the commit: the count of live
+        // holds below cannot change under this decision.
+        UserRecord user = EnsureUser(c, user_id, terms, now);
+        c.Run("DELETE FROM credit_reservations WHERE user_id = $1 "
+              "AND expires_at <= $2",
+              {Text(user.id), Micros(now)});
+        const int64_t held =
+            c.Run("SELECT COUNT(*) FROM credit_reservations WHERE user_id = $1",
+                  {Text(user.id)})
+                .Int64(0, 0);
+        if (user.credits - held <= 0) {
+          return std::optional<CreditReservation>();
+        }
+        Rows inserted = c.Run(
+            "INSERT INTO credit_reservations (user_id, expires_at, instance, "
+            "run) VALUES ($1, $2, $3, $4) RETURNING id",
+            {Text(user.id), Micros(expires_at), Text(owner.instance),
+             Text(owner.run)});
+        return std::optional<CreditReservation>(CreditReservation{
+            .id = inserted.Int64(0, 0), .user_id = user.id});
+      });
+}
+
+absl::Status PostgresStore::ReleaseCredit(
+    const CreditReservation& reservation) {
+  return Write("release credit", [&](Connection& c) -> absl::Status {
+    c.Run("DELETE FROM credit_reservations WHERE id = $1",
+          {Int(reservation.id)});
+    return absl::OkStatus();
+  });
+}
+
+// --- Sessions and messages ------------------------------------------------------------
+
+absl::Status PostgresStore::CreateSession(const SessionRecord& session,
+                                          int max_user_sessions,
+                                          const CreditTerms& terms,
+                                          absl::Time now) {
+  return Write("create session", [&](Connection& c) -> absl::Status {
+    EnsureUser(c, session.user_id, terms, now);
+    if (!InsertSession(c, session, max_user_sessions)) {
+      return absl::FailedPreconditionError("session limit reached");
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::optional<SessionRecord>> PostgresStore::FindSession(
+    absl::string_view session_id) {
+  return Read(
+      "find session",
+      [&](Connection& c) -> absl::StatusOr<std::optional<SessionRecord>> {
+        return LoadSession(c, session_id);
+      });
+}
+
+absl::StatusOr<std::vector<SessionRecord>> PostgresStore::ListSessions(
+    absl::string_view user_id, int limit) {
+  static const std::string sql =
+      absl::StrCat("SELECT ", kSessionColumns,
+                   " FROM sessions WHERE user_id = $1 "
+                   "ORDER BY updated_at DESC, seq DESC LIMIT $2");
+  return Read("list sessions",
+              [&](Connection& c) -> absl::StatusOr<std::vector<SessionRecord>> {
+                Rows rows = c.Run(sql.c_str(), {Text(user_id), Int(limit)});
+                std::vector<SessionRecord> sessions;
+                for (int i = 0; i < rows.size(); ++i) {
+                  sessions.push_back(ReadSession(rows, i));
+                }
+                return sessions;
+              });
+}
+
+absl::StatusOr<std::vector<MessageRecord>> PostgresStore::ListRecentMessages(
+    absl::string_view session_id, int limit) {
+  return Read(
+      "list messages",
+      [&](Connection& c) -> absl::StatusOr<std::vector<MessageRecord>> {
+        Rows rows = c.Run(
+            "SELECT id, session_id, role, content, created_at, model, "
+            "prompt_tokens, completion_tokens FROM ("
+            "  SELECT * FROM messages"
+            "  WHERE session_id = $1 ORDER BY seq DESC LIMIT $2"
+            ") AS newest ORDER BY seq ASC",
+            {Text(session_id), Int(limit)});
+        std::vector<MessageRecord> messages;
+        for (int i = 0; i < rows.size(); ++i) {
+          MessageRecord message{.id = rows.Str(i, 0),
+                                .session_id = rows.Str(i, 1),
+                                .role = RoleFromName(rows.Str(i, 2)),
+                                .content = rows.Str(i, 3),
+                                .created_at = rows.Time(i, 4),
+                                .model = rows.Str(i, 5),  // "" for NULL
+                                .usage = std::nullopt};
+          if (!rows.IsNull(i, 6)) {
+            message.usage = TokenUsage{.prompt_tokens = rows.Int32(i, 6),
+                                       .completion_tokens = rows.Int32(i, 7)};
+          }
+          messages.push_back(std::move(message));
+        }
+        return messages;
+      });
+}
+
+absl::StatusOr<SessionRecord> PostgresStore::RenameSession(
+    absl::string_view session_id, absl::string_view title, absl::Time now) {
+  return Write(
+      "rename session", [&](Connection& c) -> absl::StatusOr<SessionRecord> {
+        static const std::string sql = absl::StrCat(
+            "UPDATE sessions SET title = $2, updated_at = $3 WHERE id = $1 "
+            "RETURNING ",
+            kSessionColumns);
+        Rows rows =
+            c.Run(sql.c_str(), {Text(session_id), Text(title), Micros(now)});
+        if (rows.size() == 0) return absl::NotFoundError("session not found");
+        return ReadSession(rows, 0);
+      });
+}
+
+absl::Status PostgresStore::DeleteSession(absl::string_view session_id) {
+  return Write("delete session", [&](Connection& c) -> absl::Status {
+    // The session's row first: a commit adding messages to it (which
+    // updates that row first) finishes before, or waits until after.
+    if (c.Run("SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE",
+              {Text(session_id)})
+            .size() == 0) {
+      return absl::NotFoundError("session not found");
+    }
+    c.Run("DELETE FROM messages WHERE session_id = $1", {Text(session_id)});
+    c.Run("DELETE FROM sessions WHERE id = $1", {Text(session_id)});
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<ExchangeResult> PostgresStore::CommitExchange(
+    const Exchange& exchange) {
+  return Write(
+      "commit exchange", [&](Connection& c) -> absl::StatusOr<ExchangeResult> {
+        // Locks in one order everywhere, user row then session row, so two
+        // commits cannot deadlock on them.
+        std::optional<UserRecord> payer;
+        if (exchange.reservation.has_value()) {
+          payer = EnsureUser(c, exchange.reservation->user_id, exchange.terms,
+                             exchange.now);
+        }
+        if (exchange.new_session.has_value()) {
+          EnsureUser(c, exchange.new_session->user_id, exchange.terms,
+                     exchange.now);
+          if (!InsertSession(c, *exchange.new_session,
+                             exchange.max_user_sessions)) {
+            return absl::FailedPreconditionError("session limit reached");
+          }
+        }
+        if (c.Run("UPDATE sessions SET last_message = $2, "
+                  "message_count = message_count + 2, updated_at = $3 "
+                  "WHERE id = $1",
+                  {Text(exchange.session_id), Text(exchange.last_message),
+                   Micros(exchange.now)})
+                .affected() == 0) {
+          return absl::NotFoundError("session not found");
+        }
+        InsertMessage(c, exchange.user_message);
+        InsertMessage(c, exchange.assistant_message);
+
+        ExchangeResult result;
+        if (!payer.has_value()) return result;
+        c.Run("DELETE FROM credit_reservations WHERE id = $1",
+              {Int(exchange.reservation->id)});
+        // Moved to an unlimited plan while the coach was writing: nothing
+        // to charge.
+        if (!exchange.terms.AllowanceOf(payer->plan).has_value()) return result;
+        // Conditional: credits never go below zero, whatever happened to
+        // the reservation meanwhile (expired, an admin changed the plan).
+        Rows charged = c.Run(
+            "UPDATE users SET credits = credits - 1 "
+            "WHERE id = $1 AND credits > 0 RETURNING credits",
+            {Text(payer->id)});
+        if (charged.size() == 0) {
+          return absl::ResourceExhaustedError("no credit left to charge");
+        }
+        result.remaining_credits = charged.Int32(0, 0);
+        return result;
+      });
+}
+
+}  // namespace coach

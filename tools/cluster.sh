@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Several coach-servers on one PostgreSQL database, behind one coach-proxy,
+# all on this machine (what issue 13's deployment looks like, in small):
+#   ./tools/cluster.sh
+# - PostgreSQL in a temporary folder on a free loopback port
+#   (tools/lib/postgres.sh); its data is removed on exit;
+# - three coach-servers on 127.0.0.1:50051, :50052 and :50053, sharing that
+#   database (COACH_DATABASE_URL), each with its own COACH_INSTANCE;
+# - coach-proxy (the REST API on :3000) with
+#   COACH_GRPC_TARGET=ipv4:127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053.
+# Every other setting comes from the environment as with tools/run.sh (the
+# offline coach unless OPENAI_API_KEY is set). Ctrl-C (or SIGTERM) stops
+# everything; any process ending ends the cluster.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+source tools/lib/release_build.sh
+release_build
+
+source tools/lib/postgres.sh
+pids=()
+stop() {
+  if ((${#pids[@]} > 0)); then
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    wait "${pids[@]}" 2>/dev/null || true
+  fi
+  pg_temp_stop
+}
+trap stop EXIT
+trap 'exit 130' INT TERM
+
+pg_temp_start coach
+
+PORTS=(50051 50052 50053)
+targets=()
+for i in "${!PORTS[@]}"; do
+  port=${PORTS[$i]}
+  COACH_DATABASE_URL=$PG_TEMP_URL COACH_GRPC_LISTEN=127.0.0.1:$port \
+    COACH_INSTANCE="cluster-$((i + 1))" "$BUILD_DIR/server/coach-server" &
+  pids+=($!)
+  targets+=("127.0.0.1:$port")
+done
+COACH_GRPC_TARGET="ipv4:$(IFS=,; echo "${targets[*]}")" "$BUILD_DIR/proxy/coach-proxy" &
+pids+=($!)
+
+wait -n "${pids[@]}"
