@@ -18,6 +18,7 @@
 #include "absl/time/time.h"
 #include "http/server.h"
 #include "tests/support/ports.h"
+#include "tests/support/promtool.h"
 #include "tests/support/raw_http.h"
 #include "tests/support/test_stack.h"
 
@@ -389,6 +390,38 @@ TEST_F(HttpFrontTest, ALongSessionIsReadable) {
   ASSERT_EQ(result->status, 200) << result->body.substr(0, 300);
   EXPECT_GT(result->body.size(), 4u * 1024 * 1024);
   EXPECT_EQ(json::parse(result->body)["session"]["messages"].size(), 600u);
+}
+
+TEST_F(HttpFrontTest, MetricsCountRequestsByRouteMethodAndStatus) {
+  ASSERT_EQ(Stats("m")["remainingCredits"], 5);
+  auto client = stack_.NewClient();
+  ASSERT_TRUE(client->Get("/nope"));
+  ASSERT_EQ(StatusOf(RawExchange(port(), absl::StrCat(kSendHead, "\r\n"))),
+            411);
+  auto metrics = client->Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_EQ(metrics->status, 200);
+  EXPECT_EQ(metrics->get_header_value("Content-Type"),
+            "text/plain; version=0.0.4; charset=utf-8");
+  const std::string& text = metrics->body;
+  for (const char* series : {
+           "coach_proxy_http_requests_total{route=\"/api/user/stats\","
+           "method=\"GET\",status=\"200\"} 1",
+           "coach_proxy_http_requests_total{route=\"-\",method=\"GET\","
+           "status=\"404\"} 1",
+           "coach_proxy_http_requests_total{route=\"-\",method=\"POST\","
+           "status=\"411\"} 1",
+           "coach_proxy_http_request_duration_seconds_count{route=\"/api/user/"
+           "stats\"} 1",
+           // The scrape itself is in flight while it renders.
+           "coach_proxy_http_requests_in_flight 0",
+       }) {
+    EXPECT_NE(text.find(series), std::string::npos) << series << "\n" << text;
+  }
+#ifdef COACH_PROMTOOL
+  const PromtoolVerdict verdict = CheckWithPromtool(COACH_PROMTOOL, text);
+  EXPECT_EQ(verdict.exit_code, 0) << verdict.output << "\n" << text;
+#endif
 }
 
 TEST(HttpQueryTest, PercentDecodingAndQueries) {

@@ -20,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/promtool.h"
 #include "tests/support/test_server.h"
 
 namespace coach {
@@ -230,21 +231,9 @@ TEST_F(ServerMetricsTest, PromtoolAcceptsTheExposition) {
   const std::string text = Metrics();
   ASSERT_THAT(text, HasSubstr("coach_sends_total{outcome=\"ok\"} 1"));
 
-  testing::TempDir dir;
-  const std::string path = dir.File("metrics.txt");
-  std::ofstream(path) << text;
-  // promtool reads the exposition on stdin and exits non-zero on a format
-  // error or a lint problem (a counter without _total, a bad HELP...).
-  const std::string command =
-      absl::StrCat(COACH_PROMTOOL, " check metrics < ", path, " 2>&1");
-  FILE* pipe = popen(command.c_str(), "r");
-  ASSERT_NE(pipe, nullptr);
-  std::string output;
-  char buffer[512];
-  while (fgets(buffer, sizeof(buffer), pipe) != nullptr) output += buffer;
-  const int status = pclose(pipe);
-  ASSERT_TRUE(WIFEXITED(status)) << output;
-  EXPECT_EQ(WEXITSTATUS(status), 0) << output << "\n" << text;
+  const testing::PromtoolVerdict verdict =
+      testing::CheckWithPromtool(COACH_PROMTOOL, text);
+  EXPECT_EQ(verdict.exit_code, 0) << verdict.output << "\n" << text;
 #endif
 }
 
