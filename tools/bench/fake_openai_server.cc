@@ -7,6 +7,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -24,6 +25,25 @@ ABSL_FLAG(int, port, 8089, "Listen port (0: any; printed on stdout)");
 ABSL_FLAG(absl::Duration, delay, absl::Seconds(2), "Delay before each answer");
 ABSL_FLAG(int, threads, 2048,
           "Worker threads: the most requests waiting out their delay at once");
+
+ABSL_FLAG(int, stream_pieces, 10,
+          "A streamed answer (\"stream\": true) comes in this many pieces, "
+          "spread over --delay; the first piece starts with t=<unix "
+          "microseconds> <space>, when it was written");
+
+namespace {
+
+std::string Chunk(const nlohmann::json& delta, const nlohmann::json& finish) {
+  const nlohmann::json chunk = {
+      {"id", "chatcmpl-fake"},
+      {"object", "chat.completion.chunk"},
+      {"model", "fake"},
+      {"choices", {{{"index", 0}, {"delta", delta}, {"finish_reason", finish}}}},
+  };
+  return "data: " + chunk.dump() + "\n\n";
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
@@ -48,6 +68,42 @@ int main(int argc, char** argv) {
       response.set_content(
           R"({"error":{"message":"bad request","type":"invalid_request_error","code":null,"param":null}})",
           "application/json");
+      return;
+    }
+    if (body.value("stream", false)) {
+      const int pieces = std::max(1, absl::GetFlag(FLAGS_stream_pieces));
+      response.set_chunked_content_provider(
+          "text/event-stream",
+          [delay, pieces, &served](size_t, httplib::DataSink& sink) {
+            for (int i = 0; i < pieces; ++i) {
+              std::string text = "morceau " + std::to_string(i) + ". ";
+              if (i == 0) {
+                text = "t=" + std::to_string(absl::ToUnixMicros(absl::Now())) +
+                       " " + text;
+              }
+              const std::string chunk =
+                  Chunk({{"content", text}}, nullptr);
+              if (!sink.write(chunk.data(), chunk.size())) return false;
+              absl::SleepFor(delay / pieces);
+            }
+            const std::string tail =
+                Chunk(nlohmann::json::object(), "stop") +
+                "data: " +
+                nlohmann::json{{"id", "chatcmpl-fake"},
+                               {"object", "chat.completion.chunk"},
+                               {"model", "fake"},
+                               {"choices", nlohmann::json::array()},
+                               {"usage",
+                                {{"prompt_tokens", 100},
+                                 {"completion_tokens", 20},
+                                 {"total_tokens", 120}}}}
+                    .dump() +
+                "\n\ndata: [DONE]\n\n";
+            sink.write(tail.data(), tail.size());
+            sink.done();
+            ++served;
+            return true;
+          });
       return;
     }
     absl::SleepFor(delay);
