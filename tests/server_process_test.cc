@@ -27,6 +27,8 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "coach/v1/chat.grpc.pb.h"
 #include "coach/v1/user.grpc.pb.h"
@@ -36,6 +38,7 @@
 #include "tests/support/store_engines.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/test_server.h"
+#include "tests/support/test_stack.h"
 
 namespace coach::testing {
 namespace {
@@ -190,6 +193,15 @@ class ServerProcess {
   pid_t pid_ = -1;
 };
 
+// One of several coach-servers on one database.
+struct ClusterMember {
+  int port = 0;          // gRPC
+  int metrics_port = 0;  // GET /metrics
+  // Its whole environment: restarted with it, it is the same instance.
+  std::map<std::string, std::string> env;
+  ServerProcess* process = nullptr;
+};
+
 class ServerProcessTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -247,6 +259,38 @@ class ServerProcessTest : public ::testing::Test {
         << "not serving on " << serving_port << "; log:\n"
         << ReadFile(log_path_);
     return process;
+  }
+
+  // Starts `n` servers on the PostgreSQL database at `database_url`, their
+  // AI at `ai_base_url`, each with its metrics served and its own
+  // COACH_INSTANCE, and waits until they all serve. The per-user limits (in
+  // each server's memory) are raised out of the way: the credit rule alone
+  // must hold.
+  std::vector<ClusterMember> StartCluster(int n,
+                                          const std::string& database_url,
+                                          const std::string& ai_base_url) {
+    std::vector<ClusterMember> cluster;
+    for (int i = 0; i < n; ++i) {
+      ClusterMember member;
+      member.port = i == 0 ? port_ : FreeLoopbackPort();
+      member.metrics_port = FreeLoopbackPort();
+      member.env = BaseEnv();
+      // Named in pg_stat_activity: a test can see what each one waits for.
+      member.env["COACH_DATABASE_URL"] =
+          database_url + (database_url.find('?') == std::string::npos ? "?" : "&") +
+          "application_name=coach-" + std::to_string(i);
+      member.env["COACH_GRPC_LISTEN"] = Loopback(member.port);
+      member.env["COACH_INSTANCE"] = "coach-" + std::to_string(i);
+      member.env["COACH_METRICS_LISTEN"] = Loopback(member.metrics_port);
+      member.env["OPENAI_API_KEY"] = "sk-test-key";
+      member.env["OPENAI_BASE_URL"] = ai_base_url;
+      member.env["COACH_SEND_RATE_PER_MINUTE"] = "1000";
+      member.env["COACH_MAX_CONCURRENT_SENDS_PER_USER"] = "1000";
+      member.env["COACH_SESSION_CREATE_RATE_PER_MINUTE"] = "1000";
+      member.process = &StartServing(member.env, {}, member.port);
+      cluster.push_back(std::move(member));
+    }
+    return cluster;
   }
 
   // Expects the child to exit by itself, soon, with `exit_code`.
@@ -719,25 +763,16 @@ TEST_F(ServerProcessTest, TheDatabaseUrlsPasswordIsNeverLogged) {
 // answers until the 25 sends beyond the credits have been refused (402):
 // exactly 5 holds were granted across the processes while all were live,
 // so exactly 5 sends reached the AI; then 5 replies, 0 credits left, no
-// message without its reply. The per-user limits (in each server's memory)
-// are raised out of the way: the credit rule alone must hold.
+// message without its reply.
 TEST_F(ServerProcessTest, ThreeServersOnOneDatabaseChargeExactlyTheCredits) {
   PostgresDatabase postgres;
   COACH_USE_DATABASE_OR_SKIP(postgres);
   FakeOpenAi ai;
   ai.HoldAnswers();
-  const std::vector<int> ports = {port_, FreeLoopbackPort(),
-                                  FreeLoopbackPort()};
-  for (int port : ports) {
-    auto env = BaseEnv();
-    env["COACH_DATABASE_URL"] = postgres.url();
-    env["COACH_GRPC_LISTEN"] = Loopback(port);
-    env["OPENAI_API_KEY"] = "sk-test-key";
-    env["OPENAI_BASE_URL"] = ai.base_url();
-    env["COACH_SEND_RATE_PER_MINUTE"] = "1000";
-    env["COACH_MAX_CONCURRENT_SENDS_PER_USER"] = "1000";
-    env["COACH_SESSION_CREATE_RATE_PER_MINUTE"] = "1000";
-    StartServing(env, {}, port);
+  std::vector<int> ports;
+  for (const ClusterMember& member :
+       StartCluster(3, postgres.url(), ai.base_url())) {
+    ports.push_back(member.port);
   }
   constexpr int kSends = 30;
   constexpr int kCredits = 5;
@@ -775,6 +810,281 @@ TEST_F(ServerProcessTest, ThreeServersOnOneDatabaseChargeExactlyTheCredits) {
   for (int port : ports) EXPECT_EQ(RemainingCredits(port, "eve"), 0);
   EXPECT_EQ(postgres.Scalar("SELECT COUNT(*) FROM messages"), 2 * kCredits);
   EXPECT_EQ(postgres.Scalar("SELECT COUNT(*) FROM credit_reservations"), 0);
+  // Before the fake AI stops: it would wait out their keep-alive connections.
+  for (auto& process : processes_) process->Kill();
+}
+
+
+constexpr char kGetUserStats[] = "coach.v1.UserService/GetUserStats";
+
+// An in-process coach-proxy whose one gRPC target names every server of
+// `cluster`: it balances over them (null, with a failure, if it cannot start).
+std::unique_ptr<proxy::CoachProxy> StartProxyOver(
+    const std::vector<ClusterMember>& cluster) {
+  std::vector<std::string> addresses;
+  for (const ClusterMember& member : cluster) {
+    addresses.push_back(Loopback(member.port));
+  }
+  proxy::ProxyConfig config = TestProxyConfig(cluster.front().port);
+  config.grpc_target = "ipv4:" + absl::StrJoin(addresses, ",");
+  absl::StatusOr<std::unique_ptr<proxy::CoachProxy>> started =
+      proxy::CoachProxy::Start(config);
+  if (!started.ok()) {
+    ADD_FAILURE() << "coach-proxy: " << started.status();
+    return nullptr;
+  }
+  return *std::move(started);
+}
+
+// How many `method` RPCs the server with metrics on `metrics_port` answered
+// OK, from its /metrics; -1 if they cannot be read.
+int64_t RpcsAnsweredOk(int metrics_port, const std::string& method) {
+  httplib::Client client("127.0.0.1", metrics_port);
+  client.set_read_timeout(10, 0);
+  httplib::Result scraped = client.Get("/metrics");
+  if (!scraped || scraped->status != 200) return -1;
+  const std::string series =
+      "coach_rpc_handled_total{method=\"" + method + "\",code=\"OK\"} ";
+  const size_t at = scraped->body.find(series);
+  if (at == std::string::npos) return 0;  // none yet
+  const size_t begin = at + series.size();
+  int64_t count = -1;
+  if (!absl::SimpleAtoi(
+          scraped->body.substr(begin, scraped->body.find('\n', begin) - begin),
+          &count)) {
+    return -1;
+  }
+  return count;
+}
+
+// GET /api/user/stats through the proxy, by rounds of 30, until every server
+// of `cluster` has answered at least one (at most 10 rounds: the channel
+// connects to the servers as the first calls go). Returns the reads made, all
+// expected 200; the per-server counts in `answered`.
+int ReadUntilEveryServerAnswered(httplib::Client& client,
+                                 const std::vector<ClusterMember>& cluster,
+                                 std::vector<int64_t>* answered) {
+  constexpr int kRound = 30;
+  constexpr int kMaxRounds = 10;
+  int reads = 0;
+  for (int round = 0; round < kMaxRounds; ++round) {
+    for (int i = 0; i < kRound; ++i, ++reads) {
+      httplib::Result r =
+          client.Get("/api/user/stats?userId=reader" + std::to_string(i));
+      EXPECT_TRUE(r) << httplib::to_string(r.error());
+      if (r) {
+        EXPECT_EQ(r->status, 200) << r->body;
+      }
+    }
+    answered->clear();
+    bool everyone = true;
+    for (const ClusterMember& member : cluster) {
+      answered->push_back(RpcsAnsweredOk(member.metrics_port, kGetUserStats));
+      everyone = everyone && answered->back() > 0;
+    }
+    if (everyone) return reads;
+  }
+  return reads;
+}
+
+// Issue 13: reads through one proxy naming three servers land on all three
+// (round robin), as each server's own /metrics counts them.
+TEST_F(ServerProcessTest, ReadsThroughTheProxyLandOnEveryServer) {
+  PostgresDatabase postgres;
+  COACH_USE_DATABASE_OR_SKIP(postgres);
+  FakeOpenAi ai;
+  const std::vector<ClusterMember> cluster =
+      StartCluster(3, postgres.url(), ai.base_url());
+  std::unique_ptr<proxy::CoachProxy> proxy = StartProxyOver(cluster);
+  ASSERT_NE(proxy, nullptr);
+  std::unique_ptr<httplib::Client> client = NewProxyClient(proxy->port());
+  std::vector<int64_t> answered;
+  const int reads = ReadUntilEveryServerAnswered(*client, cluster, &answered);
+  ASSERT_EQ(answered.size(), cluster.size());
+  int64_t total = 0;
+  for (size_t i = 0; i < cluster.size(); ++i) {
+    EXPECT_GT(answered[i], 0) << "no read reached the server on port "
+                              << cluster[i].port;
+    total += answered[i];
+  }
+  EXPECT_EQ(total, reads);
+  std::cerr << reads << " reads through the proxy; GetUserStats per server: "
+            << absl::StrJoin(answered, ", ") << "\n";
+  client.reset();
+  proxy.reset();
+  for (auto& process : processes_) process->Kill();
+}
+
+// Issue 13: kill -9 one of three servers while 9 users send through the
+// proxy. The AI holds its answers until one send of each user is in flight
+// (spread over the three servers by round robin, 3 on the victim) and reads
+// have gone on after the kill; then every user sends until refused (402).
+// The sends in flight on the dead server fail (503) and are charged
+// nothing; the proxy serves everything else through the two others; no read
+// fails. The dead server's credit holds belong to its run: it is restarted
+// on its port with its COACH_INSTANCE, which frees them at once (rather
+// than waiting out a short COACH_CREDIT_RESERVATION_TTL). Then, for every
+// user, remaining credits + replies stored = the FREE allowance, and every
+// stored user message has its reply.
+TEST_F(ServerProcessTest, KillingAServerMidSendsChargesNothingLost) {
+  PostgresDatabase postgres;
+  COACH_USE_DATABASE_OR_SKIP(postgres);
+  FakeOpenAi ai;
+  std::vector<ClusterMember> cluster =
+      StartCluster(3, postgres.url(), ai.base_url());
+  std::unique_ptr<proxy::CoachProxy> proxy = StartProxyOver(cluster);
+  ASSERT_NE(proxy, nullptr);
+  {
+    // Every server connected and serving before the sends: round robin
+    // spreads them over the three.
+    std::unique_ptr<httplib::Client> client = NewProxyClient(proxy->port());
+    std::vector<int64_t> answered;
+    ReadUntilEveryServerAnswered(*client, cluster, &answered);
+    for (int64_t count : answered) ASSERT_GT(count, 0);
+  }
+
+  constexpr int kUsers = 9;
+  constexpr int kCredits = 5;  // the FREE plan's default allowance
+  constexpr int kMaxSendsPerUser = 3 * kCredits;
+  const auto user = [](int i) { return "kill-user-" + std::to_string(i); };
+  ai.HoldAnswers();
+  absl::Mutex mu;
+  std::vector<int> replies(kUsers, 0);
+  std::vector<bool> refused(kUsers, false);
+  std::map<int, int> failed_sends;  // by HTTP status, 0: no answer
+  int reads = 0;
+  std::map<int, int> failed_reads;  // by HTTP status, 0: no answer
+  bool stop_reading = false;
+
+  constexpr int kReaders = 6;
+  std::vector<std::thread> readers;
+  for (int t = 0; t < kReaders; ++t) {
+    readers.emplace_back([&, t] {
+      std::unique_ptr<httplib::Client> client = NewProxyClient(proxy->port());
+      for (int i = t;; ++i) {
+        {
+          absl::MutexLock lock(&mu);
+          if (stop_reading) return;
+        }
+        httplib::Result r = client->Get("/api/user/stats?userId=" +
+                                        user(i % kUsers));
+        absl::MutexLock lock(&mu);
+        ++reads;
+        if (!r || r->status != 200) ++failed_reads[r ? r->status : 0];
+      }
+    });
+  }
+  std::vector<std::thread> senders;
+  for (int u = 0; u < kUsers; ++u) {
+    senders.emplace_back([&, u] {
+      std::unique_ptr<httplib::Client> client = NewProxyClient(proxy->port());
+      const std::string body = nlohmann::json{{"userId", user(u)},
+                                              {"message", "Bonjour"}}
+                                   .dump();
+      for (int i = 0; i < kMaxSendsPerUser; ++i) {
+        httplib::Result r =
+            client->Post("/api/chat/send", body, "application/json");
+        absl::MutexLock lock(&mu);
+        if (r && r->status == 200) {
+          ++replies[static_cast<size_t>(u)];
+        } else if (r && r->status == 402) {
+          refused[static_cast<size_t>(u)] = true;
+          return;
+        } else {
+          ++failed_sends[r ? r->status : 0];
+        }
+      }
+    });
+  }
+
+  // One send of each user in flight, three of them on the victim...
+  ASSERT_TRUE(ai.AwaitRequests(kUsers, absl::Seconds(30)));
+  // ... and reads too: they wait on the users table, locked, until reads
+  // wait on the victim (its connections bear its name, coach-1).
+  ASSERT_TRUE(postgres.Exec("BEGIN"));
+  ASSERT_TRUE(postgres.Exec("LOCK TABLE users IN ACCESS EXCLUSIVE MODE"));
+  const auto victim_reads_waiting = [&] {
+    return postgres.Scalar(
+        "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = "
+        "'coach-1' AND wait_event_type = 'Lock'");
+  };
+  const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
+  while (victim_reads_waiting() < 1 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  const int64_t reads_on_victim = victim_reads_waiting();
+  EXPECT_GE(reads_on_victim, 1);
+  ClusterMember& victim = cluster[1];
+  victim.process->Kill();
+  ASSERT_TRUE(postgres.Exec("COMMIT"));
+  {
+    // Reads go on after the kill, before any answer.
+    absl::MutexLock lock(&mu);
+    const int target = reads + 20;
+    const auto read_on = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+      return reads >= target;
+    };
+    EXPECT_TRUE(mu.AwaitWithTimeout(absl::Condition(&read_on),
+                                    absl::Seconds(30)));
+  }
+  ai.ReleaseAnswers();
+  for (std::thread& sender : senders) sender.join();
+  {
+    absl::MutexLock lock(&mu);
+    stop_reading = true;
+  }
+  for (std::thread& reader : readers) reader.join();
+
+  int sends_failed = 0;
+  for (const auto& [status, count] : failed_sends) {
+    EXPECT_EQ(status, 503) << count << " sends";
+    sends_failed += count;
+  }
+  EXPECT_GE(sends_failed, 1) << "the kill hit no send in flight";
+  EXPECT_LE(sends_failed, kUsers);
+  int reads_failed = 0;
+  for (const auto& [status, count] : failed_reads) {
+    ADD_FAILURE() << count << " reads failed with HTTP status " << status;
+    reads_failed += count;
+  }
+
+  // The victim's holds go with its run: restarted as the same instance.
+  victim.process = &StartServing(victim.env, {}, victim.port);
+  int total_replies = 0;
+  for (int u = 0; u < kUsers; ++u) {
+    SCOPED_TRACE(user(u));
+    EXPECT_TRUE(refused[static_cast<size_t>(u)]) << "never refused (402)";
+    const std::string of_user =
+        "SELECT COUNT(*) FROM messages m JOIN sessions s "
+        "ON m.session_id = s.id WHERE s.user_id = '" + user(u) +
+        "' AND m.role = ";
+    const int64_t stored_replies = postgres.Scalar(of_user + "'ASSISTANT'");
+    EXPECT_EQ(stored_replies, replies[static_cast<size_t>(u)]);
+    EXPECT_EQ(postgres.Scalar(of_user + "'USER'"), stored_replies)
+        << "a message without its reply";
+    const int remaining = RemainingCredits(cluster[0].port, user(u));
+    EXPECT_EQ(remaining + stored_replies, kCredits)
+        << remaining << " credits left, " << stored_replies << " replies";
+    total_replies += replies[static_cast<size_t>(u)];
+    // And the credits stats report can be spent: no hold of the dead run
+    // is left to refuse them (stats do not count holds).
+    for (int i = 0; i < remaining; ++i) {
+      v1::SendMessageResponse response;
+      const grpc::Status sent = Send(cluster[i % 3].port, user(u), &response);
+      EXPECT_TRUE(sent.ok()) << sent.error_code() << " " << sent.error_message();
+    }
+    v1::SendMessageResponse response;
+    EXPECT_EQ(Send(cluster[0].port, user(u), &response).error_code(),
+              grpc::StatusCode::RESOURCE_EXHAUSTED);
+    EXPECT_EQ(postgres.Scalar(of_user + "'ASSISTANT'"), kCredits);
+  }
+  EXPECT_EQ(postgres.Scalar("SELECT COUNT(*) FROM credit_reservations"), 0);
+  std::cerr << "kill -9 mid-sends: " << sends_failed << " sends failed (503), "
+            << total_replies << " replies, " << reads << " reads polled, "
+            << reads_failed << " failed (" << reads_on_victim
+            << " in flight on the victim at the kill)\n";
+  proxy.reset();
   // Before the fake AI stops: it would wait out their keep-alive connections.
   for (auto& process : processes_) process->Kill();
 }

@@ -21,6 +21,19 @@ inline proxy::ProxyConfig TestProxyConfig(int grpc_port) {
   return config;
 }
 
+// A keep-alive client to the proxy on `port`, with bounded timeouts. One per
+// thread: a client is not shared between threads.
+inline std::unique_ptr<httplib::Client> NewProxyClient(int port) {
+  auto client = std::make_unique<httplib::Client>("127.0.0.1", port);
+  client->set_connection_timeout(5);
+  client->set_read_timeout(30);
+  client->set_write_timeout(30);
+  client->set_keep_alive(true);
+  // Without it each POST waits ~40 ms (headers and body are two writes).
+  client->set_tcp_nodelay(true);
+  return client;
+}
+
 class TestStack {
  public:
   explicit TestStack(Config server_config = TestConfig())
@@ -44,15 +57,7 @@ class TestStack {
   // A keep-alive client to the proxy, with bounded timeouts.
   httplib::Client& http() { return *client_; }
   std::unique_ptr<httplib::Client> NewClient() const {
-    auto client = std::make_unique<httplib::Client>(
-        "127.0.0.1", proxy_->port());
-    client->set_connection_timeout(5);
-    client->set_read_timeout(30);
-    client->set_write_timeout(30);
-    client->set_keep_alive(true);
-    // Without it each POST waits ~40 ms (headers and body are two writes).
-    client->set_tcp_nodelay(true);
-    return client;
+    return NewProxyClient(proxy_->port());
   }
   int port() const { return proxy_->port(); }
 
