@@ -127,9 +127,12 @@ std::string ServiceConfigJson(const UpstreamOptions& options) {
       {"loadBalancingConfig", {{{"round_robin", nlohmann::json::object()}}}},
       // A server whose grpc.health.v1 status is not SERVING gets no calls.
       {"healthCheckConfig", {{"serviceName", ""}}},
-      // A storm of retries cannot multiply the load: retries stop while
-      // more than half of recent calls failed.
-      {"retryThrottling", {{"maxTokens", 10}, {"tokenRatio", 0.1}}},
+      // A storm of retries cannot multiply the load: each failure costs a
+      // token, each success gives back 0.1, and reads stop being retried
+      // below 50 tokens. 100, not gRPC's usual 10: the few calls in flight
+      // on a server that dies (5 or so) must not switch retries off for
+      // the reads that follow them (measured in server_process_test).
+      {"retryThrottling", {{"maxTokens", 100}, {"tokenRatio", 0.1}}},
   };
   if (!names.empty()) {
     config["methodConfig"] = {{
