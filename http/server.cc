@@ -140,6 +140,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
            state_ == State::kStreaming;
   }
 
+  // First member, so destroyed last: the server learns that this connection
+  // is gone only once its socket and timers are, since Shutdown() destroys
+  // the io_context they use as soon as no connection is left.
+  struct Registration {
+    ServerImpl& server;
+    const uint64_t id;
+    ~Registration();
+  };
+  Registration registration_;
   ServerImpl& server_;
   const uint64_t id_;
   beast::tcp_stream stream_;
@@ -455,7 +464,8 @@ class ServerImpl final : public Server {
 };
 
 Connection::Connection(ServerImpl& server, uint64_t id, tcp::socket socket)
-    : server_(server),
+    : registration_{server, id},
+      server_(server),
       id_(id),
       stream_(std::move(socket)),
       heartbeat_timer_(stream_.get_executor()),
@@ -463,8 +473,9 @@ Connection::Connection(ServerImpl& server, uint64_t id, tcp::socket socket)
 
 Connection::~Connection() {
   if (counted_busy_) server_.SetBusy(false);
-  server_.Forget(id_);
 }
+
+Connection::Registration::~Registration() { server.Forget(id); }
 
 void Connection::Start() {
   net::dispatch(stream_.get_executor(),

@@ -149,7 +149,16 @@ CoachProxy::CoachProxy(const ProxyConfig& config, RouteTable routes)
           {"code"})),
       upstream_(UpstreamOptionsOf(config_, routes_)) {}
 
-CoachProxy::~CoachProxy() { Stop(absl::ZeroDuration()); }
+CoachProxy::~CoachProxy() {
+  Stop(absl::ZeroDuration());
+  // A readiness check's callback uses this object: let it end (its
+  // deadline bounds the wait).
+  absl::MutexLock lock(&readiness_mu_);
+  readiness_mu_.AwaitWithTimeout(
+      absl::Condition(+[](bool* in_flight) { return !*in_flight; },
+                      &readiness_in_flight_),
+      absl::Seconds(5));
+}
 
 absl::StatusOr<std::unique_ptr<CoachProxy>> CoachProxy::Start(
     const ProxyConfig& config) {
