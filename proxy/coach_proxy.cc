@@ -192,6 +192,7 @@ absl::StatusOr<std::unique_ptr<CoachProxy>> CoachProxy::Start(
       });
   if (!server.ok()) return server.status();
   proxy->http_ = *std::move(server);
+  proxy->serving_.store(proxy->http_.get(), std::memory_order_release);
   for (const Route& route : proxy->routes_.routes()) {
     LogInfo("route %s %s -> %s%s", route.http_method, route.path.text(),
             route.grpc_method,
@@ -250,7 +251,8 @@ void CoachProxy::CountUpstreamError(const grpc::Status& status) const {
 }
 
 void CoachProxy::HandleMetrics(Pending& pending) {
-  connections_.Set(http_ != nullptr ? http_->open_connections() : 0);
+  const http::Server* serving = serving_.load(std::memory_order_acquire);
+  connections_.Set(serving != nullptr ? serving->open_connections() : 0);
   // This request is counted as answered before the text is rendered.
   LogAccess(pending, 200);
   pending.exchange->Reply(http::Response{

@@ -16,6 +16,7 @@
 #ifndef COACH_PROXY_COACH_PROXY_H_
 #define COACH_PROXY_COACH_PROXY_H_
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -76,6 +77,9 @@ class CoachProxy {
   metrics::Family<metrics::Counter>& upstream_errors_;
   Upstream upstream_;
   std::unique_ptr<http::Server> http_;
+  // http_ for the server's own threads, which may run before Start() has
+  // stored http_.
+  std::atomic<const http::Server*> serving_{nullptr};
 
   // /readyz: the last answer of coach-server's health, and who waits for
   // the next one.
