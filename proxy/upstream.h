@@ -5,8 +5,7 @@
 //
 // The channel spreads calls round-robin over every address the target names
 // ("ipv4:127.0.0.1:50051,127.0.0.1:50052", "dns:///coach-server:50051"),
-// skips a server whose health service does not answer SERVING (gRPC's
-// client-side health checking), retries on another server a read that
+// skips a server it cannot reach, retries on another server a read that
 // failed UNAVAILABLE (the service config's retry policy, never a send), and
 // reconnects within `reconnect_max_backoff` after a server restarts.
 //
