@@ -578,6 +578,20 @@ void CoachProxy::CallStream(std::shared_ptr<Pending> pending,
   });
 }
 
+void CoachProxy::AnswerReadiness(Pending& pending, bool ready) {
+  if (ready) {
+    pending.exchange->Reply(
+        http::Response{.status = 200,
+                       .headers = pending.Headers(kJsonContentType),
+                       .body = R"({"status":"SERVING"})"});
+    return LogAccess(pending, 200);
+  }
+  ReplyError(pending.exchange, pending.Headers(kJsonContentType),
+             MakeHttpError(503, v1::UNAVAILABLE,
+                           "coach-server n'est pas prêt."));
+  LogAccess(pending, 503);
+}
+
 void CoachProxy::HandleReadiness(std::shared_ptr<Pending> pending) {
   bool start_check = false;
   std::optional<bool> cached;
@@ -591,21 +605,7 @@ void CoachProxy::HandleReadiness(std::shared_ptr<Pending> pending) {
       readiness_in_flight_ = true;
     }
   }
-  if (cached.has_value()) {
-    {
-      if (*cached) {
-        pending->exchange->Reply(
-            http::Response{.status = 200,
-                           .headers = pending->Headers(kJsonContentType),
-                           .body = R"({"status":"SERVING"})"});
-        return LogAccess(*pending, 200);
-      }
-      ReplyError(pending->exchange, pending->Headers(kJsonContentType),
-                 MakeHttpError(503, v1::UNAVAILABLE,
-                               "coach-server n'est pas prêt."));
-      return LogAccess(*pending, 503);
-    }
-  }
+  if (cached.has_value()) return AnswerReadiness(*pending, *cached);
   if (!start_check) return;
   CallOptions options;
   options.deadline = std::min(config_.readiness_interval, absl::Seconds(1));
@@ -634,18 +634,7 @@ void CoachProxy::HandleReadiness(std::shared_ptr<Pending> pending) {
           waiters.swap(readiness_waiters_);
         }
         for (const std::shared_ptr<Pending>& waiter : waiters) {
-          if (ready) {
-            waiter->exchange->Reply(
-                http::Response{.status = 200,
-                               .headers = waiter->Headers(kJsonContentType),
-                               .body = R"({"status":"SERVING"})"});
-            LogAccess(*waiter, 200);
-          } else {
-            ReplyError(waiter->exchange, waiter->Headers(kJsonContentType),
-                       MakeHttpError(503, v1::UNAVAILABLE,
-                                     "coach-server n'est pas prêt."));
-            LogAccess(*waiter, 503);
-          }
+          AnswerReadiness(*waiter, ready);
         }
       });
 }

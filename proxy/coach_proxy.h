@@ -55,6 +55,8 @@ class CoachProxy {
   http::Response Refuse(http::Refusal refusal, const http::Request& request);
   void HandlePreflight(Pending& pending);
   void HandleReadiness(std::shared_ptr<Pending> pending);
+  // 200 {"status":"SERVING"} or 503 UNAVAILABLE, logged.
+  void AnswerReadiness(Pending& pending, bool ready);
   void CallUnary(std::shared_ptr<Pending> pending, const Route& route,
                  std::unique_ptr<google::protobuf::Message> request);
   void CallStream(std::shared_ptr<Pending> pending, const Route& route,
