@@ -13,7 +13,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
-#include "base/ids.h"
 #include "base/log.h"
 #include "base/request_id.h"
 #include "google/protobuf/descriptor.h"
@@ -48,7 +47,7 @@ absl::string_view LoggableMethod(absl::string_view method) {
 // metadata.
 std::string RequestIdOf(const http::Request& request) {
   std::string given(request.header(kRequestIdHeader));
-  return IsPlainRequestId(given) ? given : NewRandomId();
+  return IsPlainRequestId(given) ? given : NewRequestId();
 }
 
 // "application/json; charset=utf-8" -> "application/json".
@@ -102,6 +101,7 @@ struct CoachProxy::Pending {
   std::vector<http::Header> cors;
   absl::Time started;
   std::string route = "-";  // the route's template, for logs
+  const RouteSeries* series = nullptr;  // the route's, once matched
 
   const http::Request& request() const { return exchange->request(); }
 
@@ -122,6 +122,19 @@ struct CoachProxy::Pending {
 const std::vector<double> kDurationBuckets = {
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
     0.25,  0.5,    1,     2.5,  5,     10,   30, 60};
+
+std::vector<CoachProxy::RouteSeries> CoachProxy::SeriesOf(
+    const RouteTable& routes, metrics::Family<metrics::Counter>& requests,
+    metrics::Family<metrics::Histogram>& durations) {
+  std::vector<CoachProxy::RouteSeries> series;
+  for (const Route& route : routes.routes()) {
+    const std::string path(route.path.text());
+    series.push_back(
+        {.ok = &requests.WithLabels({path, route.http_method, "200"}),
+         .duration = &durations.WithLabels({path})});
+  }
+  return series;
+}
 
 CoachProxy::CoachProxy(const ProxyConfig& config, RouteTable routes)
     : config_(config),
@@ -147,6 +160,7 @@ CoachProxy::CoachProxy(const ProxyConfig& config, RouteTable routes)
           "coach_proxy_upstream_errors_total",
           "Calls to coach-server that did not end OK, by gRPC code.",
           {"code"})),
+      route_series_(SeriesOf(routes_, requests_, durations_)),
       upstream_(UpstreamOptionsOf(config_, routes_)) {}
 
 CoachProxy::~CoachProxy() {
@@ -230,11 +244,20 @@ std::vector<http::Header> CoachProxy::CorsHeaders(
 
 void CoachProxy::LogAccess(const Pending& pending, int status) const {
   const absl::Duration took = absl::Now() - pending.started;
-  const std::string method(LoggableMethod(pending.request().method));
-  requests_.WithLabels({pending.route, method, std::to_string(status)})
-      .Increment();
-  durations_.WithLabels({pending.route})
-      .Observe(absl::ToDoubleSeconds(took));
+  const absl::string_view method = LoggableMethod(pending.request().method);
+  if (pending.series != nullptr && status == 200) {
+    pending.series->ok->Increment();
+  } else {
+    requests_
+        .WithLabels({pending.route, std::string(method), std::to_string(status)})
+        .Increment();
+  }
+  if (pending.series != nullptr) {
+    pending.series->duration->Observe(absl::ToDoubleSeconds(took));
+  } else {
+    durations_.WithLabels({pending.route})
+        .Observe(absl::ToDoubleSeconds(took));
+  }
   in_flight_.Add(-1);
   if (!config_.access_log) return;
   LogInfo("http %s %s status=%d duration_ms=%.1f request_id=%s",
@@ -399,6 +422,7 @@ void CoachProxy::Handle(std::shared_ptr<http::Exchange> exchange) {
   }
   const Route& route = *match.route;
   pending->route = route.path.text();
+  pending->series = &route_series_[&route - routes_.routes().data()];
 
   if (!request.body.empty()) {
     // A cross-site form can post text/plain without a preflight (a CORS

@@ -13,6 +13,7 @@ PACKAGES=(
   libcpp-httplib-dev nlohmann-json3-dev
   libssl-dev libcurl4-openssl-dev libcjose-dev libjansson-dev libicu-dev openssl
   libboost-dev
+  libgoogle-perftools-dev  # tcmalloc, the servers' allocator
   libgtest-dev libgmock-dev
   prometheus  # promtool: tests validate coach-server's /metrics text with it
 )
