@@ -16,6 +16,7 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -266,9 +267,9 @@ class ServerProcessTest : public ::testing::Test {
   // COACH_INSTANCE, and waits until they all serve. The per-user limits (in
   // each server's memory) are raised out of the way: the credit rule alone
   // must hold.
-  std::vector<ClusterMember> StartCluster(int n,
-                                          const std::string& database_url,
-                                          const std::string& ai_base_url) {
+  std::vector<ClusterMember> StartCluster(
+      int n, const std::string& database_url, const std::string& ai_base_url,
+      const std::map<std::string, std::string>& extra_env = {}) {
     std::vector<ClusterMember> cluster;
     for (int i = 0; i < n; ++i) {
       ClusterMember member;
@@ -287,6 +288,7 @@ class ServerProcessTest : public ::testing::Test {
       member.env["COACH_SEND_RATE_PER_MINUTE"] = "1000";
       member.env["COACH_MAX_CONCURRENT_SENDS_PER_USER"] = "1000";
       member.env["COACH_SESSION_CREATE_RATE_PER_MINUTE"] = "1000";
+      for (const auto& [name, value] : extra_env) member.env[name] = value;
       member.process = &StartServing(member.env, {}, member.port);
       cluster.push_back(std::move(member));
     }
@@ -913,6 +915,61 @@ TEST_F(ServerProcessTest, ReadsThroughTheProxyLandOnEveryServer) {
   client.reset();
   proxy.reset();
   for (auto& process : processes_) process->Kill();
+}
+
+// Issue 13: with PostgreSQL, the calls' database work runs on the server's
+// own threads (as many as COACH_POSTGRES_POOL_SIZE), not on gRPC's callback
+// threads: those are at most 16 (two on 2 to 5 cores), and a call waiting on
+// a database round trip held one, so a slow query stalled every other call,
+// even one that needs no database. Here 20 reads wait on a locked table:
+// all 20 reach PostgreSQL at once, and a call refused before any query is
+// still answered. (Inline on gRPC's threads, at most 16 reads waited and the
+// refused call waited for the lock.)
+TEST_F(ServerProcessTest, CallsWaitingOnPostgresDoNotHoldGrpcsThreads) {
+  PostgresDatabase postgres;
+  COACH_USE_DATABASE_OR_SKIP(postgres);
+  FakeOpenAi ai;
+  constexpr int kReads = 20;
+  const std::vector<ClusterMember> cluster =
+      StartCluster(1, postgres.url(), ai.base_url(),
+                   {{"COACH_POSTGRES_POOL_SIZE", std::to_string(kReads + 4)}});
+  const int port = cluster[0].port;
+  ASSERT_TRUE(postgres.Exec("BEGIN"));
+  ASSERT_TRUE(postgres.Exec("LOCK TABLE users IN ACCESS EXCLUSIVE MODE"));
+  std::atomic<int> answered{0};
+  std::vector<std::thread> readers;
+  for (int i = 0; i < kReads; ++i) {
+    readers.emplace_back([&, i] {
+      if (RemainingCredits(port, "reader-" + std::to_string(i)) == 5) {
+        ++answered;
+      }
+    });
+  }
+  const auto reads_waiting = [&] {
+    return postgres.Scalar(
+        "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = "
+        "'coach-0' AND wait_event_type = 'Lock'");
+  };
+  const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
+  while (reads_waiting() < kReads &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(reads_waiting(), kReads);
+  // No user id: refused before any query.
+  v1::GetUserStatsRequest request;
+  v1::GetUserStatsResponse response;
+  std::unique_ptr<grpc::ClientContext> context = Context();
+  context->set_deadline(std::chrono::system_clock::now() +
+                        std::chrono::seconds(10));
+  const grpc::Status refused =
+      v1::UserService::NewStub(ChannelTo(port))
+          ->GetUserStats(context.get(), request, &response);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+      << refused.error_message();
+  ASSERT_TRUE(postgres.Exec("COMMIT"));
+  for (std::thread& reader : readers) reader.join();
+  EXPECT_EQ(answered.load(), kReads);
 }
 
 // Issue 13: kill -9 one of three servers while 9 users send through the

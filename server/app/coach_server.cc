@@ -57,12 +57,17 @@ CoachServer::CoachServer(const Config& config, Store& store, Coach& coach,
       accounts_(config_, store, clock),
       verifier_(std::move(verifier)),
       authenticator_(verifier_.get(), clock),
-      chat_service_(chat_, authenticator_),
+      store_threads_(config_.database_url.empty()
+                         ? nullptr
+                         : std::make_unique<ThreadPool>(
+                               config_.postgres_pool_size)),
+      chat_service_(chat_, authenticator_, CallRunner(store_threads_.get())),
       user_service_(accounts_, authenticator_,
                     AdminAccess{.token = config_.admin_token,
                                 .jwt_scope = config_.jwt_admin_scope,
                                 .verifier = verifier_.get(),
-                                .clock = &clock}) {}
+                                .clock = &clock},
+                    CallRunner(store_threads_.get())) {}
 
 absl::StatusOr<std::unique_ptr<CoachServer>> CoachServer::Start(
     const Config& config, Store& store, Coach& coach, const Clock& clock) {

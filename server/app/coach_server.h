@@ -34,6 +34,7 @@
 #include "server/rpc/chat_service.h"
 #include "server/rpc/rpc_metrics.h"
 #include "server/rpc/user_service.h"
+#include "base/thread_pool.h"
 #include "storage/store.h"
 
 namespace coach {
@@ -71,6 +72,11 @@ class CoachServer {
   // Null with COACH_AUTH=none.
   const std::unique_ptr<JwtVerifier> verifier_;
   const Authenticator authenticator_;
+  // With PostgreSQL, the threads that run the calls' database work
+  // (server/rpc/callback.h), as many as the connection pool has
+  // connections; null with SQLite, whose work runs inline. Outlives
+  // server_, whose Shutdown waits for the calls it runs.
+  const std::unique_ptr<ThreadPool> store_threads_;
   ChatServiceImpl chat_service_;
   UserServiceImpl user_service_;
   std::unique_ptr<grpc::Server> server_;

@@ -31,7 +31,8 @@ std::vector<Setting> ServerSettings(Config& c) {
               " (migrated at start; the password is never logged)"}),
       {"postgres_pool_size", "COACH_POSTGRES_POOL_SIZE",
        &c.postgres_pool_size, kPositive,
-       "PostgreSQL connections of this server (calls wait for an idle one)"},
+       "PostgreSQL connections of this server, and threads running the "
+       "calls' database work (calls wait for an idle one)"},
       {"postgres_max_attempts", "COACH_POSTGRES_MAX_ATTEMPTS",
        &c.postgres_max_attempts, kPositive,
        "Tries of a PostgreSQL transaction that meets a deadlock or a "

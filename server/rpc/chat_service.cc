@@ -144,7 +144,9 @@ grpc::ServerUnaryReactor* ChatServiceImpl::ListSessions(
     grpc::CallbackServerContext* context,
     const v1::ListSessionsRequest* request,
     v1::ListSessionsResponse* response) {
-  return FinishNow(context, DoListSessions(*context, *request, *response));
+  return runner_.Answer(context, [this, context, request, response] {
+    return DoListSessions(*context, *request, *response);
+  });
 }
 
 grpc::Status ChatServiceImpl::DoListSessions(
@@ -164,7 +166,9 @@ grpc::ServerUnaryReactor* ChatServiceImpl::CreateSession(
     grpc::CallbackServerContext* context,
     const v1::CreateSessionRequest* request,
     v1::CreateSessionResponse* response) {
-  return FinishNow(context, DoCreateSession(*context, *request, *response));
+  return runner_.Answer(context, [this, context, request, response] {
+    return DoCreateSession(*context, *request, *response);
+  });
 }
 
 grpc::Status ChatServiceImpl::DoCreateSession(
@@ -183,7 +187,9 @@ grpc::Status ChatServiceImpl::DoCreateSession(
 grpc::ServerUnaryReactor* ChatServiceImpl::GetSession(
     grpc::CallbackServerContext* context, const v1::GetSessionRequest* request,
     v1::GetSessionResponse* response) {
-  return FinishNow(context, DoGetSession(*context, *request, *response));
+  return runner_.Answer(context, [this, context, request, response] {
+    return DoGetSession(*context, *request, *response);
+  });
 }
 
 grpc::Status ChatServiceImpl::DoGetSession(
@@ -205,7 +211,9 @@ grpc::ServerUnaryReactor* ChatServiceImpl::UpdateSession(
     grpc::CallbackServerContext* context,
     const v1::UpdateSessionRequest* request,
     v1::UpdateSessionResponse* response) {
-  return FinishNow(context, DoUpdateSession(*context, *request, *response));
+  return runner_.Answer(context, [this, context, request, response] {
+    return DoUpdateSession(*context, *request, *response);
+  });
 }
 
 grpc::Status ChatServiceImpl::DoUpdateSession(
@@ -224,7 +232,9 @@ grpc::ServerUnaryReactor* ChatServiceImpl::DeleteSession(
     grpc::CallbackServerContext* context,
     const v1::DeleteSessionRequest* request,
     v1::DeleteSessionResponse* response) {
-  return FinishNow(context, DoDeleteSession(*context, *request, *response));
+  return runner_.Answer(context, [this, context, request, response] {
+    return DoDeleteSession(*context, *request, *response);
+  });
 }
 
 grpc::Status ChatServiceImpl::DoDeleteSession(
@@ -247,19 +257,22 @@ grpc::ServerUnaryReactor* ChatServiceImpl::SendMessage(
   // OnDone, after Finish, which the domain's callback calls: at once, or
   // when the coach's reply is stored.
   auto* reactor = new SendReactor();
-  auto user = auth_.ActingUser(*context, request->user_id());
-  if (!user.ok()) {
-    reactor->Finish(ToGrpcStatus(user.status()));
-    return reactor;
-  }
-  // The domain checks that the caller still waits before charging.
-  Caller caller{.deadline = absl::FromChrono(context->deadline()),
-                .cancellation = reactor->cancellation()};
-  chat_.SendMessage(*user, request->session_id(),
-                    request->message(), std::move(caller),
-                    [reactor, response](absl::StatusOr<SendResult> sent) {
-                      reactor->Finish(ToSendMessageResponse(sent, *response));
-                    });
+  runner_.Run([this, context, request, response, reactor] {
+    auto user = auth_.ActingUser(*context, request->user_id());
+    if (!user.ok()) {
+      reactor->Finish(ToGrpcStatus(user.status()));
+      return;
+    }
+    // The domain checks that the caller still waits before charging.
+    Caller caller{.deadline = absl::FromChrono(context->deadline()),
+                  .cancellation = reactor->cancellation()};
+    chat_.SendMessage(*user, request->session_id(), request->message(),
+                      std::move(caller),
+                      [reactor, response](absl::StatusOr<SendResult> sent) {
+                        reactor->Finish(
+                            ToSendMessageResponse(sent, *response));
+                      });
+  });
   return reactor;
 }
 
@@ -270,26 +283,30 @@ ChatServiceImpl::StreamMessage(grpc::CallbackServerContext* context,
   // triggers (at once for a send refused early: a plain error status, no
   // message written). gRPC keeps the request alive until then.
   auto* reactor = new StreamReactor();
-  auto user = auth_.ActingUser(*context, request->user_id());
-  if (!user.ok()) {
-    reactor->Done(user.status());
-    return reactor;
-  }
-  Caller caller{.deadline = absl::FromChrono(context->deadline()),
-                .cancellation = reactor->cancellation()};
-  chat_.StreamMessage(
-      *user, request->session_id(), request->message(), std::move(caller),
-      [reactor](absl::string_view piece) { reactor->Piece(piece); },
-      [reactor](absl::StatusOr<SendResult> sent) {
-        reactor->Done(std::move(sent));
-      });
+  runner_.Run([this, context, request, reactor] {
+    auto user = auth_.ActingUser(*context, request->user_id());
+    if (!user.ok()) {
+      reactor->Done(user.status());
+      return;
+    }
+    Caller caller{.deadline = absl::FromChrono(context->deadline()),
+                  .cancellation = reactor->cancellation()};
+    chat_.StreamMessage(
+        *user, request->session_id(), request->message(), std::move(caller),
+        [reactor](absl::string_view piece) { reactor->Piece(piece); },
+        [reactor](absl::StatusOr<SendResult> sent) {
+          reactor->Done(std::move(sent));
+        });
+  });
   return reactor;
 }
 
 grpc::ServerUnaryReactor* ChatServiceImpl::GetHistory(
     grpc::CallbackServerContext* context, const v1::GetHistoryRequest* request,
     v1::GetHistoryResponse* response) {
-  return FinishNow(context, DoGetHistory(*context, *request, *response));
+  return runner_.Answer(context, [this, context, request, response] {
+    return DoGetHistory(*context, *request, *response);
+  });
 }
 
 grpc::Status ChatServiceImpl::DoGetHistory(

@@ -12,18 +12,22 @@ grpc::ServerUnaryReactor* UserServiceImpl::GetUserStats(
     grpc::CallbackServerContext* context,
     const v1::GetUserStatsRequest* request,
     v1::GetUserStatsResponse* response) {
-  auto user = auth_.ActingUser(*context, request->user_id());
-  if (!user.ok()) return FinishNow(context, ToGrpcStatus(user.status()));
-  auto stats = accounts_.GetUserStats(*user);
-  if (!stats.ok()) return FinishNow(context, ToGrpcStatus(stats.status()));
-  ToProto(*stats, response->mutable_stats());
-  return FinishNow(context, grpc::Status::OK);
+  return runner_.Answer(context, [this, context, request, response] {
+    auto user = auth_.ActingUser(*context, request->user_id());
+    if (!user.ok()) return ToGrpcStatus(user.status());
+    auto stats = accounts_.GetUserStats(*user);
+    if (!stats.ok()) return ToGrpcStatus(stats.status());
+    ToProto(*stats, response->mutable_stats());
+    return grpc::Status::OK;
+  });
 }
 
 grpc::ServerUnaryReactor* UserServiceImpl::SetPlan(
     grpc::CallbackServerContext* context, const v1::SetPlanRequest* request,
     v1::SetPlanResponse* response) {
-  return FinishNow(context, DoSetPlan(*context, *request, *response));
+  return runner_.Answer(context, [this, context, request, response] {
+    return DoSetPlan(*context, *request, *response);
+  });
 }
 
 grpc::Status UserServiceImpl::DoSetPlan(const grpc::ServerContextBase& context,
@@ -47,7 +51,9 @@ grpc::ServerUnaryReactor* UserServiceImpl::GrantCredits(
     grpc::CallbackServerContext* context,
     const v1::GrantCreditsRequest* request,
     v1::GrantCreditsResponse* response) {
-  return FinishNow(context, DoGrantCredits(*context, *request, *response));
+  return runner_.Answer(context, [this, context, request, response] {
+    return DoGrantCredits(*context, *request, *response);
+  });
 }
 
 grpc::Status UserServiceImpl::DoGrantCredits(

@@ -9,17 +9,21 @@
 #include "server/core/accounts.h"
 #include "server/rpc/admin_auth.h"
 #include "server/rpc/authenticator.h"
+#include "server/rpc/callback.h"
 
 namespace coach {
 
-// Every RPC here is quick (SQLite only): all run inline on gRPC's callback
-// path (see chat_service.h).
+// Every RPC here is quick: each runs where `runner` says (callback.h):
+// inline on gRPC's callback path with SQLite, on a pool with PostgreSQL.
 class UserServiceImpl final : public v1::UserService::CallbackService {
  public:
   // `accounts` and `auth` (and what `admin` points to) must outlive this.
   UserServiceImpl(Accounts& accounts, const Authenticator& auth,
-                  AdminAccess admin)
-      : accounts_(accounts), auth_(auth), admin_(std::move(admin)) {}
+                  AdminAccess admin, CallRunner runner = CallRunner())
+      : accounts_(accounts),
+        auth_(auth),
+        admin_(std::move(admin)),
+        runner_(runner) {}
 
   grpc::ServerUnaryReactor* GetUserStats(
       grpc::CallbackServerContext* context,
@@ -44,6 +48,7 @@ class UserServiceImpl final : public v1::UserService::CallbackService {
   Accounts& accounts_;
   const Authenticator& auth_;
   const AdminAccess admin_;
+  const CallRunner runner_;
 };
 
 }  // namespace coach
