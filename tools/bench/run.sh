@@ -11,8 +11,10 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 
 ./tools/setup.sh
-# Bench-only packages: load generator and plotting.
-for p in wrk gnuplot-nox; do
+# Bench-only packages: load generator, plotting, and the Go toolchain and
+# Debian's grpc-gateway for the peer (tools/bench/grpc_gateway_peer.sh).
+for p in wrk gnuplot-nox golang-go golang-github-grpc-ecosystem-grpc-gateway-dev \
+    golang-google-grpc-dev golang-goprotobuf-dev golang-google-protobuf-dev; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || {
     SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO=sudo
     $SUDO apt-get install -y -qq --no-install-recommends "$p" >/dev/null
@@ -24,6 +26,8 @@ cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
 cmake --build "$BUILD" -j "${COACH_JOBS:-2}" --target coach-server coach-proxy \
   fake-openai grpc-load bare-http no-rpc-stats trivial-grpc sqlite-write-limit \
   seed-store >&2
+OUT=$BUILD/gateway tools/bench/grpc_gateway_peer.sh . >&2
+BIN_GATEWAY=$BUILD/gateway/gwproject
 BIN_SERVER=$BUILD/server/coach-server
 BIN_PROXY=$BUILD/proxy/coach-proxy
 B=$BUILD/tools/bench
@@ -75,6 +79,22 @@ run_grpc() {
   out=$("$B/grpc-load" "$@")
   sed -E 's/.*req\/s=([0-9.]+) p50_ms=([0-9.]+) p99_ms=([0-9.]+) max_ms=([0-9.]+).*/\1 \2 \3 \4/' <<<"$out"
 }
+# CPU time (user + system) a process has used so far, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+# front_round URL PID CONNECTIONS -> "requests req/s p50_ms p99_ms cpu_ticks"
+front_round() {
+  local url=$1 pid=$2 conns=$3 out before after
+  before=$(cpu_ticks "$pid")
+  out=$(wrk -t2 -c"$conns" -d"${DURATION}s" --timeout 10s --latency "$url")
+  after=$(cpu_ticks "$pid")
+  if grep -q "Non-2xx" <<<"$out"; then log "non-2xx answers: $(grep Non-2xx <<<"$out")"; fi
+  echo "$(awk '/requests in/ {print $1}' <<<"$out")" \
+    "$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")" \
+    "$(awk '$1=="50%" {print $2}' <<<"$out" | to_ms)" \
+    "$(awk '$1=="99%" {print $2}' <<<"$out" | to_ms)" \
+    "$((after - before))"
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
 verdict() { awk -v r="$1" -v t="$2" -v dir="${3:-ge}" 'BEGIN {ok = (dir == "ge") ? (r >= t) : (r <= t); print ok ? "met" : "missed"}'; }
 
@@ -104,6 +124,45 @@ start norpc "$B/no-rpc-stats" --db_path="$WORK/coach.db"
 NORPC_PORT=$(port_from_log "$WORK/norpc.log" "$PID_norpc")
 NORPC="http://127.0.0.1:$NORPC_PORT/api/user/stats?userId=bench-reader"
 [[ $(curl -s "$NORPC") == "$BODY" ]] || { log "no-rpc-stats answers other bytes"; exit 1; }
+
+# 0. coach-proxy against grpc-gateway, both in front of the same coach-server,
+# interleaved (ours, gateway, ours, gateway): req/s and latency averaged over
+# the rounds, CPU per request = the front's CPU time over the rounds divided
+# by the requests it answered.
+start gateway "$BIN_GATEWAY" 127.0.0.1:0 127.0.0.1:$GRPC_PORT
+GATEWAY_PORT=""
+for _ in $(seq 1 100); do
+  GATEWAY_PORT=$(ss -Htlnp 2>/dev/null | awk -v pid="pid=$PID_gateway," '$0 ~ pid {n = split($4, a, ":"); print a[n]; exit}')
+  [[ -n $GATEWAY_PORT ]] && break
+  read -r -t 0.05 <> <(:) || true
+done
+[[ -n $GATEWAY_PORT ]] || { log "grpc-gateway did not listen"; cat "$WORK/gateway.log" >&2; exit 1; }
+GW_STATS="http://127.0.0.1:$GATEWAY_PORT/api/user/stats?userId=bench-reader"
+log "grpc-gateway answers: $(curl -s "$GW_STATS")"
+PEER_LINES=()
+for c in 8 64; do
+  declare -A sum=()
+  for k in req rps p50 p99 cpu greq grps gp50 gp99 gcpu; do sum[$k]=0; done
+  for round in 1 2; do
+    read -r req rps p50 p99 cpu < <(front_round "$STATS" "$PID_proxy" "$c")
+    read -r greq grps gp50 gp99 gcpu < <(front_round "$GW_STATS" "$PID_gateway" "$c")
+    for k in req rps p50 p99 cpu greq grps gp50 gp99 gcpu; do
+      sum[$k]=$(awk -v a="${sum[$k]}" -v b="${!k}" 'BEGIN {print a + b}')
+    done
+  done
+  avg() { awk -v a="${sum[$1]}" 'BEGIN {printf "%.'"${2:-0}"'f", a / 2}'; }
+  us() { awk -v t="${sum[$1]}" -v n="${sum[$2]}" -v u="$TICK_US" 'BEGIN {printf "%.0f", t * u / n}'; }
+  rps=$(avg rps); grps=$(avg grps); p99=$(avg p99 2); gp99=$(avg gp99 2)
+  cpu_us=$(us cpu req); gcpu_us=$(us gcpu greq)
+  r=$(ratio "$rps" "$grps"); cr=$(ratio "$cpu_us" "$gcpu_us")
+  p99_ok=$(awk -v a="$p99" -v b="$gp99" 'BEGIN {print (a <= b) ? "met" : "missed"}')
+  row "0. REST GET /api/user/stats vs grpc-gateway, $c conn" "$rps" "$(avg p50 2)" "$p99" \
+    "grpc-gateway: $grps req/s, p99 $gp99 ms" "$r" \
+    "≥ 2: $(verdict "$r" 2); p99 no worse: $p99_ok; CPU/req $cpu_us µs vs $gcpu_us µs = $cr (≤ 0.5: $(verdict "$cr" 0.5 le))"
+  PEER_LINES+=("| $c | $rps | $grps | $r× | $p99 / $gp99 | $cpu_us / $gcpu_us µs ($cr) |")
+  log "peer c=$c: ours $rps req/s ($cpu_us µs/req), gateway $grps req/s ($gcpu_us µs/req)"
+done
+stop "$PID_gateway"
 
 # 1. REST GET /api/user/stats vs a bare httplib server, and the latency curve.
 : >"$WORK/curve.dat"
@@ -199,6 +258,14 @@ rh=$(ratio "$h100" "$h10"); rs=$(ratio "$s100" "$s10")
 row "5. GET /api/chat/history?limit=10, p50" "—" "10k: $h10 → 100k: $h100" "" "" "$rh" "≤ 1.2: $(verdict "$rh" 1.2 le)"
 row "5. GET /api/chat/sessions, p50" "—" "10k: $s10 → 100k: $s100" "" "" "$rs" "≤ 1.2: $(verdict "$rs" 1.2 le)"
 
+# 6. Past one machine (issue 13): SQLite with one server, PostgreSQL with one
+# and with three servers behind one proxy, on these same 2 cores.
+SCALE_LINES=()
+while IFS='|' read -r label sends reads rss; do
+  SCALE_LINES+=("| $label | $sends | $reads | $rss |")
+  log "scale-out $label: sends $sends/s, reads $reads/s ($rss)"
+done < <(tools/bench/scale_out.sh "$BUILD" "$DURATION" 64)
+
 # --- Report ---------------------------------------------------------------------
 PLOT=docs/latency.png
 gnuplot <<GP 2>/dev/null || log "gnuplot failed; no plot"
@@ -232,6 +299,25 @@ echo "$TABLE"
   echo "$TABLE"
   echo
   echo "![latency](latency.png)"
+  echo
+  echo "## coach-proxy against grpc-gateway (scenario 0)"
+  echo
+  echo "Both in front of the same coach-server, \\`wrk -t2 -d${DURATION}s\\` on"
+  echo "\\`GET /api/user/stats\\`, interleaved, two rounds each; CPU per request from"
+  echo "\\`/proc/PID/stat\\` (user + system) over the rounds."
+  echo
+  echo "| connections | coach-proxy req/s | grpc-gateway req/s | ratio | p99 ms (ours / gateway) | front CPU per request (ours / gateway) |"
+  echo "|---|---|---|---|---|---|"
+  for l in "${PEER_LINES[@]}"; do echo "$l"; done
+  echo
+  echo "## Past one machine (scenario 6)"
+  echo
+  echo "Through one coach-proxy, 64 connections: sends as fresh users (offline coach),"
+  echo "reads \\`GET /api/user/stats\\`. PostgreSQL runs with fsync off, in a temporary folder."
+  echo
+  echo "| set-up | sends/s | reads/s | peak RSS (MB) |"
+  echo "|---|---|---|---|"
+  for l in "${SCALE_LINES[@]}"; do echo "$l"; done
   echo
   if [[ -f docs/performance-notes.md ]]; then cat docs/performance-notes.md; fi
 } >docs/performance.md
