@@ -18,6 +18,9 @@
 #include "google/protobuf/descriptor.h"
 #include "grpc/health/v1/health.pb.h"
 #include "proxy/http_errors.h"
+#include "proxy/openapi.h"
+#include "proxy/proxy_flags.h"
+#include "protos/api_descriptor_set.h"
 #include "proxy/transcoder.h"
 
 namespace coach::proxy {
@@ -176,10 +179,20 @@ CoachProxy::~CoachProxy() {
 
 absl::StatusOr<std::unique_ptr<CoachProxy>> CoachProxy::Start(
     const ProxyConfig& config) {
+  if (absl::Status valid = CrossCheckProxyConfig(config); !valid.ok()) {
+    return valid;
+  }
   auto routes = RouteTable::FromServices(
       *google::protobuf::DescriptorPool::generated_pool(), config.services);
   if (!routes.ok()) return routes.status();
   std::unique_ptr<CoachProxy> proxy(new CoachProxy(config, *std::move(routes)));
+  OpenApiOptions openapi;
+  openapi.version = COACH_VERSION;
+  openapi.descriptor_set_with_source_info =
+      std::string(protos::ApiDescriptorSetWithSourceInfo());
+  auto document = OpenApiDocument(proxy->routes_, openapi);
+  if (!document.ok()) return document.status();
+  proxy->openapi_ = *std::move(document);
 
   http::ServerOptions options;
   options.listen = config.http_listen;
@@ -235,6 +248,10 @@ std::vector<http::Header> CoachProxy::CorsHeaders(
   headers.push_back(
       {"Access-Control-Allow-Origin", any ? "*" : std::string(origin)});
   if (!any) headers.push_back({"Vary", "Origin"});
+  // Only ever with an echoed origin (CrossCheckProxyConfig refuses `*`).
+  if (config_.cors_allow_credentials && !any) {
+    headers.push_back({"Access-Control-Allow-Credentials", "true"});
+  }
   // Retry-After is not a CORS-safelisted response header: a page's script
   // sees it only when exposed.
   headers.push_back({"Access-Control-Expose-Headers",
@@ -359,9 +376,10 @@ void CoachProxy::HandlePreflight(Pending& pending) {
   if (!pending.cors.empty()) {
     headers.push_back({"Access-Control-Allow-Methods",
                        "GET, POST, PUT, PATCH, DELETE, OPTIONS"});
-    headers.push_back({"Access-Control-Allow-Headers",
-                       absl::StrCat("Authorization, Content-Type, ",
-                                    kRequestIdHeader)});
+    if (!config_.cors_allowed_headers.empty()) {
+      headers.push_back({"Access-Control-Allow-Headers",
+                         absl::StrJoin(config_.cors_allowed_headers, ", ")});
+    }
     headers.push_back(
         {"Access-Control-Max-Age",
          std::to_string(absl::ToInt64Seconds(config_.cors_max_age))});
@@ -401,6 +419,14 @@ void CoachProxy::Handle(std::shared_ptr<http::Exchange> exchange) {
   if (request.method == "GET" && request.path == "/metrics") {
     pending->route = request.path;
     return HandleMetrics(*pending);
+  }
+  if (request.method == "GET" && request.path == "/openapi.json") {
+    pending->route = request.path;
+    pending->exchange->Reply(
+        http::Response{.status = 200,
+                       .headers = pending->Headers(kJsonContentType),
+                       .body = openapi_});
+    return LogAccess(*pending, 200);
   }
 
   const RouteTable::Match match = routes_.Find(request.method, request.path);
@@ -450,8 +476,9 @@ void CoachProxy::Handle(std::shared_ptr<http::Exchange> exchange) {
   auto upstream_request =
       RequestFromHttp(route, match.bindings, query, request.body);
   if (!upstream_request.ok()) {
-    return fail(MakeHttpError(400, v1::INVALID_ARGUMENT,
-                              upstream_request.status().message()));
+    return fail(MakeHttpError(
+        400, v1::INVALID_ARGUMENT, upstream_request.status().message(),
+        ErrorField(upstream_request.status()).value_or("")));
   }
   if (route.method->server_streaming()) {
     CallStream(std::move(pending), route, *std::move(upstream_request));

@@ -7,7 +7,8 @@
 // Server-streaming RPCs are served as Server-Sent Events: one event per
 // stream message, `data:` its protobuf JSON; an error after the first event
 // as `event: error` with the documented body. It knows no route by name.
-// Around that: request ids, CORS, /healthz and /readyz, one access-log line
+// Around that: request ids, CORS, /healthz and /readyz, /openapi.json
+// (openapi.h, built once at start), one access-log line
 // per request, metrics (GET /metrics, Prometheus text), and the client's
 // hang-up cancelling its call.
 //
@@ -70,6 +71,8 @@ class CoachProxy {
 
   const ProxyConfig config_;
   const RouteTable routes_;
+  // GET /openapi.json: generated once, before the server starts.
+  std::string openapi_;
   // Before the server: its threads record into these.
   metrics::Registry registry_;
   metrics::Family<metrics::Counter>& requests_;

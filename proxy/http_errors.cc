@@ -49,7 +49,7 @@ const google::protobuf::EnumValueOptions& ReasonOptions(
 
 // The body in the documented shape; `reason` goes out as it came.
 HttpError Body(int http_status, absl::string_view reason,
-               absl::string_view message) {
+               absl::string_view message, absl::string_view field = "") {
   std::string label = ReasonOptions(reason).GetExtension(v1::http_label);
   if (label.empty()) label = std::string(LabelForStatus(http_status));
   // Ordered: the documented body lists error, code, message in this order.
@@ -58,6 +58,7 @@ HttpError Body(int http_status, absl::string_view reason,
       {"code", std::string(reason)},
       {"message", std::string(message)},
   };
+  if (!field.empty()) body["field"] = std::string(field);
   // Replace, not throw, on invalid UTF-8: an error body must always go out.
   return HttpError{.status = http_status,
                    .body = body.dump(-1, ' ', false,
@@ -84,6 +85,14 @@ std::optional<T> DetailOf(const grpc::Status& status) {
 std::string ReasonOf(const grpc::Status& status) {
   const auto info = DetailOf<google::rpc::ErrorInfo>(status);
   return info.has_value() ? info->reason() : "";
+}
+
+// The field the ErrorInfo names (metadata["field"], a JSON name), or "".
+std::string FieldOf(const grpc::Status& status) {
+  const auto info = DetailOf<google::rpc::ErrorInfo>(status);
+  if (!info.has_value()) return "";
+  const auto found = info->metadata().find("field");
+  return found == info->metadata().end() ? "" : found->second;
 }
 
 // A RetryInfo's delay as Retry-After seconds: rounded up, at least 1 (0
@@ -134,8 +143,8 @@ int HttpStatusFromGrpc(grpc::StatusCode code) {
 }
 
 HttpError MakeHttpError(int http_status, v1::ErrorReason reason,
-                        absl::string_view message) {
-  return Body(http_status, v1::ErrorReason_Name(reason), message);
+                        absl::string_view message, absl::string_view field) {
+  return Body(http_status, v1::ErrorReason_Name(reason), message, field);
 }
 
 HttpError HttpErrorFromGrpc(const grpc::Status& status) {
@@ -168,7 +177,8 @@ HttpError HttpErrorFromGrpc(const grpc::Status& status) {
                              DefaultMessage(status.error_code()));
     }
   }
-  HttpError error = Body(http_status, reason, status.error_message());
+  HttpError error =
+      Body(http_status, reason, status.error_message(), FieldOf(status));
   error.retry_after_seconds = RetryAfterOf(status);
   return error;
 }

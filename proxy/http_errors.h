@@ -1,5 +1,9 @@
 // HTTP errors in the documented shape:
 //   {"error": "<short French label>", "code": "<REASON>", "message": "<French detail>"}
+// plus "field": "<JSON name>" after them when the error is about one field
+// (an addition a client written against the page ignores): the
+// ErrorInfo's metadata["field"] of coach-server's errors, the proxy's own
+// transcoding errors' field (transcoder.h's ErrorField).
 // gRPC codes map to HTTP statuses by the table grpc-gateway and Envoy share;
 // a google.rpc.ErrorInfo reason overrides it, and names the label, where its
 // coach.v1.ErrorReason value says so (options http_status, http_label in
@@ -33,9 +37,11 @@ int HttpStatusFromGrpc(grpc::StatusCode code);
 // message from the server (already French and fit for users).
 HttpError HttpErrorFromGrpc(const grpc::Status& status);
 
-// An error decided by the proxy itself (bad JSON, unknown route, ...).
+// An error decided by the proxy itself (bad JSON, unknown route, ...);
+// `field`, when not empty, names the field at fault.
 HttpError MakeHttpError(int http_status, v1::ErrorReason reason,
-                        absl::string_view message);
+                        absl::string_view message,
+                        absl::string_view field = "");
 
 }  // namespace coach::proxy
 

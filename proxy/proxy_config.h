@@ -74,6 +74,16 @@ struct ProxyConfig {
   // non-browser client could not already reach; set an explicit list to
   // keep other sites' pages from calling it.
   std::vector<std::string> cors_origins = {"*"};
+  // Request headers a page may send (a preflight's
+  // Access-Control-Allow-Headers): Authorization for COACH_AUTH=jwt's bearer
+  // tokens, Content-Type for JSON bodies.
+  std::vector<std::string> cors_allowed_headers = {
+      "Authorization", "Content-Type", "X-Request-Id", "Idempotency-Key"};
+  // Access-Control-Allow-Credentials: true, for pages that send cookies or
+  // HTTP authentication (fetch's credentials: "include"). Only with an
+  // explicit origin list: `*` with credentials is refused at start (any
+  // site could then act with a visitor's credentials).
+  bool cors_allow_credentials = false;
   // Browsers may cache a preflight answer this long.
   absl::Duration cors_max_age = absl::Minutes(10);
 

@@ -1,5 +1,6 @@
 #include "proxy/proxy_flags.h"
 
+#include <algorithm>
 #include <vector>
 
 namespace coach::proxy {
@@ -65,6 +66,14 @@ std::vector<Setting> ProxySettings(ProxyConfig& c) {
       {"cors_origins", "COACH_CORS_ORIGINS", &c.cors_origins, kAnyValue,
        "Browser origins allowed by CORS, comma-separated; `*`: any; empty: "
        "no CORS"},
+      {"cors_allowed_headers", "COACH_CORS_ALLOWED_HEADERS",
+       &c.cors_allowed_headers, kAnyValue,
+       "Request headers browsers may send (preflight's "
+       "`Access-Control-Allow-Headers`), comma-separated"},
+      {"cors_allow_credentials", "COACH_CORS_ALLOW_CREDENTIALS",
+       &c.cors_allow_credentials, kAnyValue,
+       "Allow credentials (cookies, HTTP auth) from the listed origins; "
+       "needs an explicit `COACH_CORS_ORIGINS` (never with `*`)"},
       {"cors_max_age", "COACH_CORS_MAX_AGE", &c.cors_max_age, kNonNegative,
        "How long browsers may cache a CORS preflight"},
       {"access_log", "COACH_ACCESS_LOG", &c.access_log, kAnyValue,
@@ -75,12 +84,36 @@ std::vector<Setting> ProxySettings(ProxyConfig& c) {
 
 }  // namespace
 
+absl::Status CrossCheckProxyConfig(const ProxyConfig& config) {
+  if (!config.cors_allow_credentials) return absl::OkStatus();
+  const auto has_star = [](const std::vector<std::string>& list) {
+    return std::find(list.begin(), list.end(), "*") != list.end();
+  };
+  // The Fetch standard forbids it (a browser would refuse the answers), and
+  // echoing any origin instead would let every site act with a visitor's
+  // credentials.
+  if (has_star(config.cors_origins)) {
+    return absl::InvalidArgumentError(
+        "COACH_CORS_ALLOW_CREDENTIALS (--cors_allow_credentials) needs an "
+        "explicit list of origins in COACH_CORS_ORIGINS (--cors_origins), "
+        "not `*`: credentials are never allowed to any origin");
+  }
+  // With credentials, `*` in Access-Control-Allow-Headers is a header name,
+  // not a wildcard: a mistake either way.
+  if (has_star(config.cors_allowed_headers)) {
+    return absl::InvalidArgumentError(
+        "COACH_CORS_ALLOWED_HEADERS (--cors_allowed_headers) cannot be `*` "
+        "with COACH_CORS_ALLOW_CREDENTIALS: name the headers");
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Startup<ProxyConfig>> LoadProxyConfig(int argc, char** argv) {
   return LoadSettings<ProxyConfig>(
       "coach-proxy",
       "The Coach AI Hub REST API, transcoded onto coach-server's gRPC "
       "services from their google.api.http annotations.",
-      argc, argv, ProxySettings);  // No rule involves two settings.
+      argc, argv, ProxySettings, CrossCheckProxyConfig);
 }
 
 }  // namespace coach::proxy

@@ -15,6 +15,11 @@ namespace coach::proxy {
 // the flag or variable at fault otherwise.
 absl::StatusOr<Startup<ProxyConfig>> LoadProxyConfig(int argc, char** argv);
 
+// The rules that involve two settings or more (LoadProxyConfig applies
+// them; so does CoachProxy::Start): CORS credentials only with an explicit
+// origin list and named headers. INVALID_ARGUMENT naming the settings.
+absl::Status CrossCheckProxyConfig(const ProxyConfig& config);
+
 }  // namespace coach::proxy
 
 #endif  // COACH_PROXY_PROXY_FLAGS_H_

@@ -22,6 +22,7 @@
 
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "proxy/proxy_flags.h"
 #include "tests/support/ports.h"
 #include "tests/support/raw_http.h"
 #include "tests/support/test_stack.h"
@@ -104,7 +105,8 @@ void ExpectOk(const Reply& r) {
 }
 
 // The documented error body: exactly "error", "code", "message" in this
-// order, all non-empty strings; `code` checked when given.
+// order, all non-empty strings, then "field" when the error names one;
+// `code` checked when given.
 void ExpectError(const Reply& r, int status, const std::string& code) {
   EXPECT_EQ(r.status, status) << r.body();
   EXPECT_EQ(r.header("Content-Type"), kJsonContentType) << r.body();
@@ -118,8 +120,14 @@ void ExpectError(const Reply& r, int status, const std::string& code) {
                 !item.value().get<std::string>().empty())
         << item.key() << " in " << r.body();
   }
-  EXPECT_EQ(keys, (std::vector<std::string>{"error", "code", "message"}))
-      << r.body();
+  if (keys.size() == 4) {
+    EXPECT_EQ(keys, (std::vector<std::string>{"error", "code", "message",
+                                              "field"}))
+        << r.body();
+  } else {
+    EXPECT_EQ(keys, (std::vector<std::string>{"error", "code", "message"}))
+        << r.body();
+  }
   if (!code.empty()) {
     EXPECT_EQ(body.value("code", ""), code) << r.body();
   }
@@ -848,6 +856,110 @@ TEST_F(ProxyTest, CorsWithAnExplicitOriginList) {
   (*proxy)->Stop();
 }
 
+TEST_F(ProxyTest, CorsAllowsAuthorizationAndConfiguredHeaders) {
+  // The default list: a page may send a bearer token and JSON.
+  Reply r = Exchange(http(), "OPTIONS", "/api/chat/sessions", "", "",
+                     {{"Origin", kOrigin},
+                      {"Access-Control-Request-Method", "GET"},
+                      {"Access-Control-Request-Headers",
+                       "authorization, content-type"}});
+  EXPECT_EQ(r.status, 204);
+  const std::string allowed = r.header("Access-Control-Allow-Headers");
+  EXPECT_NE(allowed.find("Authorization"), std::string::npos) << allowed;
+  EXPECT_NE(allowed.find("Content-Type"), std::string::npos) << allowed;
+  // "*" never comes with credentials.
+  EXPECT_FALSE(r.has_header("Access-Control-Allow-Credentials"));
+
+  proxy::ProxyConfig config = TestProxyConfig(server().server().port());
+  config.cors_origins = {kOrigin};
+  config.cors_allowed_headers = {"Authorization", "X-Client-Version"};
+  auto proxy = proxy::CoachProxy::Start(config);
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  auto client = ClientFor((*proxy)->port());
+  r = Exchange(*client, "OPTIONS", "/api/chat/send", "", "",
+               {{"Origin", kOrigin},
+                {"Access-Control-Request-Method", "POST"},
+                {"Access-Control-Request-Headers", "x-client-version"}});
+  EXPECT_EQ(r.status, 204);
+  EXPECT_EQ(r.header("Access-Control-Allow-Headers"),
+            "Authorization, X-Client-Version");
+  EXPECT_EQ(r.header("Access-Control-Allow-Origin"), kOrigin);
+  EXPECT_EQ(r.header("Vary"), "Origin");
+  EXPECT_FALSE(r.has_header("Access-Control-Allow-Credentials"));
+  (*proxy)->Stop();
+}
+
+TEST_F(ProxyTest, CorsCredentialsOnlyForListedOrigins) {
+  proxy::ProxyConfig config = TestProxyConfig(server().server().port());
+  config.cors_origins = {kOrigin, "https://admin.example"};
+  config.cors_allow_credentials = true;
+  auto proxy = proxy::CoachProxy::Start(config);
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  auto client = ClientFor((*proxy)->port());
+
+  for (const char* origin : {kOrigin, "https://admin.example"}) {
+    SCOPED_TRACE(origin);
+    Reply r = Exchange(*client, "GET", "/api/user/stats?userId=u", "", "",
+                       {{"Origin", origin}});
+    ExpectOk(r);
+    EXPECT_EQ(r.header("Access-Control-Allow-Origin"), origin);
+    EXPECT_EQ(r.header("Access-Control-Allow-Credentials"), "true");
+    EXPECT_EQ(r.header("Vary"), "Origin");
+    r = Exchange(*client, "OPTIONS", "/api/chat/send", "", "",
+                 {{"Origin", origin},
+                  {"Access-Control-Request-Method", "POST"},
+                  {"Access-Control-Request-Headers", "authorization"}});
+    EXPECT_EQ(r.status, 204);
+    EXPECT_EQ(r.header("Access-Control-Allow-Origin"), origin);
+    EXPECT_EQ(r.header("Access-Control-Allow-Credentials"), "true");
+    EXPECT_NE(r.header("Access-Control-Allow-Headers").find("Authorization"),
+              std::string::npos);
+  }
+  // Another site gets nothing: no origin, no credentials.
+  const Reply r = Exchange(*client, "GET", "/api/user/stats?userId=u", "", "",
+                           {{"Origin", "https://evil.example"}});
+  EXPECT_FALSE(r.has_header("Access-Control-Allow-Origin"));
+  EXPECT_FALSE(r.has_header("Access-Control-Allow-Credentials"));
+  (*proxy)->Stop();
+}
+
+TEST(ProxyCorsSettingsTest, AnyOriginWithCredentialsIsRefusedAtStart) {
+  proxy::ProxyConfig config;
+  config.http_listen = "127.0.0.1:0";
+  config.cors_allow_credentials = true;  // with the default "*"
+  auto proxy = proxy::CoachProxy::Start(config);
+  ASSERT_FALSE(proxy.ok());
+  EXPECT_EQ(proxy.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(proxy.status().message().find("COACH_CORS_ORIGINS"),
+            std::string::npos)
+      << proxy.status();
+
+  // The same through the settings, as the binary reads them.
+  std::vector<std::string> args = {"coach-proxy", "--cors_origins=*",
+                                   "--cors_allow_credentials=true"};
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  auto loaded =
+      proxy::LoadProxyConfig(static_cast<int>(argv.size()), argv.data());
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_NE(loaded.status().message().find("COACH_CORS_ALLOW_CREDENTIALS"),
+            std::string::npos)
+      << loaded.status();
+  args = {"coach-proxy", "--cors_origins=https://app.example",
+          "--cors_allow_credentials=true", "--cors_allowed_headers=*"};
+  argv.clear();
+  for (std::string& arg : args) argv.push_back(arg.data());
+  loaded = proxy::LoadProxyConfig(static_cast<int>(argv.size()), argv.data());
+  EXPECT_FALSE(loaded.ok());
+  args = {"coach-proxy", "--cors_origins=https://app.example",
+          "--cors_allow_credentials=true"};
+  argv.clear();
+  for (std::string& arg : args) argv.push_back(arg.data());
+  loaded = proxy::LoadProxyConfig(static_cast<int>(argv.size()), argv.data());
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_TRUE(loaded->config.cors_allow_credentials);
+}
+
 // ------------------------------------------------------------ bad inputs
 
 struct BadRequest {
@@ -1058,6 +1170,58 @@ TEST_F(ProxyTest, BadInputTable) {
   EXPECT_EQ(kept.doc["session"]["title"], "Titre d'origine") << kept.body();
 }
 
+
+// A 400 names the field at fault by its JSON name, whether coach-server
+// found it (ErrorInfo.metadata["field"]) or the proxy did (a value of the
+// wrong JSON type, a parameter that does not parse); errors about no field
+// carry none.
+TEST_F(ProxyTest, BadRequestsNameTheField) {
+  const std::string owned = NewSession("field-owner", "Titre");
+  ASSERT_FALSE(owned.empty());
+  struct Row {
+    std::string name, method, path, body, field;
+  };
+  const std::vector<Row> rows = {
+      // coach-server's validation
+      {"send: message missing", "POST", "/api/chat/send",
+       R"({"userId":"field-user"})", "message"},
+      {"send: userId blank", "POST", "/api/chat/send",
+       R"({"userId":"  ","message":"Bonjour"})", "userId"},
+      {"create: title blank", "POST", "/api/chat/sessions",
+       R"({"userId":"field-user","title":"  "})", "title"},
+      {"history: limit=0", "GET", "/api/chat/history?userId=field-user&limit=0",
+       "", "limit"},
+      {"get: sessionId too long", "GET", SessionPath(std::string(65, 's')), "",
+       "sessionId"},
+      {"patch: title blank", "PATCH", SessionPath(owned), R"({"title":" "})",
+       "title"},
+      // the proxy's own checks
+      {"send: userId a number", "POST", "/api/chat/send",
+       R"({"userId":42,"message":"Bonjour"})", "userId"},
+      {"send: message an object", "POST", "/api/chat/send",
+       R"({"userId":"field-user","message":{"text":"a"}})", "message"},
+      {"history: limit=abc", "GET",
+       "/api/chat/history?userId=field-user&limit=abc", "", "limit"},
+      // about no field
+      {"send: not JSON", "POST", "/api/chat/send", R"({"userId":)", ""},
+  };
+  for (const Row& row : rows) {
+    SCOPED_TRACE(row.name);
+    auto client = NewClient();
+    const Reply r = Exchange(*client, row.method, row.path, row.body,
+                             row.body.empty() ? "" : kJson);
+    ExpectError(r, 400, "INVALID_ARGUMENT");
+    if (row.field.empty()) {
+      EXPECT_FALSE(r.doc.contains("field")) << r.body();
+    } else {
+      EXPECT_EQ(r.doc.value("field", ""), row.field) << r.body();
+    }
+  }
+  // Not a 400: no field.
+  const Reply r = Get(SessionPath("nope-session"));
+  ExpectError(r, 404, "SESSION_NOT_FOUND");
+  EXPECT_FALSE(r.doc.contains("field")) << r.body();
+}
 
 // Raw bytes to the proxy over one connection (Connection: close), and the
 // whole answer: for requests a well-behaved client library would not send.

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Installs the pinned npm tools of tools/npm (buf) when missing or outdated.
+# Installs the pinned npm tools of tools/npm when missing or outdated: buf
+# (lint the protos, curl the server through reflection), and the OpenAPI
+# validators of openapi_test (@apidevtools/swagger-parser, @redocly/cli).
 set -euo pipefail
 cd "$(dirname "$0")/npm"
-if [[ ! -x node_modules/.bin/buf || package-lock.json -nt node_modules/.package-lock.json ]]; then
+if [[ ! -x node_modules/.bin/buf || ! -x node_modules/.bin/redocly ||
+      ! -d node_modules/@apidevtools/swagger-parser ||
+      package-lock.json -nt node_modules/.package-lock.json ]]; then
   if ! command -v npm >/dev/null; then
     echo "npm-tools: npm is required (Debian: apt-get install npm)" >&2
     exit 1

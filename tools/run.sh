@@ -3,7 +3,11 @@
 #   ./tools/run.sh
 # - coach-server (gRPC on 127.0.0.1:50051) on the SQLite file data/coach.db,
 #   with the offline coach unless OPENAI_API_KEY is set;
-# - coach-proxy (the REST API on :3000) in front of it.
+# - coach-proxy (the REST API on :3000) in front of it;
+# - a development admin token for the admin RPCs, in data/admin-token
+#   (unless COACH_ADMIN_TOKEN is set).
+# Starting over: stop it, then `rm -f data/coach.db*` (users, sessions and
+# credits are gone; the admin token stays).
 # Every setting can be changed through its environment variable (see
 # README.md). Ctrl-C (or SIGTERM) stops both gracefully.
 set -euo pipefail
@@ -14,6 +18,19 @@ release_build
 
 export COACH_DB_PATH=${COACH_DB_PATH:-data/coach.db}
 mkdir -p "$(dirname "$COACH_DB_PATH")"
+
+# A development admin token (SetPlan, GrantCredits), unless one is given:
+# drawn once, kept beside the database, readable by this user only.
+if [[ -z ${COACH_ADMIN_TOKEN:-} ]]; then
+  token_file="$(dirname "$COACH_DB_PATH")/admin-token"
+  if [[ ! -s $token_file ]]; then
+    (umask 077; openssl rand -hex 16 >"$token_file")
+  fi
+  COACH_ADMIN_TOKEN=$(cat "$token_file")
+  export COACH_ADMIN_TOKEN
+  echo "run: development admin token in $token_file" \
+       "(COACH_ADMIN_TOKEN=\$(cat $token_file))" >&2
+fi
 
 "$BUILD_DIR/server/coach-server" &
 server_pid=$!

@@ -16,7 +16,16 @@ PACKAGES=(
   libgoogle-perftools-dev  # tcmalloc, the servers' allocator
   libgtest-dev libgmock-dev
   prometheus  # promtool: tests validate coach-server's /metrics text with it
+  jq          # the README's examples read JSON answers with it
+  systemd     # systemd-analyze: the packaging test verifies the units
+  dpkg-dev    # dpkg-shlibdeps: cpack -G DEB finds the package's dependencies
 )
+
+# Node.js and npm run the npm tools (tools/npm-tools.sh). Debian's nodejs
+# and npm, unless a Node.js with its own npm is already there.
+if ! command -v npm >/dev/null; then
+  PACKAGES+=(nodejs npm)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

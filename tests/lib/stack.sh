@@ -1,7 +1,8 @@
 # Sourced by the shell tests: the real coach-server and coach-proxy on
 # loopback ports, on a database in a temporary folder, stopped at exit.
 #   start_stack SERVER PROXY   # the environment passes to coach-server
-# Sets: dir (the folder), base (http://localhost:PORT), server_pid, proxy_pid.
+# Sets: dir (the folder), base (http://localhost:PORT), grpc_port (coach-
+# server's), server_pid, proxy_pid.
 source "$(dirname "${BASH_SOURCE[0]}")/../../tools/lib/port_from_log.sh"
 
 start_stack() {
@@ -10,7 +11,6 @@ start_stack() {
   trap stop_stack EXIT
   COACH_DB_PATH="$dir/coach.db" COACH_GRPC_LISTEN=127.0.0.1:0 "$server" 2>"$dir/server.log" &
   server_pid=$!
-  local grpc_port
   grpc_port=$(port_from_log "$dir/server.log" "$server_pid")
   COACH_GRPC_TARGET=127.0.0.1:$grpc_port COACH_HTTP_LISTEN=127.0.0.1:0 "$proxy" 2>"$dir/proxy.log" &
   proxy_pid=$!

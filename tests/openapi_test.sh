@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# GET /openapi.json of the real coach-proxy, validated by two independent
+# validators from npm (tools/npm-tools.sh): swagger-parser (OpenAPI schema,
+# $refs, operationIds, path parameters) and Redocly CLI's lint (its
+# recommended rules). Then what the document must say about our API: every
+# route the proxy logs at start, JSON names, proto3 JSON types, the error
+# statuses with the documented body, the event stream, the proto comments.
+#   openapi_test.sh <coach-server> <coach-proxy> <tools/npm folder>
+set -euo pipefail
+npm_dir=$3
+source "$(dirname "$0")/lib/stack.sh"
+start_stack "$1" "$2"
+doc="$dir/openapi.json"
+
+status=$(curl -sS -o "$doc" -w '%{http_code} %{content_type}' "$base/openapi.json")
+[[ $status == "200 application/json; charset=utf-8" ]] || fail "GET /openapi.json: $status"
+
+echo "== swagger-parser validate"
+node "$npm_dir/validate-openapi.js" "$doc" || fail "swagger-parser"
+echo "== redocly lint"
+(cd "$dir" && "$npm_dir/node_modules/.bin/redocly" lint --config "$npm_dir/redocly.yaml" openapi.json 2>&1) \
+  || fail "redocly lint"
+
+q() { jq -e "$@" "$doc" >/dev/null || fail "openapi.json: $*"; }
+
+# Every route of the route table (logged at start) is a path and method.
+routes=$(sed -n 's/.*route \([A-Z]*\) \(\/[^ ]*\) -> .*/\1 \2/p' "$dir/proxy.log")
+[[ $(wc -l <<<"$routes") -ge 9 ]] || fail "routes logged: $routes"
+while read -r method path; do
+  # {session_id} -> {sessionId}: the JSON name.
+  json_path=$(sed -E 's/\{session_id\}/{sessionId}/' <<<"$path")
+  verb=$(tr 'A-Z' 'a-z' <<<"$method")
+  q --arg p "$json_path" --arg v "$verb" '.paths[$p][$v].operationId'
+done <<<"$routes"
+for p in /healthz /readyz /metrics /openapi.json; do q --arg p "$p" '.paths[$p].get'; done
+
+# Parameters: path (JSON name), query (the fields not in path nor body), body.
+q '.paths["/api/chat/sessions/{sessionId}"].get.parameters | map(select(.in=="path" and .name=="sessionId" and .required)) | length == 1'
+q '.paths["/api/chat/sessions/{sessionId}"].patch.requestBody.content["application/json"].schema.properties | has("title") and (has("sessionId") | not)'
+q '.paths["/api/chat/history"].get.parameters | map(select(.in=="query") | .name) | index("userId") and index("limit")'
+q '.paths["/api/chat/history"].get.parameters[] | select(.name=="limit") | .schema.type == "integer"'
+q '.paths["/api/chat/send"].post.requestBody.content["application/json"].schema["$ref"] == "#/components/schemas/coach.v1.SendMessageRequest"'
+
+# Schemas in protobuf's JSON mapping.
+q '.components.schemas["coach.v1.ChatMessage"].properties.createdAt.format == "date-time"'
+q '.components.schemas["coach.v1.ChatMessage"].properties.role["$ref"] == "#/components/schemas/coach.v1.Role"'
+q '.components.schemas["coach.v1.Role"].enum == ["ROLE_UNSPECIFIED","USER","ASSISTANT"]'
+q '.components.schemas["coach.v1.SessionSummary"].properties | has("lastMessage") and has("messageCount")'
+# proto3 optional: not required; always-printed fields: required.
+q '.components.schemas["coach.v1.SendMessageResponse"].required | index("sessionId") and (index("remainingCredits") | not)'
+q '.components.schemas["coach.v1.StreamMessageResponse"].oneOf | length == 3'
+
+# Errors: every documented status, the documented body with `field`.
+for s in 400 401 403 404 429 500 503; do
+  q --arg s "$s" '.paths["/api/chat/sessions"].get.responses[$s]["$ref"]'
+done
+for s in 402 409 413 415; do
+  q --arg s "$s" '.paths["/api/chat/send"].post.responses[$s]["$ref"]'
+done
+q '.components.schemas.ErrorBody.required == ["error","code","message"]'
+q '.components.schemas.ErrorBody.properties | has("field")'
+q '.components.schemas["coach.v1.ErrorReason"].enum | index("NO_CREDITS") and index("RATE_LIMITED")'
+q '.components.responses.TooManyRequests.headers | has("Retry-After")'
+q '.components.responses.Unauthenticated.headers | has("WWW-Authenticate")'
+
+# The server stream as Server-Sent Events.
+q '.paths["/api/chat/send/stream"].post.responses["200"].content | has("text/event-stream")'
+
+# The proto comments as descriptions (SourceCodeInfo).
+q '.paths["/api/chat/sessions"].get.description | startswith("Lists a user'"'"'s sessions")'
+q '.components.schemas["coach.v1.SendMessageRequest"].properties.sessionId.description == "Empty: start a new session."'
+q '.components.schemas["coach.v1.ErrorReason"].description | contains("`NO_CREDITS`: No credit left this month")'
+q '.tags[] | select(.name=="ChatService") | .description | startswith("Conversations and messages")'
+echo "openapi test: OK"
