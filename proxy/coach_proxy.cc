@@ -34,6 +34,12 @@ constexpr char kHealthCheckMethod[] = "/grpc.health.v1.Health/Check";
 // An SSE comment: ignored by EventSource and fetch readers alike.
 constexpr char kStreamHeartbeat[] = ": keep-alive\n\n";
 constexpr char kServerError[] = "Erreur serveur. Réessayez plus tard.";
+// A send's retry key (REST header -> gRPC metadata), and the server's word
+// that its answer is the key's stored response (metadata -> REST header).
+constexpr char kIdempotencyKeyHeader[] = "Idempotency-Key";
+constexpr char kIdempotencyKeyMetadata[] = "idempotency-key";
+constexpr char kReplayedHeader[] = "Idempotent-Replayed";
+constexpr char kReplayedMetadata[] = "idempotent-replayed";
 
 // The method as logged: a malformed request's "method" is client bytes
 // (control characters, escape sequences) that must not reach the log.
@@ -254,8 +260,9 @@ std::vector<http::Header> CoachProxy::CorsHeaders(
   }
   // Retry-After is not a CORS-safelisted response header: a page's script
   // sees it only when exposed.
-  headers.push_back({"Access-Control-Expose-Headers",
-                     absl::StrCat(kRequestIdHeader, ", Retry-After")});
+  headers.push_back(
+      {"Access-Control-Expose-Headers",
+       absl::StrCat(kRequestIdHeader, ", Retry-After, ", kReplayedHeader)});
   return headers;
 }
 
@@ -480,6 +487,14 @@ void CoachProxy::Handle(std::shared_ptr<http::Exchange> exchange) {
         400, v1::INVALID_ARGUMENT, upstream_request.status().message(),
         ErrorField(upstream_request.status()).value_or("")));
   }
+  // gRPC metadata carries printable ASCII only; coach-server checks the rest.
+  if (const absl::string_view key = request.header(kIdempotencyKeyHeader);
+      !std::all_of(key.begin(), key.end(),
+                   [](char c) { return c >= 0x20 && c < 0x7F; })) {
+    return fail(MakeHttpError(400, v1::INVALID_ARGUMENT,
+                              "L'en-tête « Idempotency-Key » doit être en "
+                              "ASCII imprimable."));
+  }
   if (route.method->server_streaming()) {
     CallStream(std::move(pending), route, *std::move(upstream_request));
   } else {
@@ -500,7 +515,25 @@ CallOptions CallOptionsFor(const ProxyConfig& config, const Route& route,
   options.wait_for_ready = read;
   options.request_id = request_id;
   options.authorization = std::string(request.header("Authorization"));
+  // Only a send with a key can be a replay: the rest read no metadata.
+  if (request.has_header(kIdempotencyKeyHeader)) {
+    options.metadata.emplace_back(
+        kIdempotencyKeyMetadata,
+        std::string(request.header(kIdempotencyKeyHeader)));
+    options.server_metadata = std::make_shared<ServerMetadata>();
+    options.server_metadata->keys = {kReplayedMetadata};
+  }
   return options;
+}
+
+// Idempotent-Replayed: true on an answer that coach-server replayed.
+void AddReplayedHeader(const ServerMetadata* metadata,
+                       std::vector<http::Header>& headers) {
+  if (metadata == nullptr) return;
+  const auto found = metadata->values.find(kReplayedMetadata);
+  if (found != metadata->values.end() && found->second == "true") {
+    headers.push_back({kReplayedHeader, "true"});
+  }
 }
 
 // RFC 6750 §3: the scheme, and why a token that was sent failed.
@@ -534,10 +567,11 @@ void CoachProxy::CallUnary(std::shared_ptr<Pending> pending,
   std::shared_ptr<http::Exchange> exchange = pending->exchange;
   auto call = upstream_.Unary(
       route.grpc_method, *request, options,
-      [this, pending, output, &route,
-       waited = options.wait_for_ready](const grpc::Status& answered,
-                                        grpc::ByteBuffer& response) {
+      [this, pending, output, &route, waited = options.wait_for_ready,
+       replayed = options.server_metadata](const grpc::Status& answered,
+                                           grpc::ByteBuffer& response) {
         std::vector<http::Header> headers = pending->Headers(kJsonContentType);
+        AddReplayedHeader(replayed.get(), headers);
         int http_status = 200;
         grpc::Status status = answered;
         if (waited &&
@@ -583,11 +617,13 @@ void CoachProxy::CallStream(std::shared_ptr<Pending> pending,
   std::shared_ptr<http::Exchange> exchange = pending->exchange;
   // Touched by the call's callbacks only, which never run at once.
   auto started = std::make_shared<bool>(false);
-  const auto start = [this, pending, started] {
+  const auto start = [this, pending, started,
+                      replayed = options.server_metadata] {
     if (*started) return;
     *started = true;
     std::vector<http::Header> headers =
         pending->Headers("text/event-stream; charset=utf-8");
+    AddReplayedHeader(replayed.get(), headers);
     headers.push_back({"Cache-Control", "no-cache"});
     // nginx and similar buffer responses unless told not to.
     headers.push_back({"X-Accel-Buffering", "no"});
@@ -602,7 +638,8 @@ void CoachProxy::CallStream(std::shared_ptr<Pending> pending,
         start();
         pending->exchange->Send(absl::StrCat("data: ", *json, "\n\n"));
       },
-      [this, pending, started, start, &route](const grpc::Status& status) {
+      [this, pending, started, start, &route,
+       replayed = options.server_metadata](const grpc::Status& status) {
         if (status.ok()) {
           start();
           pending->exchange->Finish();
@@ -615,6 +652,7 @@ void CoachProxy::CallStream(std::shared_ptr<Pending> pending,
           // Before the first event: a plain error answer.
           std::vector<http::Header> headers =
               pending->Headers(kJsonContentType);
+          AddReplayedHeader(replayed.get(), headers);
           AddAuthenticateHeader(status, pending->request(), headers);
           ReplyError(pending->exchange, std::move(headers), error);
           return LogAccess(*pending, error.status);

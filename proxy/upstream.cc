@@ -48,11 +48,32 @@ grpc::Status Serialize(const Message& message, grpc::ByteBuffer& out) {
                                                        &own_buffer);
 }
 
+// Copies the wanted keys of `from` into `into`.
+void CopyMetadata(
+    const std::multimap<grpc::string_ref, grpc::string_ref>& from,
+    ServerMetadata& into) {
+  for (const std::string& key : into.keys) {
+    const auto found = from.find(key);
+    if (found == from.end()) continue;
+    into.values.emplace(key, std::string(found->second.data(),
+                                         found->second.size()));
+  }
+}
+
+// Both kinds of the server's metadata, once the call has them.
+void ReadServerMetadata(const grpc::ClientContext& context,
+                        ServerMetadata* into, bool trailing) {
+  if (into == nullptr) return;
+  CopyMetadata(context.GetServerInitialMetadata(), *into);
+  if (trailing) CopyMetadata(context.GetServerTrailingMetadata(), *into);
+}
+
 class UnaryCall final : public UpstreamCall {
  public:
   explicit UnaryCall(Upstream::UnaryDone done) : done_(std::move(done)) {}
   void Cancel() override { context.TryCancel(); }
   void Done(const grpc::Status& status) {
+    ReadServerMetadata(context, server_metadata.get(), /*trailing=*/true);
     Upstream::UnaryDone done = std::move(done_);
     done(status, response);
   }
@@ -60,6 +81,7 @@ class UnaryCall final : public UpstreamCall {
   grpc::ClientContext context;
   grpc::ByteBuffer request;
   grpc::ByteBuffer response;
+  std::shared_ptr<ServerMetadata> server_metadata;
 
  private:
   Upstream::UnaryDone done_;
@@ -86,12 +108,17 @@ class StreamCall final
 
   void OnReadDone(bool ok) override {
     if (!ok) return;  // the stream ended: OnDone follows
+    if (!read_any_) {
+      read_any_ = true;
+      ReadServerMetadata(context, server_metadata.get(), /*trailing=*/false);
+    }
     on_message_(message_);
     message_.Clear();
     StartRead(&message_);
   }
 
   void OnDone(const grpc::Status& status) override {
+    ReadServerMetadata(context, server_metadata.get(), /*trailing=*/true);
     Upstream::StreamDone done = std::move(done_);
     on_message_ = nullptr;
     done(status);
@@ -100,8 +127,10 @@ class StreamCall final
 
   grpc::ClientContext context;
   grpc::ByteBuffer request;
+  std::shared_ptr<ServerMetadata> server_metadata;
 
  private:
+  bool read_any_ = false;
   Upstream::StreamMessage on_message_;
   Upstream::StreamDone done_;
   grpc::ByteBuffer message_;
@@ -165,6 +194,9 @@ void PrepareContext(const CallOptions& options, grpc::ClientContext& context) {
     context.AddMetadata(kAuthorizationMetadata,
                         printable ? options.authorization : "Bearer -");
   }
+  for (const auto& [key, value] : options.metadata) {
+    context.AddMetadata(key, value);
+  }
 }
 
 Upstream::Upstream(const UpstreamOptions& options)
@@ -181,6 +213,7 @@ std::shared_ptr<UpstreamCall> Upstream::Unary(const std::string& grpc_method,
     return call;
   }
   PrepareContext(options, call->context);
+  call->server_metadata = options.server_metadata;
   stub_.UnaryCall(&call->context, grpc_method, grpc::StubOptions(),
                   &call->request, &call->response,
                   [call](grpc::Status status) { call->Done(status); });
@@ -198,6 +231,7 @@ std::shared_ptr<UpstreamCall> Upstream::ServerStream(
     return call;
   }
   PrepareContext(options, call->context);
+  call->server_metadata = options.server_metadata;
   stub_.PrepareBidiStreamingCall(&call->context, grpc_method,
                                  grpc::StubOptions(), call.get());
   call->Start(call);

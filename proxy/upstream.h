@@ -18,8 +18,10 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/support/byte_buffer.h>
 
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/functional/any_invocable.h"
@@ -44,6 +46,15 @@ struct UpstreamOptions {
   std::vector<std::string> read_methods;
 };
 
+// Server metadata a caller wants back: Upstream copies the values of `keys`
+// from the server's initial metadata, then its trailing metadata, into
+// `values` before it runs the callback that follows them (a stream's first
+// message, or the end).
+struct ServerMetadata {
+  std::vector<std::string> keys;
+  std::map<std::string, std::string> values;
+};
+
 struct CallOptions {
   absl::Duration deadline = absl::Seconds(60);
   // Wait for a connecting or restarting server (until the deadline) rather
@@ -53,6 +64,10 @@ struct CallOptions {
   // The HTTP Authorization header's value; empty: none. A value metadata
   // cannot carry (not printable ASCII) is replaced by one no server accepts.
   std::string authorization;
+  // More metadata to send, as is (keys lowercase, values printable ASCII).
+  std::vector<std::pair<std::string, std::string>> metadata;
+  // Filled with the server metadata it asks for; null: none is read.
+  std::shared_ptr<ServerMetadata> server_metadata;
 };
 
 // A call in progress; Cancel() makes it end CANCELLED (its callback still

@@ -13,13 +13,13 @@
 namespace coach {
 namespace {
 
-// The same tables as SQLite's schema at its version 3 (sqlite_schema.cc),
-// in PostgreSQL's types: times are UTC microseconds since the Unix epoch
-// (BIGINT), and `seq` identity columns give the insertion order that SQLite's
-// rowid gives (lists break ties on it). Every session or message insert
-// happens under its user's or session's row lock, so `seq` follows commit
-// order where lists read it.
-constexpr std::array<absl::string_view, 1> kMigrations = {
+// The same tables as SQLite's schema (sqlite_schema.cc: its version 3 is
+// our 1, its 4 our 2), in PostgreSQL's types: times are UTC microseconds
+// since the Unix epoch (BIGINT), and `seq` identity columns give the
+// insertion order that SQLite's rowid gives (lists break ties on it). Every
+// session or message insert happens under its user's or session's row lock,
+// so `seq` follows commit order where lists read it.
+constexpr std::array<absl::string_view, 2> kMigrations = {
     // 1: users, sessions, messages (with model and token usage), credit
     // holds with the server run that owns them.
     R"sql(
@@ -67,6 +67,26 @@ CREATE TABLE credit_reservations (
 CREATE INDEX credit_reservations_by_user
   ON credit_reservations (user_id, expires_at);
 CREATE INDEX credit_reservations_by_run ON credit_reservations (instance, run);
+)sql",
+    // 2: idempotency keys, as SQLite's migration 4 (sqlite_schema.cc).
+    R"sql(
+CREATE TABLE idempotency_keys (
+  user_id           TEXT NOT NULL,
+  idempotency_key   TEXT NOT NULL,
+  request_hash      TEXT NOT NULL,
+  claim             TEXT,
+  instance          TEXT NOT NULL DEFAULT '',
+  run               TEXT NOT NULL DEFAULT '',
+  claim_expires_at  BIGINT NOT NULL,
+  expires_at        BIGINT NOT NULL,
+  response          TEXT,
+  remaining_credits INTEGER,
+  PRIMARY KEY (user_id, idempotency_key),
+  CHECK ((claim IS NULL) = (response IS NOT NULL))
+);
+CREATE INDEX idempotency_keys_by_expiry ON idempotency_keys (expires_at);
+CREATE INDEX idempotency_keys_by_run ON idempotency_keys (instance, run)
+  WHERE claim IS NOT NULL;
 )sql",
 };
 

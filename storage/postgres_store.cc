@@ -255,6 +255,22 @@ void InsertMessage(Connection& c, const MessageRecord& m) {
          completion_tokens});
 }
 
+// Stores the key's final response if `done.claim_id` still holds it
+// unfinished; false, and nothing changed, otherwise.
+bool CompleteKey(Connection& c, const IdempotencyCompletion& done,
+                 std::optional<int32_t> remaining_credits) {
+  return c
+             .Run("UPDATE idempotency_keys SET claim = NULL, response = $4, "
+                  "remaining_credits = $5 WHERE user_id = $1 "
+                  "AND idempotency_key = $2 AND claim = $3",
+                  {Text(done.user_id), Text(done.key), Text(done.claim_id),
+                   Text(done.response),
+                   remaining_credits.has_value()
+                       ? Int(*remaining_credits)
+                       : Param()})
+             .affected() > 0;
+}
+
 }  // namespace
 
 // --- Opening ------------------------------------------------------------------
@@ -374,6 +390,9 @@ absl::StatusOr<int> PostgresStore::BeginRun(absl::string_view instance) {
                         .run = NewRandomId()};
   absl::StatusOr<int> dropped =
       Write("begin run", [&](Connection& c) -> absl::StatusOr<int> {
+        c.Run("DELETE FROM idempotency_keys WHERE instance = $1 "
+              "AND run <> $2 AND claim IS NOT NULL",
+              {Text(owner.instance), Text(owner.run)});
         return c
             .Run("DELETE FROM credit_reservations "
                  "WHERE instance = $1 AND run <> $2",
@@ -385,6 +404,11 @@ absl::StatusOr<int> PostgresStore::BeginRun(absl::string_view instance) {
     owner_ = owner;
   }
   return dropped;
+}
+
+HoldOwner PostgresStore::Owner() {
+  absl::MutexLock lock(&run_mu_);
+  return owner_;
 }
 
 // --- Users ----------------------------------------------------------------------
@@ -454,11 +478,7 @@ absl::StatusOr<UserTotals> PostgresStore::CountUserActivity(
 absl::StatusOr<std::optional<CreditReservation>> PostgresStore::ReserveCredit(
     absl::string_view user_id, const CreditTerms& terms, absl::Time now,
     absl::Time expires_at) {
-  HoldOwner owner;
-  {
-    absl::MutexLock lock(&run_mu_);
-    owner = owner_;
-  }
+  const HoldOwner owner = Owner();
   return Write(
       "reserve credit",
       [&](Connection& c) -> absl::StatusOr<std::optional<CreditReservation>> {
@@ -627,24 +647,135 @@ absl::StatusOr<ExchangeResult> PostgresStore::CommitExchange(
         InsertMessage(c, exchange.assistant_message);
 
         ExchangeResult result;
-        if (!payer.has_value()) return result;
-        c.Run("DELETE FROM credit_reservations WHERE id = $1",
-              {Int(exchange.reservation->id)});
-        // Moved to an unlimited plan while the coach was writing: nothing
-        // to charge.
-        if (!exchange.terms.AllowanceOf(payer->plan).has_value()) return result;
-        // Conditional: credits never go below zero, whatever happened to
-        // the reservation meanwhile (expired, an admin changed the plan).
-        Rows charged = c.Run(
-            "UPDATE users SET credits = credits - 1 "
-            "WHERE id = $1 AND credits > 0 RETURNING credits",
-            {Text(payer->id)});
-        if (charged.size() == 0) {
-          return absl::ResourceExhaustedError("no credit left to charge");
+        if (payer.has_value()) {
+          c.Run("DELETE FROM credit_reservations WHERE id = $1",
+                {Int(exchange.reservation->id)});
         }
-        result.remaining_credits = charged.Int32(0, 0);
+        // Charged unless moved to an unlimited plan while the coach was
+        // writing. Conditional: credits never go below zero, whatever
+        // happened to the reservation meanwhile (expired, an admin changed
+        // the plan).
+        if (payer.has_value() &&
+            exchange.terms.AllowanceOf(payer->plan).has_value()) {
+          Rows charged = c.Run(
+              "UPDATE users SET credits = credits - 1 "
+              "WHERE id = $1 AND credits > 0 RETURNING credits",
+              {Text(payer->id)});
+          if (charged.size() == 0) {
+            return absl::ResourceExhaustedError("no credit left to charge");
+          }
+          result.remaining_credits = charged.Int32(0, 0);
+        }
+        if (exchange.idempotency.has_value() &&
+            !CompleteKey(c, *exchange.idempotency, result.remaining_credits)) {
+          return absl::AbortedError("idempotency claim lost");
+        }
         return result;
       });
+}
+
+// --- Idempotency keys -------------------------------------------------------------
+
+absl::StatusOr<ClaimOutcome> PostgresStore::ClaimIdempotencyKey(
+    const IdempotencyClaim& claim) {
+  const HoldOwner owner = Owner();
+  const std::initializer_list<Param> values = {
+      Text(claim.user_id),           Text(claim.key),
+      Text(claim.request_hash),      Text(claim.claim_id),
+      Text(owner.instance),          Text(owner.run),
+      Micros(claim.claim_expires_at), Micros(claim.expires_at)};
+  return Write(
+      "claim idempotency key",
+      [&](Connection& c) -> absl::StatusOr<ClaimOutcome> {
+        const ClaimOutcome claimed{.state = ClaimOutcome::State::kClaimed,
+                                   .stored = std::nullopt};
+        // The primary key decides between servers: an insert racing another
+        // waits for it to commit, then does nothing.
+        for (int tries = 0; tries < 3; ++tries) {
+          if (c.Run("INSERT INTO idempotency_keys (user_id, idempotency_key, "
+                    "request_hash, claim, instance, run, claim_expires_at, "
+                    "expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+                    "ON CONFLICT (user_id, idempotency_key) DO NOTHING",
+                    values)
+                  .affected() > 0) {
+            return claimed;
+          }
+          // Held until this transaction ends.
+          Rows rows = c.Run(
+              "SELECT request_hash, claim, claim_expires_at, expires_at, "
+              "response, remaining_credits FROM idempotency_keys "
+              "WHERE user_id = $1 AND idempotency_key = $2 FOR UPDATE",
+              {Text(claim.user_id), Text(claim.key)});
+          if (rows.size() == 0) continue;  // released meanwhile: insert
+          IdempotencyKeyRow row{.request_hash = rows.Str(0, 0),
+                                .claim = std::nullopt,
+                                .claim_expires_at = rows.Time(0, 2),
+                                .expires_at = rows.Time(0, 3),
+                                .response = std::nullopt,
+                                .remaining_credits = std::nullopt};
+          if (!rows.IsNull(0, 1)) row.claim = rows.Str(0, 1);
+          if (!rows.IsNull(0, 4)) row.response = rows.Str(0, 4);
+          if (!rows.IsNull(0, 5)) row.remaining_credits = rows.Int32(0, 5);
+          if (auto held = HeldKeyOutcome(row, claim); held.has_value()) {
+            return *held;
+          }
+          // Expired or abandoned: now this claim's.
+          c.Run("UPDATE idempotency_keys SET request_hash = $3, claim = $4, "
+                "instance = $5, run = $6, claim_expires_at = $7, "
+                "expires_at = $8, response = NULL, remaining_credits = NULL "
+                "WHERE user_id = $1 AND idempotency_key = $2",
+                values);
+          return claimed;
+        }
+        // Claimed and released three times while this looked: as good as
+        // running.
+        return ClaimOutcome{.state = ClaimOutcome::State::kInProgress,
+                            .stored = std::nullopt};
+      });
+}
+
+absl::Status PostgresStore::ReleaseIdempotencyKey(absl::string_view user_id,
+                                                  absl::string_view key,
+                                                  absl::string_view claim_id) {
+  return Write("release idempotency key", [&](Connection& c) -> absl::Status {
+    c.Run("DELETE FROM idempotency_keys WHERE user_id = $1 "
+          "AND idempotency_key = $2 AND claim = $3",
+          {Text(user_id), Text(key), Text(claim_id)});
+    return absl::OkStatus();
+  });
+}
+
+absl::Status PostgresStore::CompleteIdempotencyKey(absl::string_view user_id,
+                                                   absl::string_view key,
+                                                   absl::string_view claim_id,
+                                                   absl::string_view response) {
+  return Write("complete idempotency key", [&](Connection& c) -> absl::Status {
+    const IdempotencyCompletion done{.user_id = std::string(user_id),
+                                     .key = std::string(key),
+                                     .claim_id = std::string(claim_id),
+                                     .response = std::string(response)};
+    if (!CompleteKey(c, done, std::nullopt)) {
+      return absl::AbortedError("idempotency claim lost");
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<int> PostgresStore::PurgeIdempotencyKeys(absl::Time now,
+                                                        int limit) {
+  return Write("purge idempotency keys",
+               [&](Connection& c) -> absl::StatusOr<int> {
+                 // A bounded batch by the expiry index; rows a send holds
+                 // (or another server purges) are skipped, not waited for.
+                 return c
+                     .Run("DELETE FROM idempotency_keys WHERE (user_id, "
+                          "idempotency_key) IN (SELECT user_id, "
+                          "idempotency_key FROM idempotency_keys "
+                          "WHERE expires_at <= $1 LIMIT $2 "
+                          "FOR UPDATE SKIP LOCKED)",
+                          {Micros(now), Int(limit)})
+                     .affected();
+               });
 }
 
 }  // namespace coach

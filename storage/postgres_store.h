@@ -82,6 +82,16 @@ class PostgresStore final : public Store {
   absl::Status DeleteSession(absl::string_view session_id) override;
   absl::StatusOr<ExchangeResult> CommitExchange(
       const Exchange& exchange) override;
+  absl::StatusOr<ClaimOutcome> ClaimIdempotencyKey(
+      const IdempotencyClaim& claim) override;
+  absl::Status ReleaseIdempotencyKey(absl::string_view user_id,
+                                     absl::string_view key,
+                                     absl::string_view claim_id) override;
+  absl::Status CompleteIdempotencyKey(absl::string_view user_id,
+                                      absl::string_view key,
+                                      absl::string_view claim_id,
+                                      absl::string_view response) override;
+  absl::StatusOr<int> PurgeIdempotencyKeys(absl::Time now, int limit) override;
 
   class Connection;  // A PGconn and the statements prepared on it.
 
@@ -101,6 +111,9 @@ class PostgresStore final : public Store {
   template <typename Body>
   auto Write(absl::string_view operation, Body&& body)
       -> decltype(body(std::declval<Connection&>()));
+
+  // The current run's owner.
+  HoldOwner Owner();
 
   const int max_attempts_;
 

@@ -4,6 +4,7 @@
 #define COACH_STORAGE_RECORD_COLUMNS_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "absl/strings/string_view.h"
@@ -38,6 +39,42 @@ inline Role RoleFromName(absl::string_view name) {
 // an unlimited plan (where the column means nothing).
 inline int32_t RefilledCredits(const CreditTerms& terms, Plan plan) {
   return terms.AllowanceOf(plan).value_or(0);
+}
+
+// An idempotency key's row as both engines read it (claim NULL: its send
+// ended and `response` is stored).
+struct IdempotencyKeyRow {
+  std::string request_hash;
+  std::optional<std::string> claim;
+  absl::Time claim_expires_at;
+  absl::Time expires_at;
+  std::optional<std::string> response;
+  std::optional<int32_t> remaining_credits;
+};
+
+// What an existing key's row means to `claim`, the one rule both engines
+// apply under their lock on the row: nullopt when the key is free for it
+// (expired, or held by an unfinished claim past its claim_expires_at), else
+// the outcome to return (checked in this order: another request, still
+// running, ended).
+inline std::optional<ClaimOutcome> HeldKeyOutcome(
+    const IdempotencyKeyRow& row, const IdempotencyClaim& claim) {
+  if (row.expires_at <= claim.now ||
+      (row.claim.has_value() && row.claim_expires_at <= claim.now)) {
+    return std::nullopt;
+  }
+  if (row.request_hash != claim.request_hash) {
+    return ClaimOutcome{.state = ClaimOutcome::State::kReused,
+                        .stored = std::nullopt};
+  }
+  if (row.claim.has_value() || !row.response.has_value()) {
+    return ClaimOutcome{.state = ClaimOutcome::State::kInProgress,
+                        .stored = std::nullopt};
+  }
+  return ClaimOutcome{
+      .state = ClaimOutcome::State::kCompleted,
+      .stored = StoredResponse{.response = *row.response,
+                               .remaining_credits = row.remaining_credits}};
 }
 
 }  // namespace coach

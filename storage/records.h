@@ -94,6 +94,58 @@ struct CreditReservation {
   std::string user_id;
 };
 
+// A send's claim on an idempotency key (Store::ClaimIdempotencyKey): the
+// key, scoped to its user, and the request it names.
+struct IdempotencyClaim {
+  std::string user_id;
+  std::string key;
+  // A fingerprint of the request (the same request, the same hash).
+  std::string request_hash;
+  // This claim's own random id: only the send holding it completes or
+  // releases the key.
+  std::string claim_id;
+  absl::Time now;
+  // An unfinished claim (the send crashed, or hung) frees the key after
+  // this, as a credit hold expires.
+  absl::Time claim_expires_at;
+  // The key, and the response stored with it, are forgotten after this.
+  absl::Time expires_at;
+};
+
+// The response stored with a key once its send ended: opaque to the store
+// (the domain encodes it), plus the credits left after the charge, which
+// only the exchange's transaction knows.
+struct StoredResponse {
+  std::string response;
+  std::optional<int32_t> remaining_credits;
+};
+
+// What claiming a key found.
+struct ClaimOutcome {
+  enum class State {
+    // The key is this claim's: the send runs.
+    kClaimed,
+    // Another send with this key and this request is running.
+    kInProgress,
+    // The key was used for another request (another hash).
+    kReused,
+    // A send with this key and this request ended: `stored` is its
+    // response.
+    kCompleted,
+  };
+  State state = State::kClaimed;
+  std::optional<StoredResponse> stored;
+};
+
+// The key an exchange completes (with the response) in its transaction.
+struct IdempotencyCompletion {
+  std::string user_id;
+  std::string key;
+  std::string claim_id;
+  // The response, without remaining credits (the commit adds them).
+  std::string response;
+};
+
 // Everything one successful send stores, atomically.
 struct Exchange {
   // Set when the send starts a new session (created in the same transaction).
@@ -110,6 +162,10 @@ struct Exchange {
   std::optional<CreditReservation> reservation;
   CreditTerms terms;
   absl::Time now;
+  // A send with an idempotency key: the key's claim is completed with the
+  // response in the same transaction (ABORTED, nothing stored, if the claim
+  // is no longer this send's).
+  std::optional<IdempotencyCompletion> idempotency;
 };
 
 struct ExchangeResult {

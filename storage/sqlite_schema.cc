@@ -13,7 +13,7 @@ namespace {
 // Times are UTC microseconds since the Unix epoch. Lists are served by an
 // index each: a user's sessions by updated_at, a session's messages by seq
 // (insertion order, which is time order).
-constexpr std::array<absl::string_view, 3> kMigrations = {
+constexpr std::array<absl::string_view, 4> kMigrations = {
     // 1: users, sessions, messages, credit reservations.
     R"sql(
 CREATE TABLE users (
@@ -71,6 +71,30 @@ ALTER TABLE messages ADD COLUMN completion_tokens INTEGER;
 ALTER TABLE credit_reservations ADD COLUMN instance TEXT NOT NULL DEFAULT '';
 ALTER TABLE credit_reservations ADD COLUMN run TEXT NOT NULL DEFAULT '';
 CREATE INDEX credit_reservations_by_run ON credit_reservations (instance, run);
+)sql",
+    // 4: idempotency keys (Store::ClaimIdempotencyKey), unique per user: a
+    // send's key and the response replayed to its retries. `claim` is the
+    // random id of the send running it, NULL once its response is stored;
+    // an unfinished claim belongs to a server run, as a credit hold, and
+    // frees the key at claim_expires_at. Purged by expires_at.
+    R"sql(
+CREATE TABLE idempotency_keys (
+  user_id           TEXT NOT NULL,
+  idempotency_key   TEXT NOT NULL,
+  request_hash      TEXT NOT NULL,
+  claim             TEXT,
+  instance          TEXT NOT NULL DEFAULT '',
+  run               TEXT NOT NULL DEFAULT '',
+  claim_expires_at  INTEGER NOT NULL,
+  expires_at        INTEGER NOT NULL,
+  response          TEXT,
+  remaining_credits INTEGER,
+  PRIMARY KEY (user_id, idempotency_key),
+  CHECK ((claim IS NULL) = (response IS NOT NULL))
+) STRICT;
+CREATE INDEX idempotency_keys_by_expiry ON idempotency_keys (expires_at);
+CREATE INDEX idempotency_keys_by_run ON idempotency_keys (instance, run)
+  WHERE claim IS NOT NULL;
 )sql",
 };
 

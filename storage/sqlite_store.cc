@@ -206,6 +206,53 @@ void InsertMessage(Connection& c, const MessageRecord& m) {
   q->exec();
 }
 
+// Settles the exchange's reservation (if any): removes the hold and charges
+// the credit into result.remaining_credits. RESOURCE_EXHAUSTED when no
+// credit is left to charge.
+absl::Status Charge(Connection& c, const Exchange& exchange,
+                    ExchangeResult& result) {
+  if (!exchange.reservation.has_value()) return absl::OkStatus();
+  const CreditReservation& reservation = *exchange.reservation;
+  Connection::Statement settle =
+      c.Prepare("DELETE FROM credit_reservations WHERE id = ?1");
+  settle->bind(1, reservation.id);
+  settle->exec();
+  const UserRecord user =
+      EnsureUser(c, reservation.user_id, exchange.terms, exchange.now);
+  // Moved to an unlimited plan while the coach was writing: nothing to
+  // charge.
+  if (!exchange.terms.AllowanceOf(user.plan).has_value()) {
+    return absl::OkStatus();
+  }
+  // Conditional: credits never go below zero, whatever happened to the
+  // reservation meanwhile (expired, an admin changed the plan).
+  Connection::Statement charge = c.Prepare(
+      "UPDATE users SET credits = credits - 1 "
+      "WHERE id = ?1 AND credits > 0 RETURNING credits");
+  charge->bind(1, reservation.user_id);
+  if (!charge->executeStep()) {
+    return absl::ResourceExhaustedError("no credit left to charge");
+  }
+  result.remaining_credits = charge->getColumn(0).getInt();
+  return absl::OkStatus();
+}
+
+// Stores the key's final response if `done.claim_id` still holds it
+// unfinished; false, and nothing changed, otherwise.
+bool CompleteKey(Connection& c, const IdempotencyCompletion& done,
+                 std::optional<int32_t> remaining_credits) {
+  Connection::Statement q = c.Prepare(
+      "UPDATE idempotency_keys SET claim = NULL, response = ?4, "
+      "remaining_credits = ?5 "
+      "WHERE user_id = ?1 AND idempotency_key = ?2 AND claim = ?3");
+  q->bind(1, done.user_id);
+  q->bind(2, done.key);
+  q->bind(3, done.claim_id);
+  q->bind(4, done.response);
+  if (remaining_credits.has_value()) q->bind(5, *remaining_credits);
+  return q->exec() > 0;
+}
+
 }  // namespace
 
 // --- Opening ------------------------------------------------------------------
@@ -302,6 +349,12 @@ absl::StatusOr<int> SqliteStore::BeginRun(absl::string_view instance) {
                         .run = NewRandomId()};
   absl::StatusOr<int> dropped =
       Write("begin run", [&](Connection& c) -> absl::StatusOr<int> {
+        Connection::Statement claims = c.Prepare(
+            "DELETE FROM idempotency_keys WHERE instance = ?1 AND run <> ?2 "
+            "AND claim IS NOT NULL");
+        claims->bind(1, owner.instance);
+        claims->bind(2, owner.run);
+        claims->exec();
         Connection::Statement q = c.Prepare(
             "DELETE FROM credit_reservations WHERE instance = ?1 AND run <> ?2");
         q->bind(1, owner.instance);
@@ -313,6 +366,11 @@ absl::StatusOr<int> SqliteStore::BeginRun(absl::string_view instance) {
     owner_ = owner;
   }
   return dropped;
+}
+
+HoldOwner SqliteStore::Owner() {
+  absl::MutexLock lock(&run_mu_);
+  return owner_;
 }
 
 // --- Users ----------------------------------------------------------------------
@@ -385,11 +443,7 @@ absl::StatusOr<UserTotals> SqliteStore::CountUserActivity(
 absl::StatusOr<std::optional<CreditReservation>> SqliteStore::ReserveCredit(
     absl::string_view user_id, const CreditTerms& terms, absl::Time now,
     absl::Time expires_at) {
-  HoldOwner owner;
-  {
-    absl::MutexLock lock(&run_mu_);
-    owner = owner_;
-  }
+  const HoldOwner owner = Owner();
   return Write(
       "reserve credit",
       [&](Connection& c) -> absl::StatusOr<std::optional<CreditReservation>> {
@@ -556,30 +610,119 @@ absl::StatusOr<ExchangeResult> SqliteStore::CommitExchange(
         InsertMessage(c, exchange.assistant_message);
 
         ExchangeResult result;
-        if (exchange.reservation.has_value()) {
-          const CreditReservation& reservation = *exchange.reservation;
-          Connection::Statement settle =
-              c.Prepare("DELETE FROM credit_reservations WHERE id = ?1");
-          settle->bind(1, reservation.id);
-          settle->exec();
-          const UserRecord user =
-              EnsureUser(c, reservation.user_id, exchange.terms, exchange.now);
-          // Moved to an unlimited plan while the coach was writing: nothing
-          // to charge.
-          if (!exchange.terms.AllowanceOf(user.plan).has_value()) return result;
-          // Conditional: credits never go below zero, whatever happened to
-          // the reservation meanwhile (expired, an admin changed the plan).
-          Connection::Statement charge = c.Prepare(
-              "UPDATE users SET credits = credits - 1 "
-              "WHERE id = ?1 AND credits > 0 RETURNING credits");
-          charge->bind(1, reservation.user_id);
-          if (!charge->executeStep()) {
-            return absl::ResourceExhaustedError("no credit left to charge");
-          }
-          result.remaining_credits = charge->getColumn(0).getInt();
+        if (absl::Status charged = Charge(c, exchange, result); !charged.ok()) {
+          return charged;
+        }
+        if (exchange.idempotency.has_value() &&
+            !CompleteKey(c, *exchange.idempotency, result.remaining_credits)) {
+          return absl::AbortedError("idempotency claim lost");
         }
         return result;
       });
+}
+
+// --- Idempotency keys -------------------------------------------------------------
+
+absl::StatusOr<ClaimOutcome> SqliteStore::ClaimIdempotencyKey(
+    const IdempotencyClaim& claim) {
+  const HoldOwner owner = Owner();
+  return Write(
+      "claim idempotency key",
+      [&](Connection& c) -> absl::StatusOr<ClaimOutcome> {
+        // One writer at a time: the row read here cannot change before this
+        // transaction ends.
+        Connection::Statement existing = c.Prepare(
+            "SELECT request_hash, claim, claim_expires_at, expires_at, "
+            "response, remaining_credits FROM idempotency_keys "
+            "WHERE user_id = ?1 AND idempotency_key = ?2");
+        existing->bind(1, claim.user_id);
+        existing->bind(2, claim.key);
+        if (existing->executeStep()) {
+          IdempotencyKeyRow row{
+              .request_hash = existing->getColumn(0).getString(),
+              .claim = std::nullopt,
+              .claim_expires_at = FromColumn(existing->getColumn(2)),
+              .expires_at = FromColumn(existing->getColumn(3)),
+              .response = std::nullopt,
+              .remaining_credits = std::nullopt};
+          if (!existing->getColumn(1).isNull()) {
+            row.claim = existing->getColumn(1).getString();
+          }
+          if (!existing->getColumn(4).isNull()) {
+            row.response = existing->getColumn(4).getString();
+          }
+          if (!existing->getColumn(5).isNull()) {
+            row.remaining_credits = existing->getColumn(5).getInt();
+          }
+          if (auto held = HeldKeyOutcome(row, claim); held.has_value()) {
+            return *held;
+          }
+        }
+        // Free, expired or abandoned: now this claim's.
+        Connection::Statement take = c.Prepare(
+            "INSERT OR REPLACE INTO idempotency_keys (user_id, "
+            "idempotency_key, request_hash, claim, instance, run, "
+            "claim_expires_at, expires_at) "
+            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+        take->bind(1, claim.user_id);
+        take->bind(2, claim.key);
+        take->bind(3, claim.request_hash);
+        take->bind(4, claim.claim_id);
+        take->bind(5, owner.instance);
+        take->bind(6, owner.run);
+        take->bind(7, ToColumn(claim.claim_expires_at));
+        take->bind(8, ToColumn(claim.expires_at));
+        take->exec();
+        return ClaimOutcome{.state = ClaimOutcome::State::kClaimed,
+                            .stored = std::nullopt};
+      });
+}
+
+absl::Status SqliteStore::ReleaseIdempotencyKey(absl::string_view user_id,
+                                                absl::string_view key,
+                                                absl::string_view claim_id) {
+  return Write("release idempotency key", [&](Connection& c) -> absl::Status {
+    Connection::Statement q = c.Prepare(
+        "DELETE FROM idempotency_keys WHERE user_id = ?1 "
+        "AND idempotency_key = ?2 AND claim = ?3");
+    q->bind(1, std::string(user_id));
+    q->bind(2, std::string(key));
+    q->bind(3, std::string(claim_id));
+    q->exec();
+    return absl::OkStatus();
+  });
+}
+
+absl::Status SqliteStore::CompleteIdempotencyKey(absl::string_view user_id,
+                                                 absl::string_view key,
+                                                 absl::string_view claim_id,
+                                                 absl::string_view response) {
+  return Write("complete idempotency key", [&](Connection& c) -> absl::Status {
+    const IdempotencyCompletion done{.user_id = std::string(user_id),
+                                     .key = std::string(key),
+                                     .claim_id = std::string(claim_id),
+                                     .response = std::string(response)};
+    if (!CompleteKey(c, done, std::nullopt)) {
+      return absl::AbortedError("idempotency claim lost");
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<int> SqliteStore::PurgeIdempotencyKeys(absl::Time now,
+                                                      int limit) {
+  return Write("purge idempotency keys",
+               [&](Connection& c) -> absl::StatusOr<int> {
+                 // A bounded batch by the expiry index: the writer is held
+                 // briefly, and sends queue behind it no longer.
+                 Connection::Statement q = c.Prepare(
+                     "DELETE FROM idempotency_keys WHERE rowid IN ("
+                     "SELECT rowid FROM idempotency_keys "
+                     "WHERE expires_at <= ?1 LIMIT ?2)");
+                 q->bind(1, ToColumn(now));
+                 q->bind(2, limit);
+                 return q->exec();
+               });
 }
 
 }  // namespace coach

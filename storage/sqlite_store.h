@@ -65,6 +65,16 @@ class SqliteStore final : public Store {
   absl::Status DeleteSession(absl::string_view session_id) override;
   absl::StatusOr<ExchangeResult> CommitExchange(
       const Exchange& exchange) override;
+  absl::StatusOr<ClaimOutcome> ClaimIdempotencyKey(
+      const IdempotencyClaim& claim) override;
+  absl::Status ReleaseIdempotencyKey(absl::string_view user_id,
+                                     absl::string_view key,
+                                     absl::string_view claim_id) override;
+  absl::Status CompleteIdempotencyKey(absl::string_view user_id,
+                                      absl::string_view key,
+                                      absl::string_view claim_id,
+                                      absl::string_view response) override;
+  absl::StatusOr<int> PurgeIdempotencyKeys(absl::Time now, int limit) override;
 
   class Connection;  // A database handle and its prepared statements.
 
@@ -92,6 +102,9 @@ class SqliteStore final : public Store {
   absl::Mutex readers_mu_;
   std::vector<std::unique_ptr<Connection>> idle_readers_
       ABSL_GUARDED_BY(readers_mu_);
+
+  // The current run's owner.
+  HoldOwner Owner();
 
   absl::Mutex run_mu_;
   HoldOwner owner_ ABSL_GUARDED_BY(run_mu_);

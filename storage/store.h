@@ -7,7 +7,8 @@
 //   so; RESOURCE_EXHAUSTED from CommitExchange when the reserved credit can no
 //   longer be charged; FAILED_PRECONDITION from CreateSession and
 //   CommitExchange when the user already owns the maximum of sessions;
-//   INTERNAL (or UNAVAILABLE) when the backend fails. No
+//   ABORTED from CommitExchange and CompleteIdempotencyKey when the key's
+//   claim is no longer the caller's; INTERNAL (or UNAVAILABLE) when the backend fails. No
 //   exception escapes.
 // - Reads never create rows; writes that name an unknown user create it on
 //   `CreditTerms::new_user_plan`.
@@ -52,8 +53,9 @@ class Store {
   // Makes the holds this store takes from now on belong to a new run of
   // `instance` (a server's stable name, the same after a restart), and
   // drops every hold left by an earlier run of `instance`: that process has
-  // ended, so have its sends (a kill -9 leaves no phantom hold). Returns how
-  // many it dropped. Called once at start, before serving; holds taken
+  // ended, so have its sends (a kill -9 leaves no phantom hold). The
+  // unfinished idempotency claims of those runs are dropped too (a retry
+  // then runs at once). Returns how many holds it dropped. Called once at start, before serving; holds taken
   // before belong to instance "" and are only freed by their expiry.
   // Two live servers must never share an instance name.
   virtual absl::StatusOr<int> BeginRun(absl::string_view instance) = 0;
@@ -91,12 +93,41 @@ class Store {
   // Deletes the session and its messages. NOT_FOUND if it does not exist.
   virtual absl::Status DeleteSession(absl::string_view session_id) = 0;
 
+  // --- Idempotency keys (a retried send is never run twice) ---
+  // One short transaction: takes (user_id, key) for this claim if it is
+  // free, expired (expires_at <= now), or held by an unfinished claim past
+  // its claim_expires_at; otherwise says what holds it: the same request
+  // (same request_hash) still running, or ended (its stored response), or
+  // another request. The database's unique (user_id, key) decides races,
+  // also between servers. The claim belongs to the current run (BeginRun).
+  virtual absl::StatusOr<ClaimOutcome> ClaimIdempotencyKey(
+      const IdempotencyClaim& claim) = 0;
+  // Frees the key if `claim_id` still holds it unfinished (the send ended
+  // with nothing worth replaying). Idempotent.
+  virtual absl::Status ReleaseIdempotencyKey(absl::string_view user_id,
+                                             absl::string_view key,
+                                             absl::string_view claim_id) = 0;
+  // Stores `response` (no credits) as the key's final response, outside any
+  // exchange (a send that ended in an error worth replaying). ABORTED if
+  // `claim_id` no longer holds the key.
+  virtual absl::Status CompleteIdempotencyKey(absl::string_view user_id,
+                                              absl::string_view key,
+                                              absl::string_view claim_id,
+                                              absl::string_view response) = 0;
+  // Deletes at most `limit` keys expired at `now` (their expires_at <= now),
+  // in one short transaction; returns how many. Skips rows other
+  // transactions hold (PostgreSQL), so it never makes a send wait long.
+  virtual absl::StatusOr<int> PurgeIdempotencyKeys(absl::Time now,
+                                                   int limit) = 0;
+
   // One transaction: creates the session if new, stores both messages,
-  // updates the session's summary, and charges the reserved credit (if any).
+  // updates the session's summary, charges the reserved credit (if any) and
+  // completes the send's idempotency key (if any) with its response.
   // NOT_FOUND if the session vanished meanwhile; RESOURCE_EXHAUSTED if the
   // credit cannot be charged; FAILED_PRECONDITION if the new session would
-  // exceed Exchange::max_user_sessions (as CreateSession). On error nothing
-  // is stored.
+  // exceed Exchange::max_user_sessions (as CreateSession); ABORTED if the
+  // idempotency key's claim is no longer Exchange::idempotency->claim_id.
+  // On error nothing is stored.
   virtual absl::StatusOr<ExchangeResult> CommitExchange(
       const Exchange& exchange) = 0;
 };

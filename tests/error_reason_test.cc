@@ -29,7 +29,8 @@ constexpr ErrorReason kCoreReasons[] = {
     ErrorReason::kUnauthenticated,  ErrorReason::kAdminDisabled,
     ErrorReason::kUnavailable,      ErrorReason::kInternal,
     ErrorReason::kRateLimited,      ErrorReason::kSessionLimitReached,
-    ErrorReason::kUserForbidden,
+    ErrorReason::kUserForbidden,    ErrorReason::kIdempotencyInProgress,
+    ErrorReason::kIdempotencyKeyReused,
 };
 
 // The wire name clients switch on, as it has always been. No default: a
@@ -52,6 +53,8 @@ std::string WireName(ErrorReason reason) {
     case ErrorReason::kRateLimited: return "RATE_LIMITED";
     case ErrorReason::kSessionLimitReached: return "SESSION_LIMIT_REACHED";
     case ErrorReason::kUserForbidden: return "USER_FORBIDDEN";
+    case ErrorReason::kIdempotencyInProgress: return "IDEMPOTENCY_IN_PROGRESS";
+    case ErrorReason::kIdempotencyKeyReused: return "IDEMPOTENCY_KEY_REUSED";
   }
   return "";
 }
@@ -132,6 +135,8 @@ TEST(ErrorReasonTest, EveryErrorOfTheRulesCarriesItsWireReason) {
       {"RATE_LIMITED", RateLimitedError(absl::Seconds(3))},
       {"SESSION_LIMIT_REACHED", SessionLimitReachedError(500)},
       {"USER_FORBIDDEN", UserForbiddenError()},
+      {"IDEMPOTENCY_IN_PROGRESS", IdempotencyInProgressError()},
+      {"IDEMPOTENCY_KEY_REUSED", IdempotencyKeyReusedError()},
   };
   for (const auto& [name, error] : errors) {
     EXPECT_EQ(WireReasonOf(ToGrpcStatus(error)), name);

@@ -821,6 +821,204 @@ TEST_P(StoreTest, SeveralStoresRacingForOneUsersCreditsChargeExactlyThem) {
   EXPECT_EQ(CountRows("credit_reservations"), 0);
 }
 
+// --- Idempotency keys ----------------------------------------------------------------
+
+IdempotencyClaim KeyClaimFor(const std::string& user, const std::string& key,
+                             const std::string& hash,
+                             const std::string& claim_id, absl::Time at) {
+  return IdempotencyClaim{.user_id = user,
+                          .key = key,
+                          .request_hash = hash,
+                          .claim_id = claim_id,
+                          .now = at,
+                          .claim_expires_at = at + absl::Minutes(5),
+                          .expires_at = at + absl::Hours(24)};
+}
+
+using State = ClaimOutcome::State;
+
+// What claiming the key finds (a failed claim fails the test).
+State ClaimState(Store& store, const std::string& user, const std::string& key,
+                 const std::string& hash, const std::string& claim_id,
+                 absl::Time at) {
+  auto outcome =
+      store.ClaimIdempotencyKey(KeyClaimFor(user, key, hash, claim_id, at));
+  EXPECT_TRUE(outcome.ok()) << outcome.status();
+  return outcome.ok() ? outcome->state : State::kInProgress;
+}
+
+TEST_P(StoreTest, AKeyRunsOnceAndItsCommittedResponseIsReplayed) {
+  ASSERT_EQ(ClaimState(*store_, "ida", "k1", "h1", "c1", now_),
+            State::kClaimed);
+  // While it runs: the same request waits, another is refused.
+  EXPECT_EQ(ClaimState(*store_, "ida", "k1", "h1", "c2", now_),
+            State::kInProgress);
+  EXPECT_EQ(ClaimState(*store_, "ida", "k1", "other", "c3", now_),
+            State::kReused);
+  // The key is the user's: another user's k1 is another key.
+  EXPECT_EQ(ClaimState(*store_, "max", "k1", "h1", "c4", now_),
+            State::kClaimed);
+
+  CreateSession("s1", "ida");
+  Exchange exchange = MakeExchange("s1", "e1", now_, Reserve("ida", now_));
+  exchange.idempotency = IdempotencyCompletion{
+      .user_id = "ida", .key = "k1", .claim_id = "c1", .response = "{\"r\":1}"};
+  auto committed = store_->CommitExchange(exchange);
+  ASSERT_TRUE(committed.ok()) << committed.status();
+  EXPECT_EQ(committed->remaining_credits, 4);
+
+  auto replay = store_->ClaimIdempotencyKey(
+      KeyClaimFor("ida", "k1", "h1", "c5", now_ + absl::Hours(1)));
+  ASSERT_TRUE(replay.ok()) << replay.status();
+  ASSERT_EQ(replay->state, State::kCompleted);
+  ASSERT_TRUE(replay->stored.has_value());
+  EXPECT_EQ(replay->stored->response, "{\"r\":1}");
+  EXPECT_EQ(replay->stored->remaining_credits, 4);  // as it was
+  EXPECT_EQ(ClaimState(*store_, "ida", "k1", "other", "c6", now_),
+            State::kReused);
+  // Nothing ran twice.
+  EXPECT_EQ(CountRows("messages"), 2);
+  EXPECT_EQ(User("ida").credits, 4);
+}
+
+TEST_P(StoreTest, ACommitWhoseClaimWasTakenOverStoresAndChargesNothing) {
+  IdempotencyClaim first = KeyClaimFor("ida", "k", "h", "first", now_);
+  first.claim_expires_at = now_ + absl::Minutes(1);
+  ASSERT_EQ(store_->ClaimIdempotencyKey(first)->state, State::kClaimed);
+  // The first send hangs past its claim: a retry takes the key over.
+  ASSERT_EQ(ClaimState(*store_, "ida", "k", "h", "second",
+                       now_ + absl::Minutes(2)),
+            State::kClaimed);
+
+  CreateSession("s1", "ida");
+  Exchange late = MakeExchange("s1", "late", now_, Reserve("ida", now_));
+  late.idempotency = IdempotencyCompletion{
+      .user_id = "ida", .key = "k", .claim_id = "first", .response = "late"};
+  EXPECT_EQ(store_->CommitExchange(late).status().code(),
+            absl::StatusCode::kAborted);
+  EXPECT_EQ(CountRows("messages"), 0);
+  EXPECT_EQ(User("ida").credits, 5);
+  EXPECT_EQ(CountRows("credit_reservations"), 1);  // still held, not charged
+
+  Exchange retry = MakeExchange("s1", "retry", now_, Reserve("ida", now_));
+  retry.idempotency = IdempotencyCompletion{
+      .user_id = "ida", .key = "k", .claim_id = "second", .response = "ok"};
+  ASSERT_TRUE(store_->CommitExchange(retry).ok());
+  EXPECT_EQ(CountRows("messages"), 2);
+}
+
+TEST_P(StoreTest, OnlyItsOwnClaimReleasesOrCompletesAKey) {
+  ASSERT_EQ(ClaimState(*store_, "ida", "k", "h", "mine", now_),
+            State::kClaimed);
+  ASSERT_TRUE(store_->ReleaseIdempotencyKey("ida", "k", "not-mine").ok());
+  EXPECT_EQ(ClaimState(*store_, "ida", "k", "h", "x", now_),
+            State::kInProgress);
+  EXPECT_EQ(store_->CompleteIdempotencyKey("ida", "k", "not-mine", "e").code(),
+            absl::StatusCode::kAborted);
+  // Released by its claim: the retry runs. Idempotent.
+  ASSERT_TRUE(store_->ReleaseIdempotencyKey("ida", "k", "mine").ok());
+  ASSERT_TRUE(store_->ReleaseIdempotencyKey("ida", "k", "mine").ok());
+  ASSERT_EQ(ClaimState(*store_, "ida", "k", "h", "retry", now_),
+            State::kClaimed);
+  // An error's response, stored outside any exchange.
+  ASSERT_TRUE(store_->CompleteIdempotencyKey("ida", "k", "retry", "err").ok());
+  auto replay = store_->ClaimIdempotencyKey(
+      KeyClaimFor("ida", "k", "h", "again", now_));
+  ASSERT_TRUE(replay.ok()) << replay.status();
+  ASSERT_EQ(replay->state, State::kCompleted);
+  EXPECT_EQ(replay->stored->response, "err");
+  EXPECT_FALSE(replay->stored->remaining_credits.has_value());
+  // A completed key is released by nobody.
+  ASSERT_TRUE(store_->ReleaseIdempotencyKey("ida", "k", "retry").ok());
+  EXPECT_EQ(ClaimState(*store_, "ida", "k", "h", "again", now_),
+            State::kCompleted);
+}
+
+TEST_P(StoreTest, AnExpiredKeyRunsAgainAndIsPurgedInBoundedBatches) {
+  for (int i = 0; i < 5; ++i) {
+    const std::string key = "old" + std::to_string(i);
+    ASSERT_EQ(ClaimState(*store_, "ida", key, "h", key, now_),
+              State::kClaimed);
+    ASSERT_TRUE(store_->CompleteIdempotencyKey("ida", key, key, "r").ok());
+  }
+  const absl::Time later = now_ + absl::Hours(24);
+  for (int i = 0; i < 2; ++i) {
+    const std::string key = "new" + std::to_string(i);
+    ASSERT_EQ(ClaimState(*store_, "ida", key, "h", key, later),
+              State::kClaimed);
+  }
+  // Expired at exactly its expiry: free again, even for another request.
+  EXPECT_EQ(ClaimState(*store_, "ida", "old0", "another", "c", later),
+            State::kClaimed);
+  // old0 is now a live claim; old1..old4 are purged, two at a time.
+  EXPECT_EQ(*store_->PurgeIdempotencyKeys(later, 2), 2);
+  EXPECT_EQ(*store_->PurgeIdempotencyKeys(later, 2), 2);
+  EXPECT_EQ(*store_->PurgeIdempotencyKeys(later, 2), 0);
+  EXPECT_EQ(CountRows("idempotency_keys"), 3);
+  EXPECT_EQ(*store_->PurgeIdempotencyKeys(later + absl::Hours(24), 10), 3);
+}
+
+TEST_P(StoreTest, ARestartedServerDropsItsPreviousRunsUnfinishedClaims) {
+  ASSERT_TRUE(store_->BeginRun("host-a:50051").ok());
+  ASSERT_EQ(ClaimState(*store_, "ida", "running", "h", "c1", now_),
+            State::kClaimed);
+  ASSERT_EQ(ClaimState(*store_, "ida", "done", "h", "c2", now_),
+            State::kClaimed);
+  ASSERT_TRUE(store_->CompleteIdempotencyKey("ida", "done", "c2", "r").ok());
+  auto other = db_->Open();
+  ASSERT_TRUE(other.ok()) << other.status();
+  ASSERT_TRUE((*other)->BeginRun("host-b:50051").ok());
+  ASSERT_EQ(ClaimState(**other, "ida", "elsewhere", "h", "c3", now_),
+            State::kClaimed);
+
+  // host-a is killed mid-send and starts again: its retry runs at once,
+  // not after the claim's expiry; what ended, and host-b's, stay.
+  Reopen();
+  ASSERT_TRUE(store_->BeginRun("host-a:50051").ok());
+  EXPECT_EQ(ClaimState(*store_, "ida", "running", "h", "c4", now_),
+            State::kClaimed);
+  EXPECT_EQ(ClaimState(*store_, "ida", "done", "h", "c5", now_),
+            State::kCompleted);
+  EXPECT_EQ(ClaimState(*store_, "ida", "elsewhere", "h", "c6", now_),
+            State::kInProgress);
+}
+
+// Several servers on one database, many threads each, claim one key at
+// once: the database lets exactly one run.
+TEST_P(StoreTest, SeveralStoresRacingForOneKeyLetExactlyOneRun) {
+  constexpr int kStores = 3;
+  constexpr int kThreadsPerStore = 6;
+  std::vector<std::unique_ptr<Store>> stores;
+  for (int i = 0; i < kStores; ++i) {
+    auto store = db_->Open(/*connections=*/2);
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_TRUE((*store)->BeginRun("server-" + std::to_string(i)).ok());
+    stores.push_back(*std::move(store));
+  }
+  std::atomic<int> claimed{0}, in_progress{0}, other{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kStores * kThreadsPerStore; ++t) {
+    threads.emplace_back([&, t] {
+      auto outcome = stores[t % kStores]->ClaimIdempotencyKey(
+          KeyClaimFor("zoe", "same", "h", "c" + std::to_string(t), now_));
+      if (!outcome.ok()) {
+        ++other;
+      } else if (outcome->state == State::kClaimed) {
+        ++claimed;
+      } else if (outcome->state == State::kInProgress) {
+        ++in_progress;
+      } else {
+        ++other;
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(claimed.load(), 1);
+  EXPECT_EQ(in_progress.load(), kStores * kThreadsPerStore - 1);
+  EXPECT_EQ(other.load(), 0);
+  EXPECT_EQ(CountRows("idempotency_keys"), 1);
+}
+
 // --- PostgreSQL only -----------------------------------------------------------------
 
 TEST_F(PostgresStoreTest, RefusesADatabaseFromANewerBuild) {

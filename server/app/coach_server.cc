@@ -128,12 +128,28 @@ absl::StatusOr<std::unique_ptr<CoachServer>> CoachServer::Start(
   for (const char* name : kHealthServices) {
     server->server_->GetHealthCheckService()->SetServingStatus(name, true);
   }
+  // Off every send's path: a batch at a time, each its own short
+  // transaction, a bounded number per round.
+  CoachServer* self = server.get();
+  server->purger_ = std::thread([self] {
+    constexpr int kBatchesPerRound = 100;
+    while (!self->stopping_.WaitForNotificationWithTimeout(
+        self->config_.idempotency_purge_interval)) {
+      absl::StatusOr<int> purged = self->chat_.PurgeExpiredKeys(kBatchesPerRound);
+      if (!purged.ok()) {
+        LogWarning("purging expired idempotency keys failed: %s",
+                   purged.status().ToString());
+      }
+    }
+  });
   return server;
 }
 
 CoachServer::~CoachServer() { Shutdown(absl::ZeroDuration()); }
 
 void CoachServer::Shutdown(absl::Duration grace) {
+  if (!stopping_.HasBeenNotified()) stopping_.Notify();
+  if (purger_.joinable()) purger_.join();
   if (server_ == nullptr) return;
   // Load balancers and probes see NOT_SERVING while calls drain.
   server_->GetHealthCheckService()->Shutdown();

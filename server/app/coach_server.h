@@ -5,7 +5,7 @@
 //
 // Serves coach.v1.ChatService, coach.v1.UserService, gRPC server reflection
 // and grpc.health.v1.Health (SERVING for "" and both services from Start
-// until Shutdown).
+// until Shutdown). A thread of its own deletes expired idempotency keys.
 //
 // Owns its metrics registry (base/metrics.h): the RPC metrics
 // (server/rpc/rpc_metrics.h) and the sends' (server/core/core_metrics.h).
@@ -19,8 +19,10 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "base/metrics.h"
 #include "server/core/core_metrics.h"
@@ -81,6 +83,10 @@ class CoachServer {
   UserServiceImpl user_service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
+  // Deletes expired idempotency keys every idempotency_purge_interval
+  // until stopping_ is notified (Shutdown).
+  absl::Notification stopping_;
+  std::thread purger_;
 };
 
 }  // namespace coach

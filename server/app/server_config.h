@@ -52,6 +52,10 @@ struct Config : CoreConfig {
   // GET /metrics over HTTP on this address ("127.0.0.1:9464"); empty: off.
   std::string metrics_listen;
 
+  // Expired idempotency keys are deleted this often, by a thread of the
+  // server's (Chat::PurgeExpiredKeys), never by a send.
+  absl::Duration idempotency_purge_interval = absl::Minutes(1);
+
   // In-flight calls get this long to finish on SIGTERM/SIGINT.
   absl::Duration shutdown_grace = absl::Seconds(10);
   int sqlite_busy_timeout_ms = 5000;

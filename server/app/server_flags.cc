@@ -182,6 +182,19 @@ std::vector<Setting> ServerSettings(Config& c) {
        "A credit held by a send of a server that died is freed after this "
        "(sooner if it restarts); 0: the longest a send can take, "
        "`OPENAI_TIMEOUT` + 15s"},
+      {"idempotency_ttl", "COACH_IDEMPOTENCY_TTL", &c.idempotency_ttl,
+       kPositive,
+       "An `Idempotency-Key` and the response replayed to its retries are "
+       "kept this long"},
+      {"idempotency_purge_interval", "COACH_IDEMPOTENCY_PURGE_INTERVAL",
+       &c.idempotency_purge_interval, kPositive,
+       "How often expired idempotency keys are deleted (in the background)"},
+      {"idempotency_purge_batch", "COACH_IDEMPOTENCY_PURGE_BATCH",
+       &c.idempotency_purge_batch, kPositive,
+       "Expired idempotency keys deleted per transaction"},
+      {"max_idempotency_key_length", "COACH_MAX_IDEMPOTENCY_KEY_LENGTH",
+       &l.max_idempotency_key_length, kPositive,
+       "Characters per `Idempotency-Key` (printable ASCII); beyond: 400"},
       {"sqlite_busy_timeout_ms", "COACH_SQLITE_BUSY_TIMEOUT_MS",
        &c.sqlite_busy_timeout_ms, kNonNegative,
        "SQLite busy timeout, in milliseconds"},

@@ -25,6 +25,19 @@ CoreMetrics& OwnMetrics(std::unique_ptr<metrics::Registry>& registry,
   return *metrics;
 }
 
+// A send's input, checked before anything else: the message, trimmed.
+absl::StatusOr<std::string> ValidateSendInput(absl::string_view user_id,
+                                              absl::string_view session_id,
+                                              absl::string_view message,
+                                              const Limits& limits) {
+  COACH_RETURN_IF_ERROR(ValidateUserId(user_id, limits));
+  COACH_ASSIGN_OR_RETURN(std::string text, ValidateMessage(message, limits));
+  if (!session_id.empty()) {
+    COACH_RETURN_IF_ERROR(ValidateSessionId(session_id, limits));
+  }
+  return text;
+}
+
 }  // namespace
 
 Chat::Chat(const CoreConfig& config, Store& store, Coach& coach,
@@ -247,13 +260,23 @@ void Chat::StreamMessage(absl::string_view user_id,
                        .deadline = caller.deadline,
                        .cancellation = caller.cancellation,
                        .on_delta = nullptr};
+  KeyClaim claim;
+  if (std::optional<absl::StatusOr<SendResult>> ended =
+          ClaimKey(user_id, session_id, message, caller, claim);
+      ended.has_value()) {
+    metrics_.RecordSend(ended->status());
+    done(*std::move(ended));
+    return;
+  }
   absl::StatusOr<PendingSend> pending =
       BeginSend(user_id, session_id, message, caller, request);
   if (!pending.ok()) {
-    metrics_.RecordSend(pending.status());
-    done(pending.status());
+    const absl::Status failed = claim.Settle(pending.status());
+    metrics_.RecordSend(failed);
+    done(failed);
     return;
   }
+  pending->claim = std::move(claim);
   std::shared_ptr<DeltaRelay> relay;
   if (on_delta) {
     relay = std::make_shared<DeltaRelay>(std::move(on_delta));
@@ -287,17 +310,76 @@ void Chat::StreamMessage(absl::string_view user_id,
       });
 }
 
+std::optional<absl::StatusOr<SendResult>> Chat::ClaimKey(
+    absl::string_view user_id, absl::string_view session_id,
+    absl::string_view message, const Caller& caller, KeyClaim& claim) {
+  if (!caller.idempotency_key.has_value()) return std::nullopt;
+  const std::string& key = *caller.idempotency_key;
+  // The input first, as for any send: a request refused for it claims
+  // nothing.
+  if (absl::Status valid =
+          ValidateSendInput(user_id, session_id, message, config_.limits)
+              .status();
+      !valid.ok()) {
+    return valid;
+  }
+  if (absl::Status valid = ValidateIdempotencyKey(key, config_.limits);
+      !valid.ok()) {
+    return valid;
+  }
+  const absl::Time now = clock_.Now();
+  std::string claim_id = NewRandomId();
+  absl::StatusOr<ClaimOutcome> outcome =
+      store_.ClaimIdempotencyKey(IdempotencyClaim{
+          .user_id = std::string(user_id),
+          .key = key,
+          .request_hash = SendRequestHash(session_id, message),
+          .claim_id = claim_id,
+          .now = now,
+          // A crashed send frees its key as it frees its credit.
+          .claim_expires_at = now + config_.credit_reservation_ttl,
+          .expires_at = now + config_.idempotency_ttl});
+  if (!outcome.ok()) {
+    return ToPublicError(outcome.status(), "claim idempotency key");
+  }
+  switch (outcome->state) {
+    case ClaimOutcome::State::kClaimed:
+      claim = KeyClaim(store_, std::string(user_id), key, std::move(claim_id));
+      return std::nullopt;
+    case ClaimOutcome::State::kInProgress:
+      return IdempotencyInProgressError();
+    case ClaimOutcome::State::kReused:
+      return IdempotencyKeyReusedError();
+    case ClaimOutcome::State::kCompleted:
+      break;
+  }
+  absl::StatusOr<SendResult> replay = DecodeSendResponse(*outcome->stored);
+  if (!replay.ok() && !IsReplayed(replay.status())) {
+    return ToPublicError(replay.status(), "replay idempotency key");
+  }
+  return replay;
+}
+
+absl::StatusOr<int> Chat::PurgeExpiredKeys(int batches) {
+  const int batch = config_.idempotency_purge_batch;
+  int purged = 0;
+  for (int i = 0; i < batches; ++i) {
+    absl::StatusOr<int> deleted = store_.PurgeIdempotencyKeys(clock_.Now(), batch);
+    if (!deleted.ok()) return deleted.status();
+    purged += *deleted;
+    if (*deleted < batch) break;
+  }
+  return purged;
+}
+
 absl::StatusOr<Chat::PendingSend> Chat::BeginSend(absl::string_view user_id,
                                                   absl::string_view session_id,
                                                   absl::string_view message,
                                                   const Caller& caller,
                                                   CoachRequest& request) {
-  COACH_RETURN_IF_ERROR(ValidateUserId(user_id, config_.limits));
-  COACH_ASSIGN_OR_RETURN(std::string text,
-                         ValidateMessage(message, config_.limits));
-  if (!session_id.empty()) {
-    COACH_RETURN_IF_ERROR(ValidateSessionId(session_id, config_.limits));
-  }
+  COACH_ASSIGN_OR_RETURN(
+      std::string text,
+      ValidateSendInput(user_id, session_id, message, config_.limits));
 
   // A send that waited in a queue past its caller's patience stops here.
   COACH_RETURN_IF_ERROR(CheckCallerWaits(caller));
@@ -313,7 +395,8 @@ absl::StatusOr<Chat::PendingSend> Chat::BeginSend(absl::string_view user_id,
                       .text = std::move(text),
                       .started = clock_.Now(),
                       .slot = std::move(slot),
-                      .hold = CreditHold()};
+                      .hold = CreditHold(),
+                      .claim = KeyClaim()};
   if (session_id.empty()) {
     pending.new_session =
         SessionRecord{.id = NewRandomId(),
@@ -350,6 +433,15 @@ absl::StatusOr<Chat::PendingSend> Chat::BeginSend(absl::string_view user_id,
 }
 
 absl::StatusOr<SendResult> Chat::FinishSend(PendingSend pending,
+                                            const Caller& caller,
+                                            absl::StatusOr<CoachReply> reply) {
+  absl::StatusOr<SendResult> sent = StoreReply(pending, caller, std::move(reply));
+  // A success completed the key in its commit; the rest settle it here.
+  if (!sent.ok()) return pending.claim.Settle(sent.status());
+  return sent;
+}
+
+absl::StatusOr<SendResult> Chat::StoreReply(PendingSend& pending,
                                             const Caller& caller,
                                             absl::StatusOr<CoachReply> reply) {
   // Local, so that whatever the outcome it is settled before this returns
@@ -400,6 +492,10 @@ absl::StatusOr<SendResult> Chat::FinishSend(PendingSend pending,
   exchange.reservation = hold.reservation();
   exchange.terms = credits_.TermsAt(replied);
   exchange.now = replied;
+  if (pending.claim.held()) {
+    exchange.idempotency = pending.claim.Completion(EncodeSendResponse(
+        pending.session_id, exchange.user_message, exchange.assistant_message));
+  }
 
   // The caller gave up while the coach wrote: nothing stored, nothing
   // charged, as for any reply the user does not get.
@@ -414,9 +510,13 @@ absl::StatusOr<SendResult> Chat::FinishSend(PendingSend pending,
     if (absl::IsFailedPrecondition(committed.status())) {
       return SessionLimitReachedError(exchange.max_user_sessions);
     }
+    // The key's claim expired while the coach wrote, and another send with
+    // the key took it: that one runs (this one stores nothing).
+    if (absl::IsAborted(committed.status())) return IdempotencyInProgressError();
     return ToPublicError(committed.status(), "commit exchange");
   }
   hold.Consume();  // the commit charged it and removed the hold
+  pending.claim.Consume();  // and completed the key with the response
   return SendResult{.session_id = pending.session_id,
                     .user_message = std::move(exchange.user_message),
                     .assistant_message = std::move(exchange.assistant_message),

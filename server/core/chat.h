@@ -32,6 +32,7 @@
 #include "server/core/config.h"
 #include "server/core/core_metrics.h"
 #include "server/core/credits.h"
+#include "server/core/idempotency.h"
 #include "server/core/rate_limiter.h"
 #include "storage/store.h"
 
@@ -53,6 +54,9 @@ struct SendResult {
   MessageRecord assistant_message;
   // Credits left after this send; absent on an unlimited plan.
   std::optional<int32_t> remaining_credits;
+  // The stored response of an earlier send with the same idempotency key,
+  // given again (nothing ran, nothing was charged).
+  bool replayed = false;
 };
 
 // The caller of a send: when it stops waiting, and whether it has given up
@@ -62,6 +66,9 @@ struct Caller {
   absl::Time deadline = absl::InfiniteFuture();
   // Raised when the caller gives up; null: it never does.
   std::shared_ptr<Cancellation> cancellation = nullptr;
+  // The caller's Idempotency-Key for this send (see SendMessage); absent:
+  // none, every send runs.
+  std::optional<std::string> idempotency_key = std::nullopt;
 
   bool cancelled() const {
     return cancellation != nullptr && cancellation->IsCancelled();
@@ -126,6 +133,18 @@ class Chat {
   // raised meanwhile, the coach stops and the send ends CANCELLED, charging
   // and storing nothing.
   //
+  // With caller.idempotency_key (checked with the input: 1 to
+  // Limits::max_idempotency_key_length printable ASCII characters), the key
+  // is claimed for the user before the limits: a key whose send ended gives
+  // its stored response again (SendResult::replayed; a stored error marked
+  // IsReplayed) if the request is the same (SendRequestHash), and
+  // IDEMPOTENCY_KEY_REUSED if not; a key whose send still runs,
+  // IDEMPOTENCY_IN_PROGRESS (or REUSED). Neither holds, charges nor
+  // stores anything, nor takes a rate token. A send that claimed the key
+  // stores its response with it in the exchange's transaction, or an error
+  // worth replaying (idempotency.h) after; any other end frees the key, so a
+  // retry runs. Keys live CoreConfig::idempotency_ttl.
+  //
   // SendMessage is StreamMessage without `on_delta`.
   void SendMessage(absl::string_view user_id, absl::string_view session_id,
                    absl::string_view message, Caller caller,
@@ -150,6 +169,12 @@ class Chat {
   absl::StatusOr<History> GetHistory(absl::string_view user_id,
                                      std::optional<int> limit);
 
+  // Deletes the idempotency keys expired by now, at most
+  // CoreConfig::idempotency_purge_batch per store transaction and `batches`
+  // transactions; returns how many. For a background thread of the server's
+  // (sends never wait for it). Thread-safe.
+  absl::StatusOr<int> PurgeExpiredKeys(int batches);
+
  private:
   // What a send holds while the coach writes.
   struct PendingSend {
@@ -162,7 +187,16 @@ class Chat {
     ConcurrencySlot slot;
     // Given back by any path that does not commit the exchange.
     CreditHold hold;
+    // The send's idempotency key, if any: completed by the commit, settled
+    // (stored error or released) by any other end.
+    KeyClaim claim;
   };
+  // Validates the send and claims caller.idempotency_key for it into
+  // `claim`. The send runs when this returns nullopt; otherwise it ends
+  // with the result returned: a replay, or why it cannot run.
+  std::optional<absl::StatusOr<SendResult>> ClaimKey(
+      absl::string_view user_id, absl::string_view session_id,
+      absl::string_view message, const Caller& caller, KeyClaim& claim);
   // Validates, checks the session and holds a credit; fills `request` with
   // the conversation for the coach.
   absl::StatusOr<PendingSend> BeginSend(absl::string_view user_id,
@@ -173,6 +207,10 @@ class Chat {
   // Stores and charges the exchange; on any failure the credit held is given
   // back before this returns.
   absl::StatusOr<SendResult> FinishSend(PendingSend pending,
+                                        const Caller& caller,
+                                        absl::StatusOr<CoachReply> reply);
+  // FinishSend's work, the key's claim apart (settled by FinishSend).
+  absl::StatusOr<SendResult> StoreReply(PendingSend& pending,
                                         const Caller& caller,
                                         absl::StatusOr<CoachReply> reply);
 

@@ -38,6 +38,8 @@ struct Limits {
   // No balance grows past this, however many grants add up: it stays far
   // inside the 32-bit counts of the API.
   int max_credit_balance = 1000000;
+  // An Idempotency-Key is 1 to this many printable ASCII characters.
+  int max_idempotency_key_length = 255;
 };
 
 // Monthly credits per plan; PREMIUM is unlimited.
@@ -69,6 +71,11 @@ struct CoreConfig {
   // A credit reserved for a send is released after this even if the server
   // died mid-send. Longer than any coach reply may take.
   absl::Duration credit_reservation_ttl = absl::Minutes(5);
+  // A send's idempotency key, and the response replayed to its retries, are
+  // kept this long (then the key may run a new send).
+  absl::Duration idempotency_ttl = absl::Hours(24);
+  // Expired keys deleted per purge transaction (Chat::PurgeExpiredKeys).
+  int idempotency_purge_batch = 1000;
 };
 
 }  // namespace coach

@@ -29,6 +29,8 @@ absl::string_view ReasonName(ErrorReason reason) {
     case ErrorReason::kRateLimited: return "rate_limited";
     case ErrorReason::kSessionLimitReached: return "session_limit_reached";
     case ErrorReason::kUserForbidden: return "user_forbidden";
+    case ErrorReason::kIdempotencyInProgress: return "idempotency_in_progress";
+    case ErrorReason::kIdempotencyKeyReused: return "idempotency_key_reused";
   }
   return "internal";
 }

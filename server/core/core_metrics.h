@@ -46,9 +46,10 @@ class CoreMetrics {
   // For CreditHold.
   metrics::Gauge& credit_holds() { return *credit_holds_; }
 
-  // Outcomes: "ok", then one per ErrorReason (the last is kUserForbidden).
+  // Outcomes: "ok", then one per ErrorReason (the last is
+  // kIdempotencyKeyReused).
   static constexpr size_t kOutcomes =
-      2 + static_cast<size_t>(ErrorReason::kUserForbidden);
+      2 + static_cast<size_t>(ErrorReason::kIdempotencyKeyReused);
 
  private:
   std::array<metrics::Counter*, kOutcomes> sends_{};

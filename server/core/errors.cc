@@ -15,6 +15,7 @@ namespace {
 constexpr absl::string_view kReasonPayload = "coach.v1/reason";
 constexpr absl::string_view kFieldPayload = "coach.v1/field";
 constexpr absl::string_view kRetryDelayPayload = "coach.v1/retry_delay_ns";
+constexpr absl::string_view kReplayedPayload = "coach.v1/replayed";
 
 absl::Status WithReason(absl::StatusCode code, ErrorReason reason,
                         absl::string_view message) {
@@ -151,6 +152,31 @@ absl::Status SessionLimitReachedError(int max_sessions) {
       absl::StatusCode::kFailedPrecondition, ErrorReason::kSessionLimitReached,
       absl::StrCat("Nombre maximal de conversations atteint (", max_sessions,
                    ") : supprimez-en une pour en commencer une nouvelle."));
+}
+
+absl::Status IdempotencyInProgressError() {
+  return WithReason(absl::StatusCode::kAborted,
+                    ErrorReason::kIdempotencyInProgress,
+                    "Une requête avec cette clé d'idempotence est encore en "
+                    "cours : réessayez dans un instant pour obtenir sa "
+                    "réponse.");
+}
+
+absl::Status IdempotencyKeyReusedError() {
+  return WithReason(absl::StatusCode::kFailedPrecondition,
+                    ErrorReason::kIdempotencyKeyReused,
+                    "Cette clé d'idempotence a déjà servi pour une autre "
+                    "requête : utilisez une nouvelle clé pour un nouveau "
+                    "message.");
+}
+
+absl::Status MarkReplayed(absl::Status status) {
+  if (!status.ok()) status.SetPayload(kReplayedPayload, absl::Cord("1"));
+  return status;
+}
+
+bool IsReplayed(const absl::Status& status) {
+  return status.GetPayload(kReplayedPayload).has_value();
 }
 
 std::optional<ErrorReason> ReasonOf(const absl::Status& status) {

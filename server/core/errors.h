@@ -34,6 +34,8 @@ enum class ErrorReason {
   kRateLimited,
   kSessionLimitReached,
   kUserForbidden,
+  kIdempotencyInProgress,
+  kIdempotencyKeyReused,
 };
 
 // The ErrorInfo domain of our reasons.
@@ -67,6 +69,15 @@ absl::Status RateLimitedError(absl::Duration retry_after);
 // The user already owns `max_sessions` sessions (FAILED_PRECONDITION: they
 // must delete one first; waiting does not help).
 absl::Status SessionLimitReachedError(int max_sessions);
+// A send with this Idempotency-Key is still running (ABORTED: retry later).
+absl::Status IdempotencyInProgressError();
+// This Idempotency-Key was used for another request (FAILED_PRECONDITION).
+absl::Status IdempotencyKeyReusedError();
+
+// `status` marked as the replay of an idempotency key's stored response
+// (IsReplayed), for the transport to say so.
+absl::Status MarkReplayed(absl::Status status);
+bool IsReplayed(const absl::Status& status);
 
 // The reason carried by `status`; none for a status not made here (a
 // storage failure, OK).

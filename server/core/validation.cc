@@ -128,4 +128,21 @@ absl::StatusOr<int> ValidateHistoryLimit(std::optional<int> limit,
   return std::min(*limit, limits.history_max_limit);
 }
 
+absl::Status ValidateIdempotencyKey(absl::string_view key,
+                                    const Limits& limits) {
+  constexpr absl::string_view kField = "Idempotency-Key";
+  const bool printable = std::all_of(key.begin(), key.end(), [](char c) {
+    return c >= 0x20 && c < 0x7F;
+  });
+  if (key.empty() ||
+      key.size() > static_cast<size_t>(limits.max_idempotency_key_length) ||
+      !printable) {
+    return InvalidArgumentError(
+        kField, absl::StrCat("L'en-tête ", Quoted(kField), " doit compter de "
+                             "1 à ", limits.max_idempotency_key_length,
+                             " caractères ASCII imprimables."));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace coach

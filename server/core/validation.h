@@ -34,6 +34,11 @@ absl::StatusOr<std::string> ValidateMessage(absl::string_view message,
 absl::StatusOr<std::string> ValidateTitle(absl::string_view title,
                                           const Limits& limits);
 
+// Idempotency-Key (a header, named so): 1 to max_idempotency_key_length
+// printable ASCII characters (space to tilde).
+absl::Status ValidateIdempotencyKey(absl::string_view key,
+                                    const Limits& limits);
+
 // limit: when present, positive. Returns the effective limit (default when
 // absent, capped at history_max_limit).
 absl::StatusOr<int> ValidateHistoryLimit(std::optional<int> limit,

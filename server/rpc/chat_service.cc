@@ -13,6 +13,30 @@
 namespace coach {
 namespace {
 
+// The send's retry key, as the client's metadata carries it (coach-proxy
+// forwards REST's Idempotency-Key header there); absent: none.
+constexpr char kIdempotencyKeyMetadata[] = "idempotency-key";
+// Said of a send answered with an idempotency key's stored response.
+constexpr char kReplayedMetadata[] = "idempotent-replayed";
+
+std::optional<std::string> IdempotencyKeyOf(
+    const grpc::CallbackServerContext& context) {
+  const auto& metadata = context.client_metadata();
+  const auto found = metadata.find(kIdempotencyKeyMetadata);
+  if (found == metadata.end()) return std::nullopt;
+  return std::string(found->second.data(), found->second.size());
+}
+
+// Before the answer's first byte: tells a replayed send's caller so, in the
+// initial metadata and (for an error without initial metadata of its own)
+// the trailing.
+void MarkIfReplayed(const absl::StatusOr<SendResult>& sent,
+                    grpc::CallbackServerContext& context) {
+  if (sent.ok() ? !sent->replayed : !IsReplayed(sent.status())) return;
+  context.AddInitialMetadata(kReplayedMetadata, "true");
+  context.AddTrailingMetadata(kReplayedMetadata, "true");
+}
+
 void FillResponse(const SendResult& sent, v1::SendMessageResponse& response) {
   response.set_session_id(sent.session_id);
   ToProto(sent.user_message, response.mutable_user_message());
@@ -265,13 +289,14 @@ grpc::ServerUnaryReactor* ChatServiceImpl::SendMessage(
     }
     // The domain checks that the caller still waits before charging.
     Caller caller{.deadline = absl::FromChrono(context->deadline()),
-                  .cancellation = reactor->cancellation()};
-    chat_.SendMessage(*user, request->session_id(), request->message(),
-                      std::move(caller),
-                      [reactor, response](absl::StatusOr<SendResult> sent) {
-                        reactor->Finish(
-                            ToSendMessageResponse(sent, *response));
-                      });
+                  .cancellation = reactor->cancellation(),
+                  .idempotency_key = IdempotencyKeyOf(*context)};
+    chat_.SendMessage(
+        *user, request->session_id(), request->message(), std::move(caller),
+        [reactor, context, response](absl::StatusOr<SendResult> sent) {
+          MarkIfReplayed(sent, *context);
+          reactor->Finish(ToSendMessageResponse(sent, *response));
+        });
   });
   return reactor;
 }
@@ -290,11 +315,14 @@ ChatServiceImpl::StreamMessage(grpc::CallbackServerContext* context,
       return;
     }
     Caller caller{.deadline = absl::FromChrono(context->deadline()),
-                  .cancellation = reactor->cancellation()};
+                  .cancellation = reactor->cancellation(),
+                  .idempotency_key = IdempotencyKeyOf(*context)};
     chat_.StreamMessage(
         *user, request->session_id(), request->message(), std::move(caller),
         [reactor](absl::string_view piece) { reactor->Piece(piece); },
-        [reactor](absl::StatusOr<SendResult> sent) {
+        [reactor, context](absl::StatusOr<SendResult> sent) {
+          // A replay has no delta: nothing was written before this.
+          MarkIfReplayed(sent, *context);
           reactor->Done(std::move(sent));
         });
   });

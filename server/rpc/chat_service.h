@@ -18,6 +18,10 @@
 // the coach never waits for the network. Then the `reply` event and OK, or
 // the error status (with its ErrorInfo, as SendMessage's). The client's
 // cancel (or lost connection) stops the coach at once.
+//
+// Both sends read the `idempotency-key` metadata (Caller::idempotency_key,
+// chat.h) and answer a replay with `idempotent-replayed: true` in the
+// initial and trailing metadata.
 #ifndef COACH_SERVER_RPC_CHAT_SERVICE_H_
 #define COACH_SERVER_RPC_CHAT_SERVICE_H_
 

@@ -27,6 +27,9 @@ v1::ErrorReason ToProtoReason(ErrorReason reason) {
     case ErrorReason::kInternal: return v1::INTERNAL;
     case ErrorReason::kRateLimited: return v1::RATE_LIMITED;
     case ErrorReason::kSessionLimitReached: return v1::SESSION_LIMIT_REACHED;
+    case ErrorReason::kIdempotencyInProgress:
+      return v1::IDEMPOTENCY_IN_PROGRESS;
+    case ErrorReason::kIdempotencyKeyReused: return v1::IDEMPOTENCY_KEY_REUSED;
   }
   return v1::INTERNAL;  // not reached: a value outside the enumerators
 }

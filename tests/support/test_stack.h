@@ -36,8 +36,10 @@ inline std::unique_ptr<httplib::Client> NewProxyClient(int port) {
 
 class TestStack {
  public:
-  explicit TestStack(Config server_config = TestConfig())
-      : server_(std::move(server_config)) {
+  // `coach`: as TestServer's (null: its ScriptedCoach).
+  explicit TestStack(Config server_config = TestConfig(),
+                     Coach* coach = nullptr)
+      : server_(std::move(server_config), coach) {
     if (!server_.start_error().ok()) {
       start_error_ = server_.start_error();
       return;

@@ -202,6 +202,13 @@ r=$(ratio "$rps" "$limit")
 row "3. REST POST /api/chat/send, 64 conn" "$rps" "$p50" "$p99" \
   "same SQL in a loop: $limit" "$r" "≥ 2000/s: $(verdict "$rps" 2000); ≥ 0.3: $(verdict "$r" 0.3)"
 log "send: $rps req/s (limit $limit)"
+# 3c. The same send, every request with an Idempotency-Key of its own (a
+# claim, then the key completed in the exchange's transaction), next to 3.
+read -r krps kp50 kp99 < <(run_wrk "http://127.0.0.1:$HTTP_PORT" 64 tools/bench/send_keyed.lua)
+r=$(ratio "$krps" "$rps")
+row "3c. REST send with an Idempotency-Key each, 64 conn" "$krps" "$kp50" "$kp99" \
+  "without key (3.): $rps" "$r" "—"
+log "send with keys: $krps req/s (without $rps)"
 SERVER_RSS=$(peak_rss_mb "$PID_server"); PROXY_RSS=$(peak_rss_mb "$PID_proxy")
 stop "$PID_proxy"; stop "$PID_server"
 
