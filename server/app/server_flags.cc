@@ -145,6 +145,9 @@ std::vector<Setting> ServerSettings(Config& c) {
       {"max_messages_per_session", "COACH_MAX_MESSAGES_PER_SESSION",
        &l.max_messages_per_session, kPositive,
        "Messages returned by `GetSession` at most (the newest)"},
+      {"max_page_size", "COACH_MAX_PAGE_SIZE", &l.max_page_size, kPositive,
+       "Rows per page of a paged list at most (a larger `pageSize` is "
+       "lowered to it)"},
       {"coach_context_messages", "COACH_CONTEXT_MESSAGES",
        &l.coach_context_messages, kNonNegative,
        "Previous messages the coach sees as context"},

@@ -128,4 +128,15 @@ absl::StatusOr<int> ValidateHistoryLimit(std::optional<int> limit,
   return std::min(*limit, limits.history_max_limit);
 }
 
+absl::StatusOr<int> ValidatePageSize(int page_size, int default_size,
+                                     const Limits& limits) {
+  if (page_size < 0) {
+    return InvalidArgumentError(
+        "pageSize",
+        "Le paramètre « pageSize » doit être un entier positif ou nul.");
+  }
+  return std::min(page_size == 0 ? default_size : page_size,
+                  limits.max_page_size);
+}
+
 }  // namespace coach
