@@ -15,6 +15,7 @@ PACKAGES=(
   libboost-dev
   libgtest-dev libgmock-dev
   prometheus  # promtool: tests validate coach-server's /metrics text with it
+  python3  # json_log_test parses every log line with its json module
 )
 
 missing=()

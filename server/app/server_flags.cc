@@ -20,7 +20,7 @@ std::vector<Setting> ServerSettings(Config& c) {
   OpenAiOptions& ai = c.openai;
   Limits& l = c.limits;
   UserLimits& u = c.user_limits;
-  return {
+  std::vector<Setting> rows = {
       {"db_path", "COACH_DB_PATH", &c.db_path, kNonEmpty,
        "SQLite database file, created and migrated at start (when "
        "`COACH_DATABASE_URL` is empty)"},
@@ -202,6 +202,8 @@ std::vector<Setting> ServerSettings(Config& c) {
        "Upper bounds of the AI reply latency histogram's buckets (increasing "
        "durations)"},
   };
+  for (Setting& row : LogSettings(c.log)) rows.push_back(std::move(row));
+  return rows;
 }
 
 // The rules that involve two settings.
