@@ -5,6 +5,7 @@
 #include <string>
 
 #include "absl/time/clock.h"
+#include "base/log.h"
 
 namespace coach {
 namespace {
@@ -19,8 +20,8 @@ class RealEnv final : public Env {
   }
 
   void Log(LogLevel level, absl::string_view message) override {
-    const std::string time = absl::FormatTime(
-        "%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone());
+    if (LogJson()) return WriteJsonLogLine(level, message);
+    const std::string time = LogTimestamp();
     // One fprintf per line: lines from concurrent threads do not interleave.
     std::fprintf(stderr, "%s %s %.*s\n", time.c_str(), LogLevelName(level),
                  static_cast<int>(message.size()), message.data());
@@ -31,6 +32,8 @@ class RealEnv final : public Env {
 
 const char* LogLevelName(LogLevel level) {
   switch (level) {
+    case LogLevel::kDebug:
+      return "DEBUG";
     case LogLevel::kInfo:
       return "INFO";
     case LogLevel::kWarning:

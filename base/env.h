@@ -14,9 +14,10 @@
 
 namespace coach {
 
-enum class LogLevel { kInfo, kWarning, kError };
+// In increasing order of severity (base/log.h filters below a minimum).
+enum class LogLevel { kDebug, kInfo, kWarning, kError };
 
-// "INFO", "WARN" or "ERROR".
+// "DEBUG", "INFO", "WARN" or "ERROR".
 const char* LogLevelName(LogLevel level);
 
 class Env {
@@ -50,7 +51,8 @@ class Env {
   virtual void RemoveClockWatcher(ClockWatcher* /*watcher*/) {}
 
   // The real machine: absl::Now(), std::chrono::steady_clock, and one line
-  // per message to stderr, UTC time and level first. Lives forever.
+  // per message to stderr, UTC time and level first, or one JSON object per
+  // line (base/log.h: COACH_LOG_FORMAT=json). Lives forever.
   static Env& Default();
 };
 

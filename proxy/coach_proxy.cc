@@ -266,7 +266,9 @@ std::vector<http::Header> CoachProxy::CorsHeaders(
   return headers;
 }
 
-void CoachProxy::LogAccess(const Pending& pending, int status) const {
+void CoachProxy::LogAccess(const Pending& pending, int status,
+                           std::optional<grpc::StatusCode> code,
+                           absl::string_view reason) const {
   const absl::Duration took = absl::Now() - pending.started;
   const absl::string_view method = LoggableMethod(pending.request().method);
   if (pending.series != nullptr && status == 200) {
@@ -283,10 +285,21 @@ void CoachProxy::LogAccess(const Pending& pending, int status) const {
         .Observe(absl::ToDoubleSeconds(took));
   }
   in_flight_.Add(-1);
-  if (!config_.access_log) return;
-  LogInfo("http %s %s status=%d duration_ms=%.1f request_id=%s",
-          method, pending.route, status, absl::ToDoubleMilliseconds(took),
-          pending.request_id);
+  if (!config_.access_log || !LogEnabled(LogLevel::kInfo)) return;
+  const std::string code_name =
+      code.has_value()
+          ? absl::StatusCodeToString(static_cast<absl::StatusCode>(*code))
+          : "";
+  RequestLogLine line;
+  line.kind = "http";
+  line.method = method;
+  line.route = pending.route;
+  line.status = status;
+  line.code = code_name;
+  line.reason = reason;
+  line.duration_ms = absl::ToDoubleMilliseconds(took);
+  line.request_id = pending.request_id;
+  LogRequest(LogLevel::kInfo, line);
 }
 
 void CoachProxy::CountUpstreamError(const grpc::Status& status) const {
@@ -371,9 +384,16 @@ http::Response CoachProxy::Refuse(http::Refusal refusal,
       .WithLabels({"-", std::string(LoggableMethod(request.method)),
                    std::to_string(status)})
       .Increment();
-  if (config_.access_log) {
-    LogInfo("http %s - status=%d (refused by the HTTP layer) request_id=%s",
-            LoggableMethod(request.method), status, request_id);
+  if (config_.access_log && LogEnabled(LogLevel::kInfo)) {
+    RequestLogLine line;
+    line.kind = "http";
+    line.method = LoggableMethod(request.method);
+    line.route = "-";
+    line.status = status;
+    line.reason = error.reason;
+    line.request_id = request_id;
+    line.note = "(refused by the HTTP layer)";
+    LogRequest(LogLevel::kInfo, line);
   }
   return response;
 }
@@ -406,7 +426,7 @@ void CoachProxy::Handle(std::shared_ptr<http::Exchange> exchange) {
   pending->cors = CorsHeaders(request.header("Origin"));
   const auto fail = [&](const HttpError& error) {
     ReplyError(pending->exchange, pending->Headers(kJsonContentType), error);
-    LogAccess(*pending, error.status);
+    LogAccess(*pending, error.status, std::nullopt, error.reason);
   };
 
   if (request.method == "OPTIONS") return HandlePreflight(*pending);
@@ -451,7 +471,7 @@ void CoachProxy::Handle(std::shared_ptr<http::Exchange> exchange) {
                      request.path, " (autorisées : ",
                      absl::StrJoin(match.allowed_methods, ", "), ")."));
     ReplyError(pending->exchange, std::move(headers), error);
-    return LogAccess(*pending, error.status);
+    return LogAccess(*pending, error.status, std::nullopt, error.reason);
   }
   const Route& route = *match.route;
   pending->route = route.path.text();
@@ -551,8 +571,10 @@ void LogUpstreamFailure(const Route& route, const grpc::Status& status,
                         const std::string& request_id) {
   // A channel failure, not a server answer: worth a log line.
   if (!status.error_details().empty()) return;
-  LogWarning("upstream %s failed: code=%d %s request_id=%s",
-             route.grpc_method, static_cast<int>(status.error_code()),
+  LogWarning("upstream %s failed: code=%s %s request_id=%s",
+             route.grpc_method,
+             absl::StatusCodeToString(
+                 static_cast<absl::StatusCode>(status.error_code())),
              status.error_message(), request_id);
 }
 
@@ -573,6 +595,7 @@ void CoachProxy::CallUnary(std::shared_ptr<Pending> pending,
         std::vector<http::Header> headers = pending->Headers(kJsonContentType);
         AddReplayedHeader(replayed.get(), headers);
         int http_status = 200;
+        std::string reason;
         grpc::Status status = answered;
         if (waited &&
             status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
@@ -590,6 +613,7 @@ void CoachProxy::CallUnary(std::shared_ptr<Pending> pending,
           AddAuthenticateHeader(status, pending->request(), headers);
           ReplyError(pending->exchange, std::move(headers), error);
           http_status = error.status;
+          reason = error.reason;
         } else if (auto json = JsonOf(response, output); json.ok()) {
           pending->exchange->Reply(http::Response{
               .status = 200, .headers = std::move(headers), .body = *json});
@@ -598,8 +622,9 @@ void CoachProxy::CallUnary(std::shared_ptr<Pending> pending,
               MakeHttpError(500, v1::INTERNAL, kServerError);
           ReplyError(pending->exchange, std::move(headers), error);
           http_status = error.status;
+          reason = error.reason;
         }
-        LogAccess(*pending, http_status);
+        LogAccess(*pending, http_status, status.error_code(), reason);
       });
   // The client hanging up cancels the call: coach-server then charges and
   // stores nothing.
@@ -643,7 +668,7 @@ void CoachProxy::CallStream(std::shared_ptr<Pending> pending,
         if (status.ok()) {
           start();
           pending->exchange->Finish();
-          return LogAccess(*pending, 200);
+          return LogAccess(*pending, 200, status.error_code());
         }
         LogUpstreamFailure(route, status, pending->request_id);
         CountUpstreamError(status);
@@ -655,12 +680,13 @@ void CoachProxy::CallStream(std::shared_ptr<Pending> pending,
           AddReplayedHeader(replayed.get(), headers);
           AddAuthenticateHeader(status, pending->request(), headers);
           ReplyError(pending->exchange, std::move(headers), error);
-          return LogAccess(*pending, error.status);
+          return LogAccess(*pending, error.status, status.error_code(),
+                           error.reason);
         }
         pending->exchange->Send(
             absl::StrCat("event: error\ndata: ", error.body, "\n\n"));
         pending->exchange->Finish();
-        LogAccess(*pending, 200);
+        LogAccess(*pending, 200, status.error_code(), error.reason);
       });
   exchange->OnCancel([weak = std::weak_ptr<UpstreamCall>(call)] {
     if (auto call = weak.lock()) call->Cancel();
@@ -675,10 +701,10 @@ void CoachProxy::AnswerReadiness(Pending& pending, bool ready) {
                        .body = R"({"status":"SERVING"})"});
     return LogAccess(pending, 200);
   }
-  ReplyError(pending.exchange, pending.Headers(kJsonContentType),
-             MakeHttpError(503, v1::UNAVAILABLE,
-                           "coach-server n'est pas prêt."));
-  LogAccess(pending, 503);
+  const HttpError error = MakeHttpError(503, v1::UNAVAILABLE,
+                                       "coach-server n'est pas prêt.");
+  ReplyError(pending.exchange, pending.Headers(kJsonContentType), error);
+  LogAccess(pending, 503, std::nullopt, error.reason);
 }
 
 void CoachProxy::HandleReadiness(std::shared_ptr<Pending> pending) {
@@ -711,8 +737,9 @@ void CoachProxy::HandleReadiness(std::shared_ptr<Pending> pending) {
             response.status() ==
                 grpc::health::v1::HealthCheckResponse::SERVING;
         if (!ready) {
-          LogWarning("readiness: coach-server not serving (code=%d)",
-                     static_cast<int>(status.error_code()));
+          LogWarning("readiness: coach-server not serving (code=%s)",
+                     absl::StatusCodeToString(
+                         static_cast<absl::StatusCode>(status.error_code())));
         }
         std::vector<std::shared_ptr<Pending>> waiters;
         {

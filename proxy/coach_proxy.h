@@ -65,8 +65,11 @@ class CoachProxy {
   void HandleMetrics(Pending& pending);
   // The CORS headers for `origin` (none when it is not allowed).
   std::vector<http::Header> CorsHeaders(absl::string_view origin) const;
-  // Once per request, when it is answered: access log and metrics.
-  void LogAccess(const Pending& pending, int status) const;
+  // Once per request, when it is answered: access log and metrics. `code`:
+  // coach-server's answer, when it was asked; `reason`: an error's.
+  void LogAccess(const Pending& pending, int status,
+                 std::optional<grpc::StatusCode> code = std::nullopt,
+                 absl::string_view reason = {}) const;
   void CountUpstreamError(const grpc::Status& status) const;
 
   const ProxyConfig config_;

@@ -63,7 +63,8 @@ HttpError Body(int http_status, absl::string_view reason,
   return HttpError{.status = http_status,
                    .body = body.dump(-1, ' ', false,
                                      nlohmann::ordered_json::error_handler_t::replace),
-                   .retry_after_seconds = std::nullopt};
+                   .retry_after_seconds = std::nullopt,
+                   .reason = std::string(reason)};
 }
 
 // The first detail of type T in the status details, if any.

@@ -28,6 +28,8 @@ struct HttpError {
   std::string body;  // JSON, the documented shape
   // The `Retry-After` header, in whole seconds (>= 1); none: no header.
   std::optional<int64_t> retry_after_seconds;
+  // The body's `code` (the reason), for the access log.
+  std::string reason;
 };
 
 // The standard gRPC -> HTTP status table.

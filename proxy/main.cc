@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
   // A configuration error, --help or --version.
   if (std::optional<int> exit = coach::ExitBeforeRunning(startup)) return *exit;
   const coach::proxy::ProxyConfig& config = startup->config;
+  coach::ApplyLogOptions(config.log);
   auto proxy = coach::proxy::CoachProxy::Start(config);
   if (!proxy.ok()) {
     coach::LogError("coach-proxy: %s", proxy.status().ToString());

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "base/log.h"
 
 namespace coach::proxy {
 
@@ -89,6 +90,9 @@ struct ProxyConfig {
 
   // One access-log line per request.
   bool access_log = true;
+
+  // COACH_LOG_FORMAT, COACH_LOG_LEVEL (base/log.h).
+  LogOptions log;
 };
 
 }  // namespace coach::proxy

@@ -9,7 +9,7 @@ namespace {
 // Every setting of coach-proxy, bound to its field of `c`. The default shown
 // by --help is the field's value in a default-constructed ProxyConfig.
 std::vector<Setting> ProxySettings(ProxyConfig& c) {
-  return {
+  std::vector<Setting> rows = {
       {"http_listen", "COACH_HTTP_LISTEN", &c.http_listen, kAnyValue,
        "REST listen address (the public face; coach-server stays on "
        "loopback)"},
@@ -80,6 +80,8 @@ std::vector<Setting> ProxySettings(ProxyConfig& c) {
        "One log line per request (method, route, status, duration, request "
        "id; never bodies)"},
   };
+  for (Setting& row : LogSettings(c.log)) rows.push_back(std::move(row));
+  return rows;
 }
 
 }  // namespace

@@ -47,6 +47,7 @@ int main(int argc, char** argv) {
   // A configuration error, --help or --version.
   if (std::optional<int> exit = coach::ExitBeforeRunning(startup)) return *exit;
   const coach::Config& config = startup->config;
+  coach::ApplyLogOptions(config.log);
 
   auto store = coach::OpenStore(config);
   if (!store.ok()) {

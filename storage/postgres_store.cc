@@ -190,6 +190,23 @@ SessionRecord ReadSession(const Rows& rows, int row) {
                        .updated_at = rows.Time(row, 6)};
 }
 
+// The columns id, session_id, role, content, created_at, model,
+// prompt_tokens, completion_tokens, in that order.
+MessageRecord ReadMessage(const Rows& rows, int row) {
+  MessageRecord message{.id = rows.Str(row, 0),
+                        .session_id = rows.Str(row, 1),
+                        .role = RoleFromName(rows.Str(row, 2)),
+                        .content = rows.Str(row, 3),
+                        .created_at = rows.Time(row, 4),
+                        .model = rows.Str(row, 5),  // "" for NULL
+                        .usage = std::nullopt};
+  if (!rows.IsNull(row, 6)) {
+    message.usage = TokenUsage{.prompt_tokens = rows.Int32(row, 6),
+                               .completion_tokens = rows.Int32(row, 7)};
+  }
+  return message;
+}
+
 std::optional<SessionRecord> LoadSession(Connection& c,
                                          absl::string_view session_id) {
   static const std::string sql =
@@ -569,20 +586,65 @@ absl::StatusOr<std::vector<MessageRecord>> PostgresStore::ListRecentMessages(
             {Text(session_id), Int(limit)});
         std::vector<MessageRecord> messages;
         for (int i = 0; i < rows.size(); ++i) {
-          MessageRecord message{.id = rows.Str(i, 0),
-                                .session_id = rows.Str(i, 1),
-                                .role = RoleFromName(rows.Str(i, 2)),
-                                .content = rows.Str(i, 3),
-                                .created_at = rows.Time(i, 4),
-                                .model = rows.Str(i, 5),  // "" for NULL
-                                .usage = std::nullopt};
-          if (!rows.IsNull(i, 6)) {
-            message.usage = TokenUsage{.prompt_tokens = rows.Int32(i, 6),
-                                       .completion_tokens = rows.Int32(i, 7)};
-          }
-          messages.push_back(std::move(message));
+          messages.push_back(ReadMessage(rows, i));
         }
         return messages;
+      });
+}
+
+absl::StatusOr<SessionPage> PostgresStore::ListSessionsPage(
+    absl::string_view user_id, const std::optional<SessionKey>& after,
+    int page_size) {
+  // One row more than the page: whether another page follows. Both are an
+  // index range of sessions_by_user_updated (user_id, updated_at, seq).
+  static const std::string first = absl::StrCat(
+      "SELECT ", kSessionColumns,
+      ", seq FROM sessions WHERE user_id = $1 "
+      "ORDER BY updated_at DESC, seq DESC LIMIT $2");
+  static const std::string next = absl::StrCat(
+      "SELECT ", kSessionColumns,
+      ", seq FROM sessions WHERE user_id = $1 "
+      "AND (updated_at, seq) < ($3, $4) "
+      "ORDER BY updated_at DESC, seq DESC LIMIT $2");
+  return Read(
+      "list sessions page", [&](Connection& c) -> absl::StatusOr<SessionPage> {
+        Rows rows =
+            after.has_value()
+                ? c.Run(next.c_str(),
+                        {Text(user_id), Int(page_size + 1),
+                         Micros(after->updated_at), Int(after->seq)})
+                : c.Run(first.c_str(), {Text(user_id), Int(page_size + 1)});
+        SessionPage page;
+        const int returned = std::min(rows.size(), page_size);
+        for (int i = 0; i < returned; ++i) {
+          page.sessions.push_back(ReadSession(rows, i));
+        }
+        if (rows.size() > page_size) {
+          page.next = SessionKey{.updated_at = page.sessions.back().updated_at,
+                                 .seq = rows.Int64(returned - 1, 7)};
+        }
+        return page;
+      });
+}
+
+absl::StatusOr<MessagePage> PostgresStore::ListMessagesPage(
+    absl::string_view session_id, std::optional<int64_t> after,
+    int page_size) {
+  return Read(
+      "list messages page", [&](Connection& c) -> absl::StatusOr<MessagePage> {
+        // Identity columns start at 1: 0 is before every message.
+        Rows rows = c.Run(
+            "SELECT id, session_id, role, content, created_at, model, "
+            "prompt_tokens, completion_tokens, seq FROM messages "
+            "WHERE session_id = $1 AND seq > $2 ORDER BY seq ASC LIMIT $3",
+            {Text(session_id), Int(after.value_or(0)), Int(page_size + 1)});
+        MessagePage page;
+        const int returned = std::min(rows.size(), page_size);
+        for (int i = 0; i < returned; ++i) {
+          page.messages.push_back(ReadMessage(rows, i));
+        }
+        if (rows.size() > page_size) page.next = rows.Int64(returned - 1, 8);
+        return page;
       });
 }
 

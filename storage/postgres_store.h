@@ -76,6 +76,12 @@ class PostgresStore final : public Store {
       absl::string_view user_id, int limit) override;
   absl::StatusOr<std::vector<MessageRecord>> ListRecentMessages(
       absl::string_view session_id, int limit) override;
+  absl::StatusOr<SessionPage> ListSessionsPage(
+      absl::string_view user_id, const std::optional<SessionKey>& after,
+      int page_size) override;
+  absl::StatusOr<MessagePage> ListMessagesPage(absl::string_view session_id,
+                                               std::optional<int64_t> after,
+                                               int page_size) override;
   absl::StatusOr<SessionRecord> RenameSession(absl::string_view session_id,
                                               absl::string_view title,
                                               absl::Time now) override;

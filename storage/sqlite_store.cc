@@ -137,6 +137,25 @@ std::optional<SessionRecord> LoadSession(Connection& c,
   return ReadSession(*q);
 }
 
+// The columns id, session_id, role, content, created_at, model,
+// prompt_tokens, completion_tokens, in that order.
+MessageRecord ReadMessage(SQLite::Statement& q) {
+  MessageRecord message{
+      .id = q.getColumn(0).getString(),
+      .session_id = q.getColumn(1).getString(),
+      .role = RoleFromName(q.getColumn(2).getString()),
+      .content = q.getColumn(3).getString(),
+      .created_at = FromColumn(q.getColumn(4)),
+      .model = q.getColumn(5).getString(),  // "" for NULL
+      .usage = std::nullopt,
+  };
+  if (!q.getColumn(6).isNull()) {
+    message.usage = TokenUsage{.prompt_tokens = q.getColumn(6).getInt(),
+                               .completion_tokens = q.getColumn(7).getInt()};
+  }
+  return message;
+}
+
 // --- Write helpers (called inside a write transaction) ----------------------
 
 // Creates the user if unknown, then applies the monthly refill.
@@ -538,24 +557,75 @@ absl::StatusOr<std::vector<MessageRecord>> SqliteStore::ListRecentMessages(
                 q->bind(1, std::string(session_id));
                 q->bind(2, limit);
                 std::vector<MessageRecord> messages;
-                while (q->executeStep()) {
-                  MessageRecord message{
-                      .id = q->getColumn(0).getString(),
-                      .session_id = q->getColumn(1).getString(),
-                      .role = RoleFromName(q->getColumn(2).getString()),
-                      .content = q->getColumn(3).getString(),
-                      .created_at = FromColumn(q->getColumn(4)),
-                      .model = q->getColumn(5).getString(),  // "" for NULL
-                      .usage = std::nullopt,
-                  };
-                  if (!q->getColumn(6).isNull()) {
-                    message.usage = TokenUsage{
-                        .prompt_tokens = q->getColumn(6).getInt(),
-                        .completion_tokens = q->getColumn(7).getInt()};
-                  }
-                  messages.push_back(std::move(message));
-                }
+                while (q->executeStep()) messages.push_back(ReadMessage(*q));
                 return messages;
+              });
+}
+
+absl::StatusOr<SessionPage> SqliteStore::ListSessionsPage(
+    absl::string_view user_id, const std::optional<SessionKey>& after,
+    int page_size) {
+  // One row more than the page: whether another page follows. The index
+  // (user_id, updated_at) holds the rowid too, so both read it backwards.
+  static const std::string first = absl::StrCat(
+      "SELECT ", kSessionColumns,
+      ", rowid FROM sessions WHERE user_id = ?1 "
+      "ORDER BY updated_at DESC, rowid DESC LIMIT ?4");
+  static const std::string next = absl::StrCat(
+      "SELECT ", kSessionColumns,
+      ", rowid FROM sessions WHERE user_id = ?1 "
+      "AND (updated_at, rowid) < (?2, ?3) "
+      "ORDER BY updated_at DESC, rowid DESC LIMIT ?4");
+  return Read("list sessions page",
+              [&](Connection& c) -> absl::StatusOr<SessionPage> {
+                Connection::Statement q =
+                    c.Prepare(after.has_value() ? next.c_str() : first.c_str());
+                q->bind(1, std::string(user_id));
+                if (after.has_value()) {
+                  q->bind(2, ToColumn(after->updated_at));
+                  q->bind(3, after->seq);
+                }
+                q->bind(4, page_size + 1);
+                SessionPage page;
+                SessionKey last;
+                while (q->executeStep()) {
+                  if (static_cast<int>(page.sessions.size()) == page_size) {
+                    page.next = last;  // one more row exists
+                    break;
+                  }
+                  page.sessions.push_back(ReadSession(*q));
+                  last = SessionKey{.updated_at = page.sessions.back().updated_at,
+                                    .seq = q->getColumn(7).getInt64()};
+                }
+                return page;
+              });
+}
+
+absl::StatusOr<MessagePage> SqliteStore::ListMessagesPage(
+    absl::string_view session_id, std::optional<int64_t> after,
+    int page_size) {
+  return Read("list messages page",
+              [&](Connection& c) -> absl::StatusOr<MessagePage> {
+                Connection::Statement q = c.Prepare(
+                    "SELECT id, session_id, role, content, created_at, model, "
+                    "prompt_tokens, completion_tokens, seq FROM messages "
+                    "WHERE session_id = ?1 AND seq > ?2 ORDER BY seq ASC "
+                    "LIMIT ?3");
+                q->bind(1, std::string(session_id));
+                // seq starts at 1: 0 is before every message.
+                q->bind(2, after.value_or(0));
+                q->bind(3, page_size + 1);
+                MessagePage page;
+                int64_t last = 0;
+                while (q->executeStep()) {
+                  if (static_cast<int>(page.messages.size()) == page_size) {
+                    page.next = last;
+                    break;
+                  }
+                  page.messages.push_back(ReadMessage(*q));
+                  last = q->getColumn(8).getInt64();
+                }
+                return page;
               });
 }
 

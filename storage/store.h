@@ -15,6 +15,7 @@
 #ifndef COACH_STORAGE_STORE_H_
 #define COACH_STORAGE_STORE_H_
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include "absl/strings/string_view.h"
@@ -26,6 +27,33 @@
 #include "storage/records.h"
 
 namespace coach {
+
+// Where a page of a keyset-ordered list ends: the sort key of the last row
+// it returned. The next page starts strictly after it, so rows inserted
+// meanwhile never shift the rows that follow (see ListSessionsPage).
+//
+// A user's sessions are ordered by updated_at, newest first, ties broken by
+// `seq`: the store's insertion number of the session (SQLite's rowid,
+// PostgreSQL's identity column), newest first; ListSessions uses the same
+// order. A seq means something only to the store that returned it.
+struct SessionKey {
+  absl::Time updated_at;
+  int64_t seq = 0;
+};
+
+// One page of a user's sessions; `next` is set when more follow.
+struct SessionPage {
+  std::vector<SessionRecord> sessions;
+  std::optional<SessionKey> next;
+};
+
+// A session's messages are ordered by `seq`, the store's insertion number of
+// a message (insertion order is time order, oldest first).
+struct MessagePage {
+  std::vector<MessageRecord> messages;
+  // The seq of the last message returned, set when more follow.
+  std::optional<int64_t> next;
+};
 
 class Store {
  public:
@@ -87,6 +115,28 @@ class Store {
   // The newest `limit` messages of a session, oldest first.
   virtual absl::StatusOr<std::vector<MessageRecord>> ListRecentMessages(
       absl::string_view session_id, int limit) = 0;
+
+  // --- Pages (keyset pagination) ---
+  // One page of the user's sessions in ListSessions' order (SessionKey):
+  // the first `page_size` (> 0) sessions strictly after `after` (nullopt:
+  // from the newest). `next` is the key of the last session returned when
+  // at least one more follows it, nullopt on the last page. Read in one
+  // statement; the key makes a walk page by page stable while sessions are
+  // created (a new session sorts before every key already handed out, so
+  // it shifts nothing after it). A session updated during a walk moves to
+  // the front: a walk already past it does not see it again, one not yet
+  // there sees it once, later (see docs/decisions.md).
+  virtual absl::StatusOr<SessionPage> ListSessionsPage(
+      absl::string_view user_id, const std::optional<SessionKey>& after,
+      int page_size) = 0;
+  // One page of a session's messages, oldest first: the first `page_size`
+  // (> 0) whose seq is greater than `after` (nullopt: from the oldest).
+  // `next` as for sessions. Messages are only ever appended, so a walk sees
+  // each exactly once, new ones at its end. An unknown session has none.
+  virtual absl::StatusOr<MessagePage> ListMessagesPage(
+      absl::string_view session_id, std::optional<int64_t> after,
+      int page_size) = 0;
+
   // NOT_FOUND if the session does not exist.
   virtual absl::StatusOr<SessionRecord> RenameSession(
       absl::string_view session_id, absl::string_view title, absl::Time now) = 0;

@@ -89,7 +89,7 @@ TEST_F(ChatCallerTest, CancelledWhileTheCoachWritesStoresAndChargesNothing) {
   EXPECT_EQ(ReasonOf(sent.status()), ErrorReason::kCancelled);
   auto sessions = chat.ListSessions("alice");
   ASSERT_TRUE(sessions.ok());
-  EXPECT_TRUE(sessions->empty());
+  EXPECT_TRUE(sessions->sessions.empty());
   EXPECT_EQ(Remaining("alice"), 5);
   // The hold was given back: five sends still go through.
   for (int i = 0; i < 5; ++i) {
@@ -111,7 +111,7 @@ TEST_F(ChatCallerTest, DeadlinePassedWhileTheCoachWritesStoresNothing) {
   EXPECT_EQ(coach.last_deadline(), deadline);  // the coach was told
   auto sessions = chat.ListSessions("alice");
   ASSERT_TRUE(sessions.ok());
-  EXPECT_TRUE(sessions->empty());
+  EXPECT_TRUE(sessions->sessions.empty());
   EXPECT_EQ(Remaining("alice"), 5);
 }
 

@@ -458,10 +458,15 @@ TEST_F(ChatServiceTest, CreateSessionTrimsTheGivenTitle) {
 
 TEST_F(ChatServiceTest, CreateSessionRefusesABlankTitle) {
   v1::Session session;
-  EXPECT_TRUE(IsInvalid(Create("alice", "", &session), "title"));
   EXPECT_TRUE(IsInvalid(Create("alice", "   ", &session), "title"));
   EXPECT_TRUE(IsInvalid(Create("alice", "\n\t\xC2\xA0", &session), "title"));
   EXPECT_THAT(MustList("alice"), IsEmpty());
+}
+
+// docs/decisions.md: the title is optional, and an empty one is no title.
+TEST_F(ChatServiceTest, CreateSessionWithAnEmptyTitleGetsTheDefault) {
+  EXPECT_EQ(MustCreate("alice", "").title(), "Nouvelle conversation");
+  EXPECT_THAT(MustList("alice"), ::testing::SizeIs(1));
 }
 
 TEST_F(ChatServiceTest, TitleLengthCountsCharactersNotBytes) {

@@ -13,11 +13,13 @@
 
 #include <atomic>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "storage/postgres_schema.h"
 #include "storage/postgres_store.h"
 #include "storage/sqlite_schema.h"
@@ -279,6 +281,25 @@ TEST_F(SqliteStoreTest, ListingMessagesUsesTheSessionIndex) {
   EXPECT_THAT(plan, Not(HasSubstr("SCAN messages\n"))) << plan;
 }
 
+TEST_F(SqliteStoreTest, SessionPagesUseTheUserUpdatedIndexWithoutASort) {
+  const std::string plan = QueryPlan(
+      "SELECT id, user_id, title, last_message, message_count, created_at, "
+      "updated_at, rowid FROM sessions WHERE user_id = ?1 "
+      "AND (updated_at, rowid) < (?2, ?3) "
+      "ORDER BY updated_at DESC, rowid DESC LIMIT ?4");
+  EXPECT_THAT(plan, HasSubstr("INDEX sessions_by_user_updated")) << plan;
+  EXPECT_THAT(plan, Not(HasSubstr("TEMP B-TREE"))) << plan;
+}
+
+TEST_F(SqliteStoreTest, MessagePagesUseTheSessionIndex) {
+  const std::string plan = QueryPlan(
+      "SELECT id, session_id, role, content, created_at, model, "
+      "prompt_tokens, completion_tokens, seq FROM messages "
+      "WHERE session_id = ?1 AND seq > ?2 ORDER BY seq ASC LIMIT ?3");
+  EXPECT_THAT(plan, HasSubstr("INDEX messages_by_session")) << plan;
+  EXPECT_THAT(plan, Not(HasSubstr("TEMP B-TREE"))) << plan;
+}
+
 TEST_F(SqliteStoreTest, CountingActivityUsesAnIndex) {
   const std::string plan = QueryPlan(
       "SELECT COUNT(*), COALESCE(SUM(message_count), 0) FROM sessions "
@@ -468,6 +489,127 @@ TEST_P(StoreTest, ListsSessionsNewestUpdatedFirstWithinTheLimit) {
   EXPECT_EQ((*sessions)[0].id, "s0");
   EXPECT_EQ((*sessions)[0].title, "Renommée");
   EXPECT_EQ((*sessions)[1].id, "s2");
+}
+
+// --- Pages (keyset pagination) ------------------------------------------------
+
+// Every session of `user_id` page by page, calling `between` after each page.
+std::vector<std::string> WalkSessions(Store& store, const std::string& user_id,
+                                      int page_size, int* pages,
+                                      const std::function<void()>& between) {
+  std::vector<std::string> seen;
+  std::optional<SessionKey> after;
+  *pages = 0;
+  for (;;) {
+    auto page = store.ListSessionsPage(user_id, after, page_size);
+    EXPECT_TRUE(page.ok()) << page.status();
+    if (!page.ok()) return seen;
+    ++*pages;
+    EXPECT_LE(page->sessions.size(), static_cast<size_t>(page_size));
+    for (const SessionRecord& s : page->sessions) seen.push_back(s.id);
+    if (!page->next.has_value()) return seen;
+    EXPECT_EQ(page->sessions.size(), static_cast<size_t>(page_size));
+    // The key names the last session returned.
+    EXPECT_EQ(page->next->updated_at, page->sessions.back().updated_at);
+    after = page->next;
+    between();
+  }
+}
+
+TEST_P(StoreTest, SessionPagesWalkTheListInItsOrderWhileSessionsAreCreated) {
+  // Seven sessions, three of them at the very same instant (ties are broken
+  // by insertion order, newest first, as ListSessions does).
+  const std::vector<int> minutes = {0, 1, 1, 1, 2, 3, 5};
+  for (size_t i = 0; i < minutes.size(); ++i) {
+    ASSERT_TRUE(store_
+                    ->CreateSession(MakeSession("s" + std::to_string(i), "pia",
+                                                now_ + absl::Minutes(minutes[i])),
+                                    kNoMaximum, TermsFor("2026-11"), now_)
+                    .ok());
+  }
+  CreateSession("other", "quentin");
+  auto unpaged = store_->ListSessions("pia", 100);
+  ASSERT_TRUE(unpaged.ok());
+  std::vector<std::string> expected;
+  for (const SessionRecord& s : *unpaged) expected.push_back(s.id);
+  ASSERT_EQ(expected, (std::vector<std::string>{"s6", "s5", "s4", "s3", "s2",
+                                                "s1", "s0"}));
+
+  for (int size : {1, 2, 3, 7, 50}) {
+    int pages = 0;
+    int created = 0;
+    const std::vector<std::string> seen = WalkSessions(
+        *store_, "pia", size, &pages, [&] {
+          // A new session between pages sorts first: the walk is past it.
+          ASSERT_TRUE(store_
+                          ->CreateSession(
+                              MakeSession(absl::StrCat("new", size, "-", created++),
+                                          "pia", now_ + absl::Hours(1)),
+                              kNoMaximum, TermsFor("2026-11"), now_)
+                          .ok());
+        });
+    EXPECT_EQ(seen, expected) << "page size " << size;
+    EXPECT_EQ(pages, (7 + size - 1) / size) << "page size " << size;
+    // Clean up the sessions the walk created, for the next size.
+    for (int i = 0; i < created; ++i) {
+      ASSERT_TRUE(store_->DeleteSession(absl::StrCat("new", size, "-", i)).ok());
+    }
+  }
+
+  auto none = store_->ListSessionsPage("nobody", std::nullopt, 10);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->sessions.empty());
+  EXPECT_FALSE(none->next.has_value());
+}
+
+TEST_P(StoreTest, MessagePagesGoFromTheOldestAndSeeNewMessagesAtTheEnd) {
+  CreateSession("s1", "rita");
+  CreateSession("s2", "rita");
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(store_
+                    ->CommitExchange(MakeExchange("s1", "a" + std::to_string(i),
+                                                  now_, std::nullopt))
+                    .ok());
+    ASSERT_TRUE(store_
+                    ->CommitExchange(MakeExchange("s2", "b" + std::to_string(i),
+                                                  now_, std::nullopt))
+                    .ok());
+  }
+  std::vector<std::string> seen;
+  std::optional<int64_t> after;
+  int pages = 0;
+  for (;;) {
+    auto page = store_->ListMessagesPage("s1", after, 4);
+    ASSERT_TRUE(page.ok()) << page.status();
+    ++pages;
+    for (const MessageRecord& m : page->messages) {
+      EXPECT_EQ(m.session_id, "s1");
+      seen.push_back(m.id);
+    }
+    if (pages == 1) {
+      // Read back whole: the usage of a reply survives the page query.
+      ASSERT_EQ(page->messages.size(), 4u);
+      ASSERT_TRUE(page->messages[1].usage.has_value());
+      EXPECT_EQ(page->messages[1].usage->completion_tokens, 45);
+      EXPECT_EQ(page->messages[1].model, "test-model");
+      // Appended during the walk: seen at its end.
+      ASSERT_TRUE(store_
+                      ->CommitExchange(
+                          MakeExchange("s1", "late", now_, std::nullopt))
+                      .ok());
+    }
+    if (!page->next.has_value()) break;
+    after = page->next;
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{
+                      "a0-user", "a0-assistant", "a1-user", "a1-assistant",
+                      "a2-user", "a2-assistant", "late-user",
+                      "late-assistant"}));
+  EXPECT_EQ(pages, 2);
+  auto none = store_->ListMessagesPage("nowhere", std::nullopt, 4);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->messages.empty());
+  EXPECT_FALSE(none->next.has_value());
 }
 
 TEST_P(StoreTest, RenamingAMissingSessionIsNotFound) {

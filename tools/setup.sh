@@ -19,6 +19,7 @@ PACKAGES=(
   jq          # the README's examples read JSON answers with it
   systemd     # systemd-analyze: the packaging test verifies the units
   dpkg-dev    # dpkg-shlibdeps: cpack -G DEB finds the package's dependencies
+  python3  # json_log_test parses every log line with its json module
 )
 
 # Node.js and npm run the npm tools (tools/npm-tools.sh). Debian's nodejs

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "base/log.h"
 #include "absl/time/time.h"
 #include "server/auth/jwt_verifier.h"
 #include "server/coach/openai_options.h"
@@ -70,6 +71,9 @@ struct Config : CoreConfig {
       "1s",   "2.5s", "5s",   "10s",  "30s",   "60s"};
   std::vector<std::string> metrics_ai_buckets = {
       "250ms", "500ms", "1s", "2s", "4s", "8s", "15s", "30s", "60s"};
+
+  // COACH_LOG_FORMAT, COACH_LOG_LEVEL (base/log.h).
+  LogOptions log;
 };
 
 // `buckets` as seconds; INVALID_ARGUMENT unless each is a duration (absl's

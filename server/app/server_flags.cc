@@ -20,7 +20,7 @@ std::vector<Setting> ServerSettings(Config& c) {
   OpenAiOptions& ai = c.openai;
   Limits& l = c.limits;
   UserLimits& u = c.user_limits;
-  return {
+  std::vector<Setting> rows = {
       {"db_path", "COACH_DB_PATH", &c.db_path, kNonEmpty,
        "SQLite database file, created and migrated at start (when "
        "`COACH_DATABASE_URL` is empty)"},
@@ -146,6 +146,9 @@ std::vector<Setting> ServerSettings(Config& c) {
       {"max_messages_per_session", "COACH_MAX_MESSAGES_PER_SESSION",
        &l.max_messages_per_session, kPositive,
        "Messages returned by `GetSession` at most (the newest)"},
+      {"max_page_size", "COACH_MAX_PAGE_SIZE", &l.max_page_size, kPositive,
+       "Rows per page of a paged list at most (a larger `pageSize` is "
+       "lowered to it)"},
       {"coach_context_messages", "COACH_CONTEXT_MESSAGES",
        &l.coach_context_messages, kNonNegative,
        "Previous messages the coach sees as context"},
@@ -213,6 +216,8 @@ std::vector<Setting> ServerSettings(Config& c) {
        "Upper bounds of the AI reply latency histogram's buckets (increasing "
        "durations)"},
   };
+  for (Setting& row : LogSettings(c.log)) rows.push_back(std::move(row));
+  return rows;
 }
 
 // The rules that involve two settings.

@@ -53,20 +53,87 @@ Chat::Chat(const CoreConfig& config, Store& store, Coach& coach,
       metrics_(metrics != nullptr ? *metrics
                                   : OwnMetrics(own_registry_, own_metrics_)) {}
 
-absl::StatusOr<std::vector<SessionRecord>> Chat::ListSessions(
-    absl::string_view user_id) {
-  COACH_RETURN_IF_ERROR(ValidateUserId(user_id, config_.limits));
-  auto sessions =
-      store_.ListSessions(user_id, config_.limits.max_sessions_listed);
+namespace {
+
+absl::Status BadPageToken() {
+  return InvalidArgumentError(
+      "pageToken",
+      "Le paramètre « pageToken » est invalide : utilisez le « nextPageToken » "
+      "d'une réponse précédente de la même liste.");
+}
+
+// The cursor a request's token names, checked against the list and scope
+// it is used for; nullopt for the first page.
+absl::StatusOr<std::optional<PageCursor>> CursorOf(const PageRequest& page,
+                                                   PagedList list,
+                                                   absl::string_view scope) {
+  if (page.page_token.empty()) return std::optional<PageCursor>();
+  std::optional<PageCursor> cursor = DecodePageToken(page.page_token);
+  if (!cursor.has_value() || cursor->list != list || cursor->scope != scope) {
+    return BadPageToken();
+  }
+  return cursor;
+}
+
+}  // namespace
+
+absl::StatusOr<SessionPage> Chat::SessionsPage(absl::string_view user_id,
+                                               PagedList list,
+                                               const PageRequest& page,
+                                               int default_size) {
+  COACH_ASSIGN_OR_RETURN(
+      int size, ValidatePageSize(page.page_size, default_size, config_.limits));
+  COACH_ASSIGN_OR_RETURN(std::optional<PageCursor> cursor,
+                         CursorOf(page, list, user_id));
+  std::optional<SessionKey> after;
+  if (cursor.has_value()) {
+    after = SessionKey{.updated_at = absl::FromUnixMicros(cursor->time_micros),
+                       .seq = cursor->seq};
+  }
+  auto sessions = store_.ListSessionsPage(user_id, after, size);
   if (!sessions.ok()) return ToPublicError(sessions.status(), "list sessions");
   return sessions;
+}
+
+namespace {
+
+std::string NextSessionsToken(const SessionPage& page, PagedList list,
+                              absl::string_view user_id) {
+  if (!page.next.has_value()) return "";
+  return EncodePageToken(
+      PageCursor{.list = list,
+                 .scope = std::string(user_id),
+                 .time_micros = absl::ToUnixMicros(page.next->updated_at),
+                 .seq = page.next->seq});
+}
+
+}  // namespace
+
+absl::StatusOr<SessionList> Chat::ListSessions(absl::string_view user_id,
+                                               const PageRequest& page) {
+  COACH_RETURN_IF_ERROR(ValidateUserId(user_id, config_.limits));
+  if (!page.paged()) {
+    auto sessions =
+        store_.ListSessions(user_id, config_.limits.max_sessions_listed);
+    if (!sessions.ok()) {
+      return ToPublicError(sessions.status(), "list sessions");
+    }
+    return SessionList{.sessions = *std::move(sessions), .next_page_token = ""};
+  }
+  COACH_ASSIGN_OR_RETURN(
+      SessionPage sessions,
+      SessionsPage(user_id, PagedList::kSessions, page,
+                   config_.limits.max_sessions_listed));
+  std::string next = NextSessionsToken(sessions, PagedList::kSessions, user_id);
+  return SessionList{.sessions = std::move(sessions.sessions),
+                     .next_page_token = std::move(next)};
 }
 
 absl::StatusOr<SessionRecord> Chat::CreateSession(
     absl::string_view user_id, const std::optional<std::string>& title) {
   COACH_RETURN_IF_ERROR(ValidateUserId(user_id, config_.limits));
   std::string session_title(kDefaultSessionTitle);
-  if (title.has_value()) {
+  if (title.has_value() && !title->empty()) {
     COACH_ASSIGN_OR_RETURN(session_title, ValidateTitle(*title, config_.limits));
   }
   if (auto wait = session_rate_.TryTake(user_id); wait.has_value()) {
@@ -103,20 +170,49 @@ absl::StatusOr<SessionRecord> Chat::LoadOwnedSession(
   return **std::move(session);
 }
 
-absl::StatusOr<SessionWithMessages> Chat::GetSession(
-    absl::string_view session_id, absl::string_view user_id) {
-  COACH_ASSIGN_OR_RETURN(SessionRecord session,
-                         LoadOwnedSession(session_id, user_id));
+absl::StatusOr<SessionWithMessages> Chat::WithRecentMessages(
+    SessionRecord session) {
   auto messages = store_.ListRecentMessages(
-      session_id, config_.limits.max_messages_per_session);
+      session.id, config_.limits.max_messages_per_session);
   if (!messages.ok()) return ToPublicError(messages.status(), "list messages");
   return SessionWithMessages{.session = std::move(session),
-                             .messages = *std::move(messages)};
+                             .messages = *std::move(messages),
+                             .next_page_token = ""};
 }
 
-absl::StatusOr<SessionRecord> Chat::RenameSession(absl::string_view session_id,
-                                                  absl::string_view user_id,
-                                                  absl::string_view title) {
+absl::StatusOr<SessionWithMessages> Chat::GetSession(
+    absl::string_view session_id, absl::string_view user_id,
+    const PageRequest& page) {
+  COACH_ASSIGN_OR_RETURN(SessionRecord session,
+                         LoadOwnedSession(session_id, user_id));
+  if (!page.paged()) return WithRecentMessages(std::move(session));
+  COACH_ASSIGN_OR_RETURN(
+      int size, ValidatePageSize(page.page_size,
+                                 config_.limits.max_messages_per_session,
+                                 config_.limits));
+  // Bound to the session and its owner, whoever asks (user_id is optional).
+  const std::string scope = MessagesScope(session.user_id, session.id);
+  COACH_ASSIGN_OR_RETURN(std::optional<PageCursor> cursor,
+                         CursorOf(page, PagedList::kMessages, scope));
+  std::optional<int64_t> after;
+  if (cursor.has_value()) after = cursor->seq;
+  auto messages = store_.ListMessagesPage(session_id, after, size);
+  if (!messages.ok()) return ToPublicError(messages.status(), "list messages");
+  std::string next;
+  if (messages->next.has_value()) {
+    next = EncodePageToken(PageCursor{.list = PagedList::kMessages,
+                                      .scope = scope,
+                                      .time_micros = 0,
+                                      .seq = *messages->next});
+  }
+  return SessionWithMessages{.session = std::move(session),
+                             .messages = std::move(messages->messages),
+                             .next_page_token = std::move(next)};
+}
+
+absl::StatusOr<SessionWithMessages> Chat::RenameSession(
+    absl::string_view session_id, absl::string_view user_id,
+    absl::string_view title) {
   // Validation comes first, whatever the session.
   COACH_RETURN_IF_ERROR(ValidateSessionId(session_id, config_.limits));
   COACH_ASSIGN_OR_RETURN(std::string valid_title,
@@ -125,7 +221,7 @@ absl::StatusOr<SessionRecord> Chat::RenameSession(absl::string_view session_id,
   auto renamed = store_.RenameSession(session_id, valid_title, clock_.Now());
   if (absl::IsNotFound(renamed.status())) return SessionNotFoundError();
   if (!renamed.ok()) return ToPublicError(renamed.status(), "rename session");
-  return renamed;
+  return WithRecentMessages(*std::move(renamed));
 }
 
 absl::Status Chat::DeleteSession(absl::string_view session_id,
@@ -524,15 +620,36 @@ absl::StatusOr<SendResult> Chat::StoreReply(PendingSend& pending,
 }
 
 absl::StatusOr<History> Chat::GetHistory(absl::string_view user_id,
-                                         std::optional<int> limit) {
+                                         std::optional<int> limit,
+                                         const PageRequest& page) {
   COACH_RETURN_IF_ERROR(ValidateUserId(user_id, config_.limits));
   COACH_ASSIGN_OR_RETURN(int effective_limit,
                          ValidateHistoryLimit(limit, config_.limits));
-  auto sessions = store_.ListSessions(user_id, effective_limit);
-  if (!sessions.ok()) return ToPublicError(sessions.status(), "list sessions");
+  if (limit.has_value() && page.page_size != 0) {
+    return InvalidArgumentError(
+        "limit",
+        "Les paramètres « limit » et « pageSize » ne peuvent pas être "
+        "utilisés ensemble : utilisez « pageSize ».");
+  }
+  History history;
+  if (!page.paged()) {
+    auto sessions = store_.ListSessions(user_id, effective_limit);
+    if (!sessions.ok()) {
+      return ToPublicError(sessions.status(), "list sessions");
+    }
+    history.sessions = *std::move(sessions);
+  } else {
+    COACH_ASSIGN_OR_RETURN(
+        SessionPage sessions,
+        SessionsPage(user_id, PagedList::kHistory, page, effective_limit));
+    history.next_page_token =
+        NextSessionsToken(sessions, PagedList::kHistory, user_id);
+    history.sessions = std::move(sessions.sessions);
+  }
   auto totals = store_.CountUserActivity(user_id);
   if (!totals.ok()) return ToPublicError(totals.status(), "count activity");
-  return History{.sessions = *std::move(sessions), .totals = *totals};
+  history.totals = *totals;
+  return history;
 }
 
 }  // namespace coach

@@ -33,6 +33,7 @@
 #include "server/core/core_metrics.h"
 #include "server/core/credits.h"
 #include "server/core/idempotency.h"
+#include "server/core/page_token.h"
 #include "server/core/rate_limiter.h"
 #include "storage/store.h"
 
@@ -42,10 +43,32 @@ namespace coach {
 inline constexpr absl::string_view kDefaultSessionTitle =
     "Nouvelle conversation";
 
+// A list request's paging (AIP-158). Neither set: the unpaged list, as
+// documented before pagination (capped, no token). Either set: one page.
+struct PageRequest {
+  // 0: the list's default size; negative: INVALID_ARGUMENT; capped at
+  // Limits::max_page_size.
+  int page_size = 0;
+  // A previous answer's next_page_token, for the same list and scope
+  // (INVALID_ARGUMENT on `pageToken` otherwise); empty: the first page.
+  std::string page_token;
+
+  bool paged() const { return page_size != 0 || !page_token.empty(); }
+};
+
+struct SessionList {
+  // Most recently updated first.
+  std::vector<SessionRecord> sessions;
+  // Set only on a paged request when more sessions follow.
+  std::string next_page_token;
+};
+
 struct SessionWithMessages {
   SessionRecord session;
   // Oldest first.
   std::vector<MessageRecord> messages;
+  // Set only on a paged request when more messages follow.
+  std::string next_page_token;
 };
 
 struct SendResult {
@@ -78,8 +101,10 @@ struct Caller {
 struct History {
   // Newest updatedAt first, at most the requested limit.
   std::vector<SessionRecord> sessions;
-  // Over all of the user's sessions, whatever the limit.
+  // Over all of the user's sessions, whatever the limit or page.
   UserTotals totals;
+  // Set only on a paged request when more sessions follow.
+  std::string next_page_token;
 };
 
 class Chat {
@@ -89,10 +114,16 @@ class Chat {
   Chat(const CoreConfig& config, Store& store, Coach& coach, const Clock& clock,
        CoreMetrics* metrics = nullptr);
 
-  absl::StatusOr<std::vector<SessionRecord>> ListSessions(
-      absl::string_view user_id);
+  // Unpaged: the newest Limits::max_sessions_listed. Paged: pages of
+  // max_sessions_listed by default, keyset-based (Store::ListSessionsPage):
+  // a walk sees every session that exists throughout exactly once, in order,
+  // whatever is created meanwhile.
+  absl::StatusOr<SessionList> ListSessions(absl::string_view user_id,
+                                           const PageRequest& page = {});
 
-  // `title` absent: kDefaultSessionTitle. Present: trimmed, not blank.
+  // `title` absent or empty (""): kDefaultSessionTitle (the API page calls
+  // the title optional, and JSON clients send "" for "none"). Otherwise:
+  // trimmed, not blank (only spaces: INVALID_ARGUMENT).
   // Then RATE_LIMITED past UserLimits::session_create_rate_per_minute and
   // SESSION_LIMIT_REACHED once the user owns max_sessions_per_user.
   absl::StatusOr<SessionRecord> CreateSession(
@@ -100,11 +131,18 @@ class Chat {
 
   // `user_id` is optional: session ids are unguessable capabilities. When
   // given it must be the owner's (SESSION_FORBIDDEN otherwise).
+  // Unpaged: the newest Limits::max_messages_per_session messages. Paged:
+  // the messages from the oldest on, max_messages_per_session per page by
+  // default; new messages come at the end of a walk.
   absl::StatusOr<SessionWithMessages> GetSession(absl::string_view session_id,
-                                                 absl::string_view user_id);
-  absl::StatusOr<SessionRecord> RenameSession(absl::string_view session_id,
-                                              absl::string_view user_id,
-                                              absl::string_view title);
+                                                 absl::string_view user_id,
+                                                 const PageRequest& page = {});
+  // Renames the session and returns it as GetSession (unpaged) would: with
+  // its messages, so that an answer never shows a session with messages as
+  // empty.
+  absl::StatusOr<SessionWithMessages> RenameSession(
+      absl::string_view session_id, absl::string_view user_id,
+      absl::string_view title);
   absl::Status DeleteSession(absl::string_view session_id,
                              absl::string_view user_id);
 
@@ -166,8 +204,12 @@ class Chat {
                      absl::string_view message, Caller caller,
                      DeltaCallback on_delta, SendCallback done);
 
+  // Unpaged: the newest `limit` sessions (ValidateHistoryLimit). Paged:
+  // pages in the same order, of `limit`'s default size unless pageSize says;
+  // `limit` and `pageSize` together are INVALID_ARGUMENT (on `limit`).
   absl::StatusOr<History> GetHistory(absl::string_view user_id,
-                                     std::optional<int> limit);
+                                     std::optional<int> limit,
+                                     const PageRequest& page = {});
 
   // Deletes the idempotency keys expired by now, at most
   // CoreConfig::idempotency_purge_batch per store transaction and `batches`
@@ -225,6 +267,13 @@ class Chat {
   // Holds one credit for a send; an empty hold on an unlimited plan.
   absl::StatusOr<CreditHold> HoldCredit(absl::string_view user_id,
                                         absl::Time now);
+  // `session` with its newest max_messages_per_session messages (unpaged).
+  absl::StatusOr<SessionWithMessages> WithRecentMessages(SessionRecord session);
+  // One page of the user's sessions for `list` (kSessions or kHistory).
+  absl::StatusOr<SessionPage> SessionsPage(absl::string_view user_id,
+                                           PagedList list,
+                                           const PageRequest& page,
+                                           int default_size);
   // DEADLINE_EXCEEDED or CANCELLED if `caller` no longer waits.
   absl::Status CheckCallerWaits(const Caller& caller) const;
 

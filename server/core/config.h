@@ -31,6 +31,10 @@ struct Limits {
   int max_sessions_listed = 500;
   // GetSession returns at most this many messages (the newest).
   int max_messages_per_session = 1000;
+  // A paged list (`pageSize`/`pageToken`: ListSessions, GetSession's
+  // messages, GetHistory) returns at most this many rows per page; a larger
+  // pageSize is lowered to it (AIP-158).
+  int max_page_size = 1000;
   // How many of the newest messages the coach sees as context.
   int coach_context_messages = 20;
   // GrantCredits adds at most this many credits at once (a typo guard).

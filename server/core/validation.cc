@@ -145,4 +145,15 @@ absl::Status ValidateIdempotencyKey(absl::string_view key,
   return absl::OkStatus();
 }
 
+absl::StatusOr<int> ValidatePageSize(int page_size, int default_size,
+                                     const Limits& limits) {
+  if (page_size < 0) {
+    return InvalidArgumentError(
+        "pageSize",
+        "Le paramètre « pageSize » doit être un entier positif ou nul.");
+  }
+  return std::min(page_size == 0 ? default_size : page_size,
+                  limits.max_page_size);
+}
+
 }  // namespace coach

@@ -44,6 +44,11 @@ absl::Status ValidateIdempotencyKey(absl::string_view key,
 absl::StatusOr<int> ValidateHistoryLimit(std::optional<int> limit,
                                          const Limits& limits);
 
+// pageSize (AIP-158): negative is INVALID_ARGUMENT; 0 (absent) gives
+// `default_size`; the result is capped at max_page_size.
+absl::StatusOr<int> ValidatePageSize(int page_size, int default_size,
+                                     const Limits& limits);
+
 }  // namespace coach
 
 #endif  // COACH_SERVER_CORE_VALIDATION_H_

@@ -2,9 +2,11 @@
 
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/time/clock.h"
 #include "base/log.h"
 #include "base/request_id.h"
+#include "server/rpc/grpc_status.h"
 
 namespace coach {
 namespace {
@@ -32,10 +34,21 @@ class AccessLogInterceptor final : public grpc::experimental::Interceptor {
             InterceptionHookPoints::PRE_SEND_STATUS)) {
       const grpc::Status status = methods->GetSendStatus();
       const absl::Duration duration = absl::Now() - started_;
-      LogInfo("rpc %s code=%d duration_ms=%.1f request_id=%s", method_,
-              static_cast<int>(status.error_code()),
-              absl::ToDoubleMilliseconds(duration),
-              request_id_.empty() ? "-" : request_id_);
+      if (LogEnabled(LogLevel::kInfo)) {
+        // gRPC's codes are absl's, number for number: the same names.
+        const std::string code = absl::StatusCodeToString(
+            static_cast<absl::StatusCode>(status.error_code()));
+        const std::string reason = ReasonOfGrpcStatus(status);
+        RequestLogLine line;
+        line.kind = "rpc";
+        line.route = method_;
+        line.code = code;
+        line.reason = reason;
+        line.duration_ms = absl::ToDoubleMilliseconds(duration);
+        line.request_id = request_id_.empty() ? absl::string_view("-")
+                                              : absl::string_view(request_id_);
+        LogRequest(LogLevel::kInfo, line);
+      }
       if (metrics_ != nullptr) {
         metrics_->Record(method_, status.error_code(),
                          absl::ToDoubleSeconds(duration));

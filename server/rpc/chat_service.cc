@@ -37,6 +37,12 @@ void MarkIfReplayed(const absl::StatusOr<SendResult>& sent,
   context.AddTrailingMetadata(kReplayedMetadata, "true");
 }
 
+template <typename Request>
+PageRequest PageOf(const Request& request) {
+  return PageRequest{.page_size = request.page_size(),
+                     .page_token = request.page_token()};
+}
+
 void FillResponse(const SendResult& sent, v1::SendMessageResponse& response) {
   response.set_session_id(sent.session_id);
   ToProto(sent.user_message, response.mutable_user_message());
@@ -178,10 +184,13 @@ grpc::Status ChatServiceImpl::DoListSessions(
     v1::ListSessionsResponse& response) {
   auto user = auth_.ActingUser(context, request.user_id());
   if (!user.ok()) return ToGrpcStatus(user.status());
-  auto sessions = chat_.ListSessions(*user);
+  auto sessions = chat_.ListSessions(*user, PageOf(request));
   if (!sessions.ok()) return ToGrpcStatus(sessions.status());
-  for (const SessionRecord& session : *sessions) {
+  for (const SessionRecord& session : sessions->sessions) {
     ToProto(session, response.add_sessions());
+  }
+  if (!sessions->next_page_token.empty()) {
+    response.set_next_page_token(sessions->next_page_token);
   }
   return grpc::Status::OK;
 }
@@ -221,12 +230,15 @@ grpc::Status ChatServiceImpl::DoGetSession(
                                            v1::GetSessionResponse& response) {
   auto user = auth_.ActingUser(context, request.user_id());
   if (!user.ok()) return ToGrpcStatus(user.status());
-  auto found = chat_.GetSession(request.session_id(), *user);
+  auto found = chat_.GetSession(request.session_id(), *user, PageOf(request));
   if (!found.ok()) return ToGrpcStatus(found.status());
   v1::Session* session = response.mutable_session();
   ToProto(found->session, session);
   for (const MessageRecord& message : found->messages) {
     ToProto(message, session->add_messages());
+  }
+  if (!found->next_page_token.empty()) {
+    response.set_next_page_token(found->next_page_token);
   }
   return grpc::Status::OK;
 }
@@ -245,10 +257,14 @@ grpc::Status ChatServiceImpl::DoUpdateSession(
     v1::UpdateSessionResponse& response) {
   auto user = auth_.ActingUser(context, request.user_id());
   if (!user.ok()) return ToGrpcStatus(user.status());
-  auto session = chat_.RenameSession(request.session_id(), *user,
+  auto renamed = chat_.RenameSession(request.session_id(), *user,
                                      request.title());
-  if (!session.ok()) return ToGrpcStatus(session.status());
-  ToProto(*session, response.mutable_session());
+  if (!renamed.ok()) return ToGrpcStatus(renamed.status());
+  v1::Session* session = response.mutable_session();
+  ToProto(renamed->session, session);
+  for (const MessageRecord& message : renamed->messages) {
+    ToProto(message, session->add_messages());
+  }
   return grpc::Status::OK;
 }
 
@@ -344,8 +360,11 @@ grpc::Status ChatServiceImpl::DoGetHistory(
   if (!user.ok()) return ToGrpcStatus(user.status());
   std::optional<int> limit;
   if (request.has_limit()) limit = request.limit();
-  auto history = chat_.GetHistory(*user, limit);
+  auto history = chat_.GetHistory(*user, limit, PageOf(request));
   if (!history.ok()) return ToGrpcStatus(history.status());
+  if (!history->next_page_token.empty()) {
+    response.set_next_page_token(history->next_page_token);
+  }
   for (const SessionRecord& session : history->sessions) {
     ToProto(session, response.add_history());
   }

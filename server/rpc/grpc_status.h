@@ -9,6 +9,8 @@
 
 #include <grpcpp/support/status.h>
 
+#include <string>
+
 #include "absl/status/status.h"
 #include "coach/v1/error_reason.pb.h"
 #include "server/core/errors.h"
@@ -19,6 +21,9 @@ grpc::Status ToGrpcStatus(const absl::Status& status);
 
 // The wire reason of a core reason (one to one; the names match).
 v1::ErrorReason ToProtoReason(ErrorReason reason);
+
+// The ErrorInfo reason a status made by ToGrpcStatus carries; "" if none.
+std::string ReasonOfGrpcStatus(const grpc::Status& status);
 
 }  // namespace coach
 

@@ -1,0 +1,113 @@
+#include "base/log.h"
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+namespace coach {
+namespace {
+
+using Json = nlohmann::ordered_json;  // ts, level, msg first, as written
+
+const char* JsonLevel(LogLevel level) {
+  switch (level) {
+    case LogLevel::kDebug: return "debug";
+    case LogLevel::kInfo: return "info";
+    case LogLevel::kWarning: return "warn";
+    case LogLevel::kError: return "error";
+  }
+  return "info";
+}
+
+LogLevel LevelNamed(absl::string_view name) {
+  if (name == "debug") return LogLevel::kDebug;
+  if (name == "warn") return LogLevel::kWarning;
+  if (name == "error") return LogLevel::kError;
+  return LogLevel::kInfo;
+}
+
+Json JsonLine(LogLevel level, absl::string_view message) {
+  Json line;
+  line["ts"] = LogTimestamp();
+  line["level"] = JsonLevel(level);
+  line["msg"] = std::string(message);
+  return line;
+}
+
+void Write(const Json& line) {
+  // Bytes that are not UTF-8 (a client's header) become U+FFFD: the line
+  // stays valid JSON. One fwrite per line: lines do not interleave.
+  std::string text =
+      line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  text.push_back('\n');
+  std::fwrite(text.data(), 1, text.size(), stderr);
+}
+
+}  // namespace
+
+std::vector<Setting> LogSettings(LogOptions& options) {
+  return {
+      {"log_format", "COACH_LOG_FORMAT", &options.format,
+       OneOf{{"text", "json"}},
+       "`text`: `<time> <LEVEL> <message>`; `json`: one JSON object per line "
+       "(`ts`, `level`, `msg`, and for requests `request_id`, `route`, "
+       "`status`, `code`, `reason`, `duration_ms`)"},
+      {"log_level", "COACH_LOG_LEVEL", &options.level,
+       OneOf{{"debug", "info", "warn", "error"}},
+       "Lines below this level are dropped (`warn`: no request lines)"},
+  };
+}
+
+void ApplyLogOptions(const LogOptions& options) {
+  log_internal::min_level.store(static_cast<int>(LevelNamed(options.level)),
+                                std::memory_order_relaxed);
+  log_internal::json.store(options.format == "json",
+                           std::memory_order_relaxed);
+}
+
+std::string LogTimestamp() {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(),
+                          absl::UTCTimeZone());
+}
+
+void WriteJsonLogLine(LogLevel level, absl::string_view message) {
+  Write(JsonLine(level, message));
+}
+
+void LogRequest(LogLevel level, const RequestLogLine& r) {
+  if (!LogEnabled(level)) return;
+  std::string summary(r.kind);
+  if (!r.method.empty()) absl::StrAppend(&summary, " ", r.method);
+  absl::StrAppend(&summary, " ", r.route);
+  if (LogJson()) {
+    Json line = JsonLine(level, summary);
+    line["request_id"] = std::string(r.request_id);
+    if (!r.method.empty()) line["method"] = std::string(r.method);
+    line["route"] = std::string(r.route);
+    if (r.status >= 0) line["status"] = r.status;
+    if (!r.code.empty()) line["code"] = std::string(r.code);
+    if (!r.reason.empty()) line["reason"] = std::string(r.reason);
+    if (r.duration_ms >= 0) {
+      // Tenths of a millisecond, as the text line shows.
+      line["duration_ms"] =
+          static_cast<double>(static_cast<int64_t>(r.duration_ms * 10 + 0.5)) /
+          10;
+    }
+    if (!r.note.empty()) line["note"] = std::string(r.note);
+    return Write(line);
+  }
+  if (r.status >= 0) absl::StrAppend(&summary, " status=", r.status);
+  if (!r.code.empty()) absl::StrAppend(&summary, " code=", r.code);
+  if (!r.reason.empty()) absl::StrAppend(&summary, " reason=", r.reason);
+  if (!r.note.empty()) absl::StrAppend(&summary, " ", r.note);
+  if (r.duration_ms >= 0) {
+    absl::StrAppend(&summary, " duration_ms=",
+                    absl::StrFormat("%.1f", r.duration_ms));
+  }
+  absl::StrAppend(&summary, " request_id=", r.request_id);
+  Env::Default().Log(level, summary);
+}
+
+}  // namespace coach
