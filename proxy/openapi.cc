@@ -656,12 +656,18 @@ class Generator {
        "(ROUTE_NOT_FOUND).",
        false},
       {409, "Conflict",
-       "Limite de conversations atteinte (SESSION_LIMIT_REACHED).", true},
+       "Limite de conversations atteinte (SESSION_LIMIT_REACHED), ou envoi "
+       "de même Idempotency-Key encore en cours (IDEMPOTENCY_IN_PROGRESS).",
+       true},
       {413, "PayloadTooLarge",
        "Corps plus grand que COACH_MAX_BODY_BYTES (PAYLOAD_TOO_LARGE).", true},
       {415, "UnsupportedMediaType",
        "Corps qui n'est pas du JSON (UNSUPPORTED_MEDIA_TYPE) ou compressé "
        "(UNSUPPORTED_ENCODING).",
+       true},
+      {422, "IdempotencyKeyReused",
+       "Idempotency-Key déjà utilisée pour une autre requête "
+       "(IDEMPOTENCY_KEY_REUSED).",
        true},
       {429, "TooManyRequests",
        "Trop de requêtes de cet utilisateur (RATE_LIMITED) ; `Retry-After` "
