@@ -268,8 +268,8 @@ row "5. GET /api/chat/sessions, p50" "—" "10k: $s10 → 100k: $s100" "" "" "$r
 # 6. Past one machine (issue 13): SQLite with one server, PostgreSQL with one
 # and with three servers behind one proxy, on these same 2 cores.
 SCALE_LINES=()
-while IFS='|' read -r label sends reads rss; do
-  SCALE_LINES+=("| $label | $sends | $reads | $rss |")
+while IFS='|' read -r label sends reads rss sends_cpu reads_cpu; do
+  SCALE_LINES+=("| $label | $sends | $reads | $rss | $sends_cpu | $reads_cpu |")
   log "scale-out $label: sends $sends/s, reads $reads/s ($rss)"
 done < <(tools/bench/scale_out.sh "$BUILD" "$DURATION" 64)
 
@@ -322,8 +322,8 @@ echo "$TABLE"
   echo "Through one coach-proxy, 64 connections: sends as fresh users (offline coach),"
   echo "reads \\`GET /api/user/stats\\`. PostgreSQL runs with fsync off, in a temporary folder."
   echo
-  echo "| set-up | sends/s | reads/s | peak RSS (MB) |"
-  echo "|---|---|---|---|"
+  echo "| set-up | sends/s | reads/s | peak RSS (MB) | CPU per send, µs (proxy / servers / PostgreSQL) | CPU per read, µs |"
+  echo "|---|---|---|---|---|---|"
   for l in "${SCALE_LINES[@]}"; do echo "$l"; done
   echo
   if [[ -f docs/performance-notes.md ]]; then cat docs/performance-notes.md; fi
