@@ -309,9 +309,9 @@ echo "$TABLE"
   echo
   echo "## coach-proxy against grpc-gateway (scenario 0)"
   echo
-  echo "Both in front of the same coach-server, \\`wrk -t2 -d${DURATION}s\\` on"
-  echo "\\`GET /api/user/stats\\`, interleaved, two rounds each; CPU per request from"
-  echo "\\`/proc/PID/stat\\` (user + system) over the rounds."
+  echo "Both in front of the same coach-server, \`wrk -t2 -d${DURATION}s\` on"
+  echo "\`GET /api/user/stats\`, interleaved, two rounds each; CPU per request from"
+  echo "\`/proc/PID/stat\` (user + system) over the rounds."
   echo
   echo "| connections | coach-proxy req/s | grpc-gateway req/s | ratio | p99 ms (ours / gateway) | front CPU per request (ours / gateway) |"
   echo "|---|---|---|---|---|---|"
@@ -320,7 +320,7 @@ echo "$TABLE"
   echo "## Past one machine (scenario 6)"
   echo
   echo "Through one coach-proxy, 64 connections: sends as fresh users (offline coach),"
-  echo "reads \\`GET /api/user/stats\\`. PostgreSQL runs with fsync off, in a temporary folder."
+  echo "reads \`GET /api/user/stats\`. PostgreSQL runs with fsync off, in a temporary folder."
   echo
   echo "| set-up | sends/s | reads/s | peak RSS (MB) | CPU per send, µs (proxy / servers / PostgreSQL) | CPU per read, µs |"
   echo "|---|---|---|---|---|---|"
