@@ -50,7 +50,12 @@ class GateCoach final : public Coach {
       calls_.push_back(call);
     }
     if (request.cancellation != nullptr) {
-      request.cancellation->OnCancel([this, call] {
+      // Weak: the call holds its request, which holds the cancellation,
+      // which would hold this callback, and so the call (a cycle that leaks
+      // when the caller never leaves). calls_ keeps the call alive.
+      request.cancellation->OnCancel([this, weak = std::weak_ptr<Call>(call)] {
+        std::shared_ptr<Call> call = weak.lock();
+        if (call == nullptr) return;
         pool_.Schedule([this, call] {
           Deliver(*call, absl::CancelledError("the caller left"));
         });
@@ -68,11 +73,14 @@ class GateCoach final : public Coach {
     }
     for (const std::shared_ptr<Call>& call : calls) {
       pool_.Schedule([this, call] {
+        // Claimed before any piece is written: a call already ended (its
+        // caller left) must get no piece either — its stream may be gone.
+        if (call->delivered.exchange(true)) return;
         absl::StatusOr<CoachReply> reply;
         OfflineCoach().StartReply(
             call->request,
             [&reply](absl::StatusOr<CoachReply> r) { reply = std::move(r); });
-        Deliver(*call, std::move(reply));
+        End(*call, std::move(reply));
       });
     }
   }
@@ -99,6 +107,10 @@ class GateCoach final : public Coach {
 
   void Deliver(Call& call, absl::StatusOr<CoachReply> reply) {
     if (call.delivered.exchange(true)) return;
+    End(call, std::move(reply));
+  }
+  // Once per call, by whoever claimed `delivered`.
+  void End(Call& call, absl::StatusOr<CoachReply> reply) {
     ReplyCallback done = std::move(call.done);
     done(std::move(reply));
     absl::MutexLock lock(&mu_);
