@@ -204,7 +204,7 @@ row "3. REST POST /api/chat/send, 64 conn" "$rps" "$p50" "$p99" \
 log "send: $rps req/s (limit $limit)"
 # 3c. The same send, every request with an Idempotency-Key of its own (a
 # claim, then the key completed in the exchange's transaction), next to 3.
-read -r krps kp50 kp99 < <(run_wrk "http://127.0.0.1:$HTTP_PORT" 64 tools/bench/send_keyed.lua)
+read -r krps kp50 kp99 < <(COACH_BENCH_KEYED=1 run_wrk "http://127.0.0.1:$HTTP_PORT" 64 tools/bench/send.lua)
 r=$(ratio "$krps" "$rps")
 row "3c. REST send with an Idempotency-Key each, 64 conn" "$krps" "$kp50" "$kp99" \
   "without key (3.): $rps" "$r" "—"
