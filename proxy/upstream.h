@@ -1,23 +1,46 @@
-// Upstream: asynchronous calls to coach-server by method name, over one
-// shared channel, with serialized protobuf on both ends, so that the proxy
-// needs no generated stub per service. Nothing here blocks a thread: each
-// call ends in a callback on one of gRPC's threads.
+// Upstream: coach-proxy's gRPC client to coach-server. Calls by method
+// name with serialized protobuf on both ends (the proxy needs no generated
+// stub per service), over HTTP/2 connections that live on the proxy's own
+// event loop (nghttp2 for the framing, Asio for the sockets).
 //
-// The channel spreads calls round-robin over every address the target names
-// ("ipv4:127.0.0.1:50051,127.0.0.1:50052", "dns:///coach-server:50051"),
-// skips a server it cannot reach, retries on another server a read that
-// failed UNAVAILABLE (the service config's retry policy, never a send), and
-// reconnects within `reconnect_max_backoff` after a server restarts.
+// Why not gRPC's C++ client: its calls complete on gRPC's own threads, so
+// every request crossed threads twice (event loop -> gRPC -> event loop),
+// about one context switch per request; the profile in
+// docs/performance.md. Here the HTTP request, its call and its answer run
+// on one event-loop thread, and the calls of one loop iteration share a
+// write to the socket.
 //
-// Thread-safety: Upstream and the calls are thread-safe.
+// What it does as gRPC's channel did for the proxy:
+// - Targets: "host:port", "dns:///host:port" (every address the name
+//   resolves to), "ipv4:a:p,b:p" / "ipv6:[a]:p,[b]:p" (each listed
+//   server). One connection per server address and event-loop shard.
+// - Round-robin over the servers that are connected; a server that cannot
+//   be reached is skipped and reconnected with exponential backoff (100 ms
+//   up to `reconnect_max_backoff`, one attempt at most 1 s); names are
+//   resolved again after a failure.
+// - A call waits for a connection while a first connection is being made;
+//   once every server failed, it fails UNAVAILABLE at once unless
+//   `wait_for_ready` (then it waits until its deadline).
+// - Retries: a call the server never saw (stream refused, GOAWAY) is tried
+//   again on another connection, any method; a `read_methods` call that
+//   ended UNAVAILABLE is retried up to 3 attempts with backoff (50 ms, x2,
+//   up to 0.5 s), throttled (gRPC's retryThrottling: 100 tokens, 0.1 back
+//   per success, no retries below half). A send is never retried.
+// - Deadlines (sent as grpc-timeout too), cancellation (RST_STREAM), the
+//   status from grpc-status / grpc-message / grpc-status-details-bin (so
+//   google.rpc.ErrorInfo details reach the proxy), responses larger than
+//   `max_response_bytes` refused (RESOURCE_EXHAUSTED), compressed
+//   responses refused (none is asked for).
+//
+// Thread-safety: Upstream and UpstreamCall are thread-safe. Callbacks run
+// on the event loop's threads, one call's callbacks never two at once.
 #ifndef COACH_PROXY_UPSTREAM_H_
 #define COACH_PROXY_UPSTREAM_H_
 
-#include <grpcpp/channel.h>
-#include <grpcpp/client_context.h>
-#include <grpcpp/generic/generic_stub.h>
-#include <grpcpp/support/byte_buffer.h>
+#include <grpcpp/support/status.h>
 
+#include <atomic>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
@@ -27,6 +50,10 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/time/time.h"
 #include "google/protobuf/message.h"
+
+namespace boost::asio {
+class io_context;
+}  // namespace boost::asio
 
 namespace coach::proxy {
 
@@ -39,11 +66,17 @@ struct UpstreamOptions {
   std::string target = "127.0.0.1:50051";
   // Longest pause between reconnection attempts to a server that is down.
   absl::Duration reconnect_max_backoff = absl::Milliseconds(500);
-  // The largest response accepted from coach-server.
+  // One connection attempt (TCP, then the server's HTTP/2 settings).
+  absl::Duration connect_timeout = absl::Seconds(1);
+  // The largest response message accepted from coach-server.
   int max_response_bytes = 64 * 1024 * 1024;
   // Full gRPC method names ("/coach.v1.UserService/GetUserStats") that only
   // read: retried on another server when one is unavailable.
   std::vector<std::string> read_methods;
+  // Independent sets of connections (each on its own strand), so that
+  // several event-loop threads do not queue behind one; at least 1.
+  int shards = 1;
+  std::string user_agent = "coach-proxy";
 };
 
 // Server metadata a caller wants back: Upstream copies the values of `keys`
@@ -58,7 +91,7 @@ struct ServerMetadata {
 struct CallOptions {
   absl::Duration deadline = absl::Seconds(60);
   // Wait for a connecting or restarting server (until the deadline) rather
-  // than failing UNAVAILABLE at once.
+  // than failing UNAVAILABLE at once when none is reachable.
   bool wait_for_ready = false;
   std::string request_id;
   // The HTTP Authorization header's value; empty: none. A value metadata
@@ -71,7 +104,7 @@ struct CallOptions {
 };
 
 // A call in progress; Cancel() makes it end CANCELLED (its callback still
-// runs once).
+// runs once) unless it has ended already.
 class UpstreamCall {
  public:
   virtual ~UpstreamCall() = default;
@@ -80,38 +113,41 @@ class UpstreamCall {
 
 class Upstream {
  public:
-  explicit Upstream(const UpstreamOptions& options);
+  // Calls run on `loop`, which must outlive this object and run while it
+  // is destroyed (the destructor waits for its connections to close).
+  Upstream(boost::asio::io_context& loop, const UpstreamOptions& options);
+  // Ends every call in progress CANCELLED (callbacks run) and closes the
+  // connections. Must not run on the loop's threads.
+  ~Upstream();
 
-  // A unary call: `done` runs exactly once, on a gRPC thread, with the
-  // status and, when OK, the serialized response.
+  Upstream(const Upstream&) = delete;
+  Upstream& operator=(const Upstream&) = delete;
+
+  // A unary call: `done` runs exactly once with the status and, when OK,
+  // the serialized response.
   using UnaryDone = absl::AnyInvocable<void(const grpc::Status& status,
-                                            grpc::ByteBuffer& response)>;
+                                            std::string& response)>;
   std::shared_ptr<UpstreamCall> Unary(const std::string& grpc_method,
                                       const google::protobuf::Message& request,
                                       const CallOptions& options,
                                       UnaryDone done);
 
   // A server-streaming call: `on_message` runs for each message in order,
-  // then `done` once with the final status; all on gRPC threads, never two
-  // at once.
-  using StreamMessage = absl::AnyInvocable<void(grpc::ByteBuffer& message)>;
+  // then `done` once with the final status.
+  using StreamMessage = absl::AnyInvocable<void(std::string& message)>;
   using StreamDone = absl::AnyInvocable<void(const grpc::Status& status)>;
   std::shared_ptr<UpstreamCall> ServerStream(
       const std::string& grpc_method, const google::protobuf::Message& request,
       const CallOptions& options, StreamMessage on_message, StreamDone done);
 
-  grpc::Channel& channel() { return *channel_; }
+  // True while at least one server is connected.
+  bool AnyServerReady() const;
 
  private:
-  std::shared_ptr<grpc::Channel> channel_;
-  grpc::GenericStub stub_;
+  class Shard;
+  std::vector<std::shared_ptr<Shard>> shards_;
+  std::atomic<uint64_t> next_shard_{0};
 };
-
-// Applies `options` to a context (deadline, wait-for-ready, metadata).
-void PrepareContext(const CallOptions& options, grpc::ClientContext& context);
-
-// The channel's service config for `options` (exposed for tests).
-std::string ServiceConfigJson(const UpstreamOptions& options);
 
 }  // namespace coach::proxy
 
