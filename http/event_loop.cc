@@ -25,6 +25,8 @@ EventLoop::~EventLoop() { Stop(); }
 
 void EventLoop::Stop() {
   work_.reset();
+  // Owners ended their work first; a stray timer must not hold the join.
+  context_->stop();
   for (std::thread& thread : threads_) {
     if (thread.joinable()) thread.join();
   }

@@ -30,9 +30,9 @@ class EventLoop {
   boost::asio::io_context& context() { return *context_; }
   int threads() const { return static_cast<int>(threads_.size()); }
 
-  // Lets the loop end once it has nothing left to do, then joins its
-  // threads: whoever posted work must have ended it (closed its sockets,
-  // cancelled its timers) first. Idempotent.
+  // Stops the loop and joins its threads: whoever posted work must have
+  // ended it (closed its sockets, cancelled its timers) first; handlers
+  // still queued are dropped. Idempotent.
   void Stop();
 
  private:
