@@ -1,4 +1,5 @@
 #include "http/server.h"
+#include "http/event_loop.h"
 
 #include <sys/socket.h>
 
@@ -293,8 +294,10 @@ class ServerImpl final : public Server {
   ServerImpl(ServerOptions options, Handler handler)
       : options_(std::move(options)),
         handler_(std::move(handler)),
-        ioc_(options_.io_threads),
-        work_(net::make_work_guard(ioc_)),
+        own_loop_(options_.loop == nullptr
+                      ? std::make_unique<EventLoop>(options_.io_threads)
+                      : nullptr),
+        ioc_(options_.loop != nullptr ? *options_.loop : own_loop_->context()),
         acceptor_(net::make_strand(ioc_)) {}
 
   ~ServerImpl() override { Shutdown(absl::ZeroDuration()); }
@@ -339,9 +342,6 @@ class ServerImpl final : public Server {
 
   void Run() {
     net::post(acceptor_.get_executor(), [this] { DoAccept(); });
-    for (int i = 0; i < std::max(1, options_.io_threads); ++i) {
-      threads_.emplace_back([this] { ioc_.run(); });
-    }
   }
 
   int port() const override { return port_; }
@@ -381,11 +381,7 @@ class ServerImpl final : public Server {
                  static_cast<int>(connections_by_id_.size()));
       }
     }
-    work_.reset();
-    ioc_.stop();
-    for (std::thread& t : threads_) {
-      if (t.joinable()) t.join();
-    }
+    if (own_loop_ != nullptr) own_loop_->Stop();
   }
 
   // For connections.
@@ -447,10 +443,10 @@ class ServerImpl final : public Server {
 
   const ServerOptions options_;
   const Handler handler_;
-  net::io_context ioc_;
-  net::executor_work_guard<net::io_context::executor_type> work_;
+  // The loop, when the server runs its own (ServerOptions::loop unset).
+  std::unique_ptr<EventLoop> own_loop_;
+  net::io_context& ioc_;
   tcp::acceptor acceptor_;
-  std::vector<std::thread> threads_;
   int port_ = 0;
   std::atomic<bool> draining_{false};
   std::atomic<int> connections_{0};

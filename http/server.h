@@ -37,6 +37,10 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 
+namespace boost::asio {
+class io_context;
+}  // namespace boost::asio
+
 namespace coach::http {
 
 struct Header {
@@ -85,6 +89,10 @@ using RefusalResponder =
 struct ServerOptions {
   std::string listen = "127.0.0.1:0";  // host:port; port 0: any free one
   int backlog = 4096;
+  // The event loop to serve on, run by its owner (who stops it after
+  // Shutdown()), so that other work shares its threads; null: the server
+  // runs its own with `io_threads` threads.
+  boost::asio::io_context* loop = nullptr;
   int io_threads = 1;
   int max_connections = 10000;
   size_t max_url_bytes = 8 * 1024;
@@ -146,7 +154,8 @@ class Server {
   // Stops accepting and closes connections that have no request in
   // progress (idle, or still sending their head); lets requests in
   // progress finish for up to `grace`, then closes what remains (their
-  // OnCancel callbacks run). Returns once every thread has ended. Safe to
+  // OnCancel callbacks run). Returns once every connection has ended (and
+  // the server's own threads, if it runs its own loop). Safe to
   // call more than once, from any thread but the server's own.
   virtual void Shutdown(absl::Duration grace) = 0;
 

@@ -1,7 +1,5 @@
 #include "proxy/coach_proxy.h"
 
-#include <grpcpp/impl/codegen/proto_utils.h>
-
 #include <algorithm>
 #include <map>
 #include <optional>
@@ -74,11 +72,10 @@ std::unique_ptr<Message> NewMessage(const google::protobuf::Descriptor* type) {
 }
 
 // `message` read from `bytes` and printed as the API's JSON.
-absl::StatusOr<std::string> JsonOf(grpc::ByteBuffer& bytes,
+absl::StatusOr<std::string> JsonOf(const std::string& bytes,
                                    const google::protobuf::Descriptor* type) {
   std::unique_ptr<Message> message = NewMessage(type);
-  if (!grpc::SerializationTraits<Message>::Deserialize(&bytes, message.get())
-           .ok()) {
+  if (!message->ParseFromString(bytes)) {
     return absl::InternalError("unreadable upstream message");
   }
   return ResponseToJson(*message);
@@ -99,6 +96,8 @@ UpstreamOptions UpstreamOptionsOf(const ProxyConfig& config,
   options.reconnect_max_backoff = config.upstream_reconnect_max;
   options.max_response_bytes = config.upstream_max_response_bytes;
   options.read_methods = ReadMethods(routes);
+  options.shards = config.io_threads;
+  options.user_agent = absl::StrCat("coach-proxy/", COACH_VERSION);
   return options;
 }
 
@@ -170,17 +169,22 @@ CoachProxy::CoachProxy(const ProxyConfig& config, RouteTable routes)
           "Calls to coach-server that did not end OK, by gRPC code.",
           {"code"})),
       route_series_(SeriesOf(routes_, requests_, durations_)),
-      upstream_(UpstreamOptionsOf(config_, routes_)) {}
+      loop_(config_.io_threads),
+      upstream_(loop_.context(), UpstreamOptionsOf(config_, routes_)) {}
 
 CoachProxy::~CoachProxy() {
   Stop(absl::ZeroDuration());
   // A readiness check's callback uses this object: let it end (its
   // deadline bounds the wait).
-  absl::MutexLock lock(&readiness_mu_);
-  readiness_mu_.AwaitWithTimeout(
-      absl::Condition(+[](bool* in_flight) { return !*in_flight; },
-                      &readiness_in_flight_),
-      absl::Seconds(5));
+  {
+    absl::MutexLock lock(&readiness_mu_);
+    readiness_mu_.AwaitWithTimeout(
+        absl::Condition(+[](bool* in_flight) { return !*in_flight; },
+                        &readiness_in_flight_),
+        absl::Seconds(5));
+  }
+  // The members' destructors end the calls and connections on the loop
+  // (http_, then upstream_), then the loop stops (loop_).
 }
 
 absl::StatusOr<std::unique_ptr<CoachProxy>> CoachProxy::Start(
@@ -203,7 +207,7 @@ absl::StatusOr<std::unique_ptr<CoachProxy>> CoachProxy::Start(
   http::ServerOptions options;
   options.listen = config.http_listen;
   options.backlog = config.listen_backlog;
-  options.io_threads = config.io_threads;
+  options.loop = &proxy->loop_.context();
   options.max_connections = config.max_connections;
   options.max_url_bytes = config.max_url_bytes;
   options.max_header_bytes = config.max_header_bytes;
@@ -591,7 +595,7 @@ void CoachProxy::CallUnary(std::shared_ptr<Pending> pending,
       route.grpc_method, *request, options,
       [this, pending, output, &route, waited = options.wait_for_ready,
        replayed = options.server_metadata](const grpc::Status& answered,
-                                           grpc::ByteBuffer& response) {
+                                           std::string& response) {
         std::vector<http::Header> headers = pending->Headers(kJsonContentType);
         AddReplayedHeader(replayed.get(), headers);
         int http_status = 200;
@@ -600,7 +604,7 @@ void CoachProxy::CallUnary(std::shared_ptr<Pending> pending,
         if (waited &&
             status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
             status.error_details().empty() &&
-            upstream_.channel().GetState(false) != GRPC_CHANNEL_READY) {
+            !upstream_.AnyServerReady()) {
           // A read that waited for a server that never came: unavailable
           // (503), not slow (504).
           status = grpc::Status(grpc::StatusCode::UNAVAILABLE,
@@ -657,7 +661,7 @@ void CoachProxy::CallStream(std::shared_ptr<Pending> pending,
   };
   auto call = upstream_.ServerStream(
       route.grpc_method, *request, options,
-      [pending, output, start](grpc::ByteBuffer& message) {
+      [pending, output, start](std::string& message) {
         auto json = JsonOf(message, output);
         if (!json.ok()) return;  // cannot happen: the server sent it
         start();
@@ -728,12 +732,10 @@ void CoachProxy::HandleReadiness(std::shared_ptr<Pending> pending) {
   grpc::health::v1::HealthCheckRequest check;  // "": the whole server
   upstream_.Unary(
       kHealthCheckMethod, check, options,
-      [this](const grpc::Status& status, grpc::ByteBuffer& bytes) {
+      [this](const grpc::Status& status, std::string& bytes) {
         grpc::health::v1::HealthCheckResponse response;
         const bool ready =
-            status.ok() &&
-            grpc::SerializationTraits<Message>::Deserialize(&bytes, &response)
-                .ok() &&
+            status.ok() && response.ParseFromString(bytes) &&
             response.status() ==
                 grpc::health::v1::HealthCheckResponse::SERVING;
         if (!ready) {

@@ -12,8 +12,8 @@
 // per request, metrics (GET /metrics, Prometheus text), and the client's
 // hang-up cancelling its call.
 //
-// No thread waits on coach-server: the event loop parses and routes, gRPC's
-// threads print the answers. Thread-safe.
+// No thread waits on coach-server: the event loop parses, routes, calls
+// and answers (proxy/upstream.h). Thread-safe.
 #ifndef COACH_PROXY_COACH_PROXY_H_
 #define COACH_PROXY_COACH_PROXY_H_
 
@@ -25,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "base/metrics.h"
+#include "http/event_loop.h"
 #include "http/server.h"
 #include "proxy/proxy_config.h"
 #include "proxy/route_table.h"
@@ -93,6 +94,10 @@ class CoachProxy {
       const RouteTable& routes, metrics::Family<metrics::Counter>& requests,
       metrics::Family<metrics::Histogram>& durations);
   const std::vector<RouteSeries> route_series_;
+  // The event loop of both the HTTP server and the upstream calls: a
+  // request, its call and its answer stay on one thread. Declared before
+  // both: it outlives them.
+  http::EventLoop loop_;
   Upstream upstream_;
   std::unique_ptr<http::Server> http_;
   // http_ for the server's own threads, which may run before Start() has

@@ -56,6 +56,9 @@ class io_context;
 }  // namespace boost::asio
 
 namespace coach::proxy {
+namespace upstream_internal {
+class Shard;
+}  // namespace upstream_internal
 
 // The metadata key carrying the request id to coach-server (and its logs).
 inline constexpr char kRequestIdMetadata[] = "x-request-id";
@@ -144,8 +147,7 @@ class Upstream {
   bool AnyServerReady() const;
 
  private:
-  class Shard;
-  std::vector<std::shared_ptr<Shard>> shards_;
+  std::vector<std::shared_ptr<upstream_internal::Shard>> shards_;
   std::atomic<uint64_t> next_shard_{0};
 };
 

@@ -14,6 +14,7 @@ PACKAGES=(
   libssl-dev libcurl4-openssl-dev libcjose-dev libjansson-dev libicu-dev openssl
   libboost-dev
   libgoogle-perftools-dev  # tcmalloc, the servers' allocator
+  libnghttp2-dev  # HTTP/2 framing of coach-proxy's gRPC client
   libgtest-dev libgmock-dev
   prometheus  # promtool: tests validate coach-server's /metrics text with it
   jq          # the README's examples read JSON answers with it
