@@ -52,7 +52,8 @@ std::vector<Setting> ProxySettings(ProxyConfig& c) {
       {"listen_backlog", "COACH_HTTP_LISTEN_BACKLOG", &c.listen_backlog,
        kPositive, "Connections the kernel queues before accept"},
       {"io_threads", "COACH_HTTP_IO_THREADS", &c.io_threads, InRange(1, 64),
-       "Event-loop threads (connections hold none)"},
+       "Event-loop threads, for HTTP and coach-server calls alike (each "
+       "has its own connection to each coach-server)"},
       {"stream_heartbeat", "COACH_SSE_HEARTBEAT", &c.stream_heartbeat,
        kPositive, "A comment is sent on an event stream idle this long"},
       {"max_stream_backlog_bytes", "COACH_SSE_MAX_BACKLOG_BYTES",

@@ -954,14 +954,15 @@ void Shard::ConnectionClosed(Connection* connection) {
     ready_count_.fetch_sub(1, std::memory_order_relaxed);
   }
   if (shut_down_) return;
-  subchannel->failed = true;
   if (was_ready) {
     // It worked until now: the server restarted or went away; try again
-    // at once (then with backoff), and ask the name again.
+    // at once (then with backoff), and ask the name again. Until that
+    // attempt fails, calls wait for it (gRPC's CONNECTING).
     subchannel->backoff = kInitialReconnectBackoff;
     Resolve(subchannel->name);
     Connect(*subchannel);
   } else {
+    subchannel->failed = true;
     ScheduleReconnect(*subchannel);
   }
   if (Failing()) FailWaiting();
