@@ -26,6 +26,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "base/log.h"
 
 namespace coach::http {
@@ -341,6 +342,7 @@ class ServerImpl final : public Server {
   }
 
   void Run() {
+    accepting_ = true;
     net::post(acceptor_.get_executor(), [this] { DoAccept(); });
   }
 
@@ -359,6 +361,12 @@ class ServerImpl final : public Server {
       ErrorCode ignored;
       acceptor_.close(ignored);
     });
+    // The accept loop's last handler uses this object: on a loop that
+    // outlives the server, it must have run before Shutdown returns.
+    if (accepting_ && !accept_ended_.WaitForNotificationWithTimeout(
+                          absl::Seconds(10))) {
+      LogError("http: the accept loop did not end");
+    }
     ForEachConnection([](Connection& c) { c.DoDrain(); });
     {
       absl::MutexLock lock(&mu_);
@@ -403,6 +411,7 @@ class ServerImpl final : public Server {
     acceptor_.async_accept(
         net::make_strand(ioc_), [this](ErrorCode ec, tcp::socket socket) {
           if (ec == net::error::operation_aborted || !acceptor_.is_open()) {
+            accept_ended_.Notify();
             return;
           }
           if (ec) {
@@ -447,6 +456,8 @@ class ServerImpl final : public Server {
   std::unique_ptr<EventLoop> own_loop_;
   net::io_context& ioc_;
   tcp::acceptor acceptor_;
+  bool accepting_ = false;  // Run() was called
+  absl::Notification accept_ended_;
   int port_ = 0;
   std::atomic<bool> draining_{false};
   std::atomic<int> connections_{0};

@@ -231,6 +231,7 @@ class Shard : public std::enable_shared_from_this<Shard> {
   Strand& strand() { return strand_; }
   const UpstreamOptions& options() const { return options_; }
   bool ready() const { return ready_count_.load(std::memory_order_relaxed) > 0; }
+  bool stopping() const { return shut_down_; }
 
   void Begin();  // resolves the target and connects
   void Start(std::shared_ptr<UpstreamCallImpl> call);
@@ -517,7 +518,7 @@ void Connection::Close(absl::string_view why) {
   socket_.shutdown(tcp::socket::shutdown_both, ignored);
   socket_.close(ignored);
   connect_timer_.cancel();
-  if (ready_) {
+  if (ready_ && !shard_->stopping()) {
     LogWarning("upstream: connection to %s closed: %s", authority_, why);
   }
   // Every stream still open ends; their calls may retry elsewhere.
