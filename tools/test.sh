@@ -98,7 +98,7 @@ TSAN_SUITES=(thread_pool_test cancellation_test async_http_client_test
              openai_coach_test chat_service_test user_service_test
              chat_caller_test proxy_test store_test limits_test
              rate_limiter_test stream_message_test http_front_test sse_test
-             metrics_test idempotency_test)
+             metrics_test idempotency_test upstream_test)
 build_tsan() {
   configure build/tsan "${SANITIZER_FLAGS[@]}" -DCOACH_SANITIZE=thread
   cmake --build build/tsan -j "$JOBS" --target "${TSAN_SUITES[@]}"
