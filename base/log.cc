@@ -1,5 +1,6 @@
 #include "base/log.h"
 
+#include <charconv>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -67,9 +68,30 @@ void ApplyLogOptions(const LogOptions& options) {
                            std::memory_order_relaxed);
 }
 
-std::string LogTimestamp() {
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(),
-                          absl::UTCTimeZone());
+std::string LogTimestamp() { return LogTimestamp(absl::Now()); }
+
+std::string LogTimestamp(absl::Time time) {
+  // "2026-11-29T19:14:29" of the second `time` is in (rounded down, as
+  // FormatTime does), kept for the next lines of this thread.
+  struct Cache {
+    int64_t second = 0;
+    std::string text;
+  };
+  thread_local Cache cache;
+  const int64_t second = absl::ToUnixSeconds(time);
+  if (cache.text.empty() || cache.second != second) {
+    cache.second = second;
+    cache.text = absl::FormatTime("%Y-%m-%dT%H:%M:%S",
+                                  absl::FromUnixSeconds(second),
+                                  absl::UTCTimeZone());
+  }
+  const int64_t millis =
+      absl::ToInt64Milliseconds(time - absl::FromUnixSeconds(second));
+  const char fraction[] = {'.', static_cast<char>('0' + millis / 100),
+                           static_cast<char>('0' + millis / 10 % 10),
+                           static_cast<char>('0' + millis % 10), 'Z'};
+  return absl::StrCat(cache.text,
+                      absl::string_view(fraction, sizeof(fraction)));
 }
 
 void WriteJsonLogLine(LogLevel level, absl::string_view message) {
@@ -103,8 +125,20 @@ void LogRequest(LogLevel level, const RequestLogLine& r) {
   if (!r.reason.empty()) absl::StrAppend(&summary, " reason=", r.reason);
   if (!r.note.empty()) absl::StrAppend(&summary, " ", r.note);
   if (r.duration_ms >= 0) {
-    absl::StrAppend(&summary, " duration_ms=",
-                    absl::StrFormat("%.1f", r.duration_ms));
+    // "%.1f" (to_chars with a precision is printf's rounding), without
+    // StrFormat's parsing of the format on every request line.
+    char tenths[64];
+    const std::to_chars_result end =
+        std::to_chars(tenths, tenths + sizeof(tenths), r.duration_ms,
+                      std::chars_format::fixed, 1);
+    if (end.ec == std::errc()) {
+      absl::StrAppend(&summary, " duration_ms=",
+                      absl::string_view(tenths, static_cast<size_t>(
+                                                    end.ptr - tenths)));
+    } else {  // more digits than a request takes
+      absl::StrAppend(&summary, " duration_ms=",
+                      absl::StrFormat("%.1f", r.duration_ms));
+    }
   }
   absl::StrAppend(&summary, " request_id=", r.request_id);
   Env::Default().Log(level, summary);

@@ -23,6 +23,7 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "base/env.h"
 #include "base/settings.h"
 
@@ -53,8 +54,11 @@ std::vector<Setting> LogSettings(LogOptions& options);
 // Makes `options` (checked by LogSettings' rows) the process's.
 void ApplyLogOptions(const LogOptions& options);
 
-// The time as lines show it: RFC 3339, UTC, milliseconds.
+// The time as lines show it: RFC 3339, UTC, milliseconds (truncated), as
+// absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ") writes it. The part up to the
+// seconds is formatted once a second per thread: every request has a line.
 std::string LogTimestamp();
+std::string LogTimestamp(absl::Time time);
 // Writes {"ts","level","msg"} as one line (JSON format).
 void WriteJsonLogLine(LogLevel level, absl::string_view message);
 

@@ -76,6 +76,13 @@ bool AnyCodePoint(absl::string_view text,
 }  // namespace
 
 bool IsNfc(absl::string_view text) {
+  // ASCII is NFC (no ASCII character decomposes or composes with another):
+  // user ids are checked on every request, and most are ASCII.
+  if (std::all_of(text.begin(), text.end(), [](char c) {
+        return static_cast<uint8_t>(c) < 0x80;
+      })) {
+    return true;
+  }
   UErrorCode status = U_ZERO_ERROR;
   const icu::Normalizer2* nfc = icu::Normalizer2::getNFCInstance(status);
   if (U_FAILURE(status)) return false;

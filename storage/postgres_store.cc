@@ -490,6 +490,26 @@ absl::StatusOr<UserTotals> PostgresStore::CountUserActivity(
               });
 }
 
+absl::StatusOr<UserActivity> PostgresStore::FindUserActivity(
+    absl::string_view user_id) {
+  return Read(
+      "find user activity", [&](Connection& c) -> absl::StatusOr<UserActivity> {
+        // Always one row: the user's columns (NULL when it has no row), then
+        // the totals. One statement: one round trip, one snapshot.
+        Rows rows = c.Run(
+            "SELECT u.id, u.plan, u.credits, u.credit_period, u.created_at, "
+            "a.sessions, a.messages FROM (SELECT COUNT(*) AS sessions, "
+            "COALESCE(SUM(message_count), 0) AS messages FROM sessions "
+            "WHERE user_id = $1) AS a LEFT JOIN users AS u ON u.id = $1",
+            {Text(user_id)});
+        UserActivity activity{.user = std::nullopt,
+                              .totals = {.sessions = rows.Int32(0, 5),
+                                         .messages = rows.Int32(0, 6)}};
+        if (!rows.IsNull(0, 0)) activity.user = ReadUser(rows, 0);
+        return activity;
+      });
+}
+
 // --- Credits --------------------------------------------------------------------
 
 absl::StatusOr<std::optional<CreditReservation>> PostgresStore::ReserveCredit(

@@ -62,6 +62,12 @@ struct UserTotals {
   int32_t messages = 0;
 };
 
+// A user's row (nullopt: never written) and totals, read together.
+struct UserActivity {
+  std::optional<UserRecord> user;
+  UserTotals totals;
+};
+
 // The credit terms in force now, decided by the domain and applied by the
 // store inside its transactions: a user row whose `credit_period` is not
 // `period` is refilled to the allowance of its plan before anything else, and

@@ -443,18 +443,47 @@ absl::StatusOr<UserRecord> SqliteStore::AddCredits(absl::string_view user_id,
   });
 }
 
+namespace {
+// A user's totals, from the columns `column` and `column + 1`.
+UserTotals ReadTotals(SQLite::Statement& q, int column) {
+  return UserTotals{.sessions = q.getColumn(column).getInt(),
+                    .messages = q.getColumn(column + 1).getInt()};
+}
+}  // namespace
+
 absl::StatusOr<UserTotals> SqliteStore::CountUserActivity(
     absl::string_view user_id) {
-  return Read(
-      "count activity", [&](Connection& c) -> absl::StatusOr<UserTotals> {
-        Connection::Statement q = c.Prepare(
-            "SELECT COUNT(*), COALESCE(SUM(message_count), 0) FROM sessions "
-            "WHERE user_id = ?1");
-        q->bind(1, std::string(user_id));
-        q->executeStep();
-        return UserTotals{.sessions = q->getColumn(0).getInt(),
-                          .messages = q->getColumn(1).getInt()};
-      });
+  return Read("count activity",
+              [&](Connection& c) -> absl::StatusOr<UserTotals> {
+                Connection::Statement q = c.Prepare(
+                    "SELECT COUNT(*), COALESCE(SUM(message_count), 0) "
+                    "FROM sessions WHERE user_id = ?1");
+                q->bind(1, std::string(user_id));
+                q->executeStep();
+                return ReadTotals(*q, 0);
+              });
+}
+
+absl::StatusOr<UserActivity> SqliteStore::FindUserActivity(
+    absl::string_view user_id) {
+  // Always one row: the user's columns (NULL when it has no row), then the
+  // totals. One statement is one read transaction: the stats request's
+  // lock and unlock of the database, once instead of twice.
+  return Read("find user activity",
+              [&](Connection& c) -> absl::StatusOr<UserActivity> {
+                Connection::Statement q = c.Prepare(
+                    "SELECT u.id, u.plan, u.credits, u.credit_period, "
+                    "u.created_at, a.sessions, a.messages FROM ("
+                    "SELECT COUNT(*) AS sessions, COALESCE(SUM(message_count), "
+                    "0) AS messages FROM sessions WHERE user_id = ?1) AS a "
+                    "LEFT JOIN users AS u ON u.id = ?1");
+                q->bind(1, std::string(user_id));
+                q->executeStep();
+                UserActivity activity{.user = std::nullopt,
+                                      .totals = ReadTotals(*q, 5)};
+                if (!q->isColumnNull(0)) activity.user = ReadUser(*q);
+                return activity;
+              });
 }
 
 // --- Credits --------------------------------------------------------------------

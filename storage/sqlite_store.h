@@ -45,6 +45,8 @@ class SqliteStore final : public Store {
                                         absl::Time now) override;
   absl::StatusOr<UserTotals> CountUserActivity(
       absl::string_view user_id) override;
+  absl::StatusOr<UserActivity> FindUserActivity(
+      absl::string_view user_id) override;
   absl::StatusOr<std::optional<CreditReservation>> ReserveCredit(
       absl::string_view user_id, const CreditTerms& terms, absl::Time now,
       absl::Time expires_at) override;

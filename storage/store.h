@@ -76,6 +76,10 @@ class Store {
                                                 absl::Time now) = 0;
   virtual absl::StatusOr<UserTotals> CountUserActivity(
       absl::string_view user_id) = 0;
+  // FindUser and CountUserActivity in one read (one statement, one
+  // snapshot): what a stats request needs, at the cost of one.
+  virtual absl::StatusOr<UserActivity> FindUserActivity(
+      absl::string_view user_id) = 0;
 
   // --- Server runs ---
   // Makes the holds this store takes from now on belong to a new run of

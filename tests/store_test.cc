@@ -307,6 +307,19 @@ TEST_F(SqliteStoreTest, CountingActivityUsesAnIndex) {
   EXPECT_THAT(plan, HasSubstr("INDEX sessions_by_user_updated")) << plan;
 }
 
+TEST_F(SqliteStoreTest, FindingUserActivityUsesIndexes) {
+  // FindUserActivity's statement: the totals by the index, the user by its
+  // key; neither table scanned.
+  const std::string plan = QueryPlan(
+      "SELECT u.id, u.plan, u.credits, u.credit_period, u.created_at, "
+      "a.sessions, a.messages FROM (SELECT COUNT(*) AS sessions, "
+      "COALESCE(SUM(message_count), 0) AS messages FROM sessions WHERE "
+      "user_id = ?1) AS a LEFT JOIN users AS u ON u.id = ?1");
+  EXPECT_THAT(plan, HasSubstr("SEARCH sessions USING INDEX "
+                              "sessions_by_user_updated")) << plan;
+  EXPECT_THAT(plan, HasSubstr("SEARCH u USING INDEX")) << plan;
+}
+
 // --- Errors are values ---------------------------------------------------------
 
 TEST_F(SqliteStoreTest, OpenFailuresAreStatusesNotExceptions) {
@@ -361,6 +374,11 @@ TEST_P(StoreTest, ReadsNeverCreateAUser) {
   ASSERT_TRUE(totals.ok());
   EXPECT_EQ(totals->sessions, 0);
   EXPECT_EQ(totals->messages, 0);
+  auto activity = store_->FindUserActivity("ghost");
+  ASSERT_TRUE(activity.ok()) << activity.status();
+  EXPECT_FALSE(activity->user.has_value());
+  EXPECT_EQ(activity->totals.sessions, 0);
+  EXPECT_EQ(activity->totals.messages, 0);
   auto sessions = store_->ListSessions("ghost", 10);
   ASSERT_TRUE(sessions.ok());
   EXPECT_TRUE(sessions->empty());
@@ -378,6 +396,50 @@ TEST_P(StoreTest, AWriteCreatesTheUserOnTheNewUserPlan) {
   EXPECT_EQ(bob.credits, 5);
   EXPECT_EQ(bob.credit_period, "2026-11");
   EXPECT_EQ(bob.created_at, now_);
+}
+
+TEST_P(StoreTest, FindUserActivityReadsTheUserAndItsTotalsTogether) {
+  CreateSession("s1", "dina");
+  CreateSession("s2", "dina");
+  CreateSession("other", "omar");
+  for (const std::string tag : {"a", "b"}) {
+    ASSERT_TRUE(
+        store_->CommitExchange(MakeExchange("s1", tag, now_, std::nullopt))
+            .ok());
+  }
+  ASSERT_TRUE(
+      store_->CommitExchange(MakeExchange("other", "c", now_, std::nullopt))
+          .ok());
+  ASSERT_TRUE(store_->SetPlan("dina", Plan::kBasic, TermsFor("2026-11"), now_)
+                  .ok());
+
+  auto activity = store_->FindUserActivity("dina");
+  ASSERT_TRUE(activity.ok()) << activity.status();
+  ASSERT_TRUE(activity->user.has_value());
+  const UserRecord dina = User("dina");
+  EXPECT_EQ(activity->user->id, "dina");
+  EXPECT_EQ(activity->user->plan, Plan::kBasic);
+  EXPECT_EQ(activity->user->credits, dina.credits);
+  EXPECT_EQ(activity->user->credit_period, "2026-11");
+  EXPECT_EQ(activity->user->created_at, dina.created_at);
+  // The same totals as CountUserActivity: 2 sessions, 2 exchanges of two
+  // messages each; omar's are not counted.
+  auto totals = store_->CountUserActivity("dina");
+  ASSERT_TRUE(totals.ok());
+  EXPECT_EQ(activity->totals.sessions, 2);
+  EXPECT_EQ(activity->totals.messages, 4);
+  EXPECT_EQ(activity->totals.sessions, totals->sessions);
+  EXPECT_EQ(activity->totals.messages, totals->messages);
+
+  // A user with a row but no session.
+  ASSERT_TRUE(store_->SetPlan("pia", Plan::kPremium, TermsFor("2026-11"), now_)
+                  .ok());
+  auto pia = store_->FindUserActivity("pia");
+  ASSERT_TRUE(pia.ok()) << pia.status();
+  ASSERT_TRUE(pia->user.has_value());
+  EXPECT_EQ(pia->user->plan, Plan::kPremium);
+  EXPECT_EQ(pia->totals.sessions, 0);
+  EXPECT_EQ(pia->totals.messages, 0);
 }
 
 TEST_P(StoreTest, SetPlanGivesThePlansFullAllowance) {

@@ -2,6 +2,10 @@
 #include "base/text.h"
 
 #include <gtest/gtest.h>
+#include <unicode/normalizer2.h>
+#include <unicode/unistr.h>
+
+#include <string>
 
 namespace coach {
 namespace {
@@ -13,6 +17,32 @@ TEST(TextTest, ValidUtf8) {
   EXPECT_FALSE(IsValidUtf8("\xED\xA0\x80"));  // surrogate
   EXPECT_FALSE(IsValidUtf8("\xF4\x90\x80\x80"));  // beyond U+10FFFF
   EXPECT_FALSE(IsValidUtf8("\xFF"));
+}
+
+TEST(TextTest, NfcComposedAccentsButNotCombiningOnes) {
+  EXPECT_TRUE(IsNfc("zoé"));
+  EXPECT_TRUE(IsNfc("\u5f20\u4e09"));
+  EXPECT_FALSE(IsNfc("zoe\u0301"));
+  EXPECT_FALSE(IsNfc("\u212B"));  // the Angstrom sign: NFC is U+00C5
+  EXPECT_TRUE(IsNfc(""));
+}
+
+// IsNfc answers ASCII without ICU: ICU must agree on every pair of ASCII
+// characters (composition looks at a character and the next one).
+TEST(TextTest, AsciiIsNfcAsIcuSays) {
+  UErrorCode status = U_ZERO_ERROR;
+  const icu::Normalizer2* nfc = icu::Normalizer2::getNFCInstance(status);
+  ASSERT_TRUE(U_SUCCESS(status));
+  for (int a = 0; a < 0x80; ++a) {
+    for (int b = 0; b < 0x80; ++b) {
+      const std::string text = {static_cast<char>(a), static_cast<char>(b)};
+      const bool icu = nfc->isNormalized(
+          icu::UnicodeString::fromUTF8(icu::StringPiece(text.data(), 2)),
+          status);
+      ASSERT_TRUE(U_SUCCESS(status));
+      ASSERT_EQ(IsNfc(text), icu) << a << " " << b;
+    }
+  }
 }
 
 TEST(TextTest, CountsCodePointsNotBytes) {

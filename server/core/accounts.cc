@@ -14,7 +14,12 @@ absl::StatusOr<UserStats> Accounts::StatsOf(const UserRecord& user,
                                             absl::Time now) {
   auto totals = store_.CountUserActivity(user.id);
   if (!totals.ok()) return ToPublicError(totals.status(), "count activity");
-  return UserStats{.totals = *totals,
+  return StatsFrom(user, *totals, now);
+}
+
+UserStats Accounts::StatsFrom(const UserRecord& user, const UserTotals& totals,
+                              absl::Time now) const {
+  return UserStats{.totals = totals,
                    .remaining_credits = credits_.RemainingCredits(user, now),
                    .plan = user.plan,
                    .status = user.status};
@@ -23,19 +28,21 @@ absl::StatusOr<UserStats> Accounts::StatsOf(const UserRecord& user,
 absl::StatusOr<UserStats> Accounts::GetUserStats(absl::string_view user_id) {
   COACH_RETURN_IF_ERROR(ValidateUserId(user_id, config_.limits));
   const absl::Time now = clock_.Now();
-  auto user = store_.FindUser(user_id);
-  if (!user.ok()) return ToPublicError(user.status(), "find user");
-  if (user->has_value()) return StatsOf(**user, now);
-  // Never seen: a new FREE, ACTIVE user with a full allowance. Nothing is
-  // written: reads create no rows.
-  const CreditTerms terms = credits_.TermsAt(now);
+  // The row and the totals in one read (this is the hot read of the API).
+  auto found = store_.FindUserActivity(user_id);
+  if (!found.ok()) return ToPublicError(found.status(), "find user");
+  if (found->user.has_value()) {
+    return StatsFrom(*found->user, found->totals, now);
+  }
+  // Never seen: a new FREE, ACTIVE user with a full allowance (no period:
+  // a full refill). Nothing is written: reads create no rows.
   UserRecord fresh{.id = std::string(user_id),
-                   .plan = terms.new_user_plan,
+                   .plan = credits_.NewUserPlan(),
                    .status = UserStatus::kActive,
                    .credits = 0,
                    .credit_period = "",
                    .created_at = now};
-  return StatsOf(fresh, now);
+  return StatsFrom(fresh, found->totals, now);
 }
 
 absl::StatusOr<UserStats> Accounts::SetPlan(absl::string_view user_id,

@@ -44,6 +44,8 @@ class Accounts {
 
  private:
   absl::StatusOr<UserStats> StatsOf(const UserRecord& user, absl::Time now);
+  UserStats StatsFrom(const UserRecord& user, const UserTotals& totals,
+                      absl::Time now) const;
 
   const CoreConfig& config_;
   Store& store_;

@@ -11,22 +11,26 @@ CreditPolicy::CreditPolicy(const PlanCredits& plans) {
   terms_.new_user_plan = Plan::kFree;
 }
 
+std::string CreditPolicy::PeriodAt(absl::Time now) {
+  return absl::FormatTime("%Y-%m", now, absl::UTCTimeZone());
+}
+
 CreditTerms CreditPolicy::TermsAt(absl::Time now) const {
   CreditTerms terms = terms_;
-  terms.period = absl::FormatTime("%Y-%m", now, absl::UTCTimeZone());
+  terms.period = PeriodAt(now);
   return terms;
 }
 
-std::optional<int32_t> CreditPolicy::RemainingCredits(
-    const std::optional<UserRecord>& user, absl::Time now) const {
-  const CreditTerms terms = TermsAt(now);
-  const Plan plan = user.has_value() ? user->plan : terms.new_user_plan;
-  const std::optional<int32_t> allowance = terms.AllowanceOf(plan);
+std::optional<int32_t> CreditPolicy::RemainingCredits(const UserRecord& user,
+                                                      absl::Time now) const {
+  // terms_ is TermsAt(now) but for the period, formatted only when compared
+  // (a stats request is served in microseconds: formatting counts).
+  const std::optional<int32_t> allowance = terms_.AllowanceOf(user.plan);
   if (!allowance.has_value()) return std::nullopt;  // unlimited
-  if (!user.has_value() || user->credit_period != terms.period) {
+  if (user.credit_period.empty() || user.credit_period != PeriodAt(now)) {
     return allowance;
   }
-  return user->credits;
+  return user.credits;
 }
 
 CreditHold::CreditHold(CreditHold&& other) noexcept

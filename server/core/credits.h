@@ -33,11 +33,17 @@ class CreditPolicy {
   CreditTerms TermsAt(absl::Time now) const;
 
   // What `user` may still spend at `now`, the refill applied: nullopt when
-  // unlimited. A user never seen (nullopt) is a new FREE user.
-  std::optional<int32_t> RemainingCredits(const std::optional<UserRecord>& user,
+  // unlimited. A user never seen is a record on NewUserPlan() with no
+  // credit period (a full allowance).
+  std::optional<int32_t> RemainingCredits(const UserRecord& user,
                                           absl::Time now) const;
+  // The plan of a user never seen (TermsAt(now).new_user_plan, at any now).
+  Plan NewUserPlan() const { return terms_.new_user_plan; }
 
  private:
+  // TermsAt(now).period: "2026-11".
+  static std::string PeriodAt(absl::Time now);
+
   // Every term but the period, decided once.
   CreditTerms terms_;
 };
