@@ -101,6 +101,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
                      absl::Duration heartbeat_every, std::string heartbeat);
   void DoSend(uint64_t seq, std::string chunk);
   void DoFinish(uint64_t seq);
+  // Strand-only: watches for the client's hang-up if request `seq` is
+  // still being handled or streamed.
+  void WatchHangupOf(uint64_t seq) {
+    if (seq == seq_ && (state_ == State::kHandling ||
+                        state_ == State::kStreaming)) {
+      WatchHangup();
+    }
+  }
   // Server shutdown: closes the connection unless a request is in progress.
   void DoDrain();
   // Closes whatever its state.
@@ -259,6 +267,9 @@ class ExchangeImpl final : public Exchange {
       absl::MutexLock lock(&mu_);
       if (!cancelled_) {
         on_cancel_ = std::move(on_cancel);
+        // Someone acts on a hang-up: watch for one.
+        connection_->Post(
+            [seq = seq_](Connection& c) { c.WatchHangupOf(seq); });
         return;
       }
     }
@@ -624,7 +635,7 @@ void Connection::Dispatch() {
   auto exchange = std::make_shared<ExchangeImpl>(
       shared_from_this(), seq_, std::move(request), server_.options().refusal);
   exchange_ = exchange;
-  WatchHangup();
+  // Not watched for a hang-up until its handler asks (OnCancel).
   server_.Handle(std::move(exchange));
 }
 

@@ -137,6 +137,10 @@ class Exchange {
   // `on_cancel` runs once, on an event-loop thread, if the client goes away
   // (closes its connection) or the server stops before the answer was
   // written; at once if that already happened. At most one callback.
+  // Registering one also makes the server watch the connection for the
+  // client's hang-up until the answer is written; an exchange without one is
+  // not watched (a watch costs system calls on every request): its client's
+  // departure shows when the answer is written.
   virtual void OnCancel(absl::AnyInvocable<void()> on_cancel) = 0;
 };
 

@@ -630,11 +630,15 @@ void CoachProxy::CallUnary(std::shared_ptr<Pending> pending,
         }
         LogAccess(*pending, http_status, status.error_code(), reason);
       });
-  // The client hanging up cancels the call: coach-server then charges and
-  // stores nothing.
-  exchange->OnCancel([weak = std::weak_ptr<UpstreamCall>(call)] {
-    if (auto call = weak.lock()) call->Cancel();
-  });
+  // The client hanging up cancels a call that changes something:
+  // coach-server then charges and stores nothing. A read is let finish
+  // (bounded by its deadline): watching every read's connection for a
+  // hang-up would cost system calls on the busiest path for nothing.
+  if (route.http_method != "GET") {
+    exchange->OnCancel([weak = std::weak_ptr<UpstreamCall>(call)] {
+      if (auto call = weak.lock()) call->Cancel();
+    });
+  }
 }
 
 void CoachProxy::CallStream(std::shared_ptr<Pending> pending,
