@@ -587,15 +587,17 @@ void LogUpstreamFailure(const Route& route, const grpc::Status& status,
 void CoachProxy::CallUnary(std::shared_ptr<Pending> pending,
                            const Route& route,
                            std::unique_ptr<Message> request) {
-  const CallOptions options =
+  CallOptions options =
       CallOptionsFor(config_, route, pending->request_id, pending->request());
+  const bool waited = options.wait_for_ready;
+  std::shared_ptr<ServerMetadata> replayed = options.server_metadata;
   const google::protobuf::Descriptor* output = route.method->output_type();
   std::shared_ptr<http::Exchange> exchange = pending->exchange;
   auto call = upstream_.Unary(
-      route.grpc_method, *request, options,
-      [this, pending, output, &route, waited = options.wait_for_ready,
-       replayed = options.server_metadata](const grpc::Status& answered,
-                                           std::string& response) {
+      route.grpc_method, *request, std::move(options),
+      [this, pending, output, &route, waited,
+       replayed = std::move(replayed)](const grpc::Status& answered,
+                                       std::string& response) {
         std::vector<http::Header> headers = pending->Headers(kJsonContentType);
         AddReplayedHeader(replayed.get(), headers);
         int http_status = 200;

@@ -180,7 +180,6 @@ struct UpstreamCallImpl final
 
   // Strand-only from here.
   bool finished = false;
-  bool waiting = false;
   int attempts = 0;
   int transparent_retries = 0;
   std::multimap<absl::Time, UpstreamCallImpl*>::iterator deadline_entry;
@@ -200,7 +199,6 @@ struct UpstreamCallImpl final
   size_t buffer_start = 0;
   int messages = 0;
   std::string response;  // unary: the one message
-  std::optional<grpc::Status> failure;  // the attempt failed locally
 
   void ResetAttempt() {
     connection = nullptr;
@@ -215,7 +213,6 @@ struct UpstreamCallImpl final
     buffer.clear();
     buffer_start = 0;
     response.clear();
-    failure.reset();
     if (options.server_metadata != nullptr) {
       options.server_metadata->values.clear();
     }
@@ -230,6 +227,10 @@ class Shard : public std::enable_shared_from_this<Shard> {
 
   Strand& strand() { return strand_; }
   const UpstreamOptions& options() const { return options_; }
+  // A method of UpstreamOptions::read_methods (retried when UNAVAILABLE).
+  bool IsRead(const std::string& method) const {
+    return read_methods_.contains(method);
+  }
   bool ready() const { return ready_count_.load(std::memory_order_relaxed) > 0; }
   bool stopping() const { return shut_down_; }
 
@@ -287,6 +288,7 @@ class Shard : public std::enable_shared_from_this<Shard> {
 
   Strand strand_;
   const UpstreamOptions options_;
+  const absl::flat_hash_set<std::string> read_methods_;
   const std::vector<TargetAddress> names_;
   std::vector<bool> resolving_;  // per name
   std::vector<bool> resolved_;   // per name: at least once
@@ -812,6 +814,7 @@ void Connection::EndStream(int32_t stream_id, grpc::Status status,
 Shard::Shard(net::io_context& loop, const UpstreamOptions& options)
     : strand_(net::make_strand(loop)),
       options_(options),
+      read_methods_(options.read_methods.begin(), options.read_methods.end()),
       names_(ParseTarget(options.target)),
       resolving_(names_.size(), false),
       resolved_(names_.size(), false),
@@ -986,7 +989,6 @@ void Shard::FailWaiting() {
     if (call->options.wait_for_ready) {
       still.push_back(std::move(call));
     } else {
-      call->waiting = false;
       Finish(*call, Unavailable("no coach-server reachable"));
     }
   }
@@ -997,7 +999,6 @@ void Shard::DispatchWaiting() {
   std::deque<std::shared_ptr<UpstreamCallImpl>> waiting;
   waiting.swap(waiting_);
   for (auto& call : waiting) {
-    call->waiting = false;
     Dispatch(std::move(call));
   }
 }
@@ -1019,17 +1020,15 @@ void Shard::Dispatch(std::shared_ptr<UpstreamCallImpl> call) {
   if (!call->options.wait_for_ready && Failing()) {
     return Finish(*call, Unavailable("no coach-server reachable"));
   }
-  call->waiting = true;
   waiting_.push_back(std::move(call));
 }
 
 void Shard::Start(std::shared_ptr<UpstreamCallImpl> call) {
+  live_.emplace(call.get(), call);
   if (shut_down_) {
-    live_.emplace(call.get(), call);
     return Finish(*call, grpc::Status(grpc::StatusCode::CANCELLED,
                                       "coach-proxy is stopping"));
   }
-  live_.emplace(call.get(), call);
   TrackDeadline(*call);
   Dispatch(std::move(call));
 }
@@ -1200,57 +1199,55 @@ bool Upstream::AnyServerReady() const {
 
 namespace {
 
-constexpr size_t kPrefixBytes = 5;
-
+// `request` with gRPC's prefix (uncompressed, 32-bit big-endian length).
 std::string Framed(const google::protobuf::Message& request) {
+  constexpr size_t kPrefix = upstream_internal::kPrefixBytes;
   const size_t size = request.ByteSizeLong();
-  std::string framed(kPrefixBytes + size, '\0');
+  std::string framed(kPrefix + size, '\0');
   framed[1] = static_cast<char>((size >> 24) & 0xFF);
   framed[2] = static_cast<char>((size >> 16) & 0xFF);
   framed[3] = static_cast<char>((size >> 8) & 0xFF);
   framed[4] = static_cast<char>(size & 0xFF);
   request.SerializeWithCachedSizesToArray(
-      reinterpret_cast<uint8_t*>(framed.data() + kPrefixBytes));
+      reinterpret_cast<uint8_t*>(framed.data() + kPrefix));
   return framed;
 }
 
 }  // namespace
 
-std::shared_ptr<UpstreamCall> Upstream::Unary(
+std::shared_ptr<UpstreamCallImpl> Upstream::NewCall(
     const std::string& grpc_method, const google::protobuf::Message& request,
-    const CallOptions& options, UnaryDone done) {
+    CallOptions options) {
   auto call = std::make_shared<UpstreamCallImpl>();
   call->shard = shards_[next_shard_.fetch_add(1, std::memory_order_relaxed) %
                         shards_.size()];
   call->method = grpc_method;
-  call->read = std::find(call->shard->options().read_methods.begin(),
-                         call->shard->options().read_methods.end(),
-                         grpc_method) !=
-               call->shard->options().read_methods.end();
-  call->options = options;
-  call->framed = Framed(request);
+  call->read = call->shard->IsRead(grpc_method);
   call->deadline = absl::Now() + options.deadline;
+  call->options = std::move(options);
+  call->framed = Framed(request);
+  return call;
+}
+
+std::shared_ptr<UpstreamCall> Upstream::Unary(
+    const std::string& grpc_method, const google::protobuf::Message& request,
+    CallOptions options, UnaryDone done) {
+  std::shared_ptr<UpstreamCallImpl> call =
+      NewCall(grpc_method, request, std::move(options));
   call->unary_done = std::move(done);
-  net::post(call->shard->strand(),
-            [call] { call->shard->Start(call); });
+  net::post(call->shard->strand(), [call] { call->shard->Start(call); });
   return call;
 }
 
 std::shared_ptr<UpstreamCall> Upstream::ServerStream(
     const std::string& grpc_method, const google::protobuf::Message& request,
-    const CallOptions& options, StreamMessage on_message, StreamDone done) {
-  auto call = std::make_shared<UpstreamCallImpl>();
-  call->shard = shards_[next_shard_.fetch_add(1, std::memory_order_relaxed) %
-                        shards_.size()];
-  call->method = grpc_method;
+    CallOptions options, StreamMessage on_message, StreamDone done) {
+  std::shared_ptr<UpstreamCallImpl> call =
+      NewCall(grpc_method, request, std::move(options));
   call->streaming = true;
-  call->options = options;
-  call->framed = Framed(request);
-  call->deadline = absl::Now() + options.deadline;
   call->on_message = std::move(on_message);
   call->stream_done = std::move(done);
-  net::post(call->shard->strand(),
-            [call] { call->shard->Start(call); });
+  net::post(call->shard->strand(), [call] { call->shard->Start(call); });
   return call;
 }
 

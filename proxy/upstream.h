@@ -58,6 +58,7 @@ class io_context;
 namespace coach::proxy {
 namespace upstream_internal {
 class Shard;
+struct UpstreamCallImpl;
 }  // namespace upstream_internal
 
 // The metadata key carrying the request id to coach-server (and its logs).
@@ -132,8 +133,7 @@ class Upstream {
                                             std::string& response)>;
   std::shared_ptr<UpstreamCall> Unary(const std::string& grpc_method,
                                       const google::protobuf::Message& request,
-                                      const CallOptions& options,
-                                      UnaryDone done);
+                                      CallOptions options, UnaryDone done);
 
   // A server-streaming call: `on_message` runs for each message in order,
   // then `done` once with the final status.
@@ -141,12 +141,17 @@ class Upstream {
   using StreamDone = absl::AnyInvocable<void(const grpc::Status& status)>;
   std::shared_ptr<UpstreamCall> ServerStream(
       const std::string& grpc_method, const google::protobuf::Message& request,
-      const CallOptions& options, StreamMessage on_message, StreamDone done);
+      CallOptions options, StreamMessage on_message, StreamDone done);
 
   // True while at least one server is connected.
   bool AnyServerReady() const;
 
  private:
+  // A call on the next shard, its request framed.
+  std::shared_ptr<upstream_internal::UpstreamCallImpl> NewCall(
+      const std::string& grpc_method, const google::protobuf::Message& request,
+      CallOptions options);
+
   std::vector<std::shared_ptr<upstream_internal::Shard>> shards_;
   std::atomic<uint64_t> next_shard_{0};
 };
