@@ -14,12 +14,12 @@ namespace coach {
 namespace {
 
 // The same tables as SQLite's schema (sqlite_schema.cc: its version 3 is
-// our 1, its 4 our 2), in PostgreSQL's types: times are UTC microseconds
+// our 1, its 4 our 2, its 5 our 3), in PostgreSQL's types: times are UTC microseconds
 // since the Unix epoch (BIGINT), and `seq` identity columns give the
 // insertion order that SQLite's rowid gives (lists break ties on it). Every
 // session or message insert happens under its user's or session's row lock,
 // so `seq` follows commit order where lists read it.
-constexpr std::array<absl::string_view, 2> kMigrations = {
+constexpr std::array<absl::string_view, 3> kMigrations = {
     // 1: users, sessions, messages (with model and token usage), credit
     // holds with the server run that owns them.
     R"sql(
@@ -87,6 +87,12 @@ CREATE TABLE idempotency_keys (
 CREATE INDEX idempotency_keys_by_expiry ON idempotency_keys (expires_at);
 CREATE INDEX idempotency_keys_by_run ON idempotency_keys (instance, run)
   WHERE claim IS NOT NULL;
+)sql",
+    // 3: the per-user rate limits' state (RateState), on the user's row, as
+    // SQLite's migration 5.
+    R"sql(
+ALTER TABLE users ADD COLUMN send_rate_tat BIGINT NOT NULL DEFAULT 0,
+                  ADD COLUMN session_rate_tat BIGINT NOT NULL DEFAULT 0;
 )sql",
 };
 

@@ -11,6 +11,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "base/ids.h"
 #include "storage/postgres_schema.h"
 #include "storage/record_columns.h"
@@ -112,24 +113,31 @@ class PostgresStore::Connection {
   // Runs `sql`, prepared on this connection at its first use (keyed by the
   // pointer: every SQL text is a constant of this file), with `params`.
   Rows Run(const char* sql, std::initializer_list<Param> params) {
+    return Run(sql, params.begin(), params.size());
+  }
+  Rows Run(const char* sql, const std::vector<Param>& params) {
+    return Run(sql, params.data(), params.size());
+  }
+
+ private:
+  Rows Run(const char* sql, const Param* params, size_t count) {
     auto it = prepared_.find(sql);
     if (it == prepared_.end()) {
       std::string name = absl::StrCat("coach_", prepared_.size() + 1);
-      Check(PQprepare(conn_, name.c_str(), sql, static_cast<int>(params.size()),
+      Check(PQprepare(conn_, name.c_str(), sql, static_cast<int>(count),
                       nullptr));
       it = prepared_.emplace(sql, std::move(name)).first;
     }
     std::vector<const char*> values;
-    values.reserve(params.size());
-    for (const Param& p : params) {
-      values.push_back(p.has_value() ? p->c_str() : nullptr);
+    values.reserve(count);
+    for (size_t i = 0; i < count; ++i) {
+      values.push_back(params[i].has_value() ? params[i]->c_str() : nullptr);
     }
     return Check(PQexecPrepared(conn_, it->second.c_str(),
                                 static_cast<int>(values.size()), values.data(),
                                 nullptr, nullptr, /*resultFormat=*/0));
   }
 
- private:
   // The result if the statement succeeded; throws PgError otherwise.
   Rows Check(PGresult* result) {
     Rows rows(result);
@@ -180,14 +188,15 @@ UserRecord ReadUser(const Rows& rows, int row) {
 constexpr const char* kSessionColumns =
     "id, user_id, title, last_message, message_count, created_at, updated_at";
 
-SessionRecord ReadSession(const Rows& rows, int row) {
-  return SessionRecord{.id = rows.Str(row, 0),
-                       .user_id = rows.Str(row, 1),
-                       .title = rows.Str(row, 2),
-                       .last_message = rows.Str(row, 3),
-                       .message_count = rows.Int32(row, 4),
-                       .created_at = rows.Time(row, 5),
-                       .updated_at = rows.Time(row, 6)};
+// kSessionColumns, from column `first` on.
+SessionRecord ReadSession(const Rows& rows, int row, int first = 0) {
+  return SessionRecord{.id = rows.Str(row, first),
+                       .user_id = rows.Str(row, first + 1),
+                       .title = rows.Str(row, first + 2),
+                       .last_message = rows.Str(row, first + 3),
+                       .message_count = rows.Int32(row, first + 4),
+                       .created_at = rows.Time(row, first + 5),
+                       .updated_at = rows.Time(row, first + 6)};
 }
 
 // The columns id, session_id, role, content, created_at, model,
@@ -218,32 +227,92 @@ std::optional<SessionRecord> LoadSession(Connection& c,
 
 // --- Write helpers (called inside a write transaction) ----------------------
 
+// The user row of a write transaction, locked, and its rate state.
+struct LockedUser {
+  UserRecord user;
+  RateState rates;
+};
+
 // Creates the user if unknown, locks its row until the transaction ends
-// (every decision on its credits or its sessions is taken under this lock,
-// by whichever server), then applies the monthly refill.
+// (every decision on its credits, sessions, sends and rates is taken under
+// this lock, by whichever server), then applies the monthly refill. A known
+// user costs one round trip.
+LockedUser LockUser(Connection& c, absl::string_view user_id,
+                    const CreditTerms& terms, absl::Time now) {
+  static const std::string lock =
+      absl::StrCat("SELECT ", kUserColumns,
+                   ", send_rate_tat, session_rate_tat FROM users "
+                   "WHERE id = $1 FOR UPDATE");
+  static const std::string insert = absl::StrCat(
+      "INSERT INTO users (id, plan, status, credits, credit_period, "
+      "created_at) VALUES ($1, $2, 'ACTIVE', $3, $4, $5) "
+      "ON CONFLICT (id) DO NOTHING RETURNING ",
+      kUserColumns, ", send_rate_tat, session_rate_tat");
+  for (;;) {
+    Rows rows = c.Run(lock.c_str(), {Text(user_id)});
+    if (rows.size() == 0) {
+      // A row this transaction inserts is its own until it ends. Nothing
+      // returned: another transaction inserted it meanwhile (and has
+      // committed, the insert waited for it): lock it.
+      rows = c.Run(insert.c_str(),
+                   {Text(user_id), Text(PlanName(terms.new_user_plan)),
+                    Int(RefilledCredits(terms, terms.new_user_plan)),
+                    Text(terms.period), Micros(now)});
+      if (rows.size() == 0) continue;
+    }
+    LockedUser locked{.user = ReadUser(rows, 0),
+                      .rates = {.send_tat = rows.Time(0, 5),
+                                .session_tat = rows.Time(0, 6)}};
+    UserRecord& user = locked.user;
+    if (user.credit_period != terms.period) {
+      user.credits = RefilledCredits(terms, user.plan);
+      user.credit_period = terms.period;
+      c.Run("UPDATE users SET credits = $2, credit_period = $3 WHERE id = $1",
+            {Text(user.id), Int(user.credits), Text(user.credit_period)});
+    }
+    return locked;
+  }
+}
+
 UserRecord EnsureUser(Connection& c, absl::string_view user_id,
                       const CreditTerms& terms, absl::Time now) {
-  c.Run("INSERT INTO users (id, plan, status, credits, credit_period, "
-        "created_at) VALUES ($1, $2, 'ACTIVE', $3, $4, $5) "
-        "ON CONFLICT (id) DO NOTHING",
-        {Text(user_id), Text(PlanName(terms.new_user_plan)),
-         Int(RefilledCredits(terms, terms.new_user_plan)), Text(terms.period),
-         Micros(now)});
-  static const std::string lock = absl::StrCat(
-      "SELECT ", kUserColumns, " FROM users WHERE id = $1 FOR UPDATE");
-  UserRecord user = ReadUser(c.Run(lock.c_str(), {Text(user_id)}), 0);
-  if (user.credit_period != terms.period) {
-    user.credits = RefilledCredits(terms, user.plan);
-    user.credit_period = terms.period;
-    c.Run("UPDATE users SET credits = $2, credit_period = $3 WHERE id = $1",
-          {Text(user.id), Int(user.credits), Text(user.credit_period)});
-  }
-  return user;
+  return LockUser(c, user_id, terms, now).user;
+}
+
+// The rest of an AdmissionState, read under the user's lock (LockUser) in
+// one statement: live sends; the user's sessions when `count_sessions`;
+// the session `session_id` names, if any.
+AdmissionState ReadAdmissionState(Connection& c, LockedUser locked,
+                                  absl::string_view session_id,
+                                  bool count_sessions, absl::Time now) {
+  static const std::string sql = absl::StrCat(
+      "SELECT (SELECT COUNT(*) FROM credit_reservations WHERE user_id = $1 "
+      "AND expires_at > $2), CASE WHEN $4::boolean THEN (SELECT COUNT(*) "
+      "FROM sessions WHERE user_id = $1) ELSE 0 END, s.",
+      absl::StrReplaceAll(kSessionColumns, {{", ", ", s."}}),
+      " FROM (SELECT 1) AS one LEFT JOIN sessions AS s ON s.id = $3");
+  Rows rows = c.Run(sql.c_str(), {Text(locked.user.id), Micros(now),
+                                  Text(session_id),
+                                  Text(count_sessions ? "true" : "false")});
+  AdmissionState state{.user = std::move(locked.user),
+                       .rates = locked.rates,
+                       .live_sends = rows.Int32(0, 0),
+                       .sessions = rows.Int32(0, 1),
+                       .session = std::nullopt};
+  if (!rows.IsNull(0, 2)) state.session = ReadSession(rows, 0, 2);
+  return state;
+}
+
+void WriteRates(Connection& c, absl::string_view user_id,
+                const RateState& rates) {
+  c.Run("UPDATE users SET send_rate_tat = $2, session_rate_tat = $3 "
+        "WHERE id = $1",
+        {Text(user_id), Micros(rates.send_tat), Micros(rates.session_tat)});
 }
 
 // Inserts `s` unless its user already owns `max_user_sessions` (> 0)
 // sessions: false then, and nothing is inserted. Called with the user's row
-// locked (EnsureUser), so two racing inserts at the maximum cannot both pass.
+// locked (LockUser), so two racing inserts at the maximum cannot both pass.
 bool InsertSession(Connection& c, const SessionRecord& s,
                    int max_user_sessions) {
   return c.Run("INSERT INTO sessions (id, user_id, title, last_message, "
@@ -257,19 +326,32 @@ bool InsertSession(Connection& c, const SessionRecord& s,
              .affected() > 0;
 }
 
-void InsertMessage(Connection& c, const MessageRecord& m) {
-  Param prompt_tokens, completion_tokens;
-  if (m.usage.has_value()) {
-    prompt_tokens = Int(m.usage->prompt_tokens);
-    completion_tokens = Int(m.usage->completion_tokens);
-  }
+// The eight columns of `m` an INSERT INTO messages names, in order.
+void AppendMessageParams(std::vector<Param>& params, const MessageRecord& m) {
+  params.push_back(Text(m.id));
+  params.push_back(Text(m.session_id));
+  params.push_back(Text(RoleName(m.role)));
+  params.push_back(Text(m.content));
+  params.push_back(Micros(m.created_at));
+  params.push_back(m.model.empty() ? Param() : Text(m.model));
+  params.push_back(m.usage.has_value() ? Int(m.usage->prompt_tokens) : Param());
+  params.push_back(m.usage.has_value() ? Int(m.usage->completion_tokens)
+                                       : Param());
+}
+
+// Inserts the two messages of an exchange, `first` first (its seq is the
+// smaller), in one statement.
+void InsertMessages(Connection& c, const MessageRecord& first,
+                    const MessageRecord& second) {
+  std::vector<Param> params;
+  params.reserve(16);
+  AppendMessageParams(params, first);
+  AppendMessageParams(params, second);
   c.Run("INSERT INTO messages (id, session_id, role, content, created_at, "
         "model, prompt_tokens, completion_tokens) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        {Text(m.id), Text(m.session_id), Text(RoleName(m.role)),
-         Text(m.content), Micros(m.created_at),
-         m.model.empty() ? Param() : Text(m.model), prompt_tokens,
-         completion_tokens});
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8), "
+        "($9, $10, $11, $12, $13, $14, $15, $16)",
+        params);
 }
 
 // Stores the key's final response if `done.claim_id` still holds it
@@ -286,6 +368,69 @@ bool CompleteKey(Connection& c, const IdempotencyCompletion& done,
                        ? Int(*remaining_credits)
                        : Param()})
              .affected() > 0;
+}
+
+// Claims `claim`'s key for the current run's `owner` (Store's "Idempotency
+// keys"). Inside a write transaction, after the user's row lock: every
+// transaction takes the user's row, then the key's.
+ClaimOutcome ClaimKey(Connection& c, const IdempotencyClaim& claim,
+                      const HoldOwner& owner) {
+  const std::initializer_list<Param> values = {
+      Text(claim.user_id),            Text(claim.key),
+      Text(claim.request_hash),       Text(claim.claim_id),
+      Text(owner.instance),           Text(owner.run),
+      Micros(claim.claim_expires_at), Micros(claim.expires_at)};
+  const ClaimOutcome claimed{.state = ClaimOutcome::State::kClaimed,
+                             .stored = std::nullopt};
+  // The primary key decides between servers: an insert racing another
+  // waits for it to commit, then does nothing.
+  for (int tries = 0; tries < 3; ++tries) {
+    if (c.Run("INSERT INTO idempotency_keys (user_id, idempotency_key, "
+              "request_hash, claim, instance, run, claim_expires_at, "
+              "expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+              "ON CONFLICT (user_id, idempotency_key) DO NOTHING",
+              values)
+            .affected() > 0) {
+      return claimed;
+    }
+    // Held until this transaction ends.
+    Rows rows = c.Run(
+        "SELECT request_hash, claim, claim_expires_at, expires_at, "
+        "response, remaining_credits FROM idempotency_keys "
+        "WHERE user_id = $1 AND idempotency_key = $2 FOR UPDATE",
+        {Text(claim.user_id), Text(claim.key)});
+    if (rows.size() == 0) continue;  // released meanwhile: insert
+    IdempotencyKeyRow row{.request_hash = rows.Str(0, 0),
+                          .claim = std::nullopt,
+                          .claim_expires_at = rows.Time(0, 2),
+                          .expires_at = rows.Time(0, 3),
+                          .response = std::nullopt,
+                          .remaining_credits = std::nullopt};
+    if (!rows.IsNull(0, 1)) row.claim = rows.Str(0, 1);
+    if (!rows.IsNull(0, 4)) row.response = rows.Str(0, 4);
+    if (!rows.IsNull(0, 5)) row.remaining_credits = rows.Int32(0, 5);
+    if (auto held = HeldKeyOutcome(row, claim); held.has_value()) {
+      return *held;
+    }
+    // Expired or abandoned: now this claim's.
+    c.Run("UPDATE idempotency_keys SET request_hash = $3, claim = $4, "
+          "instance = $5, run = $6, claim_expires_at = $7, "
+          "expires_at = $8, response = NULL, remaining_credits = NULL "
+          "WHERE user_id = $1 AND idempotency_key = $2",
+          values);
+    return claimed;
+  }
+  // Claimed and released three times while this looked: as good as
+  // running.
+  return ClaimOutcome{.state = ClaimOutcome::State::kInProgress,
+                      .stored = std::nullopt};
+}
+
+void DeleteClaim(Connection& c, absl::string_view user_id,
+                 absl::string_view key, absl::string_view claim_id) {
+  c.Run("DELETE FROM idempotency_keys WHERE user_id = $1 "
+        "AND idempotency_key = $2 AND claim = $3",
+        {Text(user_id), Text(key), Text(claim_id)});
 }
 
 }  // namespace
@@ -382,6 +527,7 @@ auto PostgresStore::Write(absl::string_view operation, Body&& body)
       (*c).Command("BEGIN");
       auto result = body(*c);
       (*c).Command(result.ok() ? "COMMIT" : "ROLLBACK");
+      if (result.ok()) write_transactions_.fetch_add(1, std::memory_order_relaxed);
       return result;
     } catch (const std::exception& e) {
       const auto* pg = dynamic_cast<const PgError*>(&e);
@@ -512,33 +658,57 @@ absl::StatusOr<UserActivity> PostgresStore::FindUserActivity(
 
 // --- Credits --------------------------------------------------------------------
 
-absl::StatusOr<std::optional<CreditReservation>> PostgresStore::ReserveCredit(
-    absl::string_view user_id, const CreditTerms& terms, absl::Time now,
-    absl::Time expires_at) {
+absl::StatusOr<SendAdmissionResult> PostgresStore::AdmitSend(
+    const SendAdmissionRequest& request, AdmissionRule decide) {
   const HoldOwner owner = Owner();
   return Write(
-      "reserve credit",
-      [&](Connection& c) -> absl::StatusOr<std::optional<CreditReservation>> {
-        // The user's row stays locked until the commit: the count of live
-        // holds below cannot change under this decision.
-        UserRecord user = EnsureUser(c, user_id, terms, now);
-        c.Run("DELETE FROM credit_reservations WHERE user_id = $1 "
-              "AND expires_at <= $2",
-              {Text(user.id), Micros(now)});
-        const int64_t held =
-            c.Run("SELECT COUNT(*) FROM credit_reservations WHERE user_id = $1",
-                  {Text(user.id)})
-                .Int64(0, 0);
-        if (user.credits - held <= 0) {
-          return std::optional<CreditReservation>();
+      "admit send", [&](Connection& c) -> absl::StatusOr<SendAdmissionResult> {
+        LockedUser locked =
+            LockUser(c, request.user_id, request.terms, request.now);
+        SendAdmissionResult result{
+            .claim = {.state = ClaimOutcome::State::kClaimed,
+                      .stored = std::nullopt},
+            .reservation = std::nullopt};
+        if (request.claim.has_value()) {
+          result.claim = ClaimKey(c, *request.claim, owner);
+          if (result.claim.state != ClaimOutcome::State::kClaimed) {
+            return result;
+          }
         }
+        const Admission answer = decide(ReadAdmissionState(
+            c, std::move(locked), request.session_id,
+            /*count_sessions=*/request.session_id.empty(), request.now));
+        if (!answer.admitted) {
+          WriteRates(c, request.user_id, answer.rates);
+          if (const auto& claim = request.claim; claim.has_value()) {
+            if (answer.key_response.has_value()) {
+              CompleteKey(c,
+                          IdempotencyCompletion{.user_id = claim->user_id,
+                                                .key = claim->key,
+                                                .claim_id = claim->claim_id,
+                                                .response = *answer.key_response},
+                          std::nullopt);
+            } else {
+              DeleteClaim(c, claim->user_id, claim->key, claim->claim_id);
+            }
+          }
+          return result;
+        }
+        // The rates, the user's expired reservations swept, the new one:
+        // one round trip.
         Rows inserted = c.Run(
+            "WITH rates AS (UPDATE users SET send_rate_tat = $5, "
+            "session_rate_tat = $6 WHERE id = $1), swept AS (DELETE FROM "
+            "credit_reservations WHERE user_id = $1 AND expires_at <= $7) "
             "INSERT INTO credit_reservations (user_id, expires_at, instance, "
             "run) VALUES ($1, $2, $3, $4) RETURNING id",
-            {Text(user.id), Micros(expires_at), Text(owner.instance),
-             Text(owner.run)});
-        return std::optional<CreditReservation>(CreditReservation{
-            .id = inserted.Int64(0, 0), .user_id = user.id});
+            {Text(request.user_id), Micros(request.expires_at),
+             Text(owner.instance), Text(owner.run),
+             Micros(answer.rates.send_tat), Micros(answer.rates.session_tat),
+             Micros(request.now)});
+        result.reservation = CreditReservation{.id = inserted.Int64(0, 0),
+                                               .user_id = request.user_id};
+        return result;
       });
 }
 
@@ -553,16 +723,17 @@ absl::Status PostgresStore::ReleaseCredit(
 
 // --- Sessions and messages ------------------------------------------------------------
 
-absl::Status PostgresStore::CreateSession(const SessionRecord& session,
-                                          int max_user_sessions,
-                                          const CreditTerms& terms,
-                                          absl::Time now) {
-  return Write("create session", [&](Connection& c) -> absl::Status {
-    EnsureUser(c, session.user_id, terms, now);
-    if (!InsertSession(c, session, max_user_sessions)) {
-      return absl::FailedPreconditionError("session limit reached");
-    }
-    return absl::OkStatus();
+absl::StatusOr<bool> PostgresStore::CreateSession(const SessionRecord& session,
+                                                  const CreditTerms& terms,
+                                                  absl::Time now,
+                                                  AdmissionRule decide) {
+  return Write("create session", [&](Connection& c) -> absl::StatusOr<bool> {
+    const Admission answer = decide(ReadAdmissionState(
+        c, LockUser(c, session.user_id, terms, now), /*session_id=*/"",
+        /*count_sessions=*/true, now));
+    WriteRates(c, session.user_id, answer.rates);
+    if (answer.admitted) InsertSession(c, session, /*max_user_sessions=*/0);
+    return answer.admitted;
   });
 }
 
@@ -710,8 +881,11 @@ absl::StatusOr<ExchangeResult> PostgresStore::CommitExchange(
                              exchange.now);
         }
         if (exchange.new_session.has_value()) {
-          EnsureUser(c, exchange.new_session->user_id, exchange.terms,
-                     exchange.now);
+          if (!payer.has_value() ||
+              payer->id != exchange.new_session->user_id) {
+            EnsureUser(c, exchange.new_session->user_id, exchange.terms,
+                       exchange.now);
+          }
           if (!InsertSession(c, *exchange.new_session,
                              exchange.max_user_sessions)) {
             return absl::FailedPreconditionError("session limit reached");
@@ -725,28 +899,31 @@ absl::StatusOr<ExchangeResult> PostgresStore::CommitExchange(
                 .affected() == 0) {
           return absl::NotFoundError("session not found");
         }
-        InsertMessage(c, exchange.user_message);
-        InsertMessage(c, exchange.assistant_message);
+        InsertMessages(c, exchange.user_message, exchange.assistant_message);
 
         ExchangeResult result;
         if (payer.has_value()) {
-          c.Run("DELETE FROM credit_reservations WHERE id = $1",
-                {Int(exchange.reservation->id)});
-        }
-        // Charged unless moved to an unlimited plan while the coach was
-        // writing. Conditional: credits never go below zero, whatever
-        // happened to the reservation meanwhile (expired, an admin changed
-        // the plan).
-        if (payer.has_value() &&
-            exchange.terms.AllowanceOf(payer->plan).has_value()) {
-          Rows charged = c.Run(
-              "UPDATE users SET credits = credits - 1 "
-              "WHERE id = $1 AND credits > 0 RETURNING credits",
-              {Text(payer->id)});
-          if (charged.size() == 0) {
-            return absl::ResourceExhaustedError("no credit left to charge");
+          const Param user = Text(payer->id);
+          const Param reservation = Int(exchange.reservation->id);
+          if (!exchange.terms.AllowanceOf(payer->plan).has_value()) {
+            // An unlimited plan (perhaps since the send began): the
+            // reservation is settled, nothing is charged.
+            c.Run("DELETE FROM credit_reservations WHERE id = $1",
+                  {reservation});
+          } else {
+            // Settled and charged in one statement. Conditional: credits
+            // never go below zero, whatever happened to the reservation
+            // meanwhile (expired, an admin changed the plan).
+            Rows charged = c.Run(
+                "WITH settled AS (DELETE FROM credit_reservations "
+                "WHERE id = $2) UPDATE users SET credits = credits - 1 "
+                "WHERE id = $1 AND credits > 0 RETURNING credits",
+                {user, reservation});
+            if (charged.size() == 0) {
+              return absl::ResourceExhaustedError("no credit left to charge");
+            }
+            result.remaining_credits = charged.Int32(0, 0);
           }
-          result.remaining_credits = charged.Int32(0, 0);
         }
         if (exchange.idempotency.has_value() &&
             !CompleteKey(c, *exchange.idempotency, result.remaining_credits)) {
@@ -758,71 +935,11 @@ absl::StatusOr<ExchangeResult> PostgresStore::CommitExchange(
 
 // --- Idempotency keys -------------------------------------------------------------
 
-absl::StatusOr<ClaimOutcome> PostgresStore::ClaimIdempotencyKey(
-    const IdempotencyClaim& claim) {
-  const HoldOwner owner = Owner();
-  const std::initializer_list<Param> values = {
-      Text(claim.user_id),           Text(claim.key),
-      Text(claim.request_hash),      Text(claim.claim_id),
-      Text(owner.instance),          Text(owner.run),
-      Micros(claim.claim_expires_at), Micros(claim.expires_at)};
-  return Write(
-      "claim idempotency key",
-      [&](Connection& c) -> absl::StatusOr<ClaimOutcome> {
-        const ClaimOutcome claimed{.state = ClaimOutcome::State::kClaimed,
-                                   .stored = std::nullopt};
-        // The primary key decides between servers: an insert racing another
-        // waits for it to commit, then does nothing.
-        for (int tries = 0; tries < 3; ++tries) {
-          if (c.Run("INSERT INTO idempotency_keys (user_id, idempotency_key, "
-                    "request_hash, claim, instance, run, claim_expires_at, "
-                    "expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
-                    "ON CONFLICT (user_id, idempotency_key) DO NOTHING",
-                    values)
-                  .affected() > 0) {
-            return claimed;
-          }
-          // Held until this transaction ends.
-          Rows rows = c.Run(
-              "SELECT request_hash, claim, claim_expires_at, expires_at, "
-              "response, remaining_credits FROM idempotency_keys "
-              "WHERE user_id = $1 AND idempotency_key = $2 FOR UPDATE",
-              {Text(claim.user_id), Text(claim.key)});
-          if (rows.size() == 0) continue;  // released meanwhile: insert
-          IdempotencyKeyRow row{.request_hash = rows.Str(0, 0),
-                                .claim = std::nullopt,
-                                .claim_expires_at = rows.Time(0, 2),
-                                .expires_at = rows.Time(0, 3),
-                                .response = std::nullopt,
-                                .remaining_credits = std::nullopt};
-          if (!rows.IsNull(0, 1)) row.claim = rows.Str(0, 1);
-          if (!rows.IsNull(0, 4)) row.response = rows.Str(0, 4);
-          if (!rows.IsNull(0, 5)) row.remaining_credits = rows.Int32(0, 5);
-          if (auto held = HeldKeyOutcome(row, claim); held.has_value()) {
-            return *held;
-          }
-          // Expired or abandoned: now this claim's.
-          c.Run("UPDATE idempotency_keys SET request_hash = $3, claim = $4, "
-                "instance = $5, run = $6, claim_expires_at = $7, "
-                "expires_at = $8, response = NULL, remaining_credits = NULL "
-                "WHERE user_id = $1 AND idempotency_key = $2",
-                values);
-          return claimed;
-        }
-        // Claimed and released three times while this looked: as good as
-        // running.
-        return ClaimOutcome{.state = ClaimOutcome::State::kInProgress,
-                            .stored = std::nullopt};
-      });
-}
-
 absl::Status PostgresStore::ReleaseIdempotencyKey(absl::string_view user_id,
                                                   absl::string_view key,
                                                   absl::string_view claim_id) {
   return Write("release idempotency key", [&](Connection& c) -> absl::Status {
-    c.Run("DELETE FROM idempotency_keys WHERE user_id = $1 "
-          "AND idempotency_key = $2 AND claim = $3",
-          {Text(user_id), Text(key), Text(claim_id)});
+    DeleteClaim(c, user_id, key, claim_id);
     return absl::OkStatus();
   });
 }

@@ -6,8 +6,9 @@
 // connection. Every write is one READ COMMITTED transaction that first locks
 // the rows it decides on (the user row, `SELECT ... FOR UPDATE`, or the
 // session row by updating it), so two servers deciding on the same user
-// queue behind each other instead of both passing a check: credits minus
-// live holds is counted under the user row's lock, the charge is a
+// queue behind each other instead of both passing a check: a send's
+// admission (live sends, credits minus live reservations, the rate state on
+// the user's row) is decided under the user row's lock, the charge is a
 // conditional UPDATE in the transaction that stores both messages. A
 // transaction that fails with a serialization failure (40001) or a deadlock
 // (40P01) is retried, `max_attempts` tries in all. A lost connection is
@@ -22,6 +23,8 @@
 #ifndef COACH_STORAGE_POSTGRES_STORE_H_
 #define COACH_STORAGE_POSTGRES_STORE_H_
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -64,14 +67,12 @@ class PostgresStore final : public Store {
       absl::string_view user_id) override;
   absl::StatusOr<UserActivity> FindUserActivity(
       absl::string_view user_id) override;
-  absl::StatusOr<std::optional<CreditReservation>> ReserveCredit(
-      absl::string_view user_id, const CreditTerms& terms, absl::Time now,
-      absl::Time expires_at) override;
+  absl::StatusOr<SendAdmissionResult> AdmitSend(
+      const SendAdmissionRequest& request, AdmissionRule decide) override;
   absl::Status ReleaseCredit(const CreditReservation& reservation) override;
-  absl::Status CreateSession(const SessionRecord& session,
-                             int max_user_sessions,
-                             const CreditTerms& terms,
-                             absl::Time now) override;
+  absl::StatusOr<bool> CreateSession(const SessionRecord& session,
+                                     const CreditTerms& terms, absl::Time now,
+                                     AdmissionRule decide) override;
   absl::StatusOr<std::optional<SessionRecord>> FindSession(
       absl::string_view session_id) override;
   absl::StatusOr<std::vector<SessionRecord>> ListSessions(
@@ -90,8 +91,6 @@ class PostgresStore final : public Store {
   absl::Status DeleteSession(absl::string_view session_id) override;
   absl::StatusOr<ExchangeResult> CommitExchange(
       const Exchange& exchange) override;
-  absl::StatusOr<ClaimOutcome> ClaimIdempotencyKey(
-      const IdempotencyClaim& claim) override;
   absl::Status ReleaseIdempotencyKey(absl::string_view user_id,
                                      absl::string_view key,
                                      absl::string_view claim_id) override;
@@ -100,6 +99,12 @@ class PostgresStore final : public Store {
                                       absl::string_view claim_id,
                                       absl::string_view response) override;
   absl::StatusOr<int> PurgeIdempotencyKeys(absl::Time now, int limit) override;
+
+  // Write transactions committed since Open: what a request costs the
+  // database (a send is two). Thread-safe.
+  int64_t write_transactions() const {
+    return write_transactions_.load(std::memory_order_relaxed);
+  }
 
   class Connection;  // A PGconn and the statements prepared on it.
 
@@ -124,6 +129,7 @@ class PostgresStore final : public Store {
   HoldOwner Owner();
 
   const int max_attempts_;
+  std::atomic<int64_t> write_transactions_{0};
 
   absl::Mutex pool_mu_;
   std::vector<std::unique_ptr<Connection>> idle_ ABSL_GUARDED_BY(pool_mu_);

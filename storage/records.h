@@ -94,7 +94,8 @@ struct HoldOwner {
   std::string run;
 };
 
-// One credit held for a send while the coach writes its reply.
+// One send in flight, reserved while the coach writes its reply: it counts
+// in the user's concurrent sends and, on a limited plan, holds one credit.
 struct CreditReservation {
   int64_t id = 0;
   std::string user_id;
@@ -152,6 +153,69 @@ struct IdempotencyCompletion {
   std::string response;
 };
 
+// A user's per-user rate limits, as the store keeps them on the user's row:
+// for each limit, the generic cell rate algorithm's (GCRA) "theoretical
+// arrival time". The domain gives them their meaning (server/core/
+// user_limits.h); the store only reads and writes them under the user's row
+// lock. The Unix epoch (a new user's) is a limit never used.
+struct RateState {
+  absl::Time send_tat = absl::UnixEpoch();
+  absl::Time session_tat = absl::UnixEpoch();
+};
+
+// What the store reads for an admission (Store::AdmitSend and
+// Store::CreateSession), under the user's row lock, so that no other
+// admission of the same user, on any server, can change it before the
+// domain's answer is written.
+struct AdmissionState {
+  // Created on `CreditTerms::new_user_plan` if unknown, refilled to the
+  // terms' period.
+  UserRecord user;
+  RateState rates;
+  // The user's live send reservations: unexpired, whichever server run took
+  // them (the runs ended are dropped by BeginRun).
+  int live_sends = 0;
+  // The sessions the user owns.
+  int sessions = 0;
+  // AdmitSend into an existing session: that session if it exists (whoever
+  // owns it); nullopt otherwise.
+  std::optional<SessionRecord> session;
+};
+
+// The domain's answer to an AdmissionState.
+struct Admission {
+  // Written back whatever the outcome (a refused attempt may count).
+  RateState rates;
+  // AdmitSend: take a send reservation; CreateSession: insert the session.
+  bool admitted = false;
+  // AdmitSend with a key, refused: the response stored with the key (an
+  // outcome its retries get again); nullopt: the key is freed, a retry runs.
+  std::optional<std::string> key_response;
+};
+
+// A send's first transaction (Store::AdmitSend).
+struct SendAdmissionRequest {
+  std::string user_id;
+  // Empty: the send will create its session (no session is read).
+  std::string session_id;
+  CreditTerms terms;
+  absl::Time now;
+  // When the reservation expires if its send never ends (a crashed server
+  // that is not restarted).
+  absl::Time expires_at;
+  // The send's Idempotency-Key, claimed first.
+  std::optional<IdempotencyClaim> claim;
+};
+
+struct SendAdmissionResult {
+  // kClaimed (also without a key): the domain was asked. Otherwise what
+  // holds the key, and nothing else was read or written.
+  ClaimOutcome claim;
+  // Set when the domain admitted the send: its reservation, which the
+  // exchange's commit settles (CommitExchange) or ReleaseCredit gives back.
+  std::optional<CreditReservation> reservation;
+};
+
 // Everything one successful send stores, atomically.
 struct Exchange {
   // Set when the send starts a new session (created in the same transaction).
@@ -164,7 +228,8 @@ struct Exchange {
   MessageRecord assistant_message;
   // The session's new `last_message`, already shortened.
   std::string last_message;
-  // Absent on an unlimited plan: nothing is charged.
+  // The send's reservation (AdmitSend), settled here; charged unless its
+  // user's plan is unlimited. Absent: nothing is settled or charged.
   std::optional<CreditReservation> reservation;
   CreditTerms terms;
   absl::Time now;

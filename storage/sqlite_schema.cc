@@ -13,7 +13,7 @@ namespace {
 // Times are UTC microseconds since the Unix epoch. Lists are served by an
 // index each: a user's sessions by updated_at, a session's messages by seq
 // (insertion order, which is time order).
-constexpr std::array<absl::string_view, 4> kMigrations = {
+constexpr std::array<absl::string_view, 5> kMigrations = {
     // 1: users, sessions, messages, credit reservations.
     R"sql(
 CREATE TABLE users (
@@ -95,6 +95,13 @@ CREATE TABLE idempotency_keys (
 CREATE INDEX idempotency_keys_by_expiry ON idempotency_keys (expires_at);
 CREATE INDEX idempotency_keys_by_run ON idempotency_keys (instance, run)
   WHERE claim IS NOT NULL;
+)sql",
+    // 5: the per-user rate limits' state (RateState: GCRA's theoretical
+    // arrival time of each limit), on the user's row, so that every server
+    // sharing the database applies one limit; 0 (the epoch) is unused.
+    R"sql(
+ALTER TABLE users ADD COLUMN send_rate_tat INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN session_rate_tat INTEGER NOT NULL DEFAULT 0;
 )sql",
 };
 

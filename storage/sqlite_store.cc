@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "base/ids.h"
 #include "storage/record_columns.h"
 #include "storage/sqlite_schema.h"
@@ -115,15 +116,16 @@ std::optional<UserRecord> LoadUser(Connection& c, absl::string_view user_id) {
 constexpr const char* kSessionColumns =
     "id, user_id, title, last_message, message_count, created_at, updated_at";
 
-SessionRecord ReadSession(SQLite::Statement& q) {
+// kSessionColumns, from column `first` on.
+SessionRecord ReadSession(SQLite::Statement& q, int first = 0) {
   SessionRecord s;
-  s.id = q.getColumn(0).getString();
-  s.user_id = q.getColumn(1).getString();
-  s.title = q.getColumn(2).getString();
-  s.last_message = q.getColumn(3).getString();
-  s.message_count = q.getColumn(4).getInt();
-  s.created_at = FromColumn(q.getColumn(5));
-  s.updated_at = FromColumn(q.getColumn(6));
+  s.id = q.getColumn(first).getString();
+  s.user_id = q.getColumn(first + 1).getString();
+  s.title = q.getColumn(first + 2).getString();
+  s.last_message = q.getColumn(first + 3).getString();
+  s.message_count = q.getColumn(first + 4).getInt();
+  s.created_at = FromColumn(q.getColumn(first + 5));
+  s.updated_at = FromColumn(q.getColumn(first + 6));
   return s;
 }
 
@@ -158,9 +160,16 @@ MessageRecord ReadMessage(SQLite::Statement& q) {
 
 // --- Write helpers (called inside a write transaction) ----------------------
 
+// The user row of a write transaction (the writer's lock covers it) and
+// its rate state.
+struct LockedUser {
+  UserRecord user;
+  RateState rates;
+};
+
 // Creates the user if unknown, then applies the monthly refill.
-UserRecord EnsureUser(Connection& c, absl::string_view user_id,
-                      const CreditTerms& terms, absl::Time now) {
+LockedUser LockUser(Connection& c, absl::string_view user_id,
+                    const CreditTerms& terms, absl::Time now) {
   Connection::Statement insert = c.Prepare(
       "INSERT INTO users (id, plan, status, credits, credit_period, created_at) "
       "VALUES (?1, ?2, 'ACTIVE', ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING");
@@ -171,7 +180,15 @@ UserRecord EnsureUser(Connection& c, absl::string_view user_id,
   insert->bind(5, ToColumn(now));
   insert->exec();
 
-  UserRecord user = *LoadUser(c, user_id);
+  Connection::Statement q = c.Prepare(
+      "SELECT id, plan, credits, credit_period, created_at, send_rate_tat, "
+      "session_rate_tat FROM users WHERE id = ?1");
+  q->bind(1, std::string(user_id));
+  q->executeStep();
+  LockedUser locked{.user = ReadUser(*q),
+                    .rates = {.send_tat = FromColumn(q->getColumn(5)),
+                              .session_tat = FromColumn(q->getColumn(6))}};
+  UserRecord& user = locked.user;
   if (user.credit_period != terms.period) {
     user.credits = RefilledCredits(terms, user.plan);
     user.credit_period = terms.period;
@@ -182,7 +199,49 @@ UserRecord EnsureUser(Connection& c, absl::string_view user_id,
     refill->bind(3, user.credit_period);
     refill->exec();
   }
-  return user;
+  return locked;
+}
+
+UserRecord EnsureUser(Connection& c, absl::string_view user_id,
+                      const CreditTerms& terms, absl::Time now) {
+  return LockUser(c, user_id, terms, now).user;
+}
+
+// The rest of an AdmissionState, in one statement: live sends; the user's
+// sessions when `count_sessions`; the session `session_id` names, if any.
+AdmissionState ReadAdmissionState(Connection& c, LockedUser locked,
+                                  absl::string_view session_id,
+                                  bool count_sessions, absl::Time now) {
+  static const std::string sql = absl::StrCat(
+      "SELECT (SELECT COUNT(*) FROM credit_reservations WHERE user_id = ?1 "
+      "AND expires_at > ?2), CASE WHEN ?4 THEN (SELECT COUNT(*) FROM sessions "
+      "WHERE user_id = ?1) ELSE 0 END, s.",
+      absl::StrReplaceAll(kSessionColumns, {{", ", ", s."}}),
+      " FROM (SELECT 1) AS one LEFT JOIN sessions AS s ON s.id = ?3");
+  Connection::Statement q = c.Prepare(sql.c_str());
+  q->bind(1, locked.user.id);
+  q->bind(2, ToColumn(now));
+  q->bind(3, std::string(session_id));
+  q->bind(4, count_sessions ? 1 : 0);
+  q->executeStep();
+  AdmissionState state{.user = std::move(locked.user),
+                       .rates = locked.rates,
+                       .live_sends = q->getColumn(0).getInt(),
+                       .sessions = q->getColumn(1).getInt(),
+                       .session = std::nullopt};
+  if (!q->getColumn(2).isNull()) state.session = ReadSession(*q, 2);
+  return state;
+}
+
+void WriteRates(Connection& c, absl::string_view user_id,
+                const RateState& rates) {
+  Connection::Statement q = c.Prepare(
+      "UPDATE users SET send_rate_tat = ?2, session_rate_tat = ?3 "
+      "WHERE id = ?1");
+  q->bind(1, std::string(user_id));
+  q->bind(2, ToColumn(rates.send_tat));
+  q->bind(3, ToColumn(rates.session_tat));
+  q->exec();
 }
 
 // Inserts `s` unless its user already owns `max_user_sessions` (> 0)
@@ -272,6 +331,69 @@ bool CompleteKey(Connection& c, const IdempotencyCompletion& done,
   return q->exec() > 0;
 }
 
+// Claims `claim`'s key for the current run's `owner` (Store's "Idempotency
+// keys"), inside a write transaction.
+ClaimOutcome ClaimKey(Connection& c, const IdempotencyClaim& claim,
+                      const HoldOwner& owner) {
+  // One writer at a time: the row read here cannot change before the
+  // transaction ends.
+  Connection::Statement existing = c.Prepare(
+      "SELECT request_hash, claim, claim_expires_at, expires_at, "
+      "response, remaining_credits FROM idempotency_keys "
+      "WHERE user_id = ?1 AND idempotency_key = ?2");
+  existing->bind(1, claim.user_id);
+  existing->bind(2, claim.key);
+  if (existing->executeStep()) {
+    IdempotencyKeyRow row{
+        .request_hash = existing->getColumn(0).getString(),
+        .claim = std::nullopt,
+        .claim_expires_at = FromColumn(existing->getColumn(2)),
+        .expires_at = FromColumn(existing->getColumn(3)),
+        .response = std::nullopt,
+        .remaining_credits = std::nullopt};
+    if (!existing->getColumn(1).isNull()) {
+      row.claim = existing->getColumn(1).getString();
+    }
+    if (!existing->getColumn(4).isNull()) {
+      row.response = existing->getColumn(4).getString();
+    }
+    if (!existing->getColumn(5).isNull()) {
+      row.remaining_credits = existing->getColumn(5).getInt();
+    }
+    if (auto held = HeldKeyOutcome(row, claim); held.has_value()) {
+      return *held;
+    }
+  }
+  // Free, expired or abandoned: now this claim's.
+  Connection::Statement take = c.Prepare(
+      "INSERT OR REPLACE INTO idempotency_keys (user_id, "
+      "idempotency_key, request_hash, claim, instance, run, "
+      "claim_expires_at, expires_at) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+  take->bind(1, claim.user_id);
+  take->bind(2, claim.key);
+  take->bind(3, claim.request_hash);
+  take->bind(4, claim.claim_id);
+  take->bind(5, owner.instance);
+  take->bind(6, owner.run);
+  take->bind(7, ToColumn(claim.claim_expires_at));
+  take->bind(8, ToColumn(claim.expires_at));
+  take->exec();
+  return ClaimOutcome{.state = ClaimOutcome::State::kClaimed,
+                      .stored = std::nullopt};
+}
+
+void DeleteClaim(Connection& c, absl::string_view user_id,
+                 absl::string_view key, absl::string_view claim_id) {
+  Connection::Statement q = c.Prepare(
+      "DELETE FROM idempotency_keys WHERE user_id = ?1 "
+      "AND idempotency_key = ?2 AND claim = ?3");
+  q->bind(1, std::string(user_id));
+  q->bind(2, std::string(key));
+  q->bind(3, std::string(claim_id));
+  q->exec();
+}
+
 }  // namespace
 
 // --- Opening ------------------------------------------------------------------
@@ -356,7 +478,10 @@ auto SqliteStore::Write(absl::string_view operation, Body&& body)
     SQLite::Transaction txn(writer_->db(),
                             SQLite::TransactionBehavior::IMMEDIATE);
     auto result = body(*writer_);
-    if (result.ok()) txn.commit();
+    if (result.ok()) {
+      txn.commit();
+      write_transactions_.fetch_add(1, std::memory_order_relaxed);
+    }
     return result;
   });
 }
@@ -488,37 +613,59 @@ absl::StatusOr<UserActivity> SqliteStore::FindUserActivity(
 
 // --- Credits --------------------------------------------------------------------
 
-absl::StatusOr<std::optional<CreditReservation>> SqliteStore::ReserveCredit(
-    absl::string_view user_id, const CreditTerms& terms, absl::Time now,
-    absl::Time expires_at) {
+absl::StatusOr<SendAdmissionResult> SqliteStore::AdmitSend(
+    const SendAdmissionRequest& request, AdmissionRule decide) {
   const HoldOwner owner = Owner();
   return Write(
-      "reserve credit",
-      [&](Connection& c) -> absl::StatusOr<std::optional<CreditReservation>> {
-        UserRecord user = EnsureUser(c, user_id, terms, now);
+      "admit send", [&](Connection& c) -> absl::StatusOr<SendAdmissionResult> {
+        LockedUser locked =
+            LockUser(c, request.user_id, request.terms, request.now);
+        SendAdmissionResult result{
+            .claim = {.state = ClaimOutcome::State::kClaimed,
+                      .stored = std::nullopt},
+            .reservation = std::nullopt};
+        if (request.claim.has_value()) {
+          result.claim = ClaimKey(c, *request.claim, owner);
+          if (result.claim.state != ClaimOutcome::State::kClaimed) {
+            return result;
+          }
+        }
+        const Admission answer = decide(ReadAdmissionState(
+            c, std::move(locked), request.session_id,
+            /*count_sessions=*/request.session_id.empty(), request.now));
+        WriteRates(c, request.user_id, answer.rates);
+        if (!answer.admitted) {
+          if (const auto& claim = request.claim; claim.has_value()) {
+            if (answer.key_response.has_value()) {
+              CompleteKey(c,
+                          IdempotencyCompletion{.user_id = claim->user_id,
+                                                .key = claim->key,
+                                                .claim_id = claim->claim_id,
+                                                .response = *answer.key_response},
+                          std::nullopt);
+            } else {
+              DeleteClaim(c, claim->user_id, claim->key, claim->claim_id);
+            }
+          }
+          return result;
+        }
         Connection::Statement sweep = c.Prepare(
             "DELETE FROM credit_reservations WHERE user_id = ?1 "
             "AND expires_at <= ?2");
-        sweep->bind(1, user.id);
-        sweep->bind(2, ToColumn(now));
+        sweep->bind(1, request.user_id);
+        sweep->bind(2, ToColumn(request.now));
         sweep->exec();
-        Connection::Statement held = c.Prepare(
-            "SELECT COUNT(*) FROM credit_reservations WHERE user_id = ?1");
-        held->bind(1, user.id);
-        held->executeStep();
-        if (user.credits - held->getColumn(0).getInt() <= 0) {
-          return std::optional<CreditReservation>();
-        }
         Connection::Statement insert = c.Prepare(
             "INSERT INTO credit_reservations (user_id, expires_at, instance, "
             "run) VALUES (?1, ?2, ?3, ?4)");
-        insert->bind(1, user.id);
-        insert->bind(2, ToColumn(expires_at));
+        insert->bind(1, request.user_id);
+        insert->bind(2, ToColumn(request.expires_at));
         insert->bind(3, owner.instance);
         insert->bind(4, owner.run);
         insert->exec();
-        return std::optional<CreditReservation>(CreditReservation{
-            .id = c.db().getLastInsertRowid(), .user_id = user.id});
+        result.reservation = CreditReservation{
+            .id = c.db().getLastInsertRowid(), .user_id = request.user_id};
+        return result;
       });
 }
 
@@ -534,16 +681,17 @@ absl::Status SqliteStore::ReleaseCredit(const CreditReservation& reservation) {
 
 // --- Sessions and messages ------------------------------------------------------------
 
-absl::Status SqliteStore::CreateSession(const SessionRecord& session,
-                                        int max_user_sessions,
-                                        const CreditTerms& terms,
-                                        absl::Time now) {
-  return Write("create session", [&](Connection& c) -> absl::Status {
-    EnsureUser(c, session.user_id, terms, now);
-    if (!InsertSession(c, session, max_user_sessions)) {
-      return absl::FailedPreconditionError("session limit reached");
-    }
-    return absl::OkStatus();
+absl::StatusOr<bool> SqliteStore::CreateSession(const SessionRecord& session,
+                                                const CreditTerms& terms,
+                                                absl::Time now,
+                                                AdmissionRule decide) {
+  return Write("create session", [&](Connection& c) -> absl::StatusOr<bool> {
+    const Admission answer = decide(ReadAdmissionState(
+        c, LockUser(c, session.user_id, terms, now), /*session_id=*/"",
+        /*count_sessions=*/true, now));
+    WriteRates(c, session.user_id, answer.rates);
+    if (answer.admitted) InsertSession(c, session, /*max_user_sessions=*/0);
+    return answer.admitted;
   });
 }
 
@@ -722,72 +870,11 @@ absl::StatusOr<ExchangeResult> SqliteStore::CommitExchange(
 
 // --- Idempotency keys -------------------------------------------------------------
 
-absl::StatusOr<ClaimOutcome> SqliteStore::ClaimIdempotencyKey(
-    const IdempotencyClaim& claim) {
-  const HoldOwner owner = Owner();
-  return Write(
-      "claim idempotency key",
-      [&](Connection& c) -> absl::StatusOr<ClaimOutcome> {
-        // One writer at a time: the row read here cannot change before this
-        // transaction ends.
-        Connection::Statement existing = c.Prepare(
-            "SELECT request_hash, claim, claim_expires_at, expires_at, "
-            "response, remaining_credits FROM idempotency_keys "
-            "WHERE user_id = ?1 AND idempotency_key = ?2");
-        existing->bind(1, claim.user_id);
-        existing->bind(2, claim.key);
-        if (existing->executeStep()) {
-          IdempotencyKeyRow row{
-              .request_hash = existing->getColumn(0).getString(),
-              .claim = std::nullopt,
-              .claim_expires_at = FromColumn(existing->getColumn(2)),
-              .expires_at = FromColumn(existing->getColumn(3)),
-              .response = std::nullopt,
-              .remaining_credits = std::nullopt};
-          if (!existing->getColumn(1).isNull()) {
-            row.claim = existing->getColumn(1).getString();
-          }
-          if (!existing->getColumn(4).isNull()) {
-            row.response = existing->getColumn(4).getString();
-          }
-          if (!existing->getColumn(5).isNull()) {
-            row.remaining_credits = existing->getColumn(5).getInt();
-          }
-          if (auto held = HeldKeyOutcome(row, claim); held.has_value()) {
-            return *held;
-          }
-        }
-        // Free, expired or abandoned: now this claim's.
-        Connection::Statement take = c.Prepare(
-            "INSERT OR REPLACE INTO idempotency_keys (user_id, "
-            "idempotency_key, request_hash, claim, instance, run, "
-            "claim_expires_at, expires_at) "
-            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
-        take->bind(1, claim.user_id);
-        take->bind(2, claim.key);
-        take->bind(3, claim.request_hash);
-        take->bind(4, claim.claim_id);
-        take->bind(5, owner.instance);
-        take->bind(6, owner.run);
-        take->bind(7, ToColumn(claim.claim_expires_at));
-        take->bind(8, ToColumn(claim.expires_at));
-        take->exec();
-        return ClaimOutcome{.state = ClaimOutcome::State::kClaimed,
-                            .stored = std::nullopt};
-      });
-}
-
 absl::Status SqliteStore::ReleaseIdempotencyKey(absl::string_view user_id,
                                                 absl::string_view key,
                                                 absl::string_view claim_id) {
   return Write("release idempotency key", [&](Connection& c) -> absl::Status {
-    Connection::Statement q = c.Prepare(
-        "DELETE FROM idempotency_keys WHERE user_id = ?1 "
-        "AND idempotency_key = ?2 AND claim = ?3");
-    q->bind(1, std::string(user_id));
-    q->bind(2, std::string(key));
-    q->bind(3, std::string(claim_id));
-    q->exec();
+    DeleteClaim(c, user_id, key, claim_id);
     return absl::OkStatus();
   });
 }

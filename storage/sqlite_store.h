@@ -9,6 +9,8 @@
 #ifndef COACH_STORAGE_SQLITE_STORE_H_
 #define COACH_STORAGE_SQLITE_STORE_H_
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <utility>
@@ -47,14 +49,12 @@ class SqliteStore final : public Store {
       absl::string_view user_id) override;
   absl::StatusOr<UserActivity> FindUserActivity(
       absl::string_view user_id) override;
-  absl::StatusOr<std::optional<CreditReservation>> ReserveCredit(
-      absl::string_view user_id, const CreditTerms& terms, absl::Time now,
-      absl::Time expires_at) override;
+  absl::StatusOr<SendAdmissionResult> AdmitSend(
+      const SendAdmissionRequest& request, AdmissionRule decide) override;
   absl::Status ReleaseCredit(const CreditReservation& reservation) override;
-  absl::Status CreateSession(const SessionRecord& session,
-                             int max_user_sessions,
-                             const CreditTerms& terms,
-                             absl::Time now) override;
+  absl::StatusOr<bool> CreateSession(const SessionRecord& session,
+                                     const CreditTerms& terms, absl::Time now,
+                                     AdmissionRule decide) override;
   absl::StatusOr<std::optional<SessionRecord>> FindSession(
       absl::string_view session_id) override;
   absl::StatusOr<std::vector<SessionRecord>> ListSessions(
@@ -73,8 +73,6 @@ class SqliteStore final : public Store {
   absl::Status DeleteSession(absl::string_view session_id) override;
   absl::StatusOr<ExchangeResult> CommitExchange(
       const Exchange& exchange) override;
-  absl::StatusOr<ClaimOutcome> ClaimIdempotencyKey(
-      const IdempotencyClaim& claim) override;
   absl::Status ReleaseIdempotencyKey(absl::string_view user_id,
                                      absl::string_view key,
                                      absl::string_view claim_id) override;
@@ -83,6 +81,12 @@ class SqliteStore final : public Store {
                                       absl::string_view claim_id,
                                       absl::string_view response) override;
   absl::StatusOr<int> PurgeIdempotencyKeys(absl::Time now, int limit) override;
+
+  // Write transactions committed since Open: what a request costs the
+  // database (a send is two). Thread-safe.
+  int64_t write_transactions() const {
+    return write_transactions_.load(std::memory_order_relaxed);
+  }
 
   class Connection;  // A database handle and its prepared statements.
 
@@ -106,6 +110,7 @@ class SqliteStore final : public Store {
 
   absl::Mutex write_mu_;
   std::unique_ptr<Connection> writer_ ABSL_GUARDED_BY(write_mu_);
+  std::atomic<int64_t> write_transactions_{0};
 
   absl::Mutex readers_mu_;
   std::vector<std::unique_ptr<Connection>> idle_readers_

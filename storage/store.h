@@ -5,8 +5,8 @@
 // - Each method is atomic: it happens entirely or not at all.
 // - Errors are values. NOT_FOUND for a missing session where a method says
 //   so; RESOURCE_EXHAUSTED from CommitExchange when the reserved credit can no
-//   longer be charged; FAILED_PRECONDITION from CreateSession and
-//   CommitExchange when the user already owns the maximum of sessions;
+//   longer be charged; FAILED_PRECONDITION from CommitExchange when the user
+//   already owns the maximum of sessions;
 //   ABORTED from CommitExchange and CompleteIdempotencyKey when the key's
 //   claim is no longer the caller's; INTERNAL (or UNAVAILABLE) when the backend fails. No
 //   exception escapes.
@@ -18,8 +18,10 @@
 #include <cstdint>
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
+
+#include "absl/functional/function_ref.h"
+#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -92,25 +94,42 @@ class Store {
   // Two live servers must never share an instance name.
   virtual absl::StatusOr<int> BeginRun(absl::string_view instance) = 0;
 
-  // --- Credits ---
-  // Refills if the period changed, then holds one credit until `expires_at`
-  // if the user has more credits than live reservations. nullopt: none left.
-  // The hold belongs to the current run (BeginRun).
-  virtual absl::StatusOr<std::optional<CreditReservation>> ReserveCredit(
-      absl::string_view user_id, const CreditTerms& terms, absl::Time now,
-      absl::Time expires_at) = 0;
-  // Gives a reserved credit back (the reply failed). Idempotent.
+  // --- Sends ---
+  // The first of a send's two write transactions (the exchange's commit is
+  // the second). In one transaction:
+  //  1. creates the user if unknown, locks its row and refills it;
+  //  2. with request.claim, claims the key (see "Idempotency keys" below):
+  //     if the key is held (still running, ended, or another request) that
+  //     is the answer, and nothing more is written;
+  //  3. reads the AdmissionState (live sends, sessions, the named session,
+  //     the rate state) and asks `decide`;
+  //  4. writes the answer: the rate state; when admitted, a reservation
+  //     owned by the current run (BeginRun), expiring at
+  //     request.expires_at; when refused with a key, the key's stored
+  //     response (Admission::key_response) or the key freed.
+  // Every decision on a user is taken under that user's row lock, so
+  // concurrent admissions, on any server sharing the database, see each
+  // other's reservations and rate state. Expired reservations never count.
+  // `decide` must be quick and touch no store: it runs inside the
+  // transaction, and may run more than once (a transaction retried after
+  // a serialization failure); the last answer is the one written.
+  using AdmissionRule = absl::FunctionRef<Admission(const AdmissionState&)>;
+  virtual absl::StatusOr<SendAdmissionResult> AdmitSend(
+      const SendAdmissionRequest& request, AdmissionRule decide) = 0;
+  // Gives a send's reservation back (the reply failed): its credit and its
+  // place among the user's concurrent sends. Idempotent.
   virtual absl::Status ReleaseCredit(const CreditReservation& reservation) = 0;
 
   // --- Sessions and messages ---
-  // Inserts `session` (creating its user if needed). When
-  // `max_user_sessions` > 0 and its user already owns that many sessions,
-  // FAILED_PRECONDITION and nothing changes: decided inside the write
-  // transaction, so concurrent creates never exceed the maximum.
-  virtual absl::Status CreateSession(const SessionRecord& session,
-                                     int max_user_sessions,
-                                     const CreditTerms& terms,
-                                     absl::Time now) = 0;
+  // Creates `session`'s user if unknown and locks its row, reads the
+  // AdmissionState (`session` field unset), asks `decide` (as AdmitSend)
+  // and writes its rate state; inserts `session` only if admitted. Returns
+  // whether it was inserted. One transaction: concurrent creates, on any
+  // server, see each other's sessions.
+  virtual absl::StatusOr<bool> CreateSession(const SessionRecord& session,
+                                             const CreditTerms& terms,
+                                             absl::Time now,
+                                             AdmissionRule decide) = 0;
   virtual absl::StatusOr<std::optional<SessionRecord>> FindSession(
       absl::string_view session_id) = 0;
   // The user's sessions, most recently updated first, at most `limit`.
@@ -148,14 +167,12 @@ class Store {
   virtual absl::Status DeleteSession(absl::string_view session_id) = 0;
 
   // --- Idempotency keys (a retried send is never run twice) ---
-  // One short transaction: takes (user_id, key) for this claim if it is
+  // A key is claimed by AdmitSend: the claim takes (user_id, key) if it is
   // free, expired (expires_at <= now), or held by an unfinished claim past
-  // its claim_expires_at; otherwise says what holds it: the same request
+  // its claim_expires_at; otherwise it says what holds it: the same request
   // (same request_hash) still running, or ended (its stored response), or
   // another request. The database's unique (user_id, key) decides races,
   // also between servers. The claim belongs to the current run (BeginRun).
-  virtual absl::StatusOr<ClaimOutcome> ClaimIdempotencyKey(
-      const IdempotencyClaim& claim) = 0;
   // Frees the key if `claim_id` still holds it unfinished (the send ended
   // with nothing worth replaying). Idempotent.
   virtual absl::Status ReleaseIdempotencyKey(absl::string_view user_id,

@@ -9,6 +9,7 @@
 #include "server/core/config.h"
 #include "server/core/credits.h"
 #include "storage/sqlite_store.h"
+#include "tests/support/store_calls.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/test_clock.h"
 
@@ -28,8 +29,8 @@ class CreditHoldTest : public ::testing::Test {
   // Holds one of `user`'s credits (FREE: 5 a month); nullopt when none is
   // free.
   std::optional<CreditHold> Hold(const std::string& user) {
-    auto reservation = store_->ReserveCredit(user, policy_.TermsAt(now_), now_,
-                                             now_ + absl::Minutes(5));
+    auto reservation = ReserveCredit(*store_, user, policy_.TermsAt(now_),
+                                     now_, now_ + absl::Minutes(5));
     EXPECT_TRUE(reservation.ok()) << reservation.status();
     if (!reservation.ok() || !reservation->has_value()) return std::nullopt;
     return CreditHold(*store_, **std::move(reservation));

@@ -16,6 +16,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "tests/support/store_calls.h"
 #include "tests/support/test_stack.h"
 
 namespace coach::testing {
@@ -313,20 +314,21 @@ TEST_F(PaginationTest, RestWalkOverAThousandSessionsWhileSessionsAreCreated) {
   for (int i = 0; i < kSessions; ++i) {
     // Runs of three at the same microsecond: ties are part of the walk.
     const absl::Time at = base + absl::Microseconds(i / 3);
-    ASSERT_TRUE(server()
-                    .store()
-                    .CreateSession(SessionRecord{.id = absl::StrCat("walk-", i),
-                                                 .user_id = "walker",
-                                                 .title = "Titre",
-                                                 .last_message = "",
-                                                 .message_count = 0,
-                                                 .created_at = at,
-                                                 .updated_at = at},
-                                   0, CreditTerms{.period = "2026-11",
-                                                  .allowance = {},
-                                                  .new_user_plan = Plan::kFree},
-                                   at)
-                    .ok());
+    ASSERT_TRUE(
+        CreateSessionAtMost(server().store(),
+                            SessionRecord{.id = absl::StrCat("walk-", i),
+                                          .user_id = "walker",
+                                          .title = "Titre",
+                                          .last_message = "",
+                                          .message_count = 0,
+                                          .created_at = at,
+                                          .updated_at = at},
+                            /*max_sessions=*/0,
+                            CreditTerms{.period = "2026-11",
+                                        .allowance = {},
+                                        .new_user_plan = Plan::kFree},
+                            at)
+            .ok());
   }
   server().clock().Advance(absl::Seconds(1));
   const std::vector<std::string> expected = Unpaged("walker");

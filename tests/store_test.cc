@@ -24,6 +24,7 @@
 #include "storage/postgres_store.h"
 #include "storage/sqlite_schema.h"
 #include "storage/sqlite_store.h"
+#include "tests/support/store_calls.h"
 #include "tests/support/ports.h"
 #include "tests/support/store_engines.h"
 #include "tests/support/temp_dir.h"
@@ -39,9 +40,11 @@ constexpr int kNoMaximum = 0;
 
 using ::testing::HasSubstr;
 using ::testing::Not;
+using testing::CreateSessionAtMost;
 using testing::Engine;
 using testing::MidNovember2026;
 using testing::PostgresDatabase;
+using testing::ReserveCredit;
 using testing::SqliteDatabase;
 using testing::TempDir;
 using testing::TestDatabase;
@@ -148,8 +151,7 @@ class StoreTestBase : public ::testing::Test {
 
   void CreateSession(const std::string& id, const std::string& user_id,
                      const CreditTerms& terms = TermsFor("2026-11")) {
-    ASSERT_TRUE(store_
-                    ->CreateSession(MakeSession(id, user_id, now_), kNoMaximum,
+    ASSERT_TRUE(CreateSessionAtMost(*store_, MakeSession(id, user_id, now_), kNoMaximum,
                                     terms, now_)
                     .ok());
   }
@@ -158,7 +160,7 @@ class StoreTestBase : public ::testing::Test {
       const std::string& user_id, absl::Time at,
       const CreditTerms& terms = TermsFor("2026-11")) {
     auto reservation =
-        store_->ReserveCredit(user_id, terms, at, at + absl::Minutes(5));
+        ReserveCredit(*store_, user_id, terms, at, at + absl::Minutes(5));
     EXPECT_TRUE(reservation.ok()) << reservation.status();
     return reservation.ok() ? *reservation : std::nullopt;
   }
@@ -349,7 +351,7 @@ TEST_P(StoreTest, AFailedWriteIsAStatusAndChangesNothing) {
   CreateSession("s1", "una");
   // A duplicate primary key: the backend throws, the store returns.
   absl::Status duplicate;
-  EXPECT_NO_THROW(duplicate = store_->CreateSession(
+  EXPECT_NO_THROW(duplicate = CreateSessionAtMost(*store_, 
                       MakeSession("s1", "una", now_), kNoMaximum, TermsFor("2026-11"),
                       now_));
   EXPECT_EQ(duplicate.code(), absl::StatusCode::kInternal) << duplicate;
@@ -514,7 +516,7 @@ TEST_P(StoreTest, InjectionLookingIdsAreStoredVerbatim) {
   SessionRecord session = MakeSession(session_id, user_id, now_);
   session.title = "\"; DELETE FROM sessions; --";
   ASSERT_TRUE(
-      store_->CreateSession(session, kNoMaximum, TermsFor("2026-11"), now_)
+      CreateSessionAtMost(*store_, session, kNoMaximum, TermsFor("2026-11"), now_)
           .ok());
 
   EXPECT_EQ(User(user_id).id, user_id);
@@ -540,7 +542,7 @@ TEST_P(StoreTest, ListsSessionsNewestUpdatedFirstWithinTheLimit) {
     SessionRecord s = MakeSession("s" + std::to_string(i), "gus",
                                   now_ + absl::Minutes(i));
     ASSERT_TRUE(
-        store_->CreateSession(s, kNoMaximum, TermsFor("2026-11"), now_).ok());
+        CreateSessionAtMost(*store_, s, kNoMaximum, TermsFor("2026-11"), now_).ok());
   }
   // Renaming bumps updated_at: s0 becomes the newest.
   ASSERT_TRUE(store_->RenameSession("s0", "Renommée", now_ + absl::Hours(1))
@@ -583,8 +585,7 @@ TEST_P(StoreTest, SessionPagesWalkTheListInItsOrderWhileSessionsAreCreated) {
   // by insertion order, newest first, as ListSessions does).
   const std::vector<int> minutes = {0, 1, 1, 1, 2, 3, 5};
   for (size_t i = 0; i < minutes.size(); ++i) {
-    ASSERT_TRUE(store_
-                    ->CreateSession(MakeSession("s" + std::to_string(i), "pia",
+    ASSERT_TRUE(CreateSessionAtMost(*store_, MakeSession("s" + std::to_string(i), "pia",
                                                 now_ + absl::Minutes(minutes[i])),
                                     kNoMaximum, TermsFor("2026-11"), now_)
                     .ok());
@@ -603,8 +604,7 @@ TEST_P(StoreTest, SessionPagesWalkTheListInItsOrderWhileSessionsAreCreated) {
     const std::vector<std::string> seen = WalkSessions(
         *store_, "pia", size, &pages, [&] {
           // A new session between pages sorts first: the walk is past it.
-          ASSERT_TRUE(store_
-                          ->CreateSession(
+          ASSERT_TRUE(CreateSessionAtMost(*store_, 
                               MakeSession(absl::StrCat("new", size, "-", created++),
                                           "pia", now_ + absl::Hours(1)),
                               kNoMaximum, TermsFor("2026-11"), now_)
@@ -681,20 +681,18 @@ TEST_P(StoreTest, RenamingAMissingSessionIsNotFound) {
 
 TEST_P(StoreTest, CreateSessionStopsAtTheUsersMaximum) {
   for (int i = 0; i < 2; ++i) {
-    ASSERT_TRUE(store_
-                    ->CreateSession(MakeSession("s" + std::to_string(i), "kim",
+    ASSERT_TRUE(CreateSessionAtMost(*store_, MakeSession("s" + std::to_string(i), "kim",
                                                 now_),
                                     /*max_user_sessions=*/2, TermsFor("2026-11"),
                                     now_)
                     .ok());
   }
-  const absl::Status third = store_->CreateSession(
+  const absl::Status third = CreateSessionAtMost(*store_, 
       MakeSession("s2", "kim", now_), 2, TermsFor("2026-11"), now_);
   EXPECT_EQ(third.code(), absl::StatusCode::kFailedPrecondition) << third;
   EXPECT_FALSE(store_->FindSession("s2")->has_value());
   // Another user's sessions do not count.
-  EXPECT_TRUE(store_
-                  ->CreateSession(MakeSession("t0", "lou", now_), 2,
+  EXPECT_TRUE(CreateSessionAtMost(*store_, MakeSession("t0", "lou", now_), 2,
                                   TermsFor("2026-11"), now_)
                   .ok());
   // A send that starts a session obeys the same maximum, storing nothing.
@@ -721,7 +719,7 @@ TEST_P(StoreTest, RacingCreatesAtTheMaximumLetExactlyOneThrough) {
   std::vector<std::thread> threads;
   for (int i = 0; i < kRacers; ++i) {
     threads.emplace_back([&, i] {
-      const absl::Status status = store_->CreateSession(
+      const absl::Status status = CreateSessionAtMost(*store_, 
           MakeSession("r" + std::to_string(i), "max", now_), kMax,
           TermsFor("2026-11"), now_);
       if (status.ok()) ++created;
@@ -798,9 +796,8 @@ TEST_P(StoreTest, ReleaseCreditFreesOneAndIsIdempotent) {
 TEST_P(StoreTest, AnExpiredReservationNoLongerHoldsACredit) {
   // Five reservations that expire at now + 1 minute.
   for (int i = 0; i < 5; ++i) {
-    ASSERT_TRUE(store_
-                    ->ReserveCredit("lea", TermsFor("2026-11"), now_,
-                                    now_ + absl::Minutes(1))
+    ASSERT_TRUE(ReserveCredit(*store_, "lea", TermsFor("2026-11"), now_,
+                              now_ + absl::Minutes(1))
                     ->has_value());
   }
   EXPECT_FALSE(Reserve("lea", now_ + absl::Seconds(59)).has_value());
@@ -817,7 +814,7 @@ TEST_P(StoreTest, ConcurrentReservationsNeverExceedTheCredits) {
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([&] {
       for (int i = 0; i < 20; ++i) {
-        auto r = store_->ReserveCredit("max", TermsFor("2026-11"), now_,
+        auto r = ReserveCredit(*store_, "max", TermsFor("2026-11"), now_,
                                        now_ + absl::Minutes(5));
         if (!r.ok()) {
           ++errors;
@@ -946,9 +943,8 @@ TEST_P(StoreTest, ARestartedServerDropsOnlyItsPreviousRunsHolds) {
   ASSERT_TRUE(other.ok()) << other.status();
   ASSERT_TRUE((*other)->BeginRun("host-b:50051").ok());
   for (int i = 0; i < 2; ++i) {
-    ASSERT_TRUE((*other)
-                    ->ReserveCredit("una", TermsFor("2026-11"), now_,
-                                    now_ + absl::Minutes(5))
+    ASSERT_TRUE(ReserveCredit(**other, "una", TermsFor("2026-11"), now_,
+                              now_ + absl::Minutes(5))
                     ->has_value());
   }
   EXPECT_FALSE(Reserve("una", now_).has_value());
@@ -990,7 +986,7 @@ TEST_P(StoreTest, SeveralStoresRacingForOneUsersCreditsChargeExactlyThem) {
     threads.emplace_back([&, t] {
       Store& store = *stores[t % kStores];
       for (int i = 0; i < kTriesPerThread; ++i) {
-        auto hold = store.ReserveCredit("zoe", terms, now_,
+        auto hold = ReserveCredit(store, "zoe", terms, now_,
                                         now_ + absl::Minutes(5));
         if (!hold.ok()) {
           ++errors;
@@ -1041,12 +1037,18 @@ IdempotencyClaim KeyClaimFor(const std::string& user, const std::string& key,
 
 using State = ClaimOutcome::State;
 
+// Claims a key as a send does (testing::ClaimKey), on November's terms.
+absl::StatusOr<ClaimOutcome> ClaimKey(Store& store,
+                                      const IdempotencyClaim& claim) {
+  return testing::ClaimKey(store, claim, TermsFor("2026-11"));
+}
+
 // What claiming the key finds (a failed claim fails the test).
 State ClaimState(Store& store, const std::string& user, const std::string& key,
                  const std::string& hash, const std::string& claim_id,
                  absl::Time at) {
   auto outcome =
-      store.ClaimIdempotencyKey(KeyClaimFor(user, key, hash, claim_id, at));
+      ClaimKey(store, KeyClaimFor(user, key, hash, claim_id, at));
   EXPECT_TRUE(outcome.ok()) << outcome.status();
   return outcome.ok() ? outcome->state : State::kInProgress;
 }
@@ -1071,7 +1073,7 @@ TEST_P(StoreTest, AKeyRunsOnceAndItsCommittedResponseIsReplayed) {
   ASSERT_TRUE(committed.ok()) << committed.status();
   EXPECT_EQ(committed->remaining_credits, 4);
 
-  auto replay = store_->ClaimIdempotencyKey(
+  auto replay = ClaimKey(*store_, 
       KeyClaimFor("ida", "k1", "h1", "c5", now_ + absl::Hours(1)));
   ASSERT_TRUE(replay.ok()) << replay.status();
   ASSERT_EQ(replay->state, State::kCompleted);
@@ -1088,7 +1090,7 @@ TEST_P(StoreTest, AKeyRunsOnceAndItsCommittedResponseIsReplayed) {
 TEST_P(StoreTest, ACommitWhoseClaimWasTakenOverStoresAndChargesNothing) {
   IdempotencyClaim first = KeyClaimFor("ida", "k", "h", "first", now_);
   first.claim_expires_at = now_ + absl::Minutes(1);
-  ASSERT_EQ(store_->ClaimIdempotencyKey(first)->state, State::kClaimed);
+  ASSERT_EQ(ClaimKey(*store_, first)->state, State::kClaimed);
   // The first send hangs past its claim: a retry takes the key over.
   ASSERT_EQ(ClaimState(*store_, "ida", "k", "h", "second",
                        now_ + absl::Minutes(2)),
@@ -1126,7 +1128,7 @@ TEST_P(StoreTest, OnlyItsOwnClaimReleasesOrCompletesAKey) {
             State::kClaimed);
   // An error's response, stored outside any exchange.
   ASSERT_TRUE(store_->CompleteIdempotencyKey("ida", "k", "retry", "err").ok());
-  auto replay = store_->ClaimIdempotencyKey(
+  auto replay = ClaimKey(*store_, 
       KeyClaimFor("ida", "k", "h", "again", now_));
   ASSERT_TRUE(replay.ok()) << replay.status();
   ASSERT_EQ(replay->state, State::kCompleted);
@@ -1203,7 +1205,7 @@ TEST_P(StoreTest, SeveralStoresRacingForOneKeyLetExactlyOneRun) {
   std::vector<std::thread> threads;
   for (int t = 0; t < kStores * kThreadsPerStore; ++t) {
     threads.emplace_back([&, t] {
-      auto outcome = stores[t % kStores]->ClaimIdempotencyKey(
+      auto outcome = ClaimKey(*stores[t % kStores], 
           KeyClaimFor("zoe", "same", "h", "c" + std::to_string(t), now_));
       if (!outcome.ok()) {
         ++other;

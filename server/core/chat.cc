@@ -47,9 +47,9 @@ Chat::Chat(const CoreConfig& config, Store& store, Coach& coach,
       coach_(coach),
       clock_(clock),
       credits_(config.plans),
-      send_rate_(config.user_limits.send_rate_per_minute, clock),
-      session_rate_(config.user_limits.session_create_rate_per_minute, clock),
-      send_slots_(config.user_limits.max_concurrent_sends_per_user),
+      send_rate_(RateRule::PerMinute(config.user_limits.send_rate_per_minute)),
+      session_rate_(RateRule::PerMinute(
+          config.user_limits.session_create_rate_per_minute)),
       metrics_(metrics != nullptr ? *metrics
                                   : OwnMetrics(own_registry_, own_metrics_)) {}
 
@@ -136,9 +136,6 @@ absl::StatusOr<SessionRecord> Chat::CreateSession(
   if (title.has_value() && !title->empty()) {
     COACH_ASSIGN_OR_RETURN(session_title, ValidateTitle(*title, config_.limits));
   }
-  if (auto wait = session_rate_.TryTake(user_id); wait.has_value()) {
-    return RateLimitedError(*wait);
-  }
   const absl::Time now = clock_.Now();
   SessionRecord session{.id = NewRandomId(),
                         .user_id = std::string(user_id),
@@ -147,13 +144,32 @@ absl::StatusOr<SessionRecord> Chat::CreateSession(
                         .message_count = 0,
                         .created_at = now,
                         .updated_at = now};
+  // The creation rate, then the maximum (a refused creation has used its
+  // token), decided under the user's row lock.
+  absl::Status refusal;
   const int max_sessions = config_.user_limits.max_sessions_per_user;
-  const absl::Status created = store_.CreateSession(
-      session, max_sessions, credits_.TermsAt(now), now);
-  if (absl::IsFailedPrecondition(created)) {
-    return SessionLimitReachedError(max_sessions);
-  }
-  COACH_RETURN_IF_ERROR(ToPublicError(created, "create session"));
+  const absl::StatusOr<bool> created = store_.CreateSession(
+      session, credits_.TermsAt(now), now, [&](const AdmissionState& state) {
+        Admission answer{.rates = state.rates,
+                         .admitted = false,
+                         .key_response = std::nullopt};
+        const RateRule::Taken taken =
+            session_rate_.Take(state.rates.session_tat, now);
+        if (!taken.allowed) {
+          refusal = RateLimitedError(taken.retry_after);
+          return answer;
+        }
+        answer.rates.session_tat = taken.tat;
+        if (max_sessions > 0 && state.sessions >= max_sessions) {
+          refusal = SessionLimitReachedError(max_sessions);
+          return answer;
+        }
+        refusal = absl::OkStatus();
+        answer.admitted = true;
+        return answer;
+      });
+  COACH_RETURN_IF_ERROR(ToPublicError(created.status(), "create session"));
+  if (!*created) return refusal;
   return session;
 }
 
@@ -230,52 +246,6 @@ absl::Status Chat::DeleteSession(absl::string_view session_id,
   absl::Status deleted = store_.DeleteSession(session_id);
   if (absl::IsNotFound(deleted)) return SessionNotFoundError();
   return ToPublicError(deleted, "delete session");
-}
-
-absl::StatusOr<CreditHold> Chat::HoldCredit(absl::string_view user_id,
-                                            absl::Time now) {
-  auto user = store_.FindUser(user_id);
-  if (!user.ok()) return ToPublicError(user.status(), "find user");
-  const Plan plan = user->has_value() ? (*user)->plan : Plan::kFree;
-  if (credits_.IsUnlimited(plan)) return CreditHold();
-  auto reservation =
-      store_.ReserveCredit(user_id, credits_.TermsAt(now), now,
-                           now + config_.credit_reservation_ttl);
-  if (!reservation.ok()) {
-    return ToPublicError(reservation.status(), "reserve credit");
-  }
-  if (!reservation->has_value()) return NoCreditsError();
-  return CreditHold(store_, **std::move(reservation),
-                    &metrics_.credit_holds());
-}
-
-absl::StatusOr<ConcurrencySlot> Chat::CheckSendLimits(
-    absl::string_view user_id, bool creates_session) {
-  // Concurrency first: a send refused for it takes no rate token. Its wait
-  // is unknown (the sends in flight end when the coach answers): the
-  // shortest, one second.
-  std::optional<ConcurrencySlot> slot = send_slots_.TryAcquire(user_id);
-  if (!slot.has_value()) return RateLimitedError(absl::Seconds(1));
-  if (auto wait = send_rate_.TryTake(user_id); wait.has_value()) {
-    return RateLimitedError(*wait);
-  }
-  if (creates_session) {
-    if (auto wait = session_rate_.TryTake(user_id); wait.has_value()) {
-      // Refused for the session rate: the send's token was not used.
-      send_rate_.GiveBack(user_id);
-      return RateLimitedError(*wait);
-    }
-    // Before the coach is asked: a user at the maximum gets the answer now,
-    // not after a reply that could not be stored. The commit checks again
-    // in its transaction (Exchange::max_user_sessions), which decides races.
-    auto activity = store_.CountUserActivity(user_id);
-    if (!activity.ok()) return ToPublicError(activity.status(), "count sessions");
-    const int max_sessions = config_.user_limits.max_sessions_per_user;
-    if (activity->sessions >= max_sessions) {
-      return SessionLimitReachedError(max_sessions);
-    }
-  }
-  return *std::move(slot);
 }
 
 absl::Status Chat::CheckCallerWaits(const Caller& caller) const {
@@ -356,23 +326,14 @@ void Chat::StreamMessage(absl::string_view user_id,
                        .deadline = caller.deadline,
                        .cancellation = caller.cancellation,
                        .on_delta = nullptr};
-  KeyClaim claim;
-  if (std::optional<absl::StatusOr<SendResult>> ended =
-          ClaimKey(user_id, session_id, message, caller, claim);
+  PendingSend pending;
+  if (std::optional<absl::StatusOr<SendResult>> ended = BeginSend(
+          user_id, session_id, message, caller, pending, request);
       ended.has_value()) {
     metrics_.RecordSend(ended->status());
     done(*std::move(ended));
     return;
   }
-  absl::StatusOr<PendingSend> pending =
-      BeginSend(user_id, session_id, message, caller, request);
-  if (!pending.ok()) {
-    const absl::Status failed = claim.Settle(pending.status());
-    metrics_.RecordSend(failed);
-    done(failed);
-    return;
-  }
-  pending->claim = std::move(claim);
   std::shared_ptr<DeltaRelay> relay;
   if (on_delta) {
     relay = std::make_shared<DeltaRelay>(std::move(on_delta));
@@ -384,7 +345,7 @@ void Chat::StreamMessage(absl::string_view user_id,
   const absl::Time asked = absl::Now();
   coach_.StartReply(
       std::move(request),
-      [this, asked, pending = *std::move(pending), caller = std::move(caller),
+      [this, asked, pending = std::move(pending), caller = std::move(caller),
        relay = std::move(relay),
        done = std::move(done)](absl::StatusOr<CoachReply> reply) mutable {
         metrics_.RecordReply(reply.ok(),
@@ -406,56 +367,6 @@ void Chat::StreamMessage(absl::string_view user_id,
       });
 }
 
-std::optional<absl::StatusOr<SendResult>> Chat::ClaimKey(
-    absl::string_view user_id, absl::string_view session_id,
-    absl::string_view message, const Caller& caller, KeyClaim& claim) {
-  if (!caller.idempotency_key.has_value()) return std::nullopt;
-  const std::string& key = *caller.idempotency_key;
-  // The input first, as for any send: a request refused for it claims
-  // nothing.
-  if (absl::Status valid =
-          ValidateSendInput(user_id, session_id, message, config_.limits)
-              .status();
-      !valid.ok()) {
-    return valid;
-  }
-  if (absl::Status valid = ValidateIdempotencyKey(key, config_.limits);
-      !valid.ok()) {
-    return valid;
-  }
-  const absl::Time now = clock_.Now();
-  std::string claim_id = NewRandomId();
-  absl::StatusOr<ClaimOutcome> outcome =
-      store_.ClaimIdempotencyKey(IdempotencyClaim{
-          .user_id = std::string(user_id),
-          .key = key,
-          .request_hash = SendRequestHash(session_id, message),
-          .claim_id = claim_id,
-          .now = now,
-          // A crashed send frees its key as it frees its credit.
-          .claim_expires_at = now + config_.credit_reservation_ttl,
-          .expires_at = now + config_.idempotency_ttl});
-  if (!outcome.ok()) {
-    return ToPublicError(outcome.status(), "claim idempotency key");
-  }
-  switch (outcome->state) {
-    case ClaimOutcome::State::kClaimed:
-      claim = KeyClaim(store_, std::string(user_id), key, std::move(claim_id));
-      return std::nullopt;
-    case ClaimOutcome::State::kInProgress:
-      return IdempotencyInProgressError();
-    case ClaimOutcome::State::kReused:
-      return IdempotencyKeyReusedError();
-    case ClaimOutcome::State::kCompleted:
-      break;
-  }
-  absl::StatusOr<SendResult> replay = DecodeSendResponse(*outcome->stored);
-  if (!replay.ok() && !IsReplayed(replay.status())) {
-    return ToPublicError(replay.status(), "replay idempotency key");
-  }
-  return replay;
-}
-
 absl::StatusOr<int> Chat::PurgeExpiredKeys(int batches) {
   const int batch = config_.idempotency_purge_batch;
   int purged = 0;
@@ -468,32 +379,156 @@ absl::StatusOr<int> Chat::PurgeExpiredKeys(int batches) {
   return purged;
 }
 
-absl::StatusOr<Chat::PendingSend> Chat::BeginSend(absl::string_view user_id,
-                                                  absl::string_view session_id,
-                                                  absl::string_view message,
-                                                  const Caller& caller,
-                                                  CoachRequest& request) {
-  COACH_ASSIGN_OR_RETURN(
-      std::string text,
-      ValidateSendInput(user_id, session_id, message, config_.limits));
+Admission Chat::DecideSend(const AdmissionState& state,
+                           absl::string_view user_id, bool creates_session,
+                           absl::Time now, absl::Status& refusal) const {
+  Admission answer{.rates = state.rates,
+                   .admitted = false,
+                   .key_response = std::nullopt};
+  // Concurrency first: a send refused for it takes no rate token. Its wait
+  // is unknown (the sends in flight end when the coach answers): the
+  // shortest, one second.
+  if (state.live_sends >= config_.user_limits.max_concurrent_sends_per_user) {
+    refusal = RateLimitedError(absl::Seconds(1));
+    return answer;
+  }
+  const RateRule::Taken send = send_rate_.Take(state.rates.send_tat, now);
+  if (!send.allowed) {
+    refusal = RateLimitedError(send.retry_after);
+    return answer;
+  }
+  if (creates_session) {
+    const RateRule::Taken create =
+        session_rate_.Take(state.rates.session_tat, now);
+    // Refused for the session rate: the send's token is not used either.
+    if (!create.allowed) {
+      refusal = RateLimitedError(create.retry_after);
+      return answer;
+    }
+    answer.rates.session_tat = create.tat;
+  }
+  // From here on, a refused send has used its tokens (every attempt
+  // counts).
+  answer.rates.send_tat = send.tat;
+  const int max_sessions = config_.user_limits.max_sessions_per_user;
+  if (creates_session) {
+    // Before the coach is asked: a user at the maximum gets the answer now,
+    // not after a reply that could not be stored. The commit checks again
+    // in its transaction (Exchange::max_user_sessions), which decides races
+    // with CreateSession.
+    if (max_sessions > 0 && state.sessions >= max_sessions) {
+      refusal = SessionLimitReachedError(max_sessions);
+      return answer;
+    }
+  } else if (!state.session.has_value()) {
+    refusal = SessionNotFoundError();
+  } else if (state.session->user_id != user_id) {
+    refusal = SessionForbiddenError();
+  }
+  if (!refusal.ok()) {
+    // Worth replaying to the key's retries (the same request meets it again).
+    if (IsReplayableError(refusal)) {
+      answer.key_response = EncodeSendError(refusal);
+    }
+    return answer;
+  }
+  // Credits: one free beyond the user's live reservations.
+  const std::optional<int32_t> remaining =
+      credits_.RemainingCredits(state.user, now);
+  if (remaining.has_value() && *remaining - state.live_sends <= 0) {
+    refusal = NoCreditsError();
+    return answer;
+  }
+  answer.admitted = true;
+  return answer;
+}
 
+absl::StatusOr<SendResult> Chat::HeldKeyResult(
+    const ClaimOutcome& outcome) const {
+  switch (outcome.state) {
+    case ClaimOutcome::State::kInProgress:
+      return IdempotencyInProgressError();
+    case ClaimOutcome::State::kReused:
+      return IdempotencyKeyReusedError();
+    case ClaimOutcome::State::kClaimed:
+    case ClaimOutcome::State::kCompleted:
+      break;
+  }
+  if (!outcome.stored.has_value()) {
+    return ToPublicError(
+        absl::InternalError("a completed key without its response"),
+        "replay idempotency key");
+  }
+  absl::StatusOr<SendResult> replay = DecodeSendResponse(*outcome.stored);
+  if (!replay.ok() && !IsReplayed(replay.status())) {
+    return ToPublicError(replay.status(), "replay idempotency key");
+  }
+  return replay;
+}
+
+std::optional<absl::StatusOr<SendResult>> Chat::BeginSend(
+    absl::string_view user_id, absl::string_view session_id,
+    absl::string_view message, const Caller& caller, PendingSend& pending,
+    CoachRequest& request) {
+  absl::StatusOr<std::string> text =
+      ValidateSendInput(user_id, session_id, message, config_.limits);
+  if (!text.ok()) return text.status();
+  if (caller.idempotency_key.has_value()) {
+    if (absl::Status valid =
+            ValidateIdempotencyKey(*caller.idempotency_key, config_.limits);
+        !valid.ok()) {
+      return valid;
+    }
+  }
   // A send that waited in a queue past its caller's patience stops here.
-  COACH_RETURN_IF_ERROR(CheckCallerWaits(caller));
+  if (absl::Status waits = CheckCallerWaits(caller); !waits.ok()) return waits;
 
-  // The per-user limits, whatever the plan, before anything is read, held
-  // or asked: a refused send costs nothing and never reaches the coach.
-  COACH_ASSIGN_OR_RETURN(ConcurrencySlot slot,
-                         CheckSendLimits(user_id, session_id.empty()));
+  const absl::Time now = clock_.Now();
+  const bool creates_session = session_id.empty();
+  SendAdmissionRequest admission{
+      .user_id = std::string(user_id),
+      .session_id = std::string(session_id),
+      .terms = credits_.TermsAt(now),
+      .now = now,
+      .expires_at = now + config_.credit_reservation_ttl,
+      .claim = std::nullopt};
+  if (caller.idempotency_key.has_value()) {
+    admission.claim = IdempotencyClaim{
+        .user_id = std::string(user_id),
+        .key = *caller.idempotency_key,
+        .request_hash = SendRequestHash(session_id, message),
+        .claim_id = NewRandomId(),
+        .now = now,
+        // A crashed send frees its key as it frees its reservation.
+        .claim_expires_at = now + config_.credit_reservation_ttl,
+        .expires_at = now + config_.idempotency_ttl};
+  }
+  // The key, then the per-user limits, ownership and credits, whatever the
+  // plan, in one transaction under the user's lock: a refused send holds
+  // nothing and never reaches the coach.
+  absl::Status refusal;
+  absl::StatusOr<SendAdmissionResult> admitted = store_.AdmitSend(
+      admission, [&](const AdmissionState& state) {
+        refusal = absl::OkStatus();
+        return DecideSend(state, user_id, creates_session, now, refusal);
+      });
+  if (!admitted.ok()) return ToPublicError(admitted.status(), "admit send");
+  if (admitted->claim.state != ClaimOutcome::State::kClaimed) {
+    return HeldKeyResult(admitted->claim);
+  }
+  // Refused: the store has already stored the key's outcome or freed it.
+  if (!admitted->reservation.has_value()) return refusal;
 
-  // The session, existing (owned by the user) or to be created.
-  PendingSend pending{.session_id = std::string(session_id),
-                      .new_session = std::nullopt,
-                      .text = std::move(text),
-                      .started = clock_.Now(),
-                      .slot = std::move(slot),
-                      .hold = CreditHold(),
-                      .claim = KeyClaim()};
-  if (session_id.empty()) {
+  pending.session_id = std::string(session_id);
+  pending.text = *std::move(text);
+  pending.started = now;
+  pending.hold = CreditHold(store_, *std::move(admitted->reservation),
+                            &metrics_.credit_holds());
+  if (admission.claim.has_value()) {
+    pending.claim = KeyClaim(store_, std::string(user_id), admission.claim->key,
+                             std::move(admission.claim->claim_id));
+  }
+  if (creates_session) {
     pending.new_session =
         SessionRecord{.id = NewRandomId(),
                       .user_id = std::string(user_id),
@@ -502,18 +537,21 @@ absl::StatusOr<Chat::PendingSend> Chat::BeginSend(absl::string_view user_id,
                                            config_.limits.auto_title_length)),
                       .last_message = "",
                       .message_count = 0,
-                      .created_at = pending.started,
-                      .updated_at = pending.started};
+                      .created_at = now,
+                      .updated_at = now};
     pending.session_id = pending.new_session->id;
-  } else {
-    COACH_RETURN_IF_ERROR(LoadOwnedSession(session_id, user_id).status());
   }
+  if (absl::Status loaded = LoadConversation(pending, request); !loaded.ok()) {
+    // The reservation and the key given back before the caller hears.
+    pending.hold.Release();
+    return pending.claim.Settle(loaded);
+  }
+  return std::nullopt;
+}
 
-  // Credits are checked, and one is held, before the coach is asked.
-  COACH_ASSIGN_OR_RETURN(pending.hold, HoldCredit(user_id, pending.started));
-
-  // The conversation so far, then the new message; no transaction is open
-  // while the coach writes.
+absl::Status Chat::LoadConversation(const PendingSend& pending,
+                                    CoachRequest& request) {
+  // No transaction is open while the coach writes.
   if (!pending.new_session.has_value()) {
     auto recent = store_.ListRecentMessages(
         pending.session_id, config_.limits.coach_context_messages);
@@ -525,7 +563,7 @@ absl::StatusOr<Chat::PendingSend> Chat::BeginSend(absl::string_view user_id,
   }
   request.conversation.push_back(
       CoachTurn{.role = Role::kUser, .content = pending.text});
-  return pending;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<SendResult> Chat::FinishSend(PendingSend pending,
@@ -544,8 +582,6 @@ absl::StatusOr<SendResult> Chat::StoreReply(PendingSend& pending,
   // (and so before the caller hears of it), not when the caller's
   // expression ends.
   CreditHold hold = std::move(pending.hold);
-  // Likewise the user's concurrency slot: free again before they hear back.
-  ConcurrencySlot slot = std::move(pending.slot);
   if (!reply.ok()) {
     // The coach stopped because the caller left: say that, not AI trouble.
     COACH_RETURN_IF_ERROR(CheckCallerWaits(caller));

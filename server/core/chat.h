@@ -34,7 +34,7 @@
 #include "server/core/credits.h"
 #include "server/core/idempotency.h"
 #include "server/core/page_token.h"
-#include "server/core/rate_limiter.h"
+#include "server/core/user_limits.h"
 #include "storage/store.h"
 
 namespace coach {
@@ -225,27 +225,31 @@ class Chat {
     std::optional<SessionRecord> new_session;
     std::string text;  // the validated message
     absl::Time started;
-    // One of the user's concurrent sends, given back when the send ends.
-    ConcurrencySlot slot;
-    // Given back by any path that does not commit the exchange.
+    // The send's reservation (one of the user's concurrent sends, and on a
+    // limited plan one credit), given back by any path that does not
+    // commit the exchange.
     CreditHold hold;
     // The send's idempotency key, if any: completed by the commit, settled
     // (stored error or released) by any other end.
     KeyClaim claim;
   };
-  // Validates the send and claims caller.idempotency_key for it into
-  // `claim`. The send runs when this returns nullopt; otherwise it ends
-  // with the result returned: a replay, or why it cannot run.
-  std::optional<absl::StatusOr<SendResult>> ClaimKey(
+  // Validates the send, then claims its key and admits it in one store
+  // transaction (Store::AdmitSend, deciding with DecideSend). The send runs
+  // when this returns nullopt, with `pending` and `request` (the
+  // conversation for the coach) filled; otherwise it ends with the result
+  // returned: a replay, or why it cannot run.
+  std::optional<absl::StatusOr<SendResult>> BeginSend(
       absl::string_view user_id, absl::string_view session_id,
-      absl::string_view message, const Caller& caller, KeyClaim& claim);
-  // Validates, checks the session and holds a credit; fills `request` with
-  // the conversation for the coach.
-  absl::StatusOr<PendingSend> BeginSend(absl::string_view user_id,
-                                        absl::string_view session_id,
-                                        absl::string_view message,
-                                        const Caller& caller,
-                                        CoachRequest& request);
+      absl::string_view message, const Caller& caller, PendingSend& pending,
+      CoachRequest& request);
+  // The rules of a send's admission, in their order (see SendMessage), on
+  // the state the store read under the user's lock: the answer to write,
+  // and in `refusal` why it was refused (OK when admitted).
+  Admission DecideSend(const AdmissionState& state, absl::string_view user_id,
+                       bool creates_session, absl::Time now,
+                       absl::Status& refusal) const;
+  // A replay of the key's stored outcome, or why the key is unavailable.
+  absl::StatusOr<SendResult> HeldKeyResult(const ClaimOutcome& outcome) const;
   // Stores and charges the exchange; on any failure the credit held is given
   // back before this returns.
   absl::StatusOr<SendResult> FinishSend(PendingSend pending,
@@ -255,18 +259,13 @@ class Chat {
   absl::StatusOr<SendResult> StoreReply(PendingSend& pending,
                                         const Caller& caller,
                                         absl::StatusOr<CoachReply> reply);
+  // The conversation so far for the coach, then the new message.
+  absl::Status LoadConversation(const PendingSend& pending,
+                                CoachRequest& request);
 
-  // The per-user limits of a send (UserLimits): its concurrency slot, or
-  // RATE_LIMITED (concurrency, send rate, session creation rate when
-  // `creates_session`) or SESSION_LIMIT_REACHED.
-  absl::StatusOr<ConcurrencySlot> CheckSendLimits(absl::string_view user_id,
-                                                  bool creates_session);
   // Loads a session and checks that `user_id` (when not empty) owns it.
   absl::StatusOr<SessionRecord> LoadOwnedSession(absl::string_view session_id,
                                                  absl::string_view user_id);
-  // Holds one credit for a send; an empty hold on an unlimited plan.
-  absl::StatusOr<CreditHold> HoldCredit(absl::string_view user_id,
-                                        absl::Time now);
   // `session` with its newest max_messages_per_session messages (unpaged).
   absl::StatusOr<SessionWithMessages> WithRecentMessages(SessionRecord session);
   // One page of the user's sessions for `list` (kSessions or kHistory).
@@ -282,10 +281,9 @@ class Chat {
   Coach& coach_;
   const Clock& clock_;
   CreditPolicy credits_;
-  // Per user, in this process (see docs/decisions.md).
-  RateLimiter send_rate_;
-  RateLimiter session_rate_;
-  ConcurrencyLimiter send_slots_;
+  // Per user, for every server sharing the store (see user_limits.h).
+  const RateRule send_rate_;
+  const RateRule session_rate_;
   // Without metrics given: the Chat's own.
   std::unique_ptr<metrics::Registry> own_registry_;
   std::unique_ptr<CoreMetrics> own_metrics_;

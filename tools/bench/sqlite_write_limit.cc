@@ -34,9 +34,23 @@ int main(int argc, char** argv) {
     const absl::Time now = absl::Now();
     const coach::CreditTerms terms = credits.TermsAt(now);
     const std::string user = absl::StrCat("limit-", i);
-    auto reservation = store->ReserveCredit(user, terms, now,
-                                               now + coach::HoldLifetime(config));
-    if (!reservation.ok() || !reservation->has_value()) return 1;
+    // Admitted as a send is (one transaction under the user's lock); the
+    // domain's rules are left out: they cost no database work.
+    auto admitted = store->AdmitSend(
+        coach::SendAdmissionRequest{.user_id = user,
+                                    .session_id = "",
+                                    .terms = terms,
+                                    .now = now,
+                                    .expires_at = now + coach::HoldLifetime(config),
+                                    .claim = std::nullopt},
+        [](const coach::AdmissionState& state) {
+          return coach::Admission{.rates = state.rates,
+                                  .admitted = true,
+                                  .key_response = std::nullopt};
+        });
+    if (!admitted.ok() || !admitted->reservation.has_value()) return 1;
+    const std::optional<coach::CreditReservation>& reservation =
+        admitted->reservation;
     coach::Exchange exchange;
     exchange.new_session = coach::SessionRecord{
         .id = coach::NewRandomId(), .user_id = user,
