@@ -919,6 +919,113 @@ TEST_F(ServerProcessTest, ReadsThroughTheProxyLandOnEveryServer) {
   for (auto& process : processes_) process->Kill();
 }
 
+// Issue 23: three coach-servers on one PostgreSQL behind one coach-proxy,
+// with the default per-user limits (2 sends at once, 20 sends and 10
+// session creations a minute). Each limit holds for the service: counted
+// per process, they let through 6 overlapping sends, 46 of 46 quick sends
+// and 24 of 24 creations. Through the proxy, REST, as a client would.
+TEST_F(ServerProcessTest, PerUserLimitsHoldAcrossThreeServers) {
+  PostgresDatabase postgres;
+  COACH_USE_DATABASE_OR_SKIP(postgres);
+  FakeOpenAi ai;
+  std::vector<ClusterMember> cluster =
+      StartCluster(3, postgres.url(), ai.base_url(),
+                   {{"COACH_MAX_CONCURRENT_SENDS_PER_USER", "2"},
+                    {"COACH_SEND_RATE_PER_MINUTE", "20"},
+                    {"COACH_SESSION_CREATE_RATE_PER_MINUTE", "10"},
+                    // Credits are not what this is about.
+                    {"COACH_FREE_MONTHLY_CREDITS", "100"}});
+  std::unique_ptr<proxy::CoachProxy> proxy = StartProxyOver(cluster);
+  ASSERT_NE(proxy, nullptr);
+  {
+    // Every server connected before the sends: round robin spreads them.
+    std::unique_ptr<httplib::Client> client = NewProxyClient(proxy->port());
+    std::vector<int64_t> answered;
+    ReadUntilEveryServerAnswered(*client, cluster, &answered);
+    for (int64_t count : answered) ASSERT_GT(count, 0);
+  }
+  const auto post = [&](httplib::Client& client, const std::string& path,
+                        const nlohmann::json& body) {
+    httplib::Result r = client.Post(path, body.dump(), "application/json");
+    return r ? r->status : 0;
+  };
+
+  // 12 overlapping sends of one user while the AI holds its answers: two
+  // reach it, ten are refused at once (429).
+  ai.HoldAnswers();
+  constexpr int kOverlapping = 12;
+  absl::Mutex mu;
+  std::map<int, int> overlapping;  // by HTTP status
+  std::vector<std::thread> senders;
+  for (int i = 0; i < kOverlapping; ++i) {
+    senders.emplace_back([&] {
+      std::unique_ptr<httplib::Client> client = NewProxyClient(proxy->port());
+      const int status = post(*client, "/api/chat/send",
+                              {{"userId", "zoe"}, {"message", "Bonjour"}});
+      absl::MutexLock lock(&mu);
+      ++overlapping[status];
+    });
+  }
+  {
+    absl::MutexLock lock(&mu);
+    EXPECT_TRUE(mu.AwaitWithTimeout(
+        absl::Condition(
+            +[](std::map<int, int>* by_status) {
+              return (*by_status)[429] >= kOverlapping - 2;
+            },
+            &overlapping),
+        absl::Seconds(30)));
+  }
+  EXPECT_TRUE(ai.AwaitRequests(2, absl::Seconds(30)));
+  EXPECT_EQ(ai.request_count(), 2);
+  ai.ReleaseAnswers();
+  for (std::thread& sender : senders) sender.join();
+  EXPECT_EQ(overlapping[200], 2);
+  EXPECT_EQ(overlapping[429], kOverlapping - 2);
+
+  // 46 quick sends of another user into one session: the burst of 20, plus
+  // one for each 3 s the run took.
+  std::unique_ptr<httplib::Client> client = NewProxyClient(proxy->port());
+  httplib::Result created = client->Post(
+      "/api/chat/sessions", nlohmann::json{{"userId", "yan"}}.dump(),
+      "application/json");
+  ASSERT_TRUE(created && created->status == 200);
+  const std::string session =
+      nlohmann::json::parse(created->body)["session"]["id"].get<std::string>();
+  const auto started = std::chrono::steady_clock::now();
+  std::map<int, int> quick;
+  for (int i = 0; i < 46; ++i) {
+    ++quick[post(*client, "/api/chat/send",
+                 {{"userId", "yan"}, {"sessionId", session},
+                  {"message", "Bonjour"}})];
+  }
+  const auto refills = [&](std::chrono::seconds per_token) {
+    return static_cast<int>((std::chrono::steady_clock::now() - started) /
+                            per_token);
+  };
+  EXPECT_GE(quick[200], 20);
+  EXPECT_LE(quick[200], 20 + refills(std::chrono::seconds(3)));
+  EXPECT_EQ(quick[200] + quick[429], 46);
+
+  // 24 session creations of a third user: 10, plus one per 6 s.
+  const auto creating = std::chrono::steady_clock::now();
+  std::map<int, int> creations;
+  for (int i = 0; i < 24; ++i) {
+    ++creations[post(*client, "/api/chat/sessions", {{"userId", "xia"}})];
+  }
+  EXPECT_GE(creations[200], 10);
+  EXPECT_LE(creations[200],
+            10 + static_cast<int>((std::chrono::steady_clock::now() - creating) /
+                                  std::chrono::seconds(6)));
+  EXPECT_EQ(creations[200] + creations[429], 24);
+  std::cerr << "limits across three servers: overlapping sends "
+            << overlapping[200] << " answered, quick sends " << quick[200]
+            << " answered of 46, creations " << creations[200] << " of 24\n";
+  client.reset();
+  proxy.reset();
+  for (auto& process : processes_) process->Kill();
+}
+
 // Issue 13: with PostgreSQL, the calls' database work runs on the server's
 // own threads (as many as COACH_POSTGRES_POOL_SIZE), not on gRPC's callback
 // threads: those are at most 16 (two on 2 to 5 cores), and a call waiting on
