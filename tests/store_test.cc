@@ -805,6 +805,110 @@ TEST_P(StoreTest, AnExpiredReservationNoLongerHoldsACredit) {
   EXPECT_TRUE(Reserve("lea", now_ + absl::Minutes(1)).has_value());
 }
 
+// Issue 23: what AdmitSend reads under the user's lock, and what it writes.
+TEST_P(StoreTest, AnAdmissionReadsLiveSendsSessionsAndTheNamedSession) {
+  CreateSession("s1", "lea");
+  CreateSession("s2", "lea");
+  CreateSession("theirs", "other");
+  // Two live reservations, one of them from another server's run, and one
+  // expired.
+  ASSERT_TRUE(Reserve("lea", now_).has_value());
+  {
+    auto other = db_->Open();
+    ASSERT_TRUE(other.ok()) << other.status();
+    ASSERT_TRUE((*other)->BeginRun("host-b").ok());
+    ASSERT_TRUE(ReserveCredit(**other, "lea", TermsFor("2026-11"), now_,
+                              now_ + absl::Minutes(5))
+                    ->has_value());
+  }
+  ASSERT_TRUE(ReserveCredit(*store_, "lea", TermsFor("2026-11"),
+                            now_ - absl::Minutes(10), now_)
+                  ->has_value());
+  const auto admit = [&](const std::string& session_id) {
+    AdmissionState seen;
+    auto admitted = store_->AdmitSend(
+        SendAdmissionRequest{.user_id = "lea",
+                             .session_id = session_id,
+                             .terms = TermsFor("2026-11"),
+                             .now = now_,
+                             .expires_at = now_ + absl::Minutes(5),
+                             .claim = std::nullopt},
+        [&](const AdmissionState& state) {
+          seen = state;
+          return Admission{.rates = state.rates,
+                           .admitted = false,
+                           .key_response = std::nullopt};
+        });
+    EXPECT_TRUE(admitted.ok()) << admitted.status();
+    EXPECT_FALSE(admitted.ok() && admitted->reservation.has_value());
+    return seen;
+  };
+  AdmissionState into_s1 = admit("s1");
+  EXPECT_EQ(into_s1.user.id, "lea");
+  EXPECT_EQ(into_s1.user.credits, 5);
+  EXPECT_EQ(into_s1.live_sends, 2);
+  ASSERT_TRUE(into_s1.session.has_value());
+  EXPECT_EQ(into_s1.session->id, "s1");
+  EXPECT_EQ(into_s1.session->user_id, "lea");
+  // Sessions are counted for a send that creates one, not into one.
+  EXPECT_EQ(into_s1.sessions, 0);
+  AdmissionState creating = admit("");
+  EXPECT_EQ(creating.sessions, 2);
+  EXPECT_FALSE(creating.session.has_value());
+  // Another user's session is read as it is: ownership is the domain's.
+  EXPECT_EQ(admit("theirs").session->user_id, "other");
+  EXPECT_FALSE(admit("missing").session.has_value());
+  // Refused: nothing reserved.
+  EXPECT_EQ(CountRows("credit_reservations"), 3);
+}
+
+TEST_P(StoreTest, AnAdmissionKeepsTheRateStateItIsGivenForTheNextOne) {
+  const RateState first{.send_tat = now_ + absl::Seconds(3),
+                        .session_tat = now_ + absl::Seconds(6)};
+  const auto admit = [&](const RateState& write, bool admitted) {
+    RateState seen;
+    auto result = store_->AdmitSend(
+        SendAdmissionRequest{.user_id = "rae",
+                             .session_id = "",
+                             .terms = TermsFor("2026-11"),
+                             .now = now_,
+                             .expires_at = now_ + absl::Minutes(5),
+                             .claim = std::nullopt},
+        [&](const AdmissionState& state) {
+          seen = state.rates;
+          return Admission{.rates = write,
+                           .admitted = admitted,
+                           .key_response = std::nullopt};
+        });
+    EXPECT_TRUE(result.ok()) << result.status();
+    return seen;
+  };
+  // A new user's limits were never used.
+  RateState seen = admit(first, /*admitted=*/true);
+  EXPECT_EQ(seen.send_tat, absl::UnixEpoch());
+  EXPECT_EQ(seen.session_tat, absl::UnixEpoch());
+  // Written when admitted, and when refused, and seen by another server.
+  const RateState second{.send_tat = now_ + absl::Seconds(9),
+                         .session_tat = now_ + absl::Seconds(12)};
+  seen = admit(second, /*admitted=*/false);
+  EXPECT_EQ(seen.send_tat, first.send_tat);
+  EXPECT_EQ(seen.session_tat, first.session_tat);
+  auto other = db_->Open();
+  ASSERT_TRUE(other.ok()) << other.status();
+  auto created = (*other)->CreateSession(
+      MakeSession("s1", "rae", now_), TermsFor("2026-11"), now_,
+      [&](const AdmissionState& state) {
+        seen = state.rates;
+        return Admission{.rates = state.rates,
+                         .admitted = true,
+                         .key_response = std::nullopt};
+      });
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_TRUE(*created);
+  EXPECT_EQ(seen.send_tat, second.send_tat);
+  EXPECT_EQ(seen.session_tat, second.session_tat);
+}
+
 TEST_P(StoreTest, ConcurrentReservationsNeverExceedTheCredits) {
   ASSERT_TRUE(store_->SetPlan("max", Plan::kBasic, TermsFor("2026-11"), now_)
                   .ok());
@@ -1041,6 +1145,35 @@ using State = ClaimOutcome::State;
 absl::StatusOr<ClaimOutcome> ClaimKey(Store& store,
                                       const IdempotencyClaim& claim) {
   return testing::ClaimKey(store, claim, TermsFor("2026-11"));
+}
+
+TEST_P(StoreTest, ARefusedKeyedAdmissionStoresItsResponseOrFreesTheKey) {
+  const auto admit = [&](const std::string& key,
+                         std::optional<std::string> response) {
+    return store_->AdmitSend(
+        SendAdmissionRequest{
+            .user_id = "ida",
+            .session_id = "",
+            .terms = TermsFor("2026-11"),
+            .now = now_,
+            .expires_at = now_ + absl::Minutes(5),
+            .claim = KeyClaimFor("ida", key, "h", "claim-" + key, now_)},
+        [&](const AdmissionState& state) {
+          return Admission{.rates = state.rates,
+                           .admitted = false,
+                           .key_response = response};
+        });
+  };
+  ASSERT_EQ(admit("stored", "{\"error\":\"SESSION_NOT_FOUND\"}")->claim.state,
+            State::kClaimed);
+  ASSERT_EQ(admit("freed", std::nullopt)->claim.state, State::kClaimed);
+  // The stored outcome is what a retry gets; the freed key runs again.
+  auto replay = admit("stored", std::nullopt);
+  ASSERT_TRUE(replay.ok()) << replay.status();
+  ASSERT_EQ(replay->claim.state, State::kCompleted);
+  EXPECT_EQ(replay->claim.stored->response, "{\"error\":\"SESSION_NOT_FOUND\"}");
+  EXPECT_EQ(CountRows("idempotency_keys"), 1);
+  EXPECT_EQ(CountRows("credit_reservations"), 0);
 }
 
 // What claiming the key finds (a failed claim fails the test).

@@ -88,7 +88,8 @@ phase "tests (build/asan)" \
 # reactors, concurrent sends and credit holds), a caller leaving mid-send, the
 # proxy (HTTP server threads calling gRPC), the store under concurrent writers
 # (threads and several stores, SQLite and PostgreSQL),
-# the per-user limits (racing sends and creations, the limiter's map).
+# the per-user limits (racing sends and creations, several stores on one
+# database).
 # The HTTP front (event loop, gRPC callbacks answering from their threads,
 # hang-ups cancelling calls) and its event streams.
 # Left out: single-threaded units (text, validation, offline coach, proxy
@@ -97,7 +98,7 @@ phase "tests (build/asan)" \
 TSAN_SUITES=(thread_pool_test cancellation_test async_http_client_test
              openai_coach_test chat_service_test user_service_test
              chat_caller_test proxy_test store_test limits_test
-             rate_limiter_test stream_message_test http_front_test sse_test
+             send_admission_test stream_message_test http_front_test sse_test
              metrics_test idempotency_test upstream_test)
 build_tsan() {
   configure build/tsan "${SANITIZER_FLAGS[@]}" -DCOACH_SANITIZE=thread

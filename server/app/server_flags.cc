@@ -182,9 +182,9 @@ std::vector<Setting> ServerSettings(Config& c) {
        kNonNegative, "In-flight calls get this long on SIGTERM/SIGINT"},
       {"credit_reservation_ttl", "COACH_CREDIT_RESERVATION_TTL",
        &c.credit_reservation_ttl, kNonNegative,
-       "A credit held by a send of a server that died is freed after this "
-       "(sooner if it restarts); 0: the longest a send can take, "
-       "`OPENAI_TIMEOUT` + 15s"},
+       "A send of a server that died stops holding its credit and its place "
+       "among the user's concurrent sends after this (sooner if it "
+       "restarts); 0: the longest a send can take, `OPENAI_TIMEOUT` + 15s"},
       {"idempotency_ttl", "COACH_IDEMPOTENCY_TTL", &c.idempotency_ttl,
        kPositive,
        "An `Idempotency-Key` and the response replayed to its retries are "

@@ -163,7 +163,10 @@ class Chat {
   // SESSION_LIMIT_REACHED), then ownership (SESSION_NOT_FOUND/FORBIDDEN) and
   // credits. A send refused by a limit holds, charges and stores nothing and
   // never reaches the coach; one refused later has used its rate token
-  // (every attempt counts).
+  // (every attempt counts). The key, the limits, ownership and credits are
+  // decided in one store transaction under the user's lock
+  // (Store::AdmitSend), so the limits hold across every server sharing the
+  // store; storing the reply is the send's second and last.
   //
   // Returns once the coach is asked. `done` runs before that when the send
   // fails early or the coach answers without I/O, otherwise on one of the

@@ -53,7 +53,9 @@ struct PlanCredits {
 };
 
 // What one user may consume, whatever the plan (PREMIUM's unlimited credits
-// are not unlimited speed). Counted per coach-server process.
+// are not unlimited speed). Decided in the store, under the user's row
+// lock (Store::AdmitSend): they hold for every coach-server sharing the
+// database.
 struct UserLimits {
   // Sends per user per minute: a bucket of this many sends refilled evenly
   // over a minute (so a burst of this many, then one every 60/N s).
