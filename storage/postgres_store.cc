@@ -886,17 +886,17 @@ absl::StatusOr<ExchangeResult> PostgresStore::CommitExchange(
             EnsureUser(c, exchange.new_session->user_id, exchange.terms,
                        exchange.now);
           }
-          if (!InsertSession(c, *exchange.new_session,
+          // Inserted as it is after the exchange: one statement.
+          if (!InsertSession(c, WithExchange(*exchange.new_session, exchange),
                              exchange.max_user_sessions)) {
             return absl::FailedPreconditionError("session limit reached");
           }
-        }
-        if (c.Run("UPDATE sessions SET last_message = $2, "
-                  "message_count = message_count + 2, updated_at = $3 "
-                  "WHERE id = $1",
-                  {Text(exchange.session_id), Text(exchange.last_message),
-                   Micros(exchange.now)})
-                .affected() == 0) {
+        } else if (c.Run("UPDATE sessions SET last_message = $2, "
+                         "message_count = message_count + 2, updated_at = $3 "
+                         "WHERE id = $1",
+                         {Text(exchange.session_id),
+                          Text(exchange.last_message), Micros(exchange.now)})
+                       .affected() == 0) {
           return absl::NotFoundError("session not found");
         }
         InsertMessages(c, exchange.user_message, exchange.assistant_message);

@@ -41,6 +41,16 @@ inline int32_t RefilledCredits(const CreditTerms& terms, Plan plan) {
   return terms.AllowanceOf(plan).value_or(0);
 }
 
+// A new session as an exchange leaves it (its two messages, the reply's
+// preview, the exchange's time): how the exchange's commit inserts it.
+inline SessionRecord WithExchange(SessionRecord session,
+                                  const Exchange& exchange) {
+  session.last_message = exchange.last_message;
+  session.message_count += 2;
+  session.updated_at = exchange.now;
+  return session;
+}
+
 // An idempotency key's row as both engines read it (claim NULL: its send
 // ended and `response` is stored).
 struct IdempotencyKeyRow {

@@ -841,18 +841,23 @@ absl::StatusOr<ExchangeResult> SqliteStore::CommitExchange(
         if (exchange.new_session.has_value()) {
           EnsureUser(c, exchange.new_session->user_id, exchange.terms,
                      exchange.now);
-          if (!InsertSession(c, *exchange.new_session,
+          // Inserted as it is after the exchange: one statement.
+          if (!InsertSession(c, WithExchange(*exchange.new_session, exchange),
                              exchange.max_user_sessions)) {
             return absl::FailedPreconditionError("session limit reached");
           }
+        } else {
+          Connection::Statement touch = c.Prepare(
+              "UPDATE sessions SET last_message = ?2, "
+              "message_count = message_count + 2, updated_at = ?3 "
+              "WHERE id = ?1");
+          touch->bind(1, exchange.session_id);
+          touch->bind(2, exchange.last_message);
+          touch->bind(3, ToColumn(exchange.now));
+          if (touch->exec() == 0) {
+            return absl::NotFoundError("session not found");
+          }
         }
-        Connection::Statement touch = c.Prepare(
-            "UPDATE sessions SET last_message = ?2, "
-            "message_count = message_count + 2, updated_at = ?3 WHERE id = ?1");
-        touch->bind(1, exchange.session_id);
-        touch->bind(2, exchange.last_message);
-        touch->bind(3, ToColumn(exchange.now));
-        if (touch->exec() == 0) return absl::NotFoundError("session not found");
         InsertMessage(c, exchange.user_message);
         InsertMessage(c, exchange.assistant_message);
 
