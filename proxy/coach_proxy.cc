@@ -1,5 +1,7 @@
 #include "proxy/coach_proxy.h"
 
+#include "google/api/httpbody.pb.h"
+
 #include <algorithm>
 #include <map>
 #include <optional>
@@ -27,6 +29,8 @@ namespace {
 using google::protobuf::Message;
 
 constexpr char kJsonContentType[] = "application/json; charset=utf-8";
+// A server stream of this type is one HTTP body in pieces, not events.
+constexpr char kHttpBodyType[] = "google.api.HttpBody";
 constexpr char kRequestIdHeader[] = "X-Request-Id";
 constexpr char kHealthCheckMethod[] = "/grpc.health.v1.Health/Check";
 // An SSE comment: ignored by EventSource and fetch readers alike.
@@ -519,7 +523,10 @@ void CoachProxy::Handle(std::shared_ptr<http::Exchange> exchange) {
                               "L'en-tête « Idempotency-Key » doit être en "
                               "ASCII imprimable."));
   }
-  if (route.method->server_streaming()) {
+  if (route.method->server_streaming() &&
+      route.method->output_type()->full_name() == kHttpBodyType) {
+    CallBodyStream(std::move(pending), route, *std::move(upstream_request));
+  } else if (route.method->server_streaming()) {
     CallStream(std::move(pending), route, *std::move(upstream_request));
   } else {
     CallUnary(std::move(pending), route, *std::move(upstream_request));
@@ -695,6 +702,62 @@ void CoachProxy::CallStream(std::shared_ptr<Pending> pending,
         }
         pending->exchange->Send(
             absl::StrCat("event: error\ndata: ", error.body, "\n\n"));
+        pending->exchange->Finish();
+        LogAccess(*pending, 200, status.error_code(), error.reason);
+      });
+  exchange->OnCancel([weak = std::weak_ptr<UpstreamCall>(call)] {
+    if (auto call = weak.lock()) call->Cancel();
+  });
+}
+
+void CoachProxy::CallBodyStream(std::shared_ptr<Pending> pending,
+                                const Route& route,
+                                std::unique_ptr<Message> request) {
+  const CallOptions options =
+      CallOptionsFor(config_, route, pending->request_id, pending->request());
+  std::shared_ptr<http::Exchange> exchange = pending->exchange;
+  // Touched by the call's callbacks only, which never run at once.
+  auto started = std::make_shared<bool>(false);
+  auto call = upstream_.ServerStream(
+      route.grpc_method, *request, options,
+      [pending, started](std::string& message) {
+        google::api::HttpBody body;
+        if (!body.ParseFromString(message)) return;  // the server sent it
+        if (!*started) {
+          *started = true;
+          // The first body's type is the response's.
+          pending->exchange->StartStream(
+              200, pending->Headers(body.content_type()),
+              absl::InfiniteDuration(), "");
+        }
+        if (!body.data().empty()) {
+          pending->exchange->Send(std::move(*body.mutable_data()));
+        }
+      },
+      [this, pending, started, &route](const grpc::Status& status) {
+        if (status.ok()) {
+          if (!*started) {
+            // No body at all: an empty answer.
+            pending->exchange->Reply(http::Response{
+                .status = 200, .headers = pending->Headers(""), .body = ""});
+          } else {
+            pending->exchange->Finish();
+          }
+          return LogAccess(*pending, 200, status.error_code());
+        }
+        LogUpstreamFailure(route, status, pending->request_id);
+        CountUpstreamError(status);
+        const HttpError error = HttpErrorFromGrpc(status);
+        if (!*started) {
+          std::vector<http::Header> headers =
+              pending->Headers(kJsonContentType);
+          AddAuthenticateHeader(status, pending->request(), headers);
+          ReplyError(pending->exchange, std::move(headers), error);
+          return LogAccess(*pending, error.status, status.error_code(),
+                           error.reason);
+        }
+        // The status line is sent: the body ends where it broke off, which
+        // the client sees as an incomplete document.
         pending->exchange->Finish();
         LogAccess(*pending, 200, status.error_code(), error.reason);
       });

@@ -61,6 +61,11 @@ class CoachProxy {
   void AnswerReadiness(Pending& pending, bool ready);
   void CallUnary(std::shared_ptr<Pending> pending, const Route& route,
                  std::unique_ptr<google::protobuf::Message> request);
+  // A server stream of google.api.HttpBody: one response whose body is the
+  // bodies' bytes in order, under the first one's content type (a download,
+  // e.g. the user data export), chunked as they come.
+  void CallBodyStream(std::shared_ptr<Pending> pending, const Route& route,
+                      std::unique_ptr<google::protobuf::Message> request);
   void CallStream(std::shared_ptr<Pending> pending, const Route& route,
                   std::unique_ptr<google::protobuf::Message> request);
   void HandleMetrics(Pending& pending);

@@ -576,7 +576,20 @@ class Generator {
           {"content", {{"application/json", {{"schema", std::move(schema)}}}}}};
     }
     Json responses = Json::object();
-    if (method.server_streaming()) {
+    if (method.server_streaming() &&
+        method.output_type()->full_name() == "google.api.HttpBody") {
+      // A download: one body sent in pieces (its type and shape are the
+      // method's, described in its comment).
+      responses["200"] = {
+          {"description",
+           "Un document JSON, envoyé par morceaux (Transfer-Encoding: "
+           "chunked) ; une erreur avant le premier morceau est la réponse "
+           "JSON d'erreur habituelle, une erreur après lui interrompt le "
+           "document (il est alors incomplet)."},
+          {"headers", {{"X-Request-Id", {{"$ref", "#/components/headers/X-Request-Id"}}}}},
+          {"content",
+           {{"application/json", {{"schema", {{"type", "object"}}}}}}}};
+    } else if (method.server_streaming()) {
       const Json event = MessageRef(*method.output_type());
       responses["200"] = {
           {"description",

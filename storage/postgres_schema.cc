@@ -14,12 +14,12 @@ namespace coach {
 namespace {
 
 // The same tables as SQLite's schema (sqlite_schema.cc: its version 3 is
-// our 1, its 4 our 2, its 5 our 3), in PostgreSQL's types: times are UTC microseconds
+// our 1, its 4 our 2, its 5 our 3, its 6 our 4), in PostgreSQL's types: times are UTC microseconds
 // since the Unix epoch (BIGINT), and `seq` identity columns give the
 // insertion order that SQLite's rowid gives (lists break ties on it). Every
 // session or message insert happens under its user's or session's row lock,
 // so `seq` follows commit order where lists read it.
-constexpr std::array<absl::string_view, 3> kMigrations = {
+constexpr std::array<absl::string_view, 4> kMigrations = {
     // 1: users, sessions, messages (with model and token usage), credit
     // holds with the server run that owns them.
     R"sql(
@@ -93,6 +93,22 @@ CREATE INDEX idempotency_keys_by_run ON idempotency_keys (instance, run)
     R"sql(
 ALTER TABLE users ADD COLUMN send_rate_tat BIGINT NOT NULL DEFAULT 0,
                   ADD COLUMN session_rate_tat BIGINT NOT NULL DEFAULT 0;
+)sql",
+    // 4: the usage ledger and the retention purge's index, as SQLite's
+    // migration 6.
+    R"sql(
+CREATE TABLE usage (
+  month             TEXT NOT NULL,
+  user_id           TEXT NOT NULL,
+  model             TEXT NOT NULL,
+  replies           INTEGER NOT NULL,
+  credits_charged   INTEGER NOT NULL,
+  prompt_tokens     BIGINT NOT NULL,
+  completion_tokens BIGINT NOT NULL,
+  PRIMARY KEY (month, user_id, model)
+);
+CREATE INDEX usage_by_user ON usage (user_id, month);
+CREATE INDEX sessions_by_updated ON sessions (updated_at);
 )sql",
 };
 

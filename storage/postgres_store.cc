@@ -370,6 +370,33 @@ bool CompleteKey(Connection& c, const IdempotencyCompletion& done,
              .affected() > 0;
 }
 
+// The usage rows of `rows` (month, model, replies, credits_charged,
+// prompt_tokens, completion_tokens, then with `with_user` the user_id),
+// grouped by user and month (the rows must come so), one record each.
+std::vector<UserUsageRecord> ReadUsage(const Rows& rows, bool with_user) {
+  std::vector<UserUsageRecord> out;
+  for (int i = 0; i < rows.size(); ++i) {
+    const std::string month = rows.Str(i, 0);
+    const std::string user = with_user ? rows.Str(i, 6) : "";
+    if (out.empty() || out.back().usage.month != month ||
+        out.back().user_id != user) {
+      out.emplace_back().user_id = user;
+      out.back().usage.month = month;
+    }
+    UsageRecord& usage = out.back().usage;
+    ModelUsageRecord model{.model = rows.Str(i, 1),
+                           .replies = rows.Int32(i, 2),
+                           .prompt_tokens = rows.Int64(i, 4),
+                           .completion_tokens = rows.Int64(i, 5)};
+    usage.replies += model.replies;
+    usage.credits_charged += rows.Int32(i, 3);
+    usage.prompt_tokens += model.prompt_tokens;
+    usage.completion_tokens += model.completion_tokens;
+    usage.by_model.push_back(std::move(model));
+  }
+  return out;
+}
+
 // Claims `claim`'s key for the current run's `owner` (Store's "Idempotency
 // keys"). Inside a write transaction, after the user's row lock: every
 // transaction takes the user's row, then the key's.
@@ -902,28 +929,55 @@ absl::StatusOr<ExchangeResult> PostgresStore::CommitExchange(
         InsertMessages(c, exchange.user_message, exchange.assistant_message);
 
         ExchangeResult result;
-        if (payer.has_value()) {
-          const Param user = Text(payer->id);
-          const Param reservation = Int(exchange.reservation->id);
-          if (!exchange.terms.AllowanceOf(payer->plan).has_value()) {
-            // An unlimited plan (perhaps since the send began): the
-            // reservation is settled, nothing is charged.
-            c.Run("DELETE FROM credit_reservations WHERE id = $1",
-                  {reservation});
-          } else {
-            // Settled and charged in one statement. Conditional: credits
-            // never go below zero, whatever happened to the reservation
-            // meanwhile (expired, an admin changed the plan).
-            Rows charged = c.Run(
-                "WITH settled AS (DELETE FROM credit_reservations "
-                "WHERE id = $2) UPDATE users SET credits = credits - 1 "
-                "WHERE id = $1 AND credits > 0 RETURNING credits",
-                {user, reservation});
-            if (charged.size() == 0) {
-              return absl::ResourceExhaustedError("no credit left to charge");
-            }
-            result.remaining_credits = charged.Int32(0, 0);
+        // The reservation settled, the credit charged (unless the plan is
+        // unlimited, perhaps since the send began) and the reply counted in
+        // the usage ledger: one statement. The charge is conditional:
+        // credits never go below zero, whatever happened to the reservation
+        // meanwhile (expired, an admin changed the plan); without it the
+        // statement returns no row, and the transaction is rolled back.
+        const bool charge = payer.has_value() &&
+                            exchange.terms.AllowanceOf(payer->plan).has_value();
+        const MessageRecord& reply = exchange.assistant_message;
+        const std::initializer_list<Param> params = {
+            Text(payer.has_value() ? payer->id : exchange.user_id),
+            exchange.reservation.has_value() ? Int(exchange.reservation->id)
+                                             : Int(0),
+            Text(exchange.terms.period),
+            Text(reply.model),
+            Int(reply.usage.has_value() ? reply.usage->prompt_tokens : 0),
+            Int(reply.usage.has_value() ? reply.usage->completion_tokens : 0),
+            Text(exchange.user_id)};
+        // The ledger's upsert clause, the same in both statements below.
+#define COACH_COUNT_USAGE_CONFLICT                                        \
+  " ON CONFLICT (month, user_id, model) DO UPDATE SET "                  \
+  "replies = usage.replies + 1, "                                        \
+  "credits_charged = usage.credits_charged + EXCLUDED.credits_charged, " \
+  "prompt_tokens = usage.prompt_tokens + EXCLUDED.prompt_tokens, "       \
+  "completion_tokens = usage.completion_tokens + "                       \
+  "EXCLUDED.completion_tokens"
+        constexpr const char* charged_sql =
+            "WITH settled AS (DELETE FROM credit_reservations WHERE id = $2), "
+            "charged AS (UPDATE users SET credits = credits - 1 "
+            "WHERE id = $1 AND credits > 0 RETURNING credits), "
+            "counted AS (INSERT INTO usage (month, user_id, model, replies, "
+            "credits_charged, prompt_tokens, completion_tokens) "
+            "SELECT $3::text, $7::text, $4::text, 1, 1, $5::bigint, "
+            "$6::bigint FROM charged" COACH_COUNT_USAGE_CONFLICT
+            ") SELECT credits FROM charged";
+        constexpr const char* free_sql =
+            "WITH settled AS (DELETE FROM credit_reservations WHERE id = $2 "
+            "AND user_id = $1) INSERT INTO usage (month, user_id, model, replies, "
+            "credits_charged, prompt_tokens, completion_tokens) "
+            "VALUES ($3, $7, $4, 1, 0, $5, $6)" COACH_COUNT_USAGE_CONFLICT;
+#undef COACH_COUNT_USAGE_CONFLICT
+        if (charge) {
+          Rows charged = c.Run(charged_sql, params);
+          if (charged.size() == 0) {
+            return absl::ResourceExhaustedError("no credit left to charge");
           }
+          result.remaining_credits = charged.Int32(0, 0);
+        } else {
+          c.Run(free_sql, params);
         }
         if (exchange.idempotency.has_value() &&
             !CompleteKey(c, *exchange.idempotency, result.remaining_credits)) {
@@ -975,6 +1029,110 @@ absl::StatusOr<int> PostgresStore::PurgeIdempotencyKeys(absl::Time now,
                           {Micros(now), Int(limit)})
                      .affected();
                });
+}
+
+// --- Usage ------------------------------------------------------------------------
+
+absl::StatusOr<UsageRecord> PostgresStore::GetUsage(absl::string_view user_id,
+                                                    absl::string_view month) {
+  return Read("get usage", [&](Connection& c) -> absl::StatusOr<UsageRecord> {
+    Rows rows = c.Run(
+        "SELECT month, model, replies, credits_charged, prompt_tokens, "
+        "completion_tokens FROM usage WHERE user_id = $1 AND month = $2 "
+        "ORDER BY replies DESC, model",
+        {Text(user_id), Text(month)});
+    std::vector<UserUsageRecord> usage = ReadUsage(rows, /*with_user=*/false);
+    if (usage.empty()) {
+      UsageRecord none;
+      none.month = std::string(month);
+      return none;
+    }
+    return std::move(usage.front().usage);
+  });
+}
+
+absl::StatusOr<std::vector<UsageRecord>> PostgresStore::ListUserUsage(
+    absl::string_view user_id) {
+  return Read(
+      "list user usage",
+      [&](Connection& c) -> absl::StatusOr<std::vector<UsageRecord>> {
+        Rows rows = c.Run(
+            "SELECT month, model, replies, credits_charged, prompt_tokens, "
+            "completion_tokens FROM usage WHERE user_id = $1 "
+            "ORDER BY month, replies DESC, model",
+            {Text(user_id)});
+        std::vector<UsageRecord> months;
+        for (UserUsageRecord& row : ReadUsage(rows, /*with_user=*/false)) {
+          months.push_back(std::move(row.usage));
+        }
+        return months;
+      });
+}
+
+absl::StatusOr<UsagePage> PostgresStore::ListUsage(
+    absl::string_view month, const std::optional<std::string>& after,
+    int page_size) {
+  return Read("list usage", [&](Connection& c) -> absl::StatusOr<UsagePage> {
+    // The page's users first (one more: whether another page follows), by
+    // the primary key (month, user_id, model), then their rows. user_id >
+    // '' includes every user: ids are never empty. COLLATE "C": the same
+    // byte order as SQLite's, whatever the database's locale.
+    Rows rows = c.Run(
+        "SELECT u.month, u.model, u.replies, u.credits_charged, "
+        "u.prompt_tokens, u.completion_tokens, u.user_id FROM usage AS u "
+        "JOIN (SELECT DISTINCT user_id COLLATE \"C\" AS user_id FROM usage "
+        "WHERE month = $1 AND user_id COLLATE \"C\" > $2 ORDER BY 1 "
+        "LIMIT $3) AS page ON page.user_id = u.user_id WHERE u.month = $1 "
+        "ORDER BY u.user_id COLLATE \"C\", u.replies DESC, u.model",
+        {Text(month), Text(after.value_or("")), Int(page_size + 1)});
+    std::vector<UserUsageRecord> users = ReadUsage(rows, /*with_user=*/true);
+    UsagePage page;
+    if (static_cast<int>(users.size()) > page_size) {
+      users.resize(static_cast<size_t>(page_size));
+      page.next = users.back().user_id;
+    }
+    page.users = std::move(users);
+    return page;
+  });
+}
+
+// --- Users' data rights --------------------------------------------------------------
+
+absl::StatusOr<ErasedData> PostgresStore::EraseUserData(
+    absl::string_view user_id) {
+  return Write(
+      "erase user data", [&](Connection& c) -> absl::StatusOr<ErasedData> {
+        // The user's row first, as every writer does: a send committing
+        // meanwhile finishes before, or waits and finds its session gone.
+        c.Run("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", {Text(user_id)});
+        ErasedData data;
+        data.messages = c.Run("DELETE FROM messages WHERE session_id IN "
+                              "(SELECT id FROM sessions WHERE user_id = $1)",
+                              {Text(user_id)})
+                            .affected();
+        data.sessions =
+            c.Run("DELETE FROM sessions WHERE user_id = $1", {Text(user_id)})
+                .affected();
+        c.Run("DELETE FROM idempotency_keys WHERE user_id = $1",
+              {Text(user_id)});
+        return data;
+      });
+}
+
+absl::StatusOr<int> PostgresStore::PurgeSessions(absl::Time cutoff,
+                                                 int limit) {
+  return Write("purge sessions", [&](Connection& c) -> absl::StatusOr<int> {
+    // A bounded batch by the updated_at index; sessions a send holds (its
+    // commit updates the row) are skipped, not waited for.
+    return c
+        .Run("WITH old AS (SELECT id FROM sessions WHERE updated_at < $1 "
+             "ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED), "
+             "gone AS (DELETE FROM messages WHERE session_id IN "
+             "(SELECT id FROM old)) "
+             "DELETE FROM sessions WHERE id IN (SELECT id FROM old)",
+             {Micros(cutoff), Int(limit)})
+        .affected();
+  });
 }
 
 }  // namespace coach

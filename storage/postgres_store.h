@@ -99,6 +99,15 @@ class PostgresStore final : public Store {
                                       absl::string_view claim_id,
                                       absl::string_view response) override;
   absl::StatusOr<int> PurgeIdempotencyKeys(absl::Time now, int limit) override;
+  absl::StatusOr<UsageRecord> GetUsage(absl::string_view user_id,
+                                       absl::string_view month) override;
+  absl::StatusOr<std::vector<UsageRecord>> ListUserUsage(
+      absl::string_view user_id) override;
+  absl::StatusOr<UsagePage> ListUsage(absl::string_view month,
+                                      const std::optional<std::string>& after,
+                                      int page_size) override;
+  absl::StatusOr<ErasedData> EraseUserData(absl::string_view user_id) override;
+  absl::StatusOr<int> PurgeSessions(absl::Time cutoff, int limit) override;
 
   // Write transactions committed since Open: what a request costs the
   // database (a send is two). Thread-safe.

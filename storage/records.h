@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/time/time.h"
 
@@ -216,8 +217,50 @@ struct SendAdmissionResult {
   std::optional<CreditReservation> reservation;
 };
 
+// What one model's replies cost a user in a month.
+struct ModelUsageRecord {
+  // As the provider named it; empty when it named none.
+  std::string model;
+  int32_t replies = 0;
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+};
+
+// A user's consumption in a month, as the exchanges' commits counted it
+// (the usage ledger): kept when sessions or the user's data are deleted.
+struct UsageRecord {
+  // "YYYY-MM" (UTC), the credit period the replies were stored in.
+  std::string month;
+  int32_t replies = 0;
+  int32_t credits_charged = 0;
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+  // Most replies first, ties by model.
+  std::vector<ModelUsageRecord> by_model;
+};
+
+struct UserUsageRecord {
+  std::string user_id;
+  UsageRecord usage;
+};
+
+// One page of a month's usage, by user_id.
+struct UsagePage {
+  std::vector<UserUsageRecord> users;
+  // The last user_id returned, set when more follow.
+  std::optional<std::string> next;
+};
+
+// What erasing a user's data removed.
+struct ErasedData {
+  int32_t sessions = 0;
+  int32_t messages = 0;
+};
+
 // Everything one successful send stores, atomically.
 struct Exchange {
+  // The user the reply is counted for in the usage ledger.
+  std::string user_id;
   // Set when the send starts a new session (created in the same transaction).
   std::optional<SessionRecord> new_session;
   // With new_session: the sessions its user may own at most (> 0), checked

@@ -13,7 +13,7 @@ namespace {
 // Times are UTC microseconds since the Unix epoch. Lists are served by an
 // index each: a user's sessions by updated_at, a session's messages by seq
 // (insertion order, which is time order).
-constexpr std::array<absl::string_view, 5> kMigrations = {
+constexpr std::array<absl::string_view, 6> kMigrations = {
     // 1: users, sessions, messages, credit reservations.
     R"sql(
 CREATE TABLE users (
@@ -102,6 +102,25 @@ CREATE INDEX idempotency_keys_by_run ON idempotency_keys (instance, run)
     R"sql(
 ALTER TABLE users ADD COLUMN send_rate_tat INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE users ADD COLUMN session_rate_tat INTEGER NOT NULL DEFAULT 0;
+)sql",
+    // 6: the usage ledger (Store::GetUsage): per user, month and model,
+    // counted by the exchange's commit, kept when conversations are deleted
+    // (no content in it). Keyed for a month's export by user; an index per
+    // user for one user's months. Sessions by last update, for the
+    // retention purge (Store::PurgeSessions).
+    R"sql(
+CREATE TABLE usage (
+  month             TEXT NOT NULL,
+  user_id           TEXT NOT NULL,
+  model             TEXT NOT NULL,
+  replies           INTEGER NOT NULL,
+  credits_charged   INTEGER NOT NULL,
+  prompt_tokens     INTEGER NOT NULL,
+  completion_tokens INTEGER NOT NULL,
+  PRIMARY KEY (month, user_id, model)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX usage_by_user ON usage (user_id, month);
+CREATE INDEX sessions_by_updated ON sessions (updated_at);
 )sql",
 };
 

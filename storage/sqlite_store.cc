@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "base/ids.h"
+#include "base/log.h"
 #include "storage/record_columns.h"
 #include "storage/sqlite_schema.h"
 
@@ -22,6 +23,10 @@ class SqliteStore::Connection {
     // NORMAL is durable across application crashes in WAL mode; only an OS
     // crash may lose the last commits, never corrupt the file.
     db_.exec("PRAGMA synchronous = NORMAL");
+    // Deleted rows' bytes are overwritten with zeros, not left in free
+    // pages: erased conversations leave no text in the file (with the WAL
+    // checkpointed, see SqliteStore::Checkpoint).
+    db_.exec("PRAGMA secure_delete = ON");
   }
 
   SQLite::Database& db() { return db_; }
@@ -329,6 +334,56 @@ bool CompleteKey(Connection& c, const IdempotencyCompletion& done,
   q->bind(4, done.response);
   if (remaining_credits.has_value()) q->bind(5, *remaining_credits);
   return q->exec() > 0;
+}
+
+// Counts the exchange's reply in the usage ledger (its user, month and
+// model), with the credit if `charged`.
+void CountUsage(Connection& c, const Exchange& exchange, bool charged) {
+  const MessageRecord& reply = exchange.assistant_message;
+  Connection::Statement q = c.Prepare(
+      "INSERT INTO usage (month, user_id, model, replies, credits_charged, "
+      "prompt_tokens, completion_tokens) VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6) "
+      "ON CONFLICT (month, user_id, model) DO UPDATE SET "
+      "replies = replies + 1, "
+      "credits_charged = credits_charged + excluded.credits_charged, "
+      "prompt_tokens = prompt_tokens + excluded.prompt_tokens, "
+      "completion_tokens = completion_tokens + excluded.completion_tokens");
+  q->bind(1, exchange.terms.period);
+  q->bind(2, exchange.user_id);
+  q->bind(3, reply.model);
+  q->bind(4, charged ? 1 : 0);
+  q->bind(5, static_cast<int64_t>(
+                 reply.usage.has_value() ? reply.usage->prompt_tokens : 0));
+  q->bind(6, static_cast<int64_t>(
+                 reply.usage.has_value() ? reply.usage->completion_tokens : 0));
+  q->exec();
+}
+
+// The usage rows of `q` (month, model, replies, credits_charged,
+// prompt_tokens, completion_tokens, then with `with_user` the user_id),
+// grouped by user and month (the rows must come so), one record each.
+std::vector<UserUsageRecord> ReadUsage(SQLite::Statement& q, bool with_user) {
+  std::vector<UserUsageRecord> out;
+  while (q.executeStep()) {
+    const std::string month = q.getColumn(0).getString();
+    const std::string user = with_user ? q.getColumn(6).getString() : "";
+    if (out.empty() || out.back().usage.month != month ||
+        out.back().user_id != user) {
+      out.emplace_back().user_id = user;
+      out.back().usage.month = month;
+    }
+    UsageRecord& usage = out.back().usage;
+    ModelUsageRecord model{.model = q.getColumn(1).getString(),
+                           .replies = q.getColumn(2).getInt(),
+                           .prompt_tokens = q.getColumn(4).getInt64(),
+                           .completion_tokens = q.getColumn(5).getInt64()};
+    usage.replies += model.replies;
+    usage.credits_charged += q.getColumn(3).getInt();
+    usage.prompt_tokens += model.prompt_tokens;
+    usage.completion_tokens += model.completion_tokens;
+    usage.by_model.push_back(std::move(model));
+  }
+  return out;
 }
 
 // Claims `claim`'s key for the current run's `owner` (Store's "Idempotency
@@ -821,7 +876,8 @@ absl::StatusOr<SessionRecord> SqliteStore::RenameSession(
 }
 
 absl::Status SqliteStore::DeleteSession(absl::string_view session_id) {
-  return Write("delete session", [&](Connection& c) -> absl::Status {
+  const absl::Status deleted =
+      Write("delete session", [&](Connection& c) -> absl::Status {
     Connection::Statement messages =
         c.Prepare("DELETE FROM messages WHERE session_id = ?1");
     messages->bind(1, std::string(session_id));
@@ -832,6 +888,8 @@ absl::Status SqliteStore::DeleteSession(absl::string_view session_id) {
     if (session->exec() == 0) return absl::NotFoundError("session not found");
     return absl::OkStatus();
   });
+  if (deleted.ok()) Checkpoint();
+  return deleted;
 }
 
 absl::StatusOr<ExchangeResult> SqliteStore::CommitExchange(
@@ -865,6 +923,8 @@ absl::StatusOr<ExchangeResult> SqliteStore::CommitExchange(
         if (absl::Status charged = Charge(c, exchange, result); !charged.ok()) {
           return charged;
         }
+        CountUsage(c, exchange,
+                   /*charged=*/result.remaining_credits.has_value());
         if (exchange.idempotency.has_value() &&
             !CompleteKey(c, *exchange.idempotency, result.remaining_credits)) {
           return absl::AbortedError("idempotency claim lost");
@@ -914,6 +974,145 @@ absl::StatusOr<int> SqliteStore::PurgeIdempotencyKeys(absl::Time now,
                  q->bind(2, limit);
                  return q->exec();
                });
+}
+
+// --- Usage ------------------------------------------------------------------------
+
+absl::StatusOr<UsageRecord> SqliteStore::GetUsage(absl::string_view user_id,
+                                                  absl::string_view month) {
+  return Read("get usage", [&](Connection& c) -> absl::StatusOr<UsageRecord> {
+    Connection::Statement q = c.Prepare(
+        "SELECT month, model, replies, credits_charged, prompt_tokens, "
+        "completion_tokens FROM usage WHERE user_id = ?1 AND month = ?2 "
+        "ORDER BY replies DESC, model");
+    q->bind(1, std::string(user_id));
+    q->bind(2, std::string(month));
+    std::vector<UserUsageRecord> rows = ReadUsage(*q, /*with_user=*/false);
+    if (rows.empty()) {
+      UsageRecord none;
+      none.month = std::string(month);
+      return none;
+    }
+    return std::move(rows.front().usage);
+  });
+}
+
+absl::StatusOr<std::vector<UsageRecord>> SqliteStore::ListUserUsage(
+    absl::string_view user_id) {
+  return Read(
+      "list user usage",
+      [&](Connection& c) -> absl::StatusOr<std::vector<UsageRecord>> {
+        Connection::Statement q = c.Prepare(
+            "SELECT month, model, replies, credits_charged, prompt_tokens, "
+            "completion_tokens FROM usage WHERE user_id = ?1 "
+            "ORDER BY month, replies DESC, model");
+        q->bind(1, std::string(user_id));
+        std::vector<UsageRecord> months;
+        for (UserUsageRecord& row : ReadUsage(*q, /*with_user=*/false)) {
+          months.push_back(std::move(row.usage));
+        }
+        return months;
+      });
+}
+
+absl::StatusOr<UsagePage> SqliteStore::ListUsage(
+    absl::string_view month, const std::optional<std::string>& after,
+    int page_size) {
+  return Read("list usage", [&](Connection& c) -> absl::StatusOr<UsagePage> {
+    // The page's users first (one more: whether another page follows),
+    // then their rows, by the primary key (month, user_id, model).
+    Connection::Statement q = c.Prepare(
+        "SELECT u.month, u.model, u.replies, u.credits_charged, "
+        "u.prompt_tokens, u.completion_tokens, u.user_id FROM usage AS u "
+        "JOIN (SELECT DISTINCT user_id FROM usage WHERE month = ?1 "
+        "AND user_id > ?2 ORDER BY user_id LIMIT ?3) AS page "
+        "ON page.user_id = u.user_id WHERE u.month = ?1 "
+        "ORDER BY u.user_id, u.replies DESC, u.model");
+    q->bind(1, std::string(month));
+    q->bind(2, after.value_or(""));
+    q->bind(3, page_size + 1);
+    // user_id > '' includes every user: ids are never empty.
+    std::vector<UserUsageRecord> users = ReadUsage(*q, /*with_user=*/true);
+    UsagePage page;
+    if (static_cast<int>(users.size()) > page_size) {
+      users.resize(static_cast<size_t>(page_size));
+      page.next = users.back().user_id;
+    }
+    page.users = std::move(users);
+    return page;
+  });
+}
+
+// --- Users' data rights --------------------------------------------------------------
+
+absl::StatusOr<ErasedData> SqliteStore::EraseUserData(
+    absl::string_view user_id) {
+  absl::StatusOr<ErasedData> erased =
+      Write("erase user data", [&](Connection& c) -> absl::StatusOr<ErasedData> {
+        const std::string user(user_id);
+        Connection::Statement messages = c.Prepare(
+            "DELETE FROM messages WHERE session_id IN "
+            "(SELECT id FROM sessions WHERE user_id = ?1)");
+        messages->bind(1, user);
+        ErasedData data{.sessions = 0, .messages = messages->exec()};
+        Connection::Statement sessions =
+            c.Prepare("DELETE FROM sessions WHERE user_id = ?1");
+        sessions->bind(1, user);
+        data.sessions = sessions->exec();
+        Connection::Statement keys =
+            c.Prepare("DELETE FROM idempotency_keys WHERE user_id = ?1");
+        keys->bind(1, user);
+        keys->exec();
+        return data;
+      });
+  if (erased.ok()) Checkpoint();
+  return erased;
+}
+
+absl::StatusOr<int> SqliteStore::PurgeSessions(absl::Time cutoff, int limit) {
+  absl::StatusOr<int> purged =
+      Write("purge sessions", [&](Connection& c) -> absl::StatusOr<int> {
+        // The batch's sessions, oldest first by the updated_at index.
+        std::vector<std::string> ids;
+        Connection::Statement old = c.Prepare(
+            "SELECT id FROM sessions WHERE updated_at < ?1 "
+            "ORDER BY updated_at LIMIT ?2");
+        old->bind(1, ToColumn(cutoff));
+        old->bind(2, limit);
+        while (old->executeStep()) ids.push_back(old->getColumn(0).getString());
+        for (const std::string& id : ids) {
+          Connection::Statement messages =
+              c.Prepare("DELETE FROM messages WHERE session_id = ?1");
+          messages->bind(1, id);
+          messages->exec();
+          Connection::Statement session =
+              c.Prepare("DELETE FROM sessions WHERE id = ?1");
+          session->bind(1, id);
+          session->exec();
+        }
+        return static_cast<int>(ids.size());
+      });
+  if (purged.ok() && *purged > 0) Checkpoint();
+  return purged;
+}
+
+void SqliteStore::Checkpoint() {
+  absl::MutexLock lock(&write_mu_);
+  absl::Status done = Guarded("checkpoint", [&]() -> absl::Status {
+    // Copies the WAL into the file (whose deleted rows are zeroed) and
+    // truncates it, so the WAL's older page images of deleted text go too.
+    // Waits (busy timeout) for readers on older snapshots.
+    SQLite::Statement q(writer_->db(), "PRAGMA wal_checkpoint(TRUNCATE)");
+    if (q.executeStep() && q.getColumn(0).getInt() != 0) {
+      return absl::UnavailableError("readers kept the WAL busy");
+    }
+    return absl::OkStatus();
+  });
+  if (!done.ok()) {
+    // The text is zeroed in the file; the WAL is truncated at the next
+    // checkpoint SQLite makes on its own (every 1000 pages).
+    LogWarning("sqlite checkpoint after a delete: %s", done.ToString());
+  }
 }
 
 }  // namespace coach

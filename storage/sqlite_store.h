@@ -81,6 +81,15 @@ class SqliteStore final : public Store {
                                       absl::string_view claim_id,
                                       absl::string_view response) override;
   absl::StatusOr<int> PurgeIdempotencyKeys(absl::Time now, int limit) override;
+  absl::StatusOr<UsageRecord> GetUsage(absl::string_view user_id,
+                                       absl::string_view month) override;
+  absl::StatusOr<std::vector<UsageRecord>> ListUserUsage(
+      absl::string_view user_id) override;
+  absl::StatusOr<UsagePage> ListUsage(absl::string_view month,
+                                      const std::optional<std::string>& after,
+                                      int page_size) override;
+  absl::StatusOr<ErasedData> EraseUserData(absl::string_view user_id) override;
+  absl::StatusOr<int> PurgeSessions(absl::Time cutoff, int limit) override;
 
   // Write transactions committed since Open: what a request costs the
   // database (a send is two). Thread-safe.
@@ -107,6 +116,10 @@ class SqliteStore final : public Store {
   template <typename Body>
   auto Write(absl::string_view operation, Body&& body)
       -> decltype(body(std::declval<Connection&>()));
+
+  // After a delete of content: checkpoints the WAL and truncates it, so that
+  // no page image of the deleted text is left in it (failures are logged).
+  void Checkpoint();
 
   absl::Mutex write_mu_;
   std::unique_ptr<Connection> writer_ ABSL_GUARDED_BY(write_mu_);

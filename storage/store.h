@@ -192,7 +192,9 @@ class Store {
                                                    int limit) = 0;
 
   // One transaction: creates the session if new, stores both messages,
-  // updates the session's summary, charges the reserved credit (if any) and
+  // updates the session's summary, charges the reserved credit (if any),
+  // counts the reply in the usage ledger (Exchange::user_id, the terms'
+  // period, the reply's model and tokens, the credit if charged) and
   // completes the send's idempotency key (if any) with its response.
   // NOT_FOUND if the session vanished meanwhile; RESOURCE_EXHAUSTED if the
   // credit cannot be charged; FAILED_PRECONDITION if the new session would
@@ -201,6 +203,37 @@ class Store {
   // On error nothing is stored.
   virtual absl::StatusOr<ExchangeResult> CommitExchange(
       const Exchange& exchange) = 0;
+
+  // --- Usage (the ledger CommitExchange writes) ---
+  // The user's usage in `month` ("YYYY-MM"): zeros, with that month and no
+  // model, when they had none.
+  virtual absl::StatusOr<UsageRecord> GetUsage(absl::string_view user_id,
+                                               absl::string_view month) = 0;
+  // Every month the user has usage in, oldest first.
+  virtual absl::StatusOr<std::vector<UsageRecord>> ListUserUsage(
+      absl::string_view user_id) = 0;
+  // One page of `month`'s usage: the first `page_size` (> 0) users with
+  // usage that month whose user_id sorts after `after` (nullopt: from the
+  // first), by user_id. Keyset-based: a walk sees every user once.
+  virtual absl::StatusOr<UsagePage> ListUsage(
+      absl::string_view month, const std::optional<std::string>& after,
+      int page_size) = 0;
+
+  // --- Users' data rights ---
+  // Deletes every session, message and idempotency key of the user, in one
+  // transaction; the user's row (plan, credits), its live reservations and
+  // its usage stay. Then makes sure no deleted text remains in the
+  // database's files where the engine allows it (SqliteStore: its deletes
+  // overwrite the freed bytes, and the WAL is checkpointed and truncated;
+  // PostgreSQL leaves the bytes to VACUUM: see docs/decisions.md). An
+  // unknown user has nothing to delete.
+  virtual absl::StatusOr<ErasedData> EraseUserData(
+      absl::string_view user_id) = 0;
+  // Deletes at most `limit` sessions (with their messages) last updated
+  // before `cutoff`, in one short transaction; returns how many. Skips
+  // sessions other transactions hold (PostgreSQL), so it never makes a send
+  // wait. Usage stays.
+  virtual absl::StatusOr<int> PurgeSessions(absl::Time cutoff, int limit) = 0;
 };
 
 }  // namespace coach

@@ -158,6 +158,29 @@ TEST_F(AuthTest, GrpcBobCannotReachAlicesData) {
     v1::GetUserStatsResponse out;
     cases.push_back({"GetUserStats alice", users().GetUserStats(As("bob").get(), r, &out)});
   }
+  {
+    v1::GetUsageRequest r;
+    r.set_user_id("alice");
+    v1::GetUsageResponse out;
+    cases.push_back({"GetUsage alice", users().GetUsage(As("bob").get(), r, &out)});
+  }
+  {
+    v1::DeleteUserRequest r;
+    r.set_user_id("alice");
+    v1::DeleteUserResponse out;
+    cases.push_back({"DeleteUser alice", users().DeleteUser(As("bob").get(), r, &out)});
+  }
+  {
+    v1::ExportUserDataRequest r;
+    r.set_user_id("alice");
+    auto context = As("bob");
+    auto reader = users().ExportUserData(context.get(), r);
+    google::api::HttpBody body;
+    int pieces = 0;
+    while (reader->Read(&body)) ++pieces;
+    EXPECT_EQ(pieces, 0) << "Bob read a piece of Alice's export";
+    cases.push_back({"ExportUserData alice", reader->Finish()});
+  }
   for (const Case& c : cases) {
     EXPECT_EQ(c.status.error_code(), grpc::StatusCode::PERMISSION_DENIED)
         << c.what << ": " << c.status.error_message();
@@ -240,7 +263,57 @@ TEST_F(AuthTest, AdminRpcsTakeATokenWithTheAdminScope) {
   EXPECT_TRUE(users().SetPlan(AdminContext().get(), request, &response).ok());
 }
 
+// Issue 26: a month's usage of every user is the admin's only; any user's
+// usage with the admin token.
+TEST_F(AuthTest, UsageIsTheCallersOwnOrTheAdmins) {
+  v1::GetUsageRequest get;
+  v1::GetUsageResponse usage;
+  ASSERT_TRUE(users().GetUsage(As("alice").get(), get, &usage).ok());
+  EXPECT_EQ(usage.usage().replies(), 1);
+  get.set_user_id("alice");
+  ASSERT_TRUE(users().GetUsage(AdminContext().get(), get, &usage).ok());
+  EXPECT_EQ(usage.usage().replies(), 1);
+
+  v1::ListUsageRequest list;
+  v1::ListUsageResponse listed;
+  EXPECT_EQ(users().ListUsage(As("alice").get(), list, &listed).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  ASSERT_TRUE(users().ListUsage(AdminContext().get(), list, &listed).ok());
+  ASSERT_EQ(listed.users_size(), 1);
+  EXPECT_EQ(listed.users(0).user_id(), "alice");
+}
+
 // ---------------------------------------------------------------- REST
+
+// Issue 26: a user's own usage, export and erasure through the proxy.
+TEST_F(AuthTest, RestAUserReadsExportsAndErasesTheirOwnData) {
+  const std::string alice = TokenOf("alice");
+  const Reply usage = Rest("GET", "/api/user/usage", alice);
+  ASSERT_EQ(usage.status, 200) << usage.body.dump();
+  EXPECT_EQ(usage.body["usage"]["month"], "2026-11");
+  EXPECT_EQ(usage.body["usage"]["replies"], 1);
+  EXPECT_EQ(usage.body["usage"]["creditsCharged"], 1);
+  const Reply bad_month = Rest("GET", "/api/user/usage?month=2026-13", alice);
+  EXPECT_EQ(bad_month.status, 400);
+
+  const Reply exported = Rest("GET", "/api/user/export", alice);
+  ASSERT_EQ(exported.status, 200);
+  ASSERT_TRUE(exported.body.is_object()) << "not one JSON document";
+  EXPECT_EQ(exported.body["userId"], "alice");
+  ASSERT_EQ(exported.body["sessions"].size(), 1u);
+  EXPECT_EQ(exported.body["sessions"][0]["id"], alice_session_);
+  EXPECT_EQ(exported.body["sessions"][0]["messages"].size(), 2u);
+
+  const Reply erased = Rest("DELETE", "/api/user", alice);
+  ASSERT_EQ(erased.status, 200) << erased.body.dump();
+  EXPECT_EQ(erased.body["deletedSessions"], 1);
+  EXPECT_EQ(erased.body["deletedMessages"], 2);
+  EXPECT_EQ(Rest("GET", "/api/user/export", alice).body["sessions"].size(), 0u);
+  // The usage and the credits stay.
+  EXPECT_EQ(Rest("GET", "/api/user/usage", alice).body["usage"]["replies"], 1);
+  EXPECT_EQ(Rest("GET", "/api/user/stats", alice).body["stats"]["remainingCredits"],
+            4);
+}
 
 TEST_F(AuthTest, RestBobCannotReachAlicesData) {
   const std::string bob = TokenOf("bob");
@@ -261,6 +334,9 @@ TEST_F(AuthTest, RestBobCannotReachAlicesData) {
       {"POST", "/api/chat/send", {{"userId", "alice"}, {"message", "Coucou"}}},
       {"GET", "/api/chat/history?userId=alice", nullptr},
       {"GET", "/api/user/stats?userId=alice", nullptr},
+      {"GET", "/api/user/usage?userId=alice", nullptr},
+      {"GET", "/api/user/export?userId=alice", nullptr},
+      {"DELETE", "/api/user?userId=alice", nullptr},
   };
   for (const Case& c : cases) {
     const Reply reply = Rest(c.method, c.path, bob, c.body);

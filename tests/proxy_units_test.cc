@@ -165,9 +165,12 @@ TEST(RouteTableTest, ExactlyTheDocumentedRoutes) {
        "/coach.v1.ChatService/StreamMessage"},
       {"GET", "/api/chat/history", "", "/coach.v1.ChatService/GetHistory"},
       {"GET", "/api/user/stats", "", "/coach.v1.UserService/GetUserStats"},
+      {"GET", "/api/user/usage", "", "/coach.v1.UserService/GetUsage"},
+      {"GET", "/api/user/export", "", "/coach.v1.UserService/ExportUserData"},
+      {"DELETE", "/api/user", "", "/coach.v1.UserService/DeleteUser"},
   };
   EXPECT_EQ(actual, expected);
-  EXPECT_EQ(table.routes().size(), 9u);  // no duplicates either
+  EXPECT_EQ(table.routes().size(), 12u);  // no duplicates either
   // The method descriptor agrees with the gRPC name.
   for (const Route& r : table.routes()) {
     EXPECT_EQ("/" + r.method->service()->full_name() + "/" + r.method->name(),
@@ -180,6 +183,7 @@ TEST(RouteTableTest, AdminRpcsHaveNoRoute) {
   for (const Route& r : table.routes()) {
     EXPECT_NE(r.method->name(), "SetPlan");
     EXPECT_NE(r.method->name(), "GrantCredits");
+    EXPECT_NE(r.method->name(), "ListUsage");
   }
 }
 

@@ -94,6 +94,9 @@ Exchange MakeExchange(const std::string& session_id, const std::string& tag,
                                                  .prompt_tokens = 120,
                                                  .completion_tokens = 45}};
   exchange.last_message = "Réponse " + tag;
+  // The payer's usage (tests without a reservation count none that they
+  // check).
+  if (reservation.has_value()) exchange.user_id = reservation->user_id;
   exchange.reservation = std::move(reservation);
   exchange.terms = TermsFor("2026-11");
   exchange.now = now;

@@ -55,6 +55,7 @@ CoachServer::CoachServer(const Config& config, Store& store, Coach& coach,
                    MeteredServices()),
       chat_(config_, store, coach, clock, &core_metrics_),
       accounts_(config_, store, clock),
+      user_data_(config_, store, clock),
       verifier_(std::move(verifier)),
       authenticator_(verifier_.get(), clock),
       store_threads_(config_.database_url.empty()
@@ -62,7 +63,7 @@ CoachServer::CoachServer(const Config& config, Store& store, Coach& coach,
                          : std::make_unique<ThreadPool>(
                                config_.postgres_pool_size)),
       chat_service_(chat_, authenticator_, CallRunner(store_threads_.get())),
-      user_service_(accounts_, authenticator_,
+      user_service_(accounts_, user_data_, authenticator_,
                     AdminAccess{.token = config_.admin_token,
                                 .jwt_scope = config_.jwt_admin_scope,
                                 .verifier = verifier_.get(),
@@ -142,6 +143,23 @@ absl::StatusOr<std::unique_ptr<CoachServer>> CoachServer::Start(
       }
     }
   });
+  if (config.session_retention > absl::ZeroDuration()) {
+    server->retention_purger_ = std::thread([self] {
+      constexpr int kBatchesPerRound = 100;
+      while (!self->stopping_.WaitForNotificationWithTimeout(
+          self->config_.retention_purge_interval)) {
+        absl::StatusOr<int> purged =
+            self->user_data_.PurgeExpiredSessions(kBatchesPerRound);
+        if (!purged.ok()) {
+          LogWarning("purging expired conversations failed: %s",
+                     purged.status().ToString());
+        } else if (*purged > 0) {
+          LogInfo("retention: deleted %d conversations older than %s",
+                  *purged, absl::FormatDuration(self->config_.session_retention));
+        }
+      }
+    });
+  }
   return server;
 }
 
@@ -150,6 +168,7 @@ CoachServer::~CoachServer() { Shutdown(absl::ZeroDuration()); }
 void CoachServer::Shutdown(absl::Duration grace) {
   if (!stopping_.HasBeenNotified()) stopping_.Notify();
   if (purger_.joinable()) purger_.join();
+  if (retention_purger_.joinable()) retention_purger_.join();
   if (server_ == nullptr) return;
   // Load balancers and probes see NOT_SERVING while calls drain.
   server_->GetHealthCheckService()->Shutdown();

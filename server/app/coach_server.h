@@ -28,6 +28,7 @@
 #include "server/core/core_metrics.h"
 #include "server/core/coach.h"
 #include "server/core/accounts.h"
+#include "server/core/user_data.h"
 #include "server/core/chat.h"
 #include "server/core/clock.h"
 #include "server/app/server_config.h"
@@ -71,6 +72,7 @@ class CoachServer {
   RpcMetrics rpc_metrics_;
   Chat chat_;
   Accounts accounts_;
+  UserData user_data_;
   // Null with COACH_AUTH=none.
   const std::unique_ptr<JwtVerifier> verifier_;
   const Authenticator authenticator_;
@@ -87,6 +89,9 @@ class CoachServer {
   // until stopping_ is notified (Shutdown).
   absl::Notification stopping_;
   std::thread purger_;
+  // With a retention period: deletes the conversations past it every
+  // retention_purge_interval until stopping_ (Shutdown).
+  std::thread retention_purger_;
 };
 
 }  // namespace coach

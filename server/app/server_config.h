@@ -56,6 +56,9 @@ struct Config : CoreConfig {
   // Expired idempotency keys are deleted this often, by a thread of the
   // server's (Chat::PurgeExpiredKeys), never by a send.
   absl::Duration idempotency_purge_interval = absl::Minutes(1);
+  // How often conversations past CoreConfig::session_retention are deleted
+  // (when it is set), by a thread of the server's, never by a request.
+  absl::Duration retention_purge_interval = absl::Hours(1);
 
   // In-flight calls get this long to finish on SIGTERM/SIGINT.
   absl::Duration shutdown_grace = absl::Seconds(10);

@@ -198,6 +198,21 @@ std::vector<Setting> ServerSettings(Config& c) {
       {"max_idempotency_key_length", "COACH_MAX_IDEMPOTENCY_KEY_LENGTH",
        &l.max_idempotency_key_length, kPositive,
        "Characters per `Idempotency-Key` (printable ASCII); beyond: 400"},
+      {"session_retention", "COACH_SESSION_RETENTION", &c.session_retention,
+       kNonNegative,
+       "Conversations whose last message is older than this are deleted "
+       "(e.g. `8760h`: a year); 0: kept until their user deletes them"},
+      {"retention_purge_interval", "COACH_RETENTION_PURGE_INTERVAL",
+       &c.retention_purge_interval, kPositive,
+       "How often conversations past `COACH_SESSION_RETENTION` are deleted "
+       "(in the background)"},
+      {"retention_purge_batch", "COACH_RETENTION_PURGE_BATCH",
+       &c.retention_purge_batch, kPositive,
+       "Conversations deleted per retention purge transaction"},
+      {"export_page_size", "COACH_EXPORT_PAGE_SIZE", &l.export_page_size,
+       kPositive,
+       "Sessions or messages a user data export reads at a time (its memory "
+       "per call)"},
       {"sqlite_busy_timeout_ms", "COACH_SQLITE_BUSY_TIMEOUT_MS",
        &c.sqlite_busy_timeout_ms, kNonNegative,
        "SQLite busy timeout, in milliseconds"},

@@ -519,6 +519,7 @@ std::optional<absl::StatusOr<SendResult>> Chat::BeginSend(
   // Refused: the store has already stored the key's outcome or freed it.
   if (!admitted->reservation.has_value()) return refusal;
 
+  pending.user_id = std::string(user_id);
   pending.session_id = std::string(session_id);
   pending.text = *std::move(text);
   pending.started = now;
@@ -600,6 +601,7 @@ absl::StatusOr<SendResult> Chat::StoreReply(PendingSend& pending,
 
   const absl::Time replied = clock_.Now();
   Exchange exchange;
+  exchange.user_id = pending.user_id;
   exchange.new_session = std::move(pending.new_session);
   exchange.max_user_sessions = config_.user_limits.max_sessions_per_user;
   exchange.session_id = pending.session_id;

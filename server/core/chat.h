@@ -223,6 +223,7 @@ class Chat {
  private:
   // What a send holds while the coach writes.
   struct PendingSend {
+    std::string user_id;
     std::string session_id;
     // Set when the send creates its session (stored with the messages).
     std::optional<SessionRecord> new_session;

@@ -44,6 +44,9 @@ struct Limits {
   int max_credit_balance = 1000000;
   // An Idempotency-Key is 1 to this many printable ASCII characters.
   int max_idempotency_key_length = 255;
+  // A user data export reads sessions and messages this many at a time
+  // (its memory per call is about one such page).
+  int export_page_size = 200;
 };
 
 // Monthly credits per plan; PREMIUM is unlimited.
@@ -82,6 +85,11 @@ struct CoreConfig {
   absl::Duration idempotency_ttl = absl::Hours(24);
   // Expired keys deleted per purge transaction (Chat::PurgeExpiredKeys).
   int idempotency_purge_batch = 1000;
+  // Conversations last updated longer ago than this are deleted
+  // (UserData::PurgeExpiredSessions); zero: kept until deleted.
+  absl::Duration session_retention = absl::ZeroDuration();
+  // Sessions deleted per retention purge transaction.
+  int retention_purge_batch = 500;
 };
 
 }  // namespace coach

@@ -43,6 +43,22 @@ std::string MessagesScope(absl::string_view owner,
   return scope;
 }
 
+std::string UsageScope(absl::string_view month,
+                       absl::string_view last_user_id) {
+  // The same framing as MessagesScope's.
+  return MessagesScope(month, last_user_id);
+}
+
+std::optional<std::pair<std::string, std::string>> ParseUsageScope(
+    absl::string_view scope) {
+  absl::string_view month, last_user_id;
+  if (!ReadField(scope, month) || !ReadField(scope, last_user_id) ||
+      !scope.empty()) {
+    return std::nullopt;
+  }
+  return std::make_pair(std::string(month), std::string(last_user_id));
+}
+
 std::string EncodePageToken(const PageCursor& cursor) {
   std::string raw(kVersion);
   AppendField(raw, absl::StrCat(static_cast<int>(cursor.list)));
@@ -67,7 +83,7 @@ std::optional<PageCursor> DecodePageToken(absl::string_view token) {
   PageCursor cursor;
   if (!in.empty() || !absl::SimpleAtoi(fields[0], &list) ||
       list < static_cast<int>(PagedList::kSessions) ||
-      list > static_cast<int>(PagedList::kMessages) ||
+      list > static_cast<int>(PagedList::kUsage) ||
       !absl::SimpleAtoi(fields[2], &cursor.time_micros) ||
       !absl::SimpleAtoi(fields[3], &cursor.seq) || cursor.seq < 0) {
     return std::nullopt;

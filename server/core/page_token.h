@@ -14,18 +14,20 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "absl/strings/string_view.h"
 
 namespace coach {
 
 // The lists that hand out tokens. A token is valid only in its own list.
-enum class PagedList { kSessions = 1, kHistory = 2, kMessages = 3 };
+enum class PagedList { kSessions = 1, kHistory = 2, kMessages = 3, kUsage = 4 };
 
 struct PageCursor {
   PagedList list = PagedList::kSessions;
   // Whose list: the user id (sessions, history), or the session's owner and
-  // its id (messages, see MessagesScope).
+  // its id (messages, see MessagesScope); for a month's usage, the month and
+  // the last user id (UsageScope).
   std::string scope;
   // The last row's sort key: for sessions updated_at (Unix micros) and seq;
   // for messages only seq (time 0).
@@ -35,6 +37,12 @@ struct PageCursor {
 
 // The scope of a session's messages.
 std::string MessagesScope(absl::string_view owner, absl::string_view session_id);
+
+// The scope of a month's usage list after `last_user_id`, and back
+// (nullopt if `scope` is not one UsageScope made).
+std::string UsageScope(absl::string_view month, absl::string_view last_user_id);
+std::optional<std::pair<std::string, std::string>> ParseUsageScope(
+    absl::string_view scope);
 
 // base64url (no padding) of the cursor's fields, prefixed by a version.
 std::string EncodePageToken(const PageCursor& cursor);

@@ -59,6 +59,21 @@ void ToProto(const UserStats& stats, v1::UserStats* out) {
                       : v1::USER_STATUS_UNSPECIFIED);
 }
 
+void ToProto(const UsageRecord& usage, v1::Usage* out) {
+  out->set_month(usage.month);
+  out->set_replies(usage.replies);
+  out->set_credits_charged(usage.credits_charged);
+  out->set_prompt_tokens(usage.prompt_tokens);
+  out->set_completion_tokens(usage.completion_tokens);
+  for (const ModelUsageRecord& model : usage.by_model) {
+    v1::ModelUsage* m = out->add_by_model();
+    m->set_model(model.model);
+    m->set_replies(model.replies);
+    m->set_prompt_tokens(model.prompt_tokens);
+    m->set_completion_tokens(model.completion_tokens);
+  }
+}
+
 v1::Plan ToProto(Plan plan) {
   switch (plan) {
     case Plan::kFree: return v1::FREE;

@@ -21,6 +21,7 @@ void ToProto(const SessionRecord& session, v1::HistoryEntry* out);
 // The session without messages (fill them with ToProto per message).
 void ToProto(const SessionRecord& session, v1::Session* out);
 void ToProto(const UserStats& stats, v1::UserStats* out);
+void ToProto(const UsageRecord& usage, v1::Usage* out);
 
 v1::Plan ToProto(Plan plan);
 // nullopt for PLAN_UNSPECIFIED and unknown values.
