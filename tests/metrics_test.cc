@@ -207,6 +207,14 @@ TEST_F(ServerMetricsTest, CountsSendsByOutcomeRpcsByCodeTokensAndHolds) {
   EXPECT_EQ(Sample(text, "coach_sends_total{outcome=\"rate_limited\"}"), 0);
   EXPECT_EQ(Sample(text, "coach_ai_prompt_tokens_total"), 6 * 11);
   EXPECT_EQ(Sample(text, "coach_ai_completion_tokens_total"), 6 * 7);
+  // By plan and model (issue 26): FREE users, the coach's model.
+  EXPECT_EQ(Sample(text, "coach_ai_replies_total{plan=\"FREE\",model=\"test\"}"), 6);
+  EXPECT_EQ(Sample(text, "coach_ai_tokens_total{plan=\"FREE\",model=\"test\","
+                         "kind=\"prompt\"}"),
+            6 * 11);
+  EXPECT_EQ(Sample(text, "coach_ai_tokens_total{plan=\"FREE\",model=\"test\","
+                         "kind=\"completion\"}"),
+            6 * 7);
   EXPECT_EQ(Sample(text, "coach_ai_reply_duration_seconds_count{result=\"ok\"}"),
             6);
   const std::string send = "method=\"coach.v1.ChatService/SendMessage\"";

@@ -12,6 +12,7 @@
 #include "base/status_macros.h"
 #include "base/text.h"
 #include "server/core/validation.h"
+#include "storage/record_columns.h"
 
 namespace coach {
 
@@ -351,9 +352,11 @@ void Chat::StreamMessage(absl::string_view user_id,
         metrics_.RecordReply(reply.ok(),
                              absl::ToDoubleSeconds(absl::Now() - asked));
         // Billed by the provider whether or not the caller still waits.
-        if (reply.ok() && reply->usage.has_value()) {
-          metrics_.RecordTokens(reply->usage->prompt_tokens,
-                                reply->usage->completion_tokens);
+        if (reply.ok()) {
+          metrics_.RecordTokens(
+              PlanName(pending.plan), reply->model,
+              reply->usage.has_value() ? reply->usage->prompt_tokens : 0,
+              reply->usage.has_value() ? reply->usage->completion_tokens : 0);
         }
         absl::StatusOr<SendResult> sent = FinishSend(
             std::move(pending), caller,
@@ -507,9 +510,11 @@ std::optional<absl::StatusOr<SendResult>> Chat::BeginSend(
   // plan, in one transaction under the user's lock: a refused send holds
   // nothing and never reaches the coach.
   absl::Status refusal;
+  Plan plan = Plan::kFree;
   absl::StatusOr<SendAdmissionResult> admitted = store_.AdmitSend(
       admission, [&](const AdmissionState& state) {
         refusal = absl::OkStatus();
+        plan = state.user.plan;
         return DecideSend(state, user_id, creates_session, now, refusal);
       });
   if (!admitted.ok()) return ToPublicError(admitted.status(), "admit send");
@@ -520,6 +525,7 @@ std::optional<absl::StatusOr<SendResult>> Chat::BeginSend(
   if (!admitted->reservation.has_value()) return refusal;
 
   pending.user_id = std::string(user_id);
+  pending.plan = plan;
   pending.session_id = std::string(session_id);
   pending.text = *std::move(text);
   pending.started = now;

@@ -224,6 +224,8 @@ class Chat {
   // What a send holds while the coach writes.
   struct PendingSend {
     std::string user_id;
+    // The user's plan when the send was admitted (for the metrics).
+    Plan plan = Plan::kFree;
     std::string session_id;
     // Set when the send creates its session (stored with the messages).
     std::optional<SessionRecord> new_session;

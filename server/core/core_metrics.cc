@@ -71,6 +71,15 @@ CoreMetrics::CoreMetrics(metrics::Registry& registry,
                        "Completion tokens of the replies received, as the "
                        "provider reports them (0 for the offline coach).")
            .WithLabels({});
+  replies_by_model_ = &registry.AddCounter(
+      "coach_ai_replies_total",
+      "Replies received, by the user's plan and the provider's model.",
+      {"plan", "model"});
+  tokens_by_model_ = &registry.AddCounter(
+      "coach_ai_tokens_total",
+      "Tokens of the replies received, by the user's plan, the provider's "
+      "model and kind (prompt or completion).",
+      {"plan", "model", "kind"});
   credit_holds_ = &registry
                        .AddGauge("coach_credit_holds",
                                  "Credits held right now by sends of this "
@@ -86,9 +95,27 @@ void CoreMetrics::RecordReply(bool ok, double seconds) {
   (ok ? reply_ok_ : reply_error_)->Observe(seconds);
 }
 
-void CoreMetrics::RecordTokens(int64_t prompt, int64_t completion) {
+void CoreMetrics::RecordTokens(absl::string_view plan, absl::string_view model,
+                               int64_t prompt, int64_t completion) {
   prompt_tokens_->Increment(static_cast<double>(prompt));
   completion_tokens_->Increment(static_cast<double>(completion));
+  std::string label(model);
+  {
+    absl::MutexLock lock(&models_mu_);
+    if (!models_.contains(label)) {
+      if (models_.size() < kMaxModels) {
+        models_.insert(label);
+      } else {
+        label = "other";
+      }
+    }
+  }
+  const std::string plan_label(plan);
+  replies_by_model_->WithLabels({plan_label, label}).Increment();
+  tokens_by_model_->WithLabels({plan_label, label, "prompt"})
+      .Increment(static_cast<double>(prompt));
+  tokens_by_model_->WithLabels({plan_label, label, "completion"})
+      .Increment(static_cast<double>(completion));
 }
 
 }  // namespace coach

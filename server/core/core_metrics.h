@@ -11,6 +11,11 @@
 //   provider reports them (OpenAI's `usage`) for every reply received, even
 //   one the caller no longer waits for (the provider bills it). A reply
 //   without usage (the offline coach) counts 0: no estimate.
+// - coach_ai_replies_total{plan,model}, coach_ai_tokens_total{plan,model,
+//   kind}: the same replies and tokens by the user's plan (FREE, BASIC,
+//   PREMIUM) and the model the provider named ("" for none); kind is
+//   "prompt" or "completion". At most kMaxModels models are told apart, the
+//   rest count as "other" (the label is the provider's).
 // - coach_credit_holds: credits held by sends of this process right now
 //   (CreditHold), the process's own: not other servers', nor rows left by a
 //   dead process.
@@ -25,7 +30,10 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "base/metrics.h"
 #include "server/core/errors.h"
 
@@ -42,7 +50,9 @@ class CoreMetrics {
 
   void RecordSend(const absl::Status& status);
   void RecordReply(bool ok, double seconds);
-  void RecordTokens(int64_t prompt, int64_t completion);
+  // A reply received for a user on `plan`, from `model`, with its tokens.
+  void RecordTokens(absl::string_view plan, absl::string_view model,
+                    int64_t prompt, int64_t completion);
   // For CreditHold.
   metrics::Gauge& credit_holds() { return *credit_holds_; }
 
@@ -55,8 +65,15 @@ class CoreMetrics {
   std::array<metrics::Counter*, kOutcomes> sends_{};
   metrics::Histogram* reply_ok_;
   metrics::Histogram* reply_error_;
+  // Distinct models labelled before the others count as "other".
+  static constexpr size_t kMaxModels = 32;
+
   metrics::Counter* prompt_tokens_;
   metrics::Counter* completion_tokens_;
+  metrics::Family<metrics::Counter>* replies_by_model_;
+  metrics::Family<metrics::Counter>* tokens_by_model_;
+  absl::Mutex models_mu_;
+  absl::flat_hash_set<std::string> models_ ABSL_GUARDED_BY(models_mu_);
   metrics::Gauge* credit_holds_;
 };
 
