@@ -13,8 +13,7 @@
 #include "server/app/metrics_endpoint.h"
 #include "server/app/server_flags.h"
 #include "server/app/storage_setup.h"
-#include "server/coach/offline_coach.h"
-#include "server/coach/openai_coach.h"
+#include "server/app/coach_setup.h"
 #include "server/core/clock.h"
 #include "base/log.h"
 #include "base/url.h"
@@ -56,27 +55,16 @@ int main(int argc, char** argv) {
     return EXIT_FAILURE;
   }
 
-  std::unique_ptr<coach::Coach> coach;
-  if (config.openai.api_key.empty()) {
-    coach::LogInfo("coach: offline (OPENAI_API_KEY is not set)");
-    coach = std::make_unique<coach::OfflineCoach>();
-  } else {
-    auto openai = coach::OpenAiCoach::Create(config.openai);
-    if (!openai.ok()) {
-      coach::LogError("coach: %s", openai.status().ToString());
-      return EXIT_FAILURE;
-    }
-    coach::LogInfo("coach: OpenAI %s at %s (timeout %s, %d retries)",
-                   config.openai.model,
-                   coach::WithoutUserinfo(config.openai.base_url),
-                   absl::FormatDuration(config.openai.timeout),
-                   config.openai.max_retries);
-    coach = *std::move(openai);
+  absl::StatusOr<coach::CoachSetup> coach = coach::MakeCoach(config);
+  if (!coach.ok()) {
+    coach::LogError("coach: %s", coach.status().ToString());
+    return EXIT_FAILURE;
   }
+  coach::LogInfo("coach: %s", coach->description);
 
   coach::RealClock clock;
   auto server =
-      coach::CoachServer::Start(config, **store, *coach, clock);
+      coach::CoachServer::Start(config, **store, *coach->coach, clock);
   if (!server.ok()) {
     coach::LogError("server: %s", server.status().ToString());
     return EXIT_FAILURE;
@@ -98,7 +86,11 @@ int main(int argc, char** argv) {
   if (!config.metrics_listen.empty()) {
     coach::CoachServer* const served = server->get();
     auto started = coach::StartMetricsEndpoint(
-        config.metrics_listen, [served] { return served->RenderMetrics(); });
+        config.metrics_listen, [served, &coach] {
+          std::string text = served->RenderMetrics();
+          if (coach->metrics) text += coach->metrics();
+          return text;
+        });
     if (!started.ok()) {
       coach::LogError("metrics: %s", started.status().ToString());
       return EXIT_FAILURE;

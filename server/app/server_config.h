@@ -13,6 +13,7 @@
 #include "base/log.h"
 #include "absl/time/time.h"
 #include "server/auth/jwt_verifier.h"
+#include "server/coach/circuit_breaker.h"
 #include "server/coach/openai_options.h"
 #include "server/core/config.h"
 
@@ -49,6 +50,11 @@ struct Config : CoreConfig {
   // too; empty: only `admin_token` may.
   std::string jwt_admin_scope;
   OpenAiOptions openai;
+  // A JSON array of AI providers in order of preference (server/coach/
+  // providers_file.h); empty: the one of `openai` (or the offline coach).
+  std::string ai_providers_file;
+  // Each provider's circuit breaker (with ai_providers_file).
+  BreakerOptions ai_breaker;
 
   // GET /metrics over HTTP on this address ("127.0.0.1:9464"); empty: off.
   std::string metrics_listen;

@@ -2,6 +2,8 @@
 
 #include <vector>
 
+#include "server/app/coach_setup.h"
+
 namespace coach {
 namespace {
 
@@ -118,6 +120,19 @@ std::vector<Setting> ServerSettings(Config& c) {
       {"openai_proxy", "OPENAI_PROXY", &ai.proxy, kAnyValue,
        "Egress proxy `http://host:port`; empty: direct (`http_proxy` / "
        "`HTTPS_PROXY` are ignored)"},
+      {"ai_providers_file", "COACH_AI_PROVIDERS_FILE", &c.ai_providers_file,
+       kAnyValue,
+       "A JSON array of OpenAI-compatible providers tried in order "
+       "(`name`, `baseUrl`, `apiKeyEnv`, `model`, optional `maxTokens`, "
+       "`temperature`, `timeout`); empty: the one of the `OPENAI_*` "
+       "settings"},
+      {"ai_breaker_failures", "COACH_AI_BREAKER_FAILURES",
+       &c.ai_breaker.failures, kPositive,
+       "Failures in a row after which a provider is skipped for the "
+       "cooldown"},
+      {"ai_breaker_cooldown", "COACH_AI_BREAKER_COOLDOWN",
+       &c.ai_breaker.cooldown, kPositive,
+       "How long a failing provider is skipped; then one request probes it"},
       {"openai_reply_threads", "OPENAI_REPLY_THREADS", &ai.reply_threads,
        kPositive,
        "Threads handing replies back to be stored (off the AI client's I/O "
@@ -237,12 +252,17 @@ std::vector<Setting> ServerSettings(Config& c) {
 
 // The rules that involve two settings.
 absl::Status CrossCheck(const Config& config) {
+  // The providers' file, read and checked once at start.
+  if (absl::Status providers = AiProviders(config).status(); !providers.ok()) {
+    return providers;
+  }
   // A hold must outlive the slowest reply, or the credit would be freed
   // while the coach is still writing.
   if (config.credit_reservation_ttl != absl::ZeroDuration() &&
-      config.credit_reservation_ttl <= config.openai.timeout) {
+      config.credit_reservation_ttl <= LongestReply(config)) {
     return absl::InvalidArgumentError(
-        "--credit_reservation_ttl must be 0 or exceed --openai_timeout");
+        "--credit_reservation_ttl must be 0 or exceed --openai_timeout "
+        "(with --ai_providers_file: the sum of the providers' timeouts)");
   }
   if (config.auth == "jwt" && config.jwt.hs256_secret.empty() &&
       config.jwt.jwks_file.empty()) {

@@ -1,10 +1,12 @@
 #include "server/app/storage_setup.h"
 
+
 #include <unistd.h>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "base/url.h"
+#include "server/app/coach_setup.h"
 #include "storage/postgres_store.h"
 #include "storage/sqlite_store.h"
 
@@ -39,7 +41,7 @@ absl::Duration HoldLifetime(const Config& config) {
   if (config.credit_reservation_ttl > absl::ZeroDuration()) {
     return config.credit_reservation_ttl;
   }
-  return config.openai.timeout + kHoldMargin;
+  return LongestReply(config) + kHoldMargin;
 }
 
 std::string InstanceName(const Config& config) {

@@ -9,6 +9,7 @@
 #include "absl/strings/strip.h"
 #include "server/coach/context_window.h"
 #include "server/coach/openai_stream.h"
+#include "server/coach/provider_error.h"
 #include "server/coach/retry_policy.h"
 #include "server/core/errors.h"
 #include "base/log.h"
@@ -381,6 +382,9 @@ void OpenAiCoach::OnAnswer(std::unique_ptr<Call> call,
     call->last_error = absl::UnavailableError(
         absl::StrCat("OpenAI: HTTP ", http_status, " (",
                      DescribeHttpError(http_status, error_code), ")"));
+    if (RefusesTheRequest(http_status)) {
+      call->last_error = MarkRequestRefused(std::move(call->last_error));
+    }
   }
   if (stream != nullptr && stream->started) {
     // Pieces of this reply were given: another attempt would write another
