@@ -286,9 +286,19 @@ TEST_F(AuthTest, RestRefusesMissingAndBadTokensWithWwwAuthenticate) {
 
   json expired = ClaimsFor("alice", MidNovember2026());
   expired["exp"] = absl::ToUnixSeconds(MidNovember2026() - absl::Hours(1));
+  // Refused by the strict rules (issue 24) as any other bad token is.
+  json forever = ClaimsFor("alice", MidNovember2026());
+  forever["exp"] = 1e300;
+  json from_tomorrow = ClaimsFor("alice", MidNovember2026());
+  from_tomorrow["iat"] = absl::ToUnixSeconds(MidNovember2026() + absl::Hours(24));
+  const std::string critical = SigningKey::Hs256(kSecret).Sign(
+      ClaimsFor("alice", MidNovember2026()),
+      {{"crit", json::array({"exp-policy"})}, {"exp-policy", "ignore"}});
   for (const std::string& token :
        {std::string("garbage"), SigningKey::Hs256(kSecret).Sign(expired),
-        UnsignedToken(ClaimsFor("alice", MidNovember2026()))}) {
+        UnsignedToken(ClaimsFor("alice", MidNovember2026())),
+        SigningKey::Hs256(kSecret).Sign(forever),
+        SigningKey::Hs256(kSecret).Sign(from_tomorrow), critical}) {
     const Reply reply = Rest("POST", "/api/chat/send", token,
                              {{"sessionId", alice_session_}, {"message", "x"}});
     EXPECT_EQ(reply.status, 401) << token;

@@ -56,7 +56,8 @@ class SigningKey {
     return jwk;
   }
 
-  // A compact JWS of `claims`; `header` entries override alg/kid.
+  // A compact JWS of `claims`; `header` entries (any JSON value) are added
+  // and override alg/kid.
   std::string Sign(const nlohmann::json& claims,
                    const nlohmann::json& header = nlohmann::json::object()) const {
     cjose_err err;
@@ -65,7 +66,12 @@ class SigningKey {
     if (!kid_.empty()) full["kid"] = kid_;
     full.update(header);
     for (const auto& [name, value] : full.items()) {
-      cjose_header_set(h, name.c_str(), value.get<std::string>().c_str(), &err);
+      if (value.is_string()) {
+        cjose_header_set(h, name.c_str(), value.get<std::string>().c_str(),
+                         &err);
+      } else {  // e.g. crit, an array
+        cjose_header_set_raw(h, name.c_str(), value.dump().c_str(), &err);
+      }
     }
     const std::string payload = claims.dump();
     cjose_jws_t* jws = cjose_jws_sign(
