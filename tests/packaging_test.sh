@@ -5,7 +5,7 @@
 #   environment files in place;
 # - `systemd-analyze verify` accepts both units (syntax, the ExecStart
 #   binaries, dependencies), and `systemd-analyze security --offline` rates
-#   their hardening (exposure at most 2.0, "OK");
+#   their hardening (exposure at most 2.0, "OK"); both reload with SIGHUP;
 # - `cpack -G DEB` builds a .deb whose listing holds both binaries and both
 #   units, and whose units start /usr/bin/coach-*.
 # Skipped (exit 77) only where systemd-analyze is absent (tools/setup.sh
@@ -39,6 +39,11 @@ for unit in coach-server coach-proxy; do
   grep -q '^DynamicUser=yes$' "$units/$unit.service" || fail "$unit.service: no DynamicUser"
 done
 grep -q '^StateDirectory=coach-server$' "$units/coach-server.service" || fail "no StateDirectory"
+
+for unit in coach-server coach-proxy; do
+  grep -qx 'ExecReload=/bin/kill -HUP $MAINPID' "$units/$unit.service" \
+    || fail "$unit.service: no ExecReload sending SIGHUP"
+done
 
 echo "== systemd-analyze verify"
 out=$(cd "$units" && systemd-analyze verify coach-server.service coach-proxy.service 2>&1) \
