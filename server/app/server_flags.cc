@@ -239,11 +239,14 @@ absl::Status CrossCheck(const Config& config) {
     return absl::InvalidArgumentError(
         "--credit_reservation_ttl must be 0 or exceed --openai_timeout");
   }
+  // Named by variable first: an installed server's settings are an
+  // environment file (packaging/), which sets COACH_AUTH=jwt.
   if (config.auth == "jwt" && config.jwt.hs256_secret.empty() &&
       config.jwt.jwks_file.empty()) {
     return absl::InvalidArgumentError(
-        "--auth=jwt needs --jwt_secret (HS256) or --jwt_jwks_file "
-        "(RS256/ES256)");
+        "COACH_AUTH=jwt (--auth) needs a key to check tokens with: set "
+        "COACH_JWT_SECRET (--jwt_secret, HS256) or COACH_JWT_JWKS_FILE "
+        "(--jwt_jwks_file, RS256/ES256)");
   }
   if (config.limits.history_default_limit > config.limits.history_max_limit) {
     return absl::InvalidArgumentError(
