@@ -55,6 +55,18 @@ TEST_F(JwtVerifierTest, AcceptsEachAlgorithmWithItsKey) {
   }
 }
 
+// The raw-header helper the crit rows use makes tokens the verifier takes
+// when nothing is wrong with them.
+TEST_F(JwtVerifierTest, ARawHeaderTokenWithoutCritIsAccepted) {
+  auto verifier = Verifier(Both());
+  const auto verified = verifier->Verify(
+      Hs256WithRawHeader(kSecret, R"({"alg":"HS256","typ":"JWT"})",
+                         ClaimsFor("alice", now_)),
+      now_);
+  ASSERT_TRUE(verified.ok()) << verified.status();
+  EXPECT_EQ(verified->user_id, "alice");
+}
+
 TEST_F(JwtVerifierTest, UserComesFromTheConfiguredClaimAndScopesAreRead) {
   JwtOptions options = Both();
   options.user_claim = "email";
@@ -230,6 +242,18 @@ const BadToken kBadTokens[] = {
     {"EmptyCrit", "crit", [](const JwtVerifierTest& t, absl::Time now) {
        return static_cast<const JwtBadTokenTest&>(t).rsa().Sign(
            Good(now), {{"crit", json::array()}});
+     }},
+    {"CritAString", "crit", [](const JwtVerifierTest& t, absl::Time now) {
+       return static_cast<const JwtBadTokenTest&>(t).hs().Sign(
+           Good(now), {{"crit", "exp-policy"}, {"exp-policy", "ignore"}});
+     }},
+    {"CritTrue", "crit", [](const JwtVerifierTest&, absl::Time now) {
+       return Hs256WithRawHeader(kSecret, R"({"alg":"HS256","crit":true})",
+                                 Good(now));
+     }},
+    {"CritNull", "crit", [](const JwtVerifierTest&, absl::Time now) {
+       return Hs256WithRawHeader(kSecret, R"({"alg":"HS256","crit":null})",
+                                 Good(now));
      }},
     {"IssuedADayAhead", "issued in the future", [](const JwtVerifierTest& t, absl::Time now) {
        json claims = Good(now);

@@ -9,6 +9,7 @@
 #include <sstream>
 #include <utility>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "base/log.h"
@@ -69,19 +70,21 @@ absl::StatusOr<std::optional<absl::Time>> TimeClaim(const json& claims,
   return absl::FromUnixSeconds(0) + absl::Seconds(value.get<double>());
 }
 
-// Whether the protected header carries `crit` (RFC 7515 §4.1.11). None of
-// the extensions a `crit` may list is understood here, so any `crit`, even
-// an empty or malformed one, makes the token invalid. A failed look-up
-// counts as present: refuse rather than guess.
-bool HasCrit(cjose_header_t* header) {
-  cjose_err err;
-  err.code = CJOSE_ERR_NONE;
-  char* crit = cjose_header_get_raw(header, "crit", &err);
-  if (crit != nullptr) {
-    cjose_get_dealloc()(crit);
+// Whether the protected header of `token` (its first segment, which cjose
+// has already imported) carries `crit` (RFC 7515 §4.1.11). None of the
+// extensions a `crit` may list is understood here, so any `crit`, even an
+// empty or malformed one, makes the token invalid. Read from the segment
+// rather than through cjose's header, which gives arrays and strings but
+// not a `crit` of true, null or a number. A header that does not decode
+// counts as one with `crit`: refuse rather than guess.
+bool HasCrit(absl::string_view token) {
+  std::string decoded;
+  if (!absl::WebSafeBase64Unescape(token.substr(0, token.find('.')),
+                                   &decoded)) {
     return true;
   }
-  return err.code != CJOSE_ERR_NONE;
+  const json header = json::parse(decoded, nullptr, /*allow_exceptions=*/false);
+  return !header.is_object() || header.contains("crit");
 }
 
 }  // namespace
@@ -247,7 +250,7 @@ absl::StatusOr<VerifiedToken> JwtVerifier::Verify(absl::string_view token,
       header == nullptr ? nullptr : cjose_header_get(header, CJOSE_HDR_KID, &err);
   const absl::string_view kid = kid_text == nullptr ? "" : kid_text;
   if (header == nullptr) return Refused("no protected header");
-  if (HasCrit(header)) return Refused("crit header not understood");
+  if (HasCrit(token)) return Refused("crit header not understood");
   const Algorithm* algorithm =
       FindAlgorithm(alg_text == nullptr ? "" : alg_text);
   if (algorithm == nullptr) {

@@ -5,6 +5,8 @@
 #define COACH_TESTS_SUPPORT_JWT_TOKENS_H_
 
 #include <cjose/cjose.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include <fstream>
 #include <memory>
@@ -111,6 +113,26 @@ inline nlohmann::json ClaimsFor(const std::string& user, absl::Time now) {
   return {{"sub", user},
           {"iat", absl::ToUnixSeconds(now)},
           {"exp", absl::ToUnixSeconds(now + absl::Hours(1))}};
+}
+
+// An HS256 token whose protected header is `header` exactly (any JSON
+// text, e.g. {"alg":"HS256","crit":true}: cjose's header setters take only
+// strings, arrays and objects). The MAC is OpenSSL's HMAC-SHA256.
+inline std::string Hs256WithRawHeader(const std::string& secret,
+                                      const std::string& header,
+                                      const nlohmann::json& claims) {
+  const std::string signing_input =
+      absl::StrCat(absl::WebSafeBase64Escape(header), ".",
+                   absl::WebSafeBase64Escape(claims.dump()));
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int mac_size = 0;
+  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+       reinterpret_cast<const unsigned char*>(signing_input.data()),
+       signing_input.size(), mac, &mac_size);
+  return absl::StrCat(
+      signing_input, ".",
+      absl::WebSafeBase64Escape(absl::string_view(
+          reinterpret_cast<const char*>(mac), mac_size)));
 }
 
 // An unsigned token (`alg: none`), as an attacker would send it.
