@@ -19,12 +19,15 @@ int main(int argc, char** argv) {
   // in profiles), and gRPC's own locks are absl::Mutex. That check belongs
   // in debug builds and tests (which keep it).
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  // Only the main thread takes SIGINT/SIGTERM (threads inherit the mask).
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // Only the main thread takes SIGINT/SIGTERM/SIGHUP (threads inherit the
+  // mask). Blocked first, so that a SIGHUP (systemctl reload) never takes
+  // its default action, which is to terminate the process.
+  sigset_t handled_signals;
+  sigemptyset(&handled_signals);
+  sigaddset(&handled_signals, SIGINT);
+  sigaddset(&handled_signals, SIGTERM);
+  sigaddset(&handled_signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &handled_signals, nullptr);
   // A client that disconnects mid-response must not kill the process.
   signal(SIGPIPE, SIG_IGN);
   // Each connection is a descriptor and holds nothing else: allow as many as
@@ -49,8 +52,15 @@ int main(int argc, char** argv) {
                  config.http_listen, (*proxy)->port(),
                  coach::WithoutUserinfo(config.grpc_target));
 
+  // SIGHUP: one log line, and the proxy goes on (it has no file to re-read;
+  // its settings are read at start); SIGTERM or SIGINT stops it.
   int signal_number = 0;
-  sigwait(&stop_signals, &signal_number);
+  for (;;) {
+    sigwait(&handled_signals, &signal_number);
+    if (signal_number != SIGHUP) break;
+    coach::LogInfo("SIGHUP: coach-proxy has nothing to re-read; settings are "
+                   "read at start only (restart to change them)");
+  }
   coach::LogInfo("signal %d: stopping (grace %s)", signal_number,
                  absl::FormatDuration(config.shutdown_grace));
   (*proxy)->Stop();

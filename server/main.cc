@@ -1,5 +1,6 @@
 // coach-server: the Coach AI Hub chat backend over gRPC. Wiring only:
-// configuration, storage, coach, server, signals.
+// configuration, storage, coach, server, signals (SIGTERM/SIGINT stop it
+// gracefully; SIGHUP re-reads the JWKS file and never stops it).
 #include <signal.h>
 
 #include <cstdlib>
@@ -20,15 +21,34 @@
 
 namespace {
 
-// Blocks SIGINT and SIGTERM in every thread (gRPC's included, which inherit
-// the mask), so that only WaitForStopSignal receives them.
-sigset_t BlockStopSignals() {
+// Blocks SIGINT, SIGTERM and SIGHUP in every thread (gRPC's included, which
+// inherit the mask), so that only the signal thread receives them, with
+// sigwait. Done first: a SIGHUP (systemctl reload) while the server starts
+// waits for that thread instead of taking its default action, which is to
+// terminate the process.
+sigset_t BlockHandledSignals() {
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   return signals;
+}
+
+// SIGHUP: one log line, saying what was re-read or why not.
+void Reload(coach::CoachServer& server) {
+  absl::StatusOr<std::string> reloaded = server.Reload();
+  if (!reloaded.ok()) {
+    coach::LogError("SIGHUP: %s", reloaded.status().message());
+  } else if (reloaded->empty()) {
+    coach::LogInfo("SIGHUP: nothing to re-read (no JWKS file); settings are "
+                   "read at start only (restart to change them)");
+  } else {
+    coach::LogInfo("SIGHUP: re-read %s; settings are read at start only "
+                   "(restart to change them)",
+                   *reloaded);
+  }
 }
 
 }  // namespace
@@ -39,7 +59,7 @@ int main(int argc, char** argv) {
   // in profiles), and gRPC's own locks are absl::Mutex. That check belongs
   // in debug builds and tests (which keep it).
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  const sigset_t stop_signals = BlockStopSignals();
+  const sigset_t handled_signals = BlockHandledSignals();
 
   absl::StatusOr<coach::Startup<coach::Config>> startup =
       coach::LoadServerConfig(argc, argv);
@@ -100,12 +120,20 @@ int main(int argc, char** argv) {
                    config.metrics_listen, metrics->port());
   }
 
+  // SIGHUP reloads and the server goes on; SIGTERM or SIGINT stops it.
   std::thread signal_waiter([&] {
-    int signal = 0;
-    sigwait(&stop_signals, &signal);
-    coach::LogInfo("signal %d: shutting down (grace %s)", signal,
-                   absl::FormatDuration(config.shutdown_grace));
-    (*server)->Shutdown(config.shutdown_grace);
+    for (;;) {
+      int signal = 0;
+      sigwait(&handled_signals, &signal);
+      if (signal == SIGHUP) {
+        Reload(**server);
+        continue;
+      }
+      coach::LogInfo("signal %d: shutting down (grace %s)", signal,
+                     absl::FormatDuration(config.shutdown_grace));
+      (*server)->Shutdown(config.shutdown_grace);
+      return;
+    }
   });
   (*server)->Wait();
   signal_waiter.join();

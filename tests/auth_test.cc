@@ -232,6 +232,46 @@ TEST_F(AuthTest, GrpcWithoutAValidTokenNothingIsReadOrWritten) {
   EXPECT_EQ(stack_.server().coach().request_count(), 1);  // SetUp's only
 }
 
+// Two `authorization` entries: neither counts, whichever comes first, so
+// a proxy or a client library that keeps the other one cannot be played
+// against the server (issue 24: the first one used to win).
+TEST_F(AuthTest, GrpcTwoAuthorizationEntriesAreRefused) {
+  const std::string alice = "Bearer " + TokenOf("alice");
+  const std::string bob = "Bearer " + TokenOf("bob");
+  const std::pair<std::string, std::string> pairs[] = {
+      {alice, bob}, {bob, alice}, {alice, alice}, {alice, "Bearer garbage"},
+      {"Bearer garbage", alice}, {alice, "Basic YWxpY2U6cHc="}};
+  for (const auto& [first, second] : pairs) {
+    auto context = Context();
+    context->AddMetadata("authorization", first);
+    context->AddMetadata("authorization", second);
+    v1::ListSessionsResponse listed;
+    const grpc::Status status = chat().ListSessions(context.get(), {}, &listed);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+        << first.substr(0, 12) << " + " << second.substr(0, 12);
+    EXPECT_EQ(ReasonOf(status), "UNAUTHENTICATED");
+    EXPECT_EQ(listed.sessions_size(), 0);
+  }
+  // The admin token too: twice, or after a user's token.
+  v1::SetPlanRequest request;
+  request.set_user_id("alice");
+  request.set_plan(v1::PREMIUM);
+  for (const std::string& first :
+       {std::string("Bearer ") + kTestAdminToken, alice}) {
+    auto context = Context();
+    context->AddMetadata("authorization", first);
+    context->AddMetadata("authorization",
+                         std::string("Bearer ") + kTestAdminToken);
+    v1::SetPlanResponse response;
+    EXPECT_EQ(users().SetPlan(context.get(), request, &response).error_code(),
+              grpc::StatusCode::UNAUTHENTICATED);
+  }
+  v1::GetUserStatsResponse stats;
+  ASSERT_TRUE(users().GetUserStats(As("alice").get(), {}, &stats).ok());
+  EXPECT_EQ(stats.stats().plan(), v1::FREE);
+  EXPECT_EQ(AliceSession(), alice_before_);
+}
+
 TEST_F(AuthTest, AnExpiredTokenIsRefusedOnTheServersClock) {
   json claims = ClaimsFor("alice", MidNovember2026());
   auto context = Context();
@@ -362,9 +402,19 @@ TEST_F(AuthTest, RestRefusesMissingAndBadTokensWithWwwAuthenticate) {
 
   json expired = ClaimsFor("alice", MidNovember2026());
   expired["exp"] = absl::ToUnixSeconds(MidNovember2026() - absl::Hours(1));
+  // Refused by the strict rules (issue 24) as any other bad token is.
+  json forever = ClaimsFor("alice", MidNovember2026());
+  forever["exp"] = 1e300;
+  json from_tomorrow = ClaimsFor("alice", MidNovember2026());
+  from_tomorrow["iat"] = absl::ToUnixSeconds(MidNovember2026() + absl::Hours(24));
+  const std::string critical = SigningKey::Hs256(kSecret).Sign(
+      ClaimsFor("alice", MidNovember2026()),
+      {{"crit", json::array({"exp-policy"})}, {"exp-policy", "ignore"}});
   for (const std::string& token :
        {std::string("garbage"), SigningKey::Hs256(kSecret).Sign(expired),
-        UnsignedToken(ClaimsFor("alice", MidNovember2026()))}) {
+        UnsignedToken(ClaimsFor("alice", MidNovember2026())),
+        SigningKey::Hs256(kSecret).Sign(forever),
+        SigningKey::Hs256(kSecret).Sign(from_tomorrow), critical}) {
     const Reply reply = Rest("POST", "/api/chat/send", token,
                              {{"sessionId", alice_session_}, {"message", "x"}});
     EXPECT_EQ(reply.status, 401) << token;

@@ -1,7 +1,7 @@
 // The real coach-server binary, started as a child process with its
 // environment and flags: health, a send end to end, flag > environment,
-// configuration errors, graceful shutdown on SIGTERM/SIGINT, and no secret in
-// its logs. Readiness is awaited with a health Watch, never with sleeps.
+// configuration errors, graceful shutdown on SIGTERM/SIGINT, SIGHUP's reload
+// (never a stop), and no secret in its logs. Readiness is awaited with a health Watch, never with sleeps.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -35,6 +35,7 @@
 #include "coach/v1/user.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "tests/support/fake_openai.h"
+#include "tests/support/jwt_tokens.h"
 #include "tests/support/ports.h"
 #include "tests/support/store_engines.h"
 #include "tests/support/temp_dir.h"
@@ -129,8 +130,9 @@ class ServerProcess {
                                      O_WRONLY | O_CREAT | O_APPEND, 0600);
     posix_spawn_file_actions_adddup2(&actions, STDERR_FILENO, STDOUT_FILENO);
     posix_spawn_file_actions_addchdir_np(&actions, cwd.c_str());
-    // The child starts with SIGTERM/SIGINT at their defaults and unblocked,
-    // whatever the test runner did with them.
+    // The child starts with SIGTERM/SIGINT/SIGHUP at their defaults and
+    // unblocked, whatever the test runner did with them (nohup ignores
+    // SIGHUP, and an ignored signal would stay ignored in the child).
     posix_spawnattr_t attributes;
     posix_spawnattr_init(&attributes);
     sigset_t none;
@@ -139,6 +141,7 @@ class ServerProcess {
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGTERM);
     sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGHUP);
     posix_spawnattr_setsigmask(&attributes, &none);
     posix_spawnattr_setsigdefault(&attributes, &stop_signals);
     posix_spawnattr_setflags(&attributes,
@@ -156,6 +159,15 @@ class ServerProcess {
 
   void Signal(int signal) {
     if (pid_ > 0) kill(pid_, signal);
+  }
+
+  // Whether the child is still running (not exited, not killed).
+  bool Running() {
+    if (pid_ <= 0) return false;
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) != pid_) return true;
+    pid_ = -1;
+    return false;
   }
 
   // The wait status once the child has exited, or nullopt after `timeout`.
@@ -293,6 +305,30 @@ class ServerProcessTest : public ::testing::Test {
       cluster.push_back(std::move(member));
     }
     return cluster;
+  }
+
+  // Blocks until the log holds `text` at least `times` times (bounded by
+  // kStartTimeout, the log read every 10 ms): the server's own word that
+  // it acted on a signal. False on timeout, or as soon as `process` is
+  // found gone without it.
+  bool WaitForLog(ServerProcess& process, const std::string& text,
+                  int times = 1) {
+    const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      const bool running = process.Running();
+      if (Occurrences(ReadFile(log_path_), text) >= times) return true;
+      if (!running) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  }
+  static int Occurrences(const std::string& haystack, const std::string& text) {
+    int count = 0;
+    for (size_t at = haystack.find(text); at != std::string::npos;
+         at = haystack.find(text, at + text.size())) {
+      ++count;
+    }
+    return count;
   }
 
   // Expects the child to exit by itself, soon, with `exit_code`.
@@ -551,6 +587,77 @@ TEST_F(ServerProcessTest, SigtermExitsCleanlyAndPromptly) {
 TEST_F(ServerProcessTest, SigintExitsCleanly) {
   ServerProcess& process = StartServing(BaseEnv());
   process.Signal(SIGINT);
+  ExpectExit(process, 0);
+}
+
+// SIGHUP (systemctl reload) never stops the server: one log line, and it
+// goes on serving (issue 24: it used to die without a word, which systemd
+// counts as a clean exit, so Restart=on-failure left it down).
+TEST_F(ServerProcessTest, SighupLogsOneLineAndTheServerGoesOnServing) {
+  ServerProcess& process = StartServing(BaseEnv());
+  process.Signal(SIGHUP);
+  ASSERT_TRUE(WaitForLog(process, "SIGHUP: ")) << ReadFile(log_path_);
+  process.Signal(SIGHUP);
+  ASSERT_TRUE(WaitForLog(process, "SIGHUP: ", 2)) << ReadFile(log_path_);
+  EXPECT_THAT(ReadFile(log_path_), HasSubstr("SIGHUP: nothing to re-read"));
+  ASSERT_TRUE(process.Running()) << ReadFile(log_path_);
+  v1::SendMessageRequest request;
+  request.set_user_id("user123");
+  request.set_message("Toujours là ?");
+  v1::SendMessageResponse response;
+  const grpc::Status status = v1::ChatService::NewStub(ChannelTo(port_))
+                                  ->SendMessage(Context().get(), request, &response);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(Occurrences(ReadFile(log_path_), "SIGHUP"), 2);
+  process.Signal(SIGTERM);
+  ExpectExit(process, 0);
+}
+
+// SIGHUP re-reads the JWKS file: a key added after start is refused before
+// the signal (the automatic look at the file is off here, so only the
+// signal reads it) and accepted after; a file that no longer parses is
+// logged as an error and the keys read before stay in use.
+TEST_F(ServerProcessTest, SighupRereadsTheJwksFileAndABadFileKeepsTheKeys) {
+  const std::string jwks = dir_.File("jwks.json");
+  const SigningKey first = SigningKey::Es256("first");
+  const SigningKey added = SigningKey::Es256("added");
+  WriteJwks(jwks, {&first});
+  auto env = BaseEnv();
+  env["COACH_AUTH"] = "jwt";
+  env["COACH_JWT_JWKS_FILE"] = jwks;
+  env["COACH_JWT_JWKS_CHECK_INTERVAL"] = "0";
+  ServerProcess& process = StartServing(env);
+  // A channel per call: none is left open at SIGTERM for the server's
+  // graceful stop to wait on.
+  const auto list_as = [&](const SigningKey& key) {
+    auto chat = v1::ChatService::NewStub(ChannelTo(port_));
+    auto context = Context();
+    context->AddMetadata("authorization",
+                         "Bearer " + key.Sign(ClaimsFor("alice", absl::Now())));
+    v1::ListSessionsResponse listed;
+    return chat->ListSessions(context.get(), {}, &listed).error_code();
+  };
+  EXPECT_EQ(list_as(first), grpc::StatusCode::OK);
+  EXPECT_EQ(list_as(added), grpc::StatusCode::UNAUTHENTICATED);
+  WriteJwks(jwks, {&first, &added});
+  EXPECT_EQ(list_as(added), grpc::StatusCode::UNAUTHENTICATED)
+      << "read before SIGHUP";
+
+  process.Signal(SIGHUP);
+  ASSERT_TRUE(WaitForLog(process, "SIGHUP: re-read the JWKS file " + jwks + " (2 keys)"))
+      << ReadFile(log_path_);
+  EXPECT_EQ(list_as(added), grpc::StatusCode::OK);
+  EXPECT_EQ(list_as(first), grpc::StatusCode::OK);
+
+  std::ofstream(jwks, std::ios::trunc) << "{\"keys\": [";  // cut short
+  process.Signal(SIGHUP);
+  ASSERT_TRUE(WaitForLog(process, "ERROR SIGHUP: ")) << ReadFile(log_path_);
+  EXPECT_THAT(ReadFile(log_path_), HasSubstr("keeping the 2 keys read before"));
+  EXPECT_EQ(list_as(added), grpc::StatusCode::OK);
+  EXPECT_EQ(list_as(first), grpc::StatusCode::OK);
+  EXPECT_TRUE(process.Running());
+  EXPECT_EQ(Occurrences(ReadFile(log_path_), "SIGHUP"), 2);
+  process.Signal(SIGTERM);
   ExpectExit(process, 0);
 }
 

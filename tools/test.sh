@@ -91,7 +91,8 @@ phase "tests (build/asan)" \
 # the per-user limits (racing sends and creations, several stores on one
 # database).
 # The HTTP front (event loop, gRPC callbacks answering from their threads,
-# hang-ups cancelling calls) and its event streams.
+# hang-ups cancelling calls) and its event streams. The JWT verifier (keys
+# re-read under concurrent verifications) and authentication end to end.
 # Left out: single-threaded units (text, validation, offline coach, proxy
 # units) and the tests that start the binaries as processes (the same code
 # runs in-process in the suites above).
@@ -99,7 +100,8 @@ TSAN_SUITES=(thread_pool_test cancellation_test async_http_client_test
              openai_coach_test chat_service_test user_service_test
              chat_caller_test proxy_test store_test limits_test
              send_admission_test stream_message_test http_front_test sse_test
-             metrics_test idempotency_test upstream_test)
+             metrics_test idempotency_test upstream_test jwt_verifier_test
+             auth_test)
 build_tsan() {
   configure build/tsan "${SANITIZER_FLAGS[@]}" -DCOACH_SANITIZE=thread
   cmake --build build/tsan -j "$JOBS" --target "${TSAN_SUITES[@]}"

@@ -165,6 +165,19 @@ absl::StatusOr<std::unique_ptr<CoachServer>> CoachServer::Start(
 
 CoachServer::~CoachServer() { Shutdown(absl::ZeroDuration()); }
 
+absl::StatusOr<std::string> CoachServer::Reload() {
+  if (verifier_ == nullptr || config_.jwt.jwks_file.empty()) return "";
+  absl::StatusOr<int> keys = verifier_->ReloadJwks();
+  if (!keys.ok()) {
+    return absl::Status(
+        keys.status().code(),
+        absl::StrCat(keys.status().message(), "; keeping the ",
+                     verifier_->JwksKeyCount(), " keys read before"));
+  }
+  return absl::StrCat("the JWKS file ", config_.jwt.jwks_file, " (", *keys,
+                      " keys)");
+}
+
 void CoachServer::Shutdown(absl::Duration grace) {
   if (!stopping_.HasBeenNotified()) stopping_.Notify();
   if (purger_.joinable()) purger_.join();

@@ -55,6 +55,14 @@ class CoachServer {
   // The server's metrics in the Prometheus text format 0.0.4. Any thread.
   std::string RenderMetrics() const { return registry_.Render(); }
 
+  // Re-reads, now, what can change without a restart: the JWKS file when
+  // COACH_AUTH=jwt uses one (JwtVerifier::ReloadJwks). OK with what was
+  // re-read, for a log line ("the JWKS file <path> (3 keys)"), or "" when
+  // there is nothing to re-read; else the error, the keys read before
+  // staying in use. coach-server calls it on SIGHUP. Any thread, while
+  // calls are served.
+  absl::StatusOr<std::string> Reload();
+
   // Reports NOT_SERVING, stops accepting calls, and lets in-flight calls
   // finish for up to `grace` before cancelling them. Idempotent.
   void Shutdown(absl::Duration grace);

@@ -59,9 +59,19 @@ std::vector<Setting> ServerSettings(Config& c) {
               kAnyValue, "HS256 secret of the tokens; empty: HS256 refused"}),
       {"jwt_jwks_file", "COACH_JWT_JWKS_FILE", &c.jwt.jwks_file, kAnyValue,
        "JWKS file of the RS256/ES256 public keys (by `kid`; re-read when it "
-       "changes)"},
+       "changes, and on SIGHUP)"},
+      {"jwt_jwks_check_interval", "COACH_JWT_JWKS_CHECK_INTERVAL",
+       &c.jwt.jwks_check_interval, kNonNegative,
+       "How often, at most, the JWKS file is looked at for a change; 0: "
+       "only at start and on SIGHUP"},
       {"jwt_leeway", "COACH_JWT_LEEWAY", &c.jwt.leeway, kNonNegative,
-       "Clock difference allowed on `exp` and `nbf`"},
+       "Clock difference allowed with the tokens' issuer: on `exp`, and on "
+       "`nbf` and `iat` ahead of this server's clock (further ahead: "
+       "refused)"},
+      {"jwt_max_lifetime", "COACH_JWT_MAX_LIFETIME", &c.jwt.max_lifetime,
+       kPositive,
+       "A token whose `exp` is further ahead than this (plus the leeway) is "
+       "refused"},
       {"jwt_issuer", "COACH_JWT_ISSUER", &c.jwt.issuer, kAnyValue,
        "Required `iss`; empty: not checked"},
       {"jwt_audience", "COACH_JWT_AUDIENCE", &c.jwt.audience, kAnyValue,
@@ -264,11 +274,14 @@ absl::Status CrossCheck(const Config& config) {
         "--credit_reservation_ttl must be 0 or exceed --openai_timeout "
         "(with --ai_providers_file: the sum of the providers' timeouts)");
   }
+  // Named by variable first: an installed server's settings are an
+  // environment file (packaging/), which sets COACH_AUTH=jwt.
   if (config.auth == "jwt" && config.jwt.hs256_secret.empty() &&
       config.jwt.jwks_file.empty()) {
     return absl::InvalidArgumentError(
-        "--auth=jwt needs --jwt_secret (HS256) or --jwt_jwks_file "
-        "(RS256/ES256)");
+        "COACH_AUTH=jwt (--auth) needs a key to check tokens with: set "
+        "COACH_JWT_SECRET (--jwt_secret, HS256) or COACH_JWT_JWKS_FILE "
+        "(--jwt_jwks_file, RS256/ES256)");
   }
   if (config.limits.history_default_limit > config.limits.history_max_limit) {
     return absl::InvalidArgumentError(

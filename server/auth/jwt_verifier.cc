@@ -9,6 +9,7 @@
 #include <sstream>
 #include <utility>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "base/log.h"
@@ -69,6 +70,23 @@ absl::StatusOr<std::optional<absl::Time>> TimeClaim(const json& claims,
   return absl::FromUnixSeconds(0) + absl::Seconds(value.get<double>());
 }
 
+// Whether the protected header of `token` (its first segment, which cjose
+// has already imported) carries `crit` (RFC 7515 §4.1.11). None of the
+// extensions a `crit` may list is understood here, so any `crit`, even an
+// empty or malformed one, makes the token invalid. Read from the segment
+// rather than through cjose's header, which gives arrays and strings but
+// not a `crit` of true, null or a number. A header that does not decode
+// counts as one with `crit`: refuse rather than guess.
+bool HasCrit(absl::string_view token) {
+  std::string decoded;
+  if (!absl::WebSafeBase64Unescape(token.substr(0, token.find('.')),
+                                   &decoded)) {
+    return true;
+  }
+  const json header = json::parse(decoded, nullptr, /*allow_exceptions=*/false);
+  return !header.is_object() || header.contains("crit");
+}
+
 }  // namespace
 
 // The keys one token may be checked with: kid -> key (the secret has the
@@ -102,10 +120,11 @@ absl::StatusOr<std::unique_ptr<JwtVerifier>> JwtVerifier::Create(
   }
   if (!options.jwks_file.empty()) {
     absl::MutexLock lock(&verifier->mu_);
-    verifier->RefreshJwks();
-    if (verifier->jwks_ == nullptr) {
+    if (absl::Status read = verifier->RefreshJwks(/*force=*/true);
+        !read.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "jwt: cannot read the JWKS file ", options.jwks_file));
+          "jwt: cannot read the JWKS file ", options.jwks_file, ": ",
+          read.message()));
     }
   }
   return verifier;
@@ -162,36 +181,59 @@ std::shared_ptr<const JwtVerifier::Keys> JwtVerifier::CurrentKeys(
   absl::MutexLock lock(&mu_);
   // At most one look at the file per interval, whatever the tokens: one
   // naming unknown kids cannot make us read it on every request.
-  if (options_.jwks_file.empty() || now < next_check_) return jwks_;
+  if (options_.jwks_file.empty() ||
+      options_.jwks_check_interval <= absl::ZeroDuration() ||
+      now < next_check_) {
+    return jwks_;
+  }
   next_check_ = now + options_.jwks_check_interval;
-  RefreshJwks();
+  if (absl::Status read = RefreshJwks(/*force=*/false); !read.ok()) {
+    LogWarning("jwt: %s; keeping the keys read before", read.message());
+  }
   return jwks_;
 }
 
-void JwtVerifier::RefreshJwks() {
+absl::StatusOr<int> JwtVerifier::ReloadJwks() {
+  if (options_.jwks_file.empty()) {
+    return absl::FailedPreconditionError("jwt: no JWKS file configured");
+  }
+  absl::MutexLock lock(&mu_);
+  if (absl::Status read = RefreshJwks(/*force=*/true); !read.ok()) {
+    return read;
+  }
+  return static_cast<int>(jwks_->by_kid.size());
+}
+
+int JwtVerifier::JwksKeyCount() {
+  absl::MutexLock lock(&mu_);
+  return jwks_ == nullptr ? 0 : static_cast<int>(jwks_->by_kid.size());
+}
+
+absl::Status JwtVerifier::RefreshJwks(bool force) {
   struct stat info {};
   if (stat(options_.jwks_file.c_str(), &info) != 0) {
-    LogWarning("jwt: %s: cannot stat; keeping the keys read before",
-               options_.jwks_file);
-    return;
+    return absl::NotFoundError(
+        absl::StrCat("jwt: ", options_.jwks_file, ": cannot stat"));
   }
   const int64_t mtime_ns =
       int64_t{info.st_mtim.tv_sec} * 1000000000 + info.st_mtim.tv_nsec;
-  if (mtime_ns == jwks_mtime_ns_ && info.st_size == jwks_size_) return;
-  auto keys = ReadJwks(options_.jwks_file);
-  if (!keys.ok()) {
-    LogWarning("jwt: %s; keeping the keys read before",
-               keys.status().message());
-    return;
+  if (!force && mtime_ns == jwks_mtime_ns_ && info.st_size == jwks_size_) {
+    return absl::OkStatus();
   }
+  // Read under mu_: an RS256/ES256 verification arriving meanwhile waits
+  // for this read of a small file (rare: a change, a reload); one already
+  // past its look-up goes on with the keys it took.
+  auto keys = ReadJwks(options_.jwks_file);
+  if (!keys.ok()) return keys.status();
   jwks_mtime_ns_ = mtime_ns;
   jwks_size_ = info.st_size;
   const bool first = jwks_ == nullptr;
   jwks_ = *std::move(keys);
-  if (!first) {
+  if (!first && !force) {
     LogInfo("jwt: %s re-read (%d keys)", options_.jwks_file,
             static_cast<int>(jwks_->by_kid.size()));
   }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<VerifiedToken> JwtVerifier::Verify(absl::string_view token,
@@ -207,6 +249,8 @@ absl::StatusOr<VerifiedToken> JwtVerifier::Verify(absl::string_view token,
   const char* kid_text =
       header == nullptr ? nullptr : cjose_header_get(header, CJOSE_HDR_KID, &err);
   const absl::string_view kid = kid_text == nullptr ? "" : kid_text;
+  if (header == nullptr) return Refused("no protected header");
+  if (HasCrit(token)) return Refused("crit header not understood");
   const Algorithm* algorithm =
       FindAlgorithm(alg_text == nullptr ? "" : alg_text);
   if (algorithm == nullptr) {
@@ -250,10 +294,18 @@ absl::StatusOr<VerifiedToken> JwtVerifier::Verify(absl::string_view token,
   if (!expires.ok()) return expires.status();
   if (!expires->has_value()) return Refused("no exp claim");
   if (now > **expires + options_.leeway) return Refused("expired");
+  if (**expires > now + options_.max_lifetime + options_.leeway) {
+    return Refused("exp beyond the maximum lifetime");
+  }
   auto not_before = TimeClaim(claims, "nbf");
   if (!not_before.ok()) return not_before.status();
   if (not_before->has_value() && now + options_.leeway < **not_before) {
     return Refused("not yet valid");
+  }
+  auto issued_at = TimeClaim(claims, "iat");
+  if (!issued_at.ok()) return issued_at.status();
+  if (issued_at->has_value() && now + options_.leeway < **issued_at) {
+    return Refused("issued in the future");
   }
   if (!options_.issuer.empty() &&
       !(claims.contains("iss") && claims["iss"].is_string() &&

@@ -10,18 +10,38 @@
 // an HMAC secret (the HS/RS confusion). `alg: none`, any other algorithm, an
 // unknown `kid`, and anything malformed are refused.
 //
-// Claims: `exp` is required and `nbf` honoured, both with `leeway`; `iss` and
-// `aud` must match when configured; the user is the string claim
-// `user_claim` ("sub" by default). `scope` (space-separated) or `scp` (an
-// array) gives the token's scopes.
+// Header: a `crit` parameter (RFC 7515 §4.1.11) is refused whatever it
+// lists: this verifier understands no extension, and a recipient must refuse
+// a token whose critical extensions it does not understand.
 //
-// The JWKS file is re-read when it changes (its mtime and size looked at,
-// at most once per `jwks_check_interval`): a rotated key is accepted within
-// that interval. A file that cannot be read or parsed
-// keeps the keys read before, with a warning in the log.
+// Claims: `exp` is required, and refused past `leeway` behind the clock or
+// further ahead than `max_lifetime` (+ `leeway`): a token minted to last for
+// ever is refused, not trusted for ever. `nbf` and `iat`, when present, are
+// refused further ahead than `leeway` (a token from the future was minted by
+// a clock that is wrong, or to outlive a revocation). Each time claim must
+// be a number. `iss` and `aud` must match when configured; the user is the
+// string claim `user_claim` ("sub" by default). `scope` (space-separated) or
+// `scp` (an array) gives the token's scopes.
 //
-// Thread-safe. Errors are UNAUTHENTICATED with a detail meant for logs,
-// never containing the token.
+// The JWKS file is read at start, and again:
+//   - when it changes (its mtime and size looked at, at most once per
+//     `jwks_check_interval`, on a token that needs it): a rotated key is
+//     accepted within that interval; a zero interval turns this off;
+//   - at once on ReloadJwks() (coach-server calls it on SIGHUP).
+// A file that cannot be read or parsed keeps the keys read before (a warning
+// in the log; ReloadJwks returns the error).
+//
+// Thread-safe: Verify may run on any number of threads while another calls
+// ReloadJwks or the file changes. The keys are an immutable snapshot
+// (shared_ptr<const Keys>); a re-read builds a new one and swaps the pointer
+// under `mu_`, held while the (small) file is read and swapped, never while
+// a signature is checked. A verification that already took a snapshot
+// finishes with it; the old keys are freed when the last such verification
+// ends. cjose's key objects are never modified once imported, so several
+// threads check signatures with one key at once.
+//
+// Errors are UNAUTHENTICATED with a detail meant for logs, never containing
+// the token.
 #ifndef COACH_SERVER_AUTH_JWT_VERIFIER_H_
 #define COACH_SERVER_AUTH_JWT_VERIFIER_H_
 
@@ -42,8 +62,11 @@ struct JwtOptions {
   std::string hs256_secret;
   // A JWKS (RFC 7517 {"keys": [...]}) of RSA and EC public keys; empty: none.
   std::string jwks_file;
-  // Allowed clock difference with the issuer, for exp and nbf.
+  // Allowed clock difference with the issuer, for exp, nbf and iat.
   absl::Duration leeway = absl::Seconds(30);
+  // The furthest ahead an `exp` may be (then + leeway): the longest a token
+  // may still be valid.
+  absl::Duration max_lifetime = absl::Hours(24);
   // Checked when not empty.
   std::string issuer;
   std::string audience;
@@ -51,6 +74,8 @@ struct JwtOptions {
   std::string user_claim = "sub";
   // Longest token accepted, in bytes (before any decoding).
   size_t max_token_bytes = 8192;
+  // How often, at most, the JWKS file is looked at for a change; zero: only
+  // at start and on ReloadJwks().
   absl::Duration jwks_check_interval = absl::Seconds(1);
 };
 
@@ -74,6 +99,14 @@ class JwtVerifier {
   absl::StatusOr<VerifiedToken> Verify(absl::string_view token,
                                        absl::Time now);
 
+  // Re-reads the JWKS file now, changed or not, and makes its keys the ones
+  // in use: the number of keys read. On failure (unreadable file, not a
+  // JWKS) the error, and the keys read before stay in use.
+  // FAILED_PRECONDITION when no JWKS file is configured. Any thread.
+  absl::StatusOr<int> ReloadJwks();
+  // The number of JWKS keys in use (0 without a JWKS file). Any thread.
+  int JwksKeyCount();
+
  private:
   struct Keys;
   explicit JwtVerifier(const JwtOptions& options);
@@ -82,8 +115,10 @@ class JwtVerifier {
   // kid; other entries are skipped with a warning.
   static absl::StatusOr<std::shared_ptr<const Keys>> ReadJwks(
       const std::string& path);
-  // Re-reads the JWKS file if its identity changed since the last read.
-  void RefreshJwks() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Re-reads the JWKS file if its identity changed since the last read, or
+  // whatever its identity when `force`; OK with the keys read (or unchanged),
+  // else the error, the keys read before kept.
+  absl::Status RefreshJwks(bool force) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // The JWKS keys, re-read first if the file changed and `now` is past the
   // next check.

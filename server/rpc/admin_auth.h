@@ -1,5 +1,6 @@
 // Admin RPCs are allowed with the metadata `authorization: Bearer <token>`
-// when <token> is the configured admin token, or (COACH_AUTH=jwt with
+// (one such entry: a call carrying two is refused, see BearerTokenOf) when
+// <token> is the configured admin token, or (COACH_AUTH=jwt with
 // COACH_JWT_ADMIN_SCOPE set) a valid JWT carrying that scope. Neither
 // configured: every admin call is refused (ADMIN_DISABLED).
 #ifndef COACH_SERVER_RPC_ADMIN_AUTH_H_

@@ -1,5 +1,7 @@
 #include "server/rpc/authenticator.h"
 
+#include <iterator>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "base/log.h"
@@ -11,8 +13,8 @@ std::optional<absl::string_view> BearerTokenOf(
     const grpc::ServerContextBase& context) {
   static constexpr absl::string_view kScheme = "bearer ";
   const auto& metadata = context.client_metadata();
-  const auto it = metadata.find("authorization");
-  if (it == metadata.end()) return std::nullopt;
+  const auto [it, end] = metadata.equal_range("authorization");
+  if (it == end || std::next(it) != end) return std::nullopt;
   const absl::string_view value(it->second.data(), it->second.size());
   if (!absl::StartsWithIgnoreCase(value, kScheme)) return std::nullopt;
   return absl::StripAsciiWhitespace(value.substr(kScheme.size()));
@@ -21,8 +23,14 @@ std::optional<absl::string_view> BearerTokenOf(
 absl::StatusOr<Principal> Authenticator::Authenticate(
     const grpc::ServerContextBase& context) const {
   if (verifier_ == nullptr) return Principal{};
-  const bool any_credentials =
-      context.client_metadata().count("authorization") > 0;
+  const size_t credentials =
+      context.client_metadata().count("authorization");
+  if (credentials > 1) {
+    LogInfo("refused call: %d authorization entries (one is expected)",
+            static_cast<int>(credentials));
+    return UnauthenticatedError(/*token_given=*/true);
+  }
+  const bool any_credentials = credentials > 0;
   const std::optional<absl::string_view> token = BearerTokenOf(context);
   if (!token.has_value() || token->empty()) {
     return UnauthenticatedError(/*token_given=*/any_credentials);

@@ -3,9 +3,10 @@
 //
 // Without a verifier (COACH_AUTH=none) nothing is proven: the request's
 // userId is taken on trust, as before authentication existed. With one
-// (COACH_AUTH=jwt), `authorization: Bearer <JWT>` is required and verified;
-// anything else is UNAUTHENTICATED, and the refusal's detail (never the
-// token) goes to the log.
+// (COACH_AUTH=jwt), exactly one `authorization: Bearer <JWT>` entry is
+// required and verified; anything else, two `authorization` entries
+// included, is UNAUTHENTICATED, and the refusal's detail (never the token)
+// goes to the log.
 //
 // Thread-safe.
 #ifndef COACH_SERVER_RPC_AUTHENTICATOR_H_
@@ -25,7 +26,10 @@
 namespace coach {
 
 // The credentials of `authorization: Bearer <credentials>` (the scheme in
-// any case, RFC 6750); nullopt without such metadata; empty if blank.
+// any case, RFC 6750); empty if blank. nullopt without such metadata, and
+// when the call carries more than one `authorization` entry: which of them
+// counts would depend on who reads them (the first, the last), so none does
+// (RFC 6750 §3.1 makes a repeated credential an invalid request).
 std::optional<absl::string_view> BearerTokenOf(
     const grpc::ServerContextBase& context);
 

@@ -5,6 +5,8 @@
 #define COACH_TESTS_SUPPORT_JWT_TOKENS_H_
 
 #include <cjose/cjose.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include <fstream>
 #include <memory>
@@ -56,7 +58,8 @@ class SigningKey {
     return jwk;
   }
 
-  // A compact JWS of `claims`; `header` entries override alg/kid.
+  // A compact JWS of `claims`; `header` entries (any JSON value) are added
+  // and override alg/kid.
   std::string Sign(const nlohmann::json& claims,
                    const nlohmann::json& header = nlohmann::json::object()) const {
     cjose_err err;
@@ -65,7 +68,12 @@ class SigningKey {
     if (!kid_.empty()) full["kid"] = kid_;
     full.update(header);
     for (const auto& [name, value] : full.items()) {
-      cjose_header_set(h, name.c_str(), value.get<std::string>().c_str(), &err);
+      if (value.is_string()) {
+        cjose_header_set(h, name.c_str(), value.get<std::string>().c_str(),
+                         &err);
+      } else {  // e.g. crit, an array
+        cjose_header_set_raw(h, name.c_str(), value.dump().c_str(), &err);
+      }
     }
     const std::string payload = claims.dump();
     cjose_jws_t* jws = cjose_jws_sign(
@@ -105,6 +113,26 @@ inline nlohmann::json ClaimsFor(const std::string& user, absl::Time now) {
   return {{"sub", user},
           {"iat", absl::ToUnixSeconds(now)},
           {"exp", absl::ToUnixSeconds(now + absl::Hours(1))}};
+}
+
+// An HS256 token whose protected header is `header` exactly (any JSON
+// text, e.g. {"alg":"HS256","crit":true}: cjose's header setters take only
+// strings, arrays and objects). The MAC is OpenSSL's HMAC-SHA256.
+inline std::string Hs256WithRawHeader(const std::string& secret,
+                                      const std::string& header,
+                                      const nlohmann::json& claims) {
+  const std::string signing_input =
+      absl::StrCat(absl::WebSafeBase64Escape(header), ".",
+                   absl::WebSafeBase64Escape(claims.dump()));
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int mac_size = 0;
+  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+       reinterpret_cast<const unsigned char*>(signing_input.data()),
+       signing_input.size(), mac, &mac_size);
+  return absl::StrCat(
+      signing_input, ".",
+      absl::WebSafeBase64Escape(absl::string_view(
+          reinterpret_cast<const char*>(mac), mac_size)));
 }
 
 // An unsigned token (`alg: none`), as an attacker would send it.
