@@ -507,6 +507,22 @@ TEST_F(ServerProcessTest, ANegativeLimitIsAConfigurationError) {
   EXPECT_FALSE(std::filesystem::exists(db_path_));
 }
 
+// Issue 27: the providers file is checked at start: a clear error naming
+// the file, the provider and the field, and a non-zero exit.
+TEST_F(ServerProcessTest, AnInvalidProvidersFileIsAConfigurationError) {
+  const std::string file = dir_.File("providers.json");
+  std::ofstream(file) << R"([{"name": "openai", "baseUrl": "https://h/v1",
+                              "apiKeyEnv": "COACH_TEST_UNSET_KEY",
+                              "model": "gpt-4o-mini"}])";
+  auto env = BaseEnv();
+  env["COACH_AI_PROVIDERS_FILE"] = file;
+  ExpectFailure(Start(env));
+  const std::string log = ReadFile(log_path_);
+  EXPECT_THAT(log, HasSubstr("COACH_AI_PROVIDERS_FILE " + file));
+  EXPECT_THAT(log, HasSubstr("provider 1"));
+  EXPECT_THAT(log, HasSubstr("COACH_TEST_UNSET_KEY, which is not set"));
+}
+
 TEST_F(ServerProcessTest, AnUnparsableVariableIsAConfigurationError) {
   auto env = BaseEnv();
   env["COACH_MAX_MESSAGE_LENGTH"] = "abc";

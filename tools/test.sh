@@ -100,6 +100,7 @@ TSAN_SUITES=(thread_pool_test cancellation_test async_http_client_test
              openai_coach_test chat_service_test user_service_test
              chat_caller_test proxy_test store_test limits_test
              send_admission_test stream_message_test http_front_test sse_test
+             fallback_coach_test user_data_test
              metrics_test idempotency_test upstream_test jwt_verifier_test
              auth_test)
 build_tsan() {
