@@ -528,6 +528,7 @@ class ServerImpl final : public Server {
     const tcp::endpoint remote = socket.remote_endpoint(ec);
     if (ec) return;  // already gone; the socket closes here
     std::string client = ClientKey(remote.address());
+    SetSocketOptions(socket);
     // Destroyed after the lock is released: the last reference to a victim
     // ends it, and its end takes the lock (Forget).
     std::shared_ptr<Connection> victim;
@@ -543,7 +544,6 @@ class ServerImpl final : public Server {
         if (victim == nullptr) shed = Shed::kTableFull;
       }
       if (!shed.has_value()) {
-        SetSocketOptions(socket);
         const uint64_t id = next_id_++;
         connection = std::make_shared<Connection>(*this, id, std::move(socket));
         Entry& entry = connections_by_id_[id];

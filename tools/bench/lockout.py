@@ -204,6 +204,7 @@ def slow_reader(port):
         lines = ss(mine, processes=True)
         if not lines:
             gone = time.time() - began
+            closed = gone if closed is None else closed
             break
         peak = max(peak, int(lines[0][2]))
         if closed is None and "users:" not in lines[0][-1]:
