@@ -12,8 +12,9 @@
 // per request, and the client's hang-up cancelling its call. Metrics
 // (GET /metrics, Prometheus text) are served on a listener of their own
 // (config.metrics_listen), never on the public port (there /metrics is
-// 404). A request whose Authorization, Idempotency-Key or Content-Type
-// header is repeated is 400: which one the client meant is unknowable.
+// 404). A request for an API route whose Authorization, Idempotency-Key
+// or Content-Type header is repeated is 400: which one the client meant is
+// unknowable, and the first must not silently win.
 //
 // No thread waits on coach-server: the event loop parses, routes, calls
 // and answers (proxy/upstream.h). Thread-safe.
