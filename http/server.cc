@@ -1,8 +1,11 @@
 #include "http/server.h"
 #include "http/event_loop.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -16,6 +19,8 @@
 #include <boost/beast/http.hpp>
 #include <cerrno>
 #include <deque>
+#include <limits>
+#include <list>
 #include <optional>
 #include <thread>
 #include <unordered_map>
@@ -73,6 +78,45 @@ bool NeedsLength(absl::string_view method) {
   return method == "POST" || method == "PUT" || method == "PATCH";
 }
 
+// A Host value RFC 9112 §3.2 accepts: uri-host [":" port], RFC 3986's
+// characters for an authority without userinfo (reg-name, IPv4, an IP
+// literal in brackets); empty is allowed (a target without authority).
+bool ValidHostValue(absl::string_view host) {
+  for (const char c : host) {
+    if (absl::ascii_isalnum(static_cast<unsigned char>(c))) continue;
+    switch (c) {
+      case '-': case '.': case '_': case '~':                    // unreserved
+      case '!': case '$': case '&': case '\'': case '(': case ')':
+      case '*': case '+': case ',': case ';': case '=':          // sub-delims
+      case '%':                                                  // pct-encoded
+      case ':': case '[': case ']':                   // port, IP literals
+        continue;
+      default:
+        return false;
+    }
+  }
+  return true;
+}
+
+// Whom a connection counts against for max_connections_per_client: its
+// IPv4 address (4 bytes), or its IPv6 /64 (8 bytes: one subscriber's
+// network; each has 2^64 addresses). An IPv4-mapped IPv6 address is its
+// IPv4 address.
+std::string ClientKey(const net::ip::address& address) {
+  if (address.is_v4()) {
+    const auto bytes = address.to_v4().to_bytes();
+    return std::string(bytes.begin(), bytes.end());
+  }
+  const net::ip::address_v6 v6 = address.to_v6();
+  if (v6.is_v4_mapped()) {
+    const auto bytes =
+        net::ip::make_address_v4(net::ip::v4_mapped, v6).to_bytes();
+    return std::string(bytes.begin(), bytes.end());
+  }
+  const auto bytes = v6.to_bytes();
+  return std::string(bytes.begin(), bytes.begin() + 8);
+}
+
 class ServerImpl;
 
 // One client connection. Every member is used on the connection's strand
@@ -111,6 +155,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
   // Server shutdown: closes the connection unless a request is in progress.
   void DoDrain();
+  // The table is full and this connection was idle the longest: closes it
+  // if it still has no request in progress, else tells the server.
+  void DoEvict();
   // Closes whatever its state.
   void DoClose();
 
@@ -127,8 +174,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   };
 
   void ReadNext();
-  void OnFirstBytes(ErrorCode ec, size_t n);
-  void ReadHead();
+  // `first`: the connection's first request, whose head is due within the
+  // header timeout of the accept (already armed).
+  void OnFirstBytes(ErrorCode ec, size_t n, bool first);
+  // Reads the rest of a head; `arm`: starts the header timeout now.
+  void ReadHead(bool arm);
   void OnHead(ErrorCode ec);
   void ReadBody();
   void OnBody(ErrorCode ec);
@@ -310,7 +360,10 @@ class ServerImpl final : public Server {
                       ? std::make_unique<EventLoop>(options_.io_threads)
                       : nullptr),
         ioc_(options_.loop != nullptr ? *options_.loop : own_loop_->context()),
-        acceptor_(net::make_strand(ioc_)) {}
+        acceptor_(net::make_strand(ioc_)),
+        max_per_client_(options_.max_connections_per_client > 0
+                            ? options_.max_connections_per_client
+                            : std::max(1, options_.max_connections / 10)) {}
 
   ~ServerImpl() override { Shutdown(absl::ZeroDuration()); }
 
@@ -391,8 +444,7 @@ class ServerImpl final : public Server {
     {
       absl::MutexLock lock(&mu_);
       if (!mu_.AwaitWithTimeout(
-              absl::Condition(+[](std::unordered_map<
-                                   uint64_t, std::weak_ptr<Connection>>* m) {
+              absl::Condition(+[](std::unordered_map<uint64_t, Entry>* m) {
                 return m->empty();
               }, &connections_by_id_),
               absl::Seconds(10))) {
@@ -413,8 +465,42 @@ class ServerImpl final : public Server {
   }
   void Forget(uint64_t id) {
     absl::MutexLock lock(&mu_);
-    connections_by_id_.erase(id);
+    const auto found = connections_by_id_.find(id);
+    if (found == connections_by_id_.end()) return;
+    Entry& entry = found->second;
+    if (entry.idle) idle_.erase(entry.idle_at);
+    if (entry.evicting) --evicting_;
+    if (const auto client = per_client_.find(entry.client);
+        client != per_client_.end() && --client->second <= 0) {
+      per_client_.erase(client);
+    }
+    connections_by_id_.erase(found);
     connections_.fetch_sub(1);
+  }
+  // A connection waits for a request (`idle`: its first, or the next on a
+  // keep-alive connection) with none in progress, or stops waiting. Idle
+  // connections may be evicted for new ones, the longest idle first.
+  void SetIdle(uint64_t id, bool idle) {
+    absl::MutexLock lock(&mu_);
+    const auto found = connections_by_id_.find(id);
+    if (found == connections_by_id_.end()) return;
+    Entry& entry = found->second;
+    if (idle && !entry.idle && !entry.evicting) {
+      entry.idle = true;
+      entry.idle_at = idle_.insert(idle_.end(), id);
+    } else if (!idle && entry.idle) {
+      idle_.erase(entry.idle_at);
+      entry.idle = false;
+    }
+  }
+  // An eviction found its connection busy after all (a request had begun):
+  // the connection stays, and its place is no longer counted as freed.
+  void EvictionFailed(uint64_t id) {
+    absl::MutexLock lock(&mu_);
+    const auto found = connections_by_id_.find(id);
+    if (found == connections_by_id_.end() || !found->second.evicting) return;
+    found->second.evicting = false;
+    --evicting_;
   }
 
  private:
@@ -428,25 +514,90 @@ class ServerImpl final : public Server {
           if (ec) {
             // Out of descriptors, most likely: refuse until some close.
             LogWarning("http: accept failed: %s", ec.message());
-          } else if (connections_.load() >= options_.max_connections) {
-            ErrorCode ignored;
-            socket.close(ignored);
           } else {
-            ErrorCode ignored;
-            socket.set_option(tcp::no_delay(true), ignored);
-            std::shared_ptr<Connection> connection;
-            {
-              absl::MutexLock lock(&mu_);
-              const uint64_t id = next_id_++;
-              connection =
-                  std::make_shared<Connection>(*this, id, std::move(socket));
-              connections_by_id_.emplace(id, connection);
-              connections_.fetch_add(1);
-            }
-            connection->Start();
+            Admit(std::move(socket));
           }
           DoAccept();
         });
+  }
+
+  // A new connection: within the client's share, then within the table,
+  // making room by evicting the connection idle the longest if need be.
+  void Admit(tcp::socket socket) {
+    ErrorCode ec;
+    const tcp::endpoint remote = socket.remote_endpoint(ec);
+    if (ec) return;  // already gone; the socket closes here
+    std::string client = ClientKey(remote.address());
+    SetSocketOptions(socket);
+    // Destroyed after the lock is released: the last reference to a victim
+    // ends it, and its end takes the lock (Forget).
+    std::shared_ptr<Connection> victim;
+    std::shared_ptr<Connection> connection;
+    std::optional<Shed> shed;
+    {
+      absl::MutexLock lock(&mu_);
+      const auto share = per_client_.find(client);
+      if (share != per_client_.end() && share->second >= max_per_client_) {
+        shed = Shed::kClientLimit;
+      } else if (connections_.load() - evicting_ >= options_.max_connections) {
+        victim = TakeLongestIdle();
+        if (victim == nullptr) shed = Shed::kTableFull;
+      }
+      if (!shed.has_value()) {
+        const uint64_t id = next_id_++;
+        connection = std::make_shared<Connection>(*this, id, std::move(socket));
+        Entry& entry = connections_by_id_[id];
+        entry.connection = connection;
+        entry.client = client;
+        ++per_client_[std::move(client)];
+        connections_.fetch_add(1);
+      }
+    }
+    if (shed.has_value()) {
+      ErrorCode ignored;
+      socket.close(ignored);
+      if (options_.on_shed) options_.on_shed(*shed);
+      return;
+    }
+    if (victim != nullptr) {
+      victim->Post([](Connection& c) { c.DoEvict(); });
+      if (options_.on_shed) options_.on_shed(Shed::kIdleEvicted);
+    }
+    connection->Start();
+  }
+
+  void SetSocketOptions(tcp::socket& socket) {
+    ErrorCode ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
+    // Written bytes the client does not take (its window stays shut) or
+    // does not acknowledge for this long: the kernel aborts the
+    // connection, which ends whatever waits on it. Without it, an answer
+    // written whole into the send buffer would sit there until the
+    // keep-alive timeout, and after close() for as long as the client
+    // keeps acknowledging zero-window probes.
+    const int64_t ms = std::clamp<int64_t>(
+        absl::ToInt64Milliseconds(options_.write_timeout), 1,
+        std::numeric_limits<unsigned int>::max());
+    const unsigned int user_timeout = static_cast<unsigned int>(ms);
+    setsockopt(socket.native_handle(), IPPROTO_TCP, TCP_USER_TIMEOUT,
+               &user_timeout, sizeof(user_timeout));
+  }
+
+  // The connection idle the longest, marked as being evicted; null if none.
+  std::shared_ptr<Connection> TakeLongestIdle()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    while (!idle_.empty()) {
+      const uint64_t id = idle_.front();
+      idle_.pop_front();
+      Entry& entry = connections_by_id_.at(id);
+      entry.idle = false;
+      if (std::shared_ptr<Connection> c = entry.connection.lock()) {
+        entry.evicting = true;
+        ++evicting_;
+        return c;
+      }
+    }
+    return nullptr;
   }
 
   template <typename Fn>
@@ -454,12 +605,23 @@ class ServerImpl final : public Server {
     std::vector<std::shared_ptr<Connection>> live;
     {
       absl::MutexLock lock(&mu_);
-      for (auto& [id, weak] : connections_by_id_) {
-        if (auto c = weak.lock()) live.push_back(std::move(c));
+      for (auto& [id, entry] : connections_by_id_) {
+        if (auto c = entry.connection.lock()) live.push_back(std::move(c));
       }
     }
     for (auto& c : live) c->Post(fn);
   }
+
+  // What the server knows of one open connection.
+  struct Entry {
+    std::weak_ptr<Connection> connection;
+    std::string client;  // ClientKey
+    // In idle_ (then idle_at is its place there).
+    bool idle = false;
+    std::list<uint64_t>::iterator idle_at;
+    // Chosen to make room; its place counts as free until it ends.
+    bool evicting = false;
+  };
 
   const ServerOptions options_;
   const Handler handler_;
@@ -471,14 +633,21 @@ class ServerImpl final : public Server {
   absl::Notification accept_ended_;
   int port_ = 0;
   std::atomic<bool> draining_{false};
+  // Open connections (changed under mu_).
   std::atomic<int> connections_{0};
+  const int max_per_client_;
 
   absl::Mutex mu_;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
   int busy_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
-  std::unordered_map<uint64_t, std::weak_ptr<Connection>> connections_by_id_
-      ABSL_GUARDED_BY(mu_);
+  std::unordered_map<uint64_t, Entry> connections_by_id_ ABSL_GUARDED_BY(mu_);
+  // Idle connections, the longest idle first.
+  std::list<uint64_t> idle_ ABSL_GUARDED_BY(mu_);
+  // Open connections per ClientKey (none: absent).
+  std::unordered_map<std::string, int> per_client_ ABSL_GUARDED_BY(mu_);
+  // Connections chosen for eviction that have not ended yet.
+  int evicting_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 Connection::Connection(ServerImpl& server, uint64_t id, tcp::socket socket)
@@ -515,25 +684,33 @@ void Connection::ReadNext() {
   parser_->header_limit(static_cast<uint32_t>(
       std::min<size_t>(options.max_header_bytes, UINT32_MAX)));
   parser_->body_limit(options.max_body_bytes);
-  if (buffer_.size() > 0) return ReadHead();  // pipelined
-  stream_.expires_after(ToSteady(options.idle_timeout));
+  if (buffer_.size() > 0) return ReadHead(/*arm=*/true);  // pipelined
+  // A new connection owes its first head within the header timeout of its
+  // accept (as nginx's client_header_timeout): one that sends nothing
+  // holds its place that long, not the keep-alive timeout.
+  const bool first = seq_ == 1;
+  stream_.expires_after(
+      ToSteady(first ? options.header_timeout : options.idle_timeout));
+  server_.SetIdle(id_, true);
   stream_.async_read_some(
       buffer_.prepare(4096),
-      [self = shared_from_this()](ErrorCode ec, size_t n) {
-        self->OnFirstBytes(ec, n);
+      [self = shared_from_this(), first](ErrorCode ec, size_t n) {
+        self->OnFirstBytes(ec, n, first);
       });
 }
 
-void Connection::OnFirstBytes(ErrorCode ec, size_t n) {
+void Connection::OnFirstBytes(ErrorCode ec, size_t n, bool first) {
   if (state_ == State::kClosed) return;
-  if (ec) return DoClose();  // idle timeout, the client closed, shutdown
+  server_.SetIdle(id_, false);
+  // Timeout, the client closed or the kernel cut it, shutdown.
+  if (ec) return DoClose();
   buffer_.commit(n);
-  ReadHead();
+  ReadHead(/*arm=*/!first);
 }
 
-void Connection::ReadHead() {
+void Connection::ReadHead(bool arm) {
   state_ = State::kReadingHead;
-  stream_.expires_after(ToSteady(server_.options().header_timeout));
+  if (arm) stream_.expires_after(ToSteady(server_.options().header_timeout));
   bhttp::async_read_header(
       stream_, buffer_, *parser_,
       [self = shared_from_this()](ErrorCode ec, size_t) { self->OnHead(ec); });
@@ -553,6 +730,13 @@ void Connection::OnHead(ErrorCode ec) {
   if (std::distance(request.begin(), request.end()) >
       options.max_header_count) {
     return Refuse(Refusal::kHeadersTooLarge);
+  }
+  // RFC 9112 §3.2: an HTTP/1.1 request without Host, any request with two,
+  // or a Host that is no authority: 400.
+  if (const size_t hosts = request.count(bhttp::field::host);
+      hosts > 1 || (hosts == 0 && request.version() >= 11) ||
+      (hosts == 1 && !ValidHostValue(View(request[bhttp::field::host])))) {
+    return Refuse(Refusal::kBadHost);
   }
   // Any Transfer-Encoding, whatever its spelling or value: bodies come
   // with a length or not at all.
@@ -860,6 +1044,18 @@ void Connection::ArmHeartbeat() {
       });
 }
 
+void Connection::DoEvict() {
+  if (state_ == State::kIdle) {
+    // The last bytes of a keep-alive client may cross this close, as with
+    // any idle close; HTTP clients retry a request on a reused connection
+    // that closes before answering.
+    return DoClose();
+  }
+  // Closed already (it ends, which frees its place), or a request began
+  // since it was chosen: it stays.
+  if (state_ != State::kClosed) server_.EvictionFailed(id_);
+}
+
 void Connection::DoDrain() {
   if (state_ == State::kIdle || state_ == State::kReadingHead ||
       state_ == State::kReadingBody) {
@@ -874,6 +1070,7 @@ void Connection::CancelExchange() {
 
 void Connection::DoClose() {
   if (state_ == State::kClosed) return;
+  if (state_ == State::kIdle) server_.SetIdle(id_, false);
   const bool in_flight = InFlight();
   state_ = State::kClosed;
   watching_ = false;
@@ -904,6 +1101,8 @@ int StatusOf(Refusal refusal) {
       return 414;
     case Refusal::kHeadersTooLarge:
       return 431;
+    case Refusal::kBadHost:
+      return 400;
     case Refusal::kHandlerDropped:
       return 500;
   }

@@ -11,13 +11,29 @@
 // caller shapes the body):
 // - the request head (request line + headers) within max_header_bytes and
 //   max_header_count (431), its target within max_url_bytes (414), received
-//   within header_timeout (else the connection is closed);
+//   within header_timeout (else the connection is closed): a new
+//   connection's first head within header_timeout of its accept (a client
+//   that connects and sends nothing is closed then, not after
+//   idle_timeout), a later one within header_timeout of its first byte;
+// - exactly one Host header, of valid characters, on an HTTP/1.1 request
+//   (RFC 9112 §3.2), at most one on HTTP/1.0: else 400 (kBadHost);
 // - a body only with a single Content-Length (no Transfer-Encoding in any
 //   spelling: 411; conflicting lengths: 400), at most max_body_bytes (413,
 //   answered from the header, the body is never read), received within
 //   body_timeout (a head or body that comes too slowly closes the
 //   connection); POST, PUT and PATCH without Content-Length: 411;
-// - at most max_connections open connections (more are closed at accept).
+// - at most max_connections_per_client connections per client address (an
+//   IPv4 address, an IPv6 /64): more are closed at accept;
+// - at most max_connections open connections: when the table is full, a
+//   new connection takes the place of the connection idle the longest (one
+//   with no request in progress: silent since it connected, or between two
+//   keep-alive requests), which is closed; none idle: the new connection
+//   is closed at accept. A request in progress is never closed for a new
+//   connection;
+// - a write that makes no progress (a client that does not read) for
+//   write_timeout cuts the connection, even once the answer is all in the
+//   kernel's send buffer (TCP_USER_TIMEOUT): an unread answer holds no
+//   memory past it, whether or not pipelined requests follow.
 //
 // Threading: `io_threads` event-loop threads run every connection; the
 // handler runs on them and must not block (start asynchronous work and
@@ -77,6 +93,7 @@ enum class Refusal {
   kBodyTooLarge,      // 413: Content-Length over max_body_bytes
   kUriTooLong,        // 414: a target over max_url_bytes
   kHeadersTooLarge,   // 431: over max_header_bytes or max_header_count
+  kBadHost,           // 400: HTTP/1.1 without Host, two Hosts, a bad Host
   kHandlerDropped,    // 500: a handler released an exchange unanswered
 };
 int StatusOf(Refusal refusal);
@@ -85,6 +102,13 @@ int StatusOf(Refusal refusal);
 // (method, target, headers; maybe nothing for a malformed head).
 using RefusalResponder =
     std::function<Response(Refusal refusal, const Request& request)>;
+
+// Why a connection was closed to keep within the connection limits.
+enum class Shed {
+  kIdleEvicted,  // idle the longest, closed for a new connection (table full)
+  kClientLimit,  // a new connection over max_connections_per_client
+  kTableFull,    // a new connection, the table full and none idle
+};
 
 struct ServerOptions {
   std::string listen = "127.0.0.1:0";  // host:port; port 0: any free one
@@ -95,6 +119,9 @@ struct ServerOptions {
   boost::asio::io_context* loop = nullptr;
   int io_threads = 1;
   int max_connections = 10000;
+  // Connections of one client address (IPv4 address, IPv6 /64) at once;
+  // 0: max_connections / 10 (at least 1).
+  int max_connections_per_client = 0;
   size_t max_url_bytes = 8 * 1024;
   size_t max_header_bytes = 16 * 1024;
   int max_header_count = 100;
@@ -103,13 +130,18 @@ struct ServerOptions {
   absl::Duration body_timeout = absl::Seconds(10);
   // A keep-alive connection waiting for its next request.
   absl::Duration idle_timeout = absl::Seconds(60);
-  // One write (a response, or one chunk of a stream) to a client.
+  // One write (a response, or one chunk of a stream) to a client; also the
+  // longest the kernel keeps written bytes that the client does not take
+  // (TCP_USER_TIMEOUT): the connection is cut then.
   absl::Duration write_timeout = absl::Seconds(10);
   // A stream whose client reads slower than it is written is cut once this
   // much is waiting in the server.
   size_t max_stream_backlog_bytes = 1024 * 1024;
   // Answers refusals; required.
   RefusalResponder refusal;
+  // Told of each connection shed (for metrics); optional. Runs on an
+  // event-loop thread: must not block.
+  std::function<void(Shed shed)> on_shed;
 };
 
 // One request and its answer. Thread-safe: the handler may keep it and

@@ -42,6 +42,24 @@ constexpr char kIdempotencyKeyHeader[] = "Idempotency-Key";
 constexpr char kIdempotencyKeyMetadata[] = "idempotency-key";
 constexpr char kReplayedHeader[] = "Idempotent-Replayed";
 constexpr char kReplayedMetadata[] = "idempotent-replayed";
+constexpr char kMetricsContentType[] = "text/plain; version=0.0.4; charset=utf-8";
+// Request headers whose value decides who acts or what is sent or replayed:
+// a request carrying one twice is refused, not read by its first copy.
+constexpr const char* kSingleHeaders[] = {"Authorization",
+                                          kIdempotencyKeyHeader,
+                                          "Content-Type"};
+
+// The first header of kSingleHeaders that `request` carries more than once;
+// null if none.
+const char* RepeatedSingleHeader(const http::Request& request) {
+  for (const char* name : kSingleHeaders) {
+    int seen = 0;
+    for (const http::Header& header : request.headers) {
+      if (absl::EqualsIgnoreCase(header.name, name) && ++seen > 1) return name;
+    }
+  }
+  return nullptr;
+}
 
 // The method as logged: a malformed request's "method" is client bytes
 // (control characters, escape sequences) that must not reach the log.
@@ -172,6 +190,16 @@ CoachProxy::CoachProxy(const ProxyConfig& config, RouteTable routes)
           "coach_proxy_upstream_errors_total",
           "Calls to coach-server that did not end OK, by gRPC code.",
           {"code"})),
+      shed_(registry_.AddCounter(
+          "coach_proxy_http_connections_shed_total",
+          "Client connections closed to keep within the connection limits: "
+          "idle_evicted (idle the longest, for a new one, the table full), "
+          "client_limit (a new one over the per-client limit), table_full "
+          "(a new one, the table full and none idle).",
+          {"reason"})),
+      shed_idle_evicted_(shed_.WithLabels({"idle_evicted"})),
+      shed_client_limit_(shed_.WithLabels({"client_limit"})),
+      shed_table_full_(shed_.WithLabels({"table_full"})),
       route_series_(SeriesOf(routes_, requests_, durations_)),
       loop_(config_.io_threads),
       upstream_(loop_.context(), UpstreamOptionsOf(config_, routes_)) {}
@@ -213,6 +241,7 @@ absl::StatusOr<std::unique_ptr<CoachProxy>> CoachProxy::Start(
   options.backlog = config.listen_backlog;
   options.loop = &proxy->loop_.context();
   options.max_connections = config.max_connections;
+  options.max_connections_per_client = config.max_connections_per_client;
   options.max_url_bytes = config.max_url_bytes;
   options.max_header_bytes = config.max_header_bytes;
   options.max_header_count = config.max_header_count;
@@ -227,6 +256,20 @@ absl::StatusOr<std::unique_ptr<CoachProxy>> CoachProxy::Start(
                            const http::Request& request) {
     return self->Refuse(refusal, request);
   };
+  options.on_shed = [self](http::Shed shed) {
+    switch (shed) {
+      case http::Shed::kIdleEvicted:
+        return self->shed_idle_evicted_.Increment();
+      case http::Shed::kClientLimit:
+        return self->shed_client_limit_.Increment();
+      case http::Shed::kTableFull:
+        return self->shed_table_full_.Increment();
+    }
+  };
+  // Before the REST port: a scraper sees the proxy from its first request.
+  if (absl::Status metrics = proxy->StartMetrics(); !metrics.ok()) {
+    return metrics;
+  }
   auto server = http::Server::Start(
       std::move(options), [self](std::shared_ptr<http::Exchange> exchange) {
         self->Handle(std::move(exchange));
@@ -246,6 +289,38 @@ void CoachProxy::Stop() { Stop(config_.shutdown_grace); }
 
 void CoachProxy::Stop(absl::Duration grace) {
   if (http_ != nullptr) http_->Shutdown(grace);
+  // Scraped until the REST port is closed: the last numbers include the
+  // shutdown.
+  if (metrics_ != nullptr) metrics_->Shutdown(absl::ZeroDuration());
+}
+
+absl::Status CoachProxy::StartMetrics() {
+  if (config_.metrics_listen.empty()) return absl::OkStatus();
+  http::ServerOptions options;
+  options.listen = config_.metrics_listen;
+  options.loop = &loop_.context();
+  // A scrape is a bodiless GET.
+  options.max_body_bytes = 0;
+  options.header_timeout = config_.header_timeout;
+  options.idle_timeout = config_.keep_alive_timeout;
+  options.write_timeout = config_.write_timeout;
+  options.refusal = [](http::Refusal refusal, const http::Request&) {
+    return http::Response{.status = http::StatusOf(refusal),
+                          .headers = {{"Content-Type", kMetricsContentType}},
+                          .body = "refused\n"};
+  };
+  auto server = http::Server::Start(
+      std::move(options), [this](std::shared_ptr<http::Exchange> exchange) {
+        HandleMetrics(exchange);
+      });
+  if (!server.ok()) {
+    return absl::Status(server.status().code(),
+                        absl::StrCat("metrics: ", server.status().message()));
+  }
+  metrics_ = *std::move(server);
+  LogInfo("metrics: GET /metrics on %s (port %d)", config_.metrics_listen,
+          metrics_->port());
+  return absl::OkStatus();
 }
 
 std::vector<http::Header> CoachProxy::CorsHeaders(
@@ -318,15 +393,26 @@ void CoachProxy::CountUpstreamError(const grpc::Status& status) const {
       .Increment();
 }
 
-void CoachProxy::HandleMetrics(Pending& pending) {
+void CoachProxy::HandleMetrics(
+    const std::shared_ptr<http::Exchange>& exchange) {
+  const http::Request& request = exchange->request();
+  const auto text = [](int status, std::string body) {
+    return http::Response{.status = status,
+                          .headers = {{"Content-Type", kMetricsContentType}},
+                          .body = std::move(body)};
+  };
+  if (request.path != "/metrics") {
+    return exchange->Reply(text(404, "not found: GET /metrics\n"));
+  }
+  if (request.method != "GET" && request.method != "HEAD") {
+    http::Response refused = text(405, "method not allowed\n");
+    refused.headers.push_back({"Allow", "GET, HEAD"});
+    return exchange->Reply(std::move(refused));
+  }
+  // Scrapes are not API requests: neither counted nor logged.
   const http::Server* serving = serving_.load(std::memory_order_acquire);
   connections_.Set(serving != nullptr ? serving->open_connections() : 0);
-  // This request is counted as answered before the text is rendered.
-  LogAccess(pending, 200);
-  pending.exchange->Reply(http::Response{
-      .status = 200,
-      .headers = pending.Headers("text/plain; version=0.0.4; charset=utf-8"),
-      .body = registry_.Render()});
+  exchange->Reply(text(200, registry_.Render()));
 }
 
 namespace {
@@ -374,6 +460,11 @@ http::Response CoachProxy::Refuse(http::Refusal refusal,
           absl::StrCat("Les en-têtes de la requête dépassent ",
                        config_.max_header_bytes, " octets ou ",
                        config_.max_header_count, " lignes."));
+      break;
+    case http::Refusal::kBadHost:
+      error = MakeHttpError(status, v1::INVALID_ARGUMENT,
+                            "Une requête HTTP/1.1 doit porter un et un seul "
+                            "en-tête Host, valide.");
       break;
     case http::Refusal::kHandlerDropped:
       error = MakeHttpError(status, v1::INTERNAL, kServerError);
@@ -451,10 +542,6 @@ void CoachProxy::Handle(std::shared_ptr<http::Exchange> exchange) {
     pending->route = request.path;
     return HandleReadiness(std::move(pending));
   }
-  if (request.method == "GET" && request.path == "/metrics") {
-    pending->route = request.path;
-    return HandleMetrics(*pending);
-  }
   if (request.method == "GET" && request.path == "/openapi.json") {
     pending->route = request.path;
     pending->exchange->Reply(
@@ -484,6 +571,14 @@ void CoachProxy::Handle(std::shared_ptr<http::Exchange> exchange) {
   const Route& route = *match.route;
   pending->route = route.path.text();
   pending->series = &route_series_[&route - routes_.routes().data()];
+
+  if (const char* repeated = RepeatedSingleHeader(request)) {
+    return fail(MakeHttpError(
+        400, v1::INVALID_ARGUMENT,
+        absl::StrCat("L'en-tête « ", repeated,
+                     " » ne doit figurer qu'une fois dans la requête."),
+        repeated));
+  }
 
   if (!request.body.empty()) {
     // A cross-site form can post text/plain without a preflight (a CORS

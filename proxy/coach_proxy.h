@@ -9,8 +9,12 @@
 // as `event: error` with the documented body. It knows no route by name.
 // Around that: request ids, CORS, /healthz and /readyz, /openapi.json
 // (openapi.h, built once at start), one access-log line
-// per request, metrics (GET /metrics, Prometheus text), and the client's
-// hang-up cancelling its call.
+// per request, and the client's hang-up cancelling its call. Metrics
+// (GET /metrics, Prometheus text) are served on a listener of their own
+// (config.metrics_listen), never on the public port (there /metrics is
+// 404). A request for an API route whose Authorization, Idempotency-Key
+// or Content-Type header is repeated is 400: which one the client meant is
+// unknowable, and the first must not silently win.
 //
 // No thread waits on coach-server: the event loop parses, routes, calls
 // and answers (proxy/upstream.h). Thread-safe.
@@ -42,6 +46,8 @@ class CoachProxy {
   ~CoachProxy();
 
   int port() const { return http_->port(); }
+  // The metrics listener's port; 0 if config.metrics_listen is empty.
+  int metrics_port() const { return metrics_ ? metrics_->port() : 0; }
   const RouteTable& routes() const { return routes_; }
 
   // Stops accepting, lets requests in progress finish for up to
@@ -68,7 +74,9 @@ class CoachProxy {
                       std::unique_ptr<google::protobuf::Message> request);
   void CallStream(std::shared_ptr<Pending> pending, const Route& route,
                   std::unique_ptr<google::protobuf::Message> request);
-  void HandleMetrics(Pending& pending);
+  // The metrics listener's requests: GET /metrics, else 404 or 405.
+  void HandleMetrics(const std::shared_ptr<http::Exchange>& exchange);
+  absl::Status StartMetrics();
   // The CORS headers for `origin` (none when it is not allowed).
   std::vector<http::Header> CorsHeaders(absl::string_view origin) const;
   // Once per request, when it is answered: access log and metrics. `code`:
@@ -89,6 +97,11 @@ class CoachProxy {
   metrics::Gauge& in_flight_;
   metrics::Gauge& connections_;
   metrics::Family<metrics::Counter>& upstream_errors_;
+  // Connections shed by the HTTP server, by http::Shed.
+  metrics::Family<metrics::Counter>& shed_;
+  metrics::Counter& shed_idle_evicted_;
+  metrics::Counter& shed_client_limit_;
+  metrics::Counter& shed_table_full_;
   // Per route (same index as routes_.routes()), the series a request
   // answered 200 records into, looked up once rather than per request.
   struct RouteSeries {
@@ -105,6 +118,8 @@ class CoachProxy {
   http::EventLoop loop_;
   Upstream upstream_;
   std::unique_ptr<http::Server> http_;
+  // GET /metrics, when config.metrics_listen is set.
+  std::unique_ptr<http::Server> metrics_;
   // http_ for the server's own threads, which may run before Start() has
   // stored http_.
   std::atomic<const http::Server*> serving_{nullptr};

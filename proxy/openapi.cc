@@ -767,7 +767,8 @@ class Generator {
               {"schema", {{"type", "string"}}}}}};
   }
 
-  // /healthz, /readyz, /metrics, /openapi.json: the proxy's own routes.
+  // /healthz, /readyz, /openapi.json: the proxy's own routes (its metrics
+  // are on a listener of their own, not in this API).
   static void AddOperationsPaths(Json& paths) {
     const Json request_id = {{"$ref", "#/components/parameters/RequestId"}};
     const Json status_schema = {
@@ -799,9 +800,6 @@ class Generator {
         "Prêt : coach-server répond SERVING à son contrôle de santé (sonde "
         "de disponibilité).",
         {{"application/json", {{"schema", status_schema}}}}, true);
-    paths["/metrics"]["get"] = operation(
-        "Metrics", "Les métriques de coach-proxy (texte Prometheus 0.0.4).",
-        {{"text/plain", {{"schema", {{"type", "string"}}}}}}, false);
     paths["/openapi.json"]["get"] = operation(
         "OpenApi", "Ce document (OpenAPI 3.0.3).",
         {{"application/json", {{"schema", {{"type", "object"}}}}}}, false);

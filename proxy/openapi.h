@@ -12,7 +12,7 @@
 //   as an application/json request body without the path's fields.
 //   Server-streaming RPCs answer `text/event-stream` (one `data:` event per
 //   message, an `event: error` after the first one). Plus the proxy's own
-//   /healthz, /readyz, /metrics and /openapi.json.
+//   /healthz, /readyz and /openapi.json.
 // - components.schemas: every message and enum the routes reach, named by
 //   their full proto names ("coach.v1.Session"), in protobuf's JSON mapping
 //   as ResponseToJson prints it: JSON names, 64-bit integers as strings,

@@ -15,6 +15,9 @@ struct ProxyConfig {
   // host:port. All interfaces: the proxy is the API's public face (front-ends
   // reach it); coach-server behind it stays on loopback. Port 0: any free one.
   std::string http_listen = "0.0.0.0:3000";
+  // GET /metrics (Prometheus text) on its own listener, host:port (e.g.
+  // "127.0.0.1:9465"), never on the public port; empty: not served.
+  std::string metrics_listen;
   // coach-server's gRPC address.
   std::string grpc_target = "127.0.0.1:50051";
   // The gRPC services whose google.api.http rules are served.
@@ -42,16 +45,24 @@ struct ProxyConfig {
   size_t max_header_bytes = 16 * 1024;
   // Header lines (Envoy's default).
   int max_header_count = 100;
-  // Time to receive a request's line and headers, once it has begun.
+  // Time to receive a request's line and headers, once it has begun; a new
+  // connection's first request, from its accept.
   absl::Duration header_timeout = absl::Seconds(10);
   // Time to receive a request's body.
   absl::Duration body_timeout = absl::Seconds(10);
-  // One write to a client (a response, or one event of a stream).
+  // One write to a client (a response, or one event of a stream); written
+  // bytes a client does not take for this long cut its connection.
   absl::Duration write_timeout = absl::Seconds(10);
   // Idle keep-alive connections are closed after this.
   absl::Duration keep_alive_timeout = absl::Seconds(60);
-  // Connections open at once; more are closed at accept.
+  // Connections open at once. When full, a new connection replaces the one
+  // idle the longest (no request in progress); none idle: it is closed.
   int max_connections = 10000;
+  // Connections of one client address (IPv4 address, IPv6 /64) at once; more
+  // are closed at accept. 0: max_connections / 10. Behind a load balancer
+  // or reverse proxy (every connection from its address), set it to
+  // max_connections.
+  int max_connections_per_client = 0;
   // Pending connections the kernel queues before accept (capped by
   // net.core.somaxconn).
   int listen_backlog = 4096;

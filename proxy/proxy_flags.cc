@@ -13,6 +13,10 @@ std::vector<Setting> ProxySettings(ProxyConfig& c) {
       {"http_listen", "COACH_HTTP_LISTEN", &c.http_listen, kAnyValue,
        "REST listen address (the public face; coach-server stays on "
        "loopback)"},
+      {"metrics_listen", "COACH_PROXY_METRICS_LISTEN", &c.metrics_listen,
+       kAnyValue,
+       "HTTP address of `GET /metrics` (Prometheus text), e.g. "
+       "`127.0.0.1:9465`, never the REST port; empty: not served"},
       {"grpc_target", "COACH_GRPC_TARGET", &c.grpc_target, kAnyValue,
        "coach-server's gRPC address"},
       {"services", "COACH_PROXY_SERVICES", &c.services, kNonEmpty,
@@ -39,16 +43,28 @@ std::vector<Setting> ProxySettings(ProxyConfig& c) {
       {"max_header_count", "COACH_MAX_HEADER_COUNT", &c.max_header_count,
        kPositive, "Header lines per request; more gets 431"},
       {"header_timeout", "COACH_HTTP_HEADER_TIMEOUT", &c.header_timeout,
-       kPositive, "Time to receive a request's line and headers"},
+       kPositive,
+       "Time to receive a request's line and headers (a new connection's "
+       "first: from its accept)"},
       {"body_timeout", "COACH_HTTP_BODY_TIMEOUT", &c.body_timeout, kPositive,
        "Time to receive a request's body"},
       {"write_timeout", "COACH_HTTP_WRITE_TIMEOUT", &c.write_timeout,
-       kPositive, "Time for one write to a client"},
+       kPositive,
+       "Time for one write to a client; a client that takes none of the "
+       "written bytes this long is cut, even once all is written"},
       {"keep_alive_timeout", "COACH_HTTP_KEEP_ALIVE_TIMEOUT",
        &c.keep_alive_timeout, kPositive,
        "Idle keep-alive connections close after this"},
       {"max_connections", "COACH_HTTP_MAX_CONNECTIONS", &c.max_connections,
-       kPositive, "Connections open at once; more are closed at accept"},
+       kPositive,
+       "Connections open at once; past it, a new connection replaces the "
+       "one idle the longest (no request in progress), or is closed if none "
+       "is idle"},
+      {"max_connections_per_client", "COACH_HTTP_MAX_CONNECTIONS_PER_CLIENT",
+       &c.max_connections_per_client, kNonNegative,
+       "Connections of one client address (IPv6: one /64) at once; more are "
+       "closed at accept. 0: a tenth of `COACH_HTTP_MAX_CONNECTIONS`; behind "
+       "a load balancer, set it to `COACH_HTTP_MAX_CONNECTIONS`"},
       {"listen_backlog", "COACH_HTTP_LISTEN_BACKLOG", &c.listen_backlog,
        kPositive, "Connections the kernel queues before accept"},
       {"io_threads", "COACH_HTTP_IO_THREADS", &c.io_threads, InRange(1, 64),

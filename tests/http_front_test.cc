@@ -1,12 +1,16 @@
 // coach-proxy's HTTP front as an attacker and an operator see it (issue 12):
 // raw-socket clients for framing, header floods and dripping; held AI
 // replies for starvation and hang-ups; a restarting coach-server; /healthz
-// and /readyz. Everything on loopback, every loop bounded in count and time.
+// and /readyz. Issue 24: silent connections from one address (127.0.0.1)
+// against reads from another (127.0.0.2: all of 127.0.0.0/8 is loopback),
+// Host and repeated headers, a pipelining client that never reads.
+// Everything on loopback, every loop bounded in count and time.
 #include <gtest/gtest.h>
 #include <httplib.h>
 
 #include <chrono>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -40,6 +44,14 @@ std::string CodeOf(const std::string& raw) {
   const json doc = json::parse(raw.substr(body + 4), nullptr, false);
   return doc.is_object() && doc.contains("code") ? doc["code"].get<std::string>()
                                                  : "";
+}
+
+// The JSON body of the first response in `raw` (an empty object if none).
+json BodyOf(const std::string& raw) {
+  const size_t body = raw.find("\r\n\r\n");
+  if (body == std::string::npos) return json::object();
+  json doc = json::parse(raw.substr(body + 4), nullptr, false);
+  return doc.is_object() ? doc : json::object();
 }
 
 // Resident memory of this process, in bytes (Linux).
@@ -83,6 +95,18 @@ class HttpFrontTest : public ::testing::Test {
     auto result = stack_.http().Get("/api/user/stats?userId=" + user);
     if (!result || result->status != 200) return json();
     return json::parse(result->body)["stats"];
+  }
+
+  // Another proxy in front of this stack's coach-server, its settings
+  // edited by `edit`; null (and a failure) if it does not start.
+  std::unique_ptr<proxy::CoachProxy> StartProxy(
+      const std::function<void(proxy::ProxyConfig&)>& edit) {
+    proxy::ProxyConfig config =
+        TestProxyConfig(stack_.server().server().port());
+    edit(config);
+    auto started = proxy::CoachProxy::Start(config);
+    EXPECT_TRUE(started.ok()) << started.status();
+    return started.ok() ? *std::move(started) : nullptr;
   }
 
   TestStack stack_;
@@ -393,12 +417,22 @@ TEST_F(HttpFrontTest, ALongSessionIsReadable) {
 }
 
 TEST_F(HttpFrontTest, MetricsCountRequestsByRouteMethodAndStatus) {
-  ASSERT_EQ(Stats("m")["remainingCredits"], 5);
-  auto client = stack_.NewClient();
+  auto proxy = StartProxy([](proxy::ProxyConfig& config) {
+    config.metrics_listen = "127.0.0.1:0";
+  });
+  ASSERT_NE(proxy, nullptr);
+  auto client = NewProxyClient(proxy->port());
+  auto stats = client->Get("/api/user/stats?userId=m");
+  ASSERT_TRUE(stats);
+  ASSERT_EQ(stats->status, 200);
   ASSERT_TRUE(client->Get("/nope"));
-  ASSERT_EQ(StatusOf(RawExchange(port(), absl::StrCat(kSendHead, "\r\n"))),
+  ASSERT_EQ(StatusOf(RawExchange(proxy->port(),
+                                 absl::StrCat(kSendHead, "\r\n"))),
             411);
-  auto metrics = client->Get("/metrics");
+  // On its own listener (on the REST port, /metrics is an unknown route).
+  httplib::Client scraper("127.0.0.1", proxy->metrics_port());
+  scraper.set_read_timeout(10);
+  auto metrics = scraper.Get("/metrics");
   ASSERT_TRUE(metrics);
   EXPECT_EQ(metrics->status, 200);
   EXPECT_EQ(metrics->get_header_value("Content-Type"),
@@ -413,7 +447,7 @@ TEST_F(HttpFrontTest, MetricsCountRequestsByRouteMethodAndStatus) {
            "status=\"411\"} 1",
            "coach_proxy_http_request_duration_seconds_count{route=\"/api/user/"
            "stats\"} 1",
-           // The scrape itself is in flight while it renders.
+           // Scrapes are not API requests: not in flight, not counted.
            "coach_proxy_http_requests_in_flight 0",
        }) {
     EXPECT_NE(text.find(series), std::string::npos) << series << "\n" << text;
@@ -422,6 +456,204 @@ TEST_F(HttpFrontTest, MetricsCountRequestsByRouteMethodAndStatus) {
   const PromtoolVerdict verdict = CheckWithPromtool(COACH_PROMTOOL, text);
   EXPECT_EQ(verdict.exit_code, 0) << verdict.output << "\n" << text;
 #endif
+}
+
+// ------------------------------------------------------ Issue 24: lock-out
+
+constexpr char kStatsRead[] =
+    "GET /api/user/stats?userId=legit HTTP/1.1\r\nHost: x\r\n\r\n";
+
+// The value of `series` (a full series name with its labels) in a
+// Prometheus text, or -1 if absent.
+double SeriesValue(const std::string& text, const std::string& series) {
+  const size_t at = text.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + series.size() + 2));
+}
+
+// The proxy's metrics text, from its metrics listener.
+std::string Scrape(const proxy::CoachProxy& proxy) {
+  httplib::Client client("127.0.0.1", proxy.metrics_port());
+  client.set_read_timeout(10);
+  auto scraped = client.Get("/metrics");
+  return scraped && scraped->status == 200 ? scraped->body : "";
+}
+
+TEST_F(HttpFrontTest, ASilentConnectionIsClosedAfterTheHeaderTimeout) {
+  auto proxy = StartProxy([](proxy::ProxyConfig& config) {
+    config.header_timeout = absl::Milliseconds(300);  // keep-alive: 60 s
+  });
+  ASSERT_NE(proxy, nullptr);
+  // A client that connects and sends nothing holds its place for the
+  // header timeout, not the keep-alive timeout (the read would give up
+  // after 10 s).
+  RawConnection silent(proxy->port(), /*read_timeout_s=*/10);
+  ASSERT_TRUE(silent.connected());
+  const absl::Time connected = absl::Now();
+  EXPECT_TRUE(silent.PeerClosed());
+  EXPECT_LT(absl::Now() - connected, absl::Seconds(5));
+  // Between two requests a connection still has the keep-alive timeout:
+  // still open well past the header timeout.
+  RawConnection kept(proxy->port(), 10);
+  ASSERT_TRUE(kept.Send(kStatsRead));
+  ASSERT_EQ(StatusOf(kept.ReadResponse()), 200);
+  EXPECT_FALSE(kept.HungUpWithin(std::chrono::seconds(1)));
+  ASSERT_TRUE(kept.Send(kStatsRead));
+  EXPECT_EQ(StatusOf(kept.ReadResponse()), 200);
+}
+
+TEST_F(HttpFrontTest, SilentConnectionsFromOneAddressDoNotKeepOthersOut) {
+  auto proxy = StartProxy([](proxy::ProxyConfig& config) {
+    config.max_connections = 50;
+    config.max_connections_per_client = 100;  // the table alone
+    config.metrics_listen = "127.0.0.1:0";
+  });
+  ASSERT_NE(proxy, nullptr);
+  // The oldest connection has a request in progress (a send on a held AI):
+  // it is never closed for a newcomer.
+  coach().HoldUntilConcurrent(2);  // never reached: held
+  RawConnection sender(proxy->port(), 30);
+  ASSERT_TRUE(sender.Send(SendRequest("busy", "Bonjour")));
+  ASSERT_TRUE(coach().WaitForRequests(1));
+  // 60 connections from 127.0.0.1 that send nothing: more than the table.
+  std::vector<std::unique_ptr<RawConnection>> silent;
+  for (int i = 0; i < 60; ++i) {
+    silent.push_back(std::make_unique<RawConnection>(proxy->port(), 10));
+    ASSERT_TRUE(silent.back()->connected());
+  }
+  // 20 reads from another address, each on a new connection, accepted
+  // after every silent one (the accept queue is first in, first out).
+  const absl::Time started = absl::Now();
+  for (int i = 0; i < 20; ++i) {
+    RawConnection reader(proxy->port(), 5, "127.0.0.2");
+    ASSERT_TRUE(reader.connected());
+    ASSERT_TRUE(reader.Send(kStatsRead));
+    EXPECT_EQ(StatusOf(reader.ReadResponse()), 200) << "read " << i;
+  }
+  EXPECT_LT(absl::Now() - started, absl::Seconds(5));
+  // The oldest silent connections made room: at least the 11 that came
+  // when the table was full of live ones.
+  EXPECT_TRUE(silent.front()->PeerClosed());
+  EXPECT_GE(SeriesValue(Scrape(*proxy),
+                        "coach_proxy_http_connections_shed_total{reason="
+                        "\"idle_evicted\"}"),
+            11);
+  // The send in progress was left alone.
+  coach().CancelAll();  // the AI answers
+  EXPECT_EQ(StatusOf(sender.ReadResponse()), 200);
+}
+
+TEST_F(HttpFrontTest, OneAddressHoldsATenthOfTheConnectionsByDefault) {
+  auto proxy = StartProxy([](proxy::ProxyConfig& config) {
+    config.max_connections = 50;  // per client: 0, a tenth: 5
+    config.metrics_listen = "127.0.0.1:0";
+  });
+  ASSERT_NE(proxy, nullptr);
+  std::vector<std::unique_ptr<RawConnection>> silent;
+  for (int i = 0; i < 5; ++i) {
+    silent.push_back(std::make_unique<RawConnection>(proxy->port(), 10));
+    ASSERT_TRUE(silent.back()->connected());
+  }
+  // A sixth from the same address is closed at accept, unanswered.
+  RawConnection sixth(proxy->port(), 10);
+  ASSERT_TRUE(sixth.connected());
+  sixth.Send(kStatsRead);
+  EXPECT_EQ(sixth.ReadAll(), "");
+  // Another address is served.
+  RawConnection other(proxy->port(), 10, "127.0.0.2");
+  ASSERT_TRUE(other.Send(kStatsRead));
+  EXPECT_EQ(StatusOf(other.ReadResponse()), 200);
+  EXPECT_EQ(SeriesValue(Scrape(*proxy),
+                        "coach_proxy_http_connections_shed_total{reason="
+                        "\"client_limit\"}"),
+            1);
+}
+
+TEST_F(HttpFrontTest, APipeliningClientThatNeverReadsIsCutAtTheWriteTimeout) {
+  auto proxy = StartProxy([](proxy::ProxyConfig& config) {
+    config.write_timeout = absl::Milliseconds(500);  // keep-alive: 60 s
+  });
+  ASSERT_NE(proxy, nullptr);
+  // /openapi.json is ~50 KB. 4 answers fit in the kernel's buffers (no
+  // write waits: the proxy then waits for a next request); 200 do not (a
+  // write waits, with more requests behind it).
+  for (const int pipelined : {4, 200}) {
+    SCOPED_TRACE(pipelined);
+    RawConnection reader(proxy->port(), 10, "", /*receive_buffer=*/4096);
+    ASSERT_TRUE(reader.connected());
+    reader.ProbeEvery(1);
+    std::string requests;
+    for (int i = 0; i < pipelined; ++i) {
+      requests += "GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n";
+    }
+    ASSERT_TRUE(reader.Send(requests));
+    // Never read: cut once its answers have not moved for the write
+    // timeout, freeing what they held (not after the keep-alive timeout).
+    EXPECT_TRUE(reader.HungUpWithin(std::chrono::seconds(10)));
+  }
+}
+
+// ------------------------------------------------- Issue 24: strict HTTP
+
+TEST_F(HttpFrontTest, AnHttp11RequestNeedsExactlyOneValidHost) {
+  for (const std::string& head : {
+           std::string("GET /healthz HTTP/1.1\r\n"),
+           std::string("GET /healthz HTTP/1.1\r\nHost: a\r\nHost: a\r\n"),
+           std::string("GET /healthz HTTP/1.1\r\nHost: a\r\nhost: b\r\n"),
+           std::string("GET /healthz HTTP/1.0\r\nHost: a\r\nHost: b\r\n"),
+           std::string("GET /healthz HTTP/1.1\r\nHost: a/b\r\n"),
+           std::string("GET /healthz HTTP/1.1\r\nHost: user@a\r\n"),
+       }) {
+    SCOPED_TRACE(head);
+    const std::string answer = RawExchange(port(), head + "\r\n");
+    EXPECT_EQ(StatusOf(answer), 400) << answer;
+    EXPECT_EQ(CodeOf(answer), "INVALID_ARGUMENT");
+    const json body = BodyOf(answer);
+    EXPECT_EQ(body.value("error", ""), "Paramètres manquants ou invalides");
+    EXPECT_NE(body.value("message", "").find("Host"), std::string::npos);
+  }
+  for (const std::string& head : {
+           std::string("GET /healthz HTTP/1.0\r\n"),  // 1.0 may omit it
+           std::string("GET /healthz HTTP/1.1\r\nHost: localhost:3000\r\n"),
+           std::string("GET /healthz HTTP/1.1\r\nHost: [::1]:3000\r\n"),
+           std::string("GET /healthz HTTP/1.1\r\nHost: \r\n"),
+       }) {
+    SCOPED_TRACE(head);
+    const std::string answer =
+        RawExchange(port(), head + "Connection: close\r\n\r\n");
+    EXPECT_EQ(StatusOf(answer), 200) << answer;
+  }
+}
+
+TEST_F(HttpFrontTest, ARepeatedAuthorizationOrIdempotencyKeyIs400) {
+  const std::string read =
+      "GET /api/user/stats?userId=twice HTTP/1.1\r\nHost: x\r\n";
+  const std::string once = RawExchange(
+      port(), read + "Authorization: Bearer a\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(StatusOf(once), 200) << once;
+  const std::string twice = RawExchange(
+      port(), read + "Authorization: Bearer a\r\n"
+                     "authorization: Bearer b\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(StatusOf(twice), 400) << twice;
+  const json body = BodyOf(twice);
+  EXPECT_EQ(body.value("error", ""), "Paramètres manquants ou invalides");
+  EXPECT_EQ(body.value("code", ""), "INVALID_ARGUMENT");
+  EXPECT_EQ(body.value("field", ""), "Authorization");
+  EXPECT_EQ(body.value("message", ""),
+            "L'en-tête « Authorization » ne doit figurer qu'une fois dans la "
+            "requête.");
+  // A send with two keys: refused before coach-server is asked.
+  const std::string payload =
+      json{{"userId", "twice"}, {"message", "Bonjour"}}.dump();
+  const std::string keys = RawExchange(
+      port(), absl::StrCat(kSendHead, "Idempotency-Key: k1\r\n"
+                                      "Idempotency-Key: k2\r\n"
+                                      "Connection: close\r\n"
+                                      "Content-Length: ", payload.size(),
+                           "\r\n\r\n", payload));
+  EXPECT_EQ(StatusOf(keys), 400) << keys;
+  EXPECT_EQ(CodeOf(keys), "INVALID_ARGUMENT");
+  EXPECT_EQ(coach().request_count(), 0);
 }
 
 TEST(HttpQueryTest, PercentDecodingAndQueries) {

@@ -1,11 +1,13 @@
 // base/metrics.h's exposition (escaping, histogram buckets, concurrent
 // updates), then coach-server's metrics after real RPCs on a real gRPC
 // server on loopback, validated by Prometheus's own `promtool check
-// metrics` (Debian's prometheus package; skipped if absent here, CI has it).
+// metrics` (Debian's prometheus package; skipped if absent here, CI has it);
+// coach-proxy's, on their own listener and never on the REST port.
 #include "base/metrics.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <stdio.h>
 #include <sys/wait.h>
 
@@ -22,11 +24,13 @@
 #include "tests/support/temp_dir.h"
 #include "tests/support/promtool.h"
 #include "tests/support/test_server.h"
+#include "tests/support/test_stack.h"
 
 namespace coach {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 // ------------------------------------------------------------- Exposition
 
@@ -243,6 +247,66 @@ TEST_F(ServerMetricsTest, PromtoolAcceptsTheExposition) {
       testing::CheckWithPromtool(COACH_PROMTOOL, text);
   EXPECT_EQ(verdict.exit_code, 0) << verdict.output << "\n" << text;
 #endif
+}
+
+// ------------------------------------------------------------ coach-proxy
+
+// Issue 24: the proxy's metrics are for operators, not for the public port
+// (they show routes, traffic and errors): GET /metrics on
+// COACH_PROXY_METRICS_LISTEN only.
+TEST(ProxyMetricsTest, ServedOnTheirOwnListenerNeverOnTheRestPort) {
+  testing::TestServer server;
+  ASSERT_TRUE(server.start_error().ok()) << server.start_error();
+  proxy::ProxyConfig config = testing::TestProxyConfig(server.server().port());
+  config.metrics_listen = "127.0.0.1:0";
+  auto proxy = proxy::CoachProxy::Start(config);
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  ASSERT_NE((*proxy)->metrics_port(), 0);
+  ASSERT_NE((*proxy)->metrics_port(), (*proxy)->port());
+
+  // The REST port: /metrics is no route of the API.
+  auto rest = testing::NewProxyClient((*proxy)->port());
+  auto hidden = rest->Get("/metrics");
+  ASSERT_TRUE(hidden);
+  EXPECT_EQ(hidden->status, 404);
+  EXPECT_THAT(hidden->body, HasSubstr("\"code\":\"ROUTE_NOT_FOUND\""));
+  EXPECT_THAT(hidden->body, Not(HasSubstr("coach_proxy_")));
+  auto health = rest->Get("/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+
+  // Its own listener: the numbers, which saw the REST port's 404.
+  httplib::Client scraper("127.0.0.1", (*proxy)->metrics_port());
+  scraper.set_read_timeout(10);
+  auto scraped = scraper.Get("/metrics");
+  ASSERT_TRUE(scraped);
+  EXPECT_EQ(scraped->status, 200);
+  EXPECT_EQ(scraped->get_header_value("Content-Type"),
+            "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_EQ(Sample(scraped->body,
+                   "coach_proxy_http_requests_total{route=\"-\",method=\"GET\","
+                   "status=\"404\"}"),
+            1)
+      << scraped->body;
+  EXPECT_EQ(Sample(scraped->body, "coach_proxy_http_connections"), 1);
+  // Nothing else there: no API, no other method.
+  auto other = scraper.Get("/api/user/stats?userId=u");
+  ASSERT_TRUE(other);
+  EXPECT_EQ(other->status, 404);
+  auto removed = scraper.Delete("/metrics");
+  ASSERT_TRUE(removed);
+  EXPECT_EQ(removed->status, 405);
+#ifdef COACH_PROMTOOL
+  const testing::PromtoolVerdict verdict =
+      testing::CheckWithPromtool(COACH_PROMTOOL, scraped->body);
+  EXPECT_EQ(verdict.exit_code, 0) << verdict.output << "\n" << scraped->body;
+#endif
+
+  // Unset (the default), nothing listens for them.
+  auto quiet = proxy::CoachProxy::Start(
+      testing::TestProxyConfig(server.server().port()));
+  ASSERT_TRUE(quiet.ok()) << quiet.status();
+  EXPECT_EQ((*quiet)->metrics_port(), 0);
 }
 
 }  // namespace

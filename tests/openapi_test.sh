@@ -32,7 +32,9 @@ while read -r method path; do
   verb=$(tr 'A-Z' 'a-z' <<<"$method")
   q --arg p "$json_path" --arg v "$verb" '.paths[$p][$v].operationId'
 done <<<"$routes"
-for p in /healthz /readyz /metrics /openapi.json; do q --arg p "$p" '.paths[$p].get'; done
+for p in /healthz /readyz /openapi.json; do q --arg p "$p" '.paths[$p].get'; done
+# The metrics are on their own listener (COACH_PROXY_METRICS_LISTEN), not in the API.
+q '.paths | has("/metrics") | not'
 
 # Parameters: path (JSON name), query (the fields not in path nor body), body.
 q '.paths["/api/chat/sessions/{sessionId}"].get.parameters | map(select(.in=="path" and .name=="sessionId" and .required)) | length == 1'

@@ -7,7 +7,10 @@
 # - three coach-servers on 127.0.0.1:50051, :50052 and :50053, sharing that
 #   database (COACH_DATABASE_URL), each with its own COACH_INSTANCE;
 # - coach-proxy (the REST API on :3000) with
-#   COACH_GRPC_TARGET=ipv4:127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053.
+#   COACH_GRPC_TARGET=ipv4:127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053,
+#   its metrics on http://127.0.0.1:9465/metrics (COACH_PROXY_METRICS_LISTEN;
+#   never on :3000) and each server's on 127.0.0.1:9464, :9466, :9467
+#   (COACH_METRICS_LISTEN).
 # Every other setting comes from the environment as with tools/run.sh (the
 # offline coach unless OPENAI_API_KEY is set). Ctrl-C (or SIGTERM) stops
 # everything; any process ending ends the cluster.
@@ -32,15 +35,18 @@ trap 'exit 130' INT TERM
 pg_temp_start coach
 
 PORTS=(50051 50052 50053)
+METRICS_PORTS=(9464 9466 9467)
 targets=()
 for i in "${!PORTS[@]}"; do
   port=${PORTS[$i]}
   COACH_DATABASE_URL=$PG_TEMP_URL COACH_GRPC_LISTEN=127.0.0.1:$port \
+    COACH_METRICS_LISTEN=127.0.0.1:${METRICS_PORTS[$i]} \
     COACH_INSTANCE="cluster-$((i + 1))" "$BUILD_DIR/server/coach-server" &
   pids+=($!)
   targets+=("127.0.0.1:$port")
 done
-COACH_GRPC_TARGET="ipv4:$(IFS=,; echo "${targets[*]}")" "$BUILD_DIR/proxy/coach-proxy" &
+COACH_PROXY_METRICS_LISTEN=${COACH_PROXY_METRICS_LISTEN:-127.0.0.1:9465} \
+  COACH_GRPC_TARGET="ipv4:$(IFS=,; echo "${targets[*]}")" "$BUILD_DIR/proxy/coach-proxy" &
 pids+=($!)
 
 wait -n "${pids[@]}"

@@ -7,9 +7,12 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
 #include <string>
 
 namespace coach::testing {
@@ -17,13 +20,32 @@ namespace coach::testing {
 class RawConnection {
  public:
   // Connects to 127.0.0.1:`port`; reads wait at most `read_timeout_s`.
-  explicit RawConnection(int port, int read_timeout_s = 10)
+  // `source`: the client's address (e.g. "127.0.0.2": every 127.0.0.0/8
+  // address is loopback on Linux), for a server that tells clients apart by
+  // address; empty: the kernel's choice (127.0.0.1). `receive_buffer`: the
+  // socket's SO_RCVBUF in bytes, set before connecting (a client that
+  // does not read then shuts its window soon); 0: the default.
+  explicit RawConnection(int port, int read_timeout_s = 10,
+                         const std::string& source = "",
+                         int receive_buffer = 0)
       : fd_(socket(AF_INET, SOCK_STREAM, 0)) {
     if (fd_ < 0) return;
     timeval timeout{.tv_sec = read_timeout_s, .tv_usec = 0};
     setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
     int yes = 1;
     setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
+    if (receive_buffer > 0) {
+      setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer,
+                 sizeof(receive_buffer));
+    }
+    if (!source.empty()) {
+      sockaddr_in local{};
+      local.sin_family = AF_INET;
+      if (inet_pton(AF_INET, source.c_str(), &local.sin_addr) != 1 ||
+          bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof(local)) != 0) {
+        return;
+      }
+    }
     sockaddr_in address{};
     address.sin_family = AF_INET;
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -104,6 +126,36 @@ class RawConnection {
     while ((n = recv(fd_, buffer, sizeof(buffer), 0)) > 0) {
     }
     return n == 0 || (n < 0 && errno == ECONNRESET);
+  }
+
+  // TCP keep-alive probes after `seconds` without a packet from the peer,
+  // then every `seconds`: a peer whose kernel dropped the connection
+  // without a word (an abort for a timeout sends no reset) answers the
+  // next probe with a reset, which HungUpWithin sees.
+  void ProbeEvery(int seconds) {
+    int yes = 1;
+    setsockopt(fd_, SOL_SOCKET, SO_KEEPALIVE, &yes, sizeof(yes));
+    setsockopt(fd_, IPPROTO_TCP, TCP_KEEPIDLE, &seconds, sizeof(seconds));
+    setsockopt(fd_, IPPROTO_TCP, TCP_KEEPINTVL, &seconds, sizeof(seconds));
+    int count = 1;
+    setsockopt(fd_, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof(count));
+  }
+
+  // True if the peer closes or resets the connection within `timeout`,
+  // without reading what it sent: for a client that never reads.
+  bool HungUpWithin(std::chrono::milliseconds timeout) {
+    pollfd watched{.fd = fd_, .events = POLLRDHUP, .revents = 0};
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (true) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return false;
+      const int n = poll(&watched, 1, static_cast<int>(left.count()));
+      if (n > 0) {
+        return (watched.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+      }
+      if (n < 0 && errno != EINTR) return false;
+    }
   }
 
   void Close() {

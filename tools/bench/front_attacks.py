@@ -141,7 +141,10 @@ def start_stack(ai_delay="4s"):
     grpc_port = port_from_log("server")
     start("proxy", [PROXY], {"COACH_GRPC_TARGET": f"127.0.0.1:{grpc_port}",
                              "COACH_HTTP_LISTEN": "127.0.0.1:0",
-                             "COACH_ACCESS_LOG": "false"})
+                             "COACH_ACCESS_LOG": "false",
+                             # Every client here is 127.0.0.1 (1,000 sends
+                             # and a prober at once): the whole table for it.
+                             "COACH_HTTP_MAX_CONNECTIONS_PER_CLIENT": "10000"})
     return grpc_port, port_from_log("proxy"), env
 
 

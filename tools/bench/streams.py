@@ -100,7 +100,9 @@ def main():
     grpc = port_from_log("server")
     start("proxy", [os.path.join(BUILD, "proxy/coach-proxy")],
           {"COACH_GRPC_TARGET": f"127.0.0.1:{grpc}",
-           "COACH_HTTP_LISTEN": "127.0.0.1:0", "COACH_ACCESS_LOG": "false"})
+           "COACH_HTTP_LISTEN": "127.0.0.1:0", "COACH_ACCESS_LOG": "false",
+           # Every stream comes from 127.0.0.1: the whole table for it.
+           "COACH_HTTP_MAX_CONNECTIONS_PER_CLIENT": "10000"})
     port = port_from_log("proxy")
     results = [dict() for _ in range(N)]
     threads = [threading.Thread(target=stream, args=(port, i, results[i]))
