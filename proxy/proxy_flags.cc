@@ -30,6 +30,31 @@ std::vector<Setting> ProxySettings(ProxyConfig& c) {
       {"upstream_max_response_bytes", "COACH_UPSTREAM_MAX_RESPONSE_BYTES",
        &c.upstream_max_response_bytes, kPositive,
        "Largest answer taken from coach-server"},
+      {"upstream_max_header_list_bytes",
+       "COACH_UPSTREAM_MAX_HEADER_LIST_BYTES",
+       &c.upstream_max_header_list_bytes, InRange(1024, 1 << 24),
+       "Largest header block (metadata) taken from coach-server; larger "
+       "ends the call `RESOURCE_EXHAUSTED`"},
+      {"upstream_client", "COACH_UPSTREAM_CLIENT", &c.upstream_client,
+       OneOf{{"native", "grpc"}},
+       "gRPC client to coach-server: `native` (on the event loop) or `grpc` "
+       "(gRPC's C++ client)"},
+      {"upstream_connect_timeout", "COACH_UPSTREAM_CONNECT_TIMEOUT",
+       &c.upstream_connect_timeout, kPositive,
+       "One connection attempt to a coach-server: TCP, then its HTTP/2 "
+       "settings"},
+      {"upstream_keepalive_time", "COACH_UPSTREAM_KEEPALIVE_TIME",
+       &c.upstream_keepalive_time, kNonNegative,
+       "A PING after this long without anything from a coach-server (0: "
+       "none)"},
+      {"upstream_keepalive_timeout", "COACH_UPSTREAM_KEEPALIVE_TIMEOUT",
+       &c.upstream_keepalive_timeout, kPositive,
+       "A connection whose PING is not acknowledged within this is dropped "
+       "(also its TCP_USER_TIMEOUT)"},
+      {"upstream_resolve_interval", "COACH_UPSTREAM_RESOLVE_INTERVAL",
+       &c.upstream_resolve_interval, kPositive,
+       "A `dns:` target's name is resolved again this often (and after a "
+       "failure): servers added and removed"},
       {"max_body_bytes", "COACH_MAX_BODY_BYTES", &c.max_body_bytes, kPositive,
        "Larger request bodies get 413, unread"},
       {"max_url_bytes", "COACH_MAX_URL_BYTES", &c.max_url_bytes, kPositive,
