@@ -1,7 +1,10 @@
 #include "proxy/proxy_flags.h"
 
 #include <algorithm>
+#include <string>
 #include <vector>
+
+#include "proxy/upstream/wire.h"
 
 namespace coach::proxy {
 namespace {
@@ -13,7 +16,13 @@ std::vector<Setting> ProxySettings(ProxyConfig& c) {
       {"http_listen", "COACH_HTTP_LISTEN", &c.http_listen, kAnyValue,
        "REST listen address (the public face; coach-server stays on "
        "loopback)"},
-      {"grpc_target", "COACH_GRPC_TARGET", &c.grpc_target, kAnyValue,
+      {"grpc_target", "COACH_GRPC_TARGET", &c.grpc_target,
+       [](const std::string& target) -> std::string {
+         return wire::ParseTarget(target).ok()
+                    ? ""
+                    : "must be host:port, dns:///host:port, "
+                      "ipv4:a:port,b:port or ipv6:[a]:port,[b]:port";
+       },
        "coach-server's gRPC address"},
       {"services", "COACH_PROXY_SERVICES", &c.services, kNonEmpty,
        "gRPC services whose `google.api.http` routes are served, "

@@ -629,6 +629,73 @@ TEST_P(ConformanceTest, PeerNeverSendsSettings) {
   EXPECT_GE(peer_->connections(), 2) << "attempts are made again";
 }
 
+// --- Keepalive ---------------------------------------------------------------------
+
+// Polls `condition` (a peer's counter, which nothing signals) until it
+// holds, for at most kWait.
+template <typename Condition>
+bool Eventually(Condition condition) {
+  const absl::Time give_up = absl::Now() + kWait;
+  while (!condition()) {
+    if (absl::Now() > give_up) return false;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return true;
+}
+
+// Guards: an idle connection (no call in progress) is pinged every
+// keepalive_time, and stays up while the PINGs are answered.
+TEST_P(ConformanceTest, IdleConnectionIsPinged) {
+  H2Peer& peer = Serve(
+      [](H2PeerConnection& c, const H2Request& r) {
+        c.Headers(r.stream_id, GrpcHeaders());
+        c.Data(r.stream_id, Message("ok"));
+        c.Trailers(r.stream_id, Status(0));
+      },
+      [](UpstreamOptions& options) {
+        options.keepalive_time = absl::Milliseconds(200);
+        options.keepalive_timeout = absl::Seconds(5);
+      });
+  EXPECT_CODE(Unary(), Code::OK);
+  EXPECT_TRUE(Eventually([&peer] { return peer.pings() >= 3; }))
+      << peer.pings() << " PINGs";
+  EXPECT_EQ(peer.connections(), 1) << "an answered PING dropped nothing";
+  EXPECT_CODE(Unary(), Code::OK);
+}
+
+// Guards: a peer that stops acknowledging PINGs (its host froze) has its
+// connection dropped after keepalive_timeout: a call in progress on it
+// ends UNAVAILABLE instead of waiting for its deadline, and the client
+// connects again.
+TEST_P(ConformanceTest, UnansweredPingDropsTheConnection) {
+  peer_ = std::make_unique<H2Peer>(
+      [](H2PeerConnection&, const H2Request&) {},  // never answers
+      H2Peer::Mode::kNoPingAck);
+  ASSERT_NE(peer_->port(), 0);
+  UpstreamOptions options = Options(peer_->address());
+  options.keepalive_time = absl::Milliseconds(300);
+  options.keepalive_timeout = absl::Milliseconds(300);
+  Connect(options);
+  const absl::Time start = absl::Now();
+  auto hanging = Unary();  // deadline 20 s
+  EXPECT_CODE(hanging, Code::UNAVAILABLE);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  EXPECT_TRUE(Eventually([this] { return peer_->connections() >= 2; }));
+}
+
+// --- Targets -------------------------------------------------------------------------
+
+// Guards: a target that does not parse (coach-proxy refuses it at start;
+// this is the library's own answer): calls fail at once, UNAVAILABLE
+// (gRPC's lame channel: UNKNOWN).
+TEST_P(ConformanceTest, BadTargetFailsCalls) {
+  Connect(Options("dns:///"));
+  const absl::Time start = absl::Now();
+  EXPECT_CODE(Unary(), native() ? Code::UNAVAILABLE : Code::UNKNOWN);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  EXPECT_FALSE(upstream_->AnyServerReady());
+}
+
 INSTANTIATE_TEST_SUITE_P(Clients, ConformanceTest,
                          ::testing::Values("native", "grpc"),
                          [](const ::testing::TestParamInfo<std::string>& info) {

@@ -340,7 +340,10 @@ absl::Status ResponseReader::OnHeader(absl::string_view name,
   const bool final_block =
       block_ == Block::kTrailersOnly || block_ == Block::kTrailers;
   if (name == "content-type") {
-    if (block_ != Block::kTrailers) content_type_ = std::string(value);
+    if (block_ != Block::kTrailers) {
+      grpc_content_type_ = IsGrpcContentType(value);
+      if (!grpc_content_type_) content_type_ = std::string(value.substr(0, 64));
+    }
   } else if (name == "grpc-status") {
     if (final_block) grpc_status_ = ParseGrpcStatus(value);
   } else if (name == "grpc-message") {
@@ -376,11 +379,11 @@ absl::Status ResponseReader::EndInitial() {
         absl::StrCat("HTTP status ", http_status_, " (not a gRPC answer)"));
     return final_;
   }
-  if (!IsGrpcContentType(content_type_)) {
+  if (!grpc_content_type_) {
     phase_ = Phase::kEnded;
     final_ = absl::UnknownError(
         absl::StrCat("not a gRPC answer (content-type \"",
-                     absl::CHexEscape(content_type_.substr(0, 64)), "\")"));
+                     absl::CHexEscape(content_type_), "\")"));
     return final_;
   }
   phase_ = Phase::kBody;

@@ -188,6 +188,9 @@ class ResponseReader {
   bool block_end_stream_ = false;
   size_t block_bytes_ = 0;
   int http_status_ = 0;  // of the block being read (0: none yet)
+  // The answer's content-type is gRPC's; if it is not, what it is (for the
+  // error's message).
+  bool grpc_content_type_ = false;
   std::string content_type_;
   std::optional<absl::StatusCode> grpc_status_;
   std::string grpc_message_;

@@ -223,7 +223,9 @@ class H2PeerConnection {
 
 class H2Peer {
  public:
-  enum class Mode { kScripted, kSilent };
+  // kSilent: accepts, never writes. kNoPingAck: as kScripted, but PINGs
+  // are never acknowledged (a peer whose host froze after the handshake).
+  enum class Mode { kScripted, kSilent, kNoPingAck };
   using Script =
       std::function<void(H2PeerConnection& connection, const H2Request& request)>;
 
@@ -382,6 +384,7 @@ class H2Peer {
     nghttp2_option_new(&option);
     // Oversized header blocks are a case of their own.
     nghttp2_option_set_max_send_header_block_length(option, 1 << 20);
+    if (mode_ == Mode::kNoPingAck) nghttp2_option_set_no_auto_ping_ack(option, 1);
     nghttp2_session_server_new2(&h2, callbacks, &session, option);
     nghttp2_option_del(option);
     nghttp2_session_callbacks_del(callbacks);
