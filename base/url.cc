@@ -5,6 +5,58 @@
 #include "absl/strings/str_cat.h"
 
 namespace coach {
+namespace {
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+}  // namespace
+
+bool PercentDecode(absl::string_view in, bool plus_is_space, std::string& out) {
+  out.clear();
+  out.reserve(in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    const char c = in[i];
+    if (c == '%') {
+      if (i + 2 >= in.size()) return false;
+      const int hi = HexValue(in[i + 1]);
+      const int lo = HexValue(in[i + 2]);
+      if (hi < 0 || lo < 0) return false;
+      out.push_back(static_cast<char>(hi * 16 + lo));
+      i += 2;
+    } else if (c == '+' && plus_is_space) {
+      out.push_back(' ');
+    } else {
+      out.push_back(c);
+    }
+  }
+  return true;
+}
+
+bool ParseQuery(absl::string_view query,
+                std::vector<std::pair<std::string, std::string>>& out) {
+  out.clear();
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    const absl::string_view pair = query.substr(0, amp);
+    query = amp == absl::string_view::npos ? absl::string_view()
+                                          : query.substr(amp + 1);
+    if (pair.empty()) continue;
+    const size_t eq = pair.find('=');
+    std::string key, value;
+    if (!PercentDecode(pair.substr(0, eq), true, key)) return false;
+    if (eq != absl::string_view::npos &&
+        !PercentDecode(pair.substr(eq + 1), true, value)) {
+      return false;
+    }
+    out.emplace_back(std::move(key), std::move(value));
+  }
+  return true;
+}
 
 std::string WithoutUserinfo(absl::string_view url) {
   const size_t scheme_end = url.find("://");

@@ -1,12 +1,24 @@
-// URLs in logs: what may be printed of a URL that may carry credentials.
+// URLs: percent-decoding and query strings (the HTTP front's targets,
+// gRPC's grpc-message), and what may be printed of a URL that may carry
+// credentials. Pure functions: safe from any thread.
 #ifndef COACH_BASE_URL_H_
 #define COACH_BASE_URL_H_
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 
 namespace coach {
+
+// Decodes %XX escapes (and '+' as a space when `plus_is_space`) into `out`;
+// false on a truncated or non-hex escape.
+bool PercentDecode(absl::string_view in, bool plus_is_space, std::string& out);
+
+// "a=1&b=x%20y" -> {{"a","1"},{"b","x y"}}; false on a bad escape.
+bool ParseQuery(absl::string_view query,
+                std::vector<std::pair<std::string, std::string>>& out);
 
 // `url` with its userinfo ("user:password@" in "scheme://user:password@host/")
 // replaced by "***@", for a log line or an error message: a base URL or a

@@ -52,6 +52,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "base/url.h"
 
 namespace boost::asio {
 class io_context;
@@ -199,13 +200,10 @@ class Server {
   virtual int open_connections() const = 0;
 };
 
-// Decodes %XX escapes (and '+' as a space when `plus_is_space`) into `out`;
-// false on a truncated or non-hex escape.
-bool PercentDecode(absl::string_view in, bool plus_is_space, std::string& out);
-
-// "a=1&b=x%20y" -> {{"a","1"},{"b","x y"}}; false on a bad escape.
-bool ParseQuery(absl::string_view query,
-                std::vector<std::pair<std::string, std::string>>& out);
+// The URL helpers live in base/url.h (the gRPC client decodes grpc-message
+// with them too); named here for the server's callers.
+using ::coach::ParseQuery;
+using ::coach::PercentDecode;
 
 }  // namespace coach::http
 

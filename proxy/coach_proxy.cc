@@ -117,6 +117,14 @@ UpstreamOptions UpstreamOptionsOf(const ProxyConfig& config,
   options.target = config.grpc_target;
   options.reconnect_max_backoff = config.upstream_reconnect_max;
   options.max_response_bytes = config.upstream_max_response_bytes;
+  options.max_header_list_bytes = config.upstream_max_header_list_bytes;
+  options.client = config.upstream_client;
+  options.connect_timeout = config.upstream_connect_timeout;
+  options.keepalive_time = config.upstream_keepalive_time > absl::ZeroDuration()
+                               ? config.upstream_keepalive_time
+                               : absl::InfiniteDuration();
+  options.keepalive_timeout = config.upstream_keepalive_timeout;
+  options.resolve_interval = config.upstream_resolve_interval;
   options.read_methods = ReadMethods(routes);
   options.shards = config.io_threads;
   options.user_agent = absl::StrCat("coach-proxy/", COACH_VERSION);

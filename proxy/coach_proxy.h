@@ -33,7 +33,7 @@
 #include "http/server.h"
 #include "proxy/proxy_config.h"
 #include "proxy/route_table.h"
-#include "proxy/upstream.h"
+#include "proxy/upstream/upstream.h"
 
 namespace coach::proxy {
 

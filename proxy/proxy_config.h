@@ -35,6 +35,26 @@ struct ProxyConfig {
   absl::Duration upstream_reconnect_max = absl::Milliseconds(500);
   // The largest answer taken from coach-server (a long session's messages).
   int upstream_max_response_bytes = 64 * 1024 * 1024;
+  // The largest header block taken from coach-server (its metadata: an
+  // error's details are well under 1 KB). gRPC's own default is 8 KiB.
+  int upstream_max_header_list_bytes = 16 * 1024;
+  // The gRPC client: "native" (on the event loop) or "grpc" (gRPC's C++
+  // client; the reference, an escape hatch).
+  std::string upstream_client = "native";
+  // One connection attempt to a coach-server: TCP, then its HTTP/2
+  // SETTINGS (a peer that accepts and says nothing fails after this).
+  absl::Duration upstream_connect_timeout = absl::Seconds(1);
+  // Keepalive: a PING after this long without anything received from a
+  // coach-server, with or without calls (0: none); no acknowledgement
+  // within the timeout drops the connection (also TCP_USER_TIMEOUT), so a
+  // server whose host vanished stops getting calls within both. gRPC's
+  // examples' values; coach-server accepts PINGs every 5 s
+  // (COACH_GRPC_KEEPALIVE_MIN_TIME).
+  absl::Duration upstream_keepalive_time = absl::Seconds(10);
+  absl::Duration upstream_keepalive_timeout = absl::Seconds(5);
+  // A dns: target's name is resolved again this often (and after a
+  // connection fails): new servers get calls, those that left get none.
+  absl::Duration upstream_resolve_interval = absl::Seconds(30);
 
   // Request limits. The largest valid body is a 4,000-character message
   // (<= 16 KB of UTF-8) in JSON; 64 KB leaves room and stops abuse early.

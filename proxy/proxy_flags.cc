@@ -1,7 +1,10 @@
 #include "proxy/proxy_flags.h"
 
 #include <algorithm>
+#include <string>
 #include <vector>
+
+#include "proxy/upstream/wire.h"
 
 namespace coach::proxy {
 namespace {
@@ -17,7 +20,13 @@ std::vector<Setting> ProxySettings(ProxyConfig& c) {
        kAnyValue,
        "HTTP address of `GET /metrics` (Prometheus text), e.g. "
        "`127.0.0.1:9465`, never the REST port; empty: not served"},
-      {"grpc_target", "COACH_GRPC_TARGET", &c.grpc_target, kAnyValue,
+      {"grpc_target", "COACH_GRPC_TARGET", &c.grpc_target,
+       [](const std::string& target) -> std::string {
+         return wire::ParseTarget(target).ok()
+                    ? ""
+                    : "must be host:port, dns:///host:port, "
+                      "ipv4:a:port,b:port or ipv6:[a]:port,[b]:port";
+       },
        "coach-server's gRPC address"},
       {"services", "COACH_PROXY_SERVICES", &c.services, kNonEmpty,
        "gRPC services whose `google.api.http` routes are served, "
@@ -34,6 +43,31 @@ std::vector<Setting> ProxySettings(ProxyConfig& c) {
       {"upstream_max_response_bytes", "COACH_UPSTREAM_MAX_RESPONSE_BYTES",
        &c.upstream_max_response_bytes, kPositive,
        "Largest answer taken from coach-server"},
+      {"upstream_max_header_list_bytes",
+       "COACH_UPSTREAM_MAX_HEADER_LIST_BYTES",
+       &c.upstream_max_header_list_bytes, InRange(1024, 1 << 24),
+       "Largest header block (metadata) taken from coach-server; larger "
+       "ends the call `RESOURCE_EXHAUSTED`"},
+      {"upstream_client", "COACH_UPSTREAM_CLIENT", &c.upstream_client,
+       OneOf{{"native", "grpc"}},
+       "gRPC client to coach-server: `native` (on the event loop) or `grpc` "
+       "(gRPC's C++ client)"},
+      {"upstream_connect_timeout", "COACH_UPSTREAM_CONNECT_TIMEOUT",
+       &c.upstream_connect_timeout, kPositive,
+       "One connection attempt to a coach-server: TCP, then its HTTP/2 "
+       "settings"},
+      {"upstream_keepalive_time", "COACH_UPSTREAM_KEEPALIVE_TIME",
+       &c.upstream_keepalive_time, kNonNegative,
+       "A PING after this long without anything from a coach-server (0: "
+       "none)"},
+      {"upstream_keepalive_timeout", "COACH_UPSTREAM_KEEPALIVE_TIMEOUT",
+       &c.upstream_keepalive_timeout, kPositive,
+       "A connection whose PING is not acknowledged within this is dropped "
+       "(also its TCP_USER_TIMEOUT)"},
+      {"upstream_resolve_interval", "COACH_UPSTREAM_RESOLVE_INTERVAL",
+       &c.upstream_resolve_interval, kPositive,
+       "A `dns:` target's name is resolved again this often (and after a "
+       "failure): servers added and removed"},
       {"max_body_bytes", "COACH_MAX_BODY_BYTES", &c.max_body_bytes, kPositive,
        "Larger request bodies get 413, unread"},
       {"max_url_bytes", "COACH_MAX_URL_BYTES", &c.max_url_bytes, kPositive,

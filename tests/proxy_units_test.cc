@@ -27,6 +27,7 @@
 #include "proxy/http_errors.h"
 #include "proxy/json_types.h"
 #include "proxy/path_template.h"
+#include "proxy/proxy_flags.h"
 #include "proxy/route_table.h"
 #include "proxy/transcoder.h"
 
@@ -928,6 +929,39 @@ TEST(ResponseToJsonTest, TimestampsAreRfc3339Utc) {
   EXPECT_NE(json->find("\"createdAt\":\"2024-01-15T10:00:00Z\""),
             std::string::npos)
       << *json;
+}
+
+// The gRPC client's settings as the binary reads them: a target that does
+// not parse stops coach-proxy at start (naming the variable), the client is
+// one of two, a keepalive time of 0 is allowed (no PINGs).
+absl::StatusOr<Startup<ProxyConfig>> LoadArgs(std::vector<std::string> args) {
+  args.insert(args.begin(), "coach-proxy");
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  return LoadProxyConfig(static_cast<int>(argv.size()), argv.data());
+}
+
+TEST(UpstreamSettingsTest, TargetClientAndKeepalive) {
+  for (const char* bad : {"dns:///", "host:0", "ipv4:", "[::1"}) {
+    auto loaded = LoadArgs({absl::StrCat("--grpc_target=", bad)});
+    ASSERT_FALSE(loaded.ok()) << bad;
+    EXPECT_NE(loaded.status().message().find("COACH_GRPC_TARGET"),
+              std::string::npos)
+        << loaded.status();
+  }
+  auto loaded = LoadArgs({"--grpc_target=dns:///coach:50051",
+                          "--upstream_client=grpc",
+                          "--upstream_keepalive_time=0"});
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->config.upstream_client, "grpc");
+  EXPECT_EQ(loaded->config.upstream_keepalive_time, absl::ZeroDuration());
+  EXPECT_FALSE(LoadArgs({"--upstream_client=curl"}).ok());
+  EXPECT_FALSE(LoadArgs({"--upstream_keepalive_timeout=0"}).ok());
+  EXPECT_FALSE(LoadArgs({"--upstream_max_header_list_bytes=100"}).ok());
+  const ProxyConfig defaults;
+  EXPECT_EQ(defaults.upstream_client, "native");
+  EXPECT_EQ(defaults.upstream_keepalive_time, absl::Seconds(10));
+  EXPECT_EQ(defaults.upstream_keepalive_timeout, absl::Seconds(5));
 }
 
 }  // namespace

@@ -3,6 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <utility>
+#include <vector>
+
 namespace coach {
 namespace {
 
@@ -55,6 +59,32 @@ TEST(MaskUrlPasswordTest, MasksPasswordParameters) {
             "host=db password=*** dbname=coach");
   EXPECT_EQ(MaskUrlPassword("host=db PASSWORD='p w' dbname=coach"),
             "host=db PASSWORD=*** dbname=coach");
+}
+
+// The HTTP front's targets and gRPC's grpc-message are decoded by these
+// (http_front_test checks them through http::, which names them too).
+TEST(PercentDecodeTest, EscapesPlusAndErrors) {
+  std::string out;
+  EXPECT_TRUE(PercentDecode("a%20b+c%C3%A9", false, out));
+  EXPECT_EQ(out, "a b+c\xC3\xA9");
+  EXPECT_TRUE(PercentDecode("a%20b+c", true, out));
+  EXPECT_EQ(out, "a b c");
+  EXPECT_TRUE(PercentDecode("", false, out));
+  EXPECT_EQ(out, "");
+  for (const char* bad : {"%", "%2", "%zz", "a%g0", "%%"}) {
+    EXPECT_FALSE(PercentDecode(bad, false, out)) << bad;
+  }
+}
+
+TEST(ParseQueryTest, PairsInOrder) {
+  std::vector<std::pair<std::string, std::string>> query;
+  EXPECT_TRUE(ParseQuery("a=1&&b=x%20y&c&a=2&d=e=f", query));
+  EXPECT_EQ(query, (std::vector<std::pair<std::string, std::string>>{
+                       {"a", "1"}, {"b", "x y"}, {"c", ""}, {"a", "2"},
+                       {"d", "e=f"}}));
+  EXPECT_FALSE(ParseQuery("a=%G1", query));
+  EXPECT_TRUE(ParseQuery("", query));
+  EXPECT_TRUE(query.empty());
 }
 
 }  // namespace

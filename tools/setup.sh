@@ -21,6 +21,7 @@ PACKAGES=(
   systemd     # systemd-analyze: the packaging test verifies the units
   dpkg-dev    # dpkg-shlibdeps: cpack -G DEB finds the package's dependencies
   python3  # json_log_test parses every log line with its json module
+  clang libclang-rt-14-dev  # libFuzzer (-fsanitize=fuzzer): tools/fuzz.sh
 )
 
 # Node.js and npm run the npm tools (tools/npm-tools.sh). Debian's nodejs

@@ -61,6 +61,16 @@ phase "build ($BUILD_DIR)" build_plain
 phase "tests ($BUILD_DIR)" \
   ctest --test-dir "$BUILD_DIR" -j "$JOBS" --output-on-failure --timeout 300
 
+# The protocol parsers' fuzz targets, 30 s each (tools/fuzz.sh), when clang
+# and libFuzzer are there (tools/setup.sh installs them).
+if command -v clang++ >/dev/null &&
+   ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a \
+      >/dev/null 2>&1; then
+  phase "fuzz (build/fuzz)" ./tools/fuzz.sh
+else
+  echo "== fuzz skipped: clang or libFuzzer not installed" >&2
+fi
+
 if [[ ${COACH_SANITIZERS:-1} == 0 ]]; then
   echo "== sanitizer runs skipped (COACH_SANITIZERS=0)" >&2
   exit 0
@@ -93,6 +103,8 @@ phase "tests (build/asan)" \
 # The HTTP front (event loop, gRPC callbacks answering from their threads,
 # hang-ups cancelling calls) and its event streams. The JWT verifier (keys
 # re-read under concurrent verifications) and authentication end to end.
+# The proxy's gRPC client, both implementations, against gRPC servers and
+# the scripted HTTP/2 peer. The AI providers' fallback, and users' data.
 # Left out: single-threaded units (text, validation, offline coach, proxy
 # units) and the tests that start the binaries as processes (the same code
 # runs in-process in the suites above).
@@ -102,7 +114,7 @@ TSAN_SUITES=(thread_pool_test cancellation_test async_http_client_test
              send_admission_test stream_message_test http_front_test sse_test
              fallback_coach_test user_data_test
              metrics_test idempotency_test upstream_test jwt_verifier_test
-             auth_test)
+             auth_test upstream_conformance_test)
 build_tsan() {
   configure build/tsan "${SANITIZER_FLAGS[@]}" -DCOACH_SANITIZE=thread
   cmake --build build/tsan -j "$JOBS" --target "${TSAN_SUITES[@]}"

@@ -5,6 +5,9 @@
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 
+#include <algorithm>
+#include <cstdint>
+#include <limits>
 #include <thread>
 #include <vector>
 
@@ -111,6 +114,15 @@ absl::StatusOr<std::unique_ptr<CoachServer>> CoachServer::Start(
   // once than HTTP/2's customary 100, or calls queue behind slow ones.
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
                              config.grpc_max_concurrent_streams);
+  // coach-proxy's keepalive PINGs (every COACH_UPSTREAM_KEEPALIVE_TIME,
+  // calls or not) must not count as abuse, or the server would answer
+  // GOAWAY "too_many_pings" and cancel calls in flight.
+  builder.AddChannelArgument(
+      GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+      static_cast<int>(std::min<int64_t>(
+          absl::ToInt64Milliseconds(config.grpc_keepalive_min_time),
+          std::numeric_limits<int>::max())));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.RegisterService(&server->chat_service_);
   builder.RegisterService(&server->user_service_);
   std::vector<std::unique_ptr<

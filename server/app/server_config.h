@@ -39,6 +39,11 @@ struct Config : CoreConfig {
   std::string grpc_listen = "127.0.0.1:50051";
   // Concurrent calls per client connection (HTTP/2 streams).
   int grpc_max_concurrent_streams = 4096;
+  // Clients may send keepalive PINGs this often, with or without calls in
+  // progress (gRPC's default is 5 minutes, and 2 hours without calls: a
+  // client pinging more often is sent GOAWAY "too_many_pings"). Below
+  // coach-proxy's COACH_UPSTREAM_KEEPALIVE_TIME (10 s).
+  absl::Duration grpc_keepalive_min_time = absl::Seconds(5);
   // Empty: the admin RPCs are refused.
   std::string admin_token;
   // How callers are known: "none" takes a request's userId on trust (any

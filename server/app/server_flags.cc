@@ -48,6 +48,10 @@ std::vector<Setting> ServerSettings(Config& c) {
       {"grpc_max_concurrent_streams", "COACH_GRPC_MAX_CONCURRENT_STREAMS",
        &c.grpc_max_concurrent_streams, kPositive,
        "Concurrent calls per client connection (the proxy uses one)"},
+      {"grpc_keepalive_min_time", "COACH_GRPC_KEEPALIVE_MIN_TIME",
+       &c.grpc_keepalive_min_time, kPositive,
+       "Clients may send keepalive PINGs this often (with or without calls); "
+       "more often is answered GOAWAY `too_many_pings`"},
       Secret({"admin_token", "COACH_ADMIN_TOKEN", &c.admin_token, kAnyValue,
               "Bearer token of `SetPlan` / `GrantCredits`; empty: they are "
               "refused"}),

@@ -1,23 +1,40 @@
 // Upstream: coach-proxy's gRPC client to coach-server. Calls by method
 // name with serialized protobuf on both ends (the proxy needs no generated
-// stub per service), over HTTP/2 connections that live on the proxy's own
-// event loop (nghttp2 for the framing, Asio for the sockets).
+// stub per service); every callback runs on the proxy's own event loop.
 //
-// Why not gRPC's C++ client: its calls complete on gRPC's own threads, so
-// every request crossed threads twice (event loop -> gRPC -> event loop),
-// about one context switch per request; the profile in
-// docs/performance.md. Here the HTTP request, its call and its answer run
-// on one event-loop thread, and the calls of one loop iteration share a
-// write to the socket.
+// Two implementations behind this one interface (UpstreamOptions::client,
+// COACH_UPSTREAM_CLIENT):
+// - "native" (the default): HTTP/2 connections that live on the event loop
+//   (nghttp2 for the framing, Asio for the sockets): proxy/upstream/
+//   wire.h (the protocol, pure), connection.h (one HTTP/2 connection),
+//   channel.h (resolution, round robin, backoff, retries, deadlines).
+//   Why not gRPC's client: its calls complete on gRPC's own threads, so
+//   every request crossed threads twice (event loop -> gRPC -> event loop),
+//   about one context switch per request (docs/performance.md). Here the
+//   HTTP request, its call and its answer run on one event-loop thread, and
+//   the calls of one loop iteration share a write to the socket.
+// - "grpc": gRPC's own C++ client (generic callback stub, one channel with
+//   the same service config), its callbacks handed to the loop. The
+//   reference the native one is tested against (tests/upstream_test.cc runs
+//   every test on both), and an escape hatch.
 //
-// What it does as gRPC's channel did for the proxy:
+// What both do, as gRPC's channel did for the proxy:
 // - Targets: "host:port", "dns:///host:port" (every address the name
 //   resolves to), "ipv4:a:p,b:p" / "ipv6:[a]:p,[b]:p" (each listed
-//   server). One connection per server address and event-loop shard.
+//   server). One connection per server address (native: per event-loop
+//   shard).
 // - Round-robin over the servers that are connected; a server that cannot
 //   be reached is skipped and reconnected with exponential backoff (100 ms
-//   up to `reconnect_max_backoff`, one attempt at most 1 s); names are
-//   resolved again after a failure.
+//   up to `reconnect_max_backoff`; one attempt, TCP and the server's HTTP/2
+//   SETTINGS, at most `connect_timeout`). Names are resolved again after a
+//   failure (native: and every `resolve_interval`); servers that left the
+//   name are dropped, their calls in progress let finish.
+// - Keepalive: an HTTP/2 PING after `keepalive_time` without anything
+//   received (with or without calls); no acknowledgement within
+//   `keepalive_timeout` drops the connection (its calls end UNAVAILABLE,
+//   reads are retried elsewhere). TCP_USER_TIMEOUT is set to
+//   `keepalive_timeout` too. A server answering GOAWAY "too_many_pings"
+//   makes the pings half as frequent (gRPC's rule).
 // - A call waits for a connection while a first connection is being made;
 //   once every server failed, it fails UNAVAILABLE at once unless
 //   `wait_for_ready` (then it waits until its deadline).
@@ -29,18 +46,20 @@
 // - Deadlines (sent as grpc-timeout too), cancellation (RST_STREAM), the
 //   status from grpc-status / grpc-message / grpc-status-details-bin (so
 //   google.rpc.ErrorInfo details reach the proxy), responses larger than
-//   `max_response_bytes` refused (RESOURCE_EXHAUSTED), compressed
-//   responses refused (none is asked for).
+//   `max_response_bytes` refused (RESOURCE_EXHAUSTED), header blocks larger
+//   than `max_header_list_bytes` refused (RESOURCE_EXHAUSTED), compressed
+//   responses refused by the native client (none is asked for).
+// - An answer that is not gRPC (an HTTP error page, a proxy's 503) ends the
+//   call with gRPC's code for its HTTP status (wire.h).
 //
 // Thread-safety: Upstream and UpstreamCall are thread-safe. Callbacks run
 // on the event loop's threads, one call's callbacks never two at once.
-#ifndef COACH_PROXY_UPSTREAM_H_
-#define COACH_PROXY_UPSTREAM_H_
+#ifndef COACH_PROXY_UPSTREAM_UPSTREAM_H_
+#define COACH_PROXY_UPSTREAM_UPSTREAM_H_
 
 #include <grpcpp/support/status.h>
 
-#include <atomic>
-#include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -48,6 +67,8 @@
 #include <vector>
 
 #include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "google/protobuf/message.h"
 
@@ -57,8 +78,7 @@ class io_context;
 
 namespace coach::proxy {
 namespace upstream_internal {
-class Shard;
-struct UpstreamCallImpl;
+class UpstreamImpl;
 }  // namespace upstream_internal
 
 // The metadata key carrying the request id to coach-server (and its logs).
@@ -67,13 +87,27 @@ inline constexpr char kRequestIdMetadata[] = "x-request-id";
 inline constexpr char kAuthorizationMetadata[] = "authorization";
 
 struct UpstreamOptions {
+  // "native" or "grpc" (see above).
+  std::string client = "native";
   std::string target = "127.0.0.1:50051";
   // Longest pause between reconnection attempts to a server that is down.
   absl::Duration reconnect_max_backoff = absl::Milliseconds(500);
-  // One connection attempt (TCP, then the server's HTTP/2 settings).
+  // One connection attempt: TCP, then the server's HTTP/2 SETTINGS (a peer
+  // that accepts and says nothing fails the attempt after this).
   absl::Duration connect_timeout = absl::Seconds(1);
+  // A PING after this long without anything received from a server
+  // (absl::InfiniteDuration(): none), and how long its acknowledgement may
+  // take before the connection is dropped (also TCP_USER_TIMEOUT).
+  absl::Duration keepalive_time = absl::Seconds(10);
+  absl::Duration keepalive_timeout = absl::Seconds(5);
+  // Names of the target are resolved again this often (native client; and
+  // after a connection fails, with either).
+  absl::Duration resolve_interval = absl::Seconds(30);
   // The largest response message accepted from coach-server.
   int max_response_bytes = 64 * 1024 * 1024;
+  // The largest header block accepted (advertised as HTTP/2's
+  // SETTINGS_MAX_HEADER_LIST_SIZE; gRPC's max metadata size).
+  int max_header_list_bytes = 16 * 1024;
   // Full gRPC method names ("/coach.v1.UserService/GetUserStats") that only
   // read: retried on another server when one is unavailable.
   std::vector<std::string> read_methods;
@@ -81,6 +115,10 @@ struct UpstreamOptions {
   // several event-loop threads do not queue behind one; at least 1.
   int shards = 1;
   std::string user_agent = "coach-proxy";
+  // Tests only (native client): resolves a name of the target to address
+  // literals, on the loop, instead of the system's resolver.
+  std::function<absl::StatusOr<std::vector<std::string>>(absl::string_view)>
+      resolve_for_testing;
 };
 
 // Server metadata a caller wants back: Upstream copies the values of `keys`
@@ -118,7 +156,9 @@ class UpstreamCall {
 class Upstream {
  public:
   // Calls run on `loop`, which must outlive this object and run while it
-  // is destroyed (the destructor waits for its connections to close).
+  // is destroyed (the destructor waits for its connections to close). A
+  // target that does not parse is logged; every call then fails
+  // UNAVAILABLE.
   Upstream(boost::asio::io_context& loop, const UpstreamOptions& options);
   // Ends every call in progress CANCELLED (callbacks run) and closes the
   // connections. Must not run on the loop's threads.
@@ -147,15 +187,9 @@ class Upstream {
   bool AnyServerReady() const;
 
  private:
-  // A call on the next shard, its request framed.
-  std::shared_ptr<upstream_internal::UpstreamCallImpl> NewCall(
-      const std::string& grpc_method, const google::protobuf::Message& request,
-      CallOptions options);
-
-  std::vector<std::shared_ptr<upstream_internal::Shard>> shards_;
-  std::atomic<uint64_t> next_shard_{0};
+  std::unique_ptr<upstream_internal::UpstreamImpl> impl_;
 };
 
 }  // namespace coach::proxy
 
-#endif  // COACH_PROXY_UPSTREAM_H_
+#endif  // COACH_PROXY_UPSTREAM_UPSTREAM_H_
