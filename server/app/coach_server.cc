@@ -14,6 +14,7 @@
 #include "absl/synchronization/notification.h"
 
 #include "absl/strings/str_cat.h"
+#include "base/allocator.h"
 #include "grpc/health/v1/health.pb.h"
 #include "base/log.h"
 #include "server/app/storage_setup.h"
@@ -172,7 +173,24 @@ absl::StatusOr<std::unique_ptr<CoachServer>> CoachServer::Start(
       }
     });
   }
+  if (config.memory_release_interval > absl::ZeroDuration()) {
+    // tcmalloc keeps what a burst freed in its page heap: RSS would stay at
+    // the peak. Below this, not worth the call.
+    constexpr uint64_t kWorthReleasing = 1 << 20;
+    server->memory_releaser_ = std::thread([self] {
+      while (!self->stopping_.WaitForNotificationWithTimeout(
+          self->config_.memory_release_interval)) {
+        if (ReadAllocatorStats().pageheap_free_bytes >= kWorthReleasing) {
+          ReleaseAllocatorFreeMemory();
+        }
+      }
+    });
+  }
   return server;
+}
+
+std::string CoachServer::RenderMetrics() const {
+  return absl::StrCat(registry_.Render(), RenderAllocatorMetrics());
 }
 
 CoachServer::~CoachServer() { Shutdown(absl::ZeroDuration()); }
@@ -194,6 +212,7 @@ void CoachServer::Shutdown(absl::Duration grace) {
   if (!stopping_.HasBeenNotified()) stopping_.Notify();
   if (purger_.joinable()) purger_.join();
   if (retention_purger_.joinable()) retention_purger_.join();
+  if (memory_releaser_.joinable()) memory_releaser_.join();
   if (server_ == nullptr) return;
   // Load balancers and probes see NOT_SERVING while calls drain.
   server_->GetHealthCheckService()->Shutdown();

@@ -5,7 +5,8 @@
 //
 // Serves coach.v1.ChatService, coach.v1.UserService, gRPC server reflection
 // and grpc.health.v1.Health (SERVING for "" and both services from Start
-// until Shutdown). A thread of its own deletes expired idempotency keys.
+// until Shutdown). A thread of its own deletes expired idempotency keys;
+// another gives the allocator's free memory back to the OS.
 //
 // Owns its metrics registry (base/metrics.h): the RPC metrics
 // (server/rpc/rpc_metrics.h) and the sends' (server/core/core_metrics.h).
@@ -53,7 +54,8 @@ class CoachServer {
   int port() const { return port_; }
 
   // The server's metrics in the Prometheus text format 0.0.4. Any thread.
-  std::string RenderMetrics() const { return registry_.Render(); }
+  // Then the allocator's figures, process-wide (base/allocator.h).
+  std::string RenderMetrics() const;
 
   // Re-reads, now, what can change without a restart: the JWKS file when
   // COACH_AUTH=jwt uses one (JwtVerifier::ReloadJwks). OK with what was
@@ -100,6 +102,9 @@ class CoachServer {
   // With a retention period: deletes the conversations past it every
   // retention_purge_interval until stopping_ (Shutdown).
   std::thread retention_purger_;
+  // With a memory_release_interval: gives the allocator's free pages back
+  // to the OS every interval until stopping_ (Shutdown).
+  std::thread memory_releaser_;
 };
 
 }  // namespace coach

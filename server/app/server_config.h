@@ -70,6 +70,10 @@ struct Config : CoreConfig {
   // How often conversations past CoreConfig::session_retention are deleted
   // (when it is set), by a thread of the server's, never by a request.
   absl::Duration retention_purge_interval = absl::Hours(1);
+  // This often, a thread of the server's gives the allocator's free pages
+  // back to the OS (base/allocator.h), so RSS falls after a burst; zero:
+  // never (tcmalloc keeps them).
+  absl::Duration memory_release_interval = absl::Seconds(10);
 
   // In-flight calls get this long to finish on SIGTERM/SIGINT.
   absl::Duration shutdown_grace = absl::Seconds(10);

@@ -235,6 +235,10 @@ std::vector<Setting> ServerSettings(Config& c) {
        &c.retention_purge_interval, kPositive,
        "How often conversations past `COACH_SESSION_RETENTION` are deleted "
        "(in the background)"},
+      {"memory_release_interval", "COACH_MEMORY_RELEASE_INTERVAL",
+       &c.memory_release_interval, kNonNegative,
+       "How often the allocator's free pages are given back to the OS (in "
+       "the background), so memory comes back after a burst; 0: never"},
       {"retention_purge_batch", "COACH_RETENTION_PURGE_BATCH",
        &c.retention_purge_batch, kPositive,
        "Conversations deleted per retention purge transaction"},
