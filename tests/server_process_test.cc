@@ -477,58 +477,6 @@ TEST_F(ServerProcessTest, ServesMetricsOverHttpWhenAsked) {
   EXPECT_FALSE(Listening(metrics_port));
 }
 
-// Issue 24: tcmalloc's free pages go back to the OS every
-// COACH_MEMORY_RELEASE_INTERVAL, and /metrics shows what the allocator
-// holds. (Sanitizer builds do not link tcmalloc: no such metrics.)
-TEST_F(ServerProcessTest, GivesTheAllocatorsFreePagesBackAndShowsThem) {
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-  GTEST_SKIP() << "no tcmalloc under sanitizers";
-#endif
-  const int metrics_port = FreeLoopbackPort();
-  ASSERT_NE(metrics_port, 0);
-  auto env = BaseEnv();
-  env["COACH_METRICS_LISTEN"] = Loopback(metrics_port);
-  env["COACH_MEMORY_RELEASE_INTERVAL"] = "100ms";
-  StartServing(env);
-  auto stub = v1::ChatService::NewStub(ChannelTo(port_));
-  for (int i = 0; i < 50; ++i) {
-    v1::SendMessageRequest request;
-    request.set_user_id("memory-" + std::to_string(i));
-    request.set_message(std::string(100000, 'a'));
-    v1::SendMessageResponse response;
-    stub->SendMessage(Context().get(), request, &response);
-  }
-  httplib::Client client("127.0.0.1", metrics_port);
-  client.set_read_timeout(10, 0);
-  auto gauge = [](const std::string& body, const std::string& name) {
-    const std::string key = "\n" + name + " ";
-    const size_t at = body.find(key);
-    double value = -1;
-    if (at != std::string::npos) {
-      const size_t start = at + key.size();
-      (void)absl::SimpleAtod(body.substr(start, body.find('\n', start) - start),
-                             &value);
-    }
-    return value;
-  };
-  // Released at the next tick: the page heap's free bytes fall under the
-  // 1 MiB the releaser ignores, and some bytes are unmapped.
-  double free_bytes = -1, unmapped_bytes = -1;
-  for (int i = 0; i < 100; ++i) {
-    httplib::Result scraped = client.Get("/metrics");
-    ASSERT_TRUE(scraped) << httplib::to_string(scraped.error());
-    free_bytes = gauge(scraped->body, "coach_process_allocator_free_bytes");
-    unmapped_bytes =
-        gauge(scraped->body, "coach_process_allocator_unmapped_bytes");
-    ASSERT_GE(free_bytes, 0) << scraped->body;
-    EXPECT_GT(gauge(scraped->body, "coach_process_allocator_allocated_bytes"),
-              0);
-    if (free_bytes < (1 << 20) && unmapped_bytes > 0) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  EXPECT_LT(free_bytes, 1 << 20);
-  EXPECT_GT(unmapped_bytes, 0);
-}
 
 TEST_F(ServerProcessTest, MetricsAreNotServedUnlessAsked) {
   const int metrics_port = FreeLoopbackPort();
