@@ -1449,6 +1449,7 @@ TEST_P(UpstreamTest, FrozenRouteIsAbandonedByKeepalive) {
   }
   absl::MutexLock lock(mu.get());
   absl::Duration last_bad = absl::ZeroDuration();
+  const Timed* last_bad_call = nullptr;
   int bad_before = 0;
   int late = 0;
   absl::Duration slowest_late = absl::ZeroDuration();
@@ -1458,7 +1459,10 @@ TEST_P(UpstreamTest, FrozenRouteIsAbandonedByKeepalive) {
         t.code == grpc::StatusCode::OK && took < absl::Seconds(1);
     if (!good) {
       ++bad_before;
-      last_bad = std::max(last_bad, t.ended);
+      if (t.ended > last_bad) {
+        last_bad = t.ended;
+        last_bad_call = &t;
+      }
     }
     if (t.started >= absl::Seconds(4)) {
       ++late;
@@ -1478,7 +1482,12 @@ TEST_P(UpstreamTest, FrozenRouteIsAbandonedByKeepalive) {
       GetParam().c_str(), started, bad_before,
       absl::FormatDuration(last_bad).c_str(), late,
       absl::FormatDuration(slowest_late).c_str());
-  EXPECT_LT(last_bad, absl::Seconds(5)) << "the route was not abandoned";
+  EXPECT_LT(last_bad, absl::Seconds(5))
+      << "the route was not abandoned: a "
+      << (last_bad_call->read ? "read" : "send") << " started at "
+      << absl::FormatDuration(last_bad_call->started) << " ended "
+      << static_cast<int>(last_bad_call->code) << " at "
+      << absl::FormatDuration(last_bad_call->ended);
 }
 
 // --- 15. Names that change ----------------------------------------------------

@@ -213,9 +213,8 @@ void Connection::CloseIfDrained() {
 }
 
 Call* Connection::CallOf(int32_t stream_id) {
-  if (session_ == nullptr) return nullptr;
-  return static_cast<Call*>(
-      nghttp2_session_get_stream_user_data(session_, stream_id));
+  const auto found = streams_.find(stream_id);
+  return found == streams_.end() ? nullptr : found->second;
 }
 
 void Connection::Close(absl::string_view why) {
@@ -235,19 +234,25 @@ void Connection::Close(absl::string_view why) {
       LogWarning("upstream: connection to %s closed: %s", authority_, why);
     }
   }
-  // Every stream still open ends; their calls may retry elsewhere. One
-  // whose trailers arrived keeps the server's status.
-  std::vector<int32_t> open(streams_.begin(), streams_.end());
+  // Every stream still ours ends; their calls may retry elsewhere. One
+  // whose trailers arrived keeps the server's status; one whose HEADERS
+  // never left (nghttp2 has no stream for it yet) was never seen by the
+  // server: any call may go again at once.
+  std::vector<int32_t> open;
+  open.reserve(streams_.size());
+  for (const auto& [id, call] : streams_) open.push_back(id);
   std::sort(open.begin(), open.end());
   for (int32_t id : open) {
     Call* call = CallOf(id);
     if (call == nullptr) continue;
+    const bool never_sent =
+        session_ != nullptr && nghttp2_session_find_stream(session_, id) == nullptr;
     EndStream(id,
               call->reader->ended()
                   ? call->reader->Finish(0)
                   : Unavailable(absl::StrCat(
                         "connection to coach-server lost (", why, ")")),
-              /*refused=*/false);
+              /*refused=*/never_sent && !call->reader->responded());
   }
   owner_->ConnectionClosed(this);
   owner_->RunDeferred();
@@ -291,7 +296,7 @@ bool Connection::StartStream(Call& call) {
   body.source.ptr = nullptr;
   body.read_callback = ReadRequest;
   const int32_t id = nghttp2_submit_request(session_, nullptr, headers.data(),
-                                            headers.size(), &body, &call);
+                                            headers.size(), &body, nullptr);
   if (id < 0) {
     // Stream ids used up, most likely: this connection takes no more.
     going_away_ = true;
@@ -300,26 +305,24 @@ bool Connection::StartStream(Call& call) {
   }
   call.connection = this;
   call.stream_id = id;
-  streams_.insert(id);
+  streams_.emplace(id, &call);
   ScheduleFlush();
   return true;
 }
 
 void Connection::ResetStream(int32_t stream_id) {
   if (closed_ || stream_id <= 0) return;
-  nghttp2_session_set_stream_user_data(session_, stream_id, nullptr);
   streams_.erase(stream_id);
   nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream_id,
                             NGHTTP2_CANCEL);
   ScheduleFlush();
 }
 
-ssize_t Connection::ReadRequest(nghttp2_session* session, int32_t stream_id,
+ssize_t Connection::ReadRequest(nghttp2_session*, int32_t stream_id,
                                 uint8_t* buf, size_t length,
                                 uint32_t* data_flags, nghttp2_data_source*,
-                                void*) {
-  auto* call = static_cast<Call*>(
-      nghttp2_session_get_stream_user_data(session, stream_id));
+                                void* user_data) {
+  Call* call = static_cast<Connection*>(user_data)->CallOf(stream_id);
   if (call == nullptr) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   const size_t n = std::min(length, call->framed.size() - call->request_sent);
   std::memcpy(buf, call->framed.data() + call->request_sent, n);
@@ -469,7 +472,6 @@ void Connection::EndStream(int32_t stream_id, absl::Status status,
                            bool refused) {
   Call* call = CallOf(stream_id);
   if (call == nullptr) return;
-  nghttp2_session_set_stream_user_data(session_, stream_id, nullptr);
   streams_.erase(stream_id);
   owner_->Defer([owner = owner_, call = call->shared_from_this(),
                  status = std::move(status), refused]() mutable {

@@ -34,7 +34,7 @@
 #include <memory>
 #include <string>
 
-#include "absl/container/flat_hash_set.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -172,7 +172,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Keepalive: when something last arrived; a PING awaiting its ACK.
   Clock::time_point last_read_;
   bool ping_outstanding_ = false;
-  absl::flat_hash_set<int32_t> streams_;  // open streams with a call
+  // The call of each stream still ours, from its submission (nghttp2
+  // knows a stream only once its HEADERS have gone out: a request submitted
+  // just before the connection closes would be forgotten).
+  absl::flat_hash_map<int32_t, Call*> streams_;
   std::string out_;
   std::unique_ptr<uint8_t[]> in_;
 };
