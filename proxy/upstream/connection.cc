@@ -124,8 +124,8 @@ void Connection::OnConnected(const ErrorCode& ec) {
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kStreamWindow},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE,
-       static_cast<uint32_t>(std::min<size_t>(options_.max_header_list_bytes,
-                                              UINT32_MAX))},
+       static_cast<uint32_t>(
+           std::min<size_t>(options_.max_header_list_bytes, UINT32_MAX))},
   };
   nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings,
                           std::size(settings));
@@ -176,8 +176,8 @@ void Connection::Flush() {
     const ssize_t n = nghttp2_session_mem_send(session_, &data);
     if (n < 0) {
       owner_->RunDeferred();
-      return Close(absl::StrCat("HTTP/2: ",
-                                nghttp2_strerror(static_cast<int>(n))));
+      return Close(
+          absl::StrCat("HTTP/2: ", nghttp2_strerror(static_cast<int>(n))));
     }
     if (n == 0) break;
     out_.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
@@ -246,7 +246,8 @@ void Connection::Close(absl::string_view why) {
     Call* call = CallOf(id);
     if (call == nullptr) continue;
     const bool never_sent =
-        session_ != nullptr && nghttp2_session_find_stream(session_, id) == nullptr;
+        session_ != nullptr &&
+        nghttp2_session_find_stream(session_, id) == nullptr;
     EndStream(id,
               call->reader->ended()
                   ? call->reader->Finish(0)
@@ -286,8 +287,7 @@ bool Connection::StartStream(Call& call) {
     add(kRequestIdMetadata, call.options.request_id);
   }
   if (!call.options.authorization.empty()) {
-    add(kAuthorizationMetadata,
-        AuthorizationValue(call.options.authorization));
+    add(kAuthorizationMetadata, AuthorizationValue(call.options.authorization));
   }
   for (const auto& [key, value] : call.options.metadata) {
     add(key, value, NGHTTP2_NV_FLAG_NONE);
@@ -374,9 +374,8 @@ int Connection::OnDataChunk(nghttp2_session*, uint8_t, int32_t stream_id,
   // Messages are delivered now: nothing of ours runs again inside this
   // callback (a stream's callback may cancel its call; Deliver then stops).
   absl::Status read = call->reader->OnData(
-      View(data, len), [call](std::string& message) {
-        return call->Deliver(message);
-      });
+      View(data, len),
+      [call](std::string& message) { return call->Deliver(message); });
   if (!read.ok()) self->RefuseStream(stream_id, std::move(read));
   return 0;
 }
@@ -397,8 +396,9 @@ int Connection::OnFrameRecv(nghttp2_session*, const nghttp2_frame* frame,
         self->ready_ = true;
         self->connect_timer_.cancel();
         if (self->options_.keepalive_time != absl::InfiniteDuration()) {
-          self->ArmKeepalive(self->last_read_ + absl::ToChronoNanoseconds(
-                                                    self->options_.keepalive_time));
+          self->ArmKeepalive(
+              self->last_read_ +
+              absl::ToChronoNanoseconds(self->options_.keepalive_time));
         }
         self->owner_->Defer([self = self->shared_from_this()] {
           if (!self->closed_) self->owner_->ConnectionReady(self.get());
@@ -412,18 +412,18 @@ int Connection::OnFrameRecv(nghttp2_session*, const nghttp2_frame* frame,
       Call* call = self->CallOf(frame->hd.stream_id);
       if (call == nullptr) return 0;
       const uint32_t code = frame->rst_stream.error_code;
-      self->EndStream(frame->hd.stream_id,
-                      call->reader->Finish(code, /*reset=*/true),
-                      code == NGHTTP2_REFUSED_STREAM &&
-                          !call->reader->responded());
+      self->EndStream(
+          frame->hd.stream_id, call->reader->Finish(code, /*reset=*/true),
+          code == NGHTTP2_REFUSED_STREAM && !call->reader->responded());
       return 0;
     }
     case NGHTTP2_PING:
       if ((frame->hd.flags & NGHTTP2_FLAG_ACK) != 0 &&
           self->ping_outstanding_) {
         self->ping_outstanding_ = false;
-        self->ArmKeepalive(self->last_read_ + absl::ToChronoNanoseconds(
-                                                  self->options_.keepalive_time));
+        self->ArmKeepalive(
+            self->last_read_ +
+            absl::ToChronoNanoseconds(self->options_.keepalive_time));
       }
       return 0;
     case NGHTTP2_GOAWAY:
@@ -497,8 +497,9 @@ void Connection::OnKeepaliveTimer() {
   if (closed_) return;
   const Clock::time_point now = Clock::now();
   if (ping_outstanding_) {
-    return Close(absl::StrCat("no answer to a keepalive PING within ",
-                              absl::FormatDuration(options_.keepalive_timeout)));
+    return Close(
+        absl::StrCat("no answer to a keepalive PING within ",
+                     absl::FormatDuration(options_.keepalive_timeout)));
   }
   const Clock::time_point due =
       last_read_ + absl::ToChronoNanoseconds(options_.keepalive_time);

@@ -43,8 +43,7 @@
 
 namespace coach::proxy::upstream_internal {
 
-using Strand =
-    boost::asio::strand<boost::asio::io_context::executor_type>;
+using Strand = boost::asio::strand<boost::asio::io_context::executor_type>;
 
 struct ConnectionOptions {
   absl::Duration connect_timeout = absl::Seconds(1);
@@ -138,9 +137,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   static int OnBeginHeaders(nghttp2_session* session,
                             const nghttp2_frame* frame, void* user_data);
   static int OnHeader(nghttp2_session* session, const nghttp2_frame* frame,
-                      const uint8_t* name, size_t namelen,
-                      const uint8_t* value, size_t valuelen, uint8_t flags,
-                      void* user_data);
+                      const uint8_t* name, size_t namelen, const uint8_t* value,
+                      size_t valuelen, uint8_t flags, void* user_data);
   static int OnDataChunk(nghttp2_session* session, uint8_t flags,
                          int32_t stream_id, const uint8_t* data, size_t len,
                          void* user_data);

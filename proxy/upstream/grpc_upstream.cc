@@ -139,14 +139,13 @@ grpc::ByteBuffer BufferOf(const google::protobuf::Message& message) {
 }
 
 // Copies the wanted keys of `from` into `into` (first value wins).
-void CopyMetadata(
-    const std::multimap<grpc::string_ref, grpc::string_ref>& from,
-    ServerMetadata& into) {
+void CopyMetadata(const std::multimap<grpc::string_ref, grpc::string_ref>& from,
+                  ServerMetadata& into) {
   for (const std::string& key : into.keys) {
     const auto found = from.find(key);
     if (found == from.end()) continue;
-    into.values.emplace(key, std::string(found->second.data(),
-                                         found->second.size()));
+    into.values.emplace(
+        key, std::string(found->second.data(), found->second.size()));
   }
 }
 
@@ -358,8 +357,8 @@ class GrpcUpstream final : public UpstreamImpl {
     PrepareContext(options, call->context);
     call->server_metadata = options.server_metadata;
     if (!Register(call)) {
-      call->OnDone(grpc::Status(grpc::StatusCode::CANCELLED,
-                                "coach-proxy is stopping"));
+      call->OnDone(
+          grpc::Status(grpc::StatusCode::CANCELLED, "coach-proxy is stopping"));
       return call;
     }
     stub_.PrepareUnaryCall(&call->context, grpc_method, grpc::StubOptions(),
@@ -378,8 +377,8 @@ class GrpcUpstream final : public UpstreamImpl {
     PrepareContext(options, call->context);
     call->server_metadata = options.server_metadata;
     if (!Register(call)) {
-      call->OnDone(grpc::Status(grpc::StatusCode::CANCELLED,
-                                "coach-proxy is stopping"));
+      call->OnDone(
+          grpc::Status(grpc::StatusCode::CANCELLED, "coach-proxy is stopping"));
       return call;
     }
     stub_.PrepareBidiStreamingCall(&call->context, grpc_method,
