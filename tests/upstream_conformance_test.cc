@@ -55,8 +55,8 @@ std::string Message(const std::string& value) {
 }
 
 const H2Fields& GrpcHeaders() {
-  static const H2Fields* fields = new H2Fields{
-      {":status", "200"}, {"content-type", "application/grpc"}};
+  static const H2Fields* fields =
+      new H2Fields{{":status", "200"}, {"content-type", "application/grpc"}};
   return *fields;
 }
 H2Fields Status(int code, const std::string& message = "") {
@@ -77,7 +77,8 @@ int64_t PeakRssKb() {
   while (std::getline(status, line)) {
     if (line.rfind("VmHWM:", 0) == 0) {
       int64_t kb = 0;
-      (void)absl::SimpleAtoi(absl::StripAsciiWhitespace(line.substr(6, line.size() - 9)), &kb);
+      (void)absl::SimpleAtoi(
+          absl::StripAsciiWhitespace(line.substr(6, line.size() - 9)), &kb);
       return kb;
     }
   }
@@ -165,14 +166,14 @@ class ConformanceTest : public ::testing::TestWithParam<std::string> {
     auto outcome = std::make_shared<Outcome>();
     StringValue request;
     request.set_value("question");
-    upstream_->Unary(kMethod, request, options,
-                     [outcome](const grpc::Status& status,
-                               std::string& response) {
-                       absl::MutexLock lock(&outcome->mu);
-                       ++outcome->done_calls;
-                       outcome->status = status;
-                       if (status.ok()) outcome->messages.push_back(response);
-                     });
+    upstream_->Unary(
+        kMethod, request, options,
+        [outcome](const grpc::Status& status, std::string& response) {
+          absl::MutexLock lock(&outcome->mu);
+          ++outcome->done_calls;
+          outcome->status = status;
+          if (status.ok()) outcome->messages.push_back(response);
+        });
     return outcome;
   }
 
@@ -203,17 +204,15 @@ class ConformanceTest : public ::testing::TestWithParam<std::string> {
 };
 
 #define EXPECT_CODE(outcome_expression, expected)                        \
-  do {                                                                  \
-    const std::shared_ptr<Outcome> o_ = (outcome_expression);           \
-    ASSERT_TRUE(o_->WaitDone()) << "no callback within kWait";          \
-    const grpc::Status s_ = o_->final_status();                         \
-    EXPECT_EQ(s_.error_code(), (expected)) << s_.error_message();       \
-    std::printf("    [%s] %s: %d %s\n", GetParam().c_str(),             \
-                ::testing::UnitTest::GetInstance()                      \
-                    ->current_test_info()                               \
-                    ->name(),                                           \
-                static_cast<int>(s_.error_code()),                      \
-                s_.error_message().c_str());                            \
+  do {                                                                   \
+    const std::shared_ptr<Outcome> o_ = (outcome_expression);            \
+    ASSERT_TRUE(o_->WaitDone()) << "no callback within kWait";           \
+    const grpc::Status s_ = o_->final_status();                          \
+    EXPECT_EQ(s_.error_code(), (expected)) << s_.error_message();        \
+    std::printf(                                                         \
+        "    [%s] %s: %d %s\n", GetParam().c_str(),                      \
+        ::testing::UnitTest::GetInstance()->current_test_info()->name(), \
+        static_cast<int>(s_.error_code()), s_.error_message().c_str());  \
   } while (0)
 
 // --- The baseline ------------------------------------------------------------
@@ -272,16 +271,22 @@ TEST_P(ConformanceTest, GoawayBelowStreamsInFlight) {
   }
 }
 
-// --- RST_STREAM ----------------------------------------------------------------
+// --- RST_STREAM
+// ----------------------------------------------------------------
 
 // gRPC's code for a stream reset without a status.
 Code CodeOfReset(uint32_t error_code) {
   switch (error_code) {
-    case NGHTTP2_REFUSED_STREAM: return Code::UNAVAILABLE;
-    case NGHTTP2_CANCEL: return Code::CANCELLED;
-    case NGHTTP2_ENHANCE_YOUR_CALM: return Code::RESOURCE_EXHAUSTED;
-    case NGHTTP2_INADEQUATE_SECURITY: return Code::PERMISSION_DENIED;
-    default: return Code::INTERNAL;
+    case NGHTTP2_REFUSED_STREAM:
+      return Code::UNAVAILABLE;
+    case NGHTTP2_CANCEL:
+      return Code::CANCELLED;
+    case NGHTTP2_ENHANCE_YOUR_CALM:
+      return Code::RESOURCE_EXHAUSTED;
+    case NGHTTP2_INADEQUATE_SECURITY:
+      return Code::PERMISSION_DENIED;
+    default:
+      return Code::INTERNAL;
   }
 }
 
@@ -294,8 +299,8 @@ Code CodeOfReset(uint32_t error_code) {
 TEST_P(ConformanceTest, RstStreamWithEachErrorCode) {
   for (bool after_headers : {false, true}) {
     for (uint32_t code = 0; code <= NGHTTP2_HTTP_1_1_REQUIRED; ++code) {
-      SCOPED_TRACE(absl::StrCat("code ", code,
-                                after_headers ? " after headers" : ""));
+      SCOPED_TRACE(
+          absl::StrCat("code ", code, after_headers ? " after headers" : ""));
       std::atomic<int> attempts{0};
       Serve([&, code, after_headers](H2PeerConnection& c, const H2Request& r) {
         ++attempts;
@@ -326,9 +331,9 @@ TEST_P(ConformanceTest, RstStreamWithEachErrorCode) {
 // once: its body (8 MiB of HTML here) is not read into memory.
 TEST_P(ConformanceTest, NonGrpcErrorAnswers) {
   const std::pair<int, Code> cases[] = {
-      {503, Code::UNAVAILABLE},      {502, Code::UNAVAILABLE},
-      {504, Code::UNAVAILABLE},      {429, Code::UNAVAILABLE},
-      {404, Code::UNIMPLEMENTED},    {401, Code::UNAUTHENTICATED},
+      {503, Code::UNAVAILABLE},       {502, Code::UNAVAILABLE},
+      {504, Code::UNAVAILABLE},       {429, Code::UNAVAILABLE},
+      {404, Code::UNIMPLEMENTED},     {401, Code::UNAUTHENTICATED},
       {403, Code::PERMISSION_DENIED}, {400, Code::INTERNAL},
       {500, Code::UNKNOWN},
   };
@@ -338,12 +343,15 @@ TEST_P(ConformanceTest, NonGrpcErrorAnswers) {
       c.Headers(r.stream_id, {{":status", std::to_string(http_status)},
                               {"content-type", "text/html"}});
       auto left = std::make_shared<int>(8 * 64);
-      c.DataFrom(r.stream_id, [left](std::string& frame) {
-        if ((*left)-- == 0) return false;
-        frame.assign(16 * 1024, 'x');
-        frame.replace(0, 6, "<html>");
-        return true;
-      }, /*end_stream=*/true);
+      c.DataFrom(
+          r.stream_id,
+          [left](std::string& frame) {
+            if ((*left)-- == 0) return false;
+            frame.assign(16 * 1024, 'x');
+            frame.replace(0, 6, "<html>");
+            return true;
+          },
+          /*end_stream=*/true);
     });
     EXPECT_CODE(Unary(), expected);
     upstream_.reset();
@@ -359,8 +367,8 @@ TEST_P(ConformanceTest, NonGrpc503OnAReadIsRetried) {
   Serve(
       [&attempts](H2PeerConnection& c, const H2Request& r) {
         ++attempts;
-        c.Headers(r.stream_id, {{":status", "503"},
-                                {"content-type", "text/plain"}});
+        c.Headers(r.stream_id,
+                  {{":status", "503"}, {"content-type", "text/plain"}});
         c.Data(r.stream_id, "no healthy upstream", true);
       },
       [](UpstreamOptions& options) { options.read_methods = {kMethod}; });
@@ -373,8 +381,7 @@ TEST_P(ConformanceTest, NonGrpc503OnAReadIsRetried) {
 // Guards: a 200 that is not gRPC (an HTML page) delivers nothing.
 TEST_P(ConformanceTest, HtmlWithStatus200) {
   Serve([](H2PeerConnection& c, const H2Request& r) {
-    c.Headers(r.stream_id,
-              {{":status", "200"}, {"content-type", "text/html"}});
+    c.Headers(r.stream_id, {{":status", "200"}, {"content-type", "text/html"}});
     c.Data(r.stream_id, "<html><body>Bienvenue</body></html>", true);
   });
   auto outcome = Stream();
@@ -384,7 +391,8 @@ TEST_P(ConformanceTest, HtmlWithStatus200) {
   EXPECT_TRUE(outcome->values().empty());
 }
 
-// --- Trailers-only ----------------------------------------------------------------
+// --- Trailers-only
+// ----------------------------------------------------------------
 
 // Guards: a trailers-only error: its code, its (percent-decoded) message.
 TEST_P(ConformanceTest, TrailersOnlyError) {
@@ -411,7 +419,8 @@ TEST_P(ConformanceTest, TrailersOnlyWithHttpErrorStatus) {
   EXPECT_CODE(Unary(), Code::FAILED_PRECONDITION);
 }
 
-// --- Messages and DATA frames ------------------------------------------------------
+// --- Messages and DATA frames
+// ------------------------------------------------------
 
 // Guards: one message cut into 3-byte DATA frames, and 40 stream messages
 // each cut across frame boundaries (frames of 7 bytes), arrive whole.
@@ -532,7 +541,8 @@ TEST_P(ConformanceTest, LongStreamOfSplitMessagesStaysBounded) {
 #endif
 }
 
-// --- grpc-status where it does not count ---------------------------------------------
+// --- grpc-status where it does not count
+// ---------------------------------------------
 
 // Guards: grpc-status in the initial headers (not the trailers) is not the
 // call's status: the trailers' is.
@@ -577,7 +587,8 @@ TEST_P(ConformanceTest, StatusOnlyInInitialHeadersThenNoTrailers) {
   EXPECT_CODE(Unary(), Code::UNKNOWN);
 }
 
-// --- Header sizes ----------------------------------------------------------------
+// --- Header sizes
+// ----------------------------------------------------------------
 
 // Guards: response headers or trailers over the advertised limit (16 KiB
 // here) end the call RESOURCE_EXHAUSTED; the connection still serves the
@@ -597,11 +608,15 @@ TEST_P(ConformanceTest, OversizedHeaders) {
         large.push_back({absl::StrCat("x-large-", i), std::string(1000, 'v')});
       }
       H2Fields headers = GrpcHeaders();
-      if (!in_trailers) headers.insert(headers.end(), large.begin(), large.end());
+      if (!in_trailers) {
+        headers.insert(headers.end(), large.begin(), large.end());
+      }
       c.Headers(r.stream_id, headers);
       c.Data(r.stream_id, Message("grand"));
       H2Fields trailers = Status(0);
-      if (in_trailers) trailers.insert(trailers.end(), large.begin(), large.end());
+      if (in_trailers) {
+        trailers.insert(trailers.end(), large.begin(), large.end());
+      }
       c.Trailers(r.stream_id, trailers);
     });
     EXPECT_CODE(Unary(), Code::RESOURCE_EXHAUSTED);
@@ -624,7 +639,8 @@ TEST_P(ConformanceTest, OversizedHeaders) {
   }
 }
 
-// --- Handshake ----------------------------------------------------------------------
+// --- Handshake
+// ----------------------------------------------------------------------
 
 // Guards: a peer that accepts TCP and never sends SETTINGS: the connection
 // attempt fails after connect_timeout; a call fails UNAVAILABLE then (not
@@ -647,7 +663,8 @@ TEST_P(ConformanceTest, PeerNeverSendsSettings) {
   EXPECT_GE(peer_->connections(), 2) << "attempts are made again";
 }
 
-// --- Keepalive ---------------------------------------------------------------------
+// --- Keepalive
+// ---------------------------------------------------------------------
 
 // Polls `condition` (a peer's counter, which nothing signals) until it
 // holds, for at most kWait.
@@ -701,7 +718,8 @@ TEST_P(ConformanceTest, UnansweredPingDropsTheConnection) {
   EXPECT_TRUE(Eventually([this] { return peer_->connections() >= 2; }));
 }
 
-// --- Targets -------------------------------------------------------------------------
+// --- Targets
+// -------------------------------------------------------------------------
 
 // Guards: a target that does not parse (coach-proxy refuses it at start;
 // this is the library's own answer): calls fail at once, UNAVAILABLE

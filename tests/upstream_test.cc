@@ -179,12 +179,19 @@ class FakeServer {
   int port() const { return port_; }
   std::string address() const { return absl::StrCat(host_, ":", port_); }
 
-  // Closes the port; calls in progress are cancelled at once.
+  // Closes the port; calls in progress are cancelled at once. Returns once
+  // every reactor is done (gRPC's Wait() may return before the OnDone of a
+  // call whose client vanished, which still uses this object).
   void Stop() {
     if (server_ == nullptr) return;
     server_->Shutdown(std::chrono::system_clock::now());
     server_->Wait();
     server_.reset();
+    absl::MutexLock lock(&mu_);
+    const auto all_done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return reactors_ == 0;
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&all_done), kWait);
   }
 
   // Every call answers UNAVAILABLE (trailers-only) from now on.
@@ -253,6 +260,10 @@ class FakeServer {
    public:
     Reactor(FakeServer* server, grpc::GenericCallbackServerContext* context)
         : server_(server), context_(context) {
+      {
+        absl::MutexLock lock(&mu_);
+        ++server_->reactors_;
+      }
       Sync();
       StartRead(&request_);
     }
@@ -314,6 +325,7 @@ class FakeServer {
     }
 
     void OnCancel() override {
+      Sync();
       bool hanging;
       {
         absl::MutexLock lock(&mu_);
@@ -325,9 +337,11 @@ class FakeServer {
     }
 
     void OnDone() override {
+      Sync();
       {
         absl::MutexLock lock(&mu_);
         if (is_hanging_) --server_->hanging_;
+        --server_->reactors_;  // the server's last use of this reactor
       }
       delete this;
     }
@@ -385,10 +399,14 @@ class FakeServer {
     // gRPC hands the reactor from one of its threads to another through
     // libgrpc, which ThreadSanitizer does not see: an empty critical section
     // before each operation starts and when each reaction begins shows it
-    // the order (End() and the reactions that lock mu_ have one already).
-    // The server's mutex, not one of the reactor's own: a mutex built on one
-    // thread and first locked on another would be the same blind hand-off.
-    void Sync() { absl::MutexLock lock(&mu_); }
+    // the order. A process-wide mutex, not one reached through the
+    // reactor's members (reading a member before the first lock of a
+    // reaction would be the same blind hand-off), nor one of the reactor's
+    // own (built on one thread, first locked on another).
+    static void Sync() {
+      static absl::Mutex* const hand_off = new absl::Mutex;
+      absl::MutexLock lock(hand_off);
+    }
 
     // Finish once, whoever asks first.
     void End(const grpc::Status& status) {
@@ -455,6 +473,7 @@ class FakeServer {
   std::map<std::string, absl::Duration> deadline_left_ ABSL_GUARDED_BY(mu_);
   int hanging_ ABSL_GUARDED_BY(mu_) = 0;
   int cancelled_ ABSL_GUARDED_BY(mu_) = 0;
+  int reactors_ ABSL_GUARDED_BY(mu_) = 0;  // created, OnDone not yet run
 };
 
 // What one call's callbacks saw.
@@ -1449,6 +1468,7 @@ TEST_P(UpstreamTest, FrozenRouteIsAbandonedByKeepalive) {
   }
   absl::MutexLock lock(mu.get());
   absl::Duration last_bad = absl::ZeroDuration();
+  const Timed* last_bad_call = nullptr;
   int bad_before = 0;
   int late = 0;
   absl::Duration slowest_late = absl::ZeroDuration();
@@ -1458,7 +1478,10 @@ TEST_P(UpstreamTest, FrozenRouteIsAbandonedByKeepalive) {
         t.code == grpc::StatusCode::OK && took < absl::Seconds(1);
     if (!good) {
       ++bad_before;
-      last_bad = std::max(last_bad, t.ended);
+      if (t.ended > last_bad) {
+        last_bad = t.ended;
+        last_bad_call = &t;
+      }
     }
     if (t.started >= absl::Seconds(4)) {
       ++late;
@@ -1478,7 +1501,12 @@ TEST_P(UpstreamTest, FrozenRouteIsAbandonedByKeepalive) {
       GetParam().c_str(), started, bad_before,
       absl::FormatDuration(last_bad).c_str(), late,
       absl::FormatDuration(slowest_late).c_str());
-  EXPECT_LT(last_bad, absl::Seconds(5)) << "the route was not abandoned";
+  EXPECT_LT(last_bad, absl::Seconds(5))
+      << "the route was not abandoned: a "
+      << (last_bad_call->read ? "read" : "send") << " started at "
+      << absl::FormatDuration(last_bad_call->started) << " ended "
+      << static_cast<int>(last_bad_call->code) << " at "
+      << absl::FormatDuration(last_bad_call->ended);
 }
 
 // --- 15. Names that change ----------------------------------------------------

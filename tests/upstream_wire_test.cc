@@ -2,8 +2,6 @@
 // sockets: framing, the deframer (every split of a stream, its memory
 // bound), the response's header blocks and status, grpc-timeout, status
 // and trailer values, targets.
-#include "proxy/upstream/wire.h"
-
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -12,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "proxy/upstream/wire.h"
 
 namespace coach::proxy::wire {
 namespace {
@@ -26,7 +25,8 @@ std::string Prefix(uint8_t flag, uint32_t length) {
   return prefix;
 }
 
-// --- Framing and values -------------------------------------------------------
+// --- Framing and values
+// -------------------------------------------------------
 
 TEST(WireTest, FrameMessage) {
   EXPECT_EQ(FrameMessage("abc"), Prefix(0, 3) + "abc");
@@ -41,8 +41,8 @@ TEST(WireTest, GrpcTimeoutRoundTrips) {
   EXPECT_EQ(GrpcTimeout(-absl::Seconds(1)), "1m");
   EXPECT_EQ(GrpcTimeout(absl::Hours(48)), "172800S");
   EXPECT_EQ(GrpcTimeout(absl::Hours(24 * 365 * 10)), "99999999S");
-  for (absl::Duration d : {absl::Milliseconds(1), absl::Seconds(60),
-                           absl::Hours(30)}) {
+  for (absl::Duration d :
+       {absl::Milliseconds(1), absl::Seconds(60), absl::Hours(30)}) {
     EXPECT_EQ(ParseGrpcTimeout(GrpcTimeout(d)), d);
   }
   EXPECT_EQ(ParseGrpcTimeout("2H"), absl::Hours(2));
@@ -139,7 +139,8 @@ TEST(WireTest, Targets) {
   }
 }
 
-// --- Deframer ------------------------------------------------------------------
+// --- Deframer
+// ------------------------------------------------------------------
 
 // Feeds `bytes` in pieces cut at `cuts`, collecting messages.
 absl::Status FeedCut(Deframer& deframer, const std::string& bytes,
@@ -149,12 +150,12 @@ absl::Status FeedCut(Deframer& deframer, const std::string& bytes,
   std::vector<size_t> ends = cuts;
   ends.push_back(bytes.size());
   for (size_t end : ends) {
-    absl::Status fed = deframer.Feed(
-        absl::string_view(bytes).substr(from, end - from),
-        [&out](std::string& message) {
-          out.push_back(message);
-          return true;
-        });
+    absl::Status fed =
+        deframer.Feed(absl::string_view(bytes).substr(from, end - from),
+                      [&out](std::string& message) {
+                        out.push_back(message);
+                        return true;
+                      });
     if (!fed.ok()) return fed;
     from = end;
   }
@@ -164,8 +165,8 @@ absl::Status FeedCut(Deframer& deframer, const std::string& bytes,
 // Guards: every way of cutting a stream of messages (empty, small, larger
 // than a read) in two, and byte by byte, gives the same messages.
 TEST(DeframerTest, EverySplitGivesTheSameMessages) {
-  const std::vector<std::string> messages = {"", "a", std::string(300, 'b'),
-                                             "", "cd"};
+  const std::vector<std::string> messages = {"", "a", std::string(300, 'b'), "",
+                                             "cd"};
   std::string stream;
   for (const std::string& m : messages) stream += FrameMessage(m);
   for (size_t cut = 0; cut <= stream.size(); ++cut) {
@@ -219,10 +220,10 @@ TEST(DeframerTest, RefusesCompressedAndOversizedBeforeTheirBody) {
   }
   {
     Deframer deframer(100);
-    EXPECT_EQ(deframer.Feed(Prefix(1, 3) + "abc",
-                            [](std::string&) { return true; })
-                  .code(),
-              absl::StatusCode::kInternal);
+    EXPECT_EQ(
+        deframer.Feed(Prefix(1, 3) + "abc", [](std::string&) { return true; })
+            .code(),
+        absl::StatusCode::kInternal);
   }
   {
     Deframer deframer(100);
@@ -249,14 +250,18 @@ TEST(DeframerTest, StopsWhenTheSinkSaysSo) {
                         })
                   .ok());
   EXPECT_EQ(seen, 1);
-  EXPECT_TRUE(deframer.Feed(FrameMessage("c"), [&](std::string&) {
-                ++seen;
-                return true;
-              }).ok());
+  EXPECT_TRUE(deframer
+                  .Feed(FrameMessage("c"),
+                        [&](std::string&) {
+                          ++seen;
+                          return true;
+                        })
+                  .ok());
   EXPECT_EQ(seen, 1) << "nothing is read after a stop";
 }
 
-// --- ResponseReader ---------------------------------------------------------------
+// --- ResponseReader
+// ---------------------------------------------------------------
 
 using Fields = std::vector<std::pair<std::string, std::string>>;
 
@@ -302,7 +307,8 @@ TEST_F(ReaderTest, HeadersMessageTrailers) {
   ASSERT_TRUE(Headers(kGrpc, false).ok());
   EXPECT_TRUE(reader_->responded());
   ASSERT_TRUE(Data(FrameMessage("réponse")).ok());
-  ASSERT_TRUE(Headers({{"grpc-status", "0"}, {"x-trailing", "fin"}}, true).ok());
+  ASSERT_TRUE(
+      Headers({{"grpc-status", "0"}, {"x-trailing", "fin"}}, true).ok());
   EXPECT_TRUE(reader_->Finish(0).ok());
   EXPECT_EQ(messages_, std::vector<std::string>{"réponse"});
   EXPECT_EQ(metadata_, (std::map<std::string, std::string>{
@@ -416,20 +422,20 @@ TEST_F(ReaderTest, HeaderListLimit) {
   Reader(true);
   ASSERT_TRUE(Headers(kGrpc, false).ok());
   ASSERT_TRUE(Data(FrameMessage("un")).ok());
-  EXPECT_EQ(Headers({{"grpc-status", "0"},
-                     {"grpc-message", std::string(2000, 'm')}},
-                    true)
-                .code(),
-            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(
+      Headers({{"grpc-status", "0"}, {"grpc-message", std::string(2000, 'm')}},
+              true)
+          .code(),
+      absl::StatusCode::kResourceExhausted);
   // Each block has the whole limit.
   Reader(true);
   Fields half = kGrpc;
   half.push_back({"x-half", std::string(600, 'v')});
   ASSERT_TRUE(Headers(half, false).ok());
   ASSERT_TRUE(Data(FrameMessage("un")).ok());
-  ASSERT_TRUE(Headers({{"grpc-status", "0"}, {"x-half", std::string(600, 'v')}},
-                      true)
-                  .ok());
+  ASSERT_TRUE(
+      Headers({{"grpc-status", "0"}, {"x-half", std::string(600, 'v')}}, true)
+          .ok());
   EXPECT_TRUE(reader_->Finish(0).ok());
 }
 

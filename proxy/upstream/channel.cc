@@ -59,8 +59,8 @@ Channel::Channel(net::io_context& loop, const UpstreamOptions& options)
   if (names.ok()) {
     names_ = *std::move(names);
   } else {
-    target_error_ = absl::UnavailableError(absl::StrCat(
-        "bad coach-server target: ", names.status().message()));
+    target_error_ = absl::UnavailableError(
+        absl::StrCat("bad coach-server target: ", names.status().message()));
   }
   name_states_.resize(names_.size());
   for (size_t i = 0; i < names_.size(); ++i) {
@@ -113,7 +113,9 @@ void Channel::Resolve(size_t name) {
     SetEndpoints(name, endpoints);
     return ScheduleResolve(name, options_.resolve_interval);
   }
-  if (resolver_ == nullptr) resolver_ = std::make_unique<tcp::resolver>(strand_);
+  if (resolver_ == nullptr) {
+    resolver_ = std::make_unique<tcp::resolver>(strand_);
+  }
   state.resolving = true;
   resolver_->async_resolve(
       address.host, address.port,
@@ -124,8 +126,8 @@ void Channel::Resolve(size_t name) {
         if (self->shut_down_) return;
         state.resolved = true;
         if (ec) {
-          LogWarning("upstream: cannot resolve %s: %s",
-                     self->names_[name].host, ec.message());
+          LogWarning("upstream: cannot resolve %s: %s", self->names_[name].host,
+                     ec.message());
           if (self->Failing()) self->FailWaiting();
           // The addresses known stay (gRPC's rule); asked again soon.
           return self->ScheduleResolve(name,
@@ -176,11 +178,10 @@ void Channel::SetEndpoints(size_t name,
     connection->Drain();
   }
   for (const tcp::endpoint& endpoint : found) {
-    const bool known = std::any_of(
-        subchannels_.begin(), subchannels_.end(),
-        [&](const std::shared_ptr<Subchannel>& s) {
-          return s->endpoint == endpoint;
-        });
+    const bool known = std::any_of(subchannels_.begin(), subchannels_.end(),
+                                   [&](const std::shared_ptr<Subchannel>& s) {
+                                     return s->endpoint == endpoint;
+                                   });
     if (known) continue;
     auto subchannel = std::make_shared<Subchannel>();
     subchannel->endpoint = endpoint;
@@ -209,8 +210,7 @@ ConnectionOptions Channel::ConnectionOptionsNow() const {
 void Channel::Connect(Subchannel& subchannel) {
   if (shut_down_ || subchannel.removed) return;
   subchannel.connection = std::make_shared<Connection>(
-      shared_from_this(), strand_, subchannel.endpoint,
-      ConnectionOptionsNow());
+      shared_from_this(), strand_, subchannel.endpoint, ConnectionOptionsNow());
   subchannel.connection->Start();
 }
 
@@ -258,8 +258,7 @@ void Channel::ConnectionReady(Connection* connection) {
   DispatchWaiting();
 }
 
-void Channel::ConnectionGoingAway(Connection* connection,
-                                  bool too_many_pings) {
+void Channel::ConnectionGoingAway(Connection* connection, bool too_many_pings) {
   if (too_many_pings && keepalive_time_ != absl::InfiniteDuration()) {
     // gRPC's rule (A8): the server wants fewer PINGs; twice as long from
     // now on.
@@ -281,12 +280,11 @@ void Channel::ConnectionGoingAway(Connection* connection,
 }
 
 void Channel::ConnectionClosed(Connection* connection) {
-  draining_.erase(
-      std::remove_if(draining_.begin(), draining_.end(),
-                     [&](const std::shared_ptr<Connection>& c) {
-                       return c.get() == connection;
-                     }),
-      draining_.end());
+  draining_.erase(std::remove_if(draining_.begin(), draining_.end(),
+                                 [&](const std::shared_ptr<Connection>& c) {
+                                   return c.get() == connection;
+                                 }),
+                  draining_.end());
   std::shared_ptr<Subchannel> subchannel = SubchannelOf(connection);
   if (subchannel == nullptr) return;
   // Keeps the connection alive until this returns.
@@ -319,10 +317,9 @@ bool Channel::Failing() const {
   for (const NameState& state : name_states_) {
     if (!state.resolved) return false;  // still learning its addresses
   }
-  return std::all_of(subchannels_.begin(), subchannels_.end(),
-                     [](const std::shared_ptr<Subchannel>& s) {
-                       return s->failed;
-                     });
+  return std::all_of(
+      subchannels_.begin(), subchannels_.end(),
+      [](const std::shared_ptr<Subchannel>& s) { return s->failed; });
 }
 
 void Channel::FailWaiting() {
@@ -453,9 +450,8 @@ void Channel::AttemptEnded(Call& call, absl::Status status, bool refused) {
       tokens_ = std::min(kMaxTokens, tokens_ + kTokenRatio);
     }
   }
-  const bool retry = call.read && unavailable &&
-                     call.attempts < kMaxAttempts && messages == 0 &&
-                     tokens_ > kMaxTokens / 2 && !shut_down_;
+  const bool retry = call.read && unavailable && call.attempts < kMaxAttempts &&
+                     messages == 0 && tokens_ > kMaxTokens / 2 && !shut_down_;
   if (!retry) return Finish(call, std::move(status));
   // Backoff: random up to min(initial * 2^(n-1), max) (A6).
   absl::Duration cap = kRetryInitialBackoff;
@@ -470,11 +466,11 @@ void Channel::AttemptEnded(Call& call, absl::Status status, bool refused) {
     call.retry_timer = std::make_unique<net::steady_timer>(strand_);
   }
   call.retry_timer->expires_after(absl::ToChronoNanoseconds(wait));
-  call.retry_timer->async_wait(
-      [self = shared_from_this(), call = call.shared_from_this()](ErrorCode ec) {
-        if (ec || call->finished) return;
-        self->Dispatch(call);
-      });
+  call.retry_timer->async_wait([self = shared_from_this(),
+                                call = call.shared_from_this()](ErrorCode ec) {
+    if (ec || call->finished) return;
+    self->Dispatch(call);
+  });
 }
 
 void Channel::RunDeferred() {

@@ -50,7 +50,9 @@ class Channel final : public ConnectionOwner,
     return read_methods_.contains(method);
   }
   // Any subchannel ready (any thread).
-  bool ready() const { return ready_count_.load(std::memory_order_relaxed) > 0; }
+  bool ready() const {
+    return ready_count_.load(std::memory_order_relaxed) > 0;
+  }
 
   // On the strand: resolves the target and connects.
   void Begin();
@@ -113,9 +115,9 @@ class Channel final : public ConnectionOwner,
   std::vector<wire::TargetAddress> names_;
   absl::Status target_error_;
   struct NameState {
-    bool literal = false;    // an address: never resolved
+    bool literal = false;  // an address: never resolved
     bool resolving = false;
-    bool resolved = false;   // at least once (successfully or not)
+    bool resolved = false;  // at least once (successfully or not)
     absl::Time last_resolved = absl::InfinitePast();
     std::unique_ptr<boost::asio::steady_timer> timer;  // next resolution
   };

@@ -124,8 +124,8 @@ void Connection::OnConnected(const ErrorCode& ec) {
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kStreamWindow},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE,
-       static_cast<uint32_t>(std::min<size_t>(options_.max_header_list_bytes,
-                                              UINT32_MAX))},
+       static_cast<uint32_t>(
+           std::min<size_t>(options_.max_header_list_bytes, UINT32_MAX))},
   };
   nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings,
                           std::size(settings));
@@ -176,8 +176,8 @@ void Connection::Flush() {
     const ssize_t n = nghttp2_session_mem_send(session_, &data);
     if (n < 0) {
       owner_->RunDeferred();
-      return Close(absl::StrCat("HTTP/2: ",
-                                nghttp2_strerror(static_cast<int>(n))));
+      return Close(
+          absl::StrCat("HTTP/2: ", nghttp2_strerror(static_cast<int>(n))));
     }
     if (n == 0) break;
     out_.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
@@ -213,9 +213,8 @@ void Connection::CloseIfDrained() {
 }
 
 Call* Connection::CallOf(int32_t stream_id) {
-  if (session_ == nullptr) return nullptr;
-  return static_cast<Call*>(
-      nghttp2_session_get_stream_user_data(session_, stream_id));
+  const auto found = streams_.find(stream_id);
+  return found == streams_.end() ? nullptr : found->second;
 }
 
 void Connection::Close(absl::string_view why) {
@@ -235,19 +234,26 @@ void Connection::Close(absl::string_view why) {
       LogWarning("upstream: connection to %s closed: %s", authority_, why);
     }
   }
-  // Every stream still open ends; their calls may retry elsewhere. One
-  // whose trailers arrived keeps the server's status.
-  std::vector<int32_t> open(streams_.begin(), streams_.end());
+  // Every stream still ours ends; their calls may retry elsewhere. One
+  // whose trailers arrived keeps the server's status; one whose HEADERS
+  // never left (nghttp2 has no stream for it yet) was never seen by the
+  // server: any call may go again at once.
+  std::vector<int32_t> open;
+  open.reserve(streams_.size());
+  for (const auto& [id, call] : streams_) open.push_back(id);
   std::sort(open.begin(), open.end());
   for (int32_t id : open) {
     Call* call = CallOf(id);
     if (call == nullptr) continue;
+    const bool never_sent =
+        session_ != nullptr &&
+        nghttp2_session_find_stream(session_, id) == nullptr;
     EndStream(id,
               call->reader->ended()
                   ? call->reader->Finish(0)
                   : Unavailable(absl::StrCat(
                         "connection to coach-server lost (", why, ")")),
-              /*refused=*/false);
+              /*refused=*/never_sent && !call->reader->responded());
   }
   owner_->ConnectionClosed(this);
   owner_->RunDeferred();
@@ -281,8 +287,7 @@ bool Connection::StartStream(Call& call) {
     add(kRequestIdMetadata, call.options.request_id);
   }
   if (!call.options.authorization.empty()) {
-    add(kAuthorizationMetadata,
-        AuthorizationValue(call.options.authorization));
+    add(kAuthorizationMetadata, AuthorizationValue(call.options.authorization));
   }
   for (const auto& [key, value] : call.options.metadata) {
     add(key, value, NGHTTP2_NV_FLAG_NONE);
@@ -291,7 +296,7 @@ bool Connection::StartStream(Call& call) {
   body.source.ptr = nullptr;
   body.read_callback = ReadRequest;
   const int32_t id = nghttp2_submit_request(session_, nullptr, headers.data(),
-                                            headers.size(), &body, &call);
+                                            headers.size(), &body, nullptr);
   if (id < 0) {
     // Stream ids used up, most likely: this connection takes no more.
     going_away_ = true;
@@ -300,26 +305,24 @@ bool Connection::StartStream(Call& call) {
   }
   call.connection = this;
   call.stream_id = id;
-  streams_.insert(id);
+  streams_.emplace(id, &call);
   ScheduleFlush();
   return true;
 }
 
 void Connection::ResetStream(int32_t stream_id) {
   if (closed_ || stream_id <= 0) return;
-  nghttp2_session_set_stream_user_data(session_, stream_id, nullptr);
   streams_.erase(stream_id);
   nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream_id,
                             NGHTTP2_CANCEL);
   ScheduleFlush();
 }
 
-ssize_t Connection::ReadRequest(nghttp2_session* session, int32_t stream_id,
+ssize_t Connection::ReadRequest(nghttp2_session*, int32_t stream_id,
                                 uint8_t* buf, size_t length,
                                 uint32_t* data_flags, nghttp2_data_source*,
-                                void*) {
-  auto* call = static_cast<Call*>(
-      nghttp2_session_get_stream_user_data(session, stream_id));
+                                void* user_data) {
+  Call* call = static_cast<Connection*>(user_data)->CallOf(stream_id);
   if (call == nullptr) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   const size_t n = std::min(length, call->framed.size() - call->request_sent);
   std::memcpy(buf, call->framed.data() + call->request_sent, n);
@@ -371,9 +374,8 @@ int Connection::OnDataChunk(nghttp2_session*, uint8_t, int32_t stream_id,
   // Messages are delivered now: nothing of ours runs again inside this
   // callback (a stream's callback may cancel its call; Deliver then stops).
   absl::Status read = call->reader->OnData(
-      View(data, len), [call](std::string& message) {
-        return call->Deliver(message);
-      });
+      View(data, len),
+      [call](std::string& message) { return call->Deliver(message); });
   if (!read.ok()) self->RefuseStream(stream_id, std::move(read));
   return 0;
 }
@@ -394,8 +396,9 @@ int Connection::OnFrameRecv(nghttp2_session*, const nghttp2_frame* frame,
         self->ready_ = true;
         self->connect_timer_.cancel();
         if (self->options_.keepalive_time != absl::InfiniteDuration()) {
-          self->ArmKeepalive(self->last_read_ + absl::ToChronoNanoseconds(
-                                                    self->options_.keepalive_time));
+          self->ArmKeepalive(
+              self->last_read_ +
+              absl::ToChronoNanoseconds(self->options_.keepalive_time));
         }
         self->owner_->Defer([self = self->shared_from_this()] {
           if (!self->closed_) self->owner_->ConnectionReady(self.get());
@@ -409,18 +412,18 @@ int Connection::OnFrameRecv(nghttp2_session*, const nghttp2_frame* frame,
       Call* call = self->CallOf(frame->hd.stream_id);
       if (call == nullptr) return 0;
       const uint32_t code = frame->rst_stream.error_code;
-      self->EndStream(frame->hd.stream_id,
-                      call->reader->Finish(code, /*reset=*/true),
-                      code == NGHTTP2_REFUSED_STREAM &&
-                          !call->reader->responded());
+      self->EndStream(
+          frame->hd.stream_id, call->reader->Finish(code, /*reset=*/true),
+          code == NGHTTP2_REFUSED_STREAM && !call->reader->responded());
       return 0;
     }
     case NGHTTP2_PING:
       if ((frame->hd.flags & NGHTTP2_FLAG_ACK) != 0 &&
           self->ping_outstanding_) {
         self->ping_outstanding_ = false;
-        self->ArmKeepalive(self->last_read_ + absl::ToChronoNanoseconds(
-                                                  self->options_.keepalive_time));
+        self->ArmKeepalive(
+            self->last_read_ +
+            absl::ToChronoNanoseconds(self->options_.keepalive_time));
       }
       return 0;
     case NGHTTP2_GOAWAY:
@@ -469,7 +472,6 @@ void Connection::EndStream(int32_t stream_id, absl::Status status,
                            bool refused) {
   Call* call = CallOf(stream_id);
   if (call == nullptr) return;
-  nghttp2_session_set_stream_user_data(session_, stream_id, nullptr);
   streams_.erase(stream_id);
   owner_->Defer([owner = owner_, call = call->shared_from_this(),
                  status = std::move(status), refused]() mutable {
@@ -495,8 +497,9 @@ void Connection::OnKeepaliveTimer() {
   if (closed_) return;
   const Clock::time_point now = Clock::now();
   if (ping_outstanding_) {
-    return Close(absl::StrCat("no answer to a keepalive PING within ",
-                              absl::FormatDuration(options_.keepalive_timeout)));
+    return Close(
+        absl::StrCat("no answer to a keepalive PING within ",
+                     absl::FormatDuration(options_.keepalive_timeout)));
   }
   const Clock::time_point due =
       last_read_ + absl::ToChronoNanoseconds(options_.keepalive_time);

@@ -34,7 +34,7 @@
 #include <memory>
 #include <string>
 
-#include "absl/container/flat_hash_set.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -43,8 +43,7 @@
 
 namespace coach::proxy::upstream_internal {
 
-using Strand =
-    boost::asio::strand<boost::asio::io_context::executor_type>;
+using Strand = boost::asio::strand<boost::asio::io_context::executor_type>;
 
 struct ConnectionOptions {
   absl::Duration connect_timeout = absl::Seconds(1);
@@ -138,9 +137,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   static int OnBeginHeaders(nghttp2_session* session,
                             const nghttp2_frame* frame, void* user_data);
   static int OnHeader(nghttp2_session* session, const nghttp2_frame* frame,
-                      const uint8_t* name, size_t namelen,
-                      const uint8_t* value, size_t valuelen, uint8_t flags,
-                      void* user_data);
+                      const uint8_t* name, size_t namelen, const uint8_t* value,
+                      size_t valuelen, uint8_t flags, void* user_data);
   static int OnDataChunk(nghttp2_session* session, uint8_t flags,
                          int32_t stream_id, const uint8_t* data, size_t len,
                          void* user_data);
@@ -172,7 +170,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Keepalive: when something last arrived; a PING awaiting its ACK.
   Clock::time_point last_read_;
   bool ping_outstanding_ = false;
-  absl::flat_hash_set<int32_t> streams_;  // open streams with a call
+  // The call of each stream still ours, from its submission (nghttp2
+  // knows a stream only once its HEADERS have gone out: a request submitted
+  // just before the connection closes would be forgotten).
+  absl::flat_hash_map<int32_t, Call*> streams_;
   std::string out_;
   std::unique_ptr<uint8_t[]> in_;
 };

@@ -139,14 +139,13 @@ grpc::ByteBuffer BufferOf(const google::protobuf::Message& message) {
 }
 
 // Copies the wanted keys of `from` into `into` (first value wins).
-void CopyMetadata(
-    const std::multimap<grpc::string_ref, grpc::string_ref>& from,
-    ServerMetadata& into) {
+void CopyMetadata(const std::multimap<grpc::string_ref, grpc::string_ref>& from,
+                  ServerMetadata& into) {
   for (const std::string& key : into.keys) {
     const auto found = from.find(key);
     if (found == from.end()) continue;
-    into.values.emplace(key, std::string(found->second.data(),
-                                         found->second.size()));
+    into.values.emplace(
+        key, std::string(found->second.data(), found->second.size()));
   }
 }
 
@@ -189,6 +188,13 @@ class GrpcCall : public UpstreamCall {
   grpc::ClientContext context;
   std::shared_ptr<ServerMetadata> server_metadata;
 
+  // gRPC hands a call from the thread that starts an operation to the one
+  // that runs its reaction inside libgrpc, where ThreadSanitizer cannot
+  // see; an empty critical section before each operation starts and at the
+  // start of each reaction shows it that order (as the tests' fake servers
+  // do).
+  void Ordered() { absl::MutexLock lock(&order_); }
+
  protected:
   // Runs `last` (the call's final callback) on the call's strand, then
   // lets the call go.
@@ -218,6 +224,7 @@ class GrpcCall : public UpstreamCall {
   Strand strand_;
   std::shared_ptr<Registry> registry_;
   std::atomic<bool> cancelled_{false};
+  absl::Mutex order_;
 };
 
 // A unary call through a reactor (gRPC's std::function flavour of the same
@@ -231,6 +238,7 @@ class GrpcUnaryCall final : public GrpcCall, public grpc::ClientUnaryReactor {
 
   // On gRPC's thread: the answer is copied out, then handed to the loop.
   void OnDone(const grpc::Status& status) override {
+    Ordered();
     ReadServerMetadata(/*trailing=*/true);
     std::string bytes = status.ok() ? StringOf(response) : std::string();
     response.Clear();
@@ -265,6 +273,7 @@ class GrpcStreamCall final
   // reactions is a hold, added before StartCall and removed once no read
   // will follow.
   void Begin() {
+    Ordered();
     AddHold();
     StartWriteLast(&request, grpc::WriteOptions());
     StartRead(&message_);
@@ -272,10 +281,7 @@ class GrpcStreamCall final
   }
 
   void OnReadDone(bool ok) override {
-    // gRPC runs reactions one after another, possibly on different threads,
-    // ordered inside libgrpc where ThreadSanitizer cannot see; the lock
-    // (also taken before each read starts) shows it the order.
-    absl::MutexLock lock(&mu_);
+    Ordered();
     if (!ok) {  // the stream ended: OnDone follows
       RemoveHold();
       return;
@@ -293,13 +299,13 @@ class GrpcStreamCall final
       if (on_message_ && !cancelled_.load(std::memory_order_relaxed)) {
         on_message_(bytes);
       }
-      { absl::MutexLock lock(&mu_); }  // see OnReadDone
+      Ordered();
       StartRead(&message_);
     });
   }
 
   void OnDone(const grpc::Status& status) override {
-    { absl::MutexLock lock(&mu_); }  // see OnReadDone
+    Ordered();
     ReadServerMetadata(/*trailing=*/true);
     EndOnLoop([this, status] {
       Upstream::StreamDone done = std::move(done_);
@@ -311,8 +317,7 @@ class GrpcStreamCall final
   grpc::ByteBuffer request;
 
  private:
-  absl::Mutex mu_;
-  bool read_any_ ABSL_GUARDED_BY(mu_) = false;
+  bool read_any_ = false;  // reactions only (one at a time, Ordered())
   Upstream::StreamMessage on_message_;  // the strand only
   Upstream::StreamDone done_;
   grpc::ByteBuffer message_;
@@ -358,12 +363,13 @@ class GrpcUpstream final : public UpstreamImpl {
     PrepareContext(options, call->context);
     call->server_metadata = options.server_metadata;
     if (!Register(call)) {
-      call->OnDone(grpc::Status(grpc::StatusCode::CANCELLED,
-                                "coach-proxy is stopping"));
+      call->OnDone(
+          grpc::Status(grpc::StatusCode::CANCELLED, "coach-proxy is stopping"));
       return call;
     }
     stub_.PrepareUnaryCall(&call->context, grpc_method, grpc::StubOptions(),
                            &call->request, &call->response, call.get());
+    call->Ordered();
     call->StartCall();
     return call;
   }
@@ -378,8 +384,8 @@ class GrpcUpstream final : public UpstreamImpl {
     PrepareContext(options, call->context);
     call->server_metadata = options.server_metadata;
     if (!Register(call)) {
-      call->OnDone(grpc::Status(grpc::StatusCode::CANCELLED,
-                                "coach-proxy is stopping"));
+      call->OnDone(
+          grpc::Status(grpc::StatusCode::CANCELLED, "coach-proxy is stopping"));
       return call;
     }
     stub_.PrepareBidiStreamingCall(&call->context, grpc_method,

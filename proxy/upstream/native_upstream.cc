@@ -90,9 +90,8 @@ class NativeUpstream final : public UpstreamImpl {
                                 const google::protobuf::Message& request,
                                 CallOptions options) {
     auto call = std::make_shared<Call>();
-    call->channel =
-        channels_[next_.fetch_add(1, std::memory_order_relaxed) %
-                  channels_.size()];
+    call->channel = channels_[next_.fetch_add(1, std::memory_order_relaxed) %
+                              channels_.size()];
     call->method = grpc_method;
     call->read = call->channel->IsRead(grpc_method);
     call->deadline = absl::Now() + options.deadline;
@@ -107,8 +106,8 @@ class NativeUpstream final : public UpstreamImpl {
 
 }  // namespace
 
-std::unique_ptr<UpstreamImpl> NewNativeUpstream(net::io_context& loop,
-                                                const UpstreamOptions& options) {
+std::unique_ptr<UpstreamImpl> NewNativeUpstream(
+    net::io_context& loop, const UpstreamOptions& options) {
   return std::make_unique<NativeUpstream>(loop, options);
 }
 

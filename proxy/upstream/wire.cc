@@ -110,10 +110,11 @@ absl::StatusCode CodeOfHttp2Error(uint32_t error_code) {
   // gRPC's grpc_http2_error_to_grpc_status. NO_ERROR without a status
   // "should never be received": INTERNAL.
   switch (error_code) {
-    case 0x7: return absl::StatusCode::kUnavailable;        // REFUSED_STREAM
-    case 0x8: return absl::StatusCode::kCancelled;          // CANCEL
-    case 0xb: return absl::StatusCode::kResourceExhausted;  // ENHANCE_YOUR_CALM
-    case 0xc: return absl::StatusCode::kPermissionDenied;   // INADEQUATE_SECURITY
+    // REFUSED_STREAM, CANCEL, ENHANCE_YOUR_CALM, INADEQUATE_SECURITY.
+    case 0x7: return absl::StatusCode::kUnavailable;
+    case 0x8: return absl::StatusCode::kCancelled;
+    case 0xb: return absl::StatusCode::kResourceExhausted;
+    case 0xc: return absl::StatusCode::kPermissionDenied;
     default: return absl::StatusCode::kInternal;
   }
 }

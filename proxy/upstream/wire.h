@@ -92,7 +92,8 @@ struct TargetAddress {
 // "dns:host:port"), "ipv4:a:p,b:p", "ipv6:[a]:p,[b]:p"; a missing port is
 // 443 (gRPC's default). An error names what is wrong (no address, a port
 // that is not 1-65535, an unclosed '[').
-absl::StatusOr<std::vector<TargetAddress>> ParseTarget(absl::string_view target);
+absl::StatusOr<std::vector<TargetAddress>> ParseTarget(
+    absl::string_view target);
 
 // Cuts a stream of DATA bytes into messages. Holds at most one message's
 // prefix and the part of one message received so far; a message announcing

@@ -130,10 +130,10 @@ class H2PeerConnection {
           case Action::kHeaders: {
             std::vector<nghttp2_nv> nva;
             for (auto& [name, value] : action.fields) {
-              nva.push_back(nghttp2_nv{
-                  reinterpret_cast<uint8_t*>(name.data()),
-                  reinterpret_cast<uint8_t*>(value.data()), name.size(),
-                  value.size(), NGHTTP2_NV_FLAG_NONE});
+              nva.push_back(nghttp2_nv{reinterpret_cast<uint8_t*>(name.data()),
+                                       reinterpret_cast<uint8_t*>(value.data()),
+                                       name.size(), value.size(),
+                                       NGHTTP2_NV_FLAG_NONE});
             }
             nghttp2_submit_headers(
                 session_,
@@ -226,8 +226,8 @@ class H2Peer {
   // kSilent: accepts, never writes. kNoPingAck: as kScripted, but PINGs
   // are never acknowledged (a peer whose host froze after the handshake).
   enum class Mode { kScripted, kSilent, kNoPingAck };
-  using Script =
-      std::function<void(H2PeerConnection& connection, const H2Request& request)>;
+  using Script = std::function<void(H2PeerConnection& connection,
+                                    const H2Request& request)>;
 
   explicit H2Peer(Script script, Mode mode = Mode::kScripted)
       : script_(std::move(script)), mode_(mode) {
@@ -324,8 +324,8 @@ class H2Peer {
     nghttp2_session_callbacks* callbacks = nullptr;
     nghttp2_session_callbacks_new(&callbacks);
     nghttp2_session_callbacks_set_on_begin_headers_callback(
-        callbacks, [](nghttp2_session*, const nghttp2_frame* frame,
-                      void* user) -> int {
+        callbacks,
+        [](nghttp2_session*, const nghttp2_frame* frame, void* user) -> int {
           auto* s = static_cast<Session*>(user);
           if (frame->hd.type == NGHTTP2_HEADERS &&
               frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
@@ -350,8 +350,9 @@ class H2Peer {
           return 0;
         });
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(
-        callbacks, [](nghttp2_session*, uint8_t, int32_t stream_id,
-                      const uint8_t* data, size_t len, void* user) -> int {
+        callbacks,
+        [](nghttp2_session*, uint8_t, int32_t stream_id, const uint8_t* data,
+           size_t len, void* user) -> int {
           auto* s = static_cast<Session*>(user);
           auto found = s->partial.find(stream_id);
           if (found != s->partial.end()) {
@@ -360,8 +361,8 @@ class H2Peer {
           return 0;
         });
     nghttp2_session_callbacks_set_on_frame_recv_callback(
-        callbacks, [](nghttp2_session*, const nghttp2_frame* frame,
-                      void* user) -> int {
+        callbacks,
+        [](nghttp2_session*, const nghttp2_frame* frame, void* user) -> int {
           auto* s = static_cast<Session*>(user);
           if (frame->hd.type == NGHTTP2_PING &&
               (frame->hd.flags & NGHTTP2_FLAG_ACK) == 0) {
@@ -384,7 +385,9 @@ class H2Peer {
     nghttp2_option_new(&option);
     // Oversized header blocks are a case of their own.
     nghttp2_option_set_max_send_header_block_length(option, 1 << 20);
-    if (mode_ == Mode::kNoPingAck) nghttp2_option_set_no_auto_ping_ack(option, 1);
+    if (mode_ == Mode::kNoPingAck) {
+      nghttp2_option_set_no_auto_ping_ack(option, 1);
+    }
     nghttp2_session_server_new2(&h2, callbacks, &session, option);
     nghttp2_option_del(option);
     nghttp2_session_callbacks_del(callbacks);

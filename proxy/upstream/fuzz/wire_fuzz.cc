@@ -55,9 +55,14 @@ class Input {
 };
 
 // Header names the reader cares about, and others.
-constexpr absl::string_view kNames[] = {
-    ":status", "content-type", "grpc-status", "grpc-message",
-    "grpc-status-details-bin", "grpc-encoding", "x-wanted", "x-other"};
+constexpr absl::string_view kNames[] = {":status",
+                                        "content-type",
+                                        "grpc-status",
+                                        "grpc-message",
+                                        "grpc-status-details-bin",
+                                        "grpc-encoding",
+                                        "x-wanted",
+                                        "x-other"};
 
 void FuzzReader(Input& in) {
   const std::vector<std::string> keys = {"x-wanted"};
@@ -131,11 +136,10 @@ void FuzzDeframer(Input& in) {
   // Then raw bytes: refused or read, never more than the bound.
   Deframer raw(kMaxMessage);
   while (!in.empty()) {
-    const absl::Status fed =
-        raw.Feed(in.Bytes(512), [](std::string& m) {
-          Check(m.size() <= kMaxMessage);
-          return true;
-        });
+    const absl::Status fed = raw.Feed(in.Bytes(512), [](std::string& m) {
+      Check(m.size() <= kMaxMessage);
+      return true;
+    });
     Check(raw.buffered() <= kMaxMessage + wire::kMessagePrefixBytes);
     if (!fed.ok()) break;
   }
@@ -161,9 +165,15 @@ void FuzzValues(Input& in) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Input in(data, size);
   switch (in.Byte() % 3) {
-    case 0: FuzzReader(in); break;
-    case 1: FuzzDeframer(in); break;
-    case 2: FuzzValues(in); break;
+    case 0:
+      FuzzReader(in);
+      break;
+    case 1:
+      FuzzDeframer(in);
+      break;
+    case 2:
+      FuzzValues(in);
+      break;
   }
   return 0;
 }
