@@ -368,9 +368,16 @@ class FakeServer {
     void Answer(std::vector<std::string> messages, grpc::Status status) {
       context_->AddInitialMetadata(kInitialKey, kInitialValue);
       context_->AddTrailingMetadata(kTrailingKey, kTrailingValue);
-      messages_ = std::move(messages);
+      // Every message is a buffer of its own, made before the first write
+      // and never assigned again: gRPC serialises a write by copying its
+      // buffer on the thread that starts it, and the next write's
+      // reaction runs on another, a hand-off through libgrpc that
+      // ThreadSanitizer cannot see.
+      for (const std::string& message : messages) {
+        responses_.push_back(BufferOf(message));
+      }
       final_ = std::move(status);
-      if (messages_.empty()) {
+      if (responses_.empty()) {
         Sync();
         StartSendInitialMetadata();
         return;
@@ -387,10 +394,10 @@ class FakeServer {
     }
 
     void WriteNext() {
-      if (next_ < messages_.size()) {
-        response_ = BufferOf(messages_[next_++]);
+      if (next_ < responses_.size()) {
+        grpc::ByteBuffer* response = &responses_[next_++];
         Sync();
-        return StartWrite(&response_);
+        return StartWrite(response);
       }
       if (hang_after_writes_) return Hang();
       End(final_);
@@ -421,8 +428,7 @@ class FakeServer {
     FakeServer* server_;
     grpc::GenericCallbackServerContext* context_;
     grpc::ByteBuffer request_;
-    grpc::ByteBuffer response_;
-    std::vector<std::string> messages_;
+    std::vector<grpc::ByteBuffer> responses_;  // sized once, in Answer
     size_t next_ = 0;
     grpc::Status final_;
     bool hang_after_writes_ = false;
