@@ -17,12 +17,12 @@ namespace {
 
 using nlohmann::json;
 
-constexpr char kSecret[] = "auth-test-secret-of-at-least-32-bytes";
+constexpr char kAuthSecret[] = "auth-test-secret-of-at-least-32-bytes";
 
 Config JwtConfig() {
   Config config = TestConfig();
   config.auth = "jwt";
-  config.jwt.hs256_secret = kSecret;
+  config.jwt.hs256_secret = kAuthSecret;
   config.jwt_admin_scope = "coach:admin";
   return config;
 }
@@ -42,7 +42,7 @@ class AuthTest : public ::testing::Test {
   }
 
   std::string TokenOf(const std::string& user) const {
-    return SigningKey::Hs256(kSecret).Sign(ClaimsFor(user, MidNovember2026()));
+    return SigningKey::Hs256(kAuthSecret).Sign(ClaimsFor(user, MidNovember2026()));
   }
   std::unique_ptr<grpc::ClientContext> As(const std::string& user) {
     auto context = Context();
@@ -276,7 +276,7 @@ TEST_F(AuthTest, AnExpiredTokenIsRefusedOnTheServersClock) {
   json claims = ClaimsFor("alice", MidNovember2026());
   auto context = Context();
   context->AddMetadata("authorization",
-                       "Bearer " + SigningKey::Hs256(kSecret).Sign(claims));
+                       "Bearer " + SigningKey::Hs256(kAuthSecret).Sign(claims));
   stack_.server().clock().Advance(absl::Hours(2));  // past exp + leeway
   v1::ListSessionsResponse listed;
   const grpc::Status status = chat().ListSessions(context.get(), {}, &listed);
@@ -295,7 +295,7 @@ TEST_F(AuthTest, AdminRpcsTakeATokenWithTheAdminScope) {
   claims["scope"] = "chat coach:admin";
   auto context = Context();
   context->AddMetadata("authorization",
-                       "Bearer " + SigningKey::Hs256(kSecret).Sign(claims));
+                       "Bearer " + SigningKey::Hs256(kAuthSecret).Sign(claims));
   const grpc::Status status = users().SetPlan(context.get(), request, &response);
   EXPECT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(response.stats().plan(), v1::PREMIUM);
@@ -407,14 +407,14 @@ TEST_F(AuthTest, RestRefusesMissingAndBadTokensWithWwwAuthenticate) {
   forever["exp"] = 1e300;
   json from_tomorrow = ClaimsFor("alice", MidNovember2026());
   from_tomorrow["iat"] = absl::ToUnixSeconds(MidNovember2026() + absl::Hours(24));
-  const std::string critical = SigningKey::Hs256(kSecret).Sign(
+  const std::string critical = SigningKey::Hs256(kAuthSecret).Sign(
       ClaimsFor("alice", MidNovember2026()),
       {{"crit", json::array({"exp-policy"})}, {"exp-policy", "ignore"}});
   for (const std::string& token :
-       {std::string("garbage"), SigningKey::Hs256(kSecret).Sign(expired),
+       {std::string("garbage"), SigningKey::Hs256(kAuthSecret).Sign(expired),
         UnsignedToken(ClaimsFor("alice", MidNovember2026())),
-        SigningKey::Hs256(kSecret).Sign(forever),
-        SigningKey::Hs256(kSecret).Sign(from_tomorrow), critical}) {
+        SigningKey::Hs256(kAuthSecret).Sign(forever),
+        SigningKey::Hs256(kAuthSecret).Sign(from_tomorrow), critical}) {
     const Reply reply = Rest("POST", "/api/chat/send", token,
                              {{"sessionId", alice_session_}, {"message", "x"}});
     EXPECT_EQ(reply.status, 401) << token;

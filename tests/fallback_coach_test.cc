@@ -42,7 +42,7 @@ FakeResponse Answer(int status, std::string body) {
   response.body = std::move(body);
   return response;
 }
-FakeResponse Streamed(std::vector<std::string> pieces) {
+FakeResponse StreamingAnswer(std::vector<std::string> pieces) {
   FakeResponse response;
   response.stream.pieces = std::move(pieces);
   return response;
@@ -197,7 +197,7 @@ TEST_F(FallbackCoachTest, AFailedProbeOpensTheBreakerForAnotherCooldown) {
 
 TEST_F(FallbackCoachTest, AStreamFallsOverBeforeItsFirstPieceNotAfter) {
   FakeProvider primary("primary"), backup("backup");
-  backup.fake.SetDefault(Streamed(StreamedReply({"Bon", "jour"})));
+  backup.fake.SetDefault(StreamingAnswer(StreamedReply({"Bon", "jour"})));
   primary.Fail(503);
   auto coach = Over({&primary, &backup}, Breaker(10));
   std::vector<std::string> pieces;
@@ -208,7 +208,7 @@ TEST_F(FallbackCoachTest, AStreamFallsOverBeforeItsFirstPieceNotAfter) {
   // The primary writes a piece, then its stream breaks: the reply fails;
   // the backup is not asked for another reply after that piece.
   primary.fake.SetDefault(
-      Streamed({StreamChunk("Début"), "data: {not json\n\n"}));
+      StreamingAnswer({StreamChunk("Début"), "data: {not json\n\n"}));
   pieces.clear();
   const int backup_calls = backup.fake.request_count();
   reply = Ask(*coach, &pieces);

@@ -6,8 +6,8 @@
 // peak resident size (VmHWM, reset before the case) grows by far less than
 // what the peer sends.
 //
-// Synchronisation: callbacks record into an Outcome under a mutex; the
-// test waits on absl conditions with a deadline (kWait).
+// Synchronisation: callbacks record into an PeerOutcome under a mutex; the
+// test waits on absl conditions with a deadline (kPeerWait).
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -31,10 +31,13 @@
 #include "http/event_loop.h"
 #include "proxy/upstream/upstream.h"
 #include "proxy/upstream/wire.h"
+#include "tests/support/eventually.h"
 #include "tests/support/h2_peer.h"
 
 namespace coach::proxy {
 namespace {
+
+using coach::testing::Eventually;
 
 using coach::testing::H2Fields;
 using coach::testing::H2Peer;
@@ -43,7 +46,7 @@ using coach::testing::H2Request;
 using google::protobuf::StringValue;
 using Code = grpc::StatusCode;
 
-constexpr absl::Duration kWait = absl::Seconds(30);
+constexpr absl::Duration kPeerWait = absl::Seconds(30);
 constexpr char kMethod[] = "/test.Peer/Call";
 constexpr int kMaxMessage = 64 * 1024;
 constexpr int kMaxHeaders = 16 * 1024;
@@ -89,7 +92,7 @@ void ResetPeakRss() {
   clear << "5";
 }
 
-struct Outcome {
+struct PeerOutcome {
   mutable absl::Mutex mu;
   int done_calls ABSL_GUARDED_BY(mu) = 0;
   grpc::Status status ABSL_GUARDED_BY(mu);
@@ -102,7 +105,7 @@ struct Outcome {
     const auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
       return done_calls > 0;
     };
-    return mu.AwaitWithTimeout(absl::Condition(&done), kWait);
+    return mu.AwaitWithTimeout(absl::Condition(&done), kPeerWait);
   }
   grpc::Status final_status() const {
     absl::MutexLock lock(&mu);
@@ -162,8 +165,8 @@ class ConformanceTest : public ::testing::TestWithParam<std::string> {
     return options;
   }
 
-  std::shared_ptr<Outcome> Unary(const CallOptions& options = Defaults()) {
-    auto outcome = std::make_shared<Outcome>();
+  std::shared_ptr<PeerOutcome> Unary(const CallOptions& options = Defaults()) {
+    auto outcome = std::make_shared<PeerOutcome>();
     StringValue request;
     request.set_value("question");
     upstream_->Unary(
@@ -177,9 +180,9 @@ class ConformanceTest : public ::testing::TestWithParam<std::string> {
     return outcome;
   }
 
-  std::shared_ptr<Outcome> Stream(bool keep_messages = true,
+  std::shared_ptr<PeerOutcome> Stream(bool keep_messages = true,
                                   const CallOptions& options = Defaults()) {
-    auto outcome = std::make_shared<Outcome>();
+    auto outcome = std::make_shared<PeerOutcome>();
     outcome->keep_messages = keep_messages;
     StringValue request;
     request.set_value("question");
@@ -205,8 +208,8 @@ class ConformanceTest : public ::testing::TestWithParam<std::string> {
 
 #define EXPECT_CODE(outcome_expression, expected)                        \
   do {                                                                   \
-    const std::shared_ptr<Outcome> o_ = (outcome_expression);            \
-    ASSERT_TRUE(o_->WaitDone()) << "no callback within kWait";           \
+    const std::shared_ptr<PeerOutcome> o_ = (outcome_expression);            \
+    ASSERT_TRUE(o_->WaitDone()) << "no callback within kPeerWait";           \
     const grpc::Status s_ = o_->final_status();                          \
     EXPECT_EQ(s_.error_code(), (expected)) << s_.error_message();        \
     std::printf(                                                         \
@@ -256,7 +259,7 @@ TEST_P(ConformanceTest, GoawayBelowStreamsInFlight) {
     c.Data(ids[0], Message("première"));
     c.Trailers(ids[0], Status(0));
   });
-  std::vector<std::shared_ptr<Outcome>> outcomes;
+  std::vector<std::shared_ptr<PeerOutcome>> outcomes;
   for (int i = 0; i < 3; ++i) outcomes.push_back(Unary());
   int first = 0;
   for (const auto& outcome : outcomes) {
@@ -665,18 +668,6 @@ TEST_P(ConformanceTest, PeerNeverSendsSettings) {
 
 // --- Keepalive
 // ---------------------------------------------------------------------
-
-// Polls `condition` (a peer's counter, which nothing signals) until it
-// holds, for at most kWait.
-template <typename Condition>
-bool Eventually(Condition condition) {
-  const absl::Time give_up = absl::Now() + kWait;
-  while (!condition()) {
-    if (absl::Now() > give_up) return false;
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  return true;
-}
 
 // Guards: an idle connection (no call in progress) is pinged every
 // keepalive_time, and stays up while the PINGs are answered.

@@ -47,11 +47,14 @@
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
 #include "http/event_loop.h"
+#include "tests/support/eventually.h"
 #include "tests/support/ports.h"
 #include "tests/support/tcp_relay.h"
 
 namespace coach::proxy {
 namespace {
+
+using coach::testing::Eventually;
 
 using google::protobuf::StringValue;
 
@@ -554,18 +557,6 @@ void Bounded(const char* what, absl::AnyInvocable<void() &&> f) {
     std::abort();
   }
   thread.join();
-}
-
-// Polls `condition` (Upstream's own state, which nothing signals) until it
-// holds, for at most kWait.
-template <typename Condition>
-bool Eventually(Condition condition) {
-  const absl::Time give_up = absl::Now() + kWait;
-  while (!condition()) {
-    if (absl::Now() > give_up) return false;
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  return true;
 }
 
 StringValue Request(const std::string& value) {

@@ -5,6 +5,9 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake pkg-config git ca-certificates curl
+  ninja-build  # the generator tools/test.sh builds with
+  mold         # the linker, when installed (tools/build_speed.cmake)
+  ccache       # compiler cache, when installed (tools/build_speed.cmake)
   protobuf-compiler libprotobuf-dev
   libgrpc++-dev protobuf-compiler-grpc
   libabsl-dev

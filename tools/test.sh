@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian 12 machine, builds everything and runs every test:
 #   ./tools/test.sh
-# Installs its Debian packages (tools/setup.sh) and buf (npm, pinned), lints
-# the protos, builds with CMake (-j2) into build/test, runs CTest. Then again
-# under sanitizers (tools/sanitizers/):
-#   build/asan  every suite, under AddressSanitizer + LeakSanitizer + UBSan;
+# Installs its Debian packages (tools/setup.sh) and the npm tools, lints the
+# protos, then builds three times with CMake and Ninja (-j2), each build
+# followed by its tests (CTest):
+#   build/test  optimised (-O2): the programs and the bench tools; the scripts
+#               run against these binaries (tcmalloc, -O2), packaging_test
+#               packages them. Then the fuzz targets, 30 s each (clang).
+#   build/asan  every gtest suite and the scripts again, under AddressSanitizer
+#               + LeakSanitizer + UBSan (tools/sanitizers/);
 #   build/tsan  the concurrent suites (TSAN_SUITES below), under ThreadSanitizer.
-# COACH_SANITIZERS=0 skips the sanitizer runs (a quicker local check; CI runs
-# them). Prints the time of each phase at the end.
+# Every test runs at least once; the gtest suites run under the sanitizers
+# only (an optimised run of them found nothing these did not).
+# COACH_SANITIZERS=0 skips the sanitizer builds (a quicker local check; CI
+# runs them): build/test then builds and runs every suite itself.
+# Prints the time (wall and CPU) of each phase at the end.
+# docs/decisions.md ("CI build time") says what makes it fast.
 # The PostgreSQL tests run on a throwaway server this script starts
 # (tools/lib/postgres.sh: a temporary folder, a free loopback port) and
 # stops on exit; each test works in a schema of its own
@@ -17,16 +25,41 @@ cd "$(dirname "$0")/.."
 
 JOBS=${COACH_JOBS:-2}
 TIMES=()
-phase() {  # phase NAME COMMAND...: runs it, records how long it took
-  local name=$1 start=$SECONDS
+TIMES_FILE=$(mktemp)
+# cpu_now: sets CPU_NOW to the CPU time (user + system, whole seconds) of
+# every process this script has started and waited for, compilers and tests
+# included. `times` must run in this shell, not in a $(...) subshell.
+cpu_now() {
+  times >"$TIMES_FILE"
+  CPU_NOW=$(awk 'NR == 2 { n = 0
+      for (i = 1; i <= 2; i++) { split($i, t, /[ms]/); n += t[1] * 60 + t[2] }
+      printf "%d\n", n }' "$TIMES_FILE")
+}
+cpu_now
+START_CPU=$CPU_NOW
+# phase NAME COMMAND...: runs it, records its wall time and the CPU time it
+# used (on a machine other work shares, the CPU time shows what the wall
+# time cannot; with -j2, about twice the wall time when nothing else runs).
+phase() {
+  local name=$1 start=$SECONDS cpu_start
+  cpu_now
+  cpu_start=$CPU_NOW
   shift
   echo "== $name" >&2
   "$@"
-  TIMES+=("$(printf '%-28s %4ds' "$name" $((SECONDS - start)))")
+  cpu_now
+  TIMES+=("$(printf '%-28s %4ds   cpu %5ds' "$name" $((SECONDS - start)) \
+             $((CPU_NOW - cpu_start)))")
 }
 report_times() {
+  cpu_now
   echo "== times" >&2
-  printf '  %s\n' "${TIMES[@]}" >&2
+  printf '  %s\n' "${TIMES[@]}" \
+    "$(printf '%-28s %4ds   cpu %5ds' total $SECONDS $((CPU_NOW - START_CPU)))" >&2
+  if [[ -r /proc/loadavg ]]; then
+    echo "  load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+  fi
+  rm -f "$TIMES_FILE"
 }
 source tools/lib/postgres.sh
 finish() {
@@ -45,16 +78,33 @@ start_postgres() {
 }
 phase "postgres start" start_postgres
 
-# configure DIR [cmake options...]
+# configure DIR [cmake options...]: Ninja, warnings as errors, unity builds
+# (tools/build_speed.cmake). A folder left by another generator is
+# configured afresh.
 configure() {
   local dir=$1
   shift
-  cmake -S . -B "$dir" -DBUILD_TESTING=ON -DCOACH_WERROR=ON "$@" >/dev/null
+  if [[ -f $dir/CMakeCache.txt ]] &&
+     ! grep -qx 'CMAKE_GENERATOR:INTERNAL=Ninja' "$dir/CMakeCache.txt"; then
+    rm -rf "$dir"
+  fi
+  cmake -S . -B "$dir" -G Ninja -DBUILD_TESTING=ON -DCOACH_WERROR=ON \
+        -DCOACH_UNITY_BUILD=ON "$@" >/dev/null
 }
 
+# The optimised build: -g1 (line tables) where full debug info (-g) made it
+# a third slower and nothing here reads it. With the sanitizer runs, it
+# builds no gtest suite (COACH_TEST_SUITES=scripts); without, all of them.
 BUILD_DIR=${COACH_TEST_BUILD_DIR:-build/test}
+if [[ ${COACH_SANITIZERS:-1} == 0 ]]; then
+  PLAIN_SUITES=
+else
+  PLAIN_SUITES=scripts
+fi
 build_plain() {
-  configure "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+  configure "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+            "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG" \
+            "-DCOACH_TEST_SUITES=$PLAIN_SUITES"
   cmake --build "$BUILD_DIR" -j "$JOBS"
 }
 phase "build ($BUILD_DIR)" build_plain
@@ -77,21 +127,27 @@ if [[ ${COACH_SANITIZERS:-1} == 0 ]]; then
 fi
 
 # Sanitizer builds: -O1 keeps stacks readable and builds faster than -O2;
-# -g1 is enough for file:line in reports.
+# -g1 is enough for file:line in reports. The test code itself at -O0
+# (COACH_TEST_COMPILE_OPTIONS): a third less compile time for the suites,
+# the code under test keeps -O1.
 SANITIZER_FLAGS=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOACH_BUILD_BENCH=OFF
-                 "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG")
+                 "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG"
+                 -DCOACH_TEST_COMPILE_OPTIONS=-O0)
 # Every test runs under the sanitizers too: the AI client's timing tests run
 # on a fake clock, and the few that still use real time (curl's own
 # timeouts) have windows far wider than a 2-15x slower build needs.
 
-# Every suite, the binaries' smoke tests included.
+# Every suite, and the scripts against the binaries (packaging_test, which
+# packages the optimised build, ran above).
 build_asan() {
-  configure build/asan "${SANITIZER_FLAGS[@]}" -DCOACH_SANITIZE=address
+  configure build/asan "${SANITIZER_FLAGS[@]}" -DCOACH_SANITIZE=address \
+            -DCOACH_TEST_SUITES=
   cmake --build build/asan -j "$JOBS"
 }
 phase "build (build/asan)" build_asan
 phase "tests (build/asan)" \
-  ctest --test-dir build/asan -j "$JOBS" --output-on-failure --timeout 300
+  ctest --test-dir build/asan -j "$JOBS" --output-on-failure --timeout 300 \
+        -LE '^packaging_test$'
 
 # The suites where threads meet: the thread pool, cancellation, the AI
 # client's event loop and the OpenAI coach on it, the gRPC services (callback
@@ -115,12 +171,13 @@ TSAN_SUITES=(thread_pool_test cancellation_test async_http_client_test
              fallback_coach_test user_data_test
              metrics_test idempotency_test upstream_test jwt_verifier_test
              auth_test upstream_conformance_test)
+# Only these suites are compiled (COACH_TEST_SUITES), into the executables of
+# their layers, and run.
 build_tsan() {
-  configure build/tsan "${SANITIZER_FLAGS[@]}" -DCOACH_SANITIZE=thread
-  cmake --build build/tsan -j "$JOBS" --target "${TSAN_SUITES[@]}"
+  configure build/tsan "${SANITIZER_FLAGS[@]}" -DCOACH_SANITIZE=thread \
+            "-DCOACH_TEST_SUITES=$(IFS=';'; echo "${TSAN_SUITES[*]}")"
+  cmake --build build/tsan -j "$JOBS" --target all_tests
 }
 phase "build (build/tsan)" build_tsan
-tsan_labels="^($(IFS='|'; echo "${TSAN_SUITES[*]}"))\$"
 phase "tests (build/tsan)" \
-  ctest --test-dir build/tsan -j "$JOBS" --output-on-failure --timeout 300 \
-        -L "$tsan_labels"
+  ctest --test-dir build/tsan -j "$JOBS" --output-on-failure --timeout 300

@@ -25,7 +25,7 @@ std::string Rfc3339(absl::Time t) {
 
 // Replace, not throw: every text was checked as UTF-8 when stored, the
 // model names (the provider's) were not.
-std::string Dump(const json& value) {
+std::string ExportText(const json& value) {
   return value.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -45,7 +45,7 @@ json UsageJson(const UsageRecord& usage) {
           {"byModel", std::move(by_model)}};
 }
 
-json MessageJson(const MessageRecord& m) {
+json ExportMessageJson(const MessageRecord& m) {
   json out = {{"id", m.id},
               {"role", RoleName(m.role)},
               {"content", m.content},
@@ -82,7 +82,7 @@ class StoreExport final : public UserExport {
       if (!page.ok()) return ToPublicError(page.status(), "export messages");
       for (const MessageRecord& m : page->messages) {
         absl::StrAppend(&piece, first_message_ ? "" : ",",
-                        Dump(MessageJson(m)));
+                        ExportText(ExportMessageJson(m)));
         first_message_ = false;
       }
       after_message_ = page->next;
@@ -110,7 +110,7 @@ class StoreExport final : public UserExport {
                  {"title", session_->title},
                  {"createdAt", Rfc3339(session_->created_at)},
                  {"updatedAt", Rfc3339(session_->updated_at)}};
-    std::string text = Dump(head);
+    std::string text = ExportText(head);
     text.pop_back();  // the closing brace: the messages follow
     absl::StrAppend(&piece, first_session_ ? "" : ",", text, ",\"messages\":[");
     first_session_ = false;
@@ -224,7 +224,7 @@ absl::StatusOr<std::unique_ptr<UserExport>> UserData::Export(
   json usage = json::array();
   for (const UsageRecord& month : *months) usage.push_back(UsageJson(month));
   head["usage"] = std::move(usage);
-  std::string text = Dump(head);
+  std::string text = ExportText(head);
   text.pop_back();  // the closing brace: the sessions follow
   text += ",\"sessions\":[";
   return std::make_unique<StoreExport>(store_, std::string(user_id),
