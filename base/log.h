@@ -89,11 +89,6 @@ void LogTo(Env& env, LogLevel level, const absl::FormatSpec<Args...>& format,
 }
 
 template <typename... Args>
-void LogDebug(const absl::FormatSpec<Args...>& format, const Args&... args) {
-  LogTo(Env::Default(), LogLevel::kDebug, format, args...);
-}
-
-template <typename... Args>
 void LogInfo(const absl::FormatSpec<Args...>& format, const Args&... args) {
   LogTo(Env::Default(), LogLevel::kInfo, format, args...);
 }

@@ -36,26 +36,43 @@ constexpr char kHealthCheckMethod[] = "/grpc.health.v1.Health/Check";
 // An SSE comment: ignored by EventSource and fetch readers alike.
 constexpr char kStreamHeartbeat[] = ": keep-alive\n\n";
 constexpr char kServerError[] = "Erreur serveur. Réessayez plus tard.";
-// A send's retry key (REST header -> gRPC metadata), and the server's word
-// that its answer is the key's stored response (metadata -> REST header).
-constexpr char kIdempotencyKeyHeader[] = "Idempotency-Key";
-constexpr char kIdempotencyKeyMetadata[] = "idempotency-key";
-constexpr char kReplayedHeader[] = "Idempotent-Replayed";
-constexpr char kReplayedMetadata[] = "idempotent-replayed";
 constexpr char kMetricsContentType[] = "text/plain; version=0.0.4; charset=utf-8";
-// Request headers whose value decides who acts or what is sent or replayed:
-// a request carrying one twice is refused, not read by its first copy.
-constexpr const char* kSingleHeaders[] = {"Authorization",
-                                          kIdempotencyKeyHeader,
-                                          "Content-Type"};
+// Request headers whose value decides who acts or what is sent: a request
+// carrying one twice is refused, not read by its first copy. So is every
+// forwarded header (ProxyConfig::forwarded_request_headers).
+constexpr const char* kSingleHeaders[] = {"Authorization", "Content-Type"};
 
-// The first header of kSingleHeaders that `request` carries more than once;
-// null if none.
-const char* RepeatedSingleHeader(const http::Request& request) {
+// True if `request` carries `name` more than once.
+bool IsRepeated(const http::Request& request, absl::string_view name) {
+  int seen = 0;
+  for (const http::Header& header : request.headers) {
+    if (absl::EqualsIgnoreCase(header.name, name) && ++seen > 1) return true;
+  }
+  return false;
+}
+
+// The first single header (kSingleHeaders, then the forwarded ones) that
+// `request` carries more than once; empty if none.
+std::string RepeatedSingleHeader(const ProxyConfig& config,
+                                 const http::Request& request) {
   for (const char* name : kSingleHeaders) {
-    int seen = 0;
-    for (const http::Header& header : request.headers) {
-      if (absl::EqualsIgnoreCase(header.name, name) && ++seen > 1) return name;
+    if (IsRepeated(request, name)) return name;
+  }
+  for (const HeaderMapping& header : config.forwarded_request_headers) {
+    if (IsRepeated(request, header.http)) return header.http;
+  }
+  return "";
+}
+
+// The first forwarded header of `request` that gRPC metadata cannot carry
+// (not printable ASCII); null if none.
+const HeaderMapping* UnforwardableHeader(const ProxyConfig& config,
+                                         const http::Request& request) {
+  for (const HeaderMapping& header : config.forwarded_request_headers) {
+    const absl::string_view value = request.header(header.http);
+    if (!std::all_of(value.begin(), value.end(),
+                     [](char c) { return c >= 0x20 && c < 0x7F; })) {
+      return &header;
     }
   }
   return nullptr;
@@ -349,11 +366,15 @@ std::vector<http::Header> CoachProxy::CorsHeaders(
   if (config_.cors_allow_credentials && !any) {
     headers.push_back({"Access-Control-Allow-Credentials", "true"});
   }
-  // Retry-After is not a CORS-safelisted response header: a page's script
-  // sees it only when exposed.
-  headers.push_back(
-      {"Access-Control-Expose-Headers",
-       absl::StrCat(kRequestIdHeader, ", Retry-After, ", kReplayedHeader)});
+  // Retry-After, WWW-Authenticate and the forwarded headers are not
+  // CORS-safelisted response headers: a page's script sees them only when
+  // exposed.
+  std::string exposed =
+      absl::StrCat(kRequestIdHeader, ", Retry-After, WWW-Authenticate");
+  for (const HeaderMapping& header : config_.forwarded_response_metadata) {
+    absl::StrAppend(&exposed, ", ", header.http);
+  }
+  headers.push_back({"Access-Control-Expose-Headers", std::move(exposed)});
   return headers;
 }
 
@@ -510,9 +531,13 @@ void CoachProxy::HandlePreflight(Pending& pending) {
   if (!pending.cors.empty()) {
     headers.push_back({"Access-Control-Allow-Methods",
                        "GET, POST, PUT, PATCH, DELETE, OPTIONS"});
-    if (!config_.cors_allowed_headers.empty()) {
-      headers.push_back({"Access-Control-Allow-Headers",
-                         absl::StrJoin(config_.cors_allowed_headers, ", ")});
+    std::vector<std::string> allowed = config_.cors_allowed_headers;
+    for (const HeaderMapping& header : config_.forwarded_request_headers) {
+      allowed.push_back(header.http);
+    }
+    if (!allowed.empty()) {
+      headers.push_back(
+          {"Access-Control-Allow-Headers", absl::StrJoin(allowed, ", ")});
     }
     headers.push_back(
         {"Access-Control-Max-Age",
@@ -580,7 +605,8 @@ void CoachProxy::Handle(std::shared_ptr<http::Exchange> exchange) {
   pending->route = route.path.text();
   pending->series = &route_series_[&route - routes_.routes().data()];
 
-  if (const char* repeated = RepeatedSingleHeader(request)) {
+  if (const std::string repeated = RepeatedSingleHeader(config_, request);
+      !repeated.empty()) {
     return fail(MakeHttpError(
         400, v1::INVALID_ARGUMENT,
         absl::StrCat("L'en-tête « ", repeated,
@@ -619,12 +645,12 @@ void CoachProxy::Handle(std::shared_ptr<http::Exchange> exchange) {
         ErrorField(upstream_request.status()).value_or("")));
   }
   // gRPC metadata carries printable ASCII only; coach-server checks the rest.
-  if (const absl::string_view key = request.header(kIdempotencyKeyHeader);
-      !std::all_of(key.begin(), key.end(),
-                   [](char c) { return c >= 0x20 && c < 0x7F; })) {
-    return fail(MakeHttpError(400, v1::INVALID_ARGUMENT,
-                              "L'en-tête « Idempotency-Key » doit être en "
-                              "ASCII imprimable."));
+  if (const HeaderMapping* header = UnforwardableHeader(config_, request)) {
+    return fail(MakeHttpError(
+        400, v1::INVALID_ARGUMENT,
+        absl::StrCat("L'en-tête « ", header->http,
+                     " » doit être en ASCII imprimable."),
+        header->http));
   }
   if (route.method->server_streaming() &&
       route.method->output_type()->full_name() == kHttpBodyType) {
@@ -649,24 +675,34 @@ CallOptions CallOptionsFor(const ProxyConfig& config, const Route& route,
   options.wait_for_ready = read;
   options.request_id = request_id;
   options.authorization = std::string(request.header("Authorization"));
-  // Only a send with a key can be a replay: the rest read no metadata.
-  if (request.has_header(kIdempotencyKeyHeader)) {
-    options.metadata.emplace_back(
-        kIdempotencyKeyMetadata,
-        std::string(request.header(kIdempotencyKeyHeader)));
+  for (const HeaderMapping& header : config.forwarded_request_headers) {
+    if (request.has_header(header.http)) {
+      options.metadata.emplace_back(header.metadata,
+                                    std::string(request.header(header.http)));
+    }
+  }
+  // Only a call that forwarded a header reads the response metadata (a
+  // send with an Idempotency-Key: was it replayed?); the rest read none.
+  if (!options.metadata.empty() &&
+      !config.forwarded_response_metadata.empty()) {
     options.server_metadata = std::make_shared<ServerMetadata>();
-    options.server_metadata->keys = {kReplayedMetadata};
+    for (const HeaderMapping& header : config.forwarded_response_metadata) {
+      options.server_metadata->keys.push_back(header.metadata);
+    }
   }
   return options;
 }
 
-// Idempotent-Replayed: true on an answer that coach-server replayed.
-void AddReplayedHeader(const ServerMetadata* metadata,
-                       std::vector<http::Header>& headers) {
+// The forwarded response metadata that coach-server sent, as REST headers.
+void AddForwardedHeaders(const ProxyConfig& config,
+                         const ServerMetadata* metadata,
+                         std::vector<http::Header>& headers) {
   if (metadata == nullptr) return;
-  const auto found = metadata->values.find(kReplayedMetadata);
-  if (found != metadata->values.end() && found->second == "true") {
-    headers.push_back({kReplayedHeader, "true"});
+  for (const HeaderMapping& header : config.forwarded_response_metadata) {
+    const auto found = metadata->values.find(header.metadata);
+    if (found != metadata->values.end()) {
+      headers.push_back({header.http, found->second});
+    }
   }
 }
 
@@ -709,7 +745,7 @@ void CoachProxy::CallUnary(std::shared_ptr<Pending> pending,
        replayed = std::move(replayed)](const grpc::Status& answered,
                                        std::string& response) {
         std::vector<http::Header> headers = pending->Headers(kJsonContentType);
-        AddReplayedHeader(replayed.get(), headers);
+        AddForwardedHeaders(config_, replayed.get(), headers);
         int http_status = 200;
         std::string reason;
         grpc::Status status = answered;
@@ -768,7 +804,7 @@ void CoachProxy::CallStream(std::shared_ptr<Pending> pending,
     *started = true;
     std::vector<http::Header> headers =
         pending->Headers("text/event-stream; charset=utf-8");
-    AddReplayedHeader(replayed.get(), headers);
+    AddForwardedHeaders(config_, replayed.get(), headers);
     headers.push_back({"Cache-Control", "no-cache"});
     // nginx and similar buffer responses unless told not to.
     headers.push_back({"X-Accel-Buffering", "no"});
@@ -797,7 +833,7 @@ void CoachProxy::CallStream(std::shared_ptr<Pending> pending,
           // Before the first event: a plain error answer.
           std::vector<http::Header> headers =
               pending->Headers(kJsonContentType);
-          AddReplayedHeader(replayed.get(), headers);
+          AddForwardedHeaders(config_, replayed.get(), headers);
           AddAuthenticateHeader(status, pending->request(), headers);
           ReplyError(pending->exchange, std::move(headers), error);
           return LogAccess(*pending, error.status, status.error_code(),

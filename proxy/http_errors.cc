@@ -12,29 +12,6 @@
 namespace coach::proxy {
 namespace {
 
-absl::string_view LabelForStatus(int http_status) {
-  switch (http_status) {
-    case 400: return "Paramètres manquants ou invalides";
-    case 401: return "Authentification requise";
-    case 402: return "Crédits insuffisants";
-    case 403: return "Accès refusé";
-    case 404: return "Ressource non trouvée";
-    case 405: return "Méthode non autorisée";
-    case 408: return "Délai de requête dépassé";
-    case 409: return "Conflit";
-    case 411: return "Longueur requise";
-    case 413: return "Requête trop volumineuse";
-    case 415: return "Format de corps non pris en charge";
-    case 414: return "URL trop longue";
-    case 429: return "Trop de requêtes";
-    case 431: return "En-têtes trop volumineux";
-    case 501: return "Non implémenté";
-    case 503: return "Service indisponible";
-    case 504: return "Délai dépassé";
-    default: return http_status < 500 ? "Requête invalide" : "Erreur serveur";
-  }
-}
-
 // The options of `reason`'s coach.v1.ErrorReason value; the defaults (no
 // status override, no label) for a reason this build does not know.
 const google::protobuf::EnumValueOptions& ReasonOptions(
@@ -50,8 +27,12 @@ const google::protobuf::EnumValueOptions& ReasonOptions(
 // The body in the documented shape; `reason` goes out as it came.
 HttpError Body(int http_status, absl::string_view reason,
                absl::string_view message, absl::string_view field = "") {
+  // Every reason has its label; one this build does not know yet, a generic
+  // one.
   std::string label = ReasonOptions(reason).GetExtension(v1::http_label);
-  if (label.empty()) label = std::string(LabelForStatus(http_status));
+  if (label.empty()) {
+    label = http_status < 500 ? "Requête invalide" : "Erreur serveur";
+  }
   // Ordered: the documented body lists error, code, message in this order.
   nlohmann::ordered_json body = {
       {"error", std::move(label)},

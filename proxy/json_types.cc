@@ -13,8 +13,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/status_macros.h"
-#include "proxy/route_table.h"
-#include "proxy/transcoder.h"
 
 namespace coach::proxy {
 namespace {

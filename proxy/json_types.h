@@ -21,6 +21,11 @@
 
 namespace coach::proxy {
 
+// The absl::Status payload (type URL) that carries the field an
+// INVALID_ARGUMENT is about: set here and by the transcoder, read by
+// transcoder.h's ErrorField.
+inline constexpr char kErrorFieldPayload[] = "coach.proxy/error-field";
+
 // OK, or INVALID_ARGUMENT with a French message naming the first field at
 // fault and that field's JSON path ("userId", "session.title",
 // "messages[2].content") as the transcoder's field payload (see

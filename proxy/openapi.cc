@@ -625,7 +625,7 @@ class Generator {
              {{"schema", MessageRef(*method.output_type())}}}}}};
     }
     const bool writes = !route.body.empty();
-    for (const ErrorStatus& error : kErrorStatuses) {
+    for (const ErrorStatus& error : ErrorStatuses()) {
       if (error.with_body_only && !writes) continue;
       responses[std::to_string(error.status)] = {
           {"$ref", absl::StrCat("#/components/responses/", error.name)}};
@@ -644,60 +644,84 @@ class Generator {
     return end == std::string::npos ? flat : flat.substr(0, end + 1);
   }
 
+  // An error status of the document: the reasons answered with it, from
+  // coach.v1.ErrorReason's options (error_reason.proto), none by name here.
   struct ErrorStatus {
-    int status;
-    const char* name;
-    const char* description;
-    bool with_body_only;  // only on routes that take a body
+    int status = 0;
+    std::string name;         // the component's name: the HTTP reason phrase
+    std::string description;  // its reasons, "label (REASON)", and notes
+    bool with_body_only = true;  // only on routes that take a body
   };
-  static constexpr ErrorStatus kErrorStatuses[] = {
-      {400, "BadRequest",
-       "Paramètres manquants ou invalides (INVALID_ARGUMENT), JSON invalide, "
-       "réponse de l'IA filtrée (CONTENT_FILTERED). `field` nomme le champ "
-       "en faute par son nom JSON quand il y en a un.",
-       false},
-      {401, "Unauthenticated",
-       "Jeton absent ou refusé (UNAUTHENTICATED, avec COACH_AUTH=jwt).",
-       false},
-      {402, "NoCredits", "Crédits insuffisants (NO_CREDITS).", true},
-      {403, "Forbidden",
-       "Session d'un autre utilisateur (SESSION_FORBIDDEN), ou userId autre "
-       "que celui du jeton (USER_FORBIDDEN).",
-       false},
-      {404, "NotFound",
-       "Session non trouvée (SESSION_NOT_FOUND) ou route inconnue "
-       "(ROUTE_NOT_FOUND).",
-       false},
-      {409, "Conflict",
-       "Limite de conversations atteinte (SESSION_LIMIT_REACHED), ou envoi "
-       "de même Idempotency-Key encore en cours (IDEMPOTENCY_IN_PROGRESS).",
-       true},
-      {413, "PayloadTooLarge",
-       "Corps plus grand que COACH_MAX_BODY_BYTES (PAYLOAD_TOO_LARGE).", true},
-      {415, "UnsupportedMediaType",
-       "Corps qui n'est pas du JSON (UNSUPPORTED_MEDIA_TYPE) ou compressé "
-       "(UNSUPPORTED_ENCODING).",
-       true},
-      {422, "IdempotencyKeyReused",
-       "Idempotency-Key déjà utilisée pour une autre requête "
-       "(IDEMPOTENCY_KEY_REUSED).",
-       true},
-      {429, "TooManyRequests",
-       "Trop de requêtes de cet utilisateur (RATE_LIMITED) ; `Retry-After` "
-       "donne l'attente en secondes.",
-       false},
-      {500, "Internal", "Erreur serveur (INTERNAL).", false},
-      {503, "Unavailable",
-       "coach-server injoignable ou une dépendance en panne (UNAVAILABLE), "
-       "ou l'IA indisponible (AI_UNAVAILABLE).",
-       false},
-      {504, "DeadlineExceeded",
-       "coach-server n'a pas répondu à temps (DEADLINE_EXCEEDED).", false},
-  };
+
+  // The name of an HTTP status's component (RFC 9110's reason phrase).
+  static std::string StatusComponentName(int status) {
+    switch (status) {
+      case 400: return "BadRequest";
+      case 401: return "Unauthorized";
+      case 402: return "PaymentRequired";
+      case 403: return "Forbidden";
+      case 404: return "NotFound";
+      case 409: return "Conflict";
+      case 413: return "ContentTooLarge";
+      case 415: return "UnsupportedMediaType";
+      case 422: return "UnprocessableContent";
+      case 429: return "TooManyRequests";
+      case 500: return "InternalServerError";
+      case 503: return "ServiceUnavailable";
+      case 504: return "GatewayTimeout";
+      default: return absl::StrCat("Status", status);
+    }
+  }
+
+  // What the body or headers of an HTTP status add, whatever the reason.
+  static const char* StatusNote(int status) {
+    switch (status) {
+      case 400:
+        return " `field` nomme le champ en faute par son nom JSON quand il y "
+               "en a un.";
+      case 429: return " `Retry-After` donne l'attente en secondes.";
+      default: return "";
+    }
+  }
+
+  // Every REST status a reason goes out with, in order, each with its
+  // reasons.
+  static const std::vector<ErrorStatus>& ErrorStatuses() {
+    static const std::vector<ErrorStatus>* const statuses = [] {
+      std::map<int, ErrorStatus> by_status;
+      std::map<int, std::vector<std::string>> reasons;
+      const google::protobuf::EnumDescriptor& type =
+          *v1::ErrorReason_descriptor();
+      for (int i = 0; i < type.value_count(); ++i) {
+        const google::protobuf::EnumValueDescriptor& value = *type.value(i);
+        const google::protobuf::EnumValueOptions& options = value.options();
+        const int status = options.GetExtension(v1::http_status);
+        if (value.number() == 0 || status == 0 ||
+            options.GetExtension(v1::openapi_omit)) {
+          continue;
+        }
+        ErrorStatus& error = by_status[status];
+        error.status = status;
+        error.with_body_only = error.with_body_only &&
+                               options.GetExtension(v1::body_routes_only);
+        reasons[status].push_back(absl::StrCat(
+            options.GetExtension(v1::http_label), " (", value.name(), ")"));
+      }
+      auto* out = new std::vector<ErrorStatus>;
+      for (auto& [status, error] : by_status) {
+        error.name = StatusComponentName(status);
+        error.description = absl::StrCat(absl::StrJoin(reasons[status], " ; "),
+                                         ".", StatusNote(status));
+        out->push_back(std::move(error));
+      }
+      return out;
+    }();
+    return *statuses;
+  }
 
   static Json ErrorResponses() {
     Json responses = Json::object();
-    for (const ErrorStatus& error : kErrorStatuses) {
+    for (const ErrorStatus& error : ErrorStatuses()) {
       Json headers = {{"X-Request-Id",
                        {{"$ref", "#/components/headers/X-Request-Id"}}}};
       if (error.status == 401) {
@@ -783,7 +807,7 @@ class Generator {
           {"200", {{"description", "Succès."}, {"content", std::move(ok_content)}}},
           {"400", {{"$ref", "#/components/responses/BadRequest"}}}};
       if (may_fail) {
-        responses["503"] = {{"$ref", "#/components/responses/Unavailable"}};
+        responses["503"] = {{"$ref", "#/components/responses/ServiceUnavailable"}};
       }
       return Json{{"operationId", id},
                   {"tags", Json::array({"Operations"})},

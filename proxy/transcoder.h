@@ -38,9 +38,6 @@ absl::StatusOr<std::unique_ptr<google::protobuf::Message>> RequestFromHttp(
 // "field".
 std::optional<std::string> ErrorField(const absl::Status& status);
 
-// The absl::Status payload (type URL) that carries ErrorField's answer.
-inline constexpr char kErrorFieldPayload[] = "coach.proxy/error-field";
-
 // INTERNAL if the message cannot be printed (it always can).
 absl::StatusOr<std::string> ResponseToJson(
     const google::protobuf::Message& message);

@@ -426,6 +426,14 @@ TEST_F(IdempotencyTest, RestRetryReplaysTheSameJsonWithTheReplayHeader) {
   EXPECT_TRUE(absl::StrContains(bad.doc()["message"].get<std::string>(),
                                 "Idempotency-Key"))
       << bad.body;
+  EXPECT_EQ(bad.doc()["field"], "Idempotency-Key") << bad.body;
+  // A key gRPC metadata cannot carry (not printable ASCII): the proxy's own
+  // 400, naming the header too.
+  const RestReply unprintable =
+      Post(stack_.http(), "/api/chat/send", body, "cl\xC3\xA9-1");
+  EXPECT_EQ(unprintable.status, 400) << unprintable.body;
+  EXPECT_EQ(unprintable.doc()["code"], "INVALID_ARGUMENT");
+  EXPECT_EQ(unprintable.doc()["field"], "Idempotency-Key") << unprintable.body;
   EXPECT_EQ(Remaining("ana"), 4);
 }
 

@@ -63,7 +63,9 @@ q '.components.schemas.ErrorBody.required == ["error","code","message"]'
 q '.components.schemas.ErrorBody.properties | has("field")'
 q '.components.schemas["coach.v1.ErrorReason"].enum | index("NO_CREDITS") and index("RATE_LIMITED")'
 q '.components.responses.TooManyRequests.headers | has("Retry-After")'
-q '.components.responses.Unauthenticated.headers | has("WWW-Authenticate")'
+q '.components.responses.Unauthorized.headers | has("WWW-Authenticate")'
+q '.components.responses.PaymentRequired.description | contains("NO_CREDITS")'
+q '.components.responses.Conflict.description | contains("IDEMPOTENCY_IN_PROGRESS") and contains("SESSION_LIMIT_REACHED")'
 
 # The server stream as Server-Sent Events.
 q '.paths["/api/chat/send/stream"].post.responses["200"].content | has("text/event-stream")'

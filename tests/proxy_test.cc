@@ -838,6 +838,13 @@ TEST_F(ProxyTest, CorsForBrowsers) {
     EXPECT_EQ(r.header("Access-Control-Allow-Origin"), "*") << path;
     EXPECT_NE(r.header("Access-Control-Expose-Headers").find("X-Request-Id"),
               std::string::npos);
+    // What a page needs to read from errors and replays.
+    for (const char* header :
+         {"Retry-After", "WWW-Authenticate", "Idempotent-Replayed"}) {
+      EXPECT_NE(r.header("Access-Control-Expose-Headers").find(header),
+                std::string::npos)
+          << header;
+    }
   }
   // Without Origin, no CORS headers.
   EXPECT_FALSE(Get("/api/user/stats?userId=u")
@@ -908,8 +915,9 @@ TEST_F(ProxyTest, CorsAllowsAuthorizationAndConfiguredHeaders) {
                 {"Access-Control-Request-Method", "POST"},
                 {"Access-Control-Request-Headers", "x-client-version"}});
   EXPECT_EQ(r.status, 204);
+  // The configured list, then the forwarded headers (always allowed).
   EXPECT_EQ(r.header("Access-Control-Allow-Headers"),
-            "Authorization, X-Client-Version");
+            "Authorization, X-Client-Version, Idempotency-Key");
   EXPECT_EQ(r.header("Access-Control-Allow-Origin"), kOrigin);
   EXPECT_EQ(r.header("Vary"), "Origin");
   EXPECT_FALSE(r.has_header("Access-Control-Allow-Credentials"));

@@ -37,12 +37,6 @@ absl::string_view ReasonName(ErrorReason reason) {
 
 }  // namespace
 
-absl::string_view CoreMetrics::OutcomeOf(const absl::Status& status) {
-  const size_t index = OutcomeIndex(status);
-  return index == kOk ? "ok"
-                      : ReasonName(static_cast<ErrorReason>(index - 1));
-}
-
 CoreMetrics::CoreMetrics(metrics::Registry& registry,
                          const std::vector<double>& ai_buckets_seconds) {
   metrics::Family<metrics::Counter>& sends = registry.AddCounter(

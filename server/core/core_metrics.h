@@ -45,9 +45,6 @@ class CoreMetrics {
   CoreMetrics(metrics::Registry& registry,
               const std::vector<double>& ai_buckets_seconds);
 
-  // The outcome name of a send that ended with `status`.
-  static absl::string_view OutcomeOf(const absl::Status& status);
-
   void RecordSend(const absl::Status& status);
   void RecordReply(bool ok, double seconds);
   // A reply received for a user on `plan`, from `model`, with its tokens.
