@@ -33,6 +33,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "base/log.h"
+#include "base/url.h"
 
 namespace coach::http {
 namespace {

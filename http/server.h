@@ -52,7 +52,6 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "base/url.h"
 
 namespace boost::asio {
 class io_context;
@@ -199,11 +198,6 @@ class Server {
   // Open connections (for metrics and tests).
   virtual int open_connections() const = 0;
 };
-
-// The URL helpers live in base/url.h (the gRPC client decodes grpc-message
-// with them too); named here for the server's callers.
-using ::coach::ParseQuery;
-using ::coach::PercentDecode;
 
 }  // namespace coach::http
 

@@ -15,6 +15,7 @@
 #include "absl/time/clock.h"
 #include "base/log.h"
 #include "base/request_id.h"
+#include "base/url.h"
 #include "google/protobuf/descriptor.h"
 #include "grpc/health/v1/health.pb.h"
 #include "proxy/http_errors.h"
@@ -631,7 +632,7 @@ void CoachProxy::Handle(std::shared_ptr<http::Exchange> exchange) {
     }
   }
   std::vector<std::pair<std::string, std::string>> parameters;
-  if (!http::ParseQuery(request.query, parameters)) {
+  if (!ParseQuery(request.query, parameters)) {
     return fail(MakeHttpError(400, v1::INVALID_ARGUMENT,
                               "Paramètre de requête mal encodé."));
   }

@@ -656,21 +656,5 @@ TEST_F(HttpFrontTest, ARepeatedAuthorizationOrIdempotencyKeyIs400) {
   EXPECT_EQ(coach().request_count(), 0);
 }
 
-TEST(HttpQueryTest, PercentDecodingAndQueries) {
-  std::string out;
-  EXPECT_TRUE(http::PercentDecode("a%20b+c", false, out));
-  EXPECT_EQ(out, "a b+c");
-  EXPECT_TRUE(http::PercentDecode("a%20b+c", true, out));
-  EXPECT_EQ(out, "a b c");
-  EXPECT_FALSE(http::PercentDecode("%", false, out));
-  EXPECT_FALSE(http::PercentDecode("%2", false, out));
-  EXPECT_FALSE(http::PercentDecode("%zz", false, out));
-  std::vector<std::pair<std::string, std::string>> query;
-  EXPECT_TRUE(http::ParseQuery("a=1&&b=x%20y&c&a=2", query));
-  EXPECT_EQ(query, (std::vector<std::pair<std::string, std::string>>{
-                       {"a", "1"}, {"b", "x y"}, {"c", ""}, {"a", "2"}}));
-  EXPECT_FALSE(http::ParseQuery("a=%G1", query));
-}
-
 }  // namespace
 }  // namespace coach::testing
