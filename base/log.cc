@@ -12,22 +12,14 @@ namespace {
 
 using Json = nlohmann::ordered_json;  // ts, level, msg first, as written
 
-const char* JsonLevel(LogLevel level) {
-  switch (level) {
-    case LogLevel::kDebug: return "debug";
-    case LogLevel::kInfo: return "info";
-    case LogLevel::kWarning: return "warn";
-    case LogLevel::kError: return "error";
-  }
-  return "info";
-}
+constexpr EnumName<LogFormat> kFormatNames[] = {{LogFormat::kText, "text"},
+                                                {LogFormat::kJson, "json"}};
+constexpr EnumName<LogLevel> kLevelNames[] = {{LogLevel::kDebug, "debug"},
+                                              {LogLevel::kInfo, "info"},
+                                              {LogLevel::kWarning, "warn"},
+                                              {LogLevel::kError, "error"}};
 
-LogLevel LevelNamed(absl::string_view name) {
-  if (name == "debug") return LogLevel::kDebug;
-  if (name == "warn") return LogLevel::kWarning;
-  if (name == "error") return LogLevel::kError;
-  return LogLevel::kInfo;
-}
+std::string JsonLevel(LogLevel level) { return EnumNameOf(level, kLevelNames); }
 
 Json JsonLine(LogLevel level, absl::string_view message) {
   Json line;
@@ -48,23 +40,38 @@ void Write(const Json& line) {
 
 }  // namespace
 
+bool AbslParseFlag(absl::string_view text, LogFormat* format,
+                   std::string* error) {
+  return ParseEnumName(text, kFormatNames, format, error);
+}
+std::string AbslUnparseFlag(LogFormat format) {
+  return EnumNameOf(format, kFormatNames);
+}
+bool AbslParseFlag(absl::string_view text, LogLevel* level,
+                   std::string* error) {
+  return ParseEnumName(text, kLevelNames, level, error);
+}
+std::string AbslUnparseFlag(LogLevel level) {
+  return EnumNameOf(level, kLevelNames);
+}
+
 std::vector<Setting> LogSettings(LogOptions& options) {
   return {
-      {"log_format", "COACH_LOG_FORMAT", &options.format,
-       OneOf{{"text", "json"}},
+      Essential({"log_format", "COACH_LOG_FORMAT", &options.format,
+       kAnyValue,
        "`text`: `<time> <LEVEL> <message>`; `json`: one JSON object per line "
        "(`ts`, `level`, `msg`, and for requests `request_id`, `route`, "
-       "`status`, `code`, `reason`, `duration_ms`)"},
-      {"log_level", "COACH_LOG_LEVEL", &options.level,
-       OneOf{{"debug", "info", "warn", "error"}},
-       "Lines below this level are dropped (`warn`: no request lines)"},
+       "`status`, `code`, `reason`, `duration_ms`)"}),
+      Essential({"log_level", "COACH_LOG_LEVEL", &options.level,
+       kAnyValue,
+       "Lines below this level are dropped (`warn`: no request lines)"}),
   };
 }
 
 void ApplyLogOptions(const LogOptions& options) {
-  log_internal::min_level.store(static_cast<int>(LevelNamed(options.level)),
+  log_internal::min_level.store(static_cast<int>(options.level),
                                 std::memory_order_relaxed);
-  log_internal::json.store(options.format == "json",
+  log_internal::json.store(options.format == LogFormat::kJson,
                            std::memory_order_relaxed);
 }
 

@@ -44,11 +44,23 @@ inline bool LogJson() {
   return log_internal::json.load(std::memory_order_relaxed);
 }
 
+// COACH_LOG_FORMAT: `text` or `json`.
+enum class LogFormat { kText, kJson };
+
 // The two log settings of both binaries, as their settings tables hold them.
 struct LogOptions {
-  std::string format = "text";  // text | json
-  std::string level = "info";   // debug | info | warn | error
+  LogFormat format = LogFormat::kText;
+  LogLevel level = LogLevel::kInfo;  // written debug | info | warn | error
 };
+
+// absl's flag marshalling of the two (base/settings.h): "text", "json";
+// "debug", "info", "warn", "error".
+bool AbslParseFlag(absl::string_view text, LogFormat* format,
+                   std::string* error);
+std::string AbslUnparseFlag(LogFormat format);
+bool AbslParseFlag(absl::string_view text, LogLevel* level,
+                   std::string* error);
+std::string AbslUnparseFlag(LogLevel level);
 // The rows of COACH_LOG_FORMAT and COACH_LOG_LEVEL, bound to `options`.
 std::vector<Setting> LogSettings(LogOptions& options);
 // Makes `options` (checked by LogSettings' rows) the process's.

@@ -13,7 +13,10 @@ namespace {
 const Setting* Find(const std::vector<Setting>& settings,
                     absl::string_view flag) {
   for (const Setting& setting : settings) {
-    if (setting.flag() == flag) return &setting;
+    if (setting.flag() == flag ||
+        (!setting.former_flag().empty() && setting.former_flag() == flag)) {
+      return &setting;
+    }
   }
   return nullptr;
 }
@@ -55,6 +58,7 @@ absl::StatusOr<Invocation> ReadSettings(const std::vector<Setting>& settings,
     if (arg == "--help" || arg == "-help" || arg == "-h") {
       return Invocation::kHelp;
     }
+    if (arg == "--helpfull" || arg == "-helpfull") return Invocation::kHelpFull;
     if (arg == "--version" || arg == "-version") return Invocation::kVersion;
     // Like absl: --name or -name, then =value or the next argument.
     if (!absl::ConsumePrefix(&arg, "--") && !absl::ConsumePrefix(&arg, "-")) {
@@ -104,21 +108,35 @@ absl::StatusOr<Invocation> ReadSettings(const std::vector<Setting>& settings,
 
 std::string SettingsHelp(absl::string_view program,
                          absl::string_view description,
-                         const std::vector<Setting>& settings) {
+                         const std::vector<Setting>& settings, bool full) {
   std::string help = absl::StrCat(
       "Usage: ", program, " [--name=value ...]\n", description,
       "\n\nEvery setting is a flag and an environment variable: the flag wins "
-      "over the variable, the variable over the default.\n\n"
+      "over the variable, the variable over the default.",
+      full ? "" : " The settings most deployments set; --helpfull lists all.",
+      "\n\n"
       "| Variable | Flag | Default | Meaning |\n"
       "|---|---|---|---|\n");
+  std::vector<const Setting*> renamed;
   for (const Setting& setting : settings) {
+    if (!full && !setting.essential()) continue;
     absl::StrAppend(&help, "| `", setting.env(), "` | `--", setting.flag(),
                     "` | ", setting.secret() ? "(secret)" : Code(setting.Unparse()),
                     " | ", Cell(setting.help()), " |\n");
+    if (!setting.former_flag().empty()) renamed.push_back(&setting);
+  }
+  if (full && !renamed.empty()) {
+    absl::StrAppend(&help, "\nFormer flag names, still accepted: ");
+    for (size_t i = 0; i < renamed.size(); ++i) {
+      absl::StrAppend(&help, i == 0 ? "" : ", ", "--",
+                      renamed[i]->former_flag(), " (--", renamed[i]->flag(),
+                      ")");
+    }
+    absl::StrAppend(&help, ".\n");
   }
   absl::StrAppend(&help,
-                  "\n--help prints this, --version the version and build "
-                  "type.\n");
+                  "\n--help prints the essential settings, --helpfull all of "
+                  "them, --version the version and build type.\n");
   return help;
 }
 

@@ -94,6 +94,40 @@ inline constexpr Positive kPositive;
 inline constexpr NonNegative kNonNegative;
 inline constexpr NonEmpty kNonEmpty;
 
+// An enum setting: the names its values are written as. A config's enum
+// type E gets absl's flag marshalling from two functions in E's namespace,
+//   bool AbslParseFlag(absl::string_view, E*, std::string*);
+//   std::string AbslUnparseFlag(E);
+// written with these helpers over one table of names:
+//   constexpr EnumName<AuthMode> kAuthModes[] = {{AuthMode::kNone, "none"},
+//                                                {AuthMode::kJwt, "jwt"}};
+template <typename E>
+struct EnumName {
+  E value;
+  const char* name;
+};
+template <typename E, size_t N>
+bool ParseEnumName(absl::string_view text, const EnumName<E> (&names)[N],
+                   E* out, std::string* error) {
+  std::vector<absl::string_view> known;
+  for (const EnumName<E>& name : names) {
+    if (text == name.name) {
+      *out = name.value;
+      return true;
+    }
+    known.push_back(name.name);
+  }
+  *error = absl::StrCat("one of: ", absl::StrJoin(known, ", "));
+  return false;
+}
+template <typename E, size_t N>
+std::string EnumNameOf(E value, const EnumName<E> (&names)[N]) {
+  for (const EnumName<E>& name : names) {
+    if (name.value == value) return name.name;
+  }
+  return "";
+}
+
 // One row of a binary's table, bound to one field of the config being filled.
 class Setting {
  public:
@@ -129,8 +163,20 @@ class Setting {
   // "" if the field's value passes the check, else what is wrong.
   std::string Check() const { return check_(); }
 
+  // The flag's former name, still accepted ("" if none).
+  absl::string_view former_flag() const { return former_flag_; }
+  bool essential() const { return essential_; }
+
   friend Setting Secret(Setting setting) {
     setting.secret_ = true;
+    return setting;
+  }
+  friend Setting Essential(Setting setting) {
+    setting.essential_ = true;
+    return setting;
+  }
+  friend Setting Renamed(Setting setting, absl::string_view former_flag) {
+    setting.former_flag_ = former_flag;
     return setting;
   }
 
@@ -150,7 +196,9 @@ class Setting {
   absl::string_view flag_;
   absl::string_view env_;
   absl::string_view help_;
+  absl::string_view former_flag_;
   bool secret_ = false;
+  bool essential_ = false;
   bool is_bool_;
   absl::string_view expected_;
   std::function<bool(absl::string_view, std::string*)> parse_;
@@ -161,9 +209,15 @@ class Setting {
 // A secret (a key, a token): its value and default are never printed, in
 // errors or in --help. (Declared in the class as a friend.)
 Setting Secret(Setting setting);
+// A setting most operators set or must know: listed by --help (the others
+// by --helpfull only, Abseil's convention).
+Setting Essential(Setting setting);
+// A flag renamed to match its variable: `former_flag` is still accepted (for
+// one release), and --helpfull says so.
+Setting Renamed(Setting setting, absl::string_view former_flag);
 
 // What the command line asks for.
-enum class Invocation { kRun, kHelp, kVersion };
+enum class Invocation { kRun, kHelp, kHelpFull, kVersion };
 
 // Reads the command line, then (unless it asks for --help or --version) the
 // environment variables that are set, then the flags, into the fields of
@@ -173,11 +227,13 @@ enum class Invocation { kRun, kHelp, kVersion };
 absl::StatusOr<Invocation> ReadSettings(const std::vector<Setting>& settings,
                                         int argc, char* const* argv);
 
-// --help: usage, then a Markdown table of every setting (variable, flag,
-// current value of the field as its default, help), the README's too.
+// --help (`full` false): usage, then a Markdown table of the essential
+// settings (variable, flag, current value of the field as its default,
+// help), the README's too. --helpfull (`full`): every setting, and the
+// former flag names still accepted; docs/settings.md's table.
 std::string SettingsHelp(absl::string_view program,
                          absl::string_view description,
-                         const std::vector<Setting>& settings);
+                         const std::vector<Setting>& settings, bool full);
 
 // --version: "coach-server 0.1.0 (RelWithDebInfo)\n": the project's version
 // and build type, from CMake.
@@ -205,7 +261,10 @@ absl::StatusOr<Startup<Config>> LoadSettings(
   if (!invocation.ok()) return invocation.status();
   switch (*invocation) {
     case Invocation::kHelp:  // Nothing was read: the fields hold defaults.
-      startup.print_and_exit = SettingsHelp(program, description, settings);
+    case Invocation::kHelpFull:
+      startup.print_and_exit =
+          SettingsHelp(program, description, settings,
+                       *invocation == Invocation::kHelpFull);
       return startup;
     case Invocation::kVersion:
       startup.print_and_exit = VersionText(program);

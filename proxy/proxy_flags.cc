@@ -13,26 +13,26 @@ namespace {
 // by --help is the field's value in a default-constructed ProxyConfig.
 std::vector<Setting> ProxySettings(ProxyConfig& c) {
   std::vector<Setting> rows = {
-      {"http_listen", "COACH_HTTP_LISTEN", &c.http_listen, kAnyValue,
+      Essential({"http_listen", "COACH_HTTP_LISTEN", &c.http_listen, kAnyValue,
        "REST listen address (the public face; coach-server stays on "
-       "loopback)"},
-      {"metrics_listen", "COACH_PROXY_METRICS_LISTEN", &c.metrics_listen,
+       "loopback)"}),
+      Essential(Renamed({"proxy_metrics_listen", "COACH_PROXY_METRICS_LISTEN", &c.metrics_listen,
        kAnyValue,
        "HTTP address of `GET /metrics` (Prometheus text), e.g. "
-       "`127.0.0.1:9465`, never the REST port; empty: not served"},
-      {"grpc_target", "COACH_GRPC_TARGET", &c.grpc_target,
+       "`127.0.0.1:9465`, never the REST port; empty: not served"}, "metrics_listen")),
+      Essential({"grpc_target", "COACH_GRPC_TARGET", &c.grpc_target,
        [](const std::string& target) -> std::string {
          return wire::ParseTarget(target).ok()
                     ? ""
                     : "must be host:port, dns:///host:port, "
                       "ipv4:a:port,b:port or ipv6:[a]:port,[b]:port";
        },
-       "coach-server's gRPC address"},
-      {"services", "COACH_PROXY_SERVICES", &c.services, kNonEmpty,
+       "coach-server's gRPC address"}),
+      Renamed({"proxy_services", "COACH_PROXY_SERVICES", &c.services, kNonEmpty,
        "gRPC services whose `google.api.http` routes are served, "
-       "comma-separated"},
-      {"upstream_deadline", "COACH_UPSTREAM_DEADLINE", &c.upstream_deadline,
-       kPositive, "Deadline of each call to coach-server"},
+       "comma-separated"}, "services"),
+      Essential({"upstream_deadline", "COACH_UPSTREAM_DEADLINE", &c.upstream_deadline,
+       kPositive, "Deadline of each call to coach-server"}),
       {"upstream_read_deadline", "COACH_UPSTREAM_READ_DEADLINE",
        &c.upstream_read_deadline, kPositive,
        "Deadline of GET calls, which wait meanwhile for a restarting "
@@ -68,55 +68,55 @@ std::vector<Setting> ProxySettings(ProxyConfig& c) {
        &c.upstream_resolve_interval, kPositive,
        "A `dns:` target's name is resolved again this often (and after a "
        "failure): servers added and removed"},
-      {"max_body_bytes", "COACH_MAX_BODY_BYTES", &c.max_body_bytes, kPositive,
-       "Larger request bodies get 413, unread"},
+      Essential({"max_body_bytes", "COACH_MAX_BODY_BYTES", &c.max_body_bytes, kPositive,
+       "Larger request bodies get 413, unread"}),
       {"max_url_bytes", "COACH_MAX_URL_BYTES", &c.max_url_bytes, kPositive,
        "Longer request targets (path and query) get 414"},
       {"max_header_bytes", "COACH_MAX_HEADER_BYTES", &c.max_header_bytes,
        kPositive, "Request line and headers together; more gets 431"},
       {"max_header_count", "COACH_MAX_HEADER_COUNT", &c.max_header_count,
        kPositive, "Header lines per request; more gets 431"},
-      {"header_timeout", "COACH_HTTP_HEADER_TIMEOUT", &c.header_timeout,
+      Renamed({"http_header_timeout", "COACH_HTTP_HEADER_TIMEOUT", &c.header_timeout,
        kPositive,
        "Time to receive a request's line and headers (a new connection's "
-       "first: from its accept)"},
-      {"body_timeout", "COACH_HTTP_BODY_TIMEOUT", &c.body_timeout, kPositive,
-       "Time to receive a request's body"},
-      {"write_timeout", "COACH_HTTP_WRITE_TIMEOUT", &c.write_timeout,
+       "first: from its accept)"}, "header_timeout"),
+      Renamed({"http_body_timeout", "COACH_HTTP_BODY_TIMEOUT", &c.body_timeout, kPositive,
+       "Time to receive a request's body"}, "body_timeout"),
+      Renamed({"http_write_timeout", "COACH_HTTP_WRITE_TIMEOUT", &c.write_timeout,
        kPositive,
        "Time for one write to a client; a client that takes none of the "
-       "written bytes this long is cut, even once all is written"},
-      {"keep_alive_timeout", "COACH_HTTP_KEEP_ALIVE_TIMEOUT",
+       "written bytes this long is cut, even once all is written"}, "write_timeout"),
+      Renamed({"http_keep_alive_timeout", "COACH_HTTP_KEEP_ALIVE_TIMEOUT",
        &c.keep_alive_timeout, kPositive,
-       "Idle keep-alive connections close after this"},
-      {"max_connections", "COACH_HTTP_MAX_CONNECTIONS", &c.max_connections,
+       "Idle keep-alive connections close after this"}, "keep_alive_timeout"),
+      Renamed({"http_max_connections", "COACH_HTTP_MAX_CONNECTIONS", &c.max_connections,
        kPositive,
        "Connections open at once; past it, a new connection replaces the "
        "one idle the longest (no request in progress), or is closed if none "
-       "is idle"},
-      {"max_connections_per_client", "COACH_HTTP_MAX_CONNECTIONS_PER_CLIENT",
+       "is idle"}, "max_connections"),
+      Renamed({"http_max_connections_per_client", "COACH_HTTP_MAX_CONNECTIONS_PER_CLIENT",
        &c.max_connections_per_client, kNonNegative,
        "Connections of one client address (IPv6: one /64) at once; more are "
        "closed at accept. 0: a tenth of `COACH_HTTP_MAX_CONNECTIONS`; behind "
-       "a load balancer, set it to `COACH_HTTP_MAX_CONNECTIONS`"},
-      {"listen_backlog", "COACH_HTTP_LISTEN_BACKLOG", &c.listen_backlog,
-       kPositive, "Connections the kernel queues before accept"},
-      {"io_threads", "COACH_HTTP_IO_THREADS", &c.io_threads, InRange(1, 64),
+       "a load balancer, set it to `COACH_HTTP_MAX_CONNECTIONS`"}, "max_connections_per_client"),
+      Renamed({"http_listen_backlog", "COACH_HTTP_LISTEN_BACKLOG", &c.listen_backlog,
+       kPositive, "Connections the kernel queues before accept"}, "listen_backlog"),
+      Renamed({"http_io_threads", "COACH_HTTP_IO_THREADS", &c.io_threads, InRange(1, 64),
        "Event-loop threads, for HTTP and coach-server calls alike (each "
-       "has its own connection to each coach-server)"},
-      {"stream_heartbeat", "COACH_SSE_HEARTBEAT", &c.stream_heartbeat,
-       kPositive, "A comment is sent on an event stream idle this long"},
-      {"max_stream_backlog_bytes", "COACH_SSE_MAX_BACKLOG_BYTES",
+       "has its own connection to each coach-server)"}, "io_threads"),
+      Renamed({"sse_heartbeat", "COACH_SSE_HEARTBEAT", &c.stream_heartbeat,
+       kPositive, "A comment is sent on an event stream idle this long"}, "stream_heartbeat"),
+      Renamed({"sse_max_backlog_bytes", "COACH_SSE_MAX_BACKLOG_BYTES",
        &c.max_stream_backlog_bytes, kPositive,
-       "A stream's client this far behind is cut"},
-      {"shutdown_grace", "COACH_PROXY_SHUTDOWN_GRACE", &c.shutdown_grace,
-       kNonNegative, "On SIGTERM, requests in progress get this long"},
+       "A stream's client this far behind is cut"}, "max_stream_backlog_bytes"),
+      Renamed({"proxy_shutdown_grace", "COACH_PROXY_SHUTDOWN_GRACE", &c.shutdown_grace,
+       kNonNegative, "On SIGTERM, requests in progress get this long"}, "shutdown_grace"),
       {"readiness_interval", "COACH_READINESS_INTERVAL",
        &c.readiness_interval, kPositive,
        "/readyz asks coach-server's health at most this often"},
-      {"cors_origins", "COACH_CORS_ORIGINS", &c.cors_origins, kAnyValue,
+      Essential({"cors_origins", "COACH_CORS_ORIGINS", &c.cors_origins, kAnyValue,
        "Browser origins allowed by CORS, comma-separated; `*`: any; empty: "
-       "no CORS"},
+       "no CORS"}),
       {"cors_allowed_headers", "COACH_CORS_ALLOWED_HEADERS",
        &c.cors_allowed_headers, kAnyValue,
        "Request headers browsers may send (preflight's "

@@ -89,7 +89,7 @@ int main(int argc, char** argv) {
     coach::LogError("server: %s", server.status().ToString());
     return EXIT_FAILURE;
   }
-  if (config.auth == "jwt") {
+  if (config.auth == coach::AuthMode::kJwt) {
     coach::LogInfo("authentication: jwt (HS256 %s, RS256/ES256 %s)",
                    config.jwt.hs256_secret.empty() ? "off" : "on",
                    config.jwt.jwks_file.empty() ? "off" : config.jwt.jwks_file);

@@ -21,7 +21,7 @@ constexpr char kAuthSecret[] = "auth-test-secret-of-at-least-32-bytes";
 
 Config JwtConfig() {
   Config config = TestConfig();
-  config.auth = "jwt";
+  config.auth = AuthMode::kJwt;
   config.jwt.hs256_secret = kAuthSecret;
   config.jwt_admin_scope = "coach:admin";
   return config;

@@ -551,10 +551,21 @@ TEST_F(ServerProcessTest, HelpListsTheSettingsWithTheirDefaultsAndExitsZero) {
   ExpectExit(process, 0);
   const std::string help = ReadFile(log_path_);
   EXPECT_THAT(help, HasSubstr("| `COACH_DB_PATH` | `--db_path` | `coach.db` |"));
+  EXPECT_THAT(help, HasSubstr("| `COACH_ADMIN_TOKEN` | `--admin_token` | (secret) |"));
+  EXPECT_THAT(help, Not(HasSubstr(kAdminToken)));
+  // Tuning is for --helpfull.
+  EXPECT_THAT(help, Not(HasSubstr("COACH_MAX_SESSION_ID_LENGTH")));
+  EXPECT_FALSE(std::filesystem::exists(db_path_));
+}
+
+TEST_F(ServerProcessTest, HelpfullListsEverySettingAndExitsZero) {
+  ServerProcess& process = Start(BaseEnv(), {"--helpfull"});
+  ExpectExit(process, 0);
+  const std::string help = ReadFile(log_path_);
+  EXPECT_THAT(help, HasSubstr("| `COACH_DB_PATH` | `--db_path` | `coach.db` |"));
   EXPECT_THAT(help, HasSubstr("| `COACH_MAX_SESSION_ID_LENGTH` | "
                               "`--max_session_id_length` | `64` |"));
   EXPECT_THAT(help, HasSubstr("| `OPENAI_TIMEOUT` | `--openai_timeout` | `45s` |"));
-  EXPECT_THAT(help, HasSubstr("| `COACH_ADMIN_TOKEN` | `--admin_token` | (secret) |"));
   EXPECT_THAT(help, Not(HasSubstr(kAdminToken)));
   EXPECT_FALSE(std::filesystem::exists(db_path_));
 }

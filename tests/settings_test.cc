@@ -26,11 +26,16 @@ struct TestConfig {
 
 std::vector<Setting> Table(TestConfig& c) {
   return {
-      {"count", "TEST_SETTINGS_COUNT", &c.count, kPositive, "How many"},
-      {"timeout", "TEST_SETTINGS_TIMEOUT", &c.timeout, kNonNegative, "Wait"},
+      Essential(
+          {"count", "TEST_SETTINGS_COUNT", &c.count, kPositive, "How many"}),
+      Renamed({"timeout", "TEST_SETTINGS_TIMEOUT", &c.timeout, kNonNegative,
+               "Wait"},
+              "wait"),
       {"verbose", "TEST_SETTINGS_VERBOSE", &c.verbose, kAnyValue, "Talk"},
-      {"names", "TEST_SETTINGS_NAMES", &c.names, kNonEmpty, "Who | what"},
-      Secret({"pin", "TEST_SETTINGS_PIN", &c.pin, kAnyValue, "The pin"}),
+      Essential(
+          {"names", "TEST_SETTINGS_NAMES", &c.names, kNonEmpty, "Who | what"}),
+      Essential(
+          Secret({"pin", "TEST_SETTINGS_PIN", &c.pin, kAnyValue, "The pin"})),
   };
 }
 
@@ -134,7 +139,7 @@ TEST_F(SettingsTest, ASecretsValueIsNeverEchoed) {
   EXPECT_THAT(status.message(), Not(HasSubstr("98x76")));
 }
 
-TEST_F(SettingsTest, HelpListsEverySettingWithItsDefaultAndReadsNothing) {
+TEST_F(SettingsTest, HelpListsTheEssentialSettingsWithTheirDefaults) {
   setenv("TEST_SETTINGS_COUNT", "not read", 1);
   auto loaded = Load({"--help"});
   ASSERT_TRUE(loaded.ok()) << loaded.status();
@@ -142,12 +147,38 @@ TEST_F(SettingsTest, HelpListsEverySettingWithItsDefaultAndReadsNothing) {
   EXPECT_THAT(help, HasSubstr("| Variable | Flag | Default | Meaning |\n"));
   EXPECT_THAT(help, HasSubstr("| `TEST_SETTINGS_COUNT` | `--count` | `3` | "
                               "How many |\n"));
-  EXPECT_THAT(help, HasSubstr("| `TEST_SETTINGS_TIMEOUT` | `--timeout` | "
-                              "`10s` | Wait |\n"));
   EXPECT_THAT(help, HasSubstr("| `TEST_SETTINGS_NAMES` | `--names` | `a,b` | "
                               "Who \\| what |\n"));
   EXPECT_THAT(help, HasSubstr("| `TEST_SETTINGS_PIN` | `--pin` | (secret) |"));
   EXPECT_THAT(help, Not(HasSubstr("1234")));
+  // The others only in --helpfull.
+  EXPECT_THAT(help, Not(HasSubstr("TEST_SETTINGS_TIMEOUT")));
+  EXPECT_THAT(help, Not(HasSubstr("TEST_SETTINGS_VERBOSE")));
+  EXPECT_THAT(help, HasSubstr("--helpfull"));
+}
+
+TEST_F(SettingsTest, HelpfullListsEverySettingAndTheFormerFlagNames) {
+  setenv("TEST_SETTINGS_COUNT", "not read", 1);
+  auto loaded = Load({"--helpfull"});
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  const std::string& help = loaded->print_and_exit;
+  EXPECT_THAT(help, HasSubstr("| `TEST_SETTINGS_COUNT` | `--count` | `3` | "
+                              "How many |\n"));
+  EXPECT_THAT(help, HasSubstr("| `TEST_SETTINGS_TIMEOUT` | `--timeout` | "
+                              "`10s` | Wait |\n"));
+  EXPECT_THAT(help, HasSubstr("| `TEST_SETTINGS_VERBOSE` | `--verbose` |"));
+  EXPECT_THAT(help, HasSubstr("| `TEST_SETTINGS_PIN` | `--pin` | (secret) |"));
+  EXPECT_THAT(help, Not(HasSubstr("1234")));
+  EXPECT_THAT(help, HasSubstr("--wait (--timeout)"));
+}
+
+TEST_F(SettingsTest, AFormerFlagNameIsStillAccepted) {
+  auto loaded = Load({"--wait=5s"});
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->config.timeout, absl::Seconds(5));
+  loaded = Load({"--timeout=7s"});
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->config.timeout, absl::Seconds(7));
 }
 
 TEST_F(SettingsTest, VersionPrintsTheVersionAndBuildType) {

@@ -77,7 +77,7 @@ CoachServer::CoachServer(const Config& config, Store& store, Coach& coach,
 absl::StatusOr<std::unique_ptr<CoachServer>> CoachServer::Start(
     const Config& config, Store& store, Coach& coach, const Clock& clock) {
   std::unique_ptr<JwtVerifier> verifier;
-  if (config.auth == "jwt") {
+  if (config.auth == AuthMode::kJwt) {
     auto created = JwtVerifier::Create(config.jwt);
     if (!created.ok()) return created.status();
     verifier = *std::move(created);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "base/log.h"
 #include "absl/time/time.h"
 #include "server/auth/jwt_verifier.h"
@@ -18,6 +19,12 @@
 #include "server/core/config.h"
 
 namespace coach {
+
+// COACH_AUTH: how callers are known (Config::auth).
+enum class AuthMode { kNone, kJwt };
+// absl's flag marshalling (base/settings.h): "none", "jwt".
+bool AbslParseFlag(absl::string_view text, AuthMode* mode, std::string* error);
+std::string AbslUnparseFlag(AuthMode mode);
 
 struct Config : CoreConfig {
   // 0: the longest a send can take (HoldLifetime in coach_server.h).
@@ -46,10 +53,11 @@ struct Config : CoreConfig {
   absl::Duration grpc_keepalive_min_time = absl::Seconds(5);
   // Empty: the admin RPCs are refused.
   std::string admin_token;
-  // How callers are known: "none" takes a request's userId on trust (any
-  // caller can act as any user: for a trusted network or a demo); "jwt"
-  // requires a signed token on every public RPC (see `jwt`).
-  std::string auth = "none";
+  // How callers are known: kNone ("none") takes a request's userId on
+  // trust (any caller can act as any user: for a trusted network or a
+  // demo); kJwt ("jwt") requires a signed token on every public RPC (see
+  // `jwt`).
+  AuthMode auth = AuthMode::kNone;
   JwtOptions jwt;
   // With `auth` jwt: a token carrying this scope may call the admin RPCs
   // too; empty: only `admin_token` may.

@@ -6,6 +6,18 @@
 
 namespace coach {
 namespace {
+constexpr EnumName<AuthMode> kAuthModes[] = {{AuthMode::kNone, "none"},
+                                             {AuthMode::kJwt, "jwt"}};
+}  // namespace
+
+bool AbslParseFlag(absl::string_view text, AuthMode* mode, std::string* error) {
+  return ParseEnumName(text, kAuthModes, mode, error);
+}
+std::string AbslUnparseFlag(AuthMode mode) {
+  return EnumNameOf(mode, kAuthModes);
+}
+
+namespace {
 
 // A histogram's bucket bounds: increasing durations.
 struct DurationBuckets {
@@ -23,14 +35,14 @@ std::vector<Setting> ServerSettings(Config& c) {
   Limits& l = c.limits;
   UserLimits& u = c.user_limits;
   std::vector<Setting> rows = {
-      {"db_path", "COACH_DB_PATH", &c.db_path, kNonEmpty,
+      Essential({"db_path", "COACH_DB_PATH", &c.db_path, kNonEmpty,
        "SQLite database file, created and migrated at start (when "
-       "`COACH_DATABASE_URL` is empty)"},
-      Secret({"database_url", "COACH_DATABASE_URL", &c.database_url,
+       "`COACH_DATABASE_URL` is empty)"}),
+      Essential(Secret({"database_url", "COACH_DATABASE_URL", &c.database_url,
               kAnyValue,
               "PostgreSQL instead of SQLite, for several servers on one "
               "database: a libpq URI `postgresql://user:password@host:5432/db`"
-              " (migrated at start; the password is never logged)"}),
+              " (migrated at start; the password is never logged)"})),
       {"postgres_pool_size", "COACH_POSTGRES_POOL_SIZE",
        &c.postgres_pool_size, kPositive,
        "PostgreSQL connections of this server, and threads running the "
@@ -43,8 +55,8 @@ std::vector<Setting> ServerSettings(Config& c) {
        "This server's stable name (unique among live servers); a restarted "
        "server frees the credit holds of its previous run. Empty: "
        "`<hostname>:<port>`"},
-      {"grpc_listen", "COACH_GRPC_LISTEN", &c.grpc_listen, kNonEmpty,
-       "gRPC listen address (`0.0.0.0:50051` to serve other hosts)"},
+      Essential({"grpc_listen", "COACH_GRPC_LISTEN", &c.grpc_listen, kNonEmpty,
+       "gRPC listen address (`0.0.0.0:50051` to serve other hosts)"}),
       {"grpc_max_concurrent_streams", "COACH_GRPC_MAX_CONCURRENT_STREAMS",
        &c.grpc_max_concurrent_streams, kPositive,
        "Concurrent calls per client connection (the proxy uses one)"},
@@ -52,18 +64,18 @@ std::vector<Setting> ServerSettings(Config& c) {
        &c.grpc_keepalive_min_time, kPositive,
        "Clients may send keepalive PINGs this often (with or without calls); "
        "more often is answered GOAWAY `too_many_pings`"},
-      Secret({"admin_token", "COACH_ADMIN_TOKEN", &c.admin_token, kAnyValue,
+      Essential(Secret({"admin_token", "COACH_ADMIN_TOKEN", &c.admin_token, kAnyValue,
               "Bearer token of `SetPlan` / `GrantCredits`; empty: they are "
-              "refused"}),
-      {"auth", "COACH_AUTH", &c.auth, OneOf{{"none", "jwt"}},
+              "refused"})),
+      Essential({"auth", "COACH_AUTH", &c.auth, kAnyValue,
        "`none`: a request's `userId` is taken on trust (any caller can act "
        "as any user); `jwt`: every public RPC needs `Authorization: Bearer "
-       "<JWT>`, and the user is the token's"},
-      Secret({"jwt_secret", "COACH_JWT_SECRET", &c.jwt.hs256_secret,
-              kAnyValue, "HS256 secret of the tokens; empty: HS256 refused"}),
-      {"jwt_jwks_file", "COACH_JWT_JWKS_FILE", &c.jwt.jwks_file, kAnyValue,
+       "<JWT>`, and the user is the token's"}),
+      Essential(Secret({"jwt_secret", "COACH_JWT_SECRET", &c.jwt.hs256_secret,
+              kAnyValue, "HS256 secret of the tokens; empty: HS256 refused"})),
+      Essential({"jwt_jwks_file", "COACH_JWT_JWKS_FILE", &c.jwt.jwks_file, kAnyValue,
        "JWKS file of the RS256/ES256 public keys (by `kid`; re-read when it "
-       "changes, and on SIGHUP)"},
+       "changes, and on SIGHUP)"}),
       {"jwt_jwks_check_interval", "COACH_JWT_JWKS_CHECK_INTERVAL",
        &c.jwt.jwks_check_interval, kNonNegative,
        "How often, at most, the JWKS file is looked at for a change; 0: "
@@ -76,23 +88,23 @@ std::vector<Setting> ServerSettings(Config& c) {
        kPositive,
        "A token whose `exp` is further ahead than this (plus the leeway) is "
        "refused"},
-      {"jwt_issuer", "COACH_JWT_ISSUER", &c.jwt.issuer, kAnyValue,
-       "Required `iss`; empty: not checked"},
-      {"jwt_audience", "COACH_JWT_AUDIENCE", &c.jwt.audience, kAnyValue,
-       "Required `aud`; empty: not checked"},
+      Essential({"jwt_issuer", "COACH_JWT_ISSUER", &c.jwt.issuer, kAnyValue,
+       "Required `iss`; empty: not checked"}),
+      Essential({"jwt_audience", "COACH_JWT_AUDIENCE", &c.jwt.audience, kAnyValue,
+       "Required `aud`; empty: not checked"}),
       {"jwt_user_claim", "COACH_JWT_USER_CLAIM", &c.jwt.user_claim,
        kNonEmpty, "The claim that names the user"},
       {"jwt_admin_scope", "COACH_JWT_ADMIN_SCOPE", &c.jwt_admin_scope,
        kAnyValue,
        "A token with this scope (`scope` or `scp`) may call the admin RPCs "
        "too; empty: only the admin token"},
-      Secret({"openai_api_key", "OPENAI_API_KEY", &ai.api_key, kAnyValue,
+      Essential(Secret({"openai_api_key", "OPENAI_API_KEY", &ai.api_key, kAnyValue,
               "OpenAI key; empty: the offline coach answers. Never logged, "
               "stored or returned; prefer the variable (a flag shows in "
-              "`ps`)"}),
+              "`ps`)"})),
       {"openai_base_url", "OPENAI_BASE_URL", &ai.base_url, kNonEmpty,
        "Any OpenAI-compatible API (a gateway, a local model server)"},
-      {"openai_model", "OPENAI_MODEL", &ai.model, kNonEmpty, "Chat model"},
+      Essential({"openai_model", "OPENAI_MODEL", &ai.model, kNonEmpty, "Chat model"}),
       {"openai_max_tokens", "OPENAI_MAX_TOKENS", &ai.max_tokens, kPositive,
        "`max_tokens` of a reply"},
       {"openai_temperature", "OPENAI_TEMPERATURE", &ai.temperature,
@@ -134,12 +146,12 @@ std::vector<Setting> ServerSettings(Config& c) {
       {"openai_proxy", "OPENAI_PROXY", &ai.proxy, kAnyValue,
        "Egress proxy `http://host:port`; empty: direct (`http_proxy` / "
        "`HTTPS_PROXY` are ignored)"},
-      {"ai_providers_file", "COACH_AI_PROVIDERS_FILE", &c.ai_providers_file,
+      Essential({"ai_providers_file", "COACH_AI_PROVIDERS_FILE", &c.ai_providers_file,
        kAnyValue,
        "A JSON array of OpenAI-compatible providers tried in order "
        "(`name`, `baseUrl`, `apiKeyEnv`, `model`, optional `maxTokens`, "
        "`temperature`, `timeout`); empty: the one of the `OPENAI_*` "
-       "settings"},
+       "settings"}),
       {"ai_breaker_failures", "COACH_AI_BREAKER_FAILURES",
        &c.ai_breaker.failures, kPositive,
        "Failures in a row after which a provider is skipped for the "
@@ -178,9 +190,9 @@ std::vector<Setting> ServerSettings(Config& c) {
       {"max_page_size", "COACH_MAX_PAGE_SIZE", &l.max_page_size, kPositive,
        "Rows per page of a paged list at most (a larger `pageSize` is "
        "lowered to it)"},
-      {"coach_context_messages", "COACH_CONTEXT_MESSAGES",
+      Renamed({"context_messages", "COACH_CONTEXT_MESSAGES",
        &l.coach_context_messages, kNonNegative,
-       "Previous messages the coach sees as context"},
+       "Previous messages the coach sees as context"}, "coach_context_messages"),
       {"send_rate_per_minute", "COACH_SEND_RATE_PER_MINUTE",
        &u.send_rate_per_minute, kPositive,
        "Sends per user per minute, any plan (a burst of this many, then one "
@@ -196,12 +208,12 @@ std::vector<Setting> ServerSettings(Config& c) {
        &u.max_sessions_per_user, kPositive,
        "Sessions one user may own (at most `COACH_MAX_SESSIONS_LISTED`); "
        "beyond: 409 `SESSION_LIMIT_REACHED`"},
-      {"free_monthly_credits", "COACH_FREE_MONTHLY_CREDITS",
+      Essential({"free_monthly_credits", "COACH_FREE_MONTHLY_CREDITS",
        &c.plans.free_monthly_credits, kNonNegative,
-       "Monthly credits of the FREE plan (PREMIUM: unlimited)"},
-      {"basic_monthly_credits", "COACH_BASIC_MONTHLY_CREDITS",
+       "Monthly credits of the FREE plan (PREMIUM: unlimited)"}),
+      Essential({"basic_monthly_credits", "COACH_BASIC_MONTHLY_CREDITS",
        &c.plans.basic_monthly_credits, kNonNegative,
-       "Monthly credits of the BASIC plan"},
+       "Monthly credits of the BASIC plan"}),
       {"max_credit_grant", "COACH_MAX_CREDIT_GRANT", &l.max_credit_grant,
        kPositive, "Most credits one `GrantCredits` adds"},
       {"max_credit_balance", "COACH_MAX_CREDIT_BALANCE",
@@ -252,9 +264,9 @@ std::vector<Setting> ServerSettings(Config& c) {
       {"sqlite_reader_connections", "COACH_SQLITE_READER_CONNECTIONS",
        &c.sqlite_reader_connections, kPositive,
        "SQLite connections for parallel reads"},
-      {"metrics_listen", "COACH_METRICS_LISTEN", &c.metrics_listen, kAnyValue,
+      Essential({"metrics_listen", "COACH_METRICS_LISTEN", &c.metrics_listen, kAnyValue,
        "HTTP address of `GET /metrics` (Prometheus text), e.g. "
-       "`127.0.0.1:9464`; empty: not served"},
+       "`127.0.0.1:9464`; empty: not served"}),
       {"metrics_rpc_buckets", "COACH_METRICS_RPC_BUCKETS",
        &c.metrics_rpc_buckets, kDurationBuckets,
        "Upper bounds of the RPC latency histogram's buckets (increasing "
@@ -284,7 +296,7 @@ absl::Status CrossCheck(const Config& config) {
   }
   // Named by variable first: an installed server's settings are an
   // environment file (packaging/), which sets COACH_AUTH=jwt.
-  if (config.auth == "jwt" && config.jwt.hs256_secret.empty() &&
+  if (config.auth == AuthMode::kJwt && config.jwt.hs256_secret.empty() &&
       config.jwt.jwks_file.empty()) {
     return absl::InvalidArgumentError(
         "COACH_AUTH=jwt (--auth) needs a key to check tokens with: set "
