@@ -42,11 +42,6 @@ FakeResponse Answer(int status, std::string body) {
   response.body = std::move(body);
   return response;
 }
-FakeResponse StreamingAnswer(std::vector<std::string> pieces) {
-  FakeResponse response;
-  response.stream.pieces = std::move(pieces);
-  return response;
-}
 
 BreakerOptions Breaker(int failures, absl::Duration cooldown = absl::Seconds(30)) {
   BreakerOptions options;
@@ -197,7 +192,7 @@ TEST_F(FallbackCoachTest, AFailedProbeOpensTheBreakerForAnotherCooldown) {
 
 TEST_F(FallbackCoachTest, AStreamFallsOverBeforeItsFirstPieceNotAfter) {
   FakeProvider primary("primary"), backup("backup");
-  backup.fake.SetDefault(StreamingAnswer(StreamedReply({"Bon", "jour"})));
+  backup.fake.SetDefault(StreamResponse(StreamedReply({"Bon", "jour"})));
   primary.Fail(503);
   auto coach = Over({&primary, &backup}, Breaker(10));
   std::vector<std::string> pieces;
@@ -208,7 +203,7 @@ TEST_F(FallbackCoachTest, AStreamFallsOverBeforeItsFirstPieceNotAfter) {
   // The primary writes a piece, then its stream breaks: the reply fails;
   // the backup is not asked for another reply after that piece.
   primary.fake.SetDefault(
-      StreamingAnswer({StreamChunk("Début"), "data: {not json\n\n"}));
+      StreamResponse({StreamChunk("Début"), "data: {not json\n\n"}));
   pieces.clear();
   const int backup_calls = backup.fake.request_count();
   reply = Ask(*coach, &pieces);

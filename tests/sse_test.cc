@@ -21,23 +21,6 @@ namespace {
 
 using json = nlohmann::json;
 
-OpenAiOptions FastOptions(const std::string& base_url) {
-  OpenAiOptions options;
-  options.api_key = "sk-test-sse";
-  options.base_url = base_url;
-  options.connect_timeout = absl::Seconds(1);
-  options.timeout = absl::Seconds(20);
-  options.retry_base_delay = absl::Milliseconds(10);
-  options.retry_max_delay = absl::Milliseconds(50);
-  return options;
-}
-
-FakeResponse StreamAnswer(std::vector<std::string> pieces, int hold_after = -1) {
-  FakeResponse response;
-  response.stream.pieces = std::move(pieces);
-  response.stream.hold_after = hold_after;
-  return response;
-}
 
 // One event of the stream: its `event:` (empty: a message) and `data:`.
 struct Event {
@@ -81,11 +64,11 @@ struct StreamResult {
 class SseTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto coach = OpenAiCoach::Create(FastOptions(fake_.base_url()));
+    auto coach = OpenAiCoach::Create(FastOpenAiOptions(fake_.base_url(), "sk-test-sse"));
     ASSERT_TRUE(coach.ok()) << coach.status();
     coach_ = *std::move(coach);
     Config config = TestConfig();
-    config.openai = FastOptions(fake_.base_url());
+    config.openai = FastOpenAiOptions(fake_.base_url(), "sk-test-sse");
     server_ = std::make_unique<TestServer>(config, coach_.get());
     ASSERT_TRUE(server_->start_error().ok()) << server_->start_error();
     proxy::ProxyConfig proxy_config = TestProxyConfig(server_->server().port());
@@ -151,7 +134,7 @@ class SseTest : public ::testing::Test {
 };
 
 TEST_F(SseTest, DeltasArriveWhileTheAiStillWritesThenTheStoredReply) {
-  fake_.Script({StreamAnswer(
+  fake_.Script({StreamResponse(
       StreamedReply({"Bonjour", " à vous.", " Respirez.", " Puis parlez."}),
       /*hold_after=*/1)});
   bool first_while_held = false;
@@ -190,7 +173,7 @@ TEST_F(SseTest, DeltasArriveWhileTheAiStillWritesThenTheStoredReply) {
 }
 
 TEST_F(SseTest, ClosingTheConnectionStopsTheAiAndChargesNothing) {
-  fake_.Script({StreamAnswer(StreamedReply({"Un.", " Deux.", " Trois."}),
+  fake_.Script({StreamResponse(StreamedReply({"Un.", " Deux.", " Trois."}),
                              /*hold_after=*/2)});
   const StreamResult result =
       Stream({{"userId", "quitter"}, {"message", "Une longue réponse ?"}},
@@ -235,7 +218,7 @@ TEST_F(SseTest, AnAiErrorMidStreamIsAnErrorEventAndChargesNothing) {
                    ErrorBody("The server had an error", "server_error",
                              "server_error") +
                    "\n\n");
-  fake_.Script({StreamAnswer(pieces)});
+  fake_.Script({StreamResponse(pieces)});
   const StreamResult result =
       Stream({{"userId", "alice"}, {"message", "Bonjour"}});
   EXPECT_EQ(result.status, 200);
@@ -255,7 +238,7 @@ class SseHeartbeatTest : public SseTest {
 };
 
 TEST_F(SseHeartbeatTest, AnIdleStreamGetsCommentsUntilTheNextEvent) {
-  fake_.Script({StreamAnswer(StreamedReply({"Un.", " Deux."}),
+  fake_.Script({StreamResponse(StreamedReply({"Un.", " Deux."}),
                              /*hold_after=*/1)});
   httplib::Client client("127.0.0.1", proxy_->port());
   client.set_read_timeout(30);

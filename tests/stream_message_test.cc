@@ -255,23 +255,6 @@ TEST_F(StreamMessageTest, ACoachFailureEndsTheStreamAndChargesNothing) {
 
 // --- With the OpenAI coach, streaming from the local fake ------------------
 
-OpenAiOptions FastOptions(const std::string& base_url) {
-  OpenAiOptions options;
-  options.api_key = "sk-test-stream";
-  options.base_url = base_url;
-  options.connect_timeout = absl::Seconds(1);
-  options.timeout = absl::Seconds(20);
-  options.retry_base_delay = absl::Milliseconds(10);
-  options.retry_max_delay = absl::Milliseconds(50);
-  return options;
-}
-
-FakeResponse StreamAnswer(std::vector<std::string> pieces, int hold_after = -1) {
-  FakeResponse response;
-  response.stream.pieces = std::move(pieces);
-  response.stream.hold_after = hold_after;
-  return response;
-}
 
 std::string ErrorEvent(const std::string& code) {
   return "data: " + ErrorBody("The server had an error", "server_error", code) +
@@ -281,11 +264,11 @@ std::string ErrorEvent(const std::string& code) {
 class OpenAiStreamMessageTest : public StreamTestBase {
  protected:
   void SetUp() override {
-    auto coach = OpenAiCoach::Create(FastOptions(fake_.base_url()));
+    auto coach = OpenAiCoach::Create(FastOpenAiOptions(fake_.base_url(), "sk-test-stream"));
     ASSERT_TRUE(coach.ok()) << coach.status();
     coach_ = *std::move(coach);
     Config config = TestConfig();
-    config.openai = FastOptions(fake_.base_url());
+    config.openai = FastOpenAiOptions(fake_.base_url(), "sk-test-stream");
     server_ = std::make_unique<TestServer>(config, coach_.get());
     ASSERT_TRUE(server_->start_error().ok()) << server_->start_error();
   }
@@ -300,7 +283,7 @@ class OpenAiStreamMessageTest : public StreamTestBase {
 // The fake writes one chunk and waits: the client has its first delta while
 // the model is still "writing"; then the rest, and the reply as stored.
 TEST_F(OpenAiStreamMessageTest, FirstDeltaArrivesWhileTheAiStillWrites) {
-  fake_.Script({StreamAnswer(StreamedReply({"Bonjour", " à vous.", " Respirez.",
+  fake_.Script({StreamResponse(StreamedReply({"Bonjour", " à vous.", " Respirez.",
                                         " Puis parlez."}),
                          /*hold_after=*/1)});
   bool first_seen_while_held = false;
@@ -354,7 +337,7 @@ TEST_F(OpenAiStreamMessageTest, ClientCancelAbortsTheAiAndChargesNothing) {
   }
   ASSERT_EQ(RemainingCredits("alice"), 1);
   const int messages_before = TotalMessages("alice");
-  fake_.Script({StreamAnswer(StreamedReply({"Un.", " Deux.", " Trois."}),
+  fake_.Script({StreamResponse(StreamedReply({"Un.", " Deux.", " Trois."}),
                          /*hold_after=*/2)});
   const Streamed streamed = ReadStream(
       server_->chat(), Request("alice", session_id, "Une longue réponse ?"),
@@ -379,7 +362,7 @@ TEST_F(OpenAiStreamMessageTest, ClientCancelAbortsTheAiAndChargesNothing) {
 // charged or stored, and no retry (a second reply would follow the first's
 // pieces).
 TEST_F(OpenAiStreamMessageTest, AnAiErrorMidStreamEndsItAndChargesNothing) {
-  fake_.Script({StreamAnswer({StreamChunk("Début de réponse"),
+  fake_.Script({StreamResponse({StreamChunk("Début de réponse"),
                           ErrorEvent("server_error")})});
   const Streamed streamed =
       ReadStream(server_->chat(), Request("alice", "", "Bonjour"));
@@ -393,7 +376,7 @@ TEST_F(OpenAiStreamMessageTest, AnAiErrorMidStreamEndsItAndChargesNothing) {
 
 // A stream that ends before [DONE], after a piece: a failed reply.
 TEST_F(OpenAiStreamMessageTest, AStreamCutBeforeDoneIsAFailedReply) {
-  fake_.Script({StreamAnswer({StreamChunk("Une réponse"), StreamChunk(" coupée")})});
+  fake_.Script({StreamResponse({StreamChunk("Une réponse"), StreamChunk(" coupée")})});
   const Streamed streamed =
       ReadStream(server_->chat(), Request("alice", "", "Bonjour"));
   EXPECT_FALSE(streamed.reply.has_value());
@@ -405,8 +388,8 @@ TEST_F(OpenAiStreamMessageTest, AStreamCutBeforeDoneIsAFailedReply) {
 
 // Before the first piece, an error is retried as for SendMessage.
 TEST_F(OpenAiStreamMessageTest, AnErrorBeforeTheFirstPieceIsRetried) {
-  fake_.Script({StreamAnswer({ErrorEvent("server_error")}),
-                StreamAnswer(StreamedReply({"Deuxième", " essai."}))});
+  fake_.Script({StreamResponse({ErrorEvent("server_error")}),
+                StreamResponse(StreamedReply({"Deuxième", " essai."}))});
   const Streamed streamed =
       ReadStream(server_->chat(), Request("alice", "", "Bonjour"));
   ASSERT_NO_FATAL_FAILURE(ExpectRepliedAndStored(streamed));
@@ -415,7 +398,7 @@ TEST_F(OpenAiStreamMessageTest, AnErrorBeforeTheFirstPieceIsRetried) {
 }
 
 TEST_F(OpenAiStreamMessageTest, ContentFilterMidStreamIsContentFiltered) {
-  fake_.Script({StreamAnswer({StreamChunk("Je "), StreamFinish("content_filter"),
+  fake_.Script({StreamResponse({StreamChunk("Je "), StreamFinish("content_filter"),
                           StreamUsage(), StreamDone()})});
   const Streamed streamed =
       ReadStream(server_->chat(), Request("alice", "", "Bonjour"));

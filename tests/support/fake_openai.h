@@ -21,6 +21,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "server/coach/openai_options.h"
 #include "tests/support/httplib_tuning.h"
 #include "proxy/proxy_config.h"
 
@@ -99,6 +100,31 @@ inline std::vector<std::string> StreamedReply(
   events.push_back(StreamUsage());
   events.push_back(StreamDone());
   return events;
+}
+
+// A streamed answer: `pieces` written in turn (StreamChunk...), the stream
+// held open after `hold_after` of them (-1: never).
+inline FakeResponse StreamResponse(std::vector<std::string> pieces,
+                                   int hold_after = -1) {
+  FakeResponse response;
+  response.stream.pieces = std::move(pieces);
+  response.stream.hold_after = hold_after;
+  return response;
+}
+
+// Options for a coach talking to a FakeOpenAi at `base_url`: real defaults
+// for what the API sees (model, max tokens, temperature), short waits so
+// that retries take milliseconds.
+inline OpenAiOptions FastOpenAiOptions(const std::string& base_url,
+                                       const std::string& api_key) {
+  OpenAiOptions options;
+  options.api_key = api_key;
+  options.base_url = base_url;
+  options.connect_timeout = absl::Seconds(1);
+  options.timeout = absl::Seconds(20);
+  options.retry_base_delay = absl::Milliseconds(10);
+  options.retry_max_delay = absl::Milliseconds(50);
+  return options;
 }
 
 struct ReceivedRequest {

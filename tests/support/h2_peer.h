@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "tests/support/ports.h"
 
 namespace coach::testing {
 
@@ -231,22 +232,10 @@ class H2Peer {
 
   explicit H2Peer(Script script, Mode mode = Mode::kScripted)
       : script_(std::move(script)), mode_(mode) {
-    listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    int port = 0;
+    listen_fd_ = ListenOnLoopback(&port);
     if (listen_fd_ < 0) return;
-    const int one = 1;
-    setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t length = sizeof(address);
-    if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&address),
-             sizeof(address)) != 0 ||
-        listen(listen_fd_, 64) != 0 ||
-        getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&address),
-                    &length) != 0) {
-      return;
-    }
-    port_ = ntohs(address.sin_port);
+    port_ = port;
     acceptor_ = std::thread([this] { AcceptLoop(); });
   }
 

@@ -49,6 +49,27 @@ inline int FreeLoopbackPort() {
   return port.port();
 }
 
+// A TCP socket listening on 127.0.0.1, on a port the kernel picks: its file
+// descriptor (the caller closes it) and `*port`; -1 on failure.
+inline int ListenOnLoopback(int* port, int backlog = 64) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  const int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
+      listen(fd, backlog) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    close(fd);
+    return -1;
+  }
+  *port = ntohs(address.sin_port);
+  return fd;
+}
+
 }  // namespace coach::testing
 
 #endif  // COACH_TESTS_SUPPORT_PORTS_H_

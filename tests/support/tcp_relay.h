@@ -22,25 +22,17 @@
 #include <utility>
 #include <vector>
 
+#include "tests/support/ports.h"
+
 namespace coach::testing {
 
 class TcpRelay {
  public:
   explicit TcpRelay(int target_port) : target_port_(target_port) {
-    listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    int port = 0;
+    listen_fd_ = ListenOnLoopback(&port);
     if (listen_fd_ < 0) return;
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t length = sizeof(address);
-    if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&address),
-             sizeof(address)) != 0 ||
-        listen(listen_fd_, 64) != 0 ||
-        getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&address),
-                    &length) != 0) {
-      return;
-    }
-    port_ = ntohs(address.sin_port);
+    port_ = port;
     thread_ = std::thread([this] { Run(); });
   }
 
