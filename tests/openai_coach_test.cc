@@ -74,13 +74,8 @@ constexpr int kFreeCredits = 5;
 // Real defaults for everything the API sees (model, max tokens,
 // temperature); short waits so that retries and timeouts take milliseconds.
 OpenAiOptions FastOptions(const std::string& base_url) {
-  OpenAiOptions options;
-  options.api_key = kApiKey;
-  options.base_url = base_url;
-  options.connect_timeout = absl::Seconds(1);
+  OpenAiOptions options = FastOpenAiOptions(base_url, kApiKey);
   options.timeout = absl::Seconds(10);
-  options.retry_base_delay = absl::Milliseconds(10);
-  options.retry_max_delay = absl::Milliseconds(50);
   return options;
 }
 
