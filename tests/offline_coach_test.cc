@@ -1,4 +1,8 @@
 #include "server/coach/offline_coach.h"
+#include "server/core/cancellation.h"
+#include "absl/time/clock.h"
+#include "absl/synchronization/notification.h"
+#include "absl/synchronization/mutex.h"
 
 #include <set>
 #include <string>
@@ -275,6 +279,109 @@ TEST(OfflineCoachStreamTest, PiecesAreSentencesThatAddUpToTheReply) {
     joined += piece;
   }
   EXPECT_EQ(joined, content);
+}
+
+CoachRequest TimidRequest() {
+  CoachRequest request;
+  request.system_prompt = SystemPrompt();
+  request.conversation.push_back(
+      CoachTurn{.role = Role::kUser, .content = "Je suis timide au travail"});
+  return request;
+}
+
+// Paced: the pieces come from the coach's thread, apart, then the reply.
+TEST(OfflineCoachStreamTest, PacedPiecesComeApartThenTheReply) {
+  OfflineCoach coach(absl::Milliseconds(5));
+  CoachRequest request = TimidRequest();
+  absl::Mutex mu;
+  std::vector<std::string> pieces;
+  std::vector<absl::Time> times;
+  request.on_delta = [&](absl::string_view piece) {
+    absl::MutexLock lock(&mu);
+    pieces.emplace_back(piece);
+    times.push_back(absl::Now());
+  };
+  absl::Notification done;
+  absl::StatusOr<CoachReply> reply;
+  coach.StartReply(std::move(request), [&](absl::StatusOr<CoachReply> r) {
+    reply = std::move(r);
+    done.Notify();
+  });
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  ASSERT_TRUE(reply.ok()) << reply.status();
+  absl::MutexLock lock(&mu);
+  ASSERT_GT(pieces.size(), 2u);
+  std::string joined;
+  for (const std::string& piece : pieces) joined += piece;
+  EXPECT_EQ(joined, reply->content);
+  for (size_t i = 1; i < times.size(); ++i) {
+    EXPECT_GE(times[i] - times[i - 1], absl::Milliseconds(5)) << i;
+  }
+}
+
+// A caller that stops waiting stops the stream: CANCELLED, no more pieces.
+TEST(OfflineCoachStreamTest, ACancelledStreamStopsWithCancelled) {
+  OfflineCoach coach(absl::Milliseconds(5));
+  CoachRequest request = TimidRequest();
+  auto cancellation = std::make_shared<Cancellation>();
+  request.cancellation = cancellation;
+  int seen = 0;
+  request.on_delta = [&](absl::string_view) {
+    if (++seen == 1) cancellation->Cancel();
+  };
+  absl::Notification done;
+  absl::Status status;
+  coach.StartReply(std::move(request), [&](absl::StatusOr<CoachReply> r) {
+    status = r.status();
+    done.Notify();
+  });
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_EQ(status.code(), absl::StatusCode::kCancelled) << status;
+  EXPECT_EQ(seen, 1);
+}
+
+// Shutting down (CancelAll, then the coach's end) fails what still streams.
+TEST(OfflineCoachStreamTest, CancelAllAndTheEndFailTheStreamsInProgress) {
+  absl::Notification first_piece;
+  absl::Notification done;
+  absl::Status status;
+  {
+    OfflineCoach coach(absl::Hours(1));  // the second piece never comes
+    CoachRequest request = TimidRequest();
+    request.on_delta = [&](absl::string_view) {
+      if (!first_piece.HasBeenNotified()) first_piece.Notify();
+    };
+    coach.StartReply(std::move(request), [&](absl::StatusOr<CoachReply> r) {
+      status = r.status();
+      done.Notify();
+    });
+    ASSERT_TRUE(first_piece.WaitForNotificationWithTimeout(absl::Seconds(30)));
+    coach.CancelAll();
+    ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+    EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+
+    // Started after CancelAll: fails too.
+    absl::Notification later;
+    CoachRequest again = TimidRequest();
+    again.on_delta = [](absl::string_view) {};
+    absl::Status later_status;
+    coach.StartReply(std::move(again), [&](absl::StatusOr<CoachReply> r) {
+      later_status = r.status();
+      later.Notify();
+    });
+    ASSERT_TRUE(later.WaitForNotificationWithTimeout(absl::Seconds(30)));
+    EXPECT_EQ(later_status.code(), absl::StatusCode::kUnavailable);
+  }
+  // And a coach destroyed mid-stream answers its callers first.
+  absl::Notification ended;
+  {
+    OfflineCoach coach(absl::Hours(1));
+    CoachRequest request = TimidRequest();
+    request.on_delta = [](absl::string_view) {};
+    coach.StartReply(std::move(request),
+                     [&](absl::StatusOr<CoachReply>) { ended.Notify(); });
+  }
+  EXPECT_TRUE(ended.HasBeenNotified());
 }
 
 TEST(OfflineCoachStreamTest, SentencePiecesKeepEveryByte) {

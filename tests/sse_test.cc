@@ -12,6 +12,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
+#include "server/coach/offline_coach.h"
 #include "server/coach/openai_coach.h"
 #include "tests/support/fake_openai.h"
 #include "tests/support/test_stack.h"
@@ -230,6 +231,40 @@ TEST_F(SseTest, AnAiErrorMidStreamIsAnErrorEventAndChargesNothing) {
   EXPECT_FALSE(last.data["message"].get<std::string>().empty());
   EXPECT_EQ(Stats("alice")["remainingCredits"], 5);
   EXPECT_EQ(Stats("alice")["totalMessages"], 0);
+}
+
+// The offline coach (no AI key), paced as tools/run.sh runs it: a front-end
+// sees a reply of several clauses as several events, not one or two.
+class OfflineSseTest : public SseTest {
+ protected:
+  void SetUp() override {
+    server_ = std::make_unique<TestServer>(TestConfig(), &offline_);
+    ASSERT_TRUE(server_->start_error().ok()) << server_->start_error();
+    auto proxy =
+        proxy::CoachProxy::Start(TestProxyConfig(server_->server().port()));
+    ASSERT_TRUE(proxy.ok()) << proxy.status();
+    proxy_ = *std::move(proxy);
+  }
+  void TearDown() override {
+    proxy_.reset();
+    server_.reset();
+  }
+
+  OfflineCoach offline_{absl::Milliseconds(20)};
+};
+
+TEST_F(OfflineSseTest, AReplyOfSeveralClausesIsSeveralEvents) {
+  const StreamResult result =
+      Stream({{"userId", "olga"}, {"message", "Je suis timide au travail"}});
+  EXPECT_EQ(result.status, 200);
+  ASSERT_GE(result.events.size(), 4u) << "fewer than three deltas";
+  std::string text;
+  for (size_t i = 0; i + 1 < result.events.size(); ++i) {
+    text += result.events[i].data["delta"].get<std::string>();
+  }
+  const json& reply = result.events.back().data["reply"];
+  ASSERT_TRUE(reply.is_object()) << result.events.back().data;
+  EXPECT_EQ(reply["assistantMessage"]["content"], text);
 }
 
 class SseHeartbeatTest : public SseTest {

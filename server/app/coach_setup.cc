@@ -46,7 +46,8 @@ absl::StatusOr<CoachSetup> MakeCoach(const Config& config) {
   absl::StatusOr<std::vector<ProviderSettings>> providers = AiProviders(config);
   if (!providers.ok()) return providers.status();
   if (providers->empty()) {
-    return CoachSetup{.coach = std::make_unique<OfflineCoach>(),
+    return CoachSetup{.coach = std::make_unique<OfflineCoach>(
+                          config.offline_stream_delay),
                       .metrics = nullptr,
                       .description = "offline (OPENAI_API_KEY is not set)"};
   }

@@ -63,6 +63,9 @@ struct Config : CoreConfig {
   // too; empty: only `admin_token` may.
   std::string jwt_admin_scope;
   OpenAiOptions openai;
+  // Without an AI provider: the offline coach's streamed pieces come this
+  // far apart, as a model's would (zero: all at once).
+  absl::Duration offline_stream_delay = absl::Milliseconds(30);
   // A JSON array of AI providers in order of preference (server/coach/
   // providers_file.h); empty: the one of `openai` (or the offline coach).
   std::string ai_providers_file;

@@ -146,6 +146,10 @@ std::vector<Setting> ServerSettings(Config& c) {
       {"openai_proxy", "OPENAI_PROXY", &ai.proxy, kAnyValue,
        "Egress proxy `http://host:port`; empty: direct (`http_proxy` / "
        "`HTTPS_PROXY` are ignored)"},
+      {"offline_stream_delay", "COACH_OFFLINE_STREAM_DELAY",
+       &c.offline_stream_delay, kNonNegative,
+       "Without an AI provider, the offline coach's streamed pieces (one per "
+       "clause) come this far apart; `0`: all at once"},
       Essential({"ai_providers_file", "COACH_AI_PROVIDERS_FILE", &c.ai_providers_file,
        kAnyValue,
        "A JSON array of OpenAI-compatible providers tried in order "

@@ -1,15 +1,21 @@
 #include "server/coach/offline_coach.h"
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
+#include <thread>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "absl/types/span.h"
 #include "base/text.h"
 
@@ -536,14 +542,148 @@ std::vector<absl::string_view> SentencePieces(absl::string_view text) {
   return pieces;
 }
 
-void OfflineCoach::StartReply(CoachRequest request, ReplyCallback done) {
-  CoachReply reply = Compose(request);
-  if (request.on_delta) {
-    for (absl::string_view piece : SentencePieces(reply.content)) {
-      request.on_delta(piece);
+// Streams the replies' pieces `delay` apart, oldest reply first, on a
+// thread of its own: one pending piece per reply at a time, due at `due`.
+class OfflineCoach::Pacer {
+ public:
+  explicit Pacer(absl::Duration delay)
+      : delay_(delay), thread_([this] { Run(); }) {}
+
+  ~Pacer() {
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+    }
+    thread_.join();
+  }
+
+  void Add(CoachRequest request, CoachReply reply, ReplyCallback done) {
+    Stream stream;
+    stream.request = std::move(request);
+    stream.reply = std::move(reply);
+    stream.done = std::move(done);
+    for (absl::string_view piece : SentencePieces(stream.reply.content)) {
+      stream.pieces.emplace_back(piece);
+    }
+    absl::MutexLock lock(&mu_);
+    stream.due = absl::Now();  // the first piece at once
+    streams_.push_back(std::move(stream));
+  }
+
+  // Fails every stream still running (the server's grace period is over).
+  void CancelAll() {
+    absl::MutexLock lock(&mu_);
+    cancel_all_ = true;
+  }
+
+ private:
+  struct Stream {
+    CoachRequest request;
+    CoachReply reply;
+    ReplyCallback done;
+    std::vector<std::string> pieces;
+    size_t next = 0;
+    absl::Time due;
+  };
+
+  void Run() {
+    while (true) {
+      std::deque<Stream> due;
+      {
+        absl::MutexLock lock(&mu_);
+        // Wakes for a new stream, a stop, or the earliest due piece.
+        absl::Time wake = absl::InfiniteFuture();
+        for (const Stream& stream : streams_) wake = std::min(wake, stream.due);
+        mu_.AwaitWithDeadline(
+            absl::Condition(
+                +[](Pacer* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) {
+                  return p->stopping_ ||
+                         (p->cancel_all_ && !p->streams_.empty()) ||
+                         p->streams_.size() != p->seen_;
+                },
+                this),
+            wake);
+        if (stopping_ && streams_.empty()) return;
+        const absl::Time now = absl::Now();
+        std::deque<Stream> waiting;
+        for (Stream& stream : streams_) {
+          (stopping_ || cancel_all_ || stream.due <= now ? due : waiting)
+              .push_back(std::move(stream));
+        }
+        streams_ = std::move(waiting);
+        seen_ = streams_.size();
+      }
+      std::deque<Stream> again;
+      for (Stream& stream : due) {
+        if (Step(stream)) again.push_back(std::move(stream));
+      }
+      absl::MutexLock lock(&mu_);
+      for (Stream& stream : again) streams_.push_back(std::move(stream));
+      seen_ = streams_.size();
     }
   }
+
+  // Reports the stream's next piece, or ends it (done): true if it goes on.
+  bool Step(Stream& stream) {
+    bool fail_all;
+    {
+      absl::MutexLock lock(&mu_);
+      fail_all = stopping_ || cancel_all_;
+    }
+    if (fail_all) {
+      stream.done(absl::UnavailableError("the coach is shutting down"));
+      return false;
+    }
+    if (stream.request.cancellation != nullptr &&
+        stream.request.cancellation->IsCancelled()) {
+      stream.done(absl::CancelledError("the caller stopped waiting"));
+      return false;
+    }
+    if (stream.next < stream.pieces.size()) {
+      stream.request.on_delta(stream.pieces[stream.next++]);
+      stream.due = absl::Now() + delay_;
+      return true;
+    }
+    stream.done(std::move(stream.reply));
+    return false;
+  }
+
+  const absl::Duration delay_;
+  absl::Mutex mu_;
+  std::deque<Stream> streams_ ABSL_GUARDED_BY(mu_);
+  // How many of streams_ Run has seen: more means a new stream.
+  size_t seen_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancel_all_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;  // last: starts once the rest is built
+};
+
+OfflineCoach::OfflineCoach(absl::Duration piece_delay)
+    : piece_delay_(piece_delay),
+      pacer_(piece_delay > absl::ZeroDuration()
+                 ? std::make_unique<Pacer>(piece_delay)
+                 : nullptr) {}
+
+OfflineCoach::~OfflineCoach() = default;
+
+void OfflineCoach::StartReply(CoachRequest request, ReplyCallback done) {
+  CoachReply reply = Compose(request);
+  if (!request.on_delta) {
+    done(std::move(reply));
+    return;
+  }
+  if (pacer_ != nullptr) {
+    pacer_->Add(std::move(request), std::move(reply), std::move(done));
+    return;
+  }
+  for (absl::string_view piece : SentencePieces(reply.content)) {
+    request.on_delta(piece);
+  }
   done(std::move(reply));
+}
+
+void OfflineCoach::CancelAll() {
+  if (pacer_ != nullptr) pacer_->CancelAll();
 }
 
 CoachReply OfflineCoach::Compose(const CoachRequest& request) {
