@@ -1,7 +1,7 @@
 // fake-openai: a local OpenAI-compatible chat-completions server that answers
 // every request after a fixed delay. For benchmarks and local development
 // without a key or network:
-//   fake-openai --listen=127.0.0.1:8089 --delay=2s &
+//   fake-openai --host=127.0.0.1 --port=8089 --delay=2s &
 //   OPENAI_API_KEY=fake OPENAI_BASE_URL=http://127.0.0.1:8089/v1 coach-server
 #include <httplib.h>
 #include <signal.h>
