@@ -160,4 +160,24 @@ grep -qx 'ExecStart=/usr/bin/coach-server' "$tmp/extracted/usr/lib/systemd/syste
   || fail "the packaged coach-server.service does not start /usr/bin/coach-server: $(grep ExecStart "$tmp/extracted/usr/lib/systemd/system/coach-server.service")"
 grep -qx 'ExecStart=/usr/bin/coach-proxy' "$tmp/extracted/usr/lib/systemd/system/coach-proxy.service" \
   || fail "the packaged coach-proxy.service does not start /usr/bin/coach-proxy"
+for f in ./usr/share/doc/coach-ai-hub/copyright \
+         ./usr/share/doc/coach-ai-hub/changelog.gz \
+         ./usr/share/man/man1/coach-server.1.gz \
+         ./usr/share/man/man1/coach-proxy.1.gz; do
+  awk '{print $6}' <<<"$listing" | grep -qx "$f" || fail "not in the .deb: $f"
+done
+# The changelog's version is the package's.
+version=$(dpkg-deb -f "$deb" Version)
+zcat "$tmp/extracted/usr/share/doc/coach-ai-hub/changelog.gz" | head -1 |
+  grep -q "^coach-ai-hub ($version)" || fail "changelog's first entry is not $version"
+
+# Debian's own checker: no error, no warning (lintian, when installed:
+# tools/setup.sh installs it).
+if command -v lintian >/dev/null; then
+  echo "== lintian"
+  tags=$(lintian --tag-display-limit 0 "$deb" 2>&1 | grep -E '^[EW]: ' || true)
+  [[ -z $tags ]] || fail "lintian: $tags"
+else
+  echo "lintian not installed: not checked"
+fi
 echo "packaging test: OK"

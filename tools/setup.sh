@@ -23,6 +23,8 @@ PACKAGES=(
   jq          # the README's examples read JSON answers with it
   systemd     # systemd-analyze: the packaging test verifies the units
   dpkg-dev    # dpkg-shlibdeps: cpack -G DEB finds the package's dependencies
+  help2man    # the man pages, from --helpfull (packaging/)
+  lintian     # packaging_test checks the .deb with it
   python3  # json_log_test parses every log line with its json module
   clang libclang-rt-14-dev  # libFuzzer (-fsanitize=fuzzer): tools/fuzz.sh
 )
