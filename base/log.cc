@@ -61,7 +61,7 @@ std::vector<Setting> LogSettings(LogOptions& options) {
        kAnyValue,
        "`text`: `<time> <LEVEL> <message>`; `json`: one JSON object per line "
        "(`ts`, `level`, `msg`, and for requests `request_id`, `route`, "
-       "`status`, `code`, `reason`, `duration_ms`)"}),
+       "`status`, `code`, `reason`, `duration_ms`, `trace_id`, `span_id`)"}),
       Essential({"log_level", "COACH_LOG_LEVEL", &options.level,
        kAnyValue,
        "Lines below this level are dropped (`warn`: no request lines)"}),
@@ -125,6 +125,8 @@ void LogRequest(LogLevel level, const RequestLogLine& r) {
           10;
     }
     if (!r.note.empty()) line["note"] = std::string(r.note);
+    if (!r.trace_id.empty()) line["trace_id"] = std::string(r.trace_id);
+    if (!r.span_id.empty()) line["span_id"] = std::string(r.span_id);
     return Write(line);
   }
   if (r.status >= 0) absl::StrAppend(&summary, " status=", r.status);
@@ -148,6 +150,8 @@ void LogRequest(LogLevel level, const RequestLogLine& r) {
     }
   }
   absl::StrAppend(&summary, " request_id=", r.request_id);
+  if (!r.trace_id.empty()) absl::StrAppend(&summary, " trace_id=", r.trace_id);
+  if (!r.span_id.empty()) absl::StrAppend(&summary, " span_id=", r.span_id);
   Env::Default().Log(level, summary);
 }
 

@@ -85,11 +85,13 @@ struct RequestLogLine {
   absl::string_view reason;      // the error's reason ("SESSION_NOT_FOUND")
   double duration_ms = -1;
   absl::string_view request_id;  // "-" when none
+  absl::string_view trace_id;    // W3C trace context (trace_context.h);
+  absl::string_view span_id;     // empty: none
   absl::string_view note;        // a few words more (text) / "note" (JSON)
 };
 // Text: "<kind> [<method> ]<route> status=.. code=.. reason=.. <note>
-// duration_ms=.. request_id=..". JSON: "msg" is "<kind> [<method> ]<route>"
-// and every field is a member. Callers check LogEnabled first when building
+// duration_ms=.. request_id=.. trace_id=.. span_id=..". JSON: "msg" is
+// "<kind> [<method> ]<route>" and every field is a member. Callers check LogEnabled first when building
 // the line costs anything.
 void LogRequest(LogLevel level, const RequestLogLine& line);
 

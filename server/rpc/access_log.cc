@@ -6,6 +6,7 @@
 #include "absl/time/clock.h"
 #include "base/log.h"
 #include "base/request_id.h"
+#include "base/trace_context.h"
 #include "server/rpc/grpc_status.h"
 
 namespace coach {
@@ -29,6 +30,11 @@ class AccessLogInterceptor final : public grpc::experimental::Interceptor {
         // Direct gRPC clients send what they like: log only a plain id.
         request_id_ = IsPlainRequestId(id) ? std::string(id) : "invalid";
       }
+      // The trace the caller names (coach-proxy always names one; a direct
+      // gRPC client may): logged with the request line.
+      if (auto it = metadata->find(kTraceparentHeader); it != metadata->end()) {
+        traceparent_.assign(it->second.data(), it->second.size());
+      }
     }
     if (methods->QueryInterceptionHookPoint(
             InterceptionHookPoints::PRE_SEND_STATUS)) {
@@ -47,6 +53,10 @@ class AccessLogInterceptor final : public grpc::experimental::Interceptor {
         line.duration_ms = absl::ToDoubleMilliseconds(duration);
         line.request_id = request_id_.empty() ? absl::string_view("-")
                                               : absl::string_view(request_id_);
+        // That trace, under a span of this server's; else a new trace.
+        const TraceContext trace = ContinueTrace(traceparent_);
+        line.trace_id = trace.trace_id;
+        line.span_id = trace.span_id;
         LogRequest(LogLevel::kInfo, line);
       }
       if (metrics_ != nullptr) {
@@ -62,6 +72,7 @@ class AccessLogInterceptor final : public grpc::experimental::Interceptor {
   RpcMetrics* const metrics_;
   const absl::Time started_;
   std::string request_id_;
+  std::string traceparent_;  // as received; empty: none
 };
 
 }  // namespace
