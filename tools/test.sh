@@ -82,9 +82,8 @@ start_postgres() {
 }
 phase "postgres start" start_postgres
 
-# configure DIR [cmake options...]: Ninja, warnings as errors, unity builds
-# (tools/build_speed.cmake). A folder left by another generator is
-# configured afresh.
+# configure DIR [cmake options...]: Ninja, warnings as errors. A folder left
+# by another generator is configured afresh.
 configure() {
   local dir=$1
   shift
@@ -92,13 +91,16 @@ configure() {
      ! grep -qx 'CMAKE_GENERATOR:INTERNAL=Ninja' "$dir/CMakeCache.txt"; then
     rm -rf "$dir"
   fi
-  cmake -S . -B "$dir" -G Ninja -DBUILD_TESTING=ON -DCOACH_WERROR=ON \
-        -DCOACH_UNITY_BUILD=ON "$@" >/dev/null
+  cmake -S . -B "$dir" -G Ninja -DBUILD_TESTING=ON -DCOACH_WERROR=ON "$@" \
+        >/dev/null
 }
 
 # The optimised build: -g1 (line tables) where full debug info (-g) made it
 # a third slower and nothing here reads it. With the sanitizer runs, it
 # builds no gtest suite (COACH_TEST_SUITES=scripts); without, all of them.
+# No unity build here: every file compiles on its own includes, as in
+# tools/run.sh's build (a unity build hides a missing include behind the
+# file before it).
 BUILD_DIR=${COACH_TEST_BUILD_DIR:-build/test}
 if [[ ${COACH_SANITIZERS:-1} == 0 ]]; then
   PLAIN_SUITES=
@@ -134,7 +136,9 @@ fi
 # -g1 is enough for file:line in reports. The test code itself at -O0
 # (COACH_TEST_COMPILE_OPTIONS): a third less compile time for the suites,
 # the code under test keeps -O1.
+# Unity builds (tools/build_speed.cmake): each target one translation unit.
 SANITIZER_FLAGS=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOACH_BUILD_BENCH=OFF
+                 -DCOACH_UNITY_BUILD=ON
                  "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG"
                  -DCOACH_TEST_COMPILE_OPTIONS=-O0)
 # Every test runs under the sanitizers too: the AI client's timing tests run
