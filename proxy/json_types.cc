@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/status_macros.h"
+#include "proxy/route_table.h"
 
 namespace coach::proxy {
 namespace {
