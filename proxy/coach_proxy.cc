@@ -458,11 +458,57 @@ void ReplyError(const std::shared_ptr<http::Exchange>& exchange,
                                  .body = error.body});
 }
 
-}  // namespace
+// Why a routed request is refused before it is transcoded, if it is: a
+// single header repeated (400), then a body that is not JSON or is
+// compressed (415).
+std::optional<HttpError> HeadersOrBodyRefusal(const ProxyConfig& config,
+                                              const http::Request& request) {
+  if (const std::string repeated = RepeatedSingleHeader(config, request);
+      !repeated.empty()) {
+    return MakeHttpError(
+        400, v1::INVALID_ARGUMENT,
+        absl::StrCat("L'en-tête « ", repeated,
+                     " » ne doit figurer qu'une fois dans la requête."),
+        repeated);
+  }
+  if (!request.body.empty()) {
+    // A cross-site form can post text/plain without a preflight (a CORS
+    // "simple request"); JSON cannot be posted that way.
+    if (MediaType(request.header("Content-Type")) != "application/json") {
+      return MakeHttpError(415, v1::UNSUPPORTED_MEDIA_TYPE,
+                           "Le corps de la requête doit être du JSON "
+                           "(Content-Type: application/json).");
+    }
+    const std::string encoding =
+        absl::AsciiStrToLower(request.header("Content-Encoding"));
+    if (!encoding.empty() && encoding != "identity") {
+      return MakeHttpError(415, v1::UNSUPPORTED_ENCODING,
+                           "Le corps de la requête ne doit pas être "
+                           "compressé.");
+    }
+  }
+  return std::nullopt;
+}
 
-http::Response CoachProxy::Refuse(http::Refusal refusal,
-                                  const http::Request& request) {
-  const int status = http::StatusOf(refusal);
+// The request message of `route` for `request`: its query, body and path
+// bindings transcoded; else INVALID_ARGUMENT, a query that does not decode
+// included.
+absl::StatusOr<std::unique_ptr<Message>> Transcode(
+    const Route& route, const PathBindings& bindings,
+    const http::Request& request) {
+  std::vector<std::pair<std::string, std::string>> parameters;
+  if (!ParseQuery(request.query, parameters)) {
+    return absl::InvalidArgumentError("Paramètre de requête mal encodé.");
+  }
+  const std::multimap<std::string, std::string> query(parameters.begin(),
+                                                      parameters.end());
+  return RequestFromHttp(route, bindings, query, request.body);
+}
+
+// The error answered for a request the HTTP layer refused (`status` is
+// the refusal's).
+HttpError RefusalError(http::Refusal refusal, int status,
+                       const ProxyConfig& config) {
   HttpError error;
   switch (refusal) {
     case http::Refusal::kMalformed:
@@ -477,19 +523,19 @@ http::Response CoachProxy::Refuse(http::Refusal refusal,
     case http::Refusal::kBodyTooLarge:
       error = MakeHttpError(status, v1::PAYLOAD_TOO_LARGE,
                             absl::StrCat("Le corps de la requête dépasse ",
-                                         config_.max_body_bytes, " octets."));
+                                         config.max_body_bytes, " octets."));
       break;
     case http::Refusal::kUriTooLong:
       error = MakeHttpError(status, v1::INVALID_ARGUMENT,
                             absl::StrCat("L'URL de la requête dépasse ",
-                                         config_.max_url_bytes, " octets."));
+                                         config.max_url_bytes, " octets."));
       break;
     case http::Refusal::kHeadersTooLarge:
       error = MakeHttpError(
           status, v1::HEADERS_TOO_LARGE,
           absl::StrCat("Les en-têtes de la requête dépassent ",
-                       config_.max_header_bytes, " octets ou ",
-                       config_.max_header_count, " lignes."));
+                       config.max_header_bytes, " octets ou ",
+                       config.max_header_count, " lignes."));
       break;
     case http::Refusal::kBadHost:
       error = MakeHttpError(status, v1::INVALID_ARGUMENT,
@@ -500,6 +546,15 @@ http::Response CoachProxy::Refuse(http::Refusal refusal,
       error = MakeHttpError(status, v1::INTERNAL, kServerError);
       break;
   }
+  return error;
+}
+
+}  // namespace
+
+http::Response CoachProxy::Refuse(http::Refusal refusal,
+                                  const http::Request& request) {
+  const int status = http::StatusOf(refusal);
+  HttpError error = RefusalError(refusal, status, config_);
   const std::string request_id = RequestIdOf(request);
   http::Response response;
   response.status = error.status;
@@ -549,6 +604,60 @@ void CoachProxy::HandlePreflight(Pending& pending) {
   LogAccess(pending, 204);
 }
 
+bool CoachProxy::HandleOperation(std::shared_ptr<Pending>& pending) {
+  const http::Request& request = pending->request();
+  if (request.method == "OPTIONS") {
+    HandlePreflight(*pending);
+    return true;
+  }
+  // Operations, outside the API's routes.
+  if (request.method == "GET" && request.path == "/healthz") {
+    pending->route = request.path;
+    pending->exchange->Reply(
+        http::Response{.status = 200,
+                       .headers = pending->Headers(kJsonContentType),
+                       .body = R"({"status":"SERVING"})"});
+    LogAccess(*pending, 200);
+    return true;
+  }
+  if (request.method == "GET" && request.path == "/readyz") {
+    pending->route = request.path;
+    HandleReadiness(std::move(pending));
+    return true;
+  }
+  if (request.method == "GET" && request.path == "/openapi.json") {
+    pending->route = request.path;
+    pending->exchange->Reply(
+        http::Response{.status = 200,
+                       .headers = pending->Headers(kJsonContentType),
+                       .body = openapi_});
+    LogAccess(*pending, 200);
+    return true;
+  }
+  return false;
+}
+
+void CoachProxy::RefuseUnrouted(Pending& pending,
+                                const RouteTable::Match& match) {
+  const http::Request& request = pending.request();
+  if (match.allowed_methods.empty()) {
+    const HttpError error = MakeHttpError(
+        404, v1::ROUTE_NOT_FOUND,
+        absl::StrCat("Aucune route ", request.method, " ", request.path, "."));
+    ReplyError(pending.exchange, pending.Headers(kJsonContentType), error);
+    return LogAccess(pending, error.status, std::nullopt, error.reason);
+  }
+  std::vector<http::Header> headers = pending.Headers(kJsonContentType);
+  headers.push_back({"Allow", absl::StrJoin(match.allowed_methods, ", ")});
+  const HttpError error = MakeHttpError(
+      405, v1::METHOD_NOT_ALLOWED,
+      absl::StrCat("Méthode ", request.method, " non autorisée sur ",
+                   request.path, " (autorisées : ",
+                   absl::StrJoin(match.allowed_methods, ", "), ")."));
+  ReplyError(pending.exchange, std::move(headers), error);
+  return LogAccess(pending, error.status, std::nullopt, error.reason);
+}
+
 void CoachProxy::Handle(std::shared_ptr<http::Exchange> exchange) {
   auto pending = std::make_shared<Pending>();
   pending->exchange = std::move(exchange);
@@ -562,84 +671,18 @@ void CoachProxy::Handle(std::shared_ptr<http::Exchange> exchange) {
     LogAccess(*pending, error.status, std::nullopt, error.reason);
   };
 
-  if (request.method == "OPTIONS") return HandlePreflight(*pending);
-  // Operations, outside the API's routes.
-  if (request.method == "GET" && request.path == "/healthz") {
-    pending->route = request.path;
-    pending->exchange->Reply(
-        http::Response{.status = 200,
-                       .headers = pending->Headers(kJsonContentType),
-                       .body = R"({"status":"SERVING"})"});
-    return LogAccess(*pending, 200);
-  }
-  if (request.method == "GET" && request.path == "/readyz") {
-    pending->route = request.path;
-    return HandleReadiness(std::move(pending));
-  }
-  if (request.method == "GET" && request.path == "/openapi.json") {
-    pending->route = request.path;
-    pending->exchange->Reply(
-        http::Response{.status = 200,
-                       .headers = pending->Headers(kJsonContentType),
-                       .body = openapi_});
-    return LogAccess(*pending, 200);
-  }
-
+  if (HandleOperation(pending)) return;
   const RouteTable::Match match = routes_.Find(request.method, request.path);
-  if (match.route == nullptr) {
-    if (match.allowed_methods.empty()) {
-      return fail(MakeHttpError(404, v1::ROUTE_NOT_FOUND,
-                                absl::StrCat("Aucune route ", request.method,
-                                             " ", request.path, ".")));
-    }
-    std::vector<http::Header> headers = pending->Headers(kJsonContentType);
-    headers.push_back({"Allow", absl::StrJoin(match.allowed_methods, ", ")});
-    const HttpError error = MakeHttpError(
-        405, v1::METHOD_NOT_ALLOWED,
-        absl::StrCat("Méthode ", request.method, " non autorisée sur ",
-                     request.path, " (autorisées : ",
-                     absl::StrJoin(match.allowed_methods, ", "), ")."));
-    ReplyError(pending->exchange, std::move(headers), error);
-    return LogAccess(*pending, error.status, std::nullopt, error.reason);
-  }
+  if (match.route == nullptr) return RefuseUnrouted(*pending, match);
   const Route& route = *match.route;
   pending->route = route.path.text();
   pending->series = &route_series_[&route - routes_.routes().data()];
 
-  if (const std::string repeated = RepeatedSingleHeader(config_, request);
-      !repeated.empty()) {
-    return fail(MakeHttpError(
-        400, v1::INVALID_ARGUMENT,
-        absl::StrCat("L'en-tête « ", repeated,
-                     " » ne doit figurer qu'une fois dans la requête."),
-        repeated));
+  if (std::optional<HttpError> refused = HeadersOrBodyRefusal(config_, request);
+      refused.has_value()) {
+    return fail(*refused);
   }
-
-  if (!request.body.empty()) {
-    // A cross-site form can post text/plain without a preflight (a CORS
-    // "simple request"); JSON cannot be posted that way.
-    if (MediaType(request.header("Content-Type")) != "application/json") {
-      return fail(MakeHttpError(415, v1::UNSUPPORTED_MEDIA_TYPE,
-                                "Le corps de la requête doit être du JSON "
-                                "(Content-Type: application/json)."));
-    }
-    const std::string encoding =
-        absl::AsciiStrToLower(request.header("Content-Encoding"));
-    if (!encoding.empty() && encoding != "identity") {
-      return fail(MakeHttpError(415, v1::UNSUPPORTED_ENCODING,
-                                "Le corps de la requête ne doit pas être "
-                                "compressé."));
-    }
-  }
-  std::vector<std::pair<std::string, std::string>> parameters;
-  if (!ParseQuery(request.query, parameters)) {
-    return fail(MakeHttpError(400, v1::INVALID_ARGUMENT,
-                              "Paramètre de requête mal encodé."));
-  }
-  const std::multimap<std::string, std::string> query(parameters.begin(),
-                                                      parameters.end());
-  auto upstream_request =
-      RequestFromHttp(route, match.bindings, query, request.body);
+  auto upstream_request = Transcode(route, match.bindings, request);
   if (!upstream_request.ok()) {
     return fail(MakeHttpError(
         400, v1::INVALID_ARGUMENT, upstream_request.status().message(),

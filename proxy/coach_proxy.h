@@ -60,6 +60,12 @@ class CoachProxy {
   CoachProxy(const ProxyConfig& config, RouteTable routes);
 
   void Handle(std::shared_ptr<http::Exchange> exchange);
+  // Answers a preflight, or one of the proxy's own paths (/healthz, /readyz,
+  // /openapi.json), logged: false if the request is none of them.
+  bool HandleOperation(std::shared_ptr<Pending>& pending);
+  // 404 for a path no route has, 405 (with Allow) for a method it lacks;
+  // logged.
+  void RefuseUnrouted(Pending& pending, const RouteTable::Match& match);
   http::Response Refuse(http::Refusal refusal, const http::Request& request);
   void HandlePreflight(Pending& pending);
   void HandleReadiness(std::shared_ptr<Pending> pending);

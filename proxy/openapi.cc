@@ -175,9 +175,28 @@ class Generator {
     for (const Route& route : routes_.routes()) {
       MarkOutput(*route.method->output_type());
     }
+    std::vector<const google::protobuf::ServiceDescriptor*> services;
+    Json paths = Paths(services);
+    Json schemas = Schemas();
+    Json document = {
+        {"openapi", "3.0.3"},
+        {"info", Info(services)},
+        {"servers", Json::array({{{"url", "/"}}})},
+        {"tags", Tags(services)},
+        {"security", Json::array({Json::object(),
+                                  {{"bearerAuth", Json::array()}}})},
+        {"paths", std::move(paths)},
+        {"components", Components(std::move(schemas))}};
+    return document.dump(2);
+  }
+
+ private:
+  // Every route's operation (then coach-proxy's own paths), by path and
+  // method; `services` gets the services of the routes, in their order.
+  Json Paths(
+      std::vector<const google::protobuf::ServiceDescriptor*>& services) {
     Json paths = Json::object();
     std::map<std::string, int> operation_ids;
-    std::vector<const google::protobuf::ServiceDescriptor*> services;
     for (const Route& route : routes_.routes()) {
       const auto [path, parameters] = OpenApiPath(route);
       std::string id = absl::StrCat(route.method->service()->name(), "_",
@@ -193,6 +212,12 @@ class Generator {
       }
     }
     AddOperationsPaths(paths);
+    return paths;
+  }
+
+  // The schemas the operations referred to (and those they reach), with
+  // ErrorBody, sorted by name. Once the operations are built.
+  Json Schemas() {
     // Schemas are collected while the operations refer to them; a
     // worklist, since a message may refer to others (or to itself).
     while (!pending_.empty()) {
@@ -203,7 +228,12 @@ class Generator {
     schemas_[kErrorBody] = ErrorBodySchema();
     Json sorted_schemas = Json::object();
     for (auto& [name, schema] : schemas_) sorted_schemas[name] = std::move(schema);
+    return sorted_schemas;
+  }
 
+  // One tag per service (its comment, else its name), then Operations.
+  Json Tags(
+      const std::vector<const google::protobuf::ServiceDescriptor*>& services) {
     Json tags = Json::array();
     for (const auto* service : services) {
       std::string description = comments_.Of(*service);
@@ -215,46 +245,44 @@ class Generator {
     tags.push_back({{"name", "Operations"},
                     {"description",
                      "Sondes et documents de coach-proxy, hors de l'API."}});
-
-    Json document = {
-        {"openapi", "3.0.3"},
-        {"info",
-         {{"title", options_.title},
-          {"version", options_.version},
-          {"description",
-           absl::StrCat(
-               "L'API REST de Coach AI Hub, servie par coach-proxy et "
-               "transcrite sur les RPC gRPC de ",
-               ServiceNames(services),
-               ". Ce document est généré au démarrage depuis les mêmes "
-               "descripteurs et annotations google.api.http que la table "
-               "des routes ; le JSON est le mapping JSON de protobuf "
-               "(noms lowerCamelCase, entiers 64 bits en chaînes, dates "
-               "RFC 3339, énumérations par leur nom). Toute erreur a le "
-               "corps ErrorBody.")},
-}},
-        {"servers", Json::array({{{"url", "/"}}})},
-        {"tags", std::move(tags)},
-        {"security", Json::array({Json::object(),
-                                  {{"bearerAuth", Json::array()}}})},
-        {"paths", std::move(paths)},
-        {"components",
-         {{"schemas", std::move(sorted_schemas)},
-          {"responses", ErrorResponses()},
-          {"headers", Headers()},
-          {"parameters", SharedParameters()},
-          {"securitySchemes",
-           {{"bearerAuth",
-             {{"type", "http"},
-              {"scheme", "bearer"},
-              {"bearerFormat", "JWT"},
-              {"description",
-               "Requis quand coach-server tourne avec COACH_AUTH=jwt ; "
-               "l'utilisateur est alors celui du jeton."}}}}}}}};
-    return document.dump(2);
+    return tags;
   }
 
- private:
+  // The document's info: title, version, and what the API is.
+  Json Info(const std::vector<const google::protobuf::ServiceDescriptor*>&
+                services) const {
+    return {{"title", options_.title},
+            {"version", options_.version},
+            {"description",
+             absl::StrCat(
+                 "L'API REST de Coach AI Hub, servie par coach-proxy et "
+                 "transcrite sur les RPC gRPC de ",
+                 ServiceNames(services),
+                 ". Ce document est généré au démarrage depuis les mêmes "
+                 "descripteurs et annotations google.api.http que la table "
+                 "des routes ; le JSON est le mapping JSON de protobuf "
+                 "(noms lowerCamelCase, entiers 64 bits en chaînes, dates "
+                 "RFC 3339, énumérations par leur nom). Toute erreur a le "
+                 "corps ErrorBody.")}};
+  }
+
+  // The document's components: `schemas`, the error responses, headers,
+  // shared parameters and the bearer scheme.
+  static Json Components(Json schemas) {
+    return {{"schemas", std::move(schemas)},
+            {"responses", ErrorResponses()},
+            {"headers", Headers()},
+            {"parameters", SharedParameters()},
+            {"securitySchemes",
+             {{"bearerAuth",
+               {{"type", "http"},
+                {"scheme", "bearer"},
+                {"bearerFormat", "JWT"},
+                {"description",
+                 "Requis quand coach-server tourne avec COACH_AUTH=jwt ; "
+                 "l'utilisateur est alors celui du jeton."}}}}}};
+  }
+
   static std::string ServiceNames(
       const std::vector<const google::protobuf::ServiceDescriptor*>& all) {
     std::vector<std::string> names;
@@ -538,22 +566,9 @@ class Generator {
   Json Operation(const Route& route, const std::string& id,
                  Json path_parameters) {
     const MethodDescriptor& method = *route.method;
-    const Descriptor& input = *method.input_type();
-    // Top-level fields the path binds: neither query nor body.
-    std::set<std::string> bound;
-    for (const std::string& field_path : route.path.FieldPaths()) {
-      const FieldDescriptor* field =
-          FindParameterField(input, *absl::StrSplit(field_path, '.').begin());
-      if (field != nullptr) bound.insert(field->name());
-    }
-    Json parameters = Json::array(
-        {{{"$ref", "#/components/parameters/RequestId"}}});
-    for (Json& parameter : path_parameters) parameters.push_back(std::move(parameter));
-    if (route.body != "*") {
-      std::set<std::string> skip = bound;
-      if (!route.body.empty()) skip.insert(route.body);
-      QueryParameters(input, "", skip, 0, parameters);
-    }
+    const std::set<std::string> bound = PathBoundFields(route);
+    Json parameters =
+        OperationParameters(route, bound, std::move(path_parameters));
 
     const std::string comment = comments_.Of(method);
     Json operation = {
@@ -564,23 +579,78 @@ class Generator {
     if (!comment.empty()) operation["description"] = comment;
     operation["parameters"] = std::move(parameters);
     if (!route.body.empty()) {
-      Json schema;
-      if (route.body == "*") {
-        schema = bound.empty() ? MessageRef(input)
-                               : ObjectSchema(input, /*output=*/false, bound);
-      } else {
-        schema = MessageRef(*input.FindFieldByName(route.body)->message_type());
-      }
-      operation["requestBody"] = {
-          {"required", true},
-          {"content", {{"application/json", {{"schema", std::move(schema)}}}}}};
+      operation["requestBody"] = RequestBody(route, bound);
     }
+    operation["responses"] = Responses(method, /*writes=*/!route.body.empty());
+    return operation;
+  }
+
+  // Top-level fields of the input the route's path binds: neither query nor
+  // body.
+  static std::set<std::string> PathBoundFields(const Route& route) {
+    const Descriptor& input = *route.method->input_type();
+    std::set<std::string> bound;
+    for (const std::string& field_path : route.path.FieldPaths()) {
+      const FieldDescriptor* field =
+          FindParameterField(input, *absl::StrSplit(field_path, '.').begin());
+      if (field != nullptr) bound.insert(field->name());
+    }
+    return bound;
+  }
+
+  // An operation's parameters: the request id, the path's, then the query's
+  // (the input's fields neither `bound` nor the body).
+  Json OperationParameters(const Route& route,
+                           const std::set<std::string>& bound,
+                           Json path_parameters) {
+    Json parameters = Json::array(
+        {{{"$ref", "#/components/parameters/RequestId"}}});
+    for (Json& parameter : path_parameters) parameters.push_back(std::move(parameter));
+    if (route.body != "*") {
+      std::set<std::string> skip = bound;
+      if (!route.body.empty()) skip.insert(route.body);
+      QueryParameters(*route.method->input_type(), "", skip, 0, parameters);
+    }
+    return parameters;
+  }
+
+  // The requestBody of a route with a body: the whole input but the fields
+  // the path binds, or the one field `body` names.
+  Json RequestBody(const Route& route, const std::set<std::string>& bound) {
+    const Descriptor& input = *route.method->input_type();
+    Json schema;
+    if (route.body == "*") {
+      schema = bound.empty() ? MessageRef(input)
+                             : ObjectSchema(input, /*output=*/false, bound);
+    } else {
+      schema = MessageRef(*input.FindFieldByName(route.body)->message_type());
+    }
+    return {
+        {"required", true},
+        {"content", {{"application/json", {{"schema", std::move(schema)}}}}}};
+  }
+
+  // An operation's responses: its 200, then a reference to each error
+  // status it may answer (those about a body only if it `writes` one).
+  Json Responses(const MethodDescriptor& method, bool writes) {
     Json responses = Json::object();
+    responses["200"] = SuccessResponse(method);
+    for (const ErrorStatus& error : ErrorStatuses()) {
+      if (error.with_body_only && !writes) continue;
+      responses[std::to_string(error.status)] = {
+          {"$ref", absl::StrCat("#/components/responses/", error.name)}};
+    }
+    return responses;
+  }
+
+  // The 200 response of `method`: a download (a streamed HttpBody), an SSE
+  // stream, or one JSON message.
+  Json SuccessResponse(const MethodDescriptor& method) {
     if (method.server_streaming() &&
         method.output_type()->full_name() == "google.api.HttpBody") {
       // A download: one body sent in pieces (its type and shape are the
       // method's, described in its comment).
-      responses["200"] = {
+      return {
           {"description",
            "Un document JSON, envoyé par morceaux (Transfer-Encoding: "
            "chunked) ; une erreur avant le premier morceau est la réponse "
@@ -589,49 +659,44 @@ class Generator {
           {"headers", {{"X-Request-Id", {{"$ref", "#/components/headers/X-Request-Id"}}}}},
           {"content",
            {{"application/json", {{"schema", {{"type", "object"}}}}}}}};
-    } else if (method.server_streaming()) {
-      const Json event = MessageRef(*method.output_type());
-      responses["200"] = {
-          {"description",
-           absl::StrCat(
-               "Un flux Server-Sent Events : un événement `data: <JSON>` par "
-               "message ", method.output_type()->full_name(),
-               " (schéma ", event["$ref"].get<std::string>(),
-               "), dans l'ordre. Une erreur avant le premier événement est "
-               "la réponse JSON d'erreur habituelle (statut 4xx/5xx) ; "
-               "après lui, un événement `event: error` dont `data:` est un "
-               "ErrorBody, puis la fin du flux. Un commentaire `: keep-alive` "
-               "arrive quand le flux est inactif. Fermer la connexion annule "
-               "l'appel.")},
-          {"headers", {{"X-Request-Id", {{"$ref", "#/components/headers/X-Request-Id"}}}}},
-          {"content",
-           {{"text/event-stream",
-             // Redoc's convention for a stream in OpenAPI 3.0/3.1: an array
-             // of events in format event-stream, each item one event's
-             // data (OpenAPI 3.2's itemSchema).
-             {{"schema",
-               {{"type", "array"},
-                {"format", "event-stream"},
-                {"description",
-                 absl::StrCat("Événements SSE ; chaque `data:` est un ",
-                              method.output_type()->full_name(), ".")},
-                {"items", event}}}}}}}};
-    } else {
-      responses["200"] = {
-          {"description", "Succès."},
-          {"headers", {{"X-Request-Id", {{"$ref", "#/components/headers/X-Request-Id"}}}}},
-          {"content",
-           {{"application/json",
-             {{"schema", MessageRef(*method.output_type())}}}}}};
     }
-    const bool writes = !route.body.empty();
-    for (const ErrorStatus& error : ErrorStatuses()) {
-      if (error.with_body_only && !writes) continue;
-      responses[std::to_string(error.status)] = {
-          {"$ref", absl::StrCat("#/components/responses/", error.name)}};
-    }
-    operation["responses"] = std::move(responses);
-    return operation;
+    if (method.server_streaming()) return EventStreamResponse(method);
+    return {
+        {"description", "Succès."},
+        {"headers", {{"X-Request-Id", {{"$ref", "#/components/headers/X-Request-Id"}}}}},
+        {"content",
+         {{"application/json",
+           {{"schema", MessageRef(*method.output_type())}}}}}};
+  }
+
+  // The 200 response of a server-streaming method: Server-Sent Events.
+  Json EventStreamResponse(const MethodDescriptor& method) {
+    const Json event = MessageRef(*method.output_type());
+    return {
+        {"description",
+         absl::StrCat(
+             "Un flux Server-Sent Events : un événement `data: <JSON>` par "
+             "message ", method.output_type()->full_name(),
+             " (schéma ", event["$ref"].get<std::string>(),
+             "), dans l'ordre. Une erreur avant le premier événement est "
+             "la réponse JSON d'erreur habituelle (statut 4xx/5xx) ; "
+             "après lui, un événement `event: error` dont `data:` est un "
+             "ErrorBody, puis la fin du flux. Un commentaire `: keep-alive` "
+             "arrive quand le flux est inactif. Fermer la connexion annule "
+             "l'appel.")},
+        {"headers", {{"X-Request-Id", {{"$ref", "#/components/headers/X-Request-Id"}}}}},
+        {"content",
+         {{"text/event-stream",
+           // Redoc's convention for a stream in OpenAPI 3.0/3.1: an array
+           // of events in format event-stream, each item one event's
+           // data (OpenAPI 3.2's itemSchema).
+           {{"schema",
+             {{"type", "array"},
+              {"format", "event-stream"},
+              {"description",
+               absl::StrCat("Événements SSE ; chaque `data:` est un ",
+                            method.output_type()->full_name(), ".")},
+              {"items", event}}}}}}}};
   }
 
   // The comment's first sentence, else the method's name.

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <type_traits>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -98,94 +99,120 @@ absl::string_view Expected(const FieldDescriptor& field) {
   }
 }
 
+// A Reflection's setter (or adder, for a repeated field) of type T.
+template <typename T>
+using Setter = void (google::protobuf::Reflection::*)(
+    Message*, const FieldDescriptor*, T) const;
+
+// Sets the number `text` names (as absl reads one of type T) in `field`, or
+// adds it if the field is repeated: false if `text` is not such a number.
+template <typename T>
+bool SetNumber(Message& message, const FieldDescriptor& field,
+               const std::string& text, Setter<T> set, Setter<T> add) {
+  T v;
+  bool parsed;
+  if constexpr (std::is_same_v<T, float>) {
+    parsed = absl::SimpleAtof(text, &v);
+  } else if constexpr (std::is_same_v<T, double>) {
+    parsed = absl::SimpleAtod(text, &v);
+  } else {
+    parsed = absl::SimpleAtoi(text, &v);
+  }
+  if (!parsed) return false;
+  const google::protobuf::Reflection& r = *message.GetReflection();
+  (r.*(field.is_repeated() ? add : set))(&message, &field, v);
+  return true;
+}
+
+// Sets (or adds) a bool from true/false/1/0, in any case: false if `text`
+// is none of them.
+bool SetBool(Message& message, const FieldDescriptor& field,
+             const std::string& text) {
+  const google::protobuf::Reflection& r = *message.GetReflection();
+  const std::string lower = absl::AsciiStrToLower(text);
+  bool v;
+  if (lower == "true" || lower == "1") {
+    v = true;
+  } else if (lower == "false" || lower == "0") {
+    v = false;
+  } else {
+    return false;
+  }
+  field.is_repeated() ? r.AddBool(&message, &field, v)
+                      : r.SetBool(&message, &field, v);
+  return true;
+}
+
+// Sets (or adds) an enum value named by its name or its number: false if
+// `text` names none of the enum's values.
+bool SetEnum(Message& message, const FieldDescriptor& field,
+             const std::string& text) {
+  const google::protobuf::Reflection& r = *message.GetReflection();
+  const google::protobuf::EnumValueDescriptor* value =
+      field.enum_type()->FindValueByName(text);
+  int number;
+  if (value == nullptr && absl::SimpleAtoi(text, &number)) {
+    value = field.enum_type()->FindValueByNumber(number);
+  }
+  if (value == nullptr) return false;
+  field.is_repeated() ? r.AddEnum(&message, &field, value)
+                      : r.SetEnum(&message, &field, value);
+  return true;
+}
+
 // Sets a scalar (non-bytes) field from the text of a parameter, directly by
 // reflection: the common case, and far cheaper than a JSON round trip.
 absl::Status SetScalar(Message& message, const FieldDescriptor& field,
                        absl::string_view name, const std::string& text) {
-  const google::protobuf::Reflection& r = *message.GetReflection();
-  const bool repeated = field.is_repeated();
-  const auto wrong_type = [&] {
-    return WithField(absl::InvalidArgumentError(absl::StrCat(
-                         "Le paramètre « ", name,
-                         " » n'a pas le type attendu (", Expected(field), ").")),
-                     name);
-  };
+  using google::protobuf::Reflection;
+  bool set = false;  // stays false when `text` is not of the field's type
   switch (field.cpp_type()) {
     case FieldDescriptor::CPPTYPE_STRING: {
       if (!IsValidUtf8(text)) {
         return BadParameter(name, "caractères invalides (UTF-8 attendu)");
       }
-      repeated ? r.AddString(&message, &field, text)
-               : r.SetString(&message, &field, text);
+      const Reflection& r = *message.GetReflection();
+      field.is_repeated() ? r.AddString(&message, &field, text)
+                          : r.SetString(&message, &field, text);
       return absl::OkStatus();
     }
-    case FieldDescriptor::CPPTYPE_INT32: {
-      int32_t v;
-      if (!absl::SimpleAtoi(text, &v)) return wrong_type();
-      repeated ? r.AddInt32(&message, &field, v) : r.SetInt32(&message, &field, v);
-      return absl::OkStatus();
-    }
-    case FieldDescriptor::CPPTYPE_INT64: {
-      int64_t v;
-      if (!absl::SimpleAtoi(text, &v)) return wrong_type();
-      repeated ? r.AddInt64(&message, &field, v) : r.SetInt64(&message, &field, v);
-      return absl::OkStatus();
-    }
-    case FieldDescriptor::CPPTYPE_UINT32: {
-      uint32_t v;
-      if (!absl::SimpleAtoi(text, &v)) return wrong_type();
-      repeated ? r.AddUInt32(&message, &field, v)
-               : r.SetUInt32(&message, &field, v);
-      return absl::OkStatus();
-    }
-    case FieldDescriptor::CPPTYPE_UINT64: {
-      uint64_t v;
-      if (!absl::SimpleAtoi(text, &v)) return wrong_type();
-      repeated ? r.AddUInt64(&message, &field, v)
-               : r.SetUInt64(&message, &field, v);
-      return absl::OkStatus();
-    }
-    case FieldDescriptor::CPPTYPE_FLOAT: {
-      float v;
-      if (!absl::SimpleAtof(text, &v)) return wrong_type();
-      repeated ? r.AddFloat(&message, &field, v) : r.SetFloat(&message, &field, v);
-      return absl::OkStatus();
-    }
-    case FieldDescriptor::CPPTYPE_DOUBLE: {
-      double v;
-      if (!absl::SimpleAtod(text, &v)) return wrong_type();
-      repeated ? r.AddDouble(&message, &field, v)
-               : r.SetDouble(&message, &field, v);
-      return absl::OkStatus();
-    }
-    case FieldDescriptor::CPPTYPE_BOOL: {
-      const std::string lower = absl::AsciiStrToLower(text);
-      bool v;
-      if (lower == "true" || lower == "1") {
-        v = true;
-      } else if (lower == "false" || lower == "0") {
-        v = false;
-      } else {
-        return wrong_type();
-      }
-      repeated ? r.AddBool(&message, &field, v) : r.SetBool(&message, &field, v);
-      return absl::OkStatus();
-    }
-    case FieldDescriptor::CPPTYPE_ENUM: {
-      const google::protobuf::EnumValueDescriptor* value =
-          field.enum_type()->FindValueByName(text);
-      int number;
-      if (value == nullptr && absl::SimpleAtoi(text, &number)) {
-        value = field.enum_type()->FindValueByNumber(number);
-      }
-      if (value == nullptr) return wrong_type();
-      repeated ? r.AddEnum(&message, &field, value)
-               : r.SetEnum(&message, &field, value);
-      return absl::OkStatus();
-    }
+    case FieldDescriptor::CPPTYPE_INT32:
+      set = SetNumber<int32_t>(message, field, text, &Reflection::SetInt32,
+                               &Reflection::AddInt32);
+      break;
+    case FieldDescriptor::CPPTYPE_INT64:
+      set = SetNumber<int64_t>(message, field, text, &Reflection::SetInt64,
+                               &Reflection::AddInt64);
+      break;
+    case FieldDescriptor::CPPTYPE_UINT32:
+      set = SetNumber<uint32_t>(message, field, text, &Reflection::SetUInt32,
+                                &Reflection::AddUInt32);
+      break;
+    case FieldDescriptor::CPPTYPE_UINT64:
+      set = SetNumber<uint64_t>(message, field, text, &Reflection::SetUInt64,
+                                &Reflection::AddUInt64);
+      break;
+    case FieldDescriptor::CPPTYPE_FLOAT:
+      set = SetNumber<float>(message, field, text, &Reflection::SetFloat,
+                             &Reflection::AddFloat);
+      break;
+    case FieldDescriptor::CPPTYPE_DOUBLE:
+      set = SetNumber<double>(message, field, text, &Reflection::SetDouble,
+                              &Reflection::AddDouble);
+      break;
+    case FieldDescriptor::CPPTYPE_BOOL:
+      set = SetBool(message, field, text);
+      break;
+    case FieldDescriptor::CPPTYPE_ENUM:
+      set = SetEnum(message, field, text);
+      break;
     case FieldDescriptor::CPPTYPE_MESSAGE: break;
   }
-  return wrong_type();
+  if (set) return absl::OkStatus();
+  return WithField(absl::InvalidArgumentError(absl::StrCat(
+                       "Le paramètre « ", name,
+                       " » n'a pas le type attendu (", Expected(field), ").")),
+                   name);
 }
 
 // Merges one query or path parameter ("limit", "filter.name") into

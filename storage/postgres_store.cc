@@ -460,6 +460,103 @@ void DeleteClaim(Connection& c, absl::string_view user_id,
         {Text(user_id), Text(key), Text(claim_id)});
 }
 
+// Writes an exchange's session (inserted, or updated as the exchange
+// leaves it) and its two messages: the payer (the user whose reservation
+// the exchange holds, nullopt without one), whose row is locked first.
+// FAILED_PRECONDITION at the user's session limit, NOT_FOUND if the session
+// is gone.
+absl::StatusOr<std::optional<UserRecord>> WriteExchange(
+    Connection& c, const Exchange& exchange) {
+  // Locks in one order everywhere, user row then session row, so two
+  // commits cannot deadlock on them.
+  std::optional<UserRecord> payer;
+  if (exchange.reservation.has_value()) {
+    payer = EnsureUser(c, exchange.reservation->user_id, exchange.terms,
+                       exchange.now);
+  }
+  if (exchange.new_session.has_value()) {
+    if (!payer.has_value() ||
+        payer->id != exchange.new_session->user_id) {
+      EnsureUser(c, exchange.new_session->user_id, exchange.terms,
+                 exchange.now);
+    }
+    // Inserted as it is after the exchange: one statement.
+    if (!InsertSession(c, WithExchange(*exchange.new_session, exchange),
+                       exchange.max_user_sessions)) {
+      return absl::FailedPreconditionError("session limit reached");
+    }
+  } else if (c.Run("UPDATE sessions SET last_message = $2, "
+                   "message_count = message_count + 2, updated_at = $3 "
+                   "WHERE id = $1",
+                   {Text(exchange.session_id),
+                    Text(exchange.last_message), Micros(exchange.now)})
+                 .affected() == 0) {
+    return absl::NotFoundError("session not found");
+  }
+  InsertMessages(c, exchange.user_message, exchange.assistant_message);
+  return payer;
+}
+
+// Settles the exchange's reservation, charges `payer` a credit unless its
+// plan is unlimited, and counts the reply in the usage ledger: the credits
+// left after a charge, nullopt without one; RESOURCE_EXHAUSTED if no credit
+// is left to charge. Long for its two SQL statements (and their shared
+// upsert clause), each kept whole so that it reads as one.
+absl::StatusOr<std::optional<int32_t>> ChargeExchange(
+    Connection& c, const Exchange& exchange,
+    const std::optional<UserRecord>& payer) {
+  // The reservation settled, the credit charged (unless the plan is
+  // unlimited, perhaps since the send began) and the reply counted in
+  // the usage ledger: one statement. The charge is conditional:
+  // credits never go below zero, whatever happened to the reservation
+  // meanwhile (expired, an admin changed the plan); without it the
+  // statement returns no row, and the transaction is rolled back.
+  const bool charge = payer.has_value() &&
+                      exchange.terms.AllowanceOf(payer->plan).has_value();
+  const MessageRecord& reply = exchange.assistant_message;
+  const std::initializer_list<Param> params = {
+      Text(payer.has_value() ? payer->id : exchange.user_id),
+      exchange.reservation.has_value() ? Int(exchange.reservation->id)
+                                       : Int(0),
+      Text(exchange.terms.period),
+      Text(reply.model),
+      Int(reply.usage.has_value() ? reply.usage->prompt_tokens : 0),
+      Int(reply.usage.has_value() ? reply.usage->completion_tokens : 0),
+      Text(exchange.user_id)};
+  // The ledger's upsert clause, the same in both statements below.
+#define COACH_COUNT_USAGE_CONFLICT                                        \
+  " ON CONFLICT (month, user_id, model) DO UPDATE SET "                  \
+  "replies = usage.replies + 1, "                                        \
+  "credits_charged = usage.credits_charged + EXCLUDED.credits_charged, " \
+  "prompt_tokens = usage.prompt_tokens + EXCLUDED.prompt_tokens, "       \
+  "completion_tokens = usage.completion_tokens + "                       \
+  "EXCLUDED.completion_tokens"
+  constexpr const char* charged_sql =
+      "WITH settled AS (DELETE FROM credit_reservations WHERE id = $2), "
+      "charged AS (UPDATE users SET credits = credits - 1 "
+      "WHERE id = $1 AND credits > 0 RETURNING credits), "
+      "counted AS (INSERT INTO usage (month, user_id, model, replies, "
+      "credits_charged, prompt_tokens, completion_tokens) "
+      "SELECT $3::text, $7::text, $4::text, 1, 1, $5::bigint, "
+      "$6::bigint FROM charged" COACH_COUNT_USAGE_CONFLICT
+      ") SELECT credits FROM charged";
+  constexpr const char* free_sql =
+      "WITH settled AS (DELETE FROM credit_reservations WHERE id = $2 "
+      "AND user_id = $1) INSERT INTO usage (month, user_id, model, replies, "
+      "credits_charged, prompt_tokens, completion_tokens) "
+      "VALUES ($3, $7, $4, 1, 0, $5, $6)" COACH_COUNT_USAGE_CONFLICT;
+#undef COACH_COUNT_USAGE_CONFLICT
+  if (charge) {
+    Rows charged = c.Run(charged_sql, params);
+    if (charged.size() == 0) {
+      return absl::ResourceExhaustedError("no credit left to charge");
+    }
+    return charged.Int32(0, 0);
+  }
+  c.Run(free_sql, params);
+  return std::nullopt;
+}
+
 }  // namespace
 
 // --- Opening ------------------------------------------------------------------
@@ -900,85 +997,14 @@ absl::StatusOr<ExchangeResult> PostgresStore::CommitExchange(
     const Exchange& exchange) {
   return Write(
       "commit exchange", [&](Connection& c) -> absl::StatusOr<ExchangeResult> {
-        // Locks in one order everywhere, user row then session row, so two
-        // commits cannot deadlock on them.
-        std::optional<UserRecord> payer;
-        if (exchange.reservation.has_value()) {
-          payer = EnsureUser(c, exchange.reservation->user_id, exchange.terms,
-                             exchange.now);
-        }
-        if (exchange.new_session.has_value()) {
-          if (!payer.has_value() ||
-              payer->id != exchange.new_session->user_id) {
-            EnsureUser(c, exchange.new_session->user_id, exchange.terms,
-                       exchange.now);
-          }
-          // Inserted as it is after the exchange: one statement.
-          if (!InsertSession(c, WithExchange(*exchange.new_session, exchange),
-                             exchange.max_user_sessions)) {
-            return absl::FailedPreconditionError("session limit reached");
-          }
-        } else if (c.Run("UPDATE sessions SET last_message = $2, "
-                         "message_count = message_count + 2, updated_at = $3 "
-                         "WHERE id = $1",
-                         {Text(exchange.session_id),
-                          Text(exchange.last_message), Micros(exchange.now)})
-                       .affected() == 0) {
-          return absl::NotFoundError("session not found");
-        }
-        InsertMessages(c, exchange.user_message, exchange.assistant_message);
-
+        absl::StatusOr<std::optional<UserRecord>> payer =
+            WriteExchange(c, exchange);
+        if (!payer.ok()) return payer.status();
+        absl::StatusOr<std::optional<int32_t>> remaining =
+            ChargeExchange(c, exchange, *payer);
+        if (!remaining.ok()) return remaining.status();
         ExchangeResult result;
-        // The reservation settled, the credit charged (unless the plan is
-        // unlimited, perhaps since the send began) and the reply counted in
-        // the usage ledger: one statement. The charge is conditional:
-        // credits never go below zero, whatever happened to the reservation
-        // meanwhile (expired, an admin changed the plan); without it the
-        // statement returns no row, and the transaction is rolled back.
-        const bool charge = payer.has_value() &&
-                            exchange.terms.AllowanceOf(payer->plan).has_value();
-        const MessageRecord& reply = exchange.assistant_message;
-        const std::initializer_list<Param> params = {
-            Text(payer.has_value() ? payer->id : exchange.user_id),
-            exchange.reservation.has_value() ? Int(exchange.reservation->id)
-                                             : Int(0),
-            Text(exchange.terms.period),
-            Text(reply.model),
-            Int(reply.usage.has_value() ? reply.usage->prompt_tokens : 0),
-            Int(reply.usage.has_value() ? reply.usage->completion_tokens : 0),
-            Text(exchange.user_id)};
-        // The ledger's upsert clause, the same in both statements below.
-#define COACH_COUNT_USAGE_CONFLICT                                        \
-  " ON CONFLICT (month, user_id, model) DO UPDATE SET "                  \
-  "replies = usage.replies + 1, "                                        \
-  "credits_charged = usage.credits_charged + EXCLUDED.credits_charged, " \
-  "prompt_tokens = usage.prompt_tokens + EXCLUDED.prompt_tokens, "       \
-  "completion_tokens = usage.completion_tokens + "                       \
-  "EXCLUDED.completion_tokens"
-        constexpr const char* charged_sql =
-            "WITH settled AS (DELETE FROM credit_reservations WHERE id = $2), "
-            "charged AS (UPDATE users SET credits = credits - 1 "
-            "WHERE id = $1 AND credits > 0 RETURNING credits), "
-            "counted AS (INSERT INTO usage (month, user_id, model, replies, "
-            "credits_charged, prompt_tokens, completion_tokens) "
-            "SELECT $3::text, $7::text, $4::text, 1, 1, $5::bigint, "
-            "$6::bigint FROM charged" COACH_COUNT_USAGE_CONFLICT
-            ") SELECT credits FROM charged";
-        constexpr const char* free_sql =
-            "WITH settled AS (DELETE FROM credit_reservations WHERE id = $2 "
-            "AND user_id = $1) INSERT INTO usage (month, user_id, model, replies, "
-            "credits_charged, prompt_tokens, completion_tokens) "
-            "VALUES ($3, $7, $4, 1, 0, $5, $6)" COACH_COUNT_USAGE_CONFLICT;
-#undef COACH_COUNT_USAGE_CONFLICT
-        if (charge) {
-          Rows charged = c.Run(charged_sql, params);
-          if (charged.size() == 0) {
-            return absl::ResourceExhaustedError("no credit left to charge");
-          }
-          result.remaining_credits = charged.Int32(0, 0);
-        } else {
-          c.Run(free_sql, params);
-        }
+        result.remaining_credits = *remaining;
         if (exchange.idempotency.has_value() &&
             !CompleteKey(c, *exchange.idempotency, result.remaining_credits)) {
           return absl::AbortedError("idempotency claim lost");

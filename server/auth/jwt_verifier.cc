@@ -87,6 +87,102 @@ bool HasCrit(absl::string_view token) {
   return !header.is_object() || header.contains("crit");
 }
 
+// The claims of a verified token: its payload, which must be a JSON object.
+absl::StatusOr<json> PayloadClaims(cjose_jws_t* jws) {
+  cjose_err err;
+  uint8_t* payload = nullptr;
+  size_t payload_len = 0;
+  if (!cjose_jws_get_plaintext(jws, &payload, &payload_len, &err)) {
+    return Refused("no payload");
+  }
+  json claims = json::parse(
+      absl::string_view(reinterpret_cast<const char*>(payload), payload_len),
+      nullptr, /*allow_exceptions=*/false);
+  if (!claims.is_object()) return Refused("claims are not a JSON object");
+  return claims;
+}
+
+// OK if `exp` is present and `exp`, `nbf` and `iat` allow the token at
+// `now` (see the header), else the first claim that refuses it.
+absl::Status CheckTimes(const json& claims, const JwtOptions& options,
+                        absl::Time now) {
+  auto expires = TimeClaim(claims, "exp");
+  if (!expires.ok()) return expires.status();
+  if (!expires->has_value()) return Refused("no exp claim");
+  if (now > **expires + options.leeway) return Refused("expired");
+  if (**expires > now + options.max_lifetime + options.leeway) {
+    return Refused("exp beyond the maximum lifetime");
+  }
+  auto not_before = TimeClaim(claims, "nbf");
+  if (!not_before.ok()) return not_before.status();
+  if (not_before->has_value() && now + options.leeway < **not_before) {
+    return Refused("not yet valid");
+  }
+  auto issued_at = TimeClaim(claims, "iat");
+  if (!issued_at.ok()) return issued_at.status();
+  if (issued_at->has_value() && now + options.leeway < **issued_at) {
+    return Refused("issued in the future");
+  }
+  return absl::OkStatus();
+}
+
+// Whether `aud` (a string, or an array of them) names `audience`.
+bool AudienceMatches(const json& claims, const std::string& audience) {
+  bool audience_ok = false;
+  if (claims.contains("aud")) {
+    const json& aud = claims["aud"];
+    if (aud.is_string()) audience_ok = aud.get<std::string>() == audience;
+    if (aud.is_array()) {
+      for (const json& one : aud) {
+        audience_ok = audience_ok ||
+                      (one.is_string() && one.get<std::string>() == audience);
+      }
+    }
+  }
+  return audience_ok;
+}
+
+// The token's scopes: `scope` (space-separated), else `scp` (an array).
+std::vector<std::string> Scopes(const json& claims) {
+  std::vector<std::string> scopes;
+  if (claims.contains("scope") && claims["scope"].is_string()) {
+    scopes = absl::StrSplit(claims["scope"].get<std::string>(), ' ',
+                            absl::SkipEmpty());
+  } else if (claims.contains("scp") && claims["scp"].is_array()) {
+    for (const json& scope : claims["scp"]) {
+      if (scope.is_string()) scopes.push_back(scope.get<std::string>());
+    }
+  }
+  return scopes;
+}
+
+// The user and scopes of a token whose signature is good, if its claims
+// (times, issuer, audience, user) accept it at `now`; checked in that order.
+absl::StatusOr<VerifiedToken> CheckClaims(const json& claims,
+                                          const JwtOptions& options,
+                                          absl::Time now) {
+  if (absl::Status times = CheckTimes(claims, options, now); !times.ok()) {
+    return times;
+  }
+  if (!options.issuer.empty() &&
+      !(claims.contains("iss") && claims["iss"].is_string() &&
+        claims["iss"].get<std::string>() == options.issuer)) {
+    return Refused("wrong issuer");
+  }
+  if (!options.audience.empty() && !AudienceMatches(claims, options.audience)) {
+    return Refused("wrong audience");
+  }
+  VerifiedToken verified;
+  if (!claims.contains(options.user_claim) ||
+      !claims[options.user_claim].is_string() ||
+      claims[options.user_claim].get<std::string>().empty()) {
+    return Refused(absl::StrCat("no user in claim ", options.user_claim));
+  }
+  verified.user_id = claims[options.user_claim].get<std::string>();
+  verified.scopes = Scopes(claims);
+  return verified;
+}
+
 }  // namespace
 
 // The keys one token may be checked with: kid -> key (the secret has the
@@ -280,68 +376,9 @@ absl::StatusOr<VerifiedToken> JwtVerifier::Verify(absl::string_view token,
   }
   if (!cjose_jws_verify(jws.get(), key, &err)) return Refused("bad signature");
 
-  uint8_t* payload = nullptr;
-  size_t payload_len = 0;
-  if (!cjose_jws_get_plaintext(jws.get(), &payload, &payload_len, &err)) {
-    return Refused("no payload");
-  }
-  const json claims = json::parse(
-      absl::string_view(reinterpret_cast<const char*>(payload), payload_len),
-      nullptr, /*allow_exceptions=*/false);
-  if (!claims.is_object()) return Refused("claims are not a JSON object");
-
-  auto expires = TimeClaim(claims, "exp");
-  if (!expires.ok()) return expires.status();
-  if (!expires->has_value()) return Refused("no exp claim");
-  if (now > **expires + options_.leeway) return Refused("expired");
-  if (**expires > now + options_.max_lifetime + options_.leeway) {
-    return Refused("exp beyond the maximum lifetime");
-  }
-  auto not_before = TimeClaim(claims, "nbf");
-  if (!not_before.ok()) return not_before.status();
-  if (not_before->has_value() && now + options_.leeway < **not_before) {
-    return Refused("not yet valid");
-  }
-  auto issued_at = TimeClaim(claims, "iat");
-  if (!issued_at.ok()) return issued_at.status();
-  if (issued_at->has_value() && now + options_.leeway < **issued_at) {
-    return Refused("issued in the future");
-  }
-  if (!options_.issuer.empty() &&
-      !(claims.contains("iss") && claims["iss"].is_string() &&
-        claims["iss"].get<std::string>() == options_.issuer)) {
-    return Refused("wrong issuer");
-  }
-  if (!options_.audience.empty()) {
-    bool audience_ok = false;
-    if (claims.contains("aud")) {
-      const json& aud = claims["aud"];
-      if (aud.is_string()) audience_ok = aud.get<std::string>() == options_.audience;
-      if (aud.is_array()) {
-        for (const json& one : aud) {
-          audience_ok = audience_ok ||
-                        (one.is_string() && one.get<std::string>() == options_.audience);
-        }
-      }
-    }
-    if (!audience_ok) return Refused("wrong audience");
-  }
-  VerifiedToken verified;
-  if (!claims.contains(options_.user_claim) ||
-      !claims[options_.user_claim].is_string() ||
-      claims[options_.user_claim].get<std::string>().empty()) {
-    return Refused(absl::StrCat("no user in claim ", options_.user_claim));
-  }
-  verified.user_id = claims[options_.user_claim].get<std::string>();
-  if (claims.contains("scope") && claims["scope"].is_string()) {
-    verified.scopes = absl::StrSplit(claims["scope"].get<std::string>(), ' ',
-                                     absl::SkipEmpty());
-  } else if (claims.contains("scp") && claims["scp"].is_array()) {
-    for (const json& scope : claims["scp"]) {
-      if (scope.is_string()) verified.scopes.push_back(scope.get<std::string>());
-    }
-  }
-  return verified;
+  absl::StatusOr<json> claims = PayloadClaims(jws.get());
+  if (!claims.ok()) return claims.status();
+  return CheckClaims(*claims, options_, now);
 }
 
 }  // namespace coach

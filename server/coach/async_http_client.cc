@@ -294,61 +294,88 @@ void AsyncHttpClient::Finish(CURL* easy, CURLcode code) {
   }
 }
 
+// What one round of the loop takes from the threads that post, cancel and
+// time tasks.
+struct AsyncHttpClient::Round {
+  std::vector<std::unique_ptr<Transfer>> starting;
+  std::vector<Id> to_cancel;
+  std::vector<Task> due;
+  bool cancelled = false;
+  std::optional<absl::Duration> next_task;
+  uint64_t clock_jumps = 0;
+};
+
+AsyncHttpClient::Round AsyncHttpClient::TakeRound() {
+  Round round;
+  absl::MutexLock lock(&mu_);
+  round.starting.swap(incoming_);
+  round.to_cancel.swap(cancelled_ids_);
+  round.cancelled = cancelled_;
+  // Read before the clock: the time read below is at least that jump's.
+  round.clock_jumps = clock_jumps_;
+  const absl::Duration now = env_.MonotonicNow();
+  // Due tasks, and the cancelled ones (few wait at a time: a scan).
+  for (auto it = tasks_.begin(); it != tasks_.end();) {
+    const bool cancel = round.cancelled || it->first <= now ||
+                        absl::c_linear_search(round.to_cancel, it->second.id);
+    if (cancel) {
+      round.due.push_back(std::move(it->second.task));
+      it = tasks_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (!tasks_.empty()) round.next_task = tasks_.begin()->first;
+  return round;
+}
+
+void AsyncHttpClient::RunRound(Round& round) {
+  for (std::unique_ptr<Transfer>& t : round.starting) {
+    if (round.cancelled) {
+      t->done(absl::CancelledError("cancelled"));
+    } else {
+      Start(std::move(t));
+    }
+  }
+  // Cancelled transfers (rare: a scan of those in flight).
+  std::vector<CURL*> aborting;
+  for (const auto& [easy, t] : active_) {
+    if (round.cancelled || absl::c_linear_search(round.to_cancel, t->id)) {
+      aborting.push_back(easy);
+    }
+  }
+  for (CURL* easy : aborting) {
+    auto node = active_.extract(easy);
+    curl_multi_remove_handle(multi_, easy);
+    node.mapped()->done(absl::CancelledError("cancelled"));
+  }
+  for (Task& task : round.due) task();
+}
+
+void AsyncHttpClient::WaitForWork(std::optional<absl::Duration> next_task) {
+  long wait_ms = kIdleWaitMs;
+  long curl_wants_ms = -1;
+  curl_multi_timeout(multi_, &curl_wants_ms);
+  if (curl_wants_ms >= 0) wait_ms = std::min(wait_ms, curl_wants_ms);
+  if (next_task.has_value()) {
+    // In real time; under a clock moved by hand, ClockAdvanced wakes the
+    // loop sooner.
+    wait_ms = std::min(
+        wait_ms,
+        std::max(0L, CeilMilliseconds(*next_task - env_.MonotonicNow())));
+  }
+  curl_multi_poll(multi_, nullptr, 0, static_cast<int>(wait_ms), nullptr);
+}
+
 void AsyncHttpClient::Loop() {
   for (;;) {
-    std::vector<std::unique_ptr<Transfer>> starting;
-    std::vector<Id> to_cancel;
-    std::vector<Task> due;
-    bool cancelled = false;
-    std::optional<absl::Duration> next_task;
-    uint64_t clock_jumps = 0;
-    {
-      absl::MutexLock lock(&mu_);
-      starting.swap(incoming_);
-      to_cancel.swap(cancelled_ids_);
-      cancelled = cancelled_;
-      // Read before the clock: the time read below is at least that jump's.
-      clock_jumps = clock_jumps_;
-      const absl::Duration now = env_.MonotonicNow();
-      // Due tasks, and the cancelled ones (few wait at a time: a scan).
-      for (auto it = tasks_.begin(); it != tasks_.end();) {
-        const bool cancel = cancelled || it->first <= now ||
-                            absl::c_linear_search(to_cancel, it->second.id);
-        if (cancel) {
-          due.push_back(std::move(it->second.task));
-          it = tasks_.erase(it);
-        } else {
-          ++it;
-        }
-      }
-      if (!tasks_.empty()) next_task = tasks_.begin()->first;
-    }
-
+    Round round = TakeRound();
     // Callbacks run outside the lock: they may Post, RunAfter and Cancel.
-    for (std::unique_ptr<Transfer>& t : starting) {
-      if (cancelled) {
-        t->done(absl::CancelledError("cancelled"));
-      } else {
-        Start(std::move(t));
-      }
-    }
-    // Cancelled transfers (rare: a scan of those in flight).
-    std::vector<CURL*> aborting;
-    for (const auto& [easy, t] : active_) {
-      if (cancelled || absl::c_linear_search(to_cancel, t->id)) {
-        aborting.push_back(easy);
-      }
-    }
-    for (CURL* easy : aborting) {
-      auto node = active_.extract(easy);
-      curl_multi_remove_handle(multi_, easy);
-      node.mapped()->done(absl::CancelledError("cancelled"));
-    }
-    for (Task& task : due) task();
+    RunRound(round);
 
     {
       absl::MutexLock lock(&mu_);
-      jumps_caught_up_ = clock_jumps;
+      jumps_caught_up_ = round.clock_jumps;
       if (stopping_ && incoming_.empty() && tasks_.empty() && active_.empty()) {
         return;
       }
@@ -364,18 +391,7 @@ void AsyncHttpClient::Loop() {
     }
 
     // Sleep until curl or the next task needs the loop, or Wake.
-    long wait_ms = kIdleWaitMs;
-    long curl_wants_ms = -1;
-    curl_multi_timeout(multi_, &curl_wants_ms);
-    if (curl_wants_ms >= 0) wait_ms = std::min(wait_ms, curl_wants_ms);
-    if (next_task.has_value()) {
-      // In real time; under a clock moved by hand, ClockAdvanced wakes the
-      // loop sooner.
-      wait_ms = std::min(
-          wait_ms,
-          std::max(0L, CeilMilliseconds(*next_task - env_.MonotonicNow())));
-    }
-    curl_multi_poll(multi_, nullptr, 0, static_cast<int>(wait_ms), nullptr);
+    WaitForWork(round.next_task);
   }
 }
 

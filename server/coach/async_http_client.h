@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -126,8 +127,19 @@ class AsyncHttpClient final : private Env::ClockWatcher {
     Task task;
   };
 
+  // What one round of the loop takes under mu_.
+  struct Round;
+
   AsyncHttpClient(const AsyncHttpOptions& options, Env& env, CURLM* multi);
   void Loop();
+  // Loop thread: takes, under mu_, the transfers posted, the cancels, and
+  // the tasks due now or cancelled (removed from tasks_).
+  Round TakeRound() ABSL_LOCKS_EXCLUDED(mu_);
+  // Loop thread, outside mu_: starts the round's transfers (or fails them
+  // once cancelled), ends the cancelled ones, runs the tasks taken.
+  void RunRound(Round& round) ABSL_LOCKS_EXCLUDED(mu_);
+  // Loop thread: sleeps until curl or `next_task` needs the loop, or Wake.
+  void WaitForWork(std::optional<absl::Duration> next_task);
   // Env::ClockWatcher: wakes the loop and waits until it has run the tasks
   // due at the clock's new time.
   void ClockAdvanced() override;

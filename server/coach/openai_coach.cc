@@ -325,17 +325,23 @@ void OpenAiCoach::Attempt(std::unique_ptr<Call> call) {
   });
 }
 
+// What a failed attempt says about another: its error is in the Call's
+// last_error.
+struct OpenAiCoach::Failure {
+  int http_status = kNoAnswer;
+  std::string error_code;
+  std::optional<absl::Duration> retry_after;
+  // A refused certificate will be refused again.
+  bool may_retry = true;
+};
+
 void OpenAiCoach::OnAnswer(std::unique_ptr<Call> call,
                            absl::StatusOr<HttpAnswer> answer) {
   if (absl::Status stop = StopReason(*call); !stop.ok()) {
     Deliver(std::move(call), std::move(stop));
     return;
   }
-  int http_status = kNoAnswer;
-  std::string error_code;
-  std::optional<absl::Duration> retry_after;
-  // A refused certificate will be refused again.
-  bool may_retry = true;
+  Failure failure;
   StreamAttempt* const stream = call->stream.get();
   if (stream != nullptr && ((answer.ok() && answer->status == kHttpOk) ||
                             !stream->reader.error().ok())) {
@@ -349,7 +355,7 @@ void OpenAiCoach::OnAnswer(std::unique_ptr<Call> call,
     // An error object, or a stream cut before [DONE].
     call->last_error =
         absl::UnavailableError(reply.status().message());
-    error_code = stream->reader.error_code();
+    failure.error_code = stream->reader.error_code();
   } else if (absl::IsResourceExhausted(answer.status())) {
     // An answer no reply needs: nonsense, as far as we are concerned.
     LogTo(env_, LogLevel::kError, "openai: unusable answer: %s",
@@ -358,35 +364,54 @@ void OpenAiCoach::OnAnswer(std::unique_ptr<Call> call,
                                  "OpenAI: ", answer.status().message())));
     return;
   } else if (!answer.ok()) {
-    may_retry = !absl::IsFailedPrecondition(answer.status());
+    failure.may_retry = !absl::IsFailedPrecondition(answer.status());
     call->last_error = absl::UnavailableError(
         absl::StrCat("OpenAI: no response (", answer.status().message(), ")"));
   } else if (answer->status == kHttpOk) {
-    absl::StatusOr<CoachReply> reply =
-        ParseCompletion(answer->body, options_.model, env_);
-    if (reply.ok()) {
-      LogTo(env_, LogLevel::kInfo, "openai: reply in %.0f ms (attempt %d)",
-            absl::ToDoubleMilliseconds(env_.Now() - call->sent),
-            call->attempt + 1);
-    } else if (!ReasonOf(reply.status()).has_value()) {
-      LogTo(env_, LogLevel::kError, "openai: unusable answer: %s",
-            reply.status().message());
-    }
-    Deliver(std::move(call), std::move(reply));
+    DeliverCompletion(std::move(call), *answer);
     return;
   } else {
-    http_status = answer->status;
-    error_code = ProviderErrorCode(answer->body);
-    retry_after = ParseRetryAfter(answer->Header("retry-after-ms"),
-                                  answer->Header("retry-after"), env_.Now());
-    call->last_error = absl::UnavailableError(
-        absl::StrCat("OpenAI: HTTP ", http_status, " (",
-                     DescribeHttpError(http_status, error_code), ")"));
-    if (RefusesTheRequest(http_status)) {
-      call->last_error = MarkRequestRefused(std::move(call->last_error));
-    }
+    failure = HttpFailure(*call, *answer);
   }
-  if (stream != nullptr && stream->started) {
+  RetryOrGiveUp(std::move(call), failure);
+}
+
+void OpenAiCoach::DeliverCompletion(std::unique_ptr<Call> call,
+                                    const HttpAnswer& answer) {
+  absl::StatusOr<CoachReply> reply =
+      ParseCompletion(answer.body, options_.model, env_);
+  if (reply.ok()) {
+    LogTo(env_, LogLevel::kInfo, "openai: reply in %.0f ms (attempt %d)",
+          absl::ToDoubleMilliseconds(env_.Now() - call->sent),
+          call->attempt + 1);
+  } else if (!ReasonOf(reply.status()).has_value()) {
+    LogTo(env_, LogLevel::kError, "openai: unusable answer: %s",
+          reply.status().message());
+  }
+  Deliver(std::move(call), std::move(reply));
+}
+
+OpenAiCoach::Failure OpenAiCoach::HttpFailure(Call& call,
+                                              const HttpAnswer& answer) {
+  Failure failure;
+  failure.http_status = answer.status;
+  failure.error_code = ProviderErrorCode(answer.body);
+  failure.retry_after = ParseRetryAfter(answer.Header("retry-after-ms"),
+                                        answer.Header("retry-after"),
+                                        env_.Now());
+  call.last_error = absl::UnavailableError(
+      absl::StrCat("OpenAI: HTTP ", failure.http_status, " (",
+                   DescribeHttpError(failure.http_status, failure.error_code),
+                   ")"));
+  if (RefusesTheRequest(failure.http_status)) {
+    call.last_error = MarkRequestRefused(std::move(call.last_error));
+  }
+  return failure;
+}
+
+void OpenAiCoach::RetryOrGiveUp(std::unique_ptr<Call> call,
+                                const Failure& failure) {
+  if (call->stream != nullptr && call->stream->started) {
     // Pieces of this reply were given: another attempt would write another
     // reply after them. The reply fails here.
     LogTo(env_, LogLevel::kError, "%s (not retried: the reply had started)",
@@ -395,7 +420,9 @@ void OpenAiCoach::OnAnswer(std::unique_ptr<Call> call,
     return;
   }
 
-  const bool retryable = may_retry && IsRetryable(http_status, error_code);
+  const bool retryable =
+      failure.may_retry &&
+      IsRetryable(failure.http_status, failure.error_code);
   if (!retryable || call->attempt == options_.max_retries) {
     if (!retryable) {
       LogTo(env_, LogLevel::kError, "%s (not retried)",
@@ -405,7 +432,7 @@ void OpenAiCoach::OnAnswer(std::unique_ptr<Call> call,
     return;
   }
   const absl::Duration delay =
-      RetryDelay(call->attempt + 1, retry_after, options_);
+      RetryDelay(call->attempt + 1, failure.retry_after, options_);
   if (env_.Now() + delay >= call->deadline) {
     LogTo(env_, LogLevel::kWarning, "%s; no time left to retry",
           call->last_error.message());

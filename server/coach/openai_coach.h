@@ -59,6 +59,8 @@ class OpenAiCoach final : public Coach {
   struct Call;
   // The step of a Call in progress, for the caller's cancel to stop.
   struct Step;
+  // What a failed attempt says about retrying it.
+  struct Failure;
 
   OpenAiCoach(const OpenAiOptions& options, Env& env, std::string url,
               std::unique_ptr<AsyncHttpClient> http);
@@ -68,6 +70,16 @@ class OpenAiCoach final : public Coach {
   // Delivers the reply, retries, or gives up.
   void OnAnswer(std::unique_ptr<Call> call,
                 absl::StatusOr<HttpAnswer> answer);
+  // Delivers the reply of a plain (not streamed) HTTP 200 answer, or why it
+  // is unusable, logged.
+  void DeliverCompletion(std::unique_ptr<Call> call, const HttpAnswer& answer);
+  // An HTTP error status: its error put in call.last_error, and what it says
+  // about a retry (the provider's code, Retry-After).
+  Failure HttpFailure(Call& call, const HttpAnswer& answer);
+  // After a failed attempt (its error in call->last_error): gives up if the
+  // reply had started, the failure is not retryable, the retries are spent
+  // or time would run out; else retries after the backoff. Logged.
+  void RetryOrGiveUp(std::unique_ptr<Call> call, const Failure& failure);
   // Gives up with the last error (DEADLINE_EXCEEDED once time is up).
   void GiveUp(std::unique_ptr<Call> call);
   // Starts the next step of `call`: `start` posts the request, or the wait

@@ -39,6 +39,23 @@ absl::StatusOr<std::string> ValidateSendInput(absl::string_view user_id,
   return text;
 }
 
+// What the caller is told when the store refuses a send's exchange.
+absl::Status CommitError(const absl::Status& committed,
+                         int max_user_sessions) {
+  // The session was deleted, or the credit taken back (an admin change),
+  // while the coach was writing.
+  if (absl::IsNotFound(committed)) return SessionNotFoundError();
+  if (absl::IsResourceExhausted(committed)) return NoCreditsError();
+  // The send's new session lost a race for the user's last free place.
+  if (absl::IsFailedPrecondition(committed)) {
+    return SessionLimitReachedError(max_user_sessions);
+  }
+  // The key's claim expired while the coach wrote, and another send with
+  // the key took it: that one runs (this one stores nothing).
+  if (absl::IsAborted(committed)) return IdempotencyInProgressError();
+  return ToPublicError(committed, "commit exchange");
+}
+
 }  // namespace
 
 Chat::Chat(const CoreConfig& config, Store& store, Coach& coach,
@@ -388,31 +405,10 @@ Admission Chat::DecideSend(const AdmissionState& state,
   Admission answer{.rates = state.rates,
                    .admitted = false,
                    .key_response = std::nullopt};
-  // Concurrency first: a send refused for it takes no rate token. Its wait
-  // is unknown (the sends in flight end when the coach answers): the
-  // shortest, one second.
-  if (state.live_sends >= config_.user_limits.max_concurrent_sends_per_user) {
-    refusal = RateLimitedError(absl::Seconds(1));
-    return answer;
-  }
-  const RateRule::Taken send = send_rate_.Take(state.rates.send_tat, now);
-  if (!send.allowed) {
-    refusal = RateLimitedError(send.retry_after);
-    return answer;
-  }
-  if (creates_session) {
-    const RateRule::Taken create =
-        session_rate_.Take(state.rates.session_tat, now);
-    // Refused for the session rate: the send's token is not used either.
-    if (!create.allowed) {
-      refusal = RateLimitedError(create.retry_after);
-      return answer;
-    }
-    answer.rates.session_tat = create.tat;
-  }
+  refusal = TakeSendTokens(state, creates_session, now, answer.rates);
+  if (!refusal.ok()) return answer;
   // From here on, a refused send has used its tokens (every attempt
   // counts).
-  answer.rates.send_tat = send.tat;
   const int max_sessions = config_.user_limits.max_sessions_per_user;
   if (creates_session) {
     // Before the coach is asked: a user at the maximum gets the answer now,
@@ -446,6 +442,28 @@ Admission Chat::DecideSend(const AdmissionState& state,
   return answer;
 }
 
+absl::Status Chat::TakeSendTokens(const AdmissionState& state,
+                                  bool creates_session, absl::Time now,
+                                  RateState& rates) const {
+  // Concurrency first: a send refused for it takes no rate token. Its wait
+  // is unknown (the sends in flight end when the coach answers): the
+  // shortest, one second.
+  if (state.live_sends >= config_.user_limits.max_concurrent_sends_per_user) {
+    return RateLimitedError(absl::Seconds(1));
+  }
+  const RateRule::Taken send = send_rate_.Take(state.rates.send_tat, now);
+  if (!send.allowed) return RateLimitedError(send.retry_after);
+  if (creates_session) {
+    const RateRule::Taken create =
+        session_rate_.Take(state.rates.session_tat, now);
+    // Refused for the session rate: the send's token is not used either.
+    if (!create.allowed) return RateLimitedError(create.retry_after);
+    rates.session_tat = create.tat;
+  }
+  rates.send_tat = send.tat;
+  return absl::OkStatus();
+}
+
 absl::StatusOr<SendResult> Chat::HeldKeyResult(
     const ClaimOutcome& outcome) const {
   switch (outcome.state) {
@@ -469,10 +487,9 @@ absl::StatusOr<SendResult> Chat::HeldKeyResult(
   return replay;
 }
 
-std::optional<absl::StatusOr<SendResult>> Chat::BeginSend(
+absl::StatusOr<std::string> Chat::CheckSendRequest(
     absl::string_view user_id, absl::string_view session_id,
-    absl::string_view message, const Caller& caller, PendingSend& pending,
-    CoachRequest& request) {
+    absl::string_view message, const Caller& caller) const {
   absl::StatusOr<std::string> text =
       ValidateSendInput(user_id, session_id, message, config_.limits);
   if (!text.ok()) return text.status();
@@ -485,9 +502,14 @@ std::optional<absl::StatusOr<SendResult>> Chat::BeginSend(
   }
   // A send that waited in a queue past its caller's patience stops here.
   if (absl::Status waits = CheckCallerWaits(caller); !waits.ok()) return waits;
+  return text;
+}
 
-  const absl::Time now = clock_.Now();
-  const bool creates_session = session_id.empty();
+SendAdmissionRequest Chat::AdmissionRequest(absl::string_view user_id,
+                                            absl::string_view session_id,
+                                            absl::string_view message,
+                                            const Caller& caller,
+                                            absl::Time now) const {
   SendAdmissionRequest admission{
       .user_id = std::string(user_id),
       .session_id = std::string(session_id),
@@ -506,6 +528,34 @@ std::optional<absl::StatusOr<SendResult>> Chat::BeginSend(
         .claim_expires_at = now + config_.credit_reservation_ttl,
         .expires_at = now + config_.idempotency_ttl};
   }
+  return admission;
+}
+
+SessionRecord Chat::NewSession(absl::string_view user_id,
+                               absl::string_view text, absl::Time now) const {
+  return SessionRecord{
+      .id = NewRandomId(),
+      .user_id = std::string(user_id),
+      .title = Shorten(text,
+                       static_cast<size_t>(config_.limits.auto_title_length)),
+      .last_message = "",
+      .message_count = 0,
+      .created_at = now,
+      .updated_at = now};
+}
+
+std::optional<absl::StatusOr<SendResult>> Chat::BeginSend(
+    absl::string_view user_id, absl::string_view session_id,
+    absl::string_view message, const Caller& caller, PendingSend& pending,
+    CoachRequest& request) {
+  absl::StatusOr<std::string> text =
+      CheckSendRequest(user_id, session_id, message, caller);
+  if (!text.ok()) return text.status();
+
+  const absl::Time now = clock_.Now();
+  const bool creates_session = session_id.empty();
+  SendAdmissionRequest admission =
+      AdmissionRequest(user_id, session_id, message, caller, now);
   // The key, then the per-user limits, ownership and credits, whatever the
   // plan, in one transaction under the user's lock: a refused send holds
   // nothing and never reaches the coach.
@@ -536,16 +586,7 @@ std::optional<absl::StatusOr<SendResult>> Chat::BeginSend(
                              std::move(admission.claim->claim_id));
   }
   if (creates_session) {
-    pending.new_session =
-        SessionRecord{.id = NewRandomId(),
-                      .user_id = std::string(user_id),
-                      .title = Shorten(pending.text,
-                                       static_cast<size_t>(
-                                           config_.limits.auto_title_length)),
-                      .last_message = "",
-                      .message_count = 0,
-                      .created_at = now,
-                      .updated_at = now};
+    pending.new_session = NewSession(user_id, pending.text, now);
     pending.session_id = pending.new_session->id;
   }
   if (absl::Status loaded = LoadConversation(pending, request); !loaded.ok()) {
@@ -589,6 +630,26 @@ absl::StatusOr<SendResult> Chat::StoreReply(PendingSend& pending,
   // (and so before the caller hears of it), not when the caller's
   // expression ends.
   CreditHold hold = std::move(pending.hold);
+  COACH_RETURN_IF_ERROR(CheckReply(reply, caller));
+  Exchange exchange = ExchangeOf(pending, *std::move(reply), hold);
+
+  // The caller gave up while the coach wrote: nothing stored, nothing
+  // charged, as for any reply the user does not get.
+  COACH_RETURN_IF_ERROR(CheckCallerWaits(caller));
+  absl::StatusOr<ExchangeResult> committed = store_.CommitExchange(exchange);
+  if (!committed.ok()) {
+    return CommitError(committed.status(), exchange.max_user_sessions);
+  }
+  hold.Consume();  // the commit charged it and removed the hold
+  pending.claim.Consume();  // and completed the key with the response
+  return SendResult{.session_id = pending.session_id,
+                    .user_message = std::move(exchange.user_message),
+                    .assistant_message = std::move(exchange.assistant_message),
+                    .remaining_credits = committed->remaining_credits};
+}
+
+absl::Status Chat::CheckReply(const absl::StatusOr<CoachReply>& reply,
+                              const Caller& caller) const {
   if (!reply.ok()) {
     // The coach stopped because the caller left: say that, not AI trouble.
     COACH_RETURN_IF_ERROR(CheckCallerWaits(caller));
@@ -604,7 +665,11 @@ absl::StatusOr<SendResult> Chat::StoreReply(PendingSend& pending,
     LogWarning("coach reply rejected: empty or not UTF-8");
     return InternalError();
   }
+  return absl::OkStatus();
+}
 
+Exchange Chat::ExchangeOf(PendingSend& pending, CoachReply reply,
+                          const CreditHold& hold) const {
   const absl::Time replied = clock_.Now();
   Exchange exchange;
   exchange.user_id = pending.user_id;
@@ -622,10 +687,10 @@ absl::StatusOr<SendResult> Chat::StoreReply(PendingSend& pending,
       MessageRecord{.id = NewRandomId(),
                     .session_id = pending.session_id,
                     .role = Role::kAssistant,
-                    .content = std::move(reply->content),
+                    .content = std::move(reply.content),
                     .created_at = replied,
-                    .model = std::move(reply->model),
-                    .usage = reply->usage};
+                    .model = std::move(reply.model),
+                    .usage = reply.usage};
   exchange.last_message =
       Shorten(exchange.assistant_message.content,
               static_cast<size_t>(config_.limits.preview_length));
@@ -636,31 +701,7 @@ absl::StatusOr<SendResult> Chat::StoreReply(PendingSend& pending,
     exchange.idempotency = pending.claim.Completion(EncodeSendResponse(
         pending.session_id, exchange.user_message, exchange.assistant_message));
   }
-
-  // The caller gave up while the coach wrote: nothing stored, nothing
-  // charged, as for any reply the user does not get.
-  COACH_RETURN_IF_ERROR(CheckCallerWaits(caller));
-  absl::StatusOr<ExchangeResult> committed = store_.CommitExchange(exchange);
-  if (!committed.ok()) {
-    // The session was deleted, or the credit taken back (an admin change),
-    // while the coach was writing.
-    if (absl::IsNotFound(committed.status())) return SessionNotFoundError();
-    if (absl::IsResourceExhausted(committed.status())) return NoCreditsError();
-    // The send's new session lost a race for the user's last free place.
-    if (absl::IsFailedPrecondition(committed.status())) {
-      return SessionLimitReachedError(exchange.max_user_sessions);
-    }
-    // The key's claim expired while the coach wrote, and another send with
-    // the key took it: that one runs (this one stores nothing).
-    if (absl::IsAborted(committed.status())) return IdempotencyInProgressError();
-    return ToPublicError(committed.status(), "commit exchange");
-  }
-  hold.Consume();  // the commit charged it and removed the hold
-  pending.claim.Consume();  // and completed the key with the response
-  return SendResult{.session_id = pending.session_id,
-                    .user_message = std::move(exchange.user_message),
-                    .assistant_message = std::move(exchange.assistant_message),
-                    .remaining_credits = committed->remaining_credits};
+  return exchange;
 }
 
 absl::StatusOr<History> Chat::GetHistory(absl::string_view user_id,

@@ -248,12 +248,34 @@ class Chat {
       absl::string_view user_id, absl::string_view session_id,
       absl::string_view message, const Caller& caller, PendingSend& pending,
       CoachRequest& request);
+  // BeginSend's checks before the store: the input, the idempotency key,
+  // the caller's patience, in that order; the message trimmed.
+  absl::StatusOr<std::string> CheckSendRequest(absl::string_view user_id,
+                                               absl::string_view session_id,
+                                               absl::string_view message,
+                                               const Caller& caller) const;
+  // What BeginSend asks Store::AdmitSend at `now`, with the key's claim if
+  // the caller gave one.
+  SendAdmissionRequest AdmissionRequest(absl::string_view user_id,
+                                        absl::string_view session_id,
+                                        absl::string_view message,
+                                        const Caller& caller,
+                                        absl::Time now) const;
+  // The session a send without a session creates, titled from its message.
+  SessionRecord NewSession(absl::string_view user_id, absl::string_view text,
+                           absl::Time now) const;
   // The rules of a send's admission, in their order (see SendMessage), on
   // the state the store read under the user's lock: the answer to write,
   // and in `refusal` why it was refused (OK when admitted).
   Admission DecideSend(const AdmissionState& state, absl::string_view user_id,
                        bool creates_session, absl::Time now,
                        absl::Status& refusal) const;
+  // DecideSend's first rules: the user's concurrent sends, then the send
+  // rate, then (`creates_session`) the session rate. OK with the tokens
+  // taken written to `rates`; else why, `rates` untouched.
+  absl::Status TakeSendTokens(const AdmissionState& state,
+                              bool creates_session, absl::Time now,
+                              RateState& rates) const;
   // A replay of the key's stored outcome, or why the key is unavailable.
   absl::StatusOr<SendResult> HeldKeyResult(const ClaimOutcome& outcome) const;
   // Stores and charges the exchange; on any failure the credit held is given
@@ -265,6 +287,14 @@ class Chat {
   absl::StatusOr<SendResult> StoreReply(PendingSend& pending,
                                         const Caller& caller,
                                         absl::StatusOr<CoachReply> reply);
+  // OK if the coach's reply can be stored; else what the caller is told (a
+  // caller gone, the coach's reasoned error, AI unavailable, INTERNAL).
+  absl::Status CheckReply(const absl::StatusOr<CoachReply>& reply,
+                          const Caller& caller) const;
+  // The exchange StoreReply commits: the pending send's message (moved
+  // from `pending`) and the reply, stamped now, with the key's completion.
+  Exchange ExchangeOf(PendingSend& pending, CoachReply reply,
+                      const CreditHold& hold) const;
   // The conversation so far for the coach, then the new message.
   absl::Status LoadConversation(const PendingSend& pending,
                                 CoachRequest& request);
