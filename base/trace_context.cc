@@ -77,6 +77,7 @@ std::string NewSpanId() { return RandomHex<8>(); }
 TraceContext ContinueTrace(absl::string_view traceparent) {
   if (std::optional<TraceContext> parent = ParseTraceparent(traceparent)) {
     parent->span_id = NewSpanId();
+    parent->continued = true;
     return *std::move(parent);
   }
   return TraceContext{.trace_id = NewTraceId(), .span_id = NewSpanId()};

@@ -15,6 +15,7 @@
 #include "absl/time/clock.h"
 #include "base/log.h"
 #include "base/request_id.h"
+#include "base/trace_context.h"
 #include "base/url.h"
 #include "google/protobuf/descriptor.h"
 #include "grpc/health/v1/health.pb.h"
@@ -154,6 +155,10 @@ UpstreamOptions UpstreamOptionsOf(const ProxyConfig& config,
 struct CoachProxy::Pending {
   std::shared_ptr<http::Exchange> exchange;
   std::string request_id;
+  // The W3C trace the request continues (or starts), under the proxy's span:
+  // sent to coach-server, logged.
+  TraceContext trace;
+  std::string tracestate;  // forwarded with a continued trace only
   std::vector<http::Header> cors;
   absl::Time started;
   std::string route = "-";  // the route's template, for logs
@@ -412,6 +417,8 @@ void CoachProxy::LogAccess(const Pending& pending, int status,
   line.reason = reason;
   line.duration_ms = absl::ToDoubleMilliseconds(took);
   line.request_id = pending.request_id;
+  line.trace_id = pending.trace.trace_id;
+  line.span_id = pending.trace.span_id;
   LogRequest(LogLevel::kInfo, line);
 }
 
@@ -576,6 +583,10 @@ http::Response CoachProxy::Refuse(http::Refusal refusal,
     line.status = status;
     line.reason = error.reason;
     line.request_id = request_id;
+    const TraceContext trace =
+        ContinueTrace(request.header(kTraceparentHeader));
+    line.trace_id = trace.trace_id;
+    line.span_id = trace.span_id;
     line.note = "(refused by the HTTP layer)";
     LogRequest(LogLevel::kInfo, line);
   }
@@ -665,6 +676,11 @@ void CoachProxy::Handle(std::shared_ptr<http::Exchange> exchange) {
   in_flight_.Add(1);  // down again in LogAccess
   const http::Request& request = pending->request();
   pending->request_id = RequestIdOf(request);
+  pending->trace = ContinueTrace(request.header(kTraceparentHeader));
+  if (const absl::string_view state = request.header(kTracestateHeader);
+      pending->trace.continued && IsForwardableTracestate(state)) {
+    pending->tracestate = std::string(state);
+  }
   pending->cors = CorsHeaders(request.header("Origin"));
   const auto fail = [&](const HttpError& error) {
     ReplyError(pending->exchange, pending->Headers(kJsonContentType), error);
@@ -710,7 +726,9 @@ namespace {
 
 CallOptions CallOptionsFor(const ProxyConfig& config, const Route& route,
                            const std::string& request_id,
-                           const http::Request& request) {
+                           const http::Request& request,
+                           const TraceContext& trace,
+                           const std::string& tracestate) {
   CallOptions options;
   // Reads wait briefly for a (re)connecting server; the rest fail fast.
   const bool read = route.http_method == "GET";
@@ -733,6 +751,11 @@ CallOptions CallOptionsFor(const ProxyConfig& config, const Route& route,
     for (const HeaderMapping& header : config.forwarded_response_metadata) {
       options.server_metadata->keys.push_back(header.metadata);
     }
+  }
+  // The trace, under the proxy's span (W3C Trace Context).
+  options.metadata.emplace_back(kTraceparentHeader, FormatTraceparent(trace));
+  if (!tracestate.empty()) {
+    options.metadata.emplace_back(kTracestateHeader, tracestate);
   }
   return options;
 }
@@ -778,7 +801,8 @@ void CoachProxy::CallUnary(std::shared_ptr<Pending> pending,
                            const Route& route,
                            std::unique_ptr<Message> request) {
   CallOptions options =
-      CallOptionsFor(config_, route, pending->request_id, pending->request());
+      CallOptionsFor(config_, route, pending->request_id, pending->request(),
+                     pending->trace, pending->tracestate);
   const bool waited = options.wait_for_ready;
   std::shared_ptr<ServerMetadata> replayed = options.server_metadata;
   const google::protobuf::Descriptor* output = route.method->output_type();
@@ -837,7 +861,8 @@ void CoachProxy::CallStream(std::shared_ptr<Pending> pending,
                             const Route& route,
                             std::unique_ptr<Message> request) {
   const CallOptions options =
-      CallOptionsFor(config_, route, pending->request_id, pending->request());
+      CallOptionsFor(config_, route, pending->request_id, pending->request(),
+                     pending->trace, pending->tracestate);
   const google::protobuf::Descriptor* output = route.method->output_type();
   std::shared_ptr<http::Exchange> exchange = pending->exchange;
   // Touched by the call's callbacks only, which never run at once.
@@ -897,7 +922,8 @@ void CoachProxy::CallBodyStream(std::shared_ptr<Pending> pending,
                                 const Route& route,
                                 std::unique_ptr<Message> request) {
   const CallOptions options =
-      CallOptionsFor(config_, route, pending->request_id, pending->request());
+      CallOptionsFor(config_, route, pending->request_id, pending->request(),
+                     pending->trace, pending->tracestate);
   std::shared_ptr<http::Exchange> exchange = pending->exchange;
   // Touched by the call's callbacks only, which never run at once.
   auto started = std::make_shared<bool>(false);

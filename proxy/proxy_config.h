@@ -129,9 +129,11 @@ struct ProxyConfig {
   // Request headers a page may send (a preflight's
   // Access-Control-Allow-Headers): Authorization for COACH_AUTH=jwt's bearer
   // tokens, Content-Type for JSON bodies.
+  // traceparent and tracestate: a page's tracing SDK (W3C Trace Context).
   // (The forwarded headers below are allowed as well.)
   std::vector<std::string> cors_allowed_headers = {
-      "Authorization", "Content-Type", "X-Request-Id"};
+      "Authorization", "Content-Type", "X-Request-Id", "traceparent",
+      "tracestate"};
   // Access-Control-Allow-Credentials: true, for pages that send cookies or
   // HTTP authentication (fetch's credentials: "include"). Only with an
   // explicit origin list: `*` with credentials is refused at start (any

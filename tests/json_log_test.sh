@@ -3,7 +3,9 @@
 # 1. json: every stderr line of both processes is one JSON object (parsed by
 #    Python's json module) with ts (RFC 3339 UTC, ms), level and msg; a
 #    request answered 404 has its line in each process, with request_id,
-#    route, status (proxy), the gRPC code by name and the reason.
+#    route, status (proxy), the gRPC code by name and the reason, and the
+#    W3C trace the request named (traceparent) as trace_id in both, each
+#    process under a span_id of its own.
 # 2. warn (text): no info line at all, warnings still written, with the gRPC
 #    code by name.
 #   json_log_test.sh <coach-server> <coach-proxy>
@@ -14,10 +16,12 @@ server_bin=$1 proxy_bin=$2
 # --- 1. JSON -----------------------------------------------------------------
 COACH_LOG_FORMAT=json start_stack "$server_bin" "$proxy_bin"
 rid=json-log-test-1
+traceparent=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01
 status=$(curl -sS -o /dev/null -w '%{http_code}' -H "X-Request-Id: $rid" \
-  "$base/api/chat/sessions/no-such-session")
+  -H "traceparent: $traceparent" "$base/api/chat/sessions/no-such-session")
 [[ $status == 404 ]] || fail "expected 404, got $status"
-curl -sS -o /dev/null "$base/api/chat/sessions?userId=user123&pageSize=1"
+curl -sS -o /dev/null -H "X-Request-Id: $rid-no-trace" \
+  "$base/api/chat/sessions?userId=user123&pageSize=1"
 kill -TERM "$proxy_pid" "$server_pid"
 wait "$proxy_pid" || fail "coach-proxy exit status"
 wait "$server_pid" || fail "coach-server exit status"
@@ -68,6 +72,27 @@ s = request_line(server_log, "/coach.v1.ChatService/GetSession",
 p = request_line(proxy_log, "/api/chat/sessions/{session_id}",
                  {"level": "info", "method": "GET", "status": 404,
                   "code": "NOT_FOUND", "reason": "SESSION_NOT_FOUND"})
+trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+spans = set()
+for path, text in ((server_log, s), (proxy_log, p)):
+    obj = json.loads(text)
+    if obj.get("trace_id") != trace:
+        sys.exit(f"FAIL: {path}: trace_id is {obj.get('trace_id')!r}, not {trace}")
+    span = obj.get("span_id", "")
+    if not re.fullmatch(r"[0-9a-f]{16}", span) or span == "00f067aa0ba902b7":
+        sys.exit(f"FAIL: {path}: span_id {span!r} is not a span of its own")
+    spans.add(span)
+if len(spans) != 2:
+    sys.exit("FAIL: the proxy and the server logged the same span_id")
+# No traceparent: the proxy starts a trace, and the server logs the same.
+started = {}
+for path in (server_log, proxy_log):
+    for text, obj in lines(path):
+        if obj.get("request_id") == rid + "-no-trace":
+            started[path] = obj.get("trace_id", "")
+if len(started) != 2 or not re.fullmatch(r"[0-9a-f]{32}", started[proxy_log]) \
+        or started[server_log] != started[proxy_log]:
+    sys.exit(f"FAIL: a trace started by the proxy: {started}")
 print("coach-server:", s)
 print("coach-proxy: ", p)
 PY
