@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "coach/v1/error_reason.pb.h"
+#include "google/api/field_behavior.pb.h"
 #include "google/protobuf/descriptor.pb.h"
 
 namespace coach::proxy {
@@ -159,6 +160,21 @@ Json WellKnownSchema(const Descriptor& type) {
     return {{"type", "string"}, {"format", "byte"}};
   }
   return nullptr;
+}
+
+// True if the server always sets `field` in an answer: marked
+// google.api.field_behavior REQUIRED or OUTPUT_ONLY (AIP-203).
+bool AlwaysSet(const FieldDescriptor& field) {
+  const google::protobuf::FieldOptions& options = field.options();
+  for (int i = 0; i < options.ExtensionSize(google::api::field_behavior); ++i) {
+    const google::api::FieldBehavior behavior =
+        options.GetExtension(google::api::field_behavior, i);
+    if (behavior == google::api::REQUIRED ||
+        behavior == google::api::OUTPUT_ONLY) {
+      return true;
+    }
+  }
+  return false;
 }
 
 class Generator {
@@ -407,9 +423,15 @@ class Generator {
     for (int i = 0; i < type.field_count(); ++i) {
       const FieldDescriptor& field = *type.field(i);
       if (skip.count(field.name())) continue;
+      // A member of an answer's oneof is described by its alternative.
+      if (output && field.real_containing_oneof() != nullptr) continue;
       properties[field.json_name()] = FieldSchema(field);
-      // What ResponseToJson always prints: fields without presence.
-      if (output && !field.has_presence()) required.push_back(field.json_name());
+      // What ResponseToJson always prints (fields without presence), and
+      // what the server always sets (google.api.field_behavior REQUIRED or
+      // OUTPUT_ONLY, AIP-203).
+      if (output && (!field.has_presence() || AlwaysSet(field))) {
+        required.push_back(field.json_name());
+      }
     }
     Json schema = {{"type", "object"}, {"properties", std::move(properties)}};
     if (!required.empty()) schema["required"] = std::move(required);
@@ -425,6 +447,24 @@ class Generator {
         present.push_back(
             {{"required", Json::array({oneof.field(j)->json_name()})},
              {"properties", {{oneof.field(j)->json_name(), Json::object()}}}});
+      }
+      if (output) {
+        // An answer's oneof is always set (the server sends no empty
+        // event): exactly one alternative, each an object of its member,
+        // which generators type as a union ({delta} | {reply}).
+        Json alternatives = Json::array();
+        for (int j = 0; j < oneof.field_count(); ++j) {
+          const FieldDescriptor& member = *oneof.field(j);
+          alternatives.push_back(
+              {{"type", "object"},
+               {"properties", {{member.json_name(), FieldSchema(member)}}},
+               {"required", Json::array({member.json_name()})}});
+        }
+        groups.push_back({{"oneOf", std::move(alternatives)}});
+        notes.push_back(absl::StrCat("oneof `", oneof.name(),
+                                     "` : exactement un de ",
+                                     absl::StrJoin(members, ", "), "."));
+        continue;
       }
       if (members.size() < 2) continue;
       // Exactly one of: one member present, or none.
@@ -687,16 +727,22 @@ class Generator {
         {"headers", {{"X-Request-Id", {{"$ref", "#/components/headers/X-Request-Id"}}}}},
         {"content",
          {{"text/event-stream",
-           // Redoc's convention for a stream in OpenAPI 3.0/3.1: an array
-           // of events in format event-stream, each item one event's
-           // data (OpenAPI 3.2's itemSchema).
+           // The body is text (the SSE wire format), which every tool
+           // accepts as a string: Prism validates it as one, openapi-fetch
+           // reads it with parseAs "stream" or "text", generators type it
+           // `string`. The events' schemas, which OpenAPI 3.0 cannot attach
+           // to a stream (3.2's itemSchema), are named by extensions:
+           // x-event-schema for each `data:` of a message event,
+           // x-error-event-schema for `event: error`'s.
            {{"schema",
-             {{"type", "array"},
-              {"format", "event-stream"},
+             {{"type", "string"},
               {"description",
-               absl::StrCat("Événements SSE ; chaque `data:` est un ",
-                            method.output_type()->full_name(), ".")},
-              {"items", event}}}}}}}};
+               absl::StrCat("Événements SSE (text/event-stream) : chaque "
+                            "`data:` d'un événement sans nom est un ",
+                            method.output_type()->full_name(),
+                            " en JSON ; `event: error` porte un ErrorBody.")}}},
+            {"x-event-schema", event},
+            {"x-error-event-schema", {{"$ref", SchemaRef(kErrorBody)}}}}}}}};
   }
 
   // The comment's first sentence, else the method's name.

@@ -50,7 +50,13 @@ q '.components.schemas["coach.v1.Role"].enum == ["ROLE_UNSPECIFIED","USER","ASSI
 q '.components.schemas["coach.v1.SessionSummary"].properties | has("lastMessage") and has("messageCount")'
 # proto3 optional: not required; always-printed fields: required.
 q '.components.schemas["coach.v1.SendMessageResponse"].required | index("sessionId") and (index("remainingCredits") | not)'
-q '.components.schemas["coach.v1.StreamMessageResponse"].oneOf | length == 3'
+# Always set by the server (google.api.field_behavior): required.
+q '.components.schemas["coach.v1.SendMessageResponse"].required | index("userMessage") and index("assistantMessage")'
+q '.components.schemas["coach.v1.ChatMessage"].required | index("createdAt")'
+q '.components.schemas["coach.v1.GetUserStatsResponse"].required == ["stats"]'
+# An event is exactly one of delta and reply: a union, not "or nothing".
+q '.components.schemas["coach.v1.StreamMessageResponse"].oneOf | length == 2'
+q '.components.schemas["coach.v1.StreamMessageResponse"].oneOf[0].required == ["delta"]'
 
 # Errors: every documented status, the documented body with `field`.
 for s in 400 401 403 404 429 500 503; do
@@ -69,6 +75,8 @@ q '.components.responses.Conflict.description | contains("IDEMPOTENCY_IN_PROGRES
 
 # The server stream as Server-Sent Events.
 q '.paths["/api/chat/send/stream"].post.responses["200"].content | has("text/event-stream")'
+q '.paths["/api/chat/send/stream"].post.responses["200"].content["text/event-stream"].schema.type == "string"'
+q '.paths["/api/chat/send/stream"].post.responses["200"].content["text/event-stream"]["x-event-schema"]["$ref"] == "#/components/schemas/coach.v1.StreamMessageResponse"'
 
 # The proto comments as descriptions (SourceCodeInfo).
 q '.paths["/api/chat/sessions"].get.description | startswith("Lists a user'"'"'s sessions")'
