@@ -52,6 +52,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "base/tls.h"
 #include "base/url.h"
 
 namespace boost::asio {
@@ -140,6 +141,12 @@ struct ServerOptions {
   size_t max_stream_backlog_bytes = 1024 * 1024;
   // Answers refusals; required.
   RefusalResponder refusal;
+  // HTTPS: each new connection's TLS handshake uses the source's current
+  // context (role kServer); null: plain HTTP. The handshake counts in the
+  // first request's header_timeout (from the accept), and a connection in
+  // its handshake is idle for eviction, so that silent TLS clients hold
+  // places no better than silent plain ones.
+  std::shared_ptr<TlsContextSource> tls;
   // Told of each connection shed (for metrics); optional. Runs on an
   // event-loop thread: must not block.
   std::function<void(Shed shed)> on_shed;
