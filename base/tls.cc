@@ -126,17 +126,19 @@ absl::StatusOr<Built> Build(const TlsOptions& o) {
                        ec);
   std::string description;
   if (!o.cert_file.empty()) {
-    context->use_certificate_chain_file(o.cert_file, ec);
-    if (ec) {
-      return FileError(o.cert_setting, o.cert_file,
-                       absl::StrCat("not a PEM certificate chain (",
-                                    ec.message(), ")"));
-    }
+    // The key first: loading a certificate then drops a key that does not
+    // match it, which the check below reports as such.
     context->use_private_key_file(o.key_file, ssl::context::pem, ec);
     if (ec) {
       return FileError(o.key_setting, o.key_file,
                        absl::StrCat("not a PEM private key (", ec.message(),
                                     ")"));
+    }
+    context->use_certificate_chain_file(o.cert_file, ec);
+    if (ec) {
+      return FileError(o.cert_setting, o.cert_file,
+                       absl::StrCat("not a PEM certificate chain (",
+                                    ec.message(), ")"));
     }
     if (SSL_CTX_check_private_key(native) != 1) {
       ERR_clear_error();
