@@ -10,6 +10,7 @@
 
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -279,6 +280,11 @@ absl::StatusOr<std::string> CheckTlsFiles(const TlsOptions& options) {
   absl::StatusOr<Built> built = Build(options);
   if (!built.ok()) return built.status();
   return std::move(built->description);
+}
+
+unsigned int TlsWatchSeconds(absl::Duration interval) {
+  return static_cast<unsigned int>(std::clamp<int64_t>(
+      absl::ToInt64Seconds(absl::Ceil(interval, absl::Seconds(1))), 1, 86400));
 }
 
 bool PrepareTlsClient(SSL* ssl, absl::string_view name) {

@@ -120,6 +120,10 @@ class TlsContextSource {
 // description of what would be presented.
 absl::StatusOr<std::string> CheckTlsFiles(const TlsOptions& options);
 
+// A check interval as gRPC's file watcher takes it: whole seconds, rounded
+// up, at least 1 (and at most a day).
+unsigned int TlsWatchSeconds(absl::Duration interval);
+
 // A client connection's checks of the server: its certificate must name
 // `name` (a DNS name, or an IP address literal, matched against the
 // certificate's subjectAltName); a DNS name is also sent as SNI. False if

@@ -40,16 +40,28 @@
 #include <thread>
 #include <vector>
 
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/streambuf.hpp>
+#include <boost/asio/write.hpp>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "base/tls.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "http/server.h"
 #include "tests/support/ports.h"
 #include "tests/support/temp_dir.h"
 
 namespace coach::testing {
 namespace {
 
-using Env = std::map<std::string, std::string>;
+using TlsTestEnv = std::map<std::string, std::string>;
 using TlsTestClock = std::chrono::steady_clock;
 
 constexpr auto kTlsTestStartTimeout = std::chrono::seconds(30);
@@ -183,7 +195,7 @@ class TlsTestPki {
 // output appended to `log`. Killed and reaped on destruction.
 class TlsTestProcess {
  public:
-  TlsTestProcess(const std::string& binary, const Env& env,
+  TlsTestProcess(const std::string& binary, const TlsTestEnv& env,
                  std::string log, const std::vector<std::string>& args = {})
       : log_(std::move(log)) {
     std::vector<std::string> argv_storage = {binary};
@@ -334,8 +346,8 @@ class TlsTest : public ::testing::Test {
     }
   }
 
-  Env ServerEnv(int port, bool mutual) const {
-    Env env = {{"COACH_DB_PATH", dir_.File("coach.db")},
+  TlsTestEnv ServerEnv(int port, bool mutual) const {
+    TlsTestEnv env = {{"COACH_DB_PATH", dir_.File("coach.db")},
                {"COACH_GRPC_LISTEN", absl::StrCat("127.0.0.1:", port)},
                {"COACH_GRPC_TLS_CERT", pki_.Pem("server")},
                {"COACH_GRPC_TLS_KEY", pki_.Key("server")},
@@ -346,7 +358,7 @@ class TlsTest : public ::testing::Test {
   }
 
   // A coach-server on a free port, listening (or the test fails).
-  int StartServer(Env env, int port = 0) {
+  int StartServer(TlsTestEnv env, int port = 0) {
     if (port == 0) port = FreeLoopbackPort();
     if (env.empty()) env = ServerEnv(port, /*mutual=*/true);
     processes_.push_back(std::make_unique<TlsTestProcess>(
@@ -359,7 +371,7 @@ class TlsTest : public ::testing::Test {
     return port;
   }
 
-  Env ProxyEnv(int http_port, int server_port,
+  TlsTestEnv ProxyEnv(int http_port, int server_port,
                const std::string& client) const {
     return {{"COACH_HTTP_LISTEN", absl::StrCat("127.0.0.1:", http_port)},
             {"COACH_GRPC_TARGET", absl::StrCat("127.0.0.1:", server_port)},
@@ -370,9 +382,9 @@ class TlsTest : public ::testing::Test {
             {"COACH_PROXY_TLS_CHECK_INTERVAL", "1s"}};
   }
   // The proxy's environment for mutual TLS to the server.
-  Env MutualProxyEnv(int http_port, int server_port,
+  TlsTestEnv MutualProxyEnv(int http_port, int server_port,
                      const std::string& client) const {
-    Env env = ProxyEnv(http_port, server_port, client);
+    TlsTestEnv env = ProxyEnv(http_port, server_port, client);
     env["COACH_UPSTREAM_TLS_CA"] = pki_.Pem("ca");
     env["COACH_UPSTREAM_TLS_CERT"] = pki_.Pem("proxy-client");
     env["COACH_UPSTREAM_TLS_KEY"] = pki_.Key("proxy-client");
@@ -380,7 +392,7 @@ class TlsTest : public ::testing::Test {
   }
 
   // A coach-proxy with `env` (its COACH_HTTP_LISTEN's port), listening.
-  TlsTestProcess& StartProxy(const Env& env, int http_port) {
+  TlsTestProcess& StartProxy(const TlsTestEnv& env, int http_port) {
     processes_.push_back(std::make_unique<TlsTestProcess>(
         COACH_PROXY_BINARY, env, dir_.File("proxy.log")));
     TlsTestProcess& process = *processes_.back();
@@ -500,16 +512,16 @@ TEST_F(TlsTest, ServerCertificateRotationIsSeenByANewHandshake) {
 TEST_F(TlsTest, BadTlsFilesStopTheStartNamingTheSetting) {
   struct Case {
     const char* binary;
-    Env env;
+    TlsTestEnv env;
     std::string message;
   };
   const std::string missing = dir_.File("missing.pem");
   const int port = FreeLoopbackPort();
   const std::string listen = absl::StrCat("127.0.0.1:", port);
-  const Env server = {{"COACH_DB_PATH", dir_.File("coach.db")},
+  const TlsTestEnv server = {{"COACH_DB_PATH", dir_.File("coach.db")},
                       {"COACH_GRPC_LISTEN", listen}};
-  const Env proxy = {{"COACH_HTTP_LISTEN", listen}};
-  const auto with = [](Env env, const Env& more) {
+  const TlsTestEnv proxy = {{"COACH_HTTP_LISTEN", listen}};
+  const auto with = [](TlsTestEnv env, const TlsTestEnv& more) {
     for (const auto& [name, value] : more) env[name] = value;
     return env;
   };
@@ -582,7 +594,7 @@ TEST_P(TlsUpstreamTest, MutualTlsServesReadsAndStreams) {
 TEST_P(TlsUpstreamTest, AnotherCaIs503AndNeverData) {
   const int server = StartServer({});
   const int http = FreeLoopbackPort();
-  Env env = MutualProxyEnv(http, server, GetParam());
+  TlsTestEnv env = MutualProxyEnv(http, server, GetParam());
   env["COACH_UPSTREAM_TLS_CA"] = pki_.Pem("other-ca");
   StartProxy(env, http);
   ExpectUnavailable(http);
@@ -591,7 +603,7 @@ TEST_P(TlsUpstreamTest, AnotherCaIs503AndNeverData) {
 TEST_P(TlsUpstreamTest, AnotherServerNameIs503TheRightOneServes) {
   const int server = StartServer({});
   const int wrong = FreeLoopbackPort();
-  Env env = MutualProxyEnv(wrong, server, GetParam());
+  TlsTestEnv env = MutualProxyEnv(wrong, server, GetParam());
   env["COACH_UPSTREAM_TLS_SERVER_NAME"] = "coach.example";
   StartProxy(env, wrong);
   ExpectUnavailable(wrong);
@@ -605,7 +617,7 @@ TEST_P(TlsUpstreamTest, AnotherServerNameIs503TheRightOneServes) {
 TEST_P(TlsUpstreamTest, NoClientCertificateIs503) {
   const int server = StartServer({});
   const int http = FreeLoopbackPort();
-  Env env = ProxyEnv(http, server, GetParam());
+  TlsTestEnv env = ProxyEnv(http, server, GetParam());
   env["COACH_UPSTREAM_TLS_CA"] = pki_.Pem("ca");
   StartProxy(env, http);
   ExpectUnavailable(http);
@@ -618,7 +630,7 @@ TEST_P(TlsUpstreamTest, PlaintextAgainstTlsIs503AndTlsAgainstPlaintextToo) {
   ExpectUnavailable(plain);
 
   const int plain_server_port = FreeLoopbackPort();
-  Env plain_server = ServerEnv(plain_server_port, /*mutual=*/false);
+  TlsTestEnv plain_server = ServerEnv(plain_server_port, /*mutual=*/false);
   plain_server.erase("COACH_GRPC_TLS_CERT");
   plain_server.erase("COACH_GRPC_TLS_KEY");
   plain_server["COACH_DB_PATH"] = dir_.File("plain.db");
@@ -634,7 +646,7 @@ TEST_P(TlsUpstreamTest, ReplacedCaFileIsUsedByTheNextHandshake) {
   // The proxy's own copy of its CA file, wrong at first.
   const std::string ca = dir_.File("proxy-ca.pem");
   std::filesystem::copy_file(pki_.Pem("other-ca"), ca);
-  Env env = MutualProxyEnv(http, server, GetParam());
+  TlsTestEnv env = MutualProxyEnv(http, server, GetParam());
   env["COACH_UPSTREAM_TLS_CA"] = ca;
   StartProxy(env, http);
   ExpectUnavailable(http);
@@ -650,13 +662,13 @@ class TlsFrontTest : public TlsTest {
  protected:
   int StartPlainServer() {
     const int port = FreeLoopbackPort();
-    Env env = ServerEnv(port, /*mutual=*/false);
+    TlsTestEnv env = ServerEnv(port, /*mutual=*/false);
     env.erase("COACH_GRPC_TLS_CERT");
     env.erase("COACH_GRPC_TLS_KEY");
     return StartServer(env, port);
   }
-  Env HttpsProxyEnv(int http, int server) {
-    Env env = ProxyEnv(http, server, "native");
+  TlsTestEnv HttpsProxyEnv(int http, int server) {
+    TlsTestEnv env = ProxyEnv(http, server, "native");
     env["COACH_HTTP_TLS_CERT"] = pki_.Pem("server");
     env["COACH_HTTP_TLS_KEY"] = pki_.Key("server");
     return env;
@@ -707,7 +719,7 @@ TEST_F(TlsFrontTest, ReplacedCertificateServesNewHandshakes) {
 TEST_F(TlsFrontTest, SighupRereadsTheCertificateAtOnce) {
   const int server = StartPlainServer();
   const int http = FreeLoopbackPort();
-  Env env = HttpsProxyEnv(http, server);
+  TlsTestEnv env = HttpsProxyEnv(http, server);
   // Never looked at by itself during the test: only SIGHUP re-reads.
   env["COACH_PROXY_TLS_CHECK_INTERVAL"] = "1h";
   TlsTestProcess& proxy = StartProxy(env, http);
@@ -722,6 +734,132 @@ TEST_F(TlsFrontTest, SighupRereadsTheCertificateAtOnce) {
   EXPECT_TRUE(absl::StrContains(TlsTestServedSubject(http, pki_.Pem("ca")),
                                 "coach-server-2"));
   EXPECT_TRUE(proxy.Running());
+}
+
+// The HTTPS front's server (http/) in this process, with a TLS client of
+// Asio's: a client's hang-up is seen through TLS (a close_notify, or the
+// connection just closed), and a request pipelined behind one in progress
+// is kept for its turn. Every wait is bounded (the client's io_context
+// runs for a deadline).
+class TlsFrontHangupTest : public TlsTest {
+ protected:
+  void SetUp() override {
+    TlsTest::SetUp();
+    TlsOptions tls;
+    tls.role = TlsRole::kServer;
+    tls.cert_file = pki_.Pem("server");
+    tls.key_file = pki_.Key("server");
+    auto source = TlsContextSource::Create(tls);
+    ASSERT_TRUE(source.ok()) << source.status();
+    http::ServerOptions options;
+    options.listen = "127.0.0.1:0";
+    options.tls = *source;
+    options.refusal = [](http::Refusal refusal, const http::Request&) {
+      return http::Response{
+          .status = http::StatusOf(refusal), .headers = {}, .body = ""};
+    };
+    auto server = http::Server::Start(
+        std::move(options), [this](std::shared_ptr<http::Exchange> exchange) {
+          if (exchange->request().path != "/hold") {
+            return exchange->Reply({.status = 200, .headers = {}, .body = "now"});
+          }
+          exchange->OnCancel([this] { cancelled_.Notify(); });
+          absl::MutexLock lock(&mu_);
+          held_ = std::move(exchange);
+        });
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    client_context_.load_verify_file(pki_.Pem("ca"));
+    client_context_.set_verify_mode(boost::asio::ssl::verify_peer);
+  }
+  void TearDown() override {
+    {
+      absl::MutexLock lock(&mu_);
+      held_.reset();
+    }
+    if (server_ != nullptr) server_->Shutdown(absl::ZeroDuration());
+    TlsTest::TearDown();
+  }
+
+  // Connects, handshakes and sends GET /hold; true once the server holds it.
+  bool HoldARequest() {
+    boost::system::error_code ec;
+    client_.lowest_layer().connect(
+        {boost::asio::ip::make_address("127.0.0.1"),
+         static_cast<uint16_t>(server_->port())},
+        ec);
+    if (!ec) client_.handshake(boost::asio::ssl::stream_base::client, ec);
+    if (!ec) Send("GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
+    if (ec) return false;
+    return TlsTestWaitFor(std::chrono::seconds(10), [this] {
+      absl::MutexLock lock(&mu_);
+      return held_ != nullptr;
+    });
+  }
+  void Send(const std::string& bytes) {
+    boost::system::error_code ec;
+    boost::asio::write(client_, boost::asio::buffer(bytes), ec);
+    EXPECT_FALSE(ec) << ec.message();
+  }
+  // Runs the client's loop until `done` or the deadline.
+  bool RunClientUntil(const std::function<bool()>& done) {
+    const auto deadline = TlsTestClock::now() + std::chrono::seconds(15);
+    while (!done() && TlsTestClock::now() < deadline) {
+      client_loop_.restart();
+      client_loop_.run_for(std::chrono::milliseconds(20));
+    }
+    return done();
+  }
+
+  std::unique_ptr<http::Server> server_;
+  absl::Mutex mu_;
+  std::shared_ptr<http::Exchange> held_ ABSL_GUARDED_BY(mu_);
+  absl::Notification cancelled_;
+  boost::asio::io_context client_loop_;
+  boost::asio::ssl::context client_context_{
+      boost::asio::ssl::context::tls_client};
+  boost::asio::ssl::stream<boost::asio::ip::tcp::socket> client_{
+      client_loop_, client_context_};
+};
+
+TEST_F(TlsFrontHangupTest, CloseNotifyCancelsTheRequestInProgress) {
+  ASSERT_TRUE(HoldARequest());
+  bool shut = false;
+  client_.async_shutdown([&](boost::system::error_code) { shut = true; });
+  // The close_notify goes out; the server, which sends none back, cancels.
+  EXPECT_TRUE(RunClientUntil([&] { return cancelled_.HasBeenNotified(); }));
+}
+
+TEST_F(TlsFrontHangupTest, ClosedConnectionCancelsTheRequestInProgress) {
+  ASSERT_TRUE(HoldARequest());
+  boost::system::error_code ignored;
+  client_.lowest_layer().close(ignored);
+  EXPECT_TRUE(cancelled_.WaitForNotificationWithTimeout(absl::Seconds(15)));
+}
+
+TEST_F(TlsFrontHangupTest, PipelinedRequestIsKeptForItsTurn) {
+  ASSERT_TRUE(HoldARequest());
+  // Read by the hang-up watch (or after the answer; either way kept).
+  Send("GET /now HTTP/1.1\r\nHost: x\r\n\r\n");
+  {
+    absl::MutexLock lock(&mu_);
+    held_->Reply({.status = 200, .headers = {}, .body = "held"});
+  }
+  boost::asio::streambuf answers;
+  bool read = false;
+  boost::system::error_code read_error;
+  boost::asio::async_read_until(
+      client_, answers, "\r\n\r\nnow",
+      [&](boost::system::error_code ec, size_t) {
+        read_error = ec;
+        read = true;
+      });
+  ASSERT_TRUE(RunClientUntil([&] { return read; }));
+  EXPECT_FALSE(read_error) << read_error.message();
+  const std::string text(boost::asio::buffers_begin(answers.data()),
+                         boost::asio::buffers_end(answers.data()));
+  EXPECT_LT(text.find("held"), text.find("\r\n\r\nnow")) << text;
+  EXPECT_FALSE(cancelled_.HasBeenNotified());
 }
 
 }  // namespace

@@ -96,10 +96,7 @@ std::shared_ptr<grpc::ChannelCredentials> Credentials(
     const UpstreamOptions& options) {
   if (options.tls == nullptr) return grpc::InsecureChannelCredentials();
   const TlsOptions& files = options.tls->options();
-  const unsigned int interval_seconds = static_cast<unsigned int>(
-      std::clamp<int64_t>(absl::ToInt64Seconds(absl::Ceil(
-                              files.check_interval, absl::Seconds(1))),
-                          1, 86400));
+  const unsigned int interval_seconds = TlsWatchSeconds(files.check_interval);
   auto provider =
       files.cert_file.empty()
           ? std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(

@@ -46,14 +46,11 @@ std::vector<std::string> MeteredServices() {
 // keep theirs.
 std::shared_ptr<grpc::ServerCredentials> GrpcCredentials(const Config& config) {
   if (config.grpc_tls_cert.empty()) return grpc::InsecureServerCredentials();
-  const unsigned int interval_seconds = static_cast<unsigned int>(std::clamp<
-      int64_t>(absl::ToInt64Seconds(absl::Ceil(config.grpc_tls_check_interval,
-                                               absl::Seconds(1))),
-               1, 86400));
   auto provider =
       std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
           config.grpc_tls_key, config.grpc_tls_cert,
-          config.grpc_tls_client_ca, interval_seconds);
+          config.grpc_tls_client_ca,
+          TlsWatchSeconds(config.grpc_tls_check_interval));
   grpc::experimental::TlsServerCredentialsOptions options(provider);
   options.watch_identity_key_cert_pairs();
   if (config.grpc_tls_client_ca.empty()) {
