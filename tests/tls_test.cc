@@ -325,7 +325,7 @@ class TlsTest : public ::testing::Test {
 
   void TearDown() override {
     // Whatever happened, no key reached a log: neither a PEM header nor a
-    // line of any key's content.
+    // line of any key's content; and no sanitizer reported.
     std::vector<std::string> secrets = {"PRIVATE KEY"};
     for (const auto& entry : std::filesystem::directory_iterator(dir_.path())) {
       if (entry.path().extension() != ".key") continue;
@@ -343,6 +343,9 @@ class TlsTest : public ::testing::Test {
       for (const std::string& secret : secrets) {
         EXPECT_FALSE(absl::StrContains(log, secret)) << entry.path();
       }
+      // The children of a sanitizer build report into their logs (and are
+      // killed, so their exit status says nothing).
+      EXPECT_FALSE(absl::StrContains(log, "Sanitizer")) << log;
     }
   }
 
