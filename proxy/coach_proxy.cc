@@ -275,6 +275,14 @@ absl::StatusOr<std::string> CoachProxy::Reload() {
     }
     reloaded.push_back(absl::StrCat(what, " ", *done));
   }
+  if (tls_.upstream != nullptr && config_.upstream_client == "grpc") {
+    // gRPC's file watcher cannot be told to read now.
+    reloaded.back() += absl::StrCat(
+        " (gRPC's client takes it within ",
+        absl::FormatDuration(absl::Ceil(config_.tls_check_interval,
+                                        absl::Seconds(1))),
+        ")");
+  }
   return absl::StrJoin(reloaded, "; ");
 }
 
