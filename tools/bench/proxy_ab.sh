@@ -18,7 +18,9 @@
 # folder) is pointed at it instead, e.g.
 #   COACH_AB_TLS=1 tools/bench/proxy_ab.sh build/rel/server/coach-server \
 #     plain=build/rel/proxy/coach-proxy \
-#     tls=build/rel/proxy/coach-proxy:COACH_UPSTREAM_TLS_CA=@TLS@/ca.pem,COACH_UPSTREAM_TLS_CERT=@TLS@/proxy-client.pem,COACH_UPSTREAM_TLS_KEY=@TLS@/proxy-client.key
+#     tls=build/rel/proxy/coach-proxy:COACH_UPSTREAM_TLS_CA=@TLS@/ca.pem,COACH_UPSTREAM_TLS_CERT=@TLS@/proxy-client.pem,COACH_UPSTREAM_TLS_KEY=@TLS@/proxy-client.key \
+#     gateway-tls=gateway+/tmp/gwbin/gwproject:GW_TLS_CA=@TLS@/ca.pem,GW_TLS_CERT=@TLS@/proxy-client.pem,GW_TLS_KEY=@TLS@/proxy-client.key
+# (`gateway+BINARY`: grpc-gateway built by tools/bench/grpc_gateway_peer.sh.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source tools/lib/port_from_log.sh
@@ -69,12 +71,27 @@ for spec in "$@"; do
     port=$TLS_GRPC_PORT
     envs=("${envs[@]//@TLS@/$TLS_CA_DIR}")
   fi
-  env "${envs[@]}" COACH_GRPC_TARGET=127.0.0.1:$port \
-    COACH_HTTP_LISTEN=127.0.0.1:0 COACH_ACCESS_LOG=false \
-    "$binary" >"$WORK/$name.log" 2>&1 &
-  PIDS+=($!)
-  PID[$name]=$!
-  PORT[$name]=$(port_from_log "$WORK/$name.log" "${PID[$name]}")
+  if [[ $binary == gateway+* ]]; then
+    # grpc-gateway (tools/bench/grpc_gateway_peer.sh): LISTEN TARGET as
+    # arguments, its TLS from GW_TLS_*; it logs no port: one picked here.
+    binary=${binary#gateway+}
+    PORT[$name]=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    env "${envs[@]}" "$binary" "127.0.0.1:${PORT[$name]}" "127.0.0.1:$port" \
+      >"$WORK/$name.log" 2>&1 &
+    PIDS+=($!)
+    PID[$name]=$!
+    for _ in $(seq 1 200); do
+      curl -sf "http://127.0.0.1:${PORT[$name]}/api/user/stats?userId=bench-reader" >/dev/null && break
+      read -r -t 0.05 <> <(:) || true
+    done
+  else
+    env "${envs[@]}" COACH_GRPC_TARGET=127.0.0.1:$port \
+      COACH_HTTP_LISTEN=127.0.0.1:0 COACH_ACCESS_LOG=false \
+      "$binary" >"$WORK/$name.log" 2>&1 &
+    PIDS+=($!)
+    PID[$name]=$!
+    PORT[$name]=$(port_from_log "$WORK/$name.log" "${PID[$name]}")
+  fi
   NAMES+=("$name")
 done
 
