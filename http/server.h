@@ -35,6 +35,12 @@
 //   kernel's send buffer (TCP_USER_TIMEOUT): an unread answer holds no
 //   memory past it, whether or not pipelined requests follow.
 //
+// HTTPS (ServerOptions::tls): each connection's TLS stream sits on the
+// same TCP stream, so every limit above holds alike; the handshake is due
+// within the first head's header_timeout (from the accept). A client's
+// hang-up is watched through TLS (a read: a close_notify or the end of the
+// stream is a hang-up; bytes are a pipelined request, kept for its turn).
+//
 // Threading: `io_threads` event-loop threads run every connection; the
 // handler runs on them and must not block (start asynchronous work and
 // answer later, from any thread, through the Exchange).
