@@ -20,7 +20,8 @@
 #     plain=build/rel/proxy/coach-proxy \
 #     tls=build/rel/proxy/coach-proxy:COACH_UPSTREAM_TLS_CA=@TLS@/ca.pem,COACH_UPSTREAM_TLS_CERT=@TLS@/proxy-client.pem,COACH_UPSTREAM_TLS_KEY=@TLS@/proxy-client.key \
 #     gateway-tls=gateway+/tmp/gwbin/gwproject:GW_TLS_CA=@TLS@/ca.pem,GW_TLS_CERT=@TLS@/proxy-client.pem,GW_TLS_KEY=@TLS@/proxy-client.key
-# (`gateway+BINARY`: grpc-gateway built by tools/bench/grpc_gateway_peer.sh.)
+# (`gateway+BINARY`: grpc-gateway built by tools/bench/grpc_gateway_peer.sh;
+# such a proxy's name must start with "gateway".)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source tools/lib/port_from_log.sh
@@ -96,12 +97,16 @@ for spec in "$@"; do
 done
 
 URL_PATH="/api/user/stats?userId=bench-reader"
-# Same answer from each.
-first=""
+# Same answer from each coach-proxy, and from each grpc-gateway (whose JSON
+# differs in details: its own marshaller).
+declare -A FIRST
 for name in "${NAMES[@]}"; do
+  kind=proxy
+  [[ $name == gateway* ]] && kind=gateway
   body=$(curl -sf "http://127.0.0.1:${PORT[$name]}$URL_PATH")
-  [[ -z $first || $body == "$first" ]] || { echo "$name answers other bytes" >&2; exit 1; }
-  first=$body
+  [[ -z ${FIRST[$kind]:-} || $body == "${FIRST[$kind]}" ]] ||
+    { echo "$name answers other bytes" >&2; exit 1; }
+  FIRST[$kind]=$body
 done
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
