@@ -660,6 +660,29 @@ TEST_P(TlsUpstreamTest, ReplacedCaFileIsUsedByTheNextHandshake) {
   })) << TlsTestReadFile(dir_.File("proxy.log"));
 }
 
+// The native client re-reads its files on SIGHUP at once (gRPC's client
+// has only its watcher: README).
+TEST_F(TlsTest, SighupMakesTheNativeClientUseTheReplacedCaFile) {
+  const int server = StartServer({});
+  const int http = FreeLoopbackPort();
+  const std::string ca = dir_.File("proxy-ca.pem");
+  std::filesystem::copy_file(pki_.Pem("other-ca"), ca);
+  TlsTestEnv env = MutualProxyEnv(http, server, "native");
+  env["COACH_UPSTREAM_TLS_CA"] = ca;
+  // Never looked at by itself during the test: only SIGHUP re-reads.
+  env["COACH_PROXY_TLS_CHECK_INTERVAL"] = "1h";
+  TlsTestProcess& proxy = StartProxy(env, http);
+  ExpectUnavailable(http);
+  std::filesystem::copy_file(pki_.Pem("ca"), ca + ".new");
+  std::filesystem::rename(ca + ".new", ca);
+  ExpectUnavailable(http);
+  proxy.Signal(SIGHUP);
+  EXPECT_TRUE(TlsTestWaitFor(kTlsTestRotationTimeout, [&] {
+    return absl::StrContains(proxy.Log(), "SIGHUP: re-read upstream TLS");
+  })) << proxy.Log();
+  EXPECT_TRUE(ServesStats(http)) << proxy.Log();
+}
+
 // coach-proxy's HTTPS front (plaintext to a plaintext coach-server).
 class TlsFrontTest : public TlsTest {
  protected:
