@@ -15,8 +15,11 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <cerrno>
 #include <deque>
 #include <limits>
@@ -65,8 +68,60 @@ bool Abandoned(ErrorCode ec) {
   return ec == bhttp::error::end_of_stream ||
          ec == bhttp::error::partial_message || ec == beast::error::timeout ||
          ec == net::error::operation_aborted || ec == net::error::eof ||
-         ec == net::error::connection_reset;
+         ec == net::error::connection_reset ||
+         ec == net::ssl::error::stream_truncated;
 }
+
+// A connection's byte stream: Beast's TCP stream (its timeouts), and with
+// TLS Beast's SSL stream over it (which gathers a response's many small
+// buffers into few records). Every read and write of the connection goes
+// through here; timeouts, the socket and its options are the TCP
+// stream's (lowest()), so every limit works alike with and without TLS. An
+// AsyncReadStream and AsyncWriteStream for Beast's and Asio's algorithms.
+class ConnectionStream {
+ public:
+  using executor_type = beast::tcp_stream::executor_type;
+
+  ConnectionStream(tcp::socket socket,
+                   const std::shared_ptr<net::ssl::context>& tls) {
+    if (tls != nullptr) {
+      tls_.emplace(std::move(socket), *tls);
+    } else {
+      plain_.emplace(std::move(socket));
+    }
+  }
+
+  bool tls() const { return tls_.has_value(); }
+  beast::ssl_stream<beast::tcp_stream>& tls_stream() { return *tls_; }
+  beast::tcp_stream& lowest() { return tls_ ? tls_->next_layer() : *plain_; }
+  tcp::socket& socket() { return lowest().socket(); }
+  executor_type get_executor() { return lowest().get_executor(); }
+  template <typename Duration>
+  void expires_after(Duration d) { lowest().expires_after(d); }
+  void expires_never() { lowest().expires_never(); }
+  void close() { lowest().close(); }
+
+  template <typename MutableBuffers, typename Handler>
+  void async_read_some(const MutableBuffers& buffers, Handler&& handler) {
+    if (tls_) {
+      tls_->async_read_some(buffers, std::forward<Handler>(handler));
+    } else {
+      plain_->async_read_some(buffers, std::forward<Handler>(handler));
+    }
+  }
+  template <typename ConstBuffers, typename Handler>
+  void async_write_some(const ConstBuffers& buffers, Handler&& handler) {
+    if (tls_) {
+      tls_->async_write_some(buffers, std::forward<Handler>(handler));
+    } else {
+      plain_->async_write_some(buffers, std::forward<Handler>(handler));
+    }
+  }
+
+ private:
+  std::optional<beast::tcp_stream> plain_;
+  std::optional<beast::ssl_stream<beast::tcp_stream>> tls_;
+};
 
 bool NeedsLength(absl::string_view method) {
   return method == "POST" || method == "PUT" || method == "PATCH";
@@ -117,7 +172,9 @@ class ServerImpl;
 // only; other threads reach it through Post().
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(ServerImpl& server, uint64_t id, tcp::socket socket);
+  // `tls`: the context of its handshake (held for its life); null: plain.
+  Connection(ServerImpl& server, uint64_t id, tcp::socket socket,
+             std::shared_ptr<net::ssl::context> tls);
   ~Connection();
 
   uint64_t id() const { return id_; }
@@ -167,7 +224,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
     kClosed,
   };
 
+  // TLS: the handshake, within the first head's header timeout.
+  void OnHandshake(ErrorCode ec);
   void ReadNext();
+  // TLS: a hang-up shows only through the TLS layer (a close_notify is
+  // data to the socket): the watch is a real read, whose bytes (a
+  // pipelined request) are kept in buffer_.
+  void WatchHangupTls();
+  void OnTlsWatchRead(uint64_t seq, ErrorCode ec, size_t n);
   // `first`: the connection's first request, whose head is due within the
   // header timeout of the accept (already armed).
   void OnFirstBytes(ErrorCode ec, size_t n, bool first);
@@ -205,7 +269,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Registration registration_;
   ServerImpl& server_;
   const uint64_t id_;
-  beast::tcp_stream stream_;
+  // Declared before stream_: the SSL stream is destroyed first.
+  const std::shared_ptr<net::ssl::context> tls_context_;
+  ConnectionStream stream_;
+  // TLS: the first head's deadline is armed at the accept, before the
+  // handshake (ReadNext then leaves it).
+  bool first_deadline_armed_ = false;
+  // TLS: a hang-up watch's read is out; a read for the next request waits
+  // for it to end (one read at a time on an SSL stream).
+  bool tls_watch_reading_ = false;
+  bool read_after_watch_ = false;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   bhttp::response<bhttp::string_body> response_;
@@ -523,6 +596,9 @@ class ServerImpl final : public Server {
     if (ec) return;  // already gone; the socket closes here
     std::string client = ClientKey(remote.address());
     SetSocketOptions(socket);
+    // The files as they are now (looked at once per check interval).
+    std::shared_ptr<net::ssl::context> tls =
+        options_.tls != nullptr ? options_.tls->Current() : nullptr;
     // Destroyed after the lock is released: the last reference to a victim
     // ends it, and its end takes the lock (Forget).
     std::shared_ptr<Connection> victim;
@@ -539,7 +615,8 @@ class ServerImpl final : public Server {
       }
       if (!shed.has_value()) {
         const uint64_t id = next_id_++;
-        connection = std::make_shared<Connection>(*this, id, std::move(socket));
+        connection = std::make_shared<Connection>(*this, id, std::move(socket),
+                                                  std::move(tls));
         Entry& entry = connections_by_id_[id];
         entry.connection = connection;
         entry.client = client;
@@ -644,11 +721,13 @@ class ServerImpl final : public Server {
   int evicting_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-Connection::Connection(ServerImpl& server, uint64_t id, tcp::socket socket)
+Connection::Connection(ServerImpl& server, uint64_t id, tcp::socket socket,
+                       std::shared_ptr<net::ssl::context> tls)
     : registration_{server, id},
       server_(server),
       id_(id),
-      stream_(std::move(socket)),
+      tls_context_(std::move(tls)),
+      stream_(std::move(socket), tls_context_),
       heartbeat_timer_(stream_.get_executor()),
       linger_timer_(stream_.get_executor()) {}
 
@@ -659,12 +738,35 @@ Connection::~Connection() {
 Connection::Registration::~Registration() { server.Forget(id); }
 
 void Connection::Start() {
-  net::dispatch(stream_.get_executor(),
-                [self = shared_from_this()] { self->ReadNext(); });
+  net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+    if (!self->stream_.tls()) return self->ReadNext();
+    // Idle (evictable, closed by a drain) during its handshake, and owing
+    // the handshake and its first head within the header timeout.
+    self->server_.SetIdle(self->id_, true);
+    self->stream_.expires_after(
+        ToSteady(self->server_.options().header_timeout));
+    self->first_deadline_armed_ = true;
+    self->stream_.tls_stream().async_handshake(
+        net::ssl::stream_base::server,
+        [self](ErrorCode ec) { self->OnHandshake(ec); });
+  });
+}
+
+void Connection::OnHandshake(ErrorCode ec) {
+  if (state_ == State::kClosed) return;
+  // Not TLS, a certificate the client refused, too slow: nothing to answer.
+  if (ec) return DoClose();
+  ReadNext();
 }
 
 void Connection::ReadNext() {
   if (state_ == State::kClosed) return;
+  if (tls_watch_reading_) {
+    // The hang-up watch's read ends first (at once: it was cancelled, or
+    // the client sent something); its bytes are then in buffer_.
+    read_after_watch_ = true;
+    return;
+  }
   state_ = State::kIdle;
   ++seq_;
   watching_ = false;  // a watch of the previous request is stale (seq)
@@ -683,8 +785,10 @@ void Connection::ReadNext() {
   // accept (as nginx's client_header_timeout): one that sends nothing
   // holds its place that long, not the keep-alive timeout.
   const bool first = seq_ == 1;
-  stream_.expires_after(
-      ToSteady(first ? options.header_timeout : options.idle_timeout));
+  if (!(first && first_deadline_armed_)) {
+    stream_.expires_after(
+        ToSteady(first ? options.header_timeout : options.idle_timeout));
+  }
   server_.SetIdle(id_, true);
   stream_.async_read_some(
       buffer_.prepare(4096),
@@ -902,6 +1006,7 @@ void Connection::Linger() {
 void Connection::WatchHangup() {
   // Pipelined bytes already read: the client is there; nothing to watch.
   if (buffer_.size() > 0 || watching_) return;
+  if (stream_.tls()) return WatchHangupTls();
   watching_ = true;
   stream_.socket().async_wait(
       tcp::socket::wait_read,
@@ -924,6 +1029,38 @@ void Connection::OnReadable(uint64_t seq, ErrorCode ec) {
   }
   // End of stream or a reset: the client has gone.
   DoClose();
+}
+
+void Connection::WatchHangupTls() {
+  if (tls_watch_reading_) return;
+  watching_ = true;
+  tls_watch_reading_ = true;
+  // No deadline on this read (the client owes nothing while it waits);
+  // a write's own deadline is set when the write starts.
+  stream_.expires_never();
+  stream_.async_read_some(
+      buffer_.prepare(4096),
+      [self = shared_from_this(), seq = seq_](ErrorCode ec, size_t n) {
+        self->OnTlsWatchRead(seq, ec, n);
+      });
+}
+
+void Connection::OnTlsWatchRead(uint64_t seq, ErrorCode ec, size_t n) {
+  tls_watch_reading_ = false;
+  if (seq == seq_) watching_ = false;
+  if (state_ == State::kClosed) return;
+  if (!ec) buffer_.commit(n);  // the next request, pipelined: kept
+  if (read_after_watch_) {
+    read_after_watch_ = false;
+    if (ec && ec != net::error::operation_aborted) return DoClose();
+    return ReadNext();
+  }
+  if (ec == net::error::operation_aborted || seq != seq_ || !InFlight()) {
+    return;
+  }
+  // The client closed (close_notify, end of stream) or the connection
+  // broke: gone. Bytes instead: the client is there; not watched further.
+  if (ec) DoClose();
 }
 
 void Connection::StopWatchingHangup() {

@@ -35,6 +35,12 @@
 //   kernel's send buffer (TCP_USER_TIMEOUT): an unread answer holds no
 //   memory past it, whether or not pipelined requests follow.
 //
+// HTTPS (ServerOptions::tls): each connection's TLS stream sits on the
+// same TCP stream, so every limit above holds alike; the handshake is due
+// within the first head's header_timeout (from the accept). A client's
+// hang-up is watched through TLS (a read: a close_notify or the end of the
+// stream is a hang-up; bytes are a pipelined request, kept for its turn).
+//
 // Threading: `io_threads` event-loop threads run every connection; the
 // handler runs on them and must not block (start asynchronous work and
 // answer later, from any thread, through the Exchange).
@@ -52,6 +58,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "base/tls.h"
 
 namespace boost::asio {
 class io_context;
@@ -139,6 +146,12 @@ struct ServerOptions {
   size_t max_stream_backlog_bytes = 1024 * 1024;
   // Answers refusals; required.
   RefusalResponder refusal;
+  // HTTPS: each new connection's TLS handshake uses the source's current
+  // context (role kServer); null: plain HTTP. The handshake counts in the
+  // first request's header_timeout (from the accept), and a connection in
+  // its handshake is idle for eviction, so that silent TLS clients hold
+  // places no better than silent plain ones.
+  std::shared_ptr<TlsContextSource> tls;
   // Told of each connection shed (for metrics); optional. Runs on an
   // event-loop thread: must not block.
   std::function<void(Shed shed)> on_shed;

@@ -131,8 +131,11 @@ std::vector<std::string> ReadMethods(const RouteTable& routes) {
 }
 
 UpstreamOptions UpstreamOptionsOf(const ProxyConfig& config,
-                                  const RouteTable& routes) {
+                                  const RouteTable& routes,
+                                  std::shared_ptr<TlsContextSource> tls) {
   UpstreamOptions options;
+  options.tls = std::move(tls);
+  options.tls_server_name = config.upstream_tls_server_name;
   options.target = config.grpc_target;
   options.reconnect_max_backoff = config.upstream_reconnect_max;
   options.max_response_bytes = config.upstream_max_response_bytes;
@@ -197,7 +200,8 @@ std::vector<CoachProxy::RouteSeries> CoachProxy::SeriesOf(
   return series;
 }
 
-CoachProxy::CoachProxy(const ProxyConfig& config, RouteTable routes)
+CoachProxy::CoachProxy(const ProxyConfig& config, RouteTable routes,
+                       TlsSources tls)
     : config_(config),
       routes_(std::move(routes)),
       requests_(registry_.AddCounter(
@@ -232,8 +236,78 @@ CoachProxy::CoachProxy(const ProxyConfig& config, RouteTable routes)
       shed_client_limit_(shed_.WithLabels({"client_limit"})),
       shed_table_full_(shed_.WithLabels({"table_full"})),
       route_series_(SeriesOf(routes_, requests_, durations_)),
+      tls_(std::move(tls)),
       loop_(config_.io_threads),
-      upstream_(loop_.context(), UpstreamOptionsOf(config_, routes_)) {}
+      upstream_(loop_.context(),
+                UpstreamOptionsOf(config_, routes_, tls_.upstream)) {}
+
+absl::StatusOr<CoachProxy::TlsSources> CoachProxy::MakeTlsSources(
+    const ProxyConfig& config) {
+  TlsSources sources;
+  if (!config.upstream_tls_ca.empty() || !config.upstream_tls_cert.empty() ||
+      !config.upstream_tls_key.empty()) {
+    TlsOptions options;
+    options.role = TlsRole::kClient;
+    options.ca_file = config.upstream_tls_ca;
+    options.cert_file = config.upstream_tls_cert;
+    options.key_file = config.upstream_tls_key;
+    options.ca_setting = "COACH_UPSTREAM_TLS_CA (--upstream_tls_ca)";
+    options.cert_setting = "COACH_UPSTREAM_TLS_CERT (--upstream_tls_cert)";
+    options.key_setting = "COACH_UPSTREAM_TLS_KEY (--upstream_tls_key)";
+    options.alpn = {"h2"};
+    options.check_interval = config.tls_check_interval;
+    auto source = TlsContextSource::Create(std::move(options));
+    if (!source.ok()) return source.status();
+    sources.upstream = *std::move(source);
+    LogInfo("upstream TLS: %s%s", sources.upstream->Describe(),
+            config.upstream_tls_server_name.empty()
+                ? ""
+                : absl::StrCat(", server name ",
+                               config.upstream_tls_server_name));
+  } else if (!config.upstream_tls_server_name.empty()) {
+    return absl::InvalidArgumentError(
+        "COACH_UPSTREAM_TLS_SERVER_NAME (--upstream_tls_server_name) needs "
+        "COACH_UPSTREAM_TLS_CA (--upstream_tls_ca): it names what TLS checks");
+  }
+  if (!config.http_tls_cert.empty() || !config.http_tls_key.empty()) {
+    TlsOptions options;
+    options.role = TlsRole::kServer;
+    options.cert_file = config.http_tls_cert;
+    options.key_file = config.http_tls_key;
+    options.cert_setting = "COACH_HTTP_TLS_CERT (--http_tls_cert)";
+    options.key_setting = "COACH_HTTP_TLS_KEY (--http_tls_key)";
+    options.alpn = {"http/1.1"};
+    options.check_interval = config.tls_check_interval;
+    auto source = TlsContextSource::Create(std::move(options));
+    if (!source.ok()) return source.status();
+    sources.http = *std::move(source);
+    LogInfo("HTTPS: %s", sources.http->Describe());
+  }
+  return sources;
+}
+
+absl::StatusOr<std::string> CoachProxy::Reload() {
+  std::vector<std::string> reloaded;
+  for (const auto& [what, source] :
+       {std::pair{"HTTPS", tls_.http}, std::pair{"upstream TLS", tls_.upstream}}) {
+    if (source == nullptr) continue;
+    absl::StatusOr<std::string> done = source->Reload();
+    if (!done.ok()) {
+      return absl::Status(done.status().code(),
+                          absl::StrCat(what, ": ", done.status().message()));
+    }
+    reloaded.push_back(absl::StrCat(what, " ", *done));
+  }
+  if (tls_.upstream != nullptr && config_.upstream_client == "grpc") {
+    // gRPC's file watcher cannot be told to read now.
+    reloaded.back() += absl::StrCat(
+        " (gRPC's client takes it within ",
+        absl::FormatDuration(absl::Ceil(config_.tls_check_interval,
+                                        absl::Seconds(1))),
+        ")");
+  }
+  return absl::StrJoin(reloaded, "; ");
+}
 
 CoachProxy::~CoachProxy() {
   Stop(absl::ZeroDuration());
@@ -258,7 +332,10 @@ absl::StatusOr<std::unique_ptr<CoachProxy>> CoachProxy::Start(
   auto routes = RouteTable::FromServices(
       *google::protobuf::DescriptorPool::generated_pool(), config.services);
   if (!routes.ok()) return routes.status();
-  std::unique_ptr<CoachProxy> proxy(new CoachProxy(config, *std::move(routes)));
+  absl::StatusOr<TlsSources> tls = MakeTlsSources(config);
+  if (!tls.ok()) return tls.status();
+  std::unique_ptr<CoachProxy> proxy(
+      new CoachProxy(config, *std::move(routes), *std::move(tls)));
   OpenApiOptions openapi;
   openapi.version = COACH_VERSION;
   openapi.descriptor_set_with_source_info =
@@ -282,6 +359,7 @@ absl::StatusOr<std::unique_ptr<CoachProxy>> CoachProxy::Start(
   options.idle_timeout = config.keep_alive_timeout;
   options.write_timeout = config.write_timeout;
   options.max_stream_backlog_bytes = config.max_stream_backlog_bytes;
+  options.tls = proxy->tls_.http;
   CoachProxy* self = proxy.get();
   options.refusal = [self](http::Refusal refusal,
                            const http::Request& request) {

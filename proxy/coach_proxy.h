@@ -55,9 +55,22 @@ class CoachProxy {
   void Stop();
   void Stop(absl::Duration grace);
 
+  // Re-reads the TLS files now (the HTTPS front's, the client's to
+  // coach-server): OK with what was re-read for a log line, "" when there
+  // is no TLS; else the error, the files read before staying in use. New
+  // handshakes use them (with COACH_UPSTREAM_CLIENT=grpc, gRPC's watcher
+  // takes them within COACH_PROXY_TLS_CHECK_INTERVAL). coach-proxy calls
+  // it on SIGHUP. Any thread.
+  absl::StatusOr<std::string> Reload();
+
  private:
   struct Pending;  // one request being answered
-  CoachProxy(const ProxyConfig& config, RouteTable routes);
+  struct TlsSources {
+    std::shared_ptr<TlsContextSource> upstream;  // null: plaintext
+    std::shared_ptr<TlsContextSource> http;      // null: plain HTTP
+  };
+  static absl::StatusOr<TlsSources> MakeTlsSources(const ProxyConfig& config);
+  CoachProxy(const ProxyConfig& config, RouteTable routes, TlsSources tls);
 
   void Handle(std::shared_ptr<http::Exchange> exchange);
   // Answers a preflight, or one of the proxy's own paths (/healthz, /readyz,
@@ -118,6 +131,7 @@ class CoachProxy {
       const RouteTable& routes, metrics::Family<metrics::Counter>& requests,
       metrics::Family<metrics::Histogram>& durations);
   const std::vector<RouteSeries> route_series_;
+  const TlsSources tls_;
   // The event loop of both the HTTP server and the upstream calls: a
   // request, its call and its answer stay on one thread. Declared before
   // both: it outlives them.

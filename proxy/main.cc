@@ -52,14 +52,25 @@ int main(int argc, char** argv) {
                  config.http_listen, (*proxy)->port(),
                  coach::WithoutUserinfo(config.grpc_target));
 
-  // SIGHUP: one log line, and the proxy goes on (it has no file to re-read;
-  // its settings are read at start); SIGTERM or SIGINT stops it.
+  // SIGHUP: the TLS files re-read (new handshakes use them), one log line,
+  // and the proxy goes on (its settings are read at start); SIGTERM or
+  // SIGINT stops it.
   int signal_number = 0;
   for (;;) {
     sigwait(&handled_signals, &signal_number);
     if (signal_number != SIGHUP) break;
-    coach::LogInfo("SIGHUP: coach-proxy has nothing to re-read; settings are "
-                   "read at start only (restart to change them)");
+    absl::StatusOr<std::string> reloaded = (*proxy)->Reload();
+    if (!reloaded.ok()) {
+      coach::LogError("SIGHUP: %s", reloaded.status().message());
+    } else if (reloaded->empty()) {
+      coach::LogInfo("SIGHUP: coach-proxy has nothing to re-read (no TLS "
+                     "file); settings are read at start only (restart to "
+                     "change them)");
+    } else {
+      coach::LogInfo("SIGHUP: re-read %s; settings are read at start only "
+                     "(restart to change them)",
+                     *reloaded);
+    }
   }
   coach::LogInfo("signal %d: stopping (grace %s)", signal_number,
                  absl::FormatDuration(config.shutdown_grace));

@@ -61,6 +61,25 @@ struct ProxyConfig {
   // A dns: target's name is resolved again this often (and after a
   // connection fails): new servers get calls, those that left get none.
   absl::Duration upstream_resolve_interval = absl::Seconds(30);
+  // TLS to coach-server: on once upstream_tls_ca is set (the CA the
+  // servers' certificates must chain to; ALPN h2 required). A client
+  // certificate and its key for mutual TLS (both or neither). The name
+  // checked in a server's certificate: upstream_tls_server_name, else the
+  // target's host (a name, or an address matched against IP entries).
+  std::string upstream_tls_ca;
+  std::string upstream_tls_cert;
+  std::string upstream_tls_key;
+  std::string upstream_tls_server_name;
+
+  // HTTPS on http_listen: the certificate chain (PEM, leaf first) and its
+  // key, for deployments without a TLS-terminating load balancer; both
+  // empty: plain HTTP.
+  std::string http_tls_cert;
+  std::string http_tls_key;
+  // Every TLS file of the proxy is looked at for a change at most this
+  // often (a new handshake then uses the new files); SIGHUP re-reads them
+  // at once.
+  absl::Duration tls_check_interval = absl::Seconds(1);
 
   // Request limits. The largest valid body is a 4,000-character message
   // (<= 16 KB of UTF-8) in JSON; 64 KB leaves room and stops abuse early.

@@ -68,6 +68,30 @@ std::vector<Setting> ProxySettings(ProxyConfig& c) {
        &c.upstream_resolve_interval, kPositive,
        "A `dns:` target's name is resolved again this often (and after a "
        "failure): servers added and removed"},
+      Essential({"upstream_tls_ca", "COACH_UPSTREAM_TLS_CA", &c.upstream_tls_ca,
+       kAnyValue,
+       "TLS to coach-server: CA certificates (PEM) its certificate must "
+       "chain to (ALPN `h2`); empty: plaintext"}),
+      Essential({"upstream_tls_cert", "COACH_UPSTREAM_TLS_CERT", &c.upstream_tls_cert,
+       kAnyValue,
+       "Client certificate chain (PEM) for mutual TLS, with "
+       "`COACH_UPSTREAM_TLS_KEY`"}),
+      Essential({"upstream_tls_key", "COACH_UPSTREAM_TLS_KEY", &c.upstream_tls_key,
+       kAnyValue, "Private key (PEM) of `COACH_UPSTREAM_TLS_CERT`; never "
+       "logged"}),
+      {"upstream_tls_server_name", "COACH_UPSTREAM_TLS_SERVER_NAME",
+       &c.upstream_tls_server_name, kAnyValue,
+       "Name checked in coach-server's certificate (and sent as SNI); empty: "
+       "the target's host"},
+      Essential({"http_tls_cert", "COACH_HTTP_TLS_CERT", &c.http_tls_cert, kAnyValue,
+       "HTTPS on `COACH_HTTP_LISTEN`: certificate chain (PEM, leaf first), "
+       "with `COACH_HTTP_TLS_KEY`; empty: plain HTTP"}),
+      Essential({"http_tls_key", "COACH_HTTP_TLS_KEY", &c.http_tls_key, kAnyValue,
+       "Private key (PEM) of `COACH_HTTP_TLS_CERT`; never logged"}),
+      {"proxy_tls_check_interval", "COACH_PROXY_TLS_CHECK_INTERVAL",
+       &c.tls_check_interval, kPositive,
+       "How often, at most, the TLS files are looked at for a change (a new "
+       "handshake then uses them; SIGHUP: at once)"},
       Essential({"max_body_bytes", "COACH_MAX_BODY_BYTES", &c.max_body_bytes, kPositive,
        "Larger request bodies get 413, unread"}),
       {"max_url_bytes", "COACH_MAX_URL_BYTES", &c.max_url_bytes, kPositive,

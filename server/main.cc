@@ -1,6 +1,7 @@
 // coach-server: the Coach AI Hub chat backend over gRPC. Wiring only:
 // configuration, storage, coach, server, signals (SIGTERM/SIGINT stop it
-// gracefully; SIGHUP re-reads the JWKS file and never stops it).
+// gracefully; SIGHUP re-reads the JWKS file, checks the TLS files, and never
+// stops it).
 #include <signal.h>
 
 #include <cstdlib>
@@ -42,7 +43,7 @@ void Reload(coach::CoachServer& server) {
   if (!reloaded.ok()) {
     coach::LogError("SIGHUP: %s", reloaded.status().message());
   } else if (reloaded->empty()) {
-    coach::LogInfo("SIGHUP: nothing to re-read (no JWKS file); settings are "
+    coach::LogInfo("SIGHUP: nothing to re-read (no JWKS or TLS file); settings are "
                    "read at start only (restart to change them)");
   } else {
     coach::LogInfo("SIGHUP: re-read %s; settings are read at start only "

@@ -169,6 +169,8 @@ phase "tests (build/asan)" \
 # re-read under concurrent verifications) and authentication end to end.
 # The proxy's gRPC client, both implementations, against gRPC servers and
 # the scripted HTTP/2 peer. The AI providers' fallback, and users' data.
+# TLS (the HTTPS front's server in the test process, and the binaries as
+# children, built under TSan too); the offline coach's pacing thread.
 # Left out: single-threaded units (text, validation, offline coach, proxy
 # units) and the tests that start the binaries as processes (the same code
 # runs in-process in the suites above).
@@ -178,7 +180,7 @@ TSAN_SUITES=(thread_pool_test cancellation_test async_http_client_test
              send_admission_test stream_message_test http_front_test sse_test
              fallback_coach_test user_data_test
              metrics_test idempotency_test upstream_test jwt_verifier_test
-             auth_test upstream_conformance_test)
+             auth_test upstream_conformance_test tls_test offline_coach_test)
 # Only these suites are compiled (COACH_TEST_SUITES), into the executables of
 # their layers, and run.
 build_tsan() {

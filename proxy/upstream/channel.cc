@@ -194,8 +194,12 @@ void Channel::SetEndpoints(size_t name,
   if (Failing()) FailWaiting();
 }
 
-ConnectionOptions Channel::ConnectionOptionsNow() const {
+ConnectionOptions Channel::ConnectionOptionsNow(size_t name) const {
   ConnectionOptions options;
+  options.tls = options_.tls;
+  options.tls_name = !options_.tls_server_name.empty()
+                         ? options_.tls_server_name
+                         : name < names_.size() ? names_[name].host : "";
   options.connect_timeout = options_.connect_timeout;
   options.keepalive_time = keepalive_time_;
   options.keepalive_timeout = options_.keepalive_timeout;
@@ -210,7 +214,8 @@ ConnectionOptions Channel::ConnectionOptionsNow() const {
 void Channel::Connect(Subchannel& subchannel) {
   if (shut_down_ || subchannel.removed) return;
   subchannel.connection = std::make_shared<Connection>(
-      shared_from_this(), strand_, subchannel.endpoint, ConnectionOptionsNow());
+      shared_from_this(), strand_, subchannel.endpoint,
+      ConnectionOptionsNow(subchannel.name));
   subchannel.connection->Start();
 }
 

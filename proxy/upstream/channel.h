@@ -102,7 +102,9 @@ class Channel final : public ConnectionOwner,
   void ScheduleReconnect(const std::shared_ptr<Subchannel>& subchannel);
   std::shared_ptr<Subchannel> SubchannelOf(Connection* connection);
   void SetReady(Subchannel& subchannel, bool ready);
-  ConnectionOptions ConnectionOptionsNow() const;
+  // `name`: the index of the target name a connection's address came from
+  // (its host is what TLS checks, unless options_.tls_server_name).
+  ConnectionOptions ConnectionOptionsNow(size_t name) const;
   void TrackDeadline(Call& call);
   void ArmDeadlineTimer();
   void OnDeadlineTimer();

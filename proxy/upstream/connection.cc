@@ -6,13 +6,16 @@
 
 #include <algorithm>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/write.hpp>
 #include <climits>
 #include <cstring>
 #include <utility>
 #include <vector>
 
+#include "absl/base/const_init.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "base/log.h"
 #include "proxy/upstream/impl.h"
 
@@ -49,6 +52,23 @@ absl::string_view View(const uint8_t* bytes, size_t size) {
   return absl::string_view(reinterpret_cast<const char*>(bytes), size);
 }
 
+// A TLS failure is an operator's error (a CA, a name, a certificate): said
+// in the log, but once per distinct failure and then at most every 30 s,
+// not at every reconnection attempt.
+void WarnTlsFailure(const std::string& why) {
+  static absl::Mutex mu(absl::kConstInit);
+  static std::string* last = new std::string;
+  static absl::Time last_time = absl::InfinitePast();
+  {
+    absl::MutexLock lock(&mu);
+    const absl::Time now = absl::Now();
+    if (*last == why && now - last_time < absl::Seconds(30)) return;
+    *last = why;
+    last_time = now;
+  }
+  LogWarning("upstream: %s", why);
+}
+
 }  // namespace
 
 Connection::Connection(std::shared_ptr<ConnectionOwner> owner,
@@ -73,9 +93,11 @@ void Connection::Start() {
       absl::ToChronoNanoseconds(options_.connect_timeout));
   connect_timer_.async_wait([self = shared_from_this()](ErrorCode ec) {
     if (!ec && !self->ready_) {
-      self->Close(self->session_ == nullptr
-                      ? "connection attempt timed out"
-                      : "no HTTP/2 SETTINGS from the server in time");
+      self->Close(self->session_ != nullptr
+                      ? "no HTTP/2 SETTINGS from the server in time"
+                  : self->tls_ != nullptr
+                      ? "TLS handshake timed out"
+                      : "connection attempt timed out");
     }
   });
   socket_.async_connect(endpoint_, [self = shared_from_this()](ErrorCode ec) {
@@ -96,6 +118,46 @@ void Connection::OnConnected(const ErrorCode& ec) {
     setsockopt(socket_.native_handle(), IPPROTO_TCP, TCP_USER_TIMEOUT, &ms,
                sizeof(ms));
   }
+  if (options_.tls == nullptr) return StartSession();
+  tls_context_ = options_.tls->Current();
+  tls_ = std::make_unique<net::ssl::stream<tcp::socket&>>(socket_,
+                                                          *tls_context_);
+  if (!PrepareTlsClient(tls_->native_handle(), options_.tls_name)) {
+    return Close(absl::StrCat("TLS: cannot check the server's name \"",
+                              options_.tls_name, "\""));
+  }
+  tls_->async_handshake(
+      net::ssl::stream_base::client,
+      [self = shared_from_this()](ErrorCode ec) { self->OnHandshake(ec); });
+}
+
+void Connection::OnHandshake(const ErrorCode& ec) {
+  if (closed_) return;
+  if (ec) {
+    // The server's certificate refused (another CA, another name), a server
+    // that does not speak TLS, or one that refused our certificate.
+    std::string why = ec.message();
+    const long verify = SSL_get_verify_result(tls_->native_handle());
+    if (verify != X509_V_OK) {
+      why = absl::StrCat("certificate verify failed: ",
+                         X509_verify_cert_error_string(verify));
+    }
+    why = absl::StrCat("TLS handshake with ", authority_, " (name ",
+                       options_.tls_name, "): ", why);
+    WarnTlsFailure(why);
+    return Close(why);
+  }
+  if (absl::Status alpn = CheckAlpn(tls_->native_handle(), "h2");
+      !alpn.ok()) {
+    const std::string why =
+        absl::StrCat("TLS with ", authority_, ": ", alpn.message());
+    WarnTlsFailure(why);
+    return Close(why);
+  }
+  StartSession();
+}
+
+void Connection::StartSession() {
   nghttp2_session_callbacks* callbacks = nullptr;
   nghttp2_session_callbacks_new(&callbacks);
   nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks,
@@ -136,13 +198,35 @@ void Connection::OnConnected(const ErrorCode& ec) {
   Read();
 }
 
+template <typename Handler>
+void Connection::ReadSome(Handler&& handler) {
+  if (tls_ != nullptr) {
+    tls_->async_read_some(net::buffer(in_.get(), kReadChunk),
+                          std::forward<Handler>(handler));
+  } else {
+    socket_.async_read_some(net::buffer(in_.get(), kReadChunk),
+                            std::forward<Handler>(handler));
+  }
+}
+
+template <typename Handler>
+void Connection::WriteOut(Handler&& handler) {
+  if (tls_ != nullptr) {
+    net::async_write(*tls_, net::buffer(out_), std::forward<Handler>(handler));
+  } else {
+    net::async_write(socket_, net::buffer(out_),
+                     std::forward<Handler>(handler));
+  }
+}
+
 void Connection::Read() {
-  socket_.async_read_some(
-      net::buffer(in_.get(), kReadChunk),
+  ReadSome(
       [self = shared_from_this()](ErrorCode ec, size_t n) {
         if (self->closed_) return;
         if (ec) {
-          return self->Close(ec == net::error::eof
+          // A TLS server that closes without close_notify: stream_truncated.
+          return self->Close(ec == net::error::eof ||
+                                     ec == net::ssl::error::stream_truncated
                                  ? std::string("closed by the server")
                                  : ec.message());
         }
@@ -192,8 +276,7 @@ void Connection::Flush() {
     return CloseIfDrained();
   }
   writing_ = true;
-  net::async_write(socket_, net::buffer(out_),
-                   [self = shared_from_this()](ErrorCode ec, size_t) {
+  WriteOut([self = shared_from_this()](ErrorCode ec, size_t) {
                      self->writing_ = false;
                      if (self->closed_) return;
                      if (ec) return self->Close(ec.message());
@@ -276,7 +359,7 @@ bool Connection::StartStream(Call& call) {
   constexpr uint8_t kStatic =
       NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE;
   add(":method", "POST", kStatic);
-  add(":scheme", "http", kStatic);
+  add(":scheme", tls_ != nullptr ? "https" : "http", kStatic);
   add(":path", call.method);
   add(":authority", authority_);
   add("content-type", "application/grpc", kStatic);

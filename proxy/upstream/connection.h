@@ -2,9 +2,13 @@
 // carrying gRPC calls as streams: nghttp2 (framing, HPACK, flow control)
 // over an Asio socket, on its owner's strand.
 //
-// Its life: TCP connect, our SETTINGS, then ready once the server's
-// SETTINGS arrive; both within `connect_timeout`, else it closes (a peer
-// that accepts and says nothing). Ready, it takes streams until the server
+// Its life: TCP connect, the TLS handshake (with `tls`), our SETTINGS, then
+// ready once the server's SETTINGS arrive; all within `connect_timeout`,
+// else it closes (a peer that accepts and says nothing). TLS: the context
+// current at the attempt (TlsContextSource::Current(), kept for the
+// connection's life), the server's certificate checked for `tls_name`,
+// ALPN h2 required; any failure closes the attempt (the channel's backoff
+// then applies, as for a refused connection). Ready, it takes streams until the server
 // sends GOAWAY (then it finishes the streams it has and closes) or it
 // closes. Keepalive: after `keepalive_time` with nothing received it sends
 // a PING; no acknowledgement within `keepalive_timeout` closes it
@@ -26,6 +30,8 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <chrono>
@@ -39,6 +45,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "base/tls.h"
 #include "proxy/upstream/call.h"
 
 namespace coach::proxy::upstream_internal {
@@ -53,6 +60,10 @@ struct ConnectionOptions {
   size_t max_message_bytes = 4 << 20;
   size_t max_header_list_bytes = 16 << 10;
   std::string user_agent;
+  // TLS (role kClient); null: plaintext. `tls_name`: the name the server's
+  // certificate must carry (a DNS name or an address).
+  std::shared_ptr<TlsContextSource> tls;
+  std::string tls_name;
 };
 
 class Connection;
@@ -120,7 +131,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
   using Clock = std::chrono::steady_clock;
 
   void OnConnected(const boost::system::error_code& ec);
+  void OnHandshake(const boost::system::error_code& ec);
+  // Starts HTTP/2 on the connected (and with TLS, handshaken) socket.
+  void StartSession();
   void Read();
+  // One read into in_ / one write of out_, through TLS when it is on.
+  template <typename Handler>
+  void ReadSome(Handler&& handler);
+  template <typename Handler>
+  void WriteOut(Handler&& handler);
   void ScheduleFlush();
   void Flush();
   // A connection told to go away closes once its last stream ended.
@@ -159,6 +178,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const std::string authority_;
   const ConnectionOptions options_;
   boost::asio::ip::tcp::socket socket_;
+  // With TLS: the context the handshake used (outlives tls_), and the
+  // stream over socket_ that every read and write then goes through.
+  std::shared_ptr<boost::asio::ssl::context> tls_context_;
+  std::unique_ptr<boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>>
+      tls_;
   boost::asio::steady_timer connect_timer_;
   boost::asio::steady_timer keepalive_timer_;
   nghttp2_session* session_ = nullptr;

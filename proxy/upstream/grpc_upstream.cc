@@ -10,6 +10,9 @@
 #include <grpcpp/create_channel.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/security/credentials.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_certificate_verifier.h>
+#include <grpcpp/security/tls_credentials_options.h>
 #include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/support/channel_arguments.h>
 #include <grpcpp/support/client_callback.h>
@@ -85,6 +88,29 @@ std::string ServiceConfigJson(const UpstreamOptions& options) {
   return config.dump();
 }
 
+// Plaintext, or TLS from the same files as the native client's: gRPC's
+// file watcher reads them (and again every check interval, whole seconds:
+// a new handshake uses files that changed); gRPC verifies the chain and the
+// name (the target's host, or the override) and requires ALPN h2.
+std::shared_ptr<grpc::ChannelCredentials> Credentials(
+    const UpstreamOptions& options) {
+  if (options.tls == nullptr) return grpc::InsecureChannelCredentials();
+  const TlsOptions& files = options.tls->options();
+  const unsigned int interval_seconds = TlsWatchSeconds(files.check_interval);
+  auto provider =
+      files.cert_file.empty()
+          ? std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+                files.ca_file, interval_seconds)
+          : std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+                files.key_file, files.cert_file, files.ca_file,
+                interval_seconds);
+  grpc::experimental::TlsChannelCredentialsOptions tls;
+  tls.set_certificate_provider(provider);
+  tls.watch_root_certs();
+  if (!files.cert_file.empty()) tls.watch_identity_key_cert_pairs();
+  return grpc::experimental::TlsCredentials(tls);
+}
+
 std::shared_ptr<grpc::Channel> MakeChannel(const UpstreamOptions& options) {
   grpc::ChannelArguments args;
   const int max_backoff_ms = Milliseconds(options.reconnect_max_backoff);
@@ -114,9 +140,10 @@ std::shared_ptr<grpc::Channel> MakeChannel(const UpstreamOptions& options) {
   // channels of a process by default).
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   args.SetServiceConfigJSON(ServiceConfigJson(options));
-  // Plaintext to coach-servers on loopback or a private network.
-  return grpc::CreateCustomChannel(options.target,
-                                   grpc::InsecureChannelCredentials(), args);
+  if (options.tls != nullptr && !options.tls_server_name.empty()) {
+    args.SetSslTargetNameOverride(options.tls_server_name);
+  }
+  return grpc::CreateCustomChannel(options.target, Credentials(options), args);
 }
 
 std::string StringOf(const grpc::ByteBuffer& buffer) {

@@ -51,6 +51,14 @@
 //   responses refused by the native client (none is asked for).
 // - An answer that is not gRPC (an HTTP error page, a proxy's 503) ends the
 //   call with gRPC's code for its HTTP status (wire.h).
+// - TLS (`tls` set): the server's chain verified against the CA, its name
+//   (`tls_server_name`, else the target's host) checked, ALPN h2 required,
+//   a client certificate presented when configured; the handshake counts
+//   in `connect_timeout`. A server that fails any of these is unreachable
+//   (calls end UNAVAILABLE), never trusted. New connections use the files
+//   as they are then: native: TlsContextSource::Current() (files looked at
+//   every check_interval, re-read at once by its Reload()); grpc: gRPC's
+//   file watcher on the same files, every check_interval (whole seconds).
 //
 // Thread-safety: Upstream and UpstreamCall are thread-safe. Callbacks run
 // on the event loop's threads, one call's callbacks never two at once.
@@ -70,6 +78,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "base/tls.h"
 #include "google/protobuf/message.h"
 
 namespace boost::asio {
@@ -115,6 +124,11 @@ struct UpstreamOptions {
   // several event-loop threads do not queue behind one; at least 1.
   int shards = 1;
   std::string user_agent = "coach-proxy";
+  // TLS to the servers (role kClient, ALPN h2); null: plaintext.
+  std::shared_ptr<TlsContextSource> tls;
+  // The name checked in the servers' certificates; empty: each target
+  // name's host.
+  std::string tls_server_name;
   // Tests only (native client): resolves a name of the target to address
   // literals, on the loop, instead of the system's resolver.
   std::function<absl::StatusOr<std::vector<std::string>>(absl::string_view)>

@@ -3,6 +3,8 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
 #include <grpcpp/server_builder.h>
 
 #include <algorithm>
@@ -14,6 +16,7 @@
 #include "absl/synchronization/notification.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "base/allocator.h"
 #include "grpc/health/v1/health.pb.h"
 #include "base/log.h"
@@ -33,6 +36,31 @@ std::vector<std::string> MeteredServices() {
   return {"coach.v1.ChatService", "coach.v1.UserService",
           "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
           "grpc.reflection.v1.ServerReflection"};
+}
+
+// The gRPC port's credentials: plaintext, or TLS from the files of
+// COACH_GRPC_TLS_* through gRPC's own credentials. Its file watcher reads
+// them again every interval and swaps them in when they changed (a pair
+// whose key does not match its certificate is not taken), so that a
+// rotated certificate serves the next handshakes; connections made before
+// keep theirs.
+std::shared_ptr<grpc::ServerCredentials> GrpcCredentials(const Config& config) {
+  if (config.grpc_tls_cert.empty()) return grpc::InsecureServerCredentials();
+  auto provider =
+      std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+          config.grpc_tls_key, config.grpc_tls_cert,
+          config.grpc_tls_client_ca,
+          TlsWatchSeconds(config.grpc_tls_check_interval));
+  grpc::experimental::TlsServerCredentialsOptions options(provider);
+  options.watch_identity_key_cert_pairs();
+  if (config.grpc_tls_client_ca.empty()) {
+    options.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  } else {
+    options.watch_root_certs();
+    options.set_cert_request_type(
+        GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  }
+  return grpc::experimental::TlsServerCredentials(options);
 }
 
 // The config the domain runs on: the hold lifetime settled.
@@ -76,6 +104,16 @@ CoachServer::CoachServer(const Config& config, Store& store, Coach& coach,
 
 absl::StatusOr<std::unique_ptr<CoachServer>> CoachServer::Start(
     const Config& config, Store& store, Coach& coach, const Clock& clock) {
+  // gRPC would take unusable files silently and fail every handshake.
+  if (!config.grpc_tls_cert.empty() || !config.grpc_tls_key.empty() ||
+      !config.grpc_tls_client_ca.empty()) {
+    absl::StatusOr<std::string> tls = CheckTlsFiles(GrpcTlsOptions(config));
+    if (!tls.ok()) return tls.status();
+    LogInfo("gRPC TLS: %s%s", *tls,
+            config.grpc_tls_client_ca.empty()
+                ? ""
+                : "; mutual: a client certificate is required");
+  }
   std::unique_ptr<JwtVerifier> verifier;
   if (config.auth == AuthMode::kJwt) {
     auto created = JwtVerifier::Create(config.jwt);
@@ -101,10 +139,10 @@ absl::StatusOr<std::unique_ptr<CoachServer>> CoachServer::Start(
   grpc::health::v1::HealthCheckRequest::descriptor();
 
   grpc::ServerBuilder builder;
-  // Plaintext: coach-server listens on loopback or a private network behind
-  // coach-proxy; TLS terminates in front of the proxy.
-  builder.AddListeningPort(config.grpc_listen,
-                           grpc::InsecureServerCredentials(), &server->port_);
+  // Plaintext by default (loopback, or a private network behind
+  // coach-proxy); TLS, mutual perhaps, with COACH_GRPC_TLS_*.
+  builder.AddListeningPort(config.grpc_listen, GrpcCredentials(config),
+                           &server->port_);
   // No SO_REUSEPORT (gRPC sets it by default on Linux): with it, a second
   // coach-server started on a port already served binds it too, and the
   // kernel splits the connections between the two processes (and their two
@@ -196,16 +234,42 @@ std::string CoachServer::RenderMetrics() const {
 CoachServer::~CoachServer() { Shutdown(absl::ZeroDuration()); }
 
 absl::StatusOr<std::string> CoachServer::Reload() {
-  if (verifier_ == nullptr || config_.jwt.jwks_file.empty()) return "";
-  absl::StatusOr<int> keys = verifier_->ReloadJwks();
-  if (!keys.ok()) {
-    return absl::Status(
-        keys.status().code(),
-        absl::StrCat(keys.status().message(), "; keeping the ",
-                     verifier_->JwksKeyCount(), " keys read before"));
+  std::vector<std::string> reloaded;
+  absl::Status failed;
+  if (verifier_ != nullptr && !config_.jwt.jwks_file.empty()) {
+    absl::StatusOr<int> keys = verifier_->ReloadJwks();
+    if (!keys.ok()) {
+      failed = absl::Status(
+          keys.status().code(),
+          absl::StrCat(keys.status().message(), "; keeping the ",
+                       verifier_->JwksKeyCount(), " keys read before"));
+    } else {
+      reloaded.push_back(absl::StrCat("the JWKS file ", config_.jwt.jwks_file,
+                                      " (", *keys, " keys)"));
+    }
   }
-  return absl::StrCat("the JWKS file ", config_.jwt.jwks_file, " (", *keys,
-                      " keys)");
+  // gRPC 1.51's file watcher cannot be told to read now: the files are
+  // checked here, so that a bad rotation shows at once in the log, and the
+  // watcher takes good ones within its interval.
+  if (!config_.grpc_tls_cert.empty()) {
+    absl::StatusOr<std::string> tls = CheckTlsFiles(GrpcTlsOptions(config_));
+    if (!tls.ok()) {
+      const std::string message =
+          absl::StrCat(tls.status().message(),
+                       "; new handshakes keep the TLS files read before");
+      failed = failed.ok() ? absl::Status(tls.status().code(), message)
+                           : absl::Status(failed.code(),
+                                          absl::StrCat(failed.message(), "; ",
+                                                       message));
+    } else {
+      reloaded.push_back(absl::StrCat(
+          "the TLS files ", *tls, ", served to new handshakes within ",
+          absl::FormatDuration(absl::Ceil(config_.grpc_tls_check_interval,
+                                          absl::Seconds(1)))));
+    }
+  }
+  if (!failed.ok()) return failed;
+  return absl::StrJoin(reloaded, " and ");
 }
 
 void CoachServer::Shutdown(absl::Duration grace) {

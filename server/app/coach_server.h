@@ -58,7 +58,9 @@ class CoachServer {
   std::string RenderMetrics() const;
 
   // Re-reads, now, what can change without a restart: the JWKS file when
-  // COACH_AUTH=jwt uses one (JwtVerifier::ReloadJwks). OK with what was
+  // COACH_AUTH=jwt uses one (JwtVerifier::ReloadJwks); and checks the TLS
+  // files (gRPC's watcher serves them within COACH_GRPC_TLS_CHECK_INTERVAL:
+  // gRPC 1.51 offers no way to make it read now). OK with what was
   // re-read, for a log line ("the JWKS file <path> (3 keys)"), or "" when
   // there is nothing to re-read; else the error, the keys read before
   // staying in use. coach-server calls it on SIGHUP. Any thread, while

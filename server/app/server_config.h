@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "base/log.h"
+#include "base/tls.h"
 #include "absl/time/time.h"
 #include "server/auth/jwt_verifier.h"
 #include "server/coach/circuit_breaker.h"
@@ -51,6 +52,16 @@ struct Config : CoreConfig {
   // client pinging more often is sent GOAWAY "too_many_pings"). Below
   // coach-proxy's COACH_UPSTREAM_KEEPALIVE_TIME (10 s).
   absl::Duration grpc_keepalive_min_time = absl::Seconds(5);
+  // TLS on the gRPC port: the certificate chain (PEM, leaf first) and its
+  // key; both empty: plaintext. With a client CA, mutual TLS: a client
+  // without a certificate that chains to it is refused in the handshake.
+  // gRPC's own credentials read the files (FileWatcherCertificateProvider)
+  // and look at them again every grpc_tls_check_interval (whole seconds, at
+  // least 1): a rotated certificate serves new handshakes within it.
+  std::string grpc_tls_cert;
+  std::string grpc_tls_key;
+  std::string grpc_tls_client_ca;
+  absl::Duration grpc_tls_check_interval = absl::Seconds(1);
   // Empty: the admin RPCs are refused.
   std::string admin_token;
   // How callers are known: kNone ("none") takes a request's userId on
@@ -109,6 +120,10 @@ struct Config : CoreConfig {
 // syntax: "250ms", "2.5s") and each exceeds the one before.
 absl::StatusOr<std::vector<double>> BucketSeconds(
     const std::vector<std::string>& buckets);
+
+// The gRPC port's TLS files as base/tls.h's options (role server, each
+// file named by its setting), for the startup and SIGHUP checks.
+TlsOptions GrpcTlsOptions(const Config& config);
 
 }  // namespace coach
 

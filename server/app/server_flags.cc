@@ -64,6 +64,20 @@ std::vector<Setting> ServerSettings(Config& c) {
        &c.grpc_keepalive_min_time, kPositive,
        "Clients may send keepalive PINGs this often (with or without calls); "
        "more often is answered GOAWAY `too_many_pings`"},
+      Essential({"grpc_tls_cert", "COACH_GRPC_TLS_CERT", &c.grpc_tls_cert, kAnyValue,
+       "TLS on the gRPC port: certificate chain (PEM, leaf first), with "
+       "`COACH_GRPC_TLS_KEY`; empty: plaintext. Re-read when it changes"}),
+      Essential({"grpc_tls_key", "COACH_GRPC_TLS_KEY", &c.grpc_tls_key, kAnyValue,
+       "Private key (PEM) of `COACH_GRPC_TLS_CERT`; never logged"}),
+      Essential({"grpc_tls_client_ca", "COACH_GRPC_TLS_CLIENT_CA",
+       &c.grpc_tls_client_ca, kAnyValue,
+       "Mutual TLS: CA certificates (PEM) a client's certificate must chain "
+       "to; a client without one is refused. Empty: no client certificate "
+       "asked"}),
+      {"grpc_tls_check_interval", "COACH_GRPC_TLS_CHECK_INTERVAL",
+       &c.grpc_tls_check_interval, kPositive,
+       "How often the TLS files are looked at for a change (whole seconds, "
+       "at least 1s); a new handshake then uses them"},
       Essential(Secret({"admin_token", "COACH_ADMIN_TOKEN", &c.admin_token, kAnyValue,
               "Bearer token of `SetPlan` / `GrantCredits`; empty: they are "
               "refused"})),
@@ -286,6 +300,15 @@ std::vector<Setting> ServerSettings(Config& c) {
 
 // The rules that involve two settings.
 absl::Status CrossCheck(const Config& config) {
+  // TLS files read and checked now, as gRPC will read them: a typo, a key
+  // of another certificate, one of the pair alone stop the start.
+  if (!config.grpc_tls_cert.empty() || !config.grpc_tls_key.empty() ||
+      !config.grpc_tls_client_ca.empty()) {
+    if (absl::StatusOr<std::string> tls = CheckTlsFiles(GrpcTlsOptions(config));
+        !tls.ok()) {
+      return tls.status();
+    }
+  }
   // The providers' file, read and checked once at start.
   if (absl::Status providers = AiProviders(config).status(); !providers.ok()) {
     return providers;
@@ -337,6 +360,20 @@ absl::StatusOr<std::vector<double>> BucketSeconds(
     seconds.push_back(absl::ToDoubleSeconds(bound));
   }
   return seconds;
+}
+
+TlsOptions GrpcTlsOptions(const Config& config) {
+  TlsOptions options;
+  options.role = TlsRole::kServer;
+  options.cert_file = config.grpc_tls_cert;
+  options.key_file = config.grpc_tls_key;
+  options.ca_file = config.grpc_tls_client_ca;
+  options.cert_setting = "COACH_GRPC_TLS_CERT (--grpc_tls_cert)";
+  options.key_setting = "COACH_GRPC_TLS_KEY (--grpc_tls_key)";
+  options.ca_setting = "COACH_GRPC_TLS_CLIENT_CA (--grpc_tls_client_ca)";
+  options.alpn = {"h2"};
+  options.check_interval = absl::ZeroDuration();
+  return options;
 }
 
 absl::StatusOr<Startup<Config>> LoadServerConfig(int argc, char** argv) {

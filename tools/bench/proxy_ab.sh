@@ -11,9 +11,21 @@
 #     before=build/before/proxy/coach-proxy after=build/rel/proxy/coach-proxy \
 #     after-grpc=build/rel/proxy/coach-proxy:COACH_UPSTREAM_CLIENT=grpc
 # COACH_AB_SECONDS (10) per run, COACH_AB_ROUNDS (3). Needs wrk and curl.
+#
+# TLS between proxy and server (issue 25): with COACH_AB_TLS=1 a second
+# coach-server (its own SQLite file) serves mutual TLS from a throwaway CA
+# (tools/lib/tls_ca.sh), and a proxy whose settings mention @TLS@ (the CA's
+# folder) is pointed at it instead, e.g.
+#   COACH_AB_TLS=1 tools/bench/proxy_ab.sh build/rel/server/coach-server \
+#     plain=build/rel/proxy/coach-proxy \
+#     tls=build/rel/proxy/coach-proxy:COACH_UPSTREAM_TLS_CA=@TLS@/ca.pem,COACH_UPSTREAM_TLS_CERT=@TLS@/proxy-client.pem,COACH_UPSTREAM_TLS_KEY=@TLS@/proxy-client.key \
+#     gateway-tls=gateway+/tmp/gwbin/gwproject:GW_TLS_CA=@TLS@/ca.pem,GW_TLS_CERT=@TLS@/proxy-client.pem,GW_TLS_KEY=@TLS@/proxy-client.key
+# (`gateway+BINARY`: grpc-gateway built by tools/bench/grpc_gateway_peer.sh;
+# such a proxy's name must start with "gateway".)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source tools/lib/port_from_log.sh
+source tools/lib/tls_ca.sh
 
 SERVER=$1
 shift
@@ -25,6 +37,7 @@ cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$WORK"
+  tls_ca_remove
 }
 trap cleanup EXIT
 
@@ -33,6 +46,17 @@ COACH_DB_PATH=$WORK/coach.db COACH_GRPC_LISTEN=127.0.0.1:0 \
 PIDS+=($!)
 SERVER_PID=$!
 GRPC_PORT=$(port_from_log "$WORK/server.log" "$SERVER_PID")
+TLS_GRPC_PORT=""
+if [[ ${COACH_AB_TLS:-0} == 1 ]]; then
+  tls_ca_make
+  COACH_DB_PATH=$WORK/coach-tls.db COACH_GRPC_LISTEN=127.0.0.1:0 \
+    COACH_GRPC_TLS_CERT="$TLS_CA_DIR/server.pem" \
+    COACH_GRPC_TLS_KEY="$TLS_CA_DIR/server.key" \
+    COACH_GRPC_TLS_CLIENT_CA="$TLS_CA_DIR/ca.pem" \
+    "$SERVER" >"$WORK/server-tls.log" 2>&1 &
+  PIDS+=($!)
+  TLS_GRPC_PORT=$(port_from_log "$WORK/server-tls.log" "$!")
+fi
 
 NAMES=()
 declare -A PORT PID
@@ -42,22 +66,47 @@ for spec in "$@"; do
   binary=${rest%%:*}
   envs=()
   if [[ $rest == *:* ]]; then IFS=, read -r -a envs <<<"${rest#*:}"; fi
-  env "${envs[@]}" COACH_GRPC_TARGET=127.0.0.1:$GRPC_PORT \
-    COACH_HTTP_LISTEN=127.0.0.1:0 COACH_ACCESS_LOG=false \
-    "$binary" >"$WORK/$name.log" 2>&1 &
-  PIDS+=($!)
-  PID[$name]=$!
-  PORT[$name]=$(port_from_log "$WORK/$name.log" "${PID[$name]}")
+  port=$GRPC_PORT
+  if [[ $rest == *@TLS@* ]]; then
+    [[ -n $TLS_GRPC_PORT ]] || { echo "$name: @TLS@ needs COACH_AB_TLS=1" >&2; exit 1; }
+    port=$TLS_GRPC_PORT
+    envs=("${envs[@]//@TLS@/$TLS_CA_DIR}")
+  fi
+  if [[ $binary == gateway+* ]]; then
+    # grpc-gateway (tools/bench/grpc_gateway_peer.sh): LISTEN TARGET as
+    # arguments, its TLS from GW_TLS_*; it logs no port: one picked here.
+    binary=${binary#gateway+}
+    PORT[$name]=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    env "${envs[@]}" "$binary" "127.0.0.1:${PORT[$name]}" "127.0.0.1:$port" \
+      >"$WORK/$name.log" 2>&1 &
+    PIDS+=($!)
+    PID[$name]=$!
+    for _ in $(seq 1 200); do
+      curl -sf "http://127.0.0.1:${PORT[$name]}/api/user/stats?userId=bench-reader" >/dev/null && break
+      read -r -t 0.05 <> <(:) || true
+    done
+  else
+    env "${envs[@]}" COACH_GRPC_TARGET=127.0.0.1:$port \
+      COACH_HTTP_LISTEN=127.0.0.1:0 COACH_ACCESS_LOG=false \
+      "$binary" >"$WORK/$name.log" 2>&1 &
+    PIDS+=($!)
+    PID[$name]=$!
+    PORT[$name]=$(port_from_log "$WORK/$name.log" "${PID[$name]}")
+  fi
   NAMES+=("$name")
 done
 
 URL_PATH="/api/user/stats?userId=bench-reader"
-# Same answer from each.
-first=""
+# Same answer from each coach-proxy, and from each grpc-gateway (whose JSON
+# differs in details: its own marshaller).
+declare -A FIRST
 for name in "${NAMES[@]}"; do
+  kind=proxy
+  [[ $name == gateway* ]] && kind=gateway
   body=$(curl -sf "http://127.0.0.1:${PORT[$name]}$URL_PATH")
-  [[ -z $first || $body == "$first" ]] || { echo "$name answers other bytes" >&2; exit 1; }
-  first=$body
+  [[ -z ${FIRST[$kind]:-} || $body == "${FIRST[$kind]}" ]] ||
+    { echo "$name answers other bytes" >&2; exit 1; }
+  FIRST[$kind]=$body
 done
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
