@@ -57,14 +57,16 @@ std::string AbslUnparseFlag(LogLevel level) {
 
 std::vector<Setting> LogSettings(LogOptions& options) {
   return {
-      Essential({"log_format", "COACH_LOG_FORMAT", &options.format,
-       kAnyValue,
-       "`text`: `<time> <LEVEL> <message>`; `json`: one JSON object per line "
-       "(`ts`, `level`, `msg`, and for requests `request_id`, `route`, "
-       "`status`, `code`, `reason`, `duration_ms`, `trace_id`, `span_id`)"}),
-      Essential({"log_level", "COACH_LOG_LEVEL", &options.level,
-       kAnyValue,
-       "Lines below this level are dropped (`warn`: no request lines)"}),
+      Essential(
+          {"log_format", "COACH_LOG_FORMAT", &options.format, kAnyValue,
+           "`text`: `<time> <LEVEL> <message>`; `json`: one JSON object per "
+           "line "
+           "(`ts`, `level`, `msg`, and for requests `request_id`, `route`, "
+           "`status`, `code`, `reason`, `duration_ms`, `trace_id`, "
+           "`span_id`)"}),
+      Essential(
+          {"log_level", "COACH_LOG_LEVEL", &options.level, kAnyValue,
+           "Lines below this level are dropped (`warn`: no request lines)"}),
   };
 }
 
@@ -88,9 +90,9 @@ std::string LogTimestamp(absl::Time time) {
   const int64_t second = absl::ToUnixSeconds(time);
   if (cache.text.empty() || cache.second != second) {
     cache.second = second;
-    cache.text = absl::FormatTime("%Y-%m-%dT%H:%M:%S",
-                                  absl::FromUnixSeconds(second),
-                                  absl::UTCTimeZone());
+    cache.text =
+        absl::FormatTime("%Y-%m-%dT%H:%M:%S", absl::FromUnixSeconds(second),
+                         absl::UTCTimeZone());
   }
   const int64_t millis =
       absl::ToInt64Milliseconds(time - absl::FromUnixSeconds(second));
@@ -141,12 +143,12 @@ void LogRequest(LogLevel level, const RequestLogLine& r) {
         std::to_chars(tenths, tenths + sizeof(tenths), r.duration_ms,
                       std::chars_format::fixed, 1);
     if (end.ec == std::errc()) {
-      absl::StrAppend(&summary, " duration_ms=",
-                      absl::string_view(tenths, static_cast<size_t>(
-                                                    end.ptr - tenths)));
+      absl::StrAppend(
+          &summary, " duration_ms=",
+          absl::string_view(tenths, static_cast<size_t>(end.ptr - tenths)));
     } else {  // more digits than a request takes
-      absl::StrAppend(&summary, " duration_ms=",
-                      absl::StrFormat("%.1f", r.duration_ms));
+      absl::StrAppend(&summary,
+                      " duration_ms=", absl::StrFormat("%.1f", r.duration_ms));
     }
   }
   absl::StrAppend(&summary, " request_id=", r.request_id);

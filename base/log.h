@@ -58,8 +58,7 @@ struct LogOptions {
 bool AbslParseFlag(absl::string_view text, LogFormat* format,
                    std::string* error);
 std::string AbslUnparseFlag(LogFormat format);
-bool AbslParseFlag(absl::string_view text, LogLevel* level,
-                   std::string* error);
+bool AbslParseFlag(absl::string_view text, LogLevel* level, std::string* error);
 std::string AbslUnparseFlag(LogLevel level);
 // The rows of COACH_LOG_FORMAT and COACH_LOG_LEVEL, bound to `options`.
 std::vector<Setting> LogSettings(LogOptions& options);
@@ -77,12 +76,12 @@ void WriteJsonLogLine(LogLevel level, absl::string_view message);
 // A request's line, in the access logs of both binaries. Empty strings and
 // negative numbers are left out.
 struct RequestLogLine {
-  absl::string_view kind;        // "http" (coach-proxy) or "rpc" (coach-server)
-  absl::string_view method;      // the HTTP method; empty on rpc lines
-  absl::string_view route;       // the route's template, or the gRPC method
-  int status = -1;               // the HTTP status; none on rpc lines
-  absl::string_view code;        // the gRPC status code's name ("NOT_FOUND")
-  absl::string_view reason;      // the error's reason ("SESSION_NOT_FOUND")
+  absl::string_view kind;    // "http" (coach-proxy) or "rpc" (coach-server)
+  absl::string_view method;  // the HTTP method; empty on rpc lines
+  absl::string_view route;   // the route's template, or the gRPC method
+  int status = -1;           // the HTTP status; none on rpc lines
+  absl::string_view code;    // the gRPC status code's name ("NOT_FOUND")
+  absl::string_view reason;  // the error's reason ("SESSION_NOT_FOUND")
   double duration_ms = -1;
   absl::string_view request_id;  // "-" when none
   absl::string_view trace_id;    // W3C trace context (trace_context.h);
@@ -91,8 +90,8 @@ struct RequestLogLine {
 };
 // Text: "<kind> [<method> ]<route> status=.. code=.. reason=.. <note>
 // duration_ms=.. request_id=.. trace_id=.. span_id=..". JSON: "msg" is
-// "<kind> [<method> ]<route>" and every field is a member. Callers check LogEnabled first when building
-// the line costs anything.
+// "<kind> [<method> ]<route>" and every field is a member. Callers check
+// LogEnabled first when building the line costs anything.
 void LogRequest(LogLevel level, const RequestLogLine& line);
 
 template <typename... Args>

@@ -60,16 +60,16 @@ void RenderSeries(const std::string& name, const std::string& labels,
   uint64_t cumulated = 0;
   for (size_t i = 0; i < counts.size(); ++i) {
     cumulated += counts[i];
-    const std::string le =
-        i < histogram.bounds().size() ? FormatValue(histogram.bounds()[i])
-                                      : "+Inf";
-    absl::StrAppend(&out, name, "_bucket",
-                    Labels(label_names, label_values,
-                           absl::StrCat("le=\"", le, "\"")),
-                    " ", cumulated, "\n");
+    const std::string le = i < histogram.bounds().size()
+                               ? FormatValue(histogram.bounds()[i])
+                               : "+Inf";
+    absl::StrAppend(
+        &out, name, "_bucket",
+        Labels(label_names, label_values, absl::StrCat("le=\"", le, "\"")), " ",
+        cumulated, "\n");
   }
-  absl::StrAppend(&out, name, "_sum", labels, " ",
-                  FormatValue(histogram.Sum()), "\n");
+  absl::StrAppend(&out, name, "_sum", labels, " ", FormatValue(histogram.Sum()),
+                  "\n");
   absl::StrAppend(&out, name, "_count", labels, " ", cumulated, "\n");
 }
 
@@ -125,8 +125,8 @@ template class Family<Histogram>;
 Family<Counter>& Registry::AddCounter(std::string name, std::string help,
                                       std::vector<std::string> label_names) {
   absl::MutexLock lock(&mu_);
-  counters_.emplace_back(new Family<Counter>(
-      std::move(name), std::move(help), std::move(label_names)));
+  counters_.emplace_back(new Family<Counter>(std::move(name), std::move(help),
+                                             std::move(label_names)));
   order_.push_back(Entry{.counter = counters_.back().get()});
   return *counters_.back();
 }

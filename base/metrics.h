@@ -96,8 +96,7 @@ class Family {
  private:
   friend class Registry;
   Family(std::string name, std::string help,
-         std::vector<std::string> label_names,
-         std::vector<double> bounds = {})
+         std::vector<std::string> label_names, std::vector<double> bounds = {})
       : name_(std::move(name)),
         help_(std::move(help)),
         label_names_(std::move(label_names)),

@@ -24,8 +24,9 @@ std::string NewRequestId() {
     return (static_cast<uint64_t>(device()) << 32) ^ device();
   }();
   static std::atomic<uint64_t> counter{0};
-  return absl::StrCat(absl::Hex(prefix, absl::kZeroPad16), "-",
-                      absl::Hex(counter.fetch_add(1, std::memory_order_relaxed)));
+  return absl::StrCat(
+      absl::Hex(prefix, absl::kZeroPad16), "-",
+      absl::Hex(counter.fetch_add(1, std::memory_order_relaxed)));
 }
 
 }  // namespace coach

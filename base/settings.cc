@@ -29,7 +29,8 @@ absl::Status Apply(const Setting& setting, absl::string_view text,
   if (setting.Parse(text, &error)) return absl::OkStatus();
   std::string message = absl::StrCat(where, ": expected ", setting.expected());
   if (!setting.secret()) absl::StrAppend(&message, ", got \"", text, "\"");
-  if (!error.empty() && !setting.secret()) absl::StrAppend(&message, " (", error, ")");
+  if (!error.empty() && !setting.secret())
+    absl::StrAppend(&message, " (", error, ")");
   return absl::InvalidArgumentError(message);
 }
 
@@ -93,14 +94,14 @@ absl::StatusOr<Invocation> ReadSettings(const std::vector<Setting>& settings,
     if (!applied.ok()) return applied;
   }
   for (const FlagValue& flag : flags) {
-    absl::Status applied =
-        Apply(*flag.setting, flag.text, absl::StrCat("--", flag.setting->flag()));
+    absl::Status applied = Apply(*flag.setting, flag.text,
+                                 absl::StrCat("--", flag.setting->flag()));
     if (!applied.ok()) return applied;
   }
   for (const Setting& setting : settings) {
     if (std::string wrong = setting.Check(); !wrong.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--", setting.flag(), " (", setting.env(), ") ", wrong));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", setting.flag(), " (", setting.env(), ") ", wrong));
     }
   }
   return Invocation::kRun;
@@ -121,7 +122,8 @@ std::string SettingsHelp(absl::string_view program,
   for (const Setting& setting : settings) {
     if (!full && !setting.essential()) continue;
     absl::StrAppend(&help, "| `", setting.env(), "` | `--", setting.flag(),
-                    "` | ", setting.secret() ? "(secret)" : Code(setting.Unparse()),
+                    "` | ",
+                    setting.secret() ? "(secret)" : Code(setting.Unparse()),
                     " | ", Cell(setting.help()), " |\n");
     if (!setting.former_flag().empty()) renamed.push_back(&setting);
   }

@@ -50,7 +50,9 @@ namespace coach {
 // wrong ("must be positive"), which never quotes the value.
 struct AnyValue {
   template <typename T>
-  std::string operator()(const T&) const { return ""; }
+  std::string operator()(const T&) const {
+    return "";
+  }
 };
 struct Positive {  // > 0 (zero of the type: 0, 0.0, absl::ZeroDuration())
   template <typename T>
@@ -75,9 +77,9 @@ struct InRange {  // [low, high], for numbers
   double high;
   template <typename T>
   std::string operator()(const T& v) const {
-    return v >= low && v <= high ? ""
-                                 : absl::StrCat("must be between ", low,
-                                                " and ", high);
+    return v >= low && v <= high
+               ? ""
+               : absl::StrCat("must be between ", low, " and ", high);
   }
 };
 struct OneOf {  // a string among a few
@@ -132,8 +134,8 @@ std::string EnumNameOf(E value, const EnumName<E> (&names)[N]) {
 class Setting {
  public:
   template <typename T, typename Check>
-  Setting(absl::string_view flag, absl::string_view env, T* field,
-          Check check, absl::string_view help)
+  Setting(absl::string_view flag, absl::string_view env, T* field, Check check,
+          absl::string_view help)
       : flag_(flag),
         env_(env),
         help_(help),
@@ -183,14 +185,18 @@ class Setting {
  private:
   template <typename T>
   static absl::string_view Expected() {
-    if constexpr (std::is_same_v<T, bool>) return "true or false";
+    if constexpr (std::is_same_v<T, bool>)
+      return "true or false";
     else if constexpr (std::is_same_v<T, absl::Duration>)
       return "a duration such as 500ms, 10s or 5m";
     else if constexpr (std::is_integral_v<T> && std::is_unsigned_v<T>)
       return "a non-negative integer";
-    else if constexpr (std::is_integral_v<T>) return "an integer";
-    else if constexpr (std::is_floating_point_v<T>) return "a number";
-    else return "a valid value";
+    else if constexpr (std::is_integral_v<T>)
+      return "an integer";
+    else if constexpr (std::is_floating_point_v<T>)
+      return "a number";
+    else
+      return "a valid value";
   }
 
   absl::string_view flag_;
@@ -262,15 +268,13 @@ absl::StatusOr<Startup<Config>> LoadSettings(
   switch (*invocation) {
     case Invocation::kHelp:  // Nothing was read: the fields hold defaults.
     case Invocation::kHelpFull:
-      startup.print_and_exit =
-          SettingsHelp(program, description, settings,
-                       *invocation == Invocation::kHelpFull);
+      startup.print_and_exit = SettingsHelp(
+          program, description, settings, *invocation == Invocation::kHelpFull);
       return startup;
     case Invocation::kVersion:
       startup.print_and_exit = VersionText(program);
       return startup;
-    case Invocation::kRun:
-      break;
+    case Invocation::kRun: break;
   }
   if (cross_check != nullptr) {
     if (absl::Status valid = cross_check(startup.config); !valid.ok()) {

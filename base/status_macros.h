@@ -6,12 +6,11 @@
 #include "absl/status/status.h"
 
 // Returns from the enclosing function if `expr` (an absl::Status) is an error.
-#define COACH_RETURN_IF_ERROR(expr)                         \
-  do {                                                      \
-    if (::absl::Status coach_status_ = (expr);              \
-        !coach_status_.ok()) {                              \
-      return coach_status_;                                 \
-    }                                                       \
+#define COACH_RETURN_IF_ERROR(expr)                                   \
+  do {                                                                \
+    if (::absl::Status coach_status_ = (expr); !coach_status_.ok()) { \
+      return coach_status_;                                           \
+    }                                                                 \
   } while (false)
 
 #define COACH_STATUS_MACROS_CONCAT_INNER(a, b) a##b
@@ -19,8 +18,8 @@
 
 // `COACH_ASSIGN_OR_RETURN(auto x, StatusOrExpr());` declares `x` from the
 // value, or returns the error from the enclosing function.
-#define COACH_ASSIGN_OR_RETURN(lhs, expr)                                   \
-  COACH_ASSIGN_OR_RETURN_IMPL(                                              \
+#define COACH_ASSIGN_OR_RETURN(lhs, expr) \
+  COACH_ASSIGN_OR_RETURN_IMPL(            \
       COACH_STATUS_MACROS_CONCAT(coach_statusor_, __LINE__), lhs, expr)
 #define COACH_ASSIGN_OR_RETURN_IMPL(statusor, lhs, expr) \
   auto statusor = (expr);                                \

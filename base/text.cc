@@ -16,9 +16,7 @@ namespace {
 
 // Length of the UTF-8 sequence starting at text[i], or 0 if malformed.
 size_t SequenceLength(absl::string_view text, size_t i) {
-  const auto byte = [&](size_t k) {
-    return static_cast<uint8_t>(text[i + k]);
-  };
+  const auto byte = [&](size_t k) { return static_cast<uint8_t>(text[i + k]); };
   const auto continuation = [&](size_t k) {
     return i + k < text.size() && (byte(k) & 0xC0) == 0x80;
   };
@@ -33,7 +31,7 @@ size_t SequenceLength(absl::string_view text, size_t i) {
   }
   if (b0 >= 0xF0 && b0 <= 0xF4) {
     if (!continuation(1) || !continuation(2) || !continuation(3)) return 0;
-    if (b0 == 0xF0 && byte(1) < 0x90) return 0;  // overlong
+    if (b0 == 0xF0 && byte(1) < 0x90) return 0;   // overlong
     if (b0 == 0xF4 && byte(1) >= 0x90) return 0;  // beyond U+10FFFF
     return 4;
   }
@@ -78,9 +76,8 @@ bool AnyCodePoint(absl::string_view text,
 bool IsNfc(absl::string_view text) {
   // ASCII is NFC (no ASCII character decomposes or composes with another):
   // user ids are checked on every request, and most are ASCII.
-  if (std::all_of(text.begin(), text.end(), [](char c) {
-        return static_cast<uint8_t>(c) < 0x80;
-      })) {
+  if (std::all_of(text.begin(), text.end(),
+                  [](char c) { return static_cast<uint8_t>(c) < 0x80; })) {
     return true;
   }
   UErrorCode status = U_ZERO_ERROR;
@@ -95,8 +92,8 @@ bool IsNfc(absl::string_view text) {
 bool HasControlCharacter(absl::string_view text, absl::string_view allowed) {
   return AnyCodePoint(text, [&](UChar32 c) {
     return u_charType(c) == U_CONTROL_CHAR &&
-           !(c < 0x80 && allowed.find(static_cast<char>(c)) !=
-                             absl::string_view::npos);
+           !(c < 0x80 &&
+             allowed.find(static_cast<char>(c)) != absl::string_view::npos);
   });
 }
 
@@ -106,10 +103,8 @@ bool HasInvisibleCharacter(absl::string_view text) {
       case U_CONTROL_CHAR:
       case U_FORMAT_CHAR:
       case U_LINE_SEPARATOR:
-      case U_PARAGRAPH_SEPARATOR:
-        return true;
-      default:
-        return false;
+      case U_PARAGRAPH_SEPARATOR: return true;
+      default: return false;
     }
   });
 }

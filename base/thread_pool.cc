@@ -54,9 +54,7 @@ void ThreadPool::WorkLoop() {
       absl::MutexLock lock(&mu_);
       ++idle_;
       mu_.Await(absl::Condition(
-          +[](ThreadPool* e) {
-            return !e->queue_.empty() || e->stopping_;
-          },
+          +[](ThreadPool* e) { return !e->queue_.empty() || e->stopping_; },
           this));
       --idle_;
       if (queue_.empty()) return;  // stopping, nothing left to run

@@ -8,9 +8,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ssl/context.hpp>
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -99,18 +99,17 @@ absl::StatusOr<Built> Build(const TlsOptions& o) {
         " is not: a certificate and its key go together"));
   }
   if (server && o.cert_file.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "TLS needs ", o.cert_setting, " and ", o.key_setting));
+    return absl::InvalidArgumentError(
+        absl::StrCat("TLS needs ", o.cert_setting, " and ", o.key_setting));
   }
   if (!server && o.ca_file.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "TLS to the server needs ", o.ca_setting,
-        " (the CA its certificate is checked against)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("TLS to the server needs ", o.ca_setting,
+                     " (the CA its certificate is checked against)"));
   }
-  for (const auto& [setting, path] :
-       {std::pair{&o.cert_setting, &o.cert_file},
-        std::pair{&o.key_setting, &o.key_file},
-        std::pair{&o.ca_setting, &o.ca_file}}) {
+  for (const auto& [setting, path] : {std::pair{&o.cert_setting, &o.cert_file},
+                                      std::pair{&o.key_setting, &o.key_file},
+                                      std::pair{&o.ca_setting, &o.ca_file}}) {
     if (path->empty()) continue;
     if (absl::Status readable = Readable(*setting, *path); !readable.ok()) {
       return readable;
@@ -122,24 +121,23 @@ absl::StatusOr<Built> Build(const TlsOptions& o) {
   SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION);
   SSL_CTX_set_mode(native, SSL_MODE_RELEASE_BUFFERS);
   ErrorCode ec;
-  context->set_options(ssl::context::default_workarounds |
-                           ssl::context::single_dh_use,
-                       ec);
+  context->set_options(
+      ssl::context::default_workarounds | ssl::context::single_dh_use, ec);
   std::string description;
   if (!o.cert_file.empty()) {
     // The key first: loading a certificate then drops a key that does not
     // match it, which the check below reports as such.
     context->use_private_key_file(o.key_file, ssl::context::pem, ec);
     if (ec) {
-      return FileError(o.key_setting, o.key_file,
-                       absl::StrCat("not a PEM private key (", ec.message(),
-                                    ")"));
+      return FileError(
+          o.key_setting, o.key_file,
+          absl::StrCat("not a PEM private key (", ec.message(), ")"));
     }
     context->use_certificate_chain_file(o.cert_file, ec);
     if (ec) {
-      return FileError(o.cert_setting, o.cert_file,
-                       absl::StrCat("not a PEM certificate chain (",
-                                    ec.message(), ")"));
+      return FileError(
+          o.cert_setting, o.cert_file,
+          absl::StrCat("not a PEM certificate chain (", ec.message(), ")"));
     }
     if (SSL_CTX_check_private_key(native) != 1) {
       ERR_clear_error();
@@ -154,9 +152,9 @@ absl::StatusOr<Built> Build(const TlsOptions& o) {
   if (!o.ca_file.empty()) {
     context->load_verify_file(o.ca_file, ec);
     if (ec) {
-      return FileError(o.ca_setting, o.ca_file,
-                       absl::StrCat("not a PEM CA certificate (",
-                                    ec.message(), ")"));
+      return FileError(
+          o.ca_setting, o.ca_file,
+          absl::StrCat("not a PEM CA certificate (", ec.message(), ")"));
     }
     context->set_verify_mode(
         server ? ssl::verify_peer | ssl::verify_fail_if_no_peer_cert
@@ -178,14 +176,13 @@ absl::StatusOr<Built> Build(const TlsOptions& o) {
           const_cast<void*>(static_cast<const void*>(protocols.get())));
       ssl::context* raw = context.get();
       built.context = std::shared_ptr<ssl::context>(
-          raw, [context, protocols](ssl::context*) mutable {
-            context.reset();
-          });
+          raw,
+          [context, protocols](ssl::context*) mutable { context.reset(); });
       return built;
     }
-    SSL_CTX_set_alpn_protos(
-        native, reinterpret_cast<const unsigned char*>(wire.data()),
-        static_cast<unsigned int>(wire.size()));
+    SSL_CTX_set_alpn_protos(native,
+                            reinterpret_cast<const unsigned char*>(wire.data()),
+                            static_cast<unsigned int>(wire.size()));
   }
   built.context = std::move(context);
   return built;
@@ -212,10 +209,10 @@ std::vector<TlsContextSource::FileStamp> TlsContextSource::Stamps() const {
     FileStamp stamp;
     struct stat info;
     if (!path->empty() && ::stat(path->c_str(), &info) == 0) {
-      stamp.mtime_ns = int64_t{info.st_mtim.tv_sec} * 1000000000 +
-                       info.st_mtim.tv_nsec;
-      stamp.ctime_ns = int64_t{info.st_ctim.tv_sec} * 1000000000 +
-                       info.st_ctim.tv_nsec;
+      stamp.mtime_ns =
+          int64_t{info.st_mtim.tv_sec} * 1000000000 + info.st_mtim.tv_nsec;
+      stamp.ctime_ns =
+          int64_t{info.st_ctim.tv_sec} * 1000000000 + info.st_ctim.tv_nsec;
       stamp.size = info.st_size;
       stamp.inode = info.st_ino;
     }
@@ -251,9 +248,10 @@ std::shared_ptr<boost::asio::ssl::context> TlsContextSource::Current() {
         if (absl::Status rebuilt = RebuildLocked(); rebuilt.ok()) {
           LogInfo("tls: re-read %s", description_);
         } else {
-          LogWarning("tls: the files changed but cannot be used (%s); "
-                     "keeping %s",
-                     rebuilt.message(), description_);
+          LogWarning(
+              "tls: the files changed but cannot be used (%s); "
+              "keeping %s",
+              rebuilt.message(), description_);
         }
       }
     }
@@ -264,9 +262,9 @@ std::shared_ptr<boost::asio::ssl::context> TlsContextSource::Current() {
 absl::StatusOr<std::string> TlsContextSource::Reload() {
   absl::MutexLock lock(&mu_);
   if (absl::Status rebuilt = RebuildLocked(); !rebuilt.ok()) {
-    return absl::Status(rebuilt.code(),
-                        absl::StrCat(rebuilt.message(), "; keeping ",
-                                     description_));
+    return absl::Status(
+        rebuilt.code(),
+        absl::StrCat(rebuilt.message(), "; keeping ", description_));
   }
   return description_;
 }
@@ -292,8 +290,7 @@ bool PrepareTlsClient(SSL* ssl, absl::string_view name) {
   ErrorCode ec;
   boost::asio::ip::make_address(host, ec);
   X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
-  X509_VERIFY_PARAM_set_hostflags(param,
-                                  X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+  X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
   if (!ec) {
     // An address: matched against the certificate's IP entries; no SNI
     // (RFC 6066 allows only host names there).
@@ -312,8 +309,8 @@ absl::Status CheckAlpn(const SSL* ssl, absl::string_view protocol) {
   return absl::FailedPreconditionError(
       got.empty() ? absl::StrCat("the server selected no ALPN protocol (",
                                  protocol, " required)")
-                  : absl::StrCat("the server selected ALPN \"", got,
-                                 "\", not ", protocol));
+                  : absl::StrCat("the server selected ALPN \"", got, "\", not ",
+                                 protocol));
 }
 
 }  // namespace coach

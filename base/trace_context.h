@@ -30,8 +30,8 @@ inline constexpr char kTracestateHeader[] = "tracestate";
 inline constexpr size_t kMaxTracestateLength = 512;
 
 struct TraceContext {
-  std::string trace_id;   // 32 lower-case hex digits, not all zero
-  std::string span_id;    // 16 lower-case hex digits, not all zero
+  std::string trace_id;      // 32 lower-case hex digits, not all zero
+  std::string span_id;       // 16 lower-case hex digits, not all zero
   std::string flags = "00";  // 2 hex digits; 01: sampled upstream
   // True if this continues a trace a caller named (ContinueTrace): its
   // tracestate may travel with it; false for a trace started here.

@@ -44,7 +44,7 @@ bool ParseQuery(absl::string_view query,
     const size_t amp = query.find('&');
     const absl::string_view pair = query.substr(0, amp);
     query = amp == absl::string_view::npos ? absl::string_view()
-                                          : query.substr(amp + 1);
+                                           : query.substr(amp + 1);
     if (pair.empty()) continue;
     const size_t eq = pair.find('=');
     std::string key, value;
@@ -108,9 +108,9 @@ std::string MaskUrlPassword(absl::string_view url) {
   if (scheme_end != std::string::npos) {
     const size_t authority = scheme_end + 3;
     const size_t authority_end = masked.find_first_of("/?#", authority);
-    const size_t at = masked.rfind(
-        '@', authority_end == std::string::npos ? std::string::npos
-                                                : authority_end);
+    const size_t at =
+        masked.rfind('@', authority_end == std::string::npos ? std::string::npos
+                                                             : authority_end);
     if (at != std::string::npos && at > authority) {
       const size_t colon = masked.find(':', authority);
       if (colon != std::string::npos && colon < at) {

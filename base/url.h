@@ -30,7 +30,8 @@ bool ParseQuery(absl::string_view query,
 std::string WithoutUserinfo(absl::string_view url);
 
 // `url` with the password of its userinfo replaced by "***":
-//   postgresql://coach:s3cret@db:5432/coach -> postgresql://coach:***@db:5432/coach
+//   postgresql://coach:s3cret@db:5432/coach ->
+//   postgresql://coach:***@db:5432/coach
 // and, in a libpq key=value string or a URI's query, every `password=`
 // value too. Everything else is kept (the user, the host: what an operator
 // needs to see).

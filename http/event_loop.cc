@@ -9,7 +9,8 @@ namespace coach::http {
 namespace net = boost::asio;
 
 struct EventLoop::Work {
-  explicit Work(net::io_context& context) : guard(net::make_work_guard(context)) {}
+  explicit Work(net::io_context& context)
+      : guard(net::make_work_guard(context)) {}
   net::executor_work_guard<net::io_context::executor_type> guard;
 };
 

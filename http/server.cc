@@ -12,11 +12,11 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
-#include <boost/asio/ssl/context.hpp>
-#include <boost/asio/ssl/error.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
@@ -97,7 +97,9 @@ class ConnectionStream {
   tcp::socket& socket() { return lowest().socket(); }
   executor_type get_executor() { return lowest().get_executor(); }
   template <typename Duration>
-  void expires_after(Duration d) { lowest().expires_after(d); }
+  void expires_after(Duration d) {
+    lowest().expires_after(d);
+  }
   void expires_never() { lowest().expires_never(); }
   void close() { lowest().close(); }
 
@@ -134,14 +136,27 @@ bool ValidHostValue(absl::string_view host) {
   for (const char c : host) {
     if (absl::ascii_isalnum(static_cast<unsigned char>(c))) continue;
     switch (c) {
-      case '-': case '.': case '_': case '~':                    // unreserved
-      case '!': case '$': case '&': case '\'': case '(': case ')':
-      case '*': case '+': case ',': case ';': case '=':          // sub-delims
-      case '%':                                                  // pct-encoded
-      case ':': case '[': case ']':                   // port, IP literals
+      case '-':
+      case '.':
+      case '_':
+      case '~':  // unreserved
+      case '!':
+      case '$':
+      case '&':
+      case '\'':
+      case '(':
+      case ')':
+      case '*':
+      case '+':
+      case ',':
+      case ';':
+      case '=':  // sub-delims
+      case '%':  // pct-encoded
+      case ':':
+      case '[':
+      case ']':  // port, IP literals
         continue;
-      default:
-        return false;
+      default: return false;
     }
   }
   return true;
@@ -199,8 +214,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Strand-only: watches for the client's hang-up if request `seq` is
   // still being handled or streamed.
   void WatchHangupOf(uint64_t seq) {
-    if (seq == seq_ && (state_ == State::kHandling ||
-                        state_ == State::kStreaming)) {
+    if (seq == seq_ &&
+        (state_ == State::kHandling || state_ == State::kStreaming)) {
       WatchHangup();
     }
   }
@@ -335,10 +350,10 @@ class ExchangeImpl final : public Exchange {
       if (answered_) return;
       answered_ = true;
     }
-    connection_->Post([seq = seq_, response = std::move(response)](
-                          Connection& c) mutable {
-      c.DoReply(seq, std::move(response));
-    });
+    connection_->Post(
+        [seq = seq_, response = std::move(response)](Connection& c) mutable {
+          c.DoReply(seq, std::move(response));
+        });
   }
 
   void StartStream(int status, std::vector<Header> headers,
@@ -350,12 +365,12 @@ class ExchangeImpl final : public Exchange {
       answered_ = true;
       streaming_ = true;
     }
-    connection_->Post([seq = seq_, status, headers = std::move(headers),
-                       heartbeat_every,
-                       heartbeat = std::move(heartbeat)](Connection& c) mutable {
-      c.DoStartStream(seq, status, std::move(headers), heartbeat_every,
-                      std::move(heartbeat));
-    });
+    connection_->Post(
+        [seq = seq_, status, headers = std::move(headers), heartbeat_every,
+         heartbeat = std::move(heartbeat)](Connection& c) mutable {
+          c.DoStartStream(seq, status, std::move(headers), heartbeat_every,
+                          std::move(heartbeat));
+        });
   }
 
   void Send(std::string chunk) override {
@@ -364,10 +379,10 @@ class ExchangeImpl final : public Exchange {
       if (!streaming_ || finished_) return;
     }
     if (chunk.empty()) return;  // an empty chunk would end the stream
-    connection_->Post([seq = seq_, chunk = std::move(chunk)](
-                          Connection& c) mutable {
-      c.DoSend(seq, std::move(chunk));
-    });
+    connection_->Post(
+        [seq = seq_, chunk = std::move(chunk)](Connection& c) mutable {
+          c.DoSend(seq, std::move(chunk));
+        });
   }
 
   void Finish() override {
@@ -440,9 +455,8 @@ class ServerImpl final : public Server {
     if (colon == std::string::npos ||
         !absl::SimpleAtoi(options_.listen.substr(colon + 1), &port) ||
         port < 0 || port > 65535) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("bad listen address \"", options_.listen,
-                       "\" (want host:port)"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "bad listen address \"", options_.listen, "\" (want host:port)"));
     }
     std::string host = options_.listen.substr(0, colon);
     if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
@@ -453,9 +467,9 @@ class ServerImpl final : public Server {
     auto endpoints = resolver.resolve(host, std::to_string(port),
                                       tcp::resolver::passive, ec);
     if (ec || endpoints.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "cannot resolve listen address \"", options_.listen,
-          "\": ", ec.message()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot resolve listen address \"", options_.listen,
+                       "\": ", ec.message()));
     }
     const tcp::endpoint endpoint = endpoints.begin()->endpoint();
     acceptor_.open(endpoint.protocol(), ec);
@@ -494,8 +508,8 @@ class ServerImpl final : public Server {
     });
     // The accept loop's last handler uses this object: on a loop that
     // outlives the server, it must have run before Shutdown returns.
-    if (accepting_ && !accept_ended_.WaitForNotificationWithTimeout(
-                          absl::Seconds(10))) {
+    if (accepting_ &&
+        !accept_ended_.WaitForNotificationWithTimeout(absl::Seconds(10))) {
       LogError("http: the accept loop did not end");
     }
     ForEachConnection([](Connection& c) { c.DoDrain(); });
@@ -511,9 +525,11 @@ class ServerImpl final : public Server {
     {
       absl::MutexLock lock(&mu_);
       if (!mu_.AwaitWithTimeout(
-              absl::Condition(+[](std::unordered_map<uint64_t, Entry>* m) {
-                return m->empty();
-              }, &connections_by_id_),
+              absl::Condition(
+                  +[](std::unordered_map<uint64_t, Entry>* m) {
+                    return m->empty();
+                  },
+                  &connections_by_id_),
               absl::Seconds(10))) {
         LogError("http: %d connections still held after shutdown",
                  static_cast<int>(connections_by_id_.size()));
@@ -525,7 +541,9 @@ class ServerImpl final : public Server {
   // For connections.
   const ServerOptions& options() const { return options_; }
   bool draining() const { return draining_.load(); }
-  void Handle(std::shared_ptr<Exchange> exchange) { handler_(std::move(exchange)); }
+  void Handle(std::shared_ptr<Exchange> exchange) {
+    handler_(std::move(exchange));
+  }
   void SetBusy(bool busy) {
     absl::MutexLock lock(&mu_);
     busy_ += busy ? 1 : -1;
@@ -646,9 +664,9 @@ class ServerImpl final : public Server {
     // written whole into the send buffer would sit there until the
     // keep-alive timeout, and after close() for as long as the client
     // keeps acknowledging zero-window probes.
-    const int64_t ms = std::clamp<int64_t>(
-        absl::ToInt64Milliseconds(options_.write_timeout), 1,
-        std::numeric_limits<unsigned int>::max());
+    const int64_t ms =
+        std::clamp<int64_t>(absl::ToInt64Milliseconds(options_.write_timeout),
+                            1, std::numeric_limits<unsigned int>::max());
     const unsigned int user_timeout = static_cast<unsigned int>(ms);
     setsockopt(socket.native_handle(), IPPROTO_TCP, TCP_USER_TIMEOUT,
                &user_timeout, sizeof(user_timeout));
@@ -816,7 +834,8 @@ void Connection::ReadHead(bool arm) {
 
 void Connection::OnHead(ErrorCode ec) {
   if (state_ == State::kClosed) return;
-  if (ec == bhttp::error::header_limit) return Refuse(Refusal::kHeadersTooLarge);
+  if (ec == bhttp::error::header_limit)
+    return Refuse(Refusal::kHeadersTooLarge);
   if (ec == bhttp::error::body_limit) return Refuse(Refusal::kBodyTooLarge);
   if (Abandoned(ec)) return DoClose();
   if (ec) return Refuse(Refusal::kMalformed);
@@ -839,7 +858,8 @@ void Connection::OnHead(ErrorCode ec) {
   // Any Transfer-Encoding, whatever its spelling or value: bodies come
   // with a length or not at all.
   if (request.count(bhttp::field::transfer_encoding) > 0 ||
-      (!parser_->content_length() && NeedsLength(View(request.method_string())))) {
+      (!parser_->content_length() &&
+       NeedsLength(View(request.method_string())))) {
     return Refuse(Refusal::kLengthRequired);
   }
   if (parser_->is_done()) return Dispatch();
@@ -955,11 +975,11 @@ void Connection::DoReply(uint64_t seq, Response response) {
 
 void Connection::WriteResponse(bool close_after) {
   stream_.expires_after(ToSteady(server_.options().write_timeout));
-  bhttp::async_write(stream_, response_,
-                     [self = shared_from_this(), close_after](ErrorCode ec,
-                                                              size_t) {
-                       self->OnWritten(ec, close_after);
-                     });
+  bhttp::async_write(
+      stream_, response_,
+      [self = shared_from_this(), close_after](ErrorCode ec, size_t) {
+        self->OnWritten(ec, close_after);
+      });
 }
 
 void Connection::OnWritten(ErrorCode ec, bool close_after) {
@@ -1008,11 +1028,9 @@ void Connection::WatchHangup() {
   if (buffer_.size() > 0 || watching_) return;
   if (stream_.tls()) return WatchHangupTls();
   watching_ = true;
-  stream_.socket().async_wait(
-      tcp::socket::wait_read,
-      [self = shared_from_this(), seq = seq_](ErrorCode ec) {
-        self->OnReadable(seq, ec);
-      });
+  stream_.socket().async_wait(tcp::socket::wait_read,
+                              [self = shared_from_this(), seq = seq_](
+                                  ErrorCode ec) { self->OnReadable(seq, ec); });
 }
 
 void Connection::OnReadable(uint64_t seq, ErrorCode ec) {
@@ -1093,14 +1111,13 @@ void Connection::DoStartStream(uint64_t seq, int status,
   serializer_.emplace(stream_head_);
   writing_ = true;
   stream_.expires_after(ToSteady(server_.options().write_timeout));
-  bhttp::async_write_header(
-      stream_, *serializer_,
-      [self = shared_from_this()](ErrorCode ec, size_t) {
-        if (self->state_ != State::kStreaming) return;
-        if (ec) return self->DoClose();
-        self->writing_ = false;
-        self->PumpStream();
-      });
+  bhttp::async_write_header(stream_, *serializer_,
+                            [self = shared_from_this()](ErrorCode ec, size_t) {
+                              if (self->state_ != State::kStreaming) return;
+                              if (ec) return self->DoClose();
+                              self->writing_ = false;
+                              self->PumpStream();
+                            });
 }
 
 void Connection::DoSend(uint64_t seq, std::string chunk) {
@@ -1222,20 +1239,13 @@ void Connection::DoClose() {
 
 int StatusOf(Refusal refusal) {
   switch (refusal) {
-    case Refusal::kMalformed:
-      return 400;
-    case Refusal::kLengthRequired:
-      return 411;
-    case Refusal::kBodyTooLarge:
-      return 413;
-    case Refusal::kUriTooLong:
-      return 414;
-    case Refusal::kHeadersTooLarge:
-      return 431;
-    case Refusal::kBadHost:
-      return 400;
-    case Refusal::kHandlerDropped:
-      return 500;
+    case Refusal::kMalformed: return 400;
+    case Refusal::kLengthRequired: return 411;
+    case Refusal::kBodyTooLarge: return 413;
+    case Refusal::kUriTooLong: return 414;
+    case Refusal::kHeadersTooLarge: return 431;
+    case Refusal::kBadHost: return 400;
+    case Refusal::kHandlerDropped: return 500;
   }
   return 500;
 }
@@ -1259,8 +1269,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options,
   if (!options.refusal) {
     return absl::InvalidArgumentError("http::Server needs a refusal responder");
   }
-  auto server = std::make_unique<ServerImpl>(std::move(options),
-                                             std::move(handler));
+  auto server =
+      std::make_unique<ServerImpl>(std::move(options), std::move(handler));
   if (absl::Status listening = server->Listen(); !listening.ok()) {
     return listening;
   }

@@ -51,9 +51,9 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <utility>
 #include <vector>
+#include "absl/strings/string_view.h"
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
@@ -73,10 +73,10 @@ struct Header {
 
 // One request as received. Immutable once handed to the handler.
 struct Request {
-  std::string method;  // as sent ("GET")
-  std::string target;  // as sent ("/api/x?y=1"), percent-encoded
-  std::string path;    // target before '?', percent-decoded
-  std::string query;   // target after '?', still encoded ("" if none)
+  std::string method;           // as sent ("GET")
+  std::string target;           // as sent ("/api/x?y=1"), percent-encoded
+  std::string path;             // target before '?', percent-decoded
+  std::string query;            // target after '?', still encoded ("" if none)
   std::vector<Header> headers;  // in order, as sent
   std::string body;
   bool keep_alive = true;
@@ -95,13 +95,13 @@ struct Response {
 
 // Why the server refused a request before any handler saw it.
 enum class Refusal {
-  kMalformed,         // 400: not HTTP/1.x, bad header, conflicting lengths
-  kLengthRequired,    // 411: a body without Content-Length, or chunked
-  kBodyTooLarge,      // 413: Content-Length over max_body_bytes
-  kUriTooLong,        // 414: a target over max_url_bytes
-  kHeadersTooLarge,   // 431: over max_header_bytes or max_header_count
-  kBadHost,           // 400: HTTP/1.1 without Host, two Hosts, a bad Host
-  kHandlerDropped,    // 500: a handler released an exchange unanswered
+  kMalformed,        // 400: not HTTP/1.x, bad header, conflicting lengths
+  kLengthRequired,   // 411: a body without Content-Length, or chunked
+  kBodyTooLarge,     // 413: Content-Length over max_body_bytes
+  kUriTooLong,       // 414: a target over max_url_bytes
+  kHeadersTooLarge,  // 431: over max_header_bytes or max_header_count
+  kBadHost,          // 400: HTTP/1.1 without Host, two Hosts, a bad Host
+  kHandlerDropped,   // 500: a handler released an exchange unanswered
 };
 int StatusOf(Refusal refusal);
 

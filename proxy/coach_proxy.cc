@@ -19,10 +19,10 @@
 #include "base/url.h"
 #include "google/protobuf/descriptor.h"
 #include "grpc/health/v1/health.pb.h"
+#include "protos/api_descriptor_set.h"
 #include "proxy/http_errors.h"
 #include "proxy/openapi.h"
 #include "proxy/proxy_flags.h"
-#include "protos/api_descriptor_set.h"
 #include "proxy/transcoder.h"
 
 namespace coach::proxy {
@@ -38,7 +38,8 @@ constexpr char kHealthCheckMethod[] = "/grpc.health.v1.Health/Check";
 // An SSE comment: ignored by EventSource and fetch readers alike.
 constexpr char kStreamHeartbeat[] = ": keep-alive\n\n";
 constexpr char kServerError[] = "Erreur serveur. Réessayez plus tard.";
-constexpr char kMetricsContentType[] = "text/plain; version=0.0.4; charset=utf-8";
+constexpr char kMetricsContentType[] =
+    "text/plain; version=0.0.4; charset=utf-8";
 // Request headers whose value decides who acts or what is sent: a request
 // carrying one twice is refused, not read by its first copy. So is every
 // forwarded header (ProxyConfig::forwarded_request_headers).
@@ -164,7 +165,7 @@ struct CoachProxy::Pending {
   std::string tracestate;  // forwarded with a continued trace only
   std::vector<http::Header> cors;
   absl::Time started;
-  std::string route = "-";  // the route's template, for logs
+  std::string route = "-";              // the route's template, for logs
   const RouteSeries* series = nullptr;  // the route's, once matched
 
   const http::Request& request() const { return exchange->request(); }
@@ -183,9 +184,9 @@ struct CoachProxy::Pending {
 };
 
 // Request durations: from a cached read to a slow AI reply.
-const std::vector<double> kDurationBuckets = {
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-    0.25,  0.5,    1,     2.5,  5,     10,   30, 60};
+const std::vector<double> kDurationBuckets = {0.001, 0.0025, 0.005, 0.01, 0.025,
+                                              0.05,  0.1,    0.25,  0.5,  1,
+                                              2.5,   5,      10,    30,   60};
 
 std::vector<CoachProxy::RouteSeries> CoachProxy::SeriesOf(
     const RouteTable& routes, metrics::Family<metrics::Counter>& requests,
@@ -259,11 +260,11 @@ absl::StatusOr<CoachProxy::TlsSources> CoachProxy::MakeTlsSources(
     auto source = TlsContextSource::Create(std::move(options));
     if (!source.ok()) return source.status();
     sources.upstream = *std::move(source);
-    LogInfo("upstream TLS: %s%s", sources.upstream->Describe(),
-            config.upstream_tls_server_name.empty()
-                ? ""
-                : absl::StrCat(", server name ",
-                               config.upstream_tls_server_name));
+    LogInfo(
+        "upstream TLS: %s%s", sources.upstream->Describe(),
+        config.upstream_tls_server_name.empty()
+            ? ""
+            : absl::StrCat(", server name ", config.upstream_tls_server_name));
   } else if (!config.upstream_tls_server_name.empty()) {
     return absl::InvalidArgumentError(
         "COACH_UPSTREAM_TLS_SERVER_NAME (--upstream_tls_server_name) needs "
@@ -289,7 +290,8 @@ absl::StatusOr<CoachProxy::TlsSources> CoachProxy::MakeTlsSources(
 absl::StatusOr<std::string> CoachProxy::Reload() {
   std::vector<std::string> reloaded;
   for (const auto& [what, source] :
-       {std::pair{"HTTPS", tls_.http}, std::pair{"upstream TLS", tls_.upstream}}) {
+       {std::pair{"HTTPS", tls_.http},
+        std::pair{"upstream TLS", tls_.upstream}}) {
     if (source == nullptr) continue;
     absl::StatusOr<std::string> done = source->Reload();
     if (!done.ok()) {
@@ -300,11 +302,11 @@ absl::StatusOr<std::string> CoachProxy::Reload() {
   }
   if (tls_.upstream != nullptr && config_.upstream_client == "grpc") {
     // gRPC's file watcher cannot be told to read now.
-    reloaded.back() += absl::StrCat(
-        " (gRPC's client takes it within ",
-        absl::FormatDuration(absl::Ceil(config_.tls_check_interval,
-                                        absl::Seconds(1))),
-        ")");
+    reloaded.back() +=
+        absl::StrCat(" (gRPC's client takes it within ",
+                     absl::FormatDuration(absl::Ceil(config_.tls_check_interval,
+                                                     absl::Seconds(1))),
+                     ")");
   }
   return absl::StrJoin(reloaded, "; ");
 }
@@ -316,8 +318,9 @@ CoachProxy::~CoachProxy() {
   {
     absl::MutexLock lock(&readiness_mu_);
     readiness_mu_.AwaitWithTimeout(
-        absl::Condition(+[](bool* in_flight) { return !*in_flight; },
-                        &readiness_in_flight_),
+        absl::Condition(
+            +[](bool* in_flight) { return !*in_flight; },
+            &readiness_in_flight_),
         absl::Seconds(5));
   }
   // The members' destructors end the calls and connections on the loop
@@ -371,8 +374,7 @@ absl::StatusOr<std::unique_ptr<CoachProxy>> CoachProxy::Start(
         return self->shed_idle_evicted_.Increment();
       case http::Shed::kClientLimit:
         return self->shed_client_limit_.Increment();
-      case http::Shed::kTableFull:
-        return self->shed_table_full_.Increment();
+      case http::Shed::kTableFull: return self->shed_table_full_.Increment();
     }
   };
   // Before the REST port: a scraper sees the proxy from its first request.
@@ -436,12 +438,12 @@ std::vector<http::Header> CoachProxy::CorsHeaders(
     absl::string_view origin) const {
   std::vector<http::Header> headers;
   if (origin.empty()) return headers;
-  const bool any = std::find(config_.cors_origins.begin(),
-                             config_.cors_origins.end(),
-                             "*") != config_.cors_origins.end();
-  const bool listed = std::find(config_.cors_origins.begin(),
-                                config_.cors_origins.end(),
-                                origin) != config_.cors_origins.end();
+  const bool any =
+      std::find(config_.cors_origins.begin(), config_.cors_origins.end(),
+                "*") != config_.cors_origins.end();
+  const bool listed =
+      std::find(config_.cors_origins.begin(), config_.cors_origins.end(),
+                origin) != config_.cors_origins.end();
   if (!any && !listed) return headers;
   headers.push_back(
       {"Access-Control-Allow-Origin", any ? "*" : std::string(origin)});
@@ -471,14 +473,14 @@ void CoachProxy::LogAccess(const Pending& pending, int status,
     pending.series->ok->Increment();
   } else {
     requests_
-        .WithLabels({pending.route, std::string(method), std::to_string(status)})
+        .WithLabels(
+            {pending.route, std::string(method), std::to_string(status)})
         .Increment();
   }
   if (pending.series != nullptr) {
     pending.series->duration->Observe(absl::ToDoubleSeconds(took));
   } else {
-    durations_.WithLabels({pending.route})
-        .Observe(absl::ToDoubleSeconds(took));
+    durations_.WithLabels({pending.route}).Observe(absl::ToDoubleSeconds(took));
   }
   in_flight_.Add(-1);
   if (!config_.access_log || !LogEnabled(LogLevel::kInfo)) return;
@@ -597,8 +599,8 @@ HttpError RefusalError(http::Refusal refusal, int status,
   HttpError error;
   switch (refusal) {
     case http::Refusal::kMalformed:
-      error = MakeHttpError(status, v1::INVALID_ARGUMENT,
-                            "Requête HTTP invalide.");
+      error =
+          MakeHttpError(status, v1::INVALID_ARGUMENT, "Requête HTTP invalide.");
       break;
     case http::Refusal::kLengthRequired:
       error = MakeHttpError(status, v1::LENGTH_REQUIRED,
@@ -616,11 +618,11 @@ HttpError RefusalError(http::Refusal refusal, int status,
                                          config.max_url_bytes, " octets."));
       break;
     case http::Refusal::kHeadersTooLarge:
-      error = MakeHttpError(
-          status, v1::HEADERS_TOO_LARGE,
-          absl::StrCat("Les en-têtes de la requête dépassent ",
-                       config.max_header_bytes, " octets ou ",
-                       config.max_header_count, " lignes."));
+      error =
+          MakeHttpError(status, v1::HEADERS_TOO_LARGE,
+                        absl::StrCat("Les en-têtes de la requête dépassent ",
+                                     config.max_header_bytes, " octets ou ",
+                                     config.max_header_count, " lignes."));
       break;
     case http::Refusal::kBadHost:
       error = MakeHttpError(status, v1::INVALID_ARGUMENT,
@@ -740,9 +742,9 @@ void CoachProxy::RefuseUnrouted(Pending& pending,
   headers.push_back({"Allow", absl::StrJoin(match.allowed_methods, ", ")});
   const HttpError error = MakeHttpError(
       405, v1::METHOD_NOT_ALLOWED,
-      absl::StrCat("Méthode ", request.method, " non autorisée sur ",
-                   request.path, " (autorisées : ",
-                   absl::StrJoin(match.allowed_methods, ", "), ")."));
+      absl::StrCat(
+          "Méthode ", request.method, " non autorisée sur ", request.path,
+          " (autorisées : ", absl::StrJoin(match.allowed_methods, ", "), ")."));
   ReplyError(pending.exchange, std::move(headers), error);
   return LogAccess(pending, error.status, std::nullopt, error.reason);
 }
@@ -784,11 +786,10 @@ void CoachProxy::Handle(std::shared_ptr<http::Exchange> exchange) {
   }
   // gRPC metadata carries printable ASCII only; coach-server checks the rest.
   if (const HeaderMapping* header = UnforwardableHeader(config_, request)) {
-    return fail(MakeHttpError(
-        400, v1::INVALID_ARGUMENT,
-        absl::StrCat("L'en-tête « ", header->http,
-                     " » doit être en ASCII imprimable."),
-        header->http));
+    return fail(MakeHttpError(400, v1::INVALID_ARGUMENT,
+                              absl::StrCat("L'en-tête « ", header->http,
+                                           " » doit être en ASCII imprimable."),
+                              header->http));
   }
   if (route.method->server_streaming() &&
       route.method->output_type()->full_name() == kHttpBodyType) {
@@ -856,18 +857,16 @@ void AddAuthenticateHeader(const grpc::Status& status,
                            const http::Request& request,
                            std::vector<http::Header>& headers) {
   if (status.error_code() != grpc::StatusCode::UNAUTHENTICATED) return;
-  headers.push_back({"WWW-Authenticate",
-                     request.has_header("Authorization")
-                         ? "Bearer error=\"invalid_token\""
-                         : "Bearer"});
+  headers.push_back({"WWW-Authenticate", request.has_header("Authorization")
+                                             ? "Bearer error=\"invalid_token\""
+                                             : "Bearer"});
 }
 
 void LogUpstreamFailure(const Route& route, const grpc::Status& status,
                         const std::string& request_id) {
   // A channel failure, not a server answer: worth a log line.
   if (!status.error_details().empty()) return;
-  LogWarning("upstream %s failed: code=%s %s request_id=%s",
-             route.grpc_method,
+  LogWarning("upstream %s failed: code=%s %s request_id=%s", route.grpc_method,
              absl::StatusCodeToString(
                  static_cast<absl::StatusCode>(status.error_code())),
              status.error_message(), request_id);
@@ -875,8 +874,7 @@ void LogUpstreamFailure(const Route& route, const grpc::Status& status,
 
 }  // namespace
 
-void CoachProxy::CallUnary(std::shared_ptr<Pending> pending,
-                           const Route& route,
+void CoachProxy::CallUnary(std::shared_ptr<Pending> pending, const Route& route,
                            std::unique_ptr<Message> request) {
   CallOptions options =
       CallOptionsFor(config_, route, pending->request_id, pending->request(),
@@ -887,9 +885,8 @@ void CoachProxy::CallUnary(std::shared_ptr<Pending> pending,
   std::shared_ptr<http::Exchange> exchange = pending->exchange;
   auto call = upstream_.Unary(
       route.grpc_method, *request, std::move(options),
-      [this, pending, output, &route, waited,
-       replayed = std::move(replayed)](const grpc::Status& answered,
-                                       std::string& response) {
+      [this, pending, output, &route, waited, replayed = std::move(replayed)](
+          const grpc::Status& answered, std::string& response) {
         std::vector<http::Header> headers = pending->Headers(kJsonContentType);
         AddForwardedHeaders(config_, replayed.get(), headers);
         int http_status = 200;
@@ -897,8 +894,7 @@ void CoachProxy::CallUnary(std::shared_ptr<Pending> pending,
         grpc::Status status = answered;
         if (waited &&
             status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
-            status.error_details().empty() &&
-            !upstream_.AnyServerReady()) {
+            status.error_details().empty() && !upstream_.AnyServerReady()) {
           // A read that waited for a server that never came: unavailable
           // (503), not slow (504).
           status = grpc::Status(grpc::StatusCode::UNAVAILABLE,
@@ -1013,9 +1009,9 @@ void CoachProxy::CallBodyStream(std::shared_ptr<Pending> pending,
         if (!*started) {
           *started = true;
           // The first body's type is the response's.
-          pending->exchange->StartStream(
-              200, pending->Headers(body.content_type()),
-              absl::InfiniteDuration(), "");
+          pending->exchange->StartStream(200,
+                                         pending->Headers(body.content_type()),
+                                         absl::InfiniteDuration(), "");
         }
         if (!body.data().empty()) {
           pending->exchange->Send(std::move(*body.mutable_data()));
@@ -1061,8 +1057,8 @@ void CoachProxy::AnswerReadiness(Pending& pending, bool ready) {
                        .body = R"({"status":"SERVING"})"});
     return LogAccess(pending, 200);
   }
-  const HttpError error = MakeHttpError(503, v1::UNAVAILABLE,
-                                       "coach-server n'est pas prêt.");
+  const HttpError error =
+      MakeHttpError(503, v1::UNAVAILABLE, "coach-server n'est pas prêt.");
   ReplyError(pending.exchange, pending.Headers(kJsonContentType), error);
   LogAccess(pending, 503, std::nullopt, error.reason);
 }
@@ -1092,8 +1088,7 @@ void CoachProxy::HandleReadiness(std::shared_ptr<Pending> pending) {
         grpc::health::v1::HealthCheckResponse response;
         const bool ready =
             status.ok() && response.ParseFromString(bytes) &&
-            response.status() ==
-                grpc::health::v1::HealthCheckResponse::SERVING;
+            response.status() == grpc::health::v1::HealthCheckResponse::SERVING;
         if (!ready) {
           LogWarning("readiness: coach-server not serving (code=%s)",
                      absl::StatusCodeToString(

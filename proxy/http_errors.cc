@@ -41,11 +41,12 @@ HttpError Body(int http_status, absl::string_view reason,
   };
   if (!field.empty()) body["field"] = std::string(field);
   // Replace, not throw, on invalid UTF-8: an error body must always go out.
-  return HttpError{.status = http_status,
-                   .body = body.dump(-1, ' ', false,
-                                     nlohmann::ordered_json::error_handler_t::replace),
-                   .retry_after_seconds = std::nullopt,
-                   .reason = std::string(reason)};
+  return HttpError{
+      .status = http_status,
+      .body = body.dump(-1, ' ', false,
+                        nlohmann::ordered_json::error_handler_t::replace),
+      .retry_after_seconds = std::nullopt,
+      .reason = std::string(reason)};
 }
 
 // The first detail of type T in the status details, if any.

@@ -1,5 +1,6 @@
 // HTTP errors in the documented shape:
-//   {"error": "<short French label>", "code": "<REASON>", "message": "<French detail>"}
+//   {"error": "<short French label>", "code": "<REASON>", "message": "<French
+//   detail>"}
 // plus "field": "<JSON name>" after them when the error is about one field
 // (an addition a client written against the page ignores): the
 // ErrorInfo's metadata["field"] of coach-server's errors, the proxy's own

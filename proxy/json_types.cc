@@ -62,8 +62,10 @@ std::string Phrase(const FieldDescriptor& field, bool plural) {
       return plural ? "des chaînes de caractères" : "une chaîne de caractères";
     case FieldDescriptor::CPPTYPE_INT32: return IntegerPhrase<int32_t>(plural);
     case FieldDescriptor::CPPTYPE_INT64: return IntegerPhrase<int64_t>(plural);
-    case FieldDescriptor::CPPTYPE_UINT32: return IntegerPhrase<uint32_t>(plural);
-    case FieldDescriptor::CPPTYPE_UINT64: return IntegerPhrase<uint64_t>(plural);
+    case FieldDescriptor::CPPTYPE_UINT32:
+      return IntegerPhrase<uint32_t>(plural);
+    case FieldDescriptor::CPPTYPE_UINT64:
+      return IntegerPhrase<uint64_t>(plural);
     case FieldDescriptor::CPPTYPE_FLOAT:
     case FieldDescriptor::CPPTYPE_DOUBLE:
       return plural ? "des nombres" : "un nombre";
@@ -93,10 +95,12 @@ std::string Phrase(const FieldDescriptor& field, bool plural) {
                       : "une durée telle que \"1.5s\" (chaîne de caractères)";
       }
       if (name == "google.protobuf.FieldMask") {
-        return plural ? "des chaînes de caractères" : "une chaîne de caractères";
+        return plural ? "des chaînes de caractères"
+                      : "une chaîne de caractères";
       }
       if (name == "google.protobuf.ListValue") {
-        return plural ? "des listes (tableaux JSON)" : "une liste (tableau JSON)";
+        return plural ? "des listes (tableaux JSON)"
+                      : "une liste (tableau JSON)";
       }
       return plural ? "des objets JSON" : "un objet JSON";
     }
@@ -194,12 +198,22 @@ absl::Status CheckOne(const json& value, const FieldDescriptor& field,
   bool fits = false;
   switch (field.cpp_type()) {
     case FieldDescriptor::CPPTYPE_STRING: fits = value.is_string(); break;
-    case FieldDescriptor::CPPTYPE_INT32: fits = FitsInteger<int32_t>(value); break;
-    case FieldDescriptor::CPPTYPE_INT64: fits = FitsInteger<int64_t>(value); break;
-    case FieldDescriptor::CPPTYPE_UINT32: fits = FitsInteger<uint32_t>(value); break;
-    case FieldDescriptor::CPPTYPE_UINT64: fits = FitsInteger<uint64_t>(value); break;
+    case FieldDescriptor::CPPTYPE_INT32:
+      fits = FitsInteger<int32_t>(value);
+      break;
+    case FieldDescriptor::CPPTYPE_INT64:
+      fits = FitsInteger<int64_t>(value);
+      break;
+    case FieldDescriptor::CPPTYPE_UINT32:
+      fits = FitsInteger<uint32_t>(value);
+      break;
+    case FieldDescriptor::CPPTYPE_UINT64:
+      fits = FitsInteger<uint64_t>(value);
+      break;
     case FieldDescriptor::CPPTYPE_FLOAT: fits = FitsNumber(value, true); break;
-    case FieldDescriptor::CPPTYPE_DOUBLE: fits = FitsNumber(value, false); break;
+    case FieldDescriptor::CPPTYPE_DOUBLE:
+      fits = FitsNumber(value, false);
+      break;
     case FieldDescriptor::CPPTYPE_BOOL: fits = value.is_boolean(); break;
     case FieldDescriptor::CPPTYPE_ENUM:
       // google.protobuf.NullValue is written null.
@@ -251,9 +265,8 @@ absl::Status CheckField(const json& value, const FieldDescriptor& field,
     }
     const FieldDescriptor& mapped = *field.message_type()->map_value();
     for (const auto& [key, item] : value.items()) {
-      COACH_RETURN_IF_ERROR(CheckOne(item, mapped,
-                                     absl::StrCat(path, ".", key), path,
-                                     Placement::kMapValue, stack));
+      COACH_RETURN_IF_ERROR(CheckOne(item, mapped, absl::StrCat(path, ".", key),
+                                     path, Placement::kMapValue, stack));
     }
     return absl::OkStatus();
   }

@@ -8,10 +8,10 @@
 
 #include "absl/synchronization/mutex.h"
 
-#include "proxy/coach_proxy.h"
-#include "proxy/proxy_flags.h"
 #include "base/log.h"
 #include "base/url.h"
+#include "proxy/coach_proxy.h"
+#include "proxy/proxy_flags.h"
 
 int main(int argc, char** argv) {
   // Debian builds Abseil without NDEBUG, which leaves absl::Mutex's deadlock
@@ -63,13 +63,15 @@ int main(int argc, char** argv) {
     if (!reloaded.ok()) {
       coach::LogError("SIGHUP: %s", reloaded.status().message());
     } else if (reloaded->empty()) {
-      coach::LogInfo("SIGHUP: coach-proxy has nothing to re-read (no TLS "
-                     "file); settings are read at start only (restart to "
-                     "change them)");
+      coach::LogInfo(
+          "SIGHUP: coach-proxy has nothing to re-read (no TLS "
+          "file); settings are read at start only (restart to "
+          "change them)");
     } else {
-      coach::LogInfo("SIGHUP: re-read %s; settings are read at start only "
-                     "(restart to change them)",
-                     *reloaded);
+      coach::LogInfo(
+          "SIGHUP: re-read %s; settings are read at start only "
+          "(restart to change them)",
+          *reloaded);
     }
   }
   coach::LogInfo("signal %d: stopping (grace %s)", signal_number,

@@ -60,9 +60,8 @@ class Comments {
     if (twin == nullptr) return "";
     google::protobuf::SourceLocation location;
     if (!twin->GetSourceLocation(&location)) return "";
-    return Clean(location.leading_comments.empty()
-                     ? location.trailing_comments
-                     : location.leading_comments);
+    return Clean(location.leading_comments.empty() ? location.trailing_comments
+                                                   : location.leading_comments);
   }
 
  private:
@@ -199,8 +198,8 @@ class Generator {
         {"info", Info(services)},
         {"servers", Json::array({{{"url", "/"}}})},
         {"tags", Tags(services)},
-        {"security", Json::array({Json::object(),
-                                  {{"bearerAuth", Json::array()}}})},
+        {"security",
+         Json::array({Json::object(), {{"bearerAuth", Json::array()}}})},
         {"paths", std::move(paths)},
         {"components", Components(std::move(schemas))}};
     return document.dump(2);
@@ -243,7 +242,8 @@ class Generator {
     }
     schemas_[kErrorBody] = ErrorBodySchema();
     Json sorted_schemas = Json::object();
-    for (auto& [name, schema] : schemas_) sorted_schemas[name] = std::move(schema);
+    for (auto& [name, schema] : schemas_)
+      sorted_schemas[name] = std::move(schema);
     return sorted_schemas;
   }
 
@@ -254,7 +254,8 @@ class Generator {
     for (const auto* service : services) {
       std::string description = comments_.Of(*service);
       if (description.empty()) {
-        description = absl::StrCat("Le service gRPC ", service->full_name(), ".");
+        description =
+            absl::StrCat("Le service gRPC ", service->full_name(), ".");
       }
       tags.push_back(Described({{"name", service->name()}}, description));
     }
@@ -336,7 +337,8 @@ class Generator {
   }
 
   Json EnumRef(const EnumDescriptor& type) {
-    if (!schemas_.count(type.full_name())) schemas_[type.full_name()] = EnumSchema(type);
+    if (!schemas_.count(type.full_name()))
+      schemas_[type.full_name()] = EnumSchema(type);
     return {{"$ref", SchemaRef(type.full_name())}};
   }
 
@@ -556,18 +558,19 @@ class Generator {
       const std::string name = JsonPath(input, field_path);
       absl::StrAppend(&path, "{", name, "}");
       const FieldDescriptor* field = FieldAt(input, field_path);
-      Json schema = field != nullptr ? ValueSchema(*field)
-                                     : Json{{"type", "string"}};
+      Json schema =
+          field != nullptr ? ValueSchema(*field) : Json{{"type", "string"}};
       std::string description =
           field != nullptr ? comments_.Of(*field) : std::string();
       if (rest) {
         absl::StrAppend(&description, description.empty() ? "" : " ",
                         "(le reste du chemin, « / » compris)");
       }
-      parameters.push_back(Described(
-          {{"name", name}, {"in", "path"}, {"required", true},
-           {"schema", std::move(schema)}},
-          description));
+      parameters.push_back(Described({{"name", name},
+                                      {"in", "path"},
+                                      {"required", true},
+                                      {"schema", std::move(schema)}},
+                                     description));
     }
     if (path.empty()) path.push_back('/');
     return {path, parameters};
@@ -643,9 +646,10 @@ class Generator {
   Json OperationParameters(const Route& route,
                            const std::set<std::string>& bound,
                            Json path_parameters) {
-    Json parameters = Json::array(
-        {{{"$ref", "#/components/parameters/RequestId"}}});
-    for (Json& parameter : path_parameters) parameters.push_back(std::move(parameter));
+    Json parameters =
+        Json::array({{{"$ref", "#/components/parameters/RequestId"}}});
+    for (Json& parameter : path_parameters)
+      parameters.push_back(std::move(parameter));
     if (route.body != "*") {
       std::set<std::string> skip = bound;
       if (!route.body.empty()) skip.insert(route.body);
@@ -696,14 +700,16 @@ class Generator {
            "chunked) ; une erreur avant le premier morceau est la réponse "
            "JSON d'erreur habituelle, une erreur après lui interrompt le "
            "document (il est alors incomplet)."},
-          {"headers", {{"X-Request-Id", {{"$ref", "#/components/headers/X-Request-Id"}}}}},
+          {"headers",
+           {{"X-Request-Id", {{"$ref", "#/components/headers/X-Request-Id"}}}}},
           {"content",
            {{"application/json", {{"schema", {{"type", "object"}}}}}}}};
     }
     if (method.server_streaming()) return EventStreamResponse(method);
     return {
         {"description", "Succès."},
-        {"headers", {{"X-Request-Id", {{"$ref", "#/components/headers/X-Request-Id"}}}}},
+        {"headers",
+         {{"X-Request-Id", {{"$ref", "#/components/headers/X-Request-Id"}}}}},
         {"content",
          {{"application/json",
            {{"schema", MessageRef(*method.output_type())}}}}}};
@@ -716,15 +722,17 @@ class Generator {
         {"description",
          absl::StrCat(
              "Un flux Server-Sent Events : un événement `data: <JSON>` par "
-             "message ", method.output_type()->full_name(),
-             " (schéma ", event["$ref"].get<std::string>(),
+             "message ",
+             method.output_type()->full_name(), " (schéma ",
+             event["$ref"].get<std::string>(),
              "), dans l'ordre. Une erreur avant le premier événement est "
              "la réponse JSON d'erreur habituelle (statut 4xx/5xx) ; "
              "après lui, un événement `event: error` dont `data:` est un "
              "ErrorBody, puis la fin du flux. Un commentaire `: keep-alive` "
              "arrive quand le flux est inactif. Fermer la connexion annule "
              "l'appel.")},
-        {"headers", {{"X-Request-Id", {{"$ref", "#/components/headers/X-Request-Id"}}}}},
+        {"headers",
+         {{"X-Request-Id", {{"$ref", "#/components/headers/X-Request-Id"}}}}},
         {"content",
          {{"text/event-stream",
            // The body is text (the SSE wire format), which every tool
@@ -759,8 +767,8 @@ class Generator {
   // coach.v1.ErrorReason's options (error_reason.proto), none by name here.
   struct ErrorStatus {
     int status = 0;
-    std::string name;         // the component's name: the HTTP reason phrase
-    std::string description;  // its reasons, "label (REASON)", and notes
+    std::string name;            // the component's name: the HTTP reason phrase
+    std::string description;     // its reasons, "label (REASON)", and notes
     bool with_body_only = true;  // only on routes that take a body
   };
 
@@ -813,8 +821,8 @@ class Generator {
         }
         ErrorStatus& error = by_status[status];
         error.status = status;
-        error.with_body_only = error.with_body_only &&
-                               options.GetExtension(v1::body_routes_only);
+        error.with_body_only =
+            error.with_body_only && options.GetExtension(v1::body_routes_only);
         reasons[status].push_back(absl::StrCat(
             options.GetExtension(v1::http_label), " (", value.name(), ")"));
       }
@@ -833,8 +841,8 @@ class Generator {
   static Json ErrorResponses() {
     Json responses = Json::object();
     for (const ErrorStatus& error : ErrorStatuses()) {
-      Json headers = {{"X-Request-Id",
-                       {{"$ref", "#/components/headers/X-Request-Id"}}}};
+      Json headers = {
+          {"X-Request-Id", {{"$ref", "#/components/headers/X-Request-Id"}}}};
       if (error.status == 401) {
         headers["WWW-Authenticate"] = {
             {"description",
@@ -910,15 +918,18 @@ class Generator {
         {"type", "object"},
         {"required", Json::array({"status"})},
         {"properties",
-         {{"status", {{"type", "string"}, {"enum", Json::array({"SERVING"})}}}}}};
+         {{"status",
+           {{"type", "string"}, {"enum", Json::array({"SERVING"})}}}}}};
     const auto operation = [&](const char* id, const char* summary,
                                Json ok_content, bool may_fail) {
       // 400: a request the HTTP layer cannot read (malformed, too large).
       Json responses = {
-          {"200", {{"description", "Succès."}, {"content", std::move(ok_content)}}},
+          {"200",
+           {{"description", "Succès."}, {"content", std::move(ok_content)}}},
           {"400", {{"$ref", "#/components/responses/BadRequest"}}}};
       if (may_fail) {
-        responses["503"] = {{"$ref", "#/components/responses/ServiceUnavailable"}};
+        responses["503"] = {
+            {"$ref", "#/components/responses/ServiceUnavailable"}};
       }
       return Json{{"operationId", id},
                   {"tags", Json::array({"Operations"})},
@@ -927,9 +938,9 @@ class Generator {
                   {"parameters", Json::array({request_id})},
                   {"responses", std::move(responses)}};
     };
-    paths["/healthz"]["get"] = operation(
-        "Healthz", "Vivant : coach-proxy répond (sonde de vivacité).",
-        {{"application/json", {{"schema", status_schema}}}}, false);
+    paths["/healthz"]["get"] =
+        operation("Healthz", "Vivant : coach-proxy répond (sonde de vivacité).",
+                  {{"application/json", {{"schema", status_schema}}}}, false);
     paths["/readyz"]["get"] = operation(
         "Readyz",
         "Prêt : coach-server répond SERVING à son contrôle de santé (sonde "

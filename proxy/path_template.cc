@@ -19,7 +19,8 @@ absl::Status Unsupported(absl::string_view text, absl::string_view why) {
 }  // namespace
 
 absl::StatusOr<PathTemplate> PathTemplate::Parse(absl::string_view text) {
-  if (!absl::StartsWith(text, "/")) return Unsupported(text, "must start with /");
+  if (!absl::StartsWith(text, "/"))
+    return Unsupported(text, "must start with /");
   if (absl::StrContains(text, ":")) {
     return Unsupported(text, "custom verbs (\":verb\") are not supported");
   }
@@ -44,7 +45,8 @@ absl::StatusOr<PathTemplate> PathTemplate::Parse(absl::string_view text) {
       segment.field_path = std::string(name_and_pattern[0]);
       const absl::string_view pattern =
           name_and_pattern.size() > 1 ? name_and_pattern[1] : "*";
-      if (segment.field_path.empty()) return Unsupported(text, "unnamed variable");
+      if (segment.field_path.empty())
+        return Unsupported(text, "unnamed variable");
       if (pattern == "*") {
         segment.kind = Segment::Kind::kAny;
       } else if (pattern == "**") {
@@ -73,9 +75,11 @@ std::optional<PathBindings> PathTemplate::Match(absl::string_view path) const {
     const Segment& segment = segments_[i];
     if (segment.kind == Segment::Kind::kRest) {
       if (i >= parts.size()) return std::nullopt;
-      const std::string rest = absl::StrJoin(parts.begin() + i, parts.end(), "/");
+      const std::string rest =
+          absl::StrJoin(parts.begin() + i, parts.end(), "/");
       if (rest.empty()) return std::nullopt;
-      if (!segment.field_path.empty()) bindings.emplace_back(segment.field_path, rest);
+      if (!segment.field_path.empty())
+        bindings.emplace_back(segment.field_path, rest);
       return bindings;
     }
     if (i >= parts.size() || parts[i].empty()) return std::nullopt;

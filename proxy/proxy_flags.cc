@@ -14,25 +14,29 @@ namespace {
 std::vector<Setting> ProxySettings(ProxyConfig& c) {
   std::vector<Setting> rows = {
       Essential({"http_listen", "COACH_HTTP_LISTEN", &c.http_listen, kAnyValue,
-       "REST listen address (the public face; coach-server stays on "
-       "loopback)"}),
-      Essential(Renamed({"proxy_metrics_listen", "COACH_PROXY_METRICS_LISTEN", &c.metrics_listen,
-       kAnyValue,
-       "HTTP address of `GET /metrics` (Prometheus text), e.g. "
-       "`127.0.0.1:9465`, never the REST port; empty: not served"}, "metrics_listen")),
+                 "REST listen address (the public face; coach-server stays on "
+                 "loopback)"}),
+      Essential(
+          Renamed({"proxy_metrics_listen", "COACH_PROXY_METRICS_LISTEN",
+                   &c.metrics_listen, kAnyValue,
+                   "HTTP address of `GET /metrics` (Prometheus text), e.g. "
+                   "`127.0.0.1:9465`, never the REST port; empty: not served"},
+                  "metrics_listen")),
       Essential({"grpc_target", "COACH_GRPC_TARGET", &c.grpc_target,
-       [](const std::string& target) -> std::string {
-         return wire::ParseTarget(target).ok()
-                    ? ""
-                    : "must be host:port, dns:///host:port, "
-                      "ipv4:a:port,b:port or ipv6:[a]:port,[b]:port";
-       },
-       "coach-server's gRPC address"}),
+                 [](const std::string& target) -> std::string {
+                   return wire::ParseTarget(target).ok()
+                              ? ""
+                              : "must be host:port, dns:///host:port, "
+                                "ipv4:a:port,b:port or ipv6:[a]:port,[b]:port";
+                 },
+                 "coach-server's gRPC address"}),
       Renamed({"proxy_services", "COACH_PROXY_SERVICES", &c.services, kNonEmpty,
-       "gRPC services whose `google.api.http` routes are served, "
-       "comma-separated"}, "services"),
-      Essential({"upstream_deadline", "COACH_UPSTREAM_DEADLINE", &c.upstream_deadline,
-       kPositive, "Deadline of each call to coach-server"}),
+               "gRPC services whose `google.api.http` routes are served, "
+               "comma-separated"},
+              "services"),
+      Essential({"upstream_deadline", "COACH_UPSTREAM_DEADLINE",
+                 &c.upstream_deadline, kPositive,
+                 "Deadline of each call to coach-server"}),
       {"upstream_read_deadline", "COACH_UPSTREAM_READ_DEADLINE",
        &c.upstream_read_deadline, kPositive,
        "Deadline of GET calls, which wait meanwhile for a restarting "
@@ -43,8 +47,7 @@ std::vector<Setting> ProxySettings(ProxyConfig& c) {
       {"upstream_max_response_bytes", "COACH_UPSTREAM_MAX_RESPONSE_BYTES",
        &c.upstream_max_response_bytes, kPositive,
        "Largest answer taken from coach-server"},
-      {"upstream_max_header_list_bytes",
-       "COACH_UPSTREAM_MAX_HEADER_LIST_BYTES",
+      {"upstream_max_header_list_bytes", "COACH_UPSTREAM_MAX_HEADER_LIST_BYTES",
        &c.upstream_max_header_list_bytes, InRange(1024, 1 << 24),
        "Largest header block (metadata) taken from coach-server; larger "
        "ends the call `RESOURCE_EXHAUSTED`"},
@@ -68,79 +71,106 @@ std::vector<Setting> ProxySettings(ProxyConfig& c) {
        &c.upstream_resolve_interval, kPositive,
        "A `dns:` target's name is resolved again this often (and after a "
        "failure): servers added and removed"},
-      Essential({"upstream_tls_ca", "COACH_UPSTREAM_TLS_CA", &c.upstream_tls_ca,
-       kAnyValue,
-       "TLS to coach-server: CA certificates (PEM) its certificate must "
-       "chain to (ALPN `h2`); empty: plaintext"}),
-      Essential({"upstream_tls_cert", "COACH_UPSTREAM_TLS_CERT", &c.upstream_tls_cert,
-       kAnyValue,
-       "Client certificate chain (PEM) for mutual TLS, with "
-       "`COACH_UPSTREAM_TLS_KEY`"}),
-      Essential({"upstream_tls_key", "COACH_UPSTREAM_TLS_KEY", &c.upstream_tls_key,
-       kAnyValue, "Private key (PEM) of `COACH_UPSTREAM_TLS_CERT`; never "
-       "logged"}),
+      Essential(
+          {"upstream_tls_ca", "COACH_UPSTREAM_TLS_CA", &c.upstream_tls_ca,
+           kAnyValue,
+           "TLS to coach-server: CA certificates (PEM) its certificate must "
+           "chain to (ALPN `h2`); empty: plaintext"}),
+      Essential({"upstream_tls_cert", "COACH_UPSTREAM_TLS_CERT",
+                 &c.upstream_tls_cert, kAnyValue,
+                 "Client certificate chain (PEM) for mutual TLS, with "
+                 "`COACH_UPSTREAM_TLS_KEY`"}),
+      Essential({"upstream_tls_key", "COACH_UPSTREAM_TLS_KEY",
+                 &c.upstream_tls_key, kAnyValue,
+                 "Private key (PEM) of `COACH_UPSTREAM_TLS_CERT`; never "
+                 "logged"}),
       {"upstream_tls_server_name", "COACH_UPSTREAM_TLS_SERVER_NAME",
        &c.upstream_tls_server_name, kAnyValue,
        "Name checked in coach-server's certificate (and sent as SNI); empty: "
        "the target's host"},
-      Essential({"http_tls_cert", "COACH_HTTP_TLS_CERT", &c.http_tls_cert, kAnyValue,
-       "HTTPS on `COACH_HTTP_LISTEN`: certificate chain (PEM, leaf first), "
-       "with `COACH_HTTP_TLS_KEY`; empty: plain HTTP"}),
-      Essential({"http_tls_key", "COACH_HTTP_TLS_KEY", &c.http_tls_key, kAnyValue,
-       "Private key (PEM) of `COACH_HTTP_TLS_CERT`; never logged"}),
+      Essential(
+          {"http_tls_cert", "COACH_HTTP_TLS_CERT", &c.http_tls_cert, kAnyValue,
+           "HTTPS on `COACH_HTTP_LISTEN`: certificate chain (PEM, leaf first), "
+           "with `COACH_HTTP_TLS_KEY`; empty: plain HTTP"}),
+      Essential({"http_tls_key", "COACH_HTTP_TLS_KEY", &c.http_tls_key,
+                 kAnyValue,
+                 "Private key (PEM) of `COACH_HTTP_TLS_CERT`; never logged"}),
       {"proxy_tls_check_interval", "COACH_PROXY_TLS_CHECK_INTERVAL",
        &c.tls_check_interval, kPositive,
        "How often, at most, the TLS files are looked at for a change (a new "
        "handshake then uses them; SIGHUP: at once)"},
-      Essential({"max_body_bytes", "COACH_MAX_BODY_BYTES", &c.max_body_bytes, kPositive,
-       "Larger request bodies get 413, unread"}),
+      Essential({"max_body_bytes", "COACH_MAX_BODY_BYTES", &c.max_body_bytes,
+                 kPositive, "Larger request bodies get 413, unread"}),
       {"max_url_bytes", "COACH_MAX_URL_BYTES", &c.max_url_bytes, kPositive,
        "Longer request targets (path and query) get 414"},
       {"max_header_bytes", "COACH_MAX_HEADER_BYTES", &c.max_header_bytes,
        kPositive, "Request line and headers together; more gets 431"},
       {"max_header_count", "COACH_MAX_HEADER_COUNT", &c.max_header_count,
        kPositive, "Header lines per request; more gets 431"},
-      Renamed({"http_header_timeout", "COACH_HTTP_HEADER_TIMEOUT", &c.header_timeout,
-       kPositive,
-       "Time to receive a request's line and headers (a new connection's "
-       "first: from its accept)"}, "header_timeout"),
-      Renamed({"http_body_timeout", "COACH_HTTP_BODY_TIMEOUT", &c.body_timeout, kPositive,
-       "Time to receive a request's body"}, "body_timeout"),
-      Renamed({"http_write_timeout", "COACH_HTTP_WRITE_TIMEOUT", &c.write_timeout,
-       kPositive,
-       "Time for one write to a client; a client that takes none of the "
-       "written bytes this long is cut, even once all is written"}, "write_timeout"),
+      Renamed(
+          {"http_header_timeout", "COACH_HTTP_HEADER_TIMEOUT",
+           &c.header_timeout, kPositive,
+           "Time to receive a request's line and headers (a new connection's "
+           "first: from its accept)"},
+          "header_timeout"),
+      Renamed({"http_body_timeout", "COACH_HTTP_BODY_TIMEOUT", &c.body_timeout,
+               kPositive, "Time to receive a request's body"},
+              "body_timeout"),
+      Renamed(
+          {"http_write_timeout", "COACH_HTTP_WRITE_TIMEOUT", &c.write_timeout,
+           kPositive,
+           "Time for one write to a client; a client that takes none of the "
+           "written bytes this long is cut, even once all is written"},
+          "write_timeout"),
       Renamed({"http_keep_alive_timeout", "COACH_HTTP_KEEP_ALIVE_TIMEOUT",
-       &c.keep_alive_timeout, kPositive,
-       "Idle keep-alive connections close after this"}, "keep_alive_timeout"),
-      Renamed({"http_max_connections", "COACH_HTTP_MAX_CONNECTIONS", &c.max_connections,
-       kPositive,
-       "Connections open at once; past it, a new connection replaces the "
-       "one idle the longest (no request in progress), or is closed if none "
-       "is idle"}, "max_connections"),
-      Renamed({"http_max_connections_per_client", "COACH_HTTP_MAX_CONNECTIONS_PER_CLIENT",
-       &c.max_connections_per_client, kNonNegative,
-       "Connections of one client address (IPv6: one /64) at once; more are "
-       "closed at accept. 0: a tenth of `COACH_HTTP_MAX_CONNECTIONS`; behind "
-       "a load balancer, set it to `COACH_HTTP_MAX_CONNECTIONS`"}, "max_connections_per_client"),
-      Renamed({"http_listen_backlog", "COACH_HTTP_LISTEN_BACKLOG", &c.listen_backlog,
-       kPositive, "Connections the kernel queues before accept"}, "listen_backlog"),
-      Renamed({"http_io_threads", "COACH_HTTP_IO_THREADS", &c.io_threads, InRange(1, 64),
-       "Event-loop threads, for HTTP and coach-server calls alike (each "
-       "has its own connection to each coach-server)"}, "io_threads"),
-      Renamed({"sse_heartbeat", "COACH_SSE_HEARTBEAT", &c.stream_heartbeat,
-       kPositive, "A comment is sent on an event stream idle this long"}, "stream_heartbeat"),
+               &c.keep_alive_timeout, kPositive,
+               "Idle keep-alive connections close after this"},
+              "keep_alive_timeout"),
+      Renamed(
+          {"http_max_connections", "COACH_HTTP_MAX_CONNECTIONS",
+           &c.max_connections, kPositive,
+           "Connections open at once; past it, a new connection replaces the "
+           "one idle the longest (no request in progress), or is closed if "
+           "none "
+           "is idle"},
+          "max_connections"),
+      Renamed({"http_max_connections_per_client",
+               "COACH_HTTP_MAX_CONNECTIONS_PER_CLIENT",
+               &c.max_connections_per_client, kNonNegative,
+               "Connections of one client address (IPv6: one /64) at once; "
+               "more are "
+               "closed at accept. 0: a tenth of `COACH_HTTP_MAX_CONNECTIONS`; "
+               "behind "
+               "a load balancer, set it to `COACH_HTTP_MAX_CONNECTIONS`"},
+              "max_connections_per_client"),
+      Renamed({"http_listen_backlog", "COACH_HTTP_LISTEN_BACKLOG",
+               &c.listen_backlog, kPositive,
+               "Connections the kernel queues before accept"},
+              "listen_backlog"),
+      Renamed(
+          {"http_io_threads", "COACH_HTTP_IO_THREADS", &c.io_threads,
+           InRange(1, 64),
+           "Event-loop threads, for HTTP and coach-server calls alike (each "
+           "has its own connection to each coach-server)"},
+          "io_threads"),
+      Renamed(
+          {"sse_heartbeat", "COACH_SSE_HEARTBEAT", &c.stream_heartbeat,
+           kPositive, "A comment is sent on an event stream idle this long"},
+          "stream_heartbeat"),
       Renamed({"sse_max_backlog_bytes", "COACH_SSE_MAX_BACKLOG_BYTES",
-       &c.max_stream_backlog_bytes, kPositive,
-       "A stream's client this far behind is cut"}, "max_stream_backlog_bytes"),
-      Renamed({"proxy_shutdown_grace", "COACH_PROXY_SHUTDOWN_GRACE", &c.shutdown_grace,
-       kNonNegative, "On SIGTERM, requests in progress get this long"}, "shutdown_grace"),
-      {"readiness_interval", "COACH_READINESS_INTERVAL",
-       &c.readiness_interval, kPositive,
-       "/readyz asks coach-server's health at most this often"},
-      Essential({"cors_origins", "COACH_CORS_ORIGINS", &c.cors_origins, kAnyValue,
-       "Browser origins allowed by CORS, comma-separated; `*`: any; empty: "
-       "no CORS"}),
+               &c.max_stream_backlog_bytes, kPositive,
+               "A stream's client this far behind is cut"},
+              "max_stream_backlog_bytes"),
+      Renamed({"proxy_shutdown_grace", "COACH_PROXY_SHUTDOWN_GRACE",
+               &c.shutdown_grace, kNonNegative,
+               "On SIGTERM, requests in progress get this long"},
+              "shutdown_grace"),
+      {"readiness_interval", "COACH_READINESS_INTERVAL", &c.readiness_interval,
+       kPositive, "/readyz asks coach-server's health at most this often"},
+      Essential(
+          {"cors_origins", "COACH_CORS_ORIGINS", &c.cors_origins, kAnyValue,
+           "Browser origins allowed by CORS, comma-separated; `*`: any; empty: "
+           "no CORS"}),
       {"cors_allowed_headers", "COACH_CORS_ALLOWED_HEADERS",
        &c.cors_allowed_headers, kAnyValue,
        "Request headers browsers may send (preflight's "

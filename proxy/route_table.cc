@@ -37,8 +37,7 @@ absl::Status CheckPathVariable(const google::protobuf::Descriptor& type,
     const FieldDescriptor* field = FindParameterField(*current, steps[i]);
     if (field == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "names no field of ", current->full_name(), " (\"", steps[i],
-          "\")"));
+          "names no field of ", current->full_name(), " (\"", steps[i], "\")"));
     }
     const bool message = field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE;
     if (field->is_repeated()) {
@@ -47,8 +46,8 @@ absl::Status CheckPathVariable(const google::protobuf::Descriptor& type,
     }
     if (i + 1 < steps.size()) {
       if (!message) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "field ", field->full_name(), " is not a message"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("field ", field->full_name(), " is not a message"));
       }
       current = field->message_type();
     } else if (message) {
@@ -64,7 +63,8 @@ absl::Status AddRule(const google::protobuf::MethodDescriptor* method,
                      std::vector<Route>& routes) {
   const auto [verb, path] = VerbAndPath(rule);
   const std::string where = absl::StrCat(method->full_name(), ": ");
-  if (verb.empty()) return absl::InvalidArgumentError(where + "rule without a pattern");
+  if (verb.empty())
+    return absl::InvalidArgumentError(where + "rule without a pattern");
   if (!rule.response_body().empty()) {
     return absl::InvalidArgumentError(where + "response_body is not supported");
   }
@@ -73,14 +73,14 @@ absl::Status AddRule(const google::protobuf::MethodDescriptor* method,
     if (field == nullptr ||
         field->type() != google::protobuf::FieldDescriptor::TYPE_MESSAGE ||
         field->is_repeated()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, "body \"", rule.body(),
-                       "\" is not a singular message field"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, "body \"", rule.body(), "\" is not a singular message field"));
     }
   }
   absl::StatusOr<PathTemplate> parsed = PathTemplate::Parse(path);
   if (!parsed.ok()) {
-    return absl::InvalidArgumentError(where + std::string(parsed.status().message()));
+    return absl::InvalidArgumentError(where +
+                                      std::string(parsed.status().message()));
   }
   for (const std::string& variable : parsed->FieldPaths()) {
     if (absl::Status checked =
@@ -122,8 +122,7 @@ absl::StatusOr<RouteTable> RouteTable::FromServices(
     const google::protobuf::ServiceDescriptor* service =
         pool.FindServiceByName(name);
     if (service == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unknown service ", name));
+      return absl::InvalidArgumentError(absl::StrCat("unknown service ", name));
     }
     for (int i = 0; i < service->method_count(); ++i) {
       const google::protobuf::MethodDescriptor* method = service->method(i);

@@ -10,9 +10,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "google/protobuf/util/json_util.h"
 #include "base/status_macros.h"
 #include "base/text.h"
+#include "google/protobuf/util/json_util.h"
 #include "proxy/json_types.h"
 
 namespace coach::proxy {
@@ -23,10 +23,10 @@ using google::protobuf::FieldDescriptor;
 using google::protobuf::Message;
 
 absl::Status BadParameter(absl::string_view name, absl::string_view detail) {
-  return WithField(absl::InvalidArgumentError(absl::StrCat(
-                       "Le paramètre « ", name, " » est invalide : ", detail,
-                       ".")),
-                   name);
+  return WithField(
+      absl::InvalidArgumentError(absl::StrCat(
+          "Le paramètre « ", name, " » est invalide : ", detail, ".")),
+      name);
 }
 
 // Adds `path` ("a.b") = `text` to the JSON object `root`, resolving each step
@@ -101,8 +101,9 @@ absl::string_view Expected(const FieldDescriptor& field) {
 
 // A Reflection's setter (or adder, for a repeated field) of type T.
 template <typename T>
-using Setter = void (google::protobuf::Reflection::*)(
-    Message*, const FieldDescriptor*, T) const;
+using Setter = void (google::protobuf::Reflection::*)(Message*,
+                                                      const FieldDescriptor*,
+                                                      T) const;
 
 // Sets the number `text` names (as absl reads one of type T) in `field`, or
 // adds it if the field is repeated: false if `text` is not such a number.
@@ -210,8 +211,8 @@ absl::Status SetScalar(Message& message, const FieldDescriptor& field,
   }
   if (set) return absl::OkStatus();
   return WithField(absl::InvalidArgumentError(absl::StrCat(
-                       "Le paramètre « ", name,
-                       " » n'a pas le type attendu (", Expected(field), ").")),
+                       "Le paramètre « ", name, " » n'a pas le type attendu (",
+                       Expected(field), ").")),
                    name);
 }
 
@@ -279,8 +280,8 @@ absl::StatusOr<std::unique_ptr<Message>> RequestFromHttp(
   }
   if (!route.body.empty() &&
       body.find_first_not_of(" \t\r\n") != std::string::npos) {
-    const nlohmann::json parsed = nlohmann::json::parse(
-        body, /*cb=*/nullptr, /*allow_exceptions=*/false);
+    const nlohmann::json parsed =
+        nlohmann::json::parse(body, /*cb=*/nullptr, /*allow_exceptions=*/false);
     if (parsed.is_discarded()) {
       return absl::InvalidArgumentError(
           "Le corps de la requête n'est pas un JSON valide.");
@@ -303,7 +304,8 @@ absl::StatusOr<std::unique_ptr<Message>> RequestFromHttp(
 }
 
 std::optional<std::string> ErrorField(const absl::Status& status) {
-  const absl::optional<absl::Cord> field = status.GetPayload(kErrorFieldPayload);
+  const absl::optional<absl::Cord> field =
+      status.GetPayload(kErrorFieldPayload);
   if (!field.has_value()) return std::nullopt;
   return std::string(*field);
 }

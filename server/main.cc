@@ -7,18 +7,18 @@
 #include <cstdlib>
 #include <optional>
 
-#include "absl/synchronization/mutex.h"
 #include <memory>
 #include <thread>
+#include "absl/synchronization/mutex.h"
 
+#include "base/log.h"
+#include "base/url.h"
 #include "server/app/coach_server.h"
+#include "server/app/coach_setup.h"
 #include "server/app/metrics_endpoint.h"
 #include "server/app/server_flags.h"
 #include "server/app/storage_setup.h"
-#include "server/app/coach_setup.h"
 #include "server/core/clock.h"
-#include "base/log.h"
-#include "base/url.h"
 
 namespace {
 
@@ -43,12 +43,14 @@ void Reload(coach::CoachServer& server) {
   if (!reloaded.ok()) {
     coach::LogError("SIGHUP: %s", reloaded.status().message());
   } else if (reloaded->empty()) {
-    coach::LogInfo("SIGHUP: nothing to re-read (no JWKS or TLS file); settings are "
-                   "read at start only (restart to change them)");
+    coach::LogInfo(
+        "SIGHUP: nothing to re-read (no JWKS or TLS file); settings are "
+        "read at start only (restart to change them)");
   } else {
-    coach::LogInfo("SIGHUP: re-read %s; settings are read at start only "
-                   "(restart to change them)",
-                   *reloaded);
+    coach::LogInfo(
+        "SIGHUP: re-read %s; settings are read at start only "
+        "(restart to change them)",
+        *reloaded);
   }
 }
 
@@ -106,8 +108,8 @@ int main(int argc, char** argv) {
   std::unique_ptr<coach::http::Server> metrics;
   if (!config.metrics_listen.empty()) {
     coach::CoachServer* const served = server->get();
-    auto started = coach::StartMetricsEndpoint(
-        config.metrics_listen, [served, &coach] {
+    auto started =
+        coach::StartMetricsEndpoint(config.metrics_listen, [served, &coach] {
           std::string text = served->RenderMetrics();
           if (coach->metrics) text += coach->metrics();
           return text;

@@ -14,11 +14,11 @@ namespace coach {
 namespace {
 
 // The same tables as SQLite's schema (sqlite_schema.cc: its version 3 is
-// our 1, its 4 our 2, its 5 our 3, its 6 our 4), in PostgreSQL's types: times are UTC microseconds
-// since the Unix epoch (BIGINT), and `seq` identity columns give the
-// insertion order that SQLite's rowid gives (lists break ties on it). Every
-// session or message insert happens under its user's or session's row lock,
-// so `seq` follows commit order where lists read it.
+// our 1, its 4 our 2, its 5 our 3, its 6 our 4), in PostgreSQL's types: times
+// are UTC microseconds since the Unix epoch (BIGINT), and `seq` identity
+// columns give the insertion order that SQLite's rowid gives (lists break ties
+// on it). Every session or message insert happens under its user's or session's
+// row lock, so `seq` follows commit order where lists read it.
 constexpr std::array<absl::string_view, 4> kMigrations = {
     // 1: users, sessions, messages (with model and token usage), credit
     // holds with the server run that owns them.
@@ -120,8 +120,8 @@ absl::Status Exec(PGconn* c, const std::string& sql, Result* out = nullptr) {
   Result result(PQexec(c, sql.c_str()), &PQclear);
   const ExecStatusType status = PQresultStatus(result.get());
   if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
-    return absl::InternalError(absl::StrCat("schema migration failed: ",
-                                            PQerrorMessage(c)));
+    return absl::InternalError(
+        absl::StrCat("schema migration failed: ", PQerrorMessage(c)));
   }
   if (out != nullptr) *out = std::move(result);
   return absl::OkStatus();

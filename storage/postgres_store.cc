@@ -91,7 +91,8 @@ class PostgresStore::Connection {
   explicit Connection(PGconn* conn) : conn_(conn) {
     // libpq prints the server's notices on stderr ("relation already
     // exists, skipping"): nothing a log needs.
-    PQsetNoticeProcessor(conn_, [](void*, const char*) {}, nullptr);
+    PQsetNoticeProcessor(
+        conn_, [](void*, const char*) {}, nullptr);
   }
   ~Connection() { PQfinish(conn_); }
   Connection(const Connection&) = delete;
@@ -143,11 +144,11 @@ class PostgresStore::Connection {
     Rows rows(result);
     const ExecStatusType status = PQresultStatus(result);
     if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) return rows;
-    const char* sqlstate =
-        result != nullptr ? PQresultErrorField(result, PG_DIAG_SQLSTATE)
-                          : nullptr;
-    throw PgError(sqlstate != nullptr ? sqlstate : "",
-                  PQerrorMessage(conn_), broken());
+    const char* sqlstate = result != nullptr
+                               ? PQresultErrorField(result, PG_DIAG_SQLSTATE)
+                               : nullptr;
+    throw PgError(sqlstate != nullptr ? sqlstate : "", PQerrorMessage(conn_),
+                  broken());
   }
 
   PGconn* conn_;
@@ -168,7 +169,8 @@ absl::Status ErrorFromException(absl::string_view operation,
     return absl::UnavailableError(
         absl::StrCat("postgres ", operation, ": ", message));
   }
-  return absl::InternalError(absl::StrCat("postgres ", operation, ": ", message));
+  return absl::InternalError(
+      absl::StrCat("postgres ", operation, ": ", message));
 }
 
 // --- Row readers ------------------------------------------------------------
@@ -260,9 +262,9 @@ LockedUser LockUser(Connection& c, absl::string_view user_id,
                     Text(terms.period), Micros(now)});
       if (rows.size() == 0) continue;
     }
-    LockedUser locked{.user = ReadUser(rows, 0),
-                      .rates = {.send_tat = rows.Time(0, 5),
-                                .session_tat = rows.Time(0, 6)}};
+    LockedUser locked{
+        .user = ReadUser(rows, 0),
+        .rates = {.send_tat = rows.Time(0, 5), .session_tat = rows.Time(0, 6)}};
     UserRecord& user = locked.user;
     if (user.credit_period != terms.period) {
       user.credits = RefilledCredits(terms, user.plan);
@@ -291,9 +293,9 @@ AdmissionState ReadAdmissionState(Connection& c, LockedUser locked,
       "FROM sessions WHERE user_id = $1) ELSE 0 END, s.",
       absl::StrReplaceAll(kSessionColumns, {{", ", ", s."}}),
       " FROM (SELECT 1) AS one LEFT JOIN sessions AS s ON s.id = $3");
-  Rows rows = c.Run(sql.c_str(), {Text(locked.user.id), Micros(now),
-                                  Text(session_id),
-                                  Text(count_sessions ? "true" : "false")});
+  Rows rows =
+      c.Run(sql.c_str(), {Text(locked.user.id), Micros(now), Text(session_id),
+                          Text(count_sessions ? "true" : "false")});
   AdmissionState state{.user = std::move(locked.user),
                        .rates = locked.rates,
                        .live_sends = rows.Int32(0, 0),
@@ -305,9 +307,10 @@ AdmissionState ReadAdmissionState(Connection& c, LockedUser locked,
 
 void WriteRates(Connection& c, absl::string_view user_id,
                 const RateState& rates) {
-  c.Run("UPDATE users SET send_rate_tat = $2, session_rate_tat = $3 "
-        "WHERE id = $1",
-        {Text(user_id), Micros(rates.send_tat), Micros(rates.session_tat)});
+  c.Run(
+      "UPDATE users SET send_rate_tat = $2, session_rate_tat = $3 "
+      "WHERE id = $1",
+      {Text(user_id), Micros(rates.send_tat), Micros(rates.session_tat)});
 }
 
 // Inserts `s` unless its user already owns `max_user_sessions` (> 0)
@@ -315,14 +318,15 @@ void WriteRates(Connection& c, absl::string_view user_id,
 // locked (LockUser), so two racing inserts at the maximum cannot both pass.
 bool InsertSession(Connection& c, const SessionRecord& s,
                    int max_user_sessions) {
-  return c.Run("INSERT INTO sessions (id, user_id, title, last_message, "
-               "message_count, created_at, updated_at) "
-               "SELECT $1, $2, $3, $4, $5, $6, $7 WHERE $8::integer <= 0 OR "
-               "(SELECT COUNT(*) FROM sessions WHERE user_id = $2) < $8::integer",
-               {Text(s.id), Text(s.user_id), Text(s.title),
-                Text(s.last_message), Int(s.message_count),
-                Micros(s.created_at), Micros(s.updated_at),
-                Int(max_user_sessions)})
+  return c.Run(
+              "INSERT INTO sessions (id, user_id, title, last_message, "
+              "message_count, created_at, updated_at) "
+              "SELECT $1, $2, $3, $4, $5, $6, $7 WHERE $8::integer <= 0 OR "
+              "(SELECT COUNT(*) FROM sessions WHERE user_id = $2) < "
+              "$8::integer",
+              {Text(s.id), Text(s.user_id), Text(s.title), Text(s.last_message),
+               Int(s.message_count), Micros(s.created_at), Micros(s.updated_at),
+               Int(max_user_sessions)})
              .affected() > 0;
 }
 
@@ -347,26 +351,26 @@ void InsertMessages(Connection& c, const MessageRecord& first,
   params.reserve(16);
   AppendMessageParams(params, first);
   AppendMessageParams(params, second);
-  c.Run("INSERT INTO messages (id, session_id, role, content, created_at, "
-        "model, prompt_tokens, completion_tokens) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8), "
-        "($9, $10, $11, $12, $13, $14, $15, $16)",
-        params);
+  c.Run(
+      "INSERT INTO messages (id, session_id, role, content, created_at, "
+      "model, prompt_tokens, completion_tokens) "
+      "VALUES ($1, $2, $3, $4, $5, $6, $7, $8), "
+      "($9, $10, $11, $12, $13, $14, $15, $16)",
+      params);
 }
 
 // Stores the key's final response if `done.claim_id` still holds it
 // unfinished; false, and nothing changed, otherwise.
 bool CompleteKey(Connection& c, const IdempotencyCompletion& done,
                  std::optional<int32_t> remaining_credits) {
-  return c
-             .Run("UPDATE idempotency_keys SET claim = NULL, response = $4, "
-                  "remaining_credits = $5 WHERE user_id = $1 "
-                  "AND idempotency_key = $2 AND claim = $3",
-                  {Text(done.user_id), Text(done.key), Text(done.claim_id),
-                   Text(done.response),
-                   remaining_credits.has_value()
-                       ? Int(*remaining_credits)
-                       : Param()})
+  return c.Run(
+              "UPDATE idempotency_keys SET claim = NULL, response = $4, "
+              "remaining_credits = $5 WHERE user_id = $1 "
+              "AND idempotency_key = $2 AND claim = $3",
+              {Text(done.user_id), Text(done.key), Text(done.claim_id),
+               Text(done.response),
+               remaining_credits.has_value() ? Int(*remaining_credits)
+                                             : Param()})
              .affected() > 0;
 }
 
@@ -402,11 +406,14 @@ std::vector<UserUsageRecord> ReadUsage(const Rows& rows, bool with_user) {
 // transaction takes the user's row, then the key's.
 ClaimOutcome ClaimKey(Connection& c, const IdempotencyClaim& claim,
                       const HoldOwner& owner) {
-  const std::initializer_list<Param> values = {
-      Text(claim.user_id),            Text(claim.key),
-      Text(claim.request_hash),       Text(claim.claim_id),
-      Text(owner.instance),           Text(owner.run),
-      Micros(claim.claim_expires_at), Micros(claim.expires_at)};
+  const std::initializer_list<Param> values = {Text(claim.user_id),
+                                               Text(claim.key),
+                                               Text(claim.request_hash),
+                                               Text(claim.claim_id),
+                                               Text(owner.instance),
+                                               Text(owner.run),
+                                               Micros(claim.claim_expires_at),
+                                               Micros(claim.expires_at)};
   const ClaimOutcome claimed{.state = ClaimOutcome::State::kClaimed,
                              .stored = std::nullopt};
   // The primary key decides between servers: an insert racing another
@@ -440,11 +447,12 @@ ClaimOutcome ClaimKey(Connection& c, const IdempotencyClaim& claim,
       return *held;
     }
     // Expired or abandoned: now this claim's.
-    c.Run("UPDATE idempotency_keys SET request_hash = $3, claim = $4, "
-          "instance = $5, run = $6, claim_expires_at = $7, "
-          "expires_at = $8, response = NULL, remaining_credits = NULL "
-          "WHERE user_id = $1 AND idempotency_key = $2",
-          values);
+    c.Run(
+        "UPDATE idempotency_keys SET request_hash = $3, claim = $4, "
+        "instance = $5, run = $6, claim_expires_at = $7, "
+        "expires_at = $8, response = NULL, remaining_credits = NULL "
+        "WHERE user_id = $1 AND idempotency_key = $2",
+        values);
     return claimed;
   }
   // Claimed and released three times while this looked: as good as
@@ -455,9 +463,10 @@ ClaimOutcome ClaimKey(Connection& c, const IdempotencyClaim& claim,
 
 void DeleteClaim(Connection& c, absl::string_view user_id,
                  absl::string_view key, absl::string_view claim_id) {
-  c.Run("DELETE FROM idempotency_keys WHERE user_id = $1 "
-        "AND idempotency_key = $2 AND claim = $3",
-        {Text(user_id), Text(key), Text(claim_id)});
+  c.Run(
+      "DELETE FROM idempotency_keys WHERE user_id = $1 "
+      "AND idempotency_key = $2 AND claim = $3",
+      {Text(user_id), Text(key), Text(claim_id)});
 }
 
 // Writes an exchange's session (inserted, or updated as the exchange
@@ -475,8 +484,7 @@ absl::StatusOr<std::optional<UserRecord>> WriteExchange(
                        exchange.now);
   }
   if (exchange.new_session.has_value()) {
-    if (!payer.has_value() ||
-        payer->id != exchange.new_session->user_id) {
+    if (!payer.has_value() || payer->id != exchange.new_session->user_id) {
       EnsureUser(c, exchange.new_session->user_id, exchange.terms,
                  exchange.now);
     }
@@ -488,8 +496,8 @@ absl::StatusOr<std::optional<UserRecord>> WriteExchange(
   } else if (c.Run("UPDATE sessions SET last_message = $2, "
                    "message_count = message_count + 2, updated_at = $3 "
                    "WHERE id = $1",
-                   {Text(exchange.session_id),
-                    Text(exchange.last_message), Micros(exchange.now)})
+                   {Text(exchange.session_id), Text(exchange.last_message),
+                    Micros(exchange.now)})
                  .affected() == 0) {
     return absl::NotFoundError("session not found");
   }
@@ -511,20 +519,19 @@ absl::StatusOr<std::optional<int32_t>> ChargeExchange(
   // credits never go below zero, whatever happened to the reservation
   // meanwhile (expired, an admin changed the plan); without it the
   // statement returns no row, and the transaction is rolled back.
-  const bool charge = payer.has_value() &&
-                      exchange.terms.AllowanceOf(payer->plan).has_value();
+  const bool charge =
+      payer.has_value() && exchange.terms.AllowanceOf(payer->plan).has_value();
   const MessageRecord& reply = exchange.assistant_message;
   const std::initializer_list<Param> params = {
       Text(payer.has_value() ? payer->id : exchange.user_id),
-      exchange.reservation.has_value() ? Int(exchange.reservation->id)
-                                       : Int(0),
+      exchange.reservation.has_value() ? Int(exchange.reservation->id) : Int(0),
       Text(exchange.terms.period),
       Text(reply.model),
       Int(reply.usage.has_value() ? reply.usage->prompt_tokens : 0),
       Int(reply.usage.has_value() ? reply.usage->completion_tokens : 0),
       Text(exchange.user_id)};
   // The ledger's upsert clause, the same in both statements below.
-#define COACH_COUNT_USAGE_CONFLICT                                        \
+#define COACH_COUNT_USAGE_CONFLICT                                       \
   " ON CONFLICT (month, user_id, model) DO UPDATE SET "                  \
   "replies = usage.replies + 1, "                                        \
   "credits_charged = usage.credits_charged + EXCLUDED.credits_charged, " \
@@ -559,7 +566,8 @@ absl::StatusOr<std::optional<int32_t>> ChargeExchange(
 
 }  // namespace
 
-// --- Opening ------------------------------------------------------------------
+// --- Opening
+// ------------------------------------------------------------------
 
 absl::StatusOr<std::unique_ptr<PostgresStore>> PostgresStore::Open(
     const PostgresOptions& options) {
@@ -596,7 +604,8 @@ absl::StatusOr<std::unique_ptr<PostgresStore>> PostgresStore::Open(
 PostgresStore::PostgresStore(int max_attempts) : max_attempts_(max_attempts) {}
 PostgresStore::~PostgresStore() = default;
 
-// --- Connection leasing ---------------------------------------------------------
+// --- Connection leasing
+// ---------------------------------------------------------
 
 std::unique_ptr<PostgresStore::Connection> PostgresStore::Acquire() {
   absl::MutexLock lock(&pool_mu_);
@@ -651,7 +660,8 @@ auto PostgresStore::Write(absl::string_view operation, Body&& body)
       (*c).Command("BEGIN");
       auto result = body(*c);
       (*c).Command(result.ok() ? "COMMIT" : "ROLLBACK");
-      if (result.ok()) write_transactions_.fetch_add(1, std::memory_order_relaxed);
+      if (result.ok())
+        write_transactions_.fetch_add(1, std::memory_order_relaxed);
       return result;
     } catch (const std::exception& e) {
       const auto* pg = dynamic_cast<const PgError*>(&e);
@@ -670,20 +680,23 @@ auto PostgresStore::Write(absl::string_view operation, Body&& body)
   }
 }
 
-// --- Server runs ---------------------------------------------------------------
+// --- Server runs
+// ---------------------------------------------------------------
 
 absl::StatusOr<int> PostgresStore::BeginRun(absl::string_view instance) {
   const HoldOwner owner{.instance = std::string(instance),
                         .run = NewRandomId()};
   absl::StatusOr<int> dropped =
       Write("begin run", [&](Connection& c) -> absl::StatusOr<int> {
-        c.Run("DELETE FROM idempotency_keys WHERE instance = $1 "
-              "AND run <> $2 AND claim IS NOT NULL",
-              {Text(owner.instance), Text(owner.run)});
+        c.Run(
+            "DELETE FROM idempotency_keys WHERE instance = $1 "
+            "AND run <> $2 AND claim IS NOT NULL",
+            {Text(owner.instance), Text(owner.run)});
         return c
-            .Run("DELETE FROM credit_reservations "
-                 "WHERE instance = $1 AND run <> $2",
-                 {Text(owner.instance), Text(owner.run)})
+            .Run(
+                "DELETE FROM credit_reservations "
+                "WHERE instance = $1 AND run <> $2",
+                {Text(owner.instance), Text(owner.run)})
             .affected();
       });
   if (dropped.ok()) {
@@ -698,7 +711,8 @@ HoldOwner PostgresStore::Owner() {
   return owner_;
 }
 
-// --- Users ----------------------------------------------------------------------
+// --- Users
+// ----------------------------------------------------------------------
 
 absl::StatusOr<std::optional<UserRecord>> PostgresStore::FindUser(
     absl::string_view user_id) {
@@ -780,7 +794,8 @@ absl::StatusOr<UserActivity> PostgresStore::FindUserActivity(
       });
 }
 
-// --- Credits --------------------------------------------------------------------
+// --- Credits
+// --------------------------------------------------------------------
 
 absl::StatusOr<SendAdmissionResult> PostgresStore::AdmitSend(
     const SendAdmissionRequest& request, AdmissionRule decide) {
@@ -806,12 +821,13 @@ absl::StatusOr<SendAdmissionResult> PostgresStore::AdmitSend(
           WriteRates(c, request.user_id, answer.rates);
           if (const auto& claim = request.claim; claim.has_value()) {
             if (answer.key_response.has_value()) {
-              CompleteKey(c,
-                          IdempotencyCompletion{.user_id = claim->user_id,
-                                                .key = claim->key,
-                                                .claim_id = claim->claim_id,
-                                                .response = *answer.key_response},
-                          std::nullopt);
+              CompleteKey(
+                  c,
+                  IdempotencyCompletion{.user_id = claim->user_id,
+                                        .key = claim->key,
+                                        .claim_id = claim->claim_id,
+                                        .response = *answer.key_response},
+                  std::nullopt);
             } else {
               DeleteClaim(c, claim->user_id, claim->key, claim->claim_id);
             }
@@ -845,7 +861,8 @@ absl::Status PostgresStore::ReleaseCredit(
   });
 }
 
-// --- Sessions and messages ------------------------------------------------------------
+// --- Sessions and messages
+// ------------------------------------------------------------
 
 absl::StatusOr<bool> PostgresStore::CreateSession(const SessionRecord& session,
                                                   const CreditTerms& terms,
@@ -889,22 +906,21 @@ absl::StatusOr<std::vector<SessionRecord>> PostgresStore::ListSessions(
 
 absl::StatusOr<std::vector<MessageRecord>> PostgresStore::ListRecentMessages(
     absl::string_view session_id, int limit) {
-  return Read(
-      "list messages",
-      [&](Connection& c) -> absl::StatusOr<std::vector<MessageRecord>> {
-        Rows rows = c.Run(
-            "SELECT id, session_id, role, content, created_at, model, "
-            "prompt_tokens, completion_tokens FROM ("
-            "  SELECT * FROM messages"
-            "  WHERE session_id = $1 ORDER BY seq DESC LIMIT $2"
-            ") AS newest ORDER BY seq ASC",
-            {Text(session_id), Int(limit)});
-        std::vector<MessageRecord> messages;
-        for (int i = 0; i < rows.size(); ++i) {
-          messages.push_back(ReadMessage(rows, i));
-        }
-        return messages;
-      });
+  return Read("list messages",
+              [&](Connection& c) -> absl::StatusOr<std::vector<MessageRecord>> {
+                Rows rows = c.Run(
+                    "SELECT id, session_id, role, content, created_at, model, "
+                    "prompt_tokens, completion_tokens FROM ("
+                    "  SELECT * FROM messages"
+                    "  WHERE session_id = $1 ORDER BY seq DESC LIMIT $2"
+                    ") AS newest ORDER BY seq ASC",
+                    {Text(session_id), Int(limit)});
+                std::vector<MessageRecord> messages;
+                for (int i = 0; i < rows.size(); ++i) {
+                  messages.push_back(ReadMessage(rows, i));
+                }
+                return messages;
+              });
 }
 
 absl::StatusOr<SessionPage> PostgresStore::ListSessionsPage(
@@ -912,15 +928,15 @@ absl::StatusOr<SessionPage> PostgresStore::ListSessionsPage(
     int page_size) {
   // One row more than the page: whether another page follows. Both are an
   // index range of sessions_by_user_updated (user_id, updated_at, seq).
-  static const std::string first = absl::StrCat(
-      "SELECT ", kSessionColumns,
-      ", seq FROM sessions WHERE user_id = $1 "
-      "ORDER BY updated_at DESC, seq DESC LIMIT $2");
-  static const std::string next = absl::StrCat(
-      "SELECT ", kSessionColumns,
-      ", seq FROM sessions WHERE user_id = $1 "
-      "AND (updated_at, seq) < ($3, $4) "
-      "ORDER BY updated_at DESC, seq DESC LIMIT $2");
+  static const std::string first =
+      absl::StrCat("SELECT ", kSessionColumns,
+                   ", seq FROM sessions WHERE user_id = $1 "
+                   "ORDER BY updated_at DESC, seq DESC LIMIT $2");
+  static const std::string next =
+      absl::StrCat("SELECT ", kSessionColumns,
+                   ", seq FROM sessions WHERE user_id = $1 "
+                   "AND (updated_at, seq) < ($3, $4) "
+                   "ORDER BY updated_at DESC, seq DESC LIMIT $2");
   return Read(
       "list sessions page", [&](Connection& c) -> absl::StatusOr<SessionPage> {
         Rows rows =
@@ -943,8 +959,7 @@ absl::StatusOr<SessionPage> PostgresStore::ListSessionsPage(
 }
 
 absl::StatusOr<MessagePage> PostgresStore::ListMessagesPage(
-    absl::string_view session_id, std::optional<int64_t> after,
-    int page_size) {
+    absl::string_view session_id, std::optional<int64_t> after, int page_size) {
   return Read(
       "list messages page", [&](Connection& c) -> absl::StatusOr<MessagePage> {
         // Identity columns start at 1: 0 is before every message.
@@ -1013,7 +1028,8 @@ absl::StatusOr<ExchangeResult> PostgresStore::CommitExchange(
       });
 }
 
-// --- Idempotency keys -------------------------------------------------------------
+// --- Idempotency keys
+// -------------------------------------------------------------
 
 absl::Status PostgresStore::ReleaseIdempotencyKey(absl::string_view user_id,
                                                   absl::string_view key,
@@ -1047,17 +1063,19 @@ absl::StatusOr<int> PostgresStore::PurgeIdempotencyKeys(absl::Time now,
                  // A bounded batch by the expiry index; rows a send holds
                  // (or another server purges) are skipped, not waited for.
                  return c
-                     .Run("DELETE FROM idempotency_keys WHERE (user_id, "
-                          "idempotency_key) IN (SELECT user_id, "
-                          "idempotency_key FROM idempotency_keys "
-                          "WHERE expires_at <= $1 LIMIT $2 "
-                          "FOR UPDATE SKIP LOCKED)",
-                          {Micros(now), Int(limit)})
+                     .Run(
+                         "DELETE FROM idempotency_keys WHERE (user_id, "
+                         "idempotency_key) IN (SELECT user_id, "
+                         "idempotency_key FROM idempotency_keys "
+                         "WHERE expires_at <= $1 LIMIT $2 "
+                         "FOR UPDATE SKIP LOCKED)",
+                         {Micros(now), Int(limit)})
                      .affected();
                });
 }
 
-// --- Usage ------------------------------------------------------------------------
+// --- Usage
+// ------------------------------------------------------------------------
 
 absl::StatusOr<UsageRecord> PostgresStore::GetUsage(absl::string_view user_id,
                                                     absl::string_view month) {
@@ -1122,7 +1140,8 @@ absl::StatusOr<UsagePage> PostgresStore::ListUsage(
   });
 }
 
-// --- Users' data rights --------------------------------------------------------------
+// --- Users' data rights
+// --------------------------------------------------------------
 
 absl::StatusOr<ErasedData> PostgresStore::EraseUserData(
     absl::string_view user_id) {
@@ -1132,9 +1151,10 @@ absl::StatusOr<ErasedData> PostgresStore::EraseUserData(
         // meanwhile finishes before, or waits and finds its session gone.
         c.Run("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", {Text(user_id)});
         ErasedData data;
-        data.messages = c.Run("DELETE FROM messages WHERE session_id IN "
-                              "(SELECT id FROM sessions WHERE user_id = $1)",
-                              {Text(user_id)})
+        data.messages = c.Run(
+                             "DELETE FROM messages WHERE session_id IN "
+                             "(SELECT id FROM sessions WHERE user_id = $1)",
+                             {Text(user_id)})
                             .affected();
         data.sessions =
             c.Run("DELETE FROM sessions WHERE user_id = $1", {Text(user_id)})
@@ -1145,18 +1165,18 @@ absl::StatusOr<ErasedData> PostgresStore::EraseUserData(
       });
 }
 
-absl::StatusOr<int> PostgresStore::PurgeSessions(absl::Time cutoff,
-                                                 int limit) {
+absl::StatusOr<int> PostgresStore::PurgeSessions(absl::Time cutoff, int limit) {
   return Write("purge sessions", [&](Connection& c) -> absl::StatusOr<int> {
     // A bounded batch by the updated_at index; sessions a send holds (its
     // commit updates the row) are skipped, not waited for.
     return c
-        .Run("WITH old AS (SELECT id FROM sessions WHERE updated_at < $1 "
-             "ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED), "
-             "gone AS (DELETE FROM messages WHERE session_id IN "
-             "(SELECT id FROM old)) "
-             "DELETE FROM sessions WHERE id IN (SELECT id FROM old)",
-             {Micros(cutoff), Int(limit)})
+        .Run(
+            "WITH old AS (SELECT id FROM sessions WHERE updated_at < $1 "
+            "ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED), "
+            "gone AS (DELETE FROM messages WHERE session_id IN "
+            "(SELECT id FROM old)) "
+            "DELETE FROM sessions WHERE id IN (SELECT id FROM old)",
+            {Micros(cutoff), Int(limit)})
         .affected();
   });
 }

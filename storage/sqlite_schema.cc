@@ -135,8 +135,8 @@ absl::Status MigrateSchema(SQLite::Database& db) {
       const int version = db.execAndGet("PRAGMA user_version").getInt();
       if (version > LatestSchemaVersion()) {
         return absl::FailedPreconditionError(absl::StrCat(
-            "database schema version ", version,
-            " is newer than this build's ", LatestSchemaVersion()));
+            "database schema version ", version, " is newer than this build's ",
+            LatestSchemaVersion()));
       }
       if (version == LatestSchemaVersion()) return absl::OkStatus();
       db.exec(std::string(kMigrations[version]));
@@ -145,7 +145,8 @@ absl::Status MigrateSchema(SQLite::Database& db) {
       txn.commit();
     }
   } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("schema migration failed: ", e.what()));
+    return absl::InternalError(
+        absl::StrCat("schema migration failed: ", e.what()));
   }
 }
 

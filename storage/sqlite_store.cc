@@ -82,7 +82,8 @@ absl::Status ErrorFromException(absl::string_view operation,
     return absl::UnavailableError(
         absl::StrCat("sqlite ", operation, ": ", e.what()));
   }
-  return absl::InternalError(absl::StrCat("sqlite ", operation, ": ", e.what()));
+  return absl::InternalError(
+      absl::StrCat("sqlite ", operation, ": ", e.what()));
 }
 
 template <typename Body>
@@ -176,7 +177,8 @@ struct LockedUser {
 LockedUser LockUser(Connection& c, absl::string_view user_id,
                     const CreditTerms& terms, absl::Time now) {
   Connection::Statement insert = c.Prepare(
-      "INSERT INTO users (id, plan, status, credits, credit_period, created_at) "
+      "INSERT INTO users (id, plan, status, credits, credit_period, "
+      "created_at) "
       "VALUES (?1, ?2, 'ACTIVE', ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING");
   insert->bind(1, std::string(user_id));
   insert->bind(2, PlanName(terms.new_user_plan));
@@ -258,7 +260,8 @@ bool InsertSession(Connection& c, const SessionRecord& s,
   Connection::Statement q = c.Prepare(
       "INSERT INTO sessions (id, user_id, title, last_message, message_count, "
       "created_at, updated_at) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 "
-      "WHERE ?8 <= 0 OR (SELECT COUNT(*) FROM sessions WHERE user_id = ?2) < ?8");
+      "WHERE ?8 <= 0 OR (SELECT COUNT(*) FROM sessions WHERE user_id = ?2) < "
+      "?8");
   q->bind(1, s.id);
   q->bind(2, s.user_id);
   q->bind(3, s.title);
@@ -451,7 +454,8 @@ void DeleteClaim(Connection& c, absl::string_view user_id,
 
 }  // namespace
 
-// --- Opening ------------------------------------------------------------------
+// --- Opening
+// ------------------------------------------------------------------
 
 absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
     const SqliteOptions& options) {
@@ -483,7 +487,8 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
 
 SqliteStore::~SqliteStore() = default;
 
-// --- Connection leasing ---------------------------------------------------------
+// --- Connection leasing
+// ---------------------------------------------------------
 
 std::unique_ptr<SqliteStore::Connection> SqliteStore::AcquireReader() {
   absl::MutexLock lock(&readers_mu_);
@@ -541,7 +546,8 @@ auto SqliteStore::Write(absl::string_view operation, Body&& body)
   });
 }
 
-// --- Server runs ---------------------------------------------------------------
+// --- Server runs
+// ---------------------------------------------------------------
 
 absl::StatusOr<int> SqliteStore::BeginRun(absl::string_view instance) {
   const HoldOwner owner{.instance = std::string(instance),
@@ -555,7 +561,8 @@ absl::StatusOr<int> SqliteStore::BeginRun(absl::string_view instance) {
         claims->bind(2, owner.run);
         claims->exec();
         Connection::Statement q = c.Prepare(
-            "DELETE FROM credit_reservations WHERE instance = ?1 AND run <> ?2");
+            "DELETE FROM credit_reservations WHERE instance = ?1 AND run <> "
+            "?2");
         q->bind(1, owner.instance);
         q->bind(2, owner.run);
         return q->exec();
@@ -572,7 +579,8 @@ HoldOwner SqliteStore::Owner() {
   return owner_;
 }
 
-// --- Users ----------------------------------------------------------------------
+// --- Users
+// ----------------------------------------------------------------------
 
 absl::StatusOr<std::optional<UserRecord>> SqliteStore::FindUser(
     absl::string_view user_id) {
@@ -666,7 +674,8 @@ absl::StatusOr<UserActivity> SqliteStore::FindUserActivity(
               });
 }
 
-// --- Credits --------------------------------------------------------------------
+// --- Credits
+// --------------------------------------------------------------------
 
 absl::StatusOr<SendAdmissionResult> SqliteStore::AdmitSend(
     const SendAdmissionRequest& request, AdmissionRule decide) {
@@ -692,12 +701,13 @@ absl::StatusOr<SendAdmissionResult> SqliteStore::AdmitSend(
         if (!answer.admitted) {
           if (const auto& claim = request.claim; claim.has_value()) {
             if (answer.key_response.has_value()) {
-              CompleteKey(c,
-                          IdempotencyCompletion{.user_id = claim->user_id,
-                                                .key = claim->key,
-                                                .claim_id = claim->claim_id,
-                                                .response = *answer.key_response},
-                          std::nullopt);
+              CompleteKey(
+                  c,
+                  IdempotencyCompletion{.user_id = claim->user_id,
+                                        .key = claim->key,
+                                        .claim_id = claim->claim_id,
+                                        .response = *answer.key_response},
+                  std::nullopt);
             } else {
               DeleteClaim(c, claim->user_id, claim->key, claim->claim_id);
             }
@@ -734,7 +744,8 @@ absl::Status SqliteStore::ReleaseCredit(const CreditReservation& reservation) {
   });
 }
 
-// --- Sessions and messages ------------------------------------------------------------
+// --- Sessions and messages
+// ------------------------------------------------------------
 
 absl::StatusOr<bool> SqliteStore::CreateSession(const SessionRecord& session,
                                                 const CreditTerms& terms,
@@ -799,43 +810,42 @@ absl::StatusOr<SessionPage> SqliteStore::ListSessionsPage(
     int page_size) {
   // One row more than the page: whether another page follows. The index
   // (user_id, updated_at) holds the rowid too, so both read it backwards.
-  static const std::string first = absl::StrCat(
-      "SELECT ", kSessionColumns,
-      ", rowid FROM sessions WHERE user_id = ?1 "
-      "ORDER BY updated_at DESC, rowid DESC LIMIT ?4");
-  static const std::string next = absl::StrCat(
-      "SELECT ", kSessionColumns,
-      ", rowid FROM sessions WHERE user_id = ?1 "
-      "AND (updated_at, rowid) < (?2, ?3) "
-      "ORDER BY updated_at DESC, rowid DESC LIMIT ?4");
-  return Read("list sessions page",
-              [&](Connection& c) -> absl::StatusOr<SessionPage> {
-                Connection::Statement q =
-                    c.Prepare(after.has_value() ? next.c_str() : first.c_str());
-                q->bind(1, std::string(user_id));
-                if (after.has_value()) {
-                  q->bind(2, ToColumn(after->updated_at));
-                  q->bind(3, after->seq);
-                }
-                q->bind(4, page_size + 1);
-                SessionPage page;
-                SessionKey last;
-                while (q->executeStep()) {
-                  if (static_cast<int>(page.sessions.size()) == page_size) {
-                    page.next = last;  // one more row exists
-                    break;
-                  }
-                  page.sessions.push_back(ReadSession(*q));
-                  last = SessionKey{.updated_at = page.sessions.back().updated_at,
-                                    .seq = q->getColumn(7).getInt64()};
-                }
-                return page;
-              });
+  static const std::string first =
+      absl::StrCat("SELECT ", kSessionColumns,
+                   ", rowid FROM sessions WHERE user_id = ?1 "
+                   "ORDER BY updated_at DESC, rowid DESC LIMIT ?4");
+  static const std::string next =
+      absl::StrCat("SELECT ", kSessionColumns,
+                   ", rowid FROM sessions WHERE user_id = ?1 "
+                   "AND (updated_at, rowid) < (?2, ?3) "
+                   "ORDER BY updated_at DESC, rowid DESC LIMIT ?4");
+  return Read(
+      "list sessions page", [&](Connection& c) -> absl::StatusOr<SessionPage> {
+        Connection::Statement q =
+            c.Prepare(after.has_value() ? next.c_str() : first.c_str());
+        q->bind(1, std::string(user_id));
+        if (after.has_value()) {
+          q->bind(2, ToColumn(after->updated_at));
+          q->bind(3, after->seq);
+        }
+        q->bind(4, page_size + 1);
+        SessionPage page;
+        SessionKey last;
+        while (q->executeStep()) {
+          if (static_cast<int>(page.sessions.size()) == page_size) {
+            page.next = last;  // one more row exists
+            break;
+          }
+          page.sessions.push_back(ReadSession(*q));
+          last = SessionKey{.updated_at = page.sessions.back().updated_at,
+                            .seq = q->getColumn(7).getInt64()};
+        }
+        return page;
+      });
 }
 
 absl::StatusOr<MessagePage> SqliteStore::ListMessagesPage(
-    absl::string_view session_id, std::optional<int64_t> after,
-    int page_size) {
+    absl::string_view session_id, std::optional<int64_t> after, int page_size) {
   return Read("list messages page",
               [&](Connection& c) -> absl::StatusOr<MessagePage> {
                 Connection::Statement q = c.Prepare(
@@ -878,16 +888,17 @@ absl::StatusOr<SessionRecord> SqliteStore::RenameSession(
 absl::Status SqliteStore::DeleteSession(absl::string_view session_id) {
   const absl::Status deleted =
       Write("delete session", [&](Connection& c) -> absl::Status {
-    Connection::Statement messages =
-        c.Prepare("DELETE FROM messages WHERE session_id = ?1");
-    messages->bind(1, std::string(session_id));
-    messages->exec();
-    Connection::Statement session =
-        c.Prepare("DELETE FROM sessions WHERE id = ?1");
-    session->bind(1, std::string(session_id));
-    if (session->exec() == 0) return absl::NotFoundError("session not found");
-    return absl::OkStatus();
-  });
+        Connection::Statement messages =
+            c.Prepare("DELETE FROM messages WHERE session_id = ?1");
+        messages->bind(1, std::string(session_id));
+        messages->exec();
+        Connection::Statement session =
+            c.Prepare("DELETE FROM sessions WHERE id = ?1");
+        session->bind(1, std::string(session_id));
+        if (session->exec() == 0)
+          return absl::NotFoundError("session not found");
+        return absl::OkStatus();
+      });
   if (deleted.ok()) Checkpoint();
   return deleted;
 }
@@ -933,7 +944,8 @@ absl::StatusOr<ExchangeResult> SqliteStore::CommitExchange(
       });
 }
 
-// --- Idempotency keys -------------------------------------------------------------
+// --- Idempotency keys
+// -------------------------------------------------------------
 
 absl::Status SqliteStore::ReleaseIdempotencyKey(absl::string_view user_id,
                                                 absl::string_view key,
@@ -976,7 +988,8 @@ absl::StatusOr<int> SqliteStore::PurgeIdempotencyKeys(absl::Time now,
                });
 }
 
-// --- Usage ------------------------------------------------------------------------
+// --- Usage
+// ------------------------------------------------------------------------
 
 absl::StatusOr<UsageRecord> SqliteStore::GetUsage(absl::string_view user_id,
                                                   absl::string_view month) {
@@ -1043,12 +1056,13 @@ absl::StatusOr<UsagePage> SqliteStore::ListUsage(
   });
 }
 
-// --- Users' data rights --------------------------------------------------------------
+// --- Users' data rights
+// --------------------------------------------------------------
 
 absl::StatusOr<ErasedData> SqliteStore::EraseUserData(
     absl::string_view user_id) {
-  absl::StatusOr<ErasedData> erased =
-      Write("erase user data", [&](Connection& c) -> absl::StatusOr<ErasedData> {
+  absl::StatusOr<ErasedData> erased = Write(
+      "erase user data", [&](Connection& c) -> absl::StatusOr<ErasedData> {
         const std::string user(user_id);
         Connection::Statement messages = c.Prepare(
             "DELETE FROM messages WHERE session_id IN "

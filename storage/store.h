@@ -8,8 +8,8 @@
 //   longer be charged; FAILED_PRECONDITION from CommitExchange when the user
 //   already owns the maximum of sessions;
 //   ABORTED from CommitExchange and CompleteIdempotencyKey when the key's
-//   claim is no longer the caller's; INTERNAL (or UNAVAILABLE) when the backend fails. No
-//   exception escapes.
+//   claim is no longer the caller's; INTERNAL (or UNAVAILABLE) when the backend
+//   fails. No exception escapes.
 // - Reads never create rows; writes that name an unknown user create it on
 //   `CreditTerms::new_user_plan`.
 #ifndef COACH_STORAGE_STORE_H_
@@ -89,9 +89,10 @@ class Store {
   // drops every hold left by an earlier run of `instance`: that process has
   // ended, so have its sends (a kill -9 leaves no phantom hold). The
   // unfinished idempotency claims of those runs are dropped too (a retry
-  // then runs at once). Returns how many holds it dropped. Called once at start, before serving; holds taken
-  // before belong to instance "" and are only freed by their expiry.
-  // Two live servers must never share an instance name.
+  // then runs at once). Returns how many holds it dropped. Called once at
+  // start, before serving; holds taken before belong to instance "" and are
+  // only freed by their expiry. Two live servers must never share an instance
+  // name.
   virtual absl::StatusOr<int> BeginRun(absl::string_view instance) = 0;
 
   // --- Sends ---
@@ -162,7 +163,8 @@ class Store {
 
   // NOT_FOUND if the session does not exist.
   virtual absl::StatusOr<SessionRecord> RenameSession(
-      absl::string_view session_id, absl::string_view title, absl::Time now) = 0;
+      absl::string_view session_id, absl::string_view title,
+      absl::Time now) = 0;
   // Deletes the session and its messages. NOT_FOUND if it does not exist.
   virtual absl::Status DeleteSession(absl::string_view session_id) = 0;
 

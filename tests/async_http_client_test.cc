@@ -70,9 +70,8 @@ TEST(AsyncHttpClientTest, AnAnswerOverTheCapIsAbandoned) {
                               .headers = {},
                               .delay = absl::ZeroDuration(),
                               .stream = {}}});
-  auto client = NewClient(AsyncHttpOptions{.max_idle_connections = 1,
-                                           .max_answer_bytes = 1024,
-                                           .proxy = ""});
+  auto client = NewClient(AsyncHttpOptions{
+      .max_idle_connections = 1, .max_answer_bytes = 1024, .proxy = ""});
   Outcome outcome;
   client->Post(PostTo(server, absl::Seconds(10)), outcome.Callback());
   ASSERT_TRUE(outcome.Wait());

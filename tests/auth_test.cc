@@ -42,7 +42,8 @@ class AuthTest : public ::testing::Test {
   }
 
   std::string TokenOf(const std::string& user) const {
-    return SigningKey::Hs256(kAuthSecret).Sign(ClaimsFor(user, MidNovember2026()));
+    return SigningKey::Hs256(kAuthSecret)
+        .Sign(ClaimsFor(user, MidNovember2026()));
   }
   std::unique_ptr<grpc::ClientContext> As(const std::string& user) {
     auto context = Context();
@@ -55,12 +56,13 @@ class AuthTest : public ::testing::Test {
   // Alice's session as the store holds it, messages included.
   std::string AliceSession() {
     auto session = stack_.server().store().FindSession(alice_session_);
-    auto messages = stack_.server().store().ListRecentMessages(alice_session_,
-                                                               100);
+    auto messages =
+        stack_.server().store().ListRecentMessages(alice_session_, 100);
     if (!session.ok() || !session->has_value() || !messages.ok()) return "";
-    std::string state = absl::StrCat((*session)->title, "|",
-                                     (*session)->message_count);
-    for (const MessageRecord& m : *messages) absl::StrAppend(&state, "|", m.content);
+    std::string state =
+        absl::StrCat((*session)->title, "|", (*session)->message_count);
+    for (const MessageRecord& m : *messages)
+      absl::StrAppend(&state, "|", m.content);
     return state;
   }
 
@@ -114,61 +116,71 @@ TEST_F(AuthTest, GrpcBobCannotReachAlicesData) {
     v1::ListSessionsRequest r;
     r.set_user_id("alice");
     v1::ListSessionsResponse out;
-    cases.push_back({"ListSessions alice", chat().ListSessions(As("bob").get(), r, &out)});
+    cases.push_back(
+        {"ListSessions alice", chat().ListSessions(As("bob").get(), r, &out)});
   }
   {
     v1::CreateSessionRequest r;
     r.set_user_id("alice");
     v1::CreateSessionResponse out;
-    cases.push_back({"CreateSession alice", chat().CreateSession(As("bob").get(), r, &out)});
+    cases.push_back({"CreateSession alice",
+                     chat().CreateSession(As("bob").get(), r, &out)});
   }
   for (const char* user : {"", "alice"}) {
     v1::GetSessionRequest g;
     g.set_session_id(id);
     g.set_user_id(user);
     v1::GetSessionResponse got;
-    cases.push_back({"GetSession", chat().GetSession(As("bob").get(), g, &got)});
+    cases.push_back(
+        {"GetSession", chat().GetSession(As("bob").get(), g, &got)});
     v1::UpdateSessionRequest u;
     u.set_session_id(id);
     u.set_user_id(user);
     u.set_title("Volé");
     v1::UpdateSessionResponse updated;
-    cases.push_back({"UpdateSession", chat().UpdateSession(As("bob").get(), u, &updated)});
+    cases.push_back(
+        {"UpdateSession", chat().UpdateSession(As("bob").get(), u, &updated)});
     v1::DeleteSessionRequest d;
     d.set_session_id(id);
     d.set_user_id(user);
     v1::DeleteSessionResponse deleted;
-    cases.push_back({"DeleteSession", chat().DeleteSession(As("bob").get(), d, &deleted)});
+    cases.push_back(
+        {"DeleteSession", chat().DeleteSession(As("bob").get(), d, &deleted)});
     v1::SendMessageRequest s;
     s.set_session_id(id);
     s.set_user_id(user);
     s.set_message("Je suis Alice");
     v1::SendMessageResponse sent;
-    cases.push_back({"SendMessage", chat().SendMessage(As("bob").get(), s, &sent)});
+    cases.push_back(
+        {"SendMessage", chat().SendMessage(As("bob").get(), s, &sent)});
   }
   {
     v1::GetHistoryRequest r;
     r.set_user_id("alice");
     v1::GetHistoryResponse out;
-    cases.push_back({"GetHistory alice", chat().GetHistory(As("bob").get(), r, &out)});
+    cases.push_back(
+        {"GetHistory alice", chat().GetHistory(As("bob").get(), r, &out)});
   }
   {
     v1::GetUserStatsRequest r;
     r.set_user_id("alice");
     v1::GetUserStatsResponse out;
-    cases.push_back({"GetUserStats alice", users().GetUserStats(As("bob").get(), r, &out)});
+    cases.push_back(
+        {"GetUserStats alice", users().GetUserStats(As("bob").get(), r, &out)});
   }
   {
     v1::GetUsageRequest r;
     r.set_user_id("alice");
     v1::GetUsageResponse out;
-    cases.push_back({"GetUsage alice", users().GetUsage(As("bob").get(), r, &out)});
+    cases.push_back(
+        {"GetUsage alice", users().GetUsage(As("bob").get(), r, &out)});
   }
   {
     v1::DeleteUserRequest r;
     r.set_user_id("alice");
     v1::DeleteUserResponse out;
-    cases.push_back({"DeleteUser alice", users().DeleteUser(As("bob").get(), r, &out)});
+    cases.push_back(
+        {"DeleteUser alice", users().DeleteUser(As("bob").get(), r, &out)});
   }
   {
     v1::ExportUserDataRequest r;
@@ -213,19 +225,25 @@ TEST_F(AuthTest, GrpcTheTokensUserIsTheDefaultAndItsOwnIdIsAccepted) {
 
 TEST_F(AuthTest, GrpcWithoutAValidTokenNothingIsReadOrWritten) {
   const std::vector<std::string> bad = {
-      "", "Bearer ", "Bearer garbage", "Basic YWxpY2U6cHc=",
+      "",
+      "Bearer ",
+      "Bearer garbage",
+      "Basic YWxpY2U6cHc=",
       "Bearer " + SigningKey::Hs256("another-secret-of-at-least-32-bytes!")
                       .Sign(ClaimsFor("alice", MidNovember2026())),
       "Bearer " + UnsignedToken(ClaimsFor("alice", MidNovember2026()))};
   for (const std::string& authorization : bad) {
     auto context = Context();
-    if (!authorization.empty()) context->AddMetadata("authorization", authorization);
+    if (!authorization.empty())
+      context->AddMetadata("authorization", authorization);
     v1::SendMessageRequest request;
     request.set_session_id(alice_session_);
     request.set_message("Intrusion");
     v1::SendMessageResponse response;
-    const grpc::Status status = chat().SendMessage(context.get(), request, &response);
-    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << authorization;
+    const grpc::Status status =
+        chat().SendMessage(context.get(), request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+        << authorization;
     EXPECT_EQ(ReasonOf(status), "UNAUTHENTICATED") << authorization;
   }
   EXPECT_EQ(AliceSession(), alice_before_);
@@ -239,8 +257,12 @@ TEST_F(AuthTest, GrpcTwoAuthorizationEntriesAreRefused) {
   const std::string alice = "Bearer " + TokenOf("alice");
   const std::string bob = "Bearer " + TokenOf("bob");
   const std::pair<std::string, std::string> pairs[] = {
-      {alice, bob}, {bob, alice}, {alice, alice}, {alice, "Bearer garbage"},
-      {"Bearer garbage", alice}, {alice, "Basic YWxpY2U6cHc="}};
+      {alice, bob},
+      {bob, alice},
+      {alice, alice},
+      {alice, "Bearer garbage"},
+      {"Bearer garbage", alice},
+      {alice, "Basic YWxpY2U6cHc="}};
   for (const auto& [first, second] : pairs) {
     auto context = Context();
     context->AddMetadata("authorization", first);
@@ -296,7 +318,8 @@ TEST_F(AuthTest, AdminRpcsTakeATokenWithTheAdminScope) {
   auto context = Context();
   context->AddMetadata("authorization",
                        "Bearer " + SigningKey::Hs256(kAuthSecret).Sign(claims));
-  const grpc::Status status = users().SetPlan(context.get(), request, &response);
+  const grpc::Status status =
+      users().SetPlan(context.get(), request, &response);
   EXPECT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(response.stats().plan(), v1::PREMIUM);
   // The admin token still works.
@@ -351,8 +374,9 @@ TEST_F(AuthTest, RestAUserReadsExportsAndErasesTheirOwnData) {
   EXPECT_EQ(Rest("GET", "/api/user/export", alice).body["sessions"].size(), 0u);
   // The usage and the credits stay.
   EXPECT_EQ(Rest("GET", "/api/user/usage", alice).body["usage"]["replies"], 1);
-  EXPECT_EQ(Rest("GET", "/api/user/stats", alice).body["stats"]["remainingCredits"],
-            4);
+  EXPECT_EQ(
+      Rest("GET", "/api/user/stats", alice).body["stats"]["remainingCredits"],
+      4);
 }
 
 TEST_F(AuthTest, RestBobCannotReachAlicesData) {
@@ -370,7 +394,9 @@ TEST_F(AuthTest, RestBobCannotReachAlicesData) {
       {"GET", path + "?userId=alice", nullptr},
       {"PATCH", path, {{"title", "Volé"}}},
       {"DELETE", path, nullptr},
-      {"POST", "/api/chat/send", {{"sessionId", alice_session_}, {"message", "Coucou"}}},
+      {"POST",
+       "/api/chat/send",
+       {{"sessionId", alice_session_}, {"message", "Coucou"}}},
       {"POST", "/api/chat/send", {{"userId", "alice"}, {"message", "Coucou"}}},
       {"GET", "/api/chat/history?userId=alice", nullptr},
       {"GET", "/api/user/stats?userId=alice", nullptr},
@@ -406,10 +432,12 @@ TEST_F(AuthTest, RestRefusesMissingAndBadTokensWithWwwAuthenticate) {
   json forever = ClaimsFor("alice", MidNovember2026());
   forever["exp"] = 1e300;
   json from_tomorrow = ClaimsFor("alice", MidNovember2026());
-  from_tomorrow["iat"] = absl::ToUnixSeconds(MidNovember2026() + absl::Hours(24));
-  const std::string critical = SigningKey::Hs256(kAuthSecret).Sign(
-      ClaimsFor("alice", MidNovember2026()),
-      {{"crit", json::array({"exp-policy"})}, {"exp-policy", "ignore"}});
+  from_tomorrow["iat"] =
+      absl::ToUnixSeconds(MidNovember2026() + absl::Hours(24));
+  const std::string critical = SigningKey::Hs256(kAuthSecret)
+                                   .Sign(ClaimsFor("alice", MidNovember2026()),
+                                         {{"crit", json::array({"exp-policy"})},
+                                          {"exp-policy", "ignore"}});
   for (const std::string& token :
        {std::string("garbage"), SigningKey::Hs256(kAuthSecret).Sign(expired),
         UnsignedToken(ClaimsFor("alice", MidNovember2026())),
@@ -425,20 +453,23 @@ TEST_F(AuthTest, RestRefusesMissingAndBadTokensWithWwwAuthenticate) {
 }
 
 TEST_F(AuthTest, RestSendWithoutUserIdActsForTheTokensUser) {
-  const Reply sent = Rest("POST", "/api/chat/send", TokenOf("alice"),
-                          {{"sessionId", alice_session_}, {"message", "Merci !"}});
+  const Reply sent =
+      Rest("POST", "/api/chat/send", TokenOf("alice"),
+           {{"sessionId", alice_session_}, {"message", "Merci !"}});
   ASSERT_EQ(sent.status, 200) << sent.body.dump();
   EXPECT_EQ(sent.body.value("sessionId", ""), alice_session_);
   EXPECT_EQ(sent.body["remainingCredits"], 3);
 }
 
 TEST_F(AuthTest, CorsAllowsTheAuthorizationHeader) {
-  httplib::Headers headers = {{"Origin", "https://app.example"},
-                              {"Access-Control-Request-Method", "POST"},
-                              {"Access-Control-Request-Headers", "authorization"}};
+  httplib::Headers headers = {
+      {"Origin", "https://app.example"},
+      {"Access-Control-Request-Method", "POST"},
+      {"Access-Control-Request-Headers", "authorization"}};
   auto result = stack_.http().Options("/api/chat/send", headers);
   ASSERT_TRUE(result);
-  EXPECT_NE(result->get_header_value("Access-Control-Allow-Headers").find("Authorization"),
+  EXPECT_NE(result->get_header_value("Access-Control-Allow-Headers")
+                .find("Authorization"),
             std::string::npos);
 }
 

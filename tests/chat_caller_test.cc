@@ -40,8 +40,7 @@ class HookedCoach final : public Coach {
 // Chat::SendMessage, waiting for its outcome.
 absl::StatusOr<SendResult> Send(Chat& chat, absl::string_view user_id,
                                 absl::string_view session_id,
-                                absl::string_view message,
-                                Caller caller = {}) {
+                                absl::string_view message, Caller caller = {}) {
   absl::StatusOr<SendResult> result;
   absl::Notification sent;
   chat.SendMessage(user_id, session_id, message, std::move(caller),
@@ -56,9 +55,9 @@ absl::StatusOr<SendResult> Send(Chat& chat, absl::string_view user_id,
 class ChatCallerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto store = SqliteStore::Open(SqliteOptions{
-        .path = dir_.File("coach.db"), .busy_timeout_ms = 1000,
-        .reader_connections = 2});
+    auto store = SqliteStore::Open(SqliteOptions{.path = dir_.File("coach.db"),
+                                                 .busy_timeout_ms = 1000,
+                                                 .reader_connections = 2});
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);
   }
@@ -105,8 +104,7 @@ TEST_F(ChatCallerTest, DeadlinePassedWhileTheCoachWritesStoresNothing) {
   Chat chat(config_, *store_, coach, clock_);
 
   auto sent = Send(chat, "alice", "", "Bonjour",
-                               Caller{.deadline = deadline,
-                                      .cancellation = nullptr});
+                   Caller{.deadline = deadline, .cancellation = nullptr});
   EXPECT_EQ(sent.status().code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_EQ(coach.last_deadline(), deadline);  // the coach was told
   auto sessions = chat.ListSessions("alice");
@@ -119,10 +117,9 @@ TEST_F(ChatCallerTest, ACallerAlreadyGoneNeverReachesTheCoach) {
   int replies = 0;
   HookedCoach coach([&] { ++replies; });
   Chat chat(config_, *store_, coach, clock_);
-  auto sent = Send(chat, 
-      "alice", "", "Bonjour",
-      Caller{.deadline = absl::Now() - absl::Seconds(1),
-             .cancellation = nullptr});
+  auto sent = Send(chat, "alice", "", "Bonjour",
+                   Caller{.deadline = absl::Now() - absl::Seconds(1),
+                          .cancellation = nullptr});
   EXPECT_EQ(sent.status().code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_EQ(replies, 0);
 }

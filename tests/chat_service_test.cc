@@ -189,15 +189,15 @@ class ChatServiceTest : public ::testing::Test {
   };
   ConcurrentSends SendConcurrently(const std::string& user_id,
                                    const std::string& session_id, int count) {
-    ConcurrentSends sends{.statuses = std::vector<grpc::Status>(count),
-                          .responses =
-                              std::vector<v1::SendMessageResponse>(count)};
+    ConcurrentSends sends{
+        .statuses = std::vector<grpc::Status>(count),
+        .responses = std::vector<v1::SendMessageResponse>(count)};
     std::vector<std::thread> threads;
     for (int i = 0; i < count; ++i) {
       threads.emplace_back([&, i] {
-        sends.statuses[i] = Send(user_id, session_id,
-                                 absl::StrCat("Message ", i),
-                                 &sends.responses[i]);
+        sends.statuses[i] =
+            Send(user_id, session_id, absl::StrCat("Message ", i),
+                 &sends.responses[i]);
       });
     }
     for (std::thread& t : threads) t.join();
@@ -1204,7 +1204,8 @@ TEST_F(ChatServiceTest, UpgradeWhileTheCoachRepliesKeepsTheReplyFree) {
   const int calls_before = server_.coach().request_count();
   server_.coach().HoldUntilConcurrent(2);
   grpc::Status held;
-  std::thread alice([&] { held = Send("alice", "", "Pendant la mise à niveau"); });
+  std::thread alice(
+      [&] { held = Send("alice", "", "Pendant la mise à niveau"); });
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (server_.coach().request_count() == calls_before &&
@@ -1221,7 +1222,8 @@ TEST_F(ChatServiceTest, UpgradeWhileTheCoachRepliesKeepsTheReplyFree) {
 }
 
 TEST_F(ChatServiceTest, UserIdWithSurroundingSpacesOrControlCharsIsRefused) {
-  for (const std::string user : {" alice", "alice ", "ali\tce", "ali\x1b[31mce"}) {
+  for (const std::string user :
+       {" alice", "alice ", "ali\tce", "ali\x1b[31mce"}) {
     EXPECT_TRUE(IsInvalid(Send(user, "", "Salut"), "userId")) << user;
   }
   EXPECT_EQ(server_.coach().request_count(), 0);

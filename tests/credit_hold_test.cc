@@ -19,9 +19,9 @@ namespace {
 class CreditHoldTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto store = SqliteStore::Open(SqliteOptions{
-        .path = dir_.File("coach.db"), .busy_timeout_ms = 1000,
-        .reader_connections = 1});
+    auto store = SqliteStore::Open(SqliteOptions{.path = dir_.File("coach.db"),
+                                                 .busy_timeout_ms = 1000,
+                                                 .reader_connections = 1});
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);
   }
@@ -29,8 +29,8 @@ class CreditHoldTest : public ::testing::Test {
   // Holds one of `user`'s credits (FREE: 5 a month); nullopt when none is
   // free.
   std::optional<CreditHold> Hold(const std::string& user) {
-    auto reservation = ReserveCredit(*store_, user, policy_.TermsAt(now_),
-                                     now_, now_ + absl::Minutes(5));
+    auto reservation = ReserveCredit(*store_, user, policy_.TermsAt(now_), now_,
+                                     now_ + absl::Minutes(5));
     EXPECT_TRUE(reservation.ok()) << reservation.status();
     if (!reservation.ok() || !reservation->has_value()) return std::nullopt;
     return CreditHold(*store_, **std::move(reservation));

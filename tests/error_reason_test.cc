@@ -22,14 +22,14 @@ namespace {
 
 // Every core reason.
 constexpr ErrorReason kCoreReasons[] = {
-    ErrorReason::kInvalidArgument,  ErrorReason::kSessionNotFound,
-    ErrorReason::kSessionForbidden, ErrorReason::kNoCredits,
-    ErrorReason::kAiUnavailable,    ErrorReason::kContentFiltered,
-    ErrorReason::kDeadlineExceeded, ErrorReason::kCancelled,
-    ErrorReason::kUnauthenticated,  ErrorReason::kAdminDisabled,
-    ErrorReason::kUnavailable,      ErrorReason::kInternal,
-    ErrorReason::kRateLimited,      ErrorReason::kSessionLimitReached,
-    ErrorReason::kUserForbidden,    ErrorReason::kIdempotencyInProgress,
+    ErrorReason::kInvalidArgument,      ErrorReason::kSessionNotFound,
+    ErrorReason::kSessionForbidden,     ErrorReason::kNoCredits,
+    ErrorReason::kAiUnavailable,        ErrorReason::kContentFiltered,
+    ErrorReason::kDeadlineExceeded,     ErrorReason::kCancelled,
+    ErrorReason::kUnauthenticated,      ErrorReason::kAdminDisabled,
+    ErrorReason::kUnavailable,          ErrorReason::kInternal,
+    ErrorReason::kRateLimited,          ErrorReason::kSessionLimitReached,
+    ErrorReason::kUserForbidden,        ErrorReason::kIdempotencyInProgress,
     ErrorReason::kIdempotencyKeyReused,
 };
 
@@ -61,8 +61,8 @@ std::string WireName(ErrorReason reason) {
 
 // The reasons only coach-proxy produces (it decides them before any call).
 const std::set<std::string> kProxyOnly = {
-    "ROUTE_NOT_FOUND", "METHOD_NOT_ALLOWED", "PAYLOAD_TOO_LARGE",
-    "LENGTH_REQUIRED", "UNSUPPORTED_ENCODING", "HEADERS_TOO_LARGE",
+    "ROUTE_NOT_FOUND",       "METHOD_NOT_ALLOWED",   "PAYLOAD_TOO_LARGE",
+    "LENGTH_REQUIRED",       "UNSUPPORTED_ENCODING", "HEADERS_TOO_LARGE",
     "UNSUPPORTED_MEDIA_TYPE"};
 
 // The ErrorInfo reason a status carries on the wire: exactly one ErrorInfo.

@@ -43,7 +43,8 @@ FakeResponse Answer(int status, std::string body) {
   return response;
 }
 
-BreakerOptions Breaker(int failures, absl::Duration cooldown = absl::Seconds(30)) {
+BreakerOptions Breaker(int failures,
+                       absl::Duration cooldown = absl::Seconds(30)) {
   BreakerOptions options;
   options.failures = failures;
   options.cooldown = cooldown;
@@ -54,8 +55,8 @@ BreakerOptions Breaker(int failures, absl::Duration cooldown = absl::Seconds(30)
 struct FakeProvider {
   explicit FakeProvider(std::string provider_name)
       : name(std::move(provider_name)) {
-    fake.SetDefault(
-        Answer(200, CompletionFrom(name + "-model-2024", "Réponse de " + name)));
+    fake.SetDefault(Answer(
+        200, CompletionFrom(name + "-model-2024", "Réponse de " + name)));
   }
   OpenAiOptions Options() const {
     OpenAiOptions options;
@@ -101,15 +102,14 @@ class FallbackCoachTest : public ::testing::Test {
   }
 
   // StartReply, waiting for the outcome; `pieces` collects a stream's.
-  static absl::StatusOr<CoachReply> Ask(Coach& coach,
-                                        std::vector<std::string>* pieces =
-                                            nullptr) {
-    CoachRequest request{.system_prompt = "Tu es un coach.",
-                         .conversation = {{.role = Role::kUser,
-                                           .content = "Bonjour"}},
-                         .deadline = absl::Now() + absl::Seconds(30),
-                         .cancellation = nullptr,
-                         .on_delta = nullptr};
+  static absl::StatusOr<CoachReply> Ask(
+      Coach& coach, std::vector<std::string>* pieces = nullptr) {
+    CoachRequest request{
+        .system_prompt = "Tu es un coach.",
+        .conversation = {{.role = Role::kUser, .content = "Bonjour"}},
+        .deadline = absl::Now() + absl::Seconds(30),
+        .cancellation = nullptr,
+        .on_delta = nullptr};
     if (pieces != nullptr) {
       request.on_delta = [pieces](absl::string_view piece) {
         pieces->emplace_back(piece);
@@ -169,13 +169,16 @@ TEST_F(FallbackCoachTest, TheBreakerSkipsAFailingProviderThenProbesIt) {
   EXPECT_EQ(primary.fake.request_count(), 4);
   EXPECT_EQ(backup.fake.request_count(), 5);
   const std::string metrics = coach->RenderMetrics();
-  EXPECT_NE(metrics.find("coach_ai_provider_requests_total{provider=\"primary\"} 4"),
-            std::string::npos)
+  EXPECT_NE(
+      metrics.find("coach_ai_provider_requests_total{provider=\"primary\"} 4"),
+      std::string::npos)
       << metrics;
-  EXPECT_NE(metrics.find("coach_ai_provider_failures_total{provider=\"primary\"} 2"),
-            std::string::npos);
-  EXPECT_NE(metrics.find("coach_ai_provider_breaker_state{provider=\"primary\"} 0"),
-            std::string::npos);
+  EXPECT_NE(
+      metrics.find("coach_ai_provider_failures_total{provider=\"primary\"} 2"),
+      std::string::npos);
+  EXPECT_NE(
+      metrics.find("coach_ai_provider_breaker_state{provider=\"primary\"} 0"),
+      std::string::npos);
 }
 
 TEST_F(FallbackCoachTest, AFailedProbeOpensTheBreakerForAnotherCooldown) {
@@ -262,7 +265,8 @@ TEST_F(FallbackCoachTest, OneCreditForTheReplyStoredWithItsModel) {
   EXPECT_EQ(stats.stats().remaining_credits(), 4);
 }
 
-// --- The providers file -------------------------------------------------------
+// --- The providers file
+// -------------------------------------------------------
 
 std::optional<std::string> TestKeys(const std::string& name) {
   if (name == "KEY_A" || name == "KEY_B") return "sk-" + name;
@@ -310,7 +314,8 @@ TEST(ProvidersFileTest, RefusesWhatIsWrongNamingIt) {
       {"[1]", "provider 1: not a JSON object"},
       {R"([{"baseUrl":"http://h","apiKeyEnv":"KEY_A","model":"m"}])",
        "\"name\" is required"},
-      {"[{" + ok + "},{" + ok + "}]", "provider 2 (\"p\"): the name is used twice"},
+      {"[{" + ok + "},{" + ok + "}]",
+       "provider 2 (\"p\"): the name is used twice"},
       {R"([{"name":"p","baseUrl":"ftp://h","apiKeyEnv":"KEY_A","model":"m"}])",
        "\"baseUrl\" must start with http"},
       {R"([{"name":"p","baseUrl":"http://h","apiKeyEnv":"NOPE","model":"m"}])",

@@ -42,8 +42,9 @@ std::string CodeOf(const std::string& raw) {
   const size_t body = raw.find("\r\n\r\n");
   if (body == std::string::npos) return "";
   const json doc = json::parse(raw.substr(body + 4), nullptr, false);
-  return doc.is_object() && doc.contains("code") ? doc["code"].get<std::string>()
-                                                 : "";
+  return doc.is_object() && doc.contains("code")
+             ? doc["code"].get<std::string>()
+             : "";
 }
 
 // The JSON body of the first response in `raw` (an empty object if none).
@@ -78,8 +79,7 @@ constexpr char kSendHead[] =
     "Content-Type: application/json\r\n";
 
 std::string SendRequest(const std::string& user, const std::string& text) {
-  const std::string body =
-      json{{"userId", user}, {"message", text}}.dump();
+  const std::string body = json{{"userId", user}, {"message", text}}.dump();
   return absl::StrCat(kSendHead, "Content-Length: ", body.size(), "\r\n\r\n",
                       body);
 }
@@ -133,7 +133,8 @@ TEST_F(HttpFrontTest, EveryTransferEncodingIsRefused) {
        }) {
     SCOPED_TRACE(headers);
     const std::string answer = RawExchange(
-        port(), absl::StrCat(kSendHead, headers, "\r\n", "5\r\n{\"a\":\r\n0\r\n\r\n"));
+        port(),
+        absl::StrCat(kSendHead, headers, "\r\n", "5\r\n{\"a\":\r\n0\r\n\r\n"));
     EXPECT_EQ(StatusOf(answer), 411) << answer;
   }
   // With a length as well (a request smuggling classic): refused too.
@@ -198,7 +199,8 @@ TEST_F(HttpFrontTest, BodyOverTheCapIs413Unread) {
 }
 
 TEST_F(HttpFrontTest, PipelinedRequestsAreAnsweredInOrder) {
-  const std::string get = "GET /api/user/stats?userId=p HTTP/1.1\r\nHost: x\r\n\r\n";
+  const std::string get =
+      "GET /api/user/stats?userId=p HTTP/1.1\r\nHost: x\r\n\r\n";
   const std::string answer = RawExchange(
       port(), get + get + SendRequest("p", "Bonjour") +
                   "GET /api/user/stats?userId=p HTTP/1.1\r\nHost: x\r\n"
@@ -322,8 +324,10 @@ TEST_F(HttpFrontTest, StopLetsRequestsInProgressFinishAndClosesDrippers) {
   v1::GetUserStatsRequest request;
   request.set_user_id("late");
   v1::GetUserStatsResponse stats;
-  ASSERT_TRUE(
-      stack_.server().users().GetUserStats(Context().get(), request, &stats).ok());
+  ASSERT_TRUE(stack_.server()
+                  .users()
+                  .GetUserStats(Context().get(), request, &stats)
+                  .ok());
   EXPECT_EQ(stats.stats().remaining_credits(), 4);
 }
 
@@ -374,8 +378,8 @@ TEST_F(HttpFrontTest, ReadsRecoverAsSoonAsTheServerIsBack) {
   // A new coach-server on the same port and store.
   Config config = stack_.server().config();
   config.grpc_listen = absl::StrCat("127.0.0.1:", grpc_port);
-  auto restarted = CoachServer::Start(config, stack_.server().store(),
-                                      coach(), stack_.server().clock());
+  auto restarted = CoachServer::Start(config, stack_.server().store(), coach(),
+                                      stack_.server().clock());
   ASSERT_TRUE(restarted.ok()) << restarted.status();
   const absl::Time back = absl::Now();
   // The first read after the restart is answered, not refused: the
@@ -426,9 +430,9 @@ TEST_F(HttpFrontTest, MetricsCountRequestsByRouteMethodAndStatus) {
   ASSERT_TRUE(stats);
   ASSERT_EQ(stats->status, 200);
   ASSERT_TRUE(client->Get("/nope"));
-  ASSERT_EQ(StatusOf(RawExchange(proxy->port(),
-                                 absl::StrCat(kSendHead, "\r\n"))),
-            411);
+  ASSERT_EQ(
+      StatusOf(RawExchange(proxy->port(), absl::StrCat(kSendHead, "\r\n"))),
+      411);
   // On its own listener (on the REST port, /metrics is an unknown route).
   httplib::Client scraper("127.0.0.1", proxy->metrics_port());
   scraper.set_read_timeout(10);
@@ -632,8 +636,9 @@ TEST_F(HttpFrontTest, ARepeatedAuthorizationOrIdempotencyKeyIs400) {
       port(), read + "Authorization: Bearer a\r\nConnection: close\r\n\r\n");
   EXPECT_EQ(StatusOf(once), 200) << once;
   const std::string twice = RawExchange(
-      port(), read + "Authorization: Bearer a\r\n"
-                     "authorization: Bearer b\r\nConnection: close\r\n\r\n");
+      port(), read +
+                  "Authorization: Bearer a\r\n"
+                  "authorization: Bearer b\r\nConnection: close\r\n\r\n");
   EXPECT_EQ(StatusOf(twice), 400) << twice;
   const json body = BodyOf(twice);
   EXPECT_EQ(body.value("error", ""), "Paramètres manquants ou invalides");
@@ -645,12 +650,13 @@ TEST_F(HttpFrontTest, ARepeatedAuthorizationOrIdempotencyKeyIs400) {
   // A send with two keys: refused before coach-server is asked.
   const std::string payload =
       json{{"userId", "twice"}, {"message", "Bonjour"}}.dump();
-  const std::string keys = RawExchange(
-      port(), absl::StrCat(kSendHead, "Idempotency-Key: k1\r\n"
-                                      "Idempotency-Key: k2\r\n"
-                                      "Connection: close\r\n"
-                                      "Content-Length: ", payload.size(),
-                           "\r\n\r\n", payload));
+  const std::string keys =
+      RawExchange(port(), absl::StrCat(kSendHead,
+                                       "Idempotency-Key: k1\r\n"
+                                       "Idempotency-Key: k2\r\n"
+                                       "Connection: close\r\n"
+                                       "Content-Length: ",
+                                       payload.size(), "\r\n\r\n", payload));
   EXPECT_EQ(StatusOf(keys), 400) << keys;
   EXPECT_EQ(CodeOf(keys), "INVALID_ARGUMENT");
   EXPECT_EQ(coach().request_count(), 0);

@@ -118,8 +118,8 @@ class GateCoach final : public Coach {
   }
 
   static bool Reached(Target* t) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    const int count = t->ended ? t->coach->ended_
-                               : static_cast<int>(t->coach->calls_.size());
+    const int count =
+        t->ended ? t->coach->ended_ : static_cast<int>(t->coach->calls_.size());
     return count >= t->n;
   }
   bool Wait(bool ended, int n) {
@@ -215,8 +215,10 @@ class IdempotencyTest : public ::testing::Test {
     v1::GetUserStatsRequest request;
     request.set_user_id(user);
     v1::GetUserStatsResponse response;
-    EXPECT_TRUE(
-        server().users().GetUserStats(Context().get(), request, &response).ok());
+    EXPECT_TRUE(server()
+                    .users()
+                    .GetUserStats(Context().get(), request, &response)
+                    .ok());
     return response.stats();
   }
   int Remaining(const std::string& user) {
@@ -241,7 +243,8 @@ class IdempotencyTest : public ::testing::Test {
   TestStack stack_;
 };
 
-// --- gRPC ----------------------------------------------------------------------
+// --- gRPC
+// ----------------------------------------------------------------------
 
 TEST_F(IdempotencyTest, GrpcRetryReplaysTheResponseAndChargesOnce) {
   const GrpcSend first = ReleasedAfter(
@@ -260,8 +263,8 @@ TEST_F(IdempotencyTest, GrpcRetryReplaysTheResponseAndChargesOnce) {
   EXPECT_EQ(Remaining("ana"), 4);
   EXPECT_EQ(Messages("ana"), 2);
   // A send without a key runs, as ever.
-  const grpc::Status plain = ReleasedAfter(
-      2, [&] { return server().Send("ana", "", "Bonjour"); });
+  const grpc::Status plain =
+      ReleasedAfter(2, [&] { return server().Send("ana", "", "Bonjour"); });
   EXPECT_TRUE(plain.ok());
   EXPECT_EQ(Remaining("ana"), 3);
 }
@@ -286,11 +289,10 @@ TEST_F(IdempotencyTest, GrpcSameKeyForAnotherRequestIsRefused) {
     EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_EQ(ErrorInfoOf(refused.status).field, "Idempotency-Key");
   }
-  EXPECT_TRUE(
-      ReleasedAfter(3, [&] {
-        return SendWithKey(server(), "ana", "", "Bonjour",
-                           std::string(255, '~'));
-      }).status.ok());
+  EXPECT_TRUE(ReleasedAfter(3, [&] {
+                return SendWithKey(server(), "ana", "", "Bonjour",
+                                   std::string(255, '~'));
+              }).status.ok());
 }
 
 // Sixteen copies of one send at once, one key: one runs and is charged; the
@@ -361,8 +363,8 @@ TEST_F(IdempotencyTest, AKeyExpiresAfterItsTtlOnTheServersClock) {
   EXPECT_EQ(Remaining("eve"), 3);
   // And the purge deletes it once expired again (nothing else is left).
   server().clock().Advance(absl::Hours(24));
-  auto purged = server().store().PurgeIdempotencyKeys(server().clock().Now(),
-                                                      100);
+  auto purged =
+      server().store().PurgeIdempotencyKeys(server().clock().Now(), 100);
   ASSERT_TRUE(purged.ok());
   EXPECT_EQ(*purged, 1);
 }
@@ -391,7 +393,8 @@ TEST_F(IdempotencyTest, GrpcRetryAfterTheClientHungUpRunsNormally) {
   EXPECT_EQ(Messages("fay"), 2);
 }
 
-// --- REST, through the proxy -----------------------------------------------------
+// --- REST, through the proxy
+// -----------------------------------------------------
 
 TEST_F(IdempotencyTest, RestRetryReplaysTheSameJsonWithTheReplayHeader) {
   const json body = {{"userId", "ana"}, {"message", "Bonjour"}};
@@ -402,9 +405,9 @@ TEST_F(IdempotencyTest, RestRetryReplaysTheSameJsonWithTheReplayHeader) {
   EXPECT_EQ(first.doc()["remainingCredits"], 4);
 
   // The same request, its JSON written otherwise: the same send.
-  const RestReply again = Post(
-      stack_.http(), "/api/chat/send",
-      json{{"message", "Bonjour"}, {"userId", "ana"}}, "r-1");
+  const RestReply again =
+      Post(stack_.http(), "/api/chat/send",
+           json{{"message", "Bonjour"}, {"userId", "ana"}}, "r-1");
   ASSERT_EQ(again.status, 200) << again.body;
   EXPECT_TRUE(again.replayed());
   EXPECT_EQ(again.body, first.body);  // byte for byte
@@ -412,9 +415,9 @@ TEST_F(IdempotencyTest, RestRetryReplaysTheSameJsonWithTheReplayHeader) {
   EXPECT_EQ(Remaining("ana"), 4);
 
   // Another request with the key: 422 in the documented shape.
-  const RestReply other = Post(stack_.http(), "/api/chat/send",
-                               json{{"userId", "ana"}, {"message", "Salut"}},
-                               "r-1");
+  const RestReply other =
+      Post(stack_.http(), "/api/chat/send",
+           json{{"userId", "ana"}, {"message", "Salut"}}, "r-1");
   EXPECT_EQ(other.status, 422) << other.body;
   EXPECT_EQ(other.doc()["code"], "IDEMPOTENCY_KEY_REUSED");
   EXPECT_FALSE(other.doc()["message"].get<std::string>().empty());
@@ -459,15 +462,16 @@ TEST_F(IdempotencyTest, RestSameKeyWhileTheFirstRunsIs409) {
 }
 
 TEST_F(IdempotencyTest, RestRetryAfterTheClientHungUpRunsNormally) {
-  const std::string body = json{{"userId", "hal"}, {"message", "Bonjour"}}.dump();
+  const std::string body =
+      json{{"userId", "hal"}, {"message", "Bonjour"}}.dump();
   {
     RawConnection hanging(stack_.port());
     ASSERT_TRUE(hanging.connected());
-    ASSERT_TRUE(hanging.Send(
-        "POST /api/chat/send HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        "Content-Type: application/json\r\nIdempotency-Key: k\r\n"
-        "Content-Length: " +
-        std::to_string(body.size()) + "\r\n\r\n" + body));
+    ASSERT_TRUE(
+        hanging.Send("POST /api/chat/send HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     "Content-Type: application/json\r\nIdempotency-Key: k\r\n"
+                     "Content-Length: " +
+                     std::to_string(body.size()) + "\r\n\r\n" + body));
     ASSERT_TRUE(coach_.WaitAsked(1));
   }  // hangs up while the coach writes
   ASSERT_TRUE(coach_.WaitEnded(1));
@@ -509,8 +513,10 @@ TEST_F(IdempotencyTest, RestStoresOnlyTheErrorsARetryWouldMeetAgain) {
   grant.set_user_id("ivy");
   grant.set_credits(1);
   v1::GrantCreditsResponse granted;
-  ASSERT_TRUE(
-      server().users().GrantCredits(AdminContext().get(), grant, &granted).ok());
+  ASSERT_TRUE(server()
+                  .users()
+                  .GrantCredits(AdminContext().get(), grant, &granted)
+                  .ok());
   const RestReply paid = ReleasedAfter(
       6, [&] { return Post(stack_.http(), "/api/chat/send", ask, "n"); });
   EXPECT_EQ(paid.status, 200) << paid.body;
@@ -529,7 +535,8 @@ TEST_F(IdempotencyTest, RestStreamReplayIsTheStoredReplyAsItsOnlyEvent) {
   ASSERT_NE(reply_at, std::string::npos) << first.body;
   const std::string reply_event = first.body.substr(reply_at);
 
-  const RestReply again = Post(stack_.http(), "/api/chat/send/stream", body, "s");
+  const RestReply again =
+      Post(stack_.http(), "/api/chat/send/stream", body, "s");
   ASSERT_EQ(again.status, 200) << again.body;
   EXPECT_TRUE(again.replayed());
   EXPECT_EQ(again.body, reply_event);  // the one event, byte for byte

@@ -100,7 +100,8 @@ TEST_F(JwtVerifierTest, ExpAndNbfHonourTheLeeway) {
 
 // iat and nbf may be ahead of the verifier's clock by the leeway, no more;
 // exp may be ahead by the maximum lifetime plus the leeway, no more.
-TEST_F(JwtVerifierTest, IatNbfAndExpAheadAreBoundedByTheLeewayAndTheMaximumLifetime) {
+TEST_F(JwtVerifierTest,
+       IatNbfAndExpAheadAreBoundedByTheLeewayAndTheMaximumLifetime) {
   JwtOptions options = Both();
   options.leeway = absl::Seconds(30);
   options.max_lifetime = absl::Hours(1);
@@ -116,7 +117,8 @@ TEST_F(JwtVerifierTest, IatNbfAndExpAheadAreBoundedByTheLeewayAndTheMaximumLifet
         << claim;
   }
   EXPECT_TRUE(verify("exp", absl::Hours(1) + absl::Seconds(20)).ok());
-  const absl::Status too_far = verify("exp", absl::Hours(1) + absl::Seconds(40));
+  const absl::Status too_far =
+      verify("exp", absl::Hours(1) + absl::Seconds(40));
   EXPECT_TRUE(absl::IsUnauthenticated(too_far)) << too_far;
   EXPECT_NE(too_far.message().find("maximum lifetime"), std::string::npos)
       << too_far;
@@ -148,8 +150,7 @@ TEST_P(JwtBadTokenTest, IsRefused) {
   const auto verified = verifier->Verify(token, now_);
   EXPECT_TRUE(absl::IsUnauthenticated(verified.status()))
       << GetParam().name << ": " << verified.status();
-  EXPECT_NE(verified.status().message().find(GetParam().why),
-            std::string::npos)
+  EXPECT_NE(verified.status().message().find(GetParam().why), std::string::npos)
       << GetParam().name << ": " << verified.status();
   // The detail is for logs: it never echoes the token.
   if (token.size() > 8) {
@@ -165,14 +166,19 @@ json Good(absl::Time now) {
 }
 
 const BadToken kBadTokens[] = {
-    {"Missing", "empty token", [](const JwtVerifierTest&, absl::Time) { return std::string(); }},
-    {"Garbage", "malformed", [](const JwtVerifierTest&, absl::Time) {
+    {"Missing", "empty token",
+     [](const JwtVerifierTest&, absl::Time) { return std::string(); }},
+    {"Garbage", "malformed",
+     [](const JwtVerifierTest&, absl::Time) {
        return std::string("not.a.token");
      }},
-    {"BadSignature", "bad signature", [](const JwtVerifierTest&, absl::Time now) {
-       return SigningKey::Hs256("another-secret-of-the-same-size-xx").Sign(Good(now));
+    {"BadSignature", "bad signature",
+     [](const JwtVerifierTest&, absl::Time now) {
+       return SigningKey::Hs256("another-secret-of-the-same-size-xx")
+           .Sign(Good(now));
      }},
-    {"TamperedPayload", "bad signature", [](const JwtVerifierTest& t, absl::Time now) {
+    {"TamperedPayload", "bad signature",
+     [](const JwtVerifierTest& t, absl::Time now) {
        const std::string token =
            static_cast<const JwtBadTokenTest&>(t).hs().Sign(Good(now));
        json claims = Good(now);
@@ -182,107 +188,129 @@ const BadToken kBadTokens[] = {
        return token.substr(0, first + 1) +
               absl::WebSafeBase64Escape(claims.dump()) + token.substr(second);
      }},
-    {"Expired", "expired", [](const JwtVerifierTest& t, absl::Time now) {
+    {"Expired", "expired",
+     [](const JwtVerifierTest& t, absl::Time now) {
        json claims = Good(now);
        claims["exp"] = absl::ToUnixSeconds(now - absl::Minutes(5));
        return static_cast<const JwtBadTokenTest&>(t).hs().Sign(claims);
      }},
-    {"NoExp", "no exp", [](const JwtVerifierTest& t, absl::Time now) {
+    {"NoExp", "no exp",
+     [](const JwtVerifierTest& t, absl::Time now) {
        json claims = Good(now);
        claims.erase("exp");
        return static_cast<const JwtBadTokenTest&>(t).hs().Sign(claims);
      }},
-    {"NotYetValid", "not yet valid", [](const JwtVerifierTest& t, absl::Time now) {
+    {"NotYetValid", "not yet valid",
+     [](const JwtVerifierTest& t, absl::Time now) {
        json claims = Good(now);
        claims["nbf"] = absl::ToUnixSeconds(now + absl::Minutes(5));
        return static_cast<const JwtBadTokenTest&>(t).rsa().Sign(claims);
      }},
-    {"WrongIssuer", "wrong issuer", [](const JwtVerifierTest& t, absl::Time now) {
+    {"WrongIssuer", "wrong issuer",
+     [](const JwtVerifierTest& t, absl::Time now) {
        json claims = Good(now);
        claims["iss"] = "https://evil.example";
        return static_cast<const JwtBadTokenTest&>(t).ec().Sign(claims);
      }},
-    {"WrongAudience", "wrong audience", [](const JwtVerifierTest& t, absl::Time now) {
+    {"WrongAudience", "wrong audience",
+     [](const JwtVerifierTest& t, absl::Time now) {
        json claims = Good(now);
        claims["aud"] = "someone-else";
        return static_cast<const JwtBadTokenTest&>(t).hs().Sign(claims);
      }},
-    {"AlgNone", "not accepted", [](const JwtVerifierTest&, absl::Time now) {
+    {"AlgNone", "not accepted",
+     [](const JwtVerifierTest&, absl::Time now) {
        return UnsignedToken(Good(now));
      }},
-    {"UnknownKid", "unknown kid", [](const JwtVerifierTest&, absl::Time now) {
+    {"UnknownKid", "unknown kid",
+     [](const JwtVerifierTest&, absl::Time now) {
        return SigningKey::Rs256("rsa-unknown").Sign(Good(now));
      }},
-    {"EcTokenNamingAnRsaKey", "does not match", [](const JwtVerifierTest&, absl::Time now) {
+    {"EcTokenNamingAnRsaKey", "does not match",
+     [](const JwtVerifierTest&, absl::Time now) {
        return SigningKey::Es256("rsa-1").Sign(Good(now));
      }},
-    {"RsaKeyUsedAsHmacSecret", "bad signature", [](const JwtVerifierTest& t, absl::Time now) {
+    {"RsaKeyUsedAsHmacSecret", "bad signature",
+     [](const JwtVerifierTest& t, absl::Time now) {
        // The HS/RS confusion: HMAC keyed with the server's public key.
        const std::string public_key =
            static_cast<const JwtBadTokenTest&>(t).rsa().PublicJwk().dump();
        return SigningKey::Hs256(public_key).Sign(Good(now), {{"kid", "rsa-1"}});
      }},
-    {"NoSubject", "no user", [](const JwtVerifierTest& t, absl::Time now) {
+    {"NoSubject", "no user",
+     [](const JwtVerifierTest& t, absl::Time now) {
        json claims = Good(now);
        claims.erase("sub");
        return static_cast<const JwtBadTokenTest&>(t).hs().Sign(claims);
      }},
     // RFC 7515 §4.1.11: a critical extension not understood invalidates
     // the token, signature good or not.
-    {"UnknownCrit", "crit", [](const JwtVerifierTest& t, absl::Time now) {
+    {"UnknownCrit", "crit",
+     [](const JwtVerifierTest& t, absl::Time now) {
        return static_cast<const JwtBadTokenTest&>(t).hs().Sign(
-           Good(now), {{"crit", json::array({"exp-policy"})},
-                       {"exp-policy", "ignore"}});
+           Good(now),
+           {{"crit", json::array({"exp-policy"})}, {"exp-policy", "ignore"}});
      }},
-    {"CritOnAnAsymmetricToken", "crit", [](const JwtVerifierTest& t, absl::Time now) {
+    {"CritOnAnAsymmetricToken", "crit",
+     [](const JwtVerifierTest& t, absl::Time now) {
        // RFC 7797's unencoded payload: an extension this verifier lacks.
        return static_cast<const JwtBadTokenTest&>(t).ec().Sign(
            Good(now), {{"crit", json::array({"b64"})}, {"b64", true}});
      }},
-    {"EmptyCrit", "crit", [](const JwtVerifierTest& t, absl::Time now) {
+    {"EmptyCrit", "crit",
+     [](const JwtVerifierTest& t, absl::Time now) {
        return static_cast<const JwtBadTokenTest&>(t).rsa().Sign(
            Good(now), {{"crit", json::array()}});
      }},
-    {"CritAString", "crit", [](const JwtVerifierTest& t, absl::Time now) {
+    {"CritAString", "crit",
+     [](const JwtVerifierTest& t, absl::Time now) {
        return static_cast<const JwtBadTokenTest&>(t).hs().Sign(
            Good(now), {{"crit", "exp-policy"}, {"exp-policy", "ignore"}});
      }},
-    {"CritTrue", "crit", [](const JwtVerifierTest&, absl::Time now) {
+    {"CritTrue", "crit",
+     [](const JwtVerifierTest&, absl::Time now) {
        return Hs256WithRawHeader(kSecret, R"({"alg":"HS256","crit":true})",
                                  Good(now));
      }},
-    {"CritNull", "crit", [](const JwtVerifierTest&, absl::Time now) {
+    {"CritNull", "crit",
+     [](const JwtVerifierTest&, absl::Time now) {
        return Hs256WithRawHeader(kSecret, R"({"alg":"HS256","crit":null})",
                                  Good(now));
      }},
-    {"IssuedADayAhead", "issued in the future", [](const JwtVerifierTest& t, absl::Time now) {
+    {"IssuedADayAhead", "issued in the future",
+     [](const JwtVerifierTest& t, absl::Time now) {
        json claims = Good(now);
        claims["iat"] = absl::ToUnixSeconds(now + absl::Hours(24));
        return static_cast<const JwtBadTokenTest&>(t).hs().Sign(claims);
      }},
-    {"IatNotANumber", "iat is not a number", [](const JwtVerifierTest& t, absl::Time now) {
+    {"IatNotANumber", "iat is not a number",
+     [](const JwtVerifierTest& t, absl::Time now) {
        json claims = Good(now);
        claims["iat"] = "yesterday";
        return static_cast<const JwtBadTokenTest&>(t).hs().Sign(claims);
      }},
-    {"NotBeforeADayAhead", "not yet valid", [](const JwtVerifierTest& t, absl::Time now) {
+    {"NotBeforeADayAhead", "not yet valid",
+     [](const JwtVerifierTest& t, absl::Time now) {
        json claims = Good(now);
        claims["nbf"] = absl::ToUnixSeconds(now + absl::Hours(24));
        return static_cast<const JwtBadTokenTest&>(t).hs().Sign(claims);
      }},
-    {"ExpiresNever", "maximum lifetime", [](const JwtVerifierTest& t, absl::Time now) {
+    {"ExpiresNever", "maximum lifetime",
+     [](const JwtVerifierTest& t, absl::Time now) {
        json claims = Good(now);
        claims["exp"] = 1e300;
        return static_cast<const JwtBadTokenTest&>(t).hs().Sign(claims);
      }},
-    {"ExpiresInAMonth", "maximum lifetime", [](const JwtVerifierTest& t, absl::Time now) {
+    {"ExpiresInAMonth", "maximum lifetime",
+     [](const JwtVerifierTest& t, absl::Time now) {
        json claims = Good(now);
        claims["exp"] = absl::ToUnixSeconds(now + absl::Hours(24 * 30));
        return static_cast<const JwtBadTokenTest&>(t).rsa().Sign(claims);
      }},
 };
 
-INSTANTIATE_TEST_SUITE_P(Table, JwtBadTokenTest, ::testing::ValuesIn(kBadTokens),
+INSTANTIATE_TEST_SUITE_P(Table, JwtBadTokenTest,
+                         ::testing::ValuesIn(kBadTokens),
                          [](const auto& info) { return info.param.name; });
 
 TEST_F(JwtVerifierTest, Hs256IsRefusedWhenOnlyAsymmetricKeysAreConfigured) {
@@ -308,7 +336,8 @@ TEST_F(JwtVerifierTest, ARotatedKeyIsAcceptedOnceTheFileChanges) {
   EXPECT_TRUE(verifier->Verify(token, now_ + absl::Seconds(2)).ok());
   // A symmetric key in a JWKS is never used.
   EXPECT_FALSE(
-      verifier->Verify(hs_.Sign(ClaimsFor("alice", now_)), now_ + absl::Seconds(2))
+      verifier
+          ->Verify(hs_.Sign(ClaimsFor("alice", now_)), now_ + absl::Seconds(2))
           .ok());
 }
 

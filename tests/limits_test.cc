@@ -3,8 +3,8 @@
 // google.rpc.RetryInfo; FAILED_PRECONDITION / SESSION_LIMIT_REACHED) and
 // over REST through the real proxy (429 with Retry-After, 409), each limit
 // at its edge.
-#include <httplib.h>
 #include <gtest/gtest.h>
+#include <httplib.h>
 
 #include <atomic>
 #include <chrono>
@@ -101,10 +101,9 @@ class LimitsTest : public ::testing::Test {
     request.set_user_id(user_id);
     request.set_plan(plan);
     v1::SetPlanResponse response;
-    ASSERT_TRUE(
-        server_->users()
-            .SetPlan(AdminContext().get(), request, &response)
-            .ok());
+    ASSERT_TRUE(server_->users()
+                    .SetPlan(AdminContext().get(), request, &response)
+                    .ok());
   }
   v1::UserStats Stats(const std::string& user_id) {
     v1::GetUserStatsRequest request;
@@ -284,9 +283,8 @@ TEST_F(LimitsTest, RacingSendsAtMaxMinusOneStoreExactlyOneNewSession) {
   std::vector<grpc::Status> statuses(kRacers);
   std::vector<std::thread> threads;
   for (int i = 0; i < kRacers; ++i) {
-    threads.emplace_back([&, i] {
-      statuses[i] = Send("ida", "", absl::StrCat("Course ", i));
-    });
+    threads.emplace_back(
+        [&, i] { statuses[i] = Send("ida", "", absl::StrCat("Course ", i)); });
   }
   for (std::thread& t : threads) t.join();
   int ok = 0;

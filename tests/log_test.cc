@@ -24,8 +24,8 @@ TEST(LogTest, TimestampReadsAsFormatTimeWritesIt) {
   // second must not be reused for another), and far away.
   for (absl::Duration offset :
        {absl::ZeroDuration(), absl::Nanoseconds(1), absl::Microseconds(999),
-        absl::Milliseconds(1), absl::Nanoseconds(999'999'999),
-        absl::Seconds(1), absl::Milliseconds(1001), absl::Milliseconds(59'999),
+        absl::Milliseconds(1), absl::Nanoseconds(999'999'999), absl::Seconds(1),
+        absl::Milliseconds(1001), absl::Milliseconds(59'999),
         absl::Milliseconds(7), absl::Hours(24 * 365) + absl::Milliseconds(42),
         -absl::Hours(24 * 365 * 60) + absl::Milliseconds(500),  // before 1970
         -absl::Nanoseconds(1)}) {
@@ -36,7 +36,8 @@ TEST(LogTest, TimestampReadsAsFormatTimeWritesIt) {
   }
   // Every millisecond of a few seconds, in order, as a busy thread sees them.
   for (int ms = 0; ms < 3000; ms += 7) {
-    const absl::Time time = base + absl::Milliseconds(ms) + absl::Microseconds(3);
+    const absl::Time time =
+        base + absl::Milliseconds(ms) + absl::Microseconds(3);
     ASSERT_EQ(LogTimestamp(time), Expected(time)) << time;
   }
 }
@@ -44,8 +45,8 @@ TEST(LogTest, TimestampReadsAsFormatTimeWritesIt) {
 // The text request line's duration, with printf's "%.1f" rounding (ties of
 // exact binary values to even: 0.25 is "0.2").
 TEST(LogTest, RequestLineDurationIsPrintfsTenths) {
-  for (double ms : {0.0, 0.04999, 0.05, 0.15, 0.25, 0.35, 0.75, 1.45, 2.5,
-                    9.95, 99.95, 1234.56, 86'400'000.0, 1e300}) {
+  for (double ms : {0.0, 0.04999, 0.05, 0.15, 0.25, 0.35, 0.75, 1.45, 2.5, 9.95,
+                    99.95, 1234.56, 86'400'000.0, 1e300}) {
     RequestLogLine line;
     line.kind = "rpc";
     line.route = "/coach.v1.UserService/GetUserStats";
@@ -55,9 +56,9 @@ TEST(LogTest, RequestLineDurationIsPrintfsTenths) {
     ::testing::internal::CaptureStderr();
     LogRequest(LogLevel::kInfo, line);
     const std::string written = ::testing::internal::GetCapturedStderr();
-    EXPECT_NE(written.find(absl::StrCat(" code=OK duration_ms=",
-                                        absl::StrFormat("%.1f", ms),
-                                        " request_id=r1\n")),
+    EXPECT_NE(written.find(absl::StrCat(
+                  " code=OK duration_ms=", absl::StrFormat("%.1f", ms),
+                  " request_id=r1\n")),
               std::string::npos)
         << written;
   }

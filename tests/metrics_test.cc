@@ -21,8 +21,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
-#include "tests/support/temp_dir.h"
 #include "tests/support/promtool.h"
+#include "tests/support/temp_dir.h"
 #include "tests/support/test_server.h"
 #include "tests/support/test_stack.h"
 
@@ -109,8 +109,9 @@ TEST(MetricsExpositionTest, ConcurrentUpdatesAreAllCounted) {
   }
   for (std::thread& t : threads) t.join();
   EXPECT_EQ(counter.Value(), kThreads * kEach);
-  EXPECT_EQ(histogram.BucketCounts(),
-            (std::vector<uint64_t>{kThreads * kEach / 2, kThreads * kEach / 2}));
+  EXPECT_EQ(
+      histogram.BucketCounts(),
+      (std::vector<uint64_t>{kThreads * kEach / 2, kThreads * kEach / 2}));
   EXPECT_EQ(gauges.WithLabels({"0"}).Value(), kEach);
 }
 
@@ -155,11 +156,11 @@ class ManualCoach final : public Coach {
       pending.swap(pending_);
     }
     for (ReplyCallback& done : pending) {
-      done(CoachReply{.content = "Réponse",
-                      .model = "test",
-                      .usage = TokenUsage{.prompt_tokens = prompt_tokens,
-                                          .completion_tokens =
-                                              completion_tokens}});
+      done(CoachReply{
+          .content = "Réponse",
+          .model = "test",
+          .usage = TokenUsage{.prompt_tokens = prompt_tokens,
+                              .completion_tokens = completion_tokens}});
     }
   }
   void CancelAll() override { ReplyAll(0, 0); }
@@ -212,17 +213,21 @@ TEST_F(ServerMetricsTest, CountsSendsByOutcomeRpcsByCodeTokensAndHolds) {
   EXPECT_EQ(Sample(text, "coach_ai_prompt_tokens_total"), 6 * 11);
   EXPECT_EQ(Sample(text, "coach_ai_completion_tokens_total"), 6 * 7);
   // By plan and model (issue 26): FREE users, the coach's model.
-  EXPECT_EQ(Sample(text, "coach_ai_replies_total{plan=\"FREE\",model=\"test\"}"), 6);
-  EXPECT_EQ(Sample(text, "coach_ai_tokens_total{plan=\"FREE\",model=\"test\","
-                         "kind=\"prompt\"}"),
+  EXPECT_EQ(
+      Sample(text, "coach_ai_replies_total{plan=\"FREE\",model=\"test\"}"), 6);
+  EXPECT_EQ(Sample(text,
+                   "coach_ai_tokens_total{plan=\"FREE\",model=\"test\","
+                   "kind=\"prompt\"}"),
             6 * 11);
-  EXPECT_EQ(Sample(text, "coach_ai_tokens_total{plan=\"FREE\",model=\"test\","
-                         "kind=\"completion\"}"),
+  EXPECT_EQ(Sample(text,
+                   "coach_ai_tokens_total{plan=\"FREE\",model=\"test\","
+                   "kind=\"completion\"}"),
             6 * 7);
-  EXPECT_EQ(Sample(text, "coach_ai_reply_duration_seconds_count{result=\"ok\"}"),
-            6);
+  EXPECT_EQ(
+      Sample(text, "coach_ai_reply_duration_seconds_count{result=\"ok\"}"), 6);
   const std::string send = "method=\"coach.v1.ChatService/SendMessage\"";
-  EXPECT_EQ(Sample(text, "coach_rpc_handled_total{" + send + ",code=\"OK\"}"), 6);
+  EXPECT_EQ(Sample(text, "coach_rpc_handled_total{" + send + ",code=\"OK\"}"),
+            6);
   EXPECT_EQ(Sample(text, "coach_rpc_handled_total{" + send +
                              ",code=\"INVALID_ARGUMENT\"}"),
             1);

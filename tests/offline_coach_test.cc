@@ -1,8 +1,8 @@
 #include "server/coach/offline_coach.h"
-#include "server/core/cancellation.h"
-#include "absl/time/clock.h"
-#include "absl/synchronization/notification.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "server/core/cancellation.h"
 
 #include <set>
 #include <string>
@@ -10,9 +10,9 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/string_view.h"
+#include "base/text.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "base/text.h"
 
 namespace coach {
 namespace {
@@ -391,7 +391,8 @@ TEST(OfflineCoachStreamTest, SentencePiecesKeepEveryByte) {
   EXPECT_THAT(SentencePieces("Sans ponctuation"),
               ::testing::ElementsAre("Sans ponctuation"));
   EXPECT_THAT(SentencePieces("Fin. "), ::testing::ElementsAre("Fin. "));
-  EXPECT_THAT(SentencePieces("3.5 et 1,5"), ::testing::ElementsAre("3.5 et 1,5"));
+  EXPECT_THAT(SentencePieces("3.5 et 1,5"),
+              ::testing::ElementsAre("3.5 et 1,5"));
   EXPECT_THAT(SentencePieces(""), ::testing::IsEmpty());
 }
 

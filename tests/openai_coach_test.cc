@@ -38,16 +38,16 @@
 #include "absl/time/civil_time.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "server/core/coach.h"
-#include "server/core/cancellation.h"
+#include "server/app/server_config.h"
 #include "server/coach/context_window.h"
 #include "server/coach/openai_coach.h"
 #include "server/coach/retry_policy.h"
-#include "server/app/server_config.h"
+#include "server/core/cancellation.h"
+#include "server/core/coach.h"
 #include "server/core/errors.h"
+#include "tests/support/fake_openai.h"
 #include "tests/support/httplib_tuning.h"
 #include "tests/support/ports.h"
-#include "tests/support/fake_openai.h"
 #include "tests/support/test_env.h"
 #include "tests/support/test_server.h"
 
@@ -595,12 +595,11 @@ TEST(OpenAiCoachProtocolTest, ASlowCallbackDoesNotHoldUpOtherReplies) {
   ASSERT_TRUE(coach.ok()) << coach.status();
 
   absl::Notification first_called, release_first;
-  (*coach)->StartReply(Conversation("P.", {UserTurn("un")}),
-                       [&](absl::StatusOr<CoachReply>) {
-                         first_called.Notify();
-                         release_first.WaitForNotificationWithTimeout(
-                             absl::Seconds(20));
-                       });
+  (*coach)->StartReply(
+      Conversation("P.", {UserTurn("un")}), [&](absl::StatusOr<CoachReply>) {
+        first_called.Notify();
+        release_first.WaitForNotificationWithTimeout(absl::Seconds(20));
+      });
   ASSERT_TRUE(first_called.WaitForNotificationWithTimeout(absl::Seconds(20)));
   AwaitedReply second;
   (*coach)->StartReply(Conversation("P.", {UserTurn("deux")}),
@@ -619,8 +618,7 @@ TEST_F(OpenAiCoachCancelTest, CancelAllEndsEveryReplyNowAndLater) {
   ASSERT_NO_FATAL_FAILURE(CreateCoach());
 
   AwaitedReply waiting, in_flight, later;
-  coach_->StartReply(Conversation("P.", {UserTurn("un")}),
-                     waiting.Callback());
+  coach_->StartReply(Conversation("P.", {UserTurn("un")}), waiting.Callback());
   ASSERT_TRUE(env_.AwaitLines("; retry 1 in 30000 ms", 1));
   fake_.HoldAnswers();
   coach_->StartReply(Conversation("P.", {UserTurn("deux")}),
@@ -632,8 +630,7 @@ TEST_F(OpenAiCoachCancelTest, CancelAllEndsEveryReplyNowAndLater) {
   ASSERT_TRUE(in_flight.Wait()) << "still waiting on the AI";
   EXPECT_EQ(waiting.reply.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(in_flight.reply.status().code(), absl::StatusCode::kUnavailable);
-  coach_->StartReply(Conversation("P.", {UserTurn("trois")}),
-                     later.Callback());
+  coach_->StartReply(Conversation("P.", {UserTurn("trois")}), later.Callback());
   ASSERT_TRUE(later.Wait());
   EXPECT_EQ(later.reply.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(fake_.request_count(), 2);
@@ -1096,51 +1093,50 @@ TEST_P(RetryAfterTest, IsHonouredWithinItsBounds) {
     EXPECT_TRUE(IsOk(status));
     EXPECT_EQ(RemainingCredits("erin"), kFreeCredits - 1);
   } else {
-    EXPECT_TRUE(HasError(status, grpc::StatusCode::UNAVAILABLE,
-                         "AI_UNAVAILABLE"));
+    EXPECT_TRUE(
+        HasError(status, grpc::StatusCode::UNAVAILABLE, "AI_UNAVAILABLE"));
     ExpectNothingChargedOrStored("erin");
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(
     RetryAfter, RetryAfterTest,
-    ::testing::Values(
-        RetryAfterCase{"RetryAfterMs",
-                       {{"retry-after-ms", "20300"}},
-                       absl::Seconds(60),
-                       true,
-                       2,
-                       "; retry 1 in 20300 ms",
-                       absl::Milliseconds(20299),
-                       absl::Milliseconds(20300)},
-        RetryAfterCase{"RetryAfterSeconds",
-                       {{"Retry-After", "15"}},
-                       absl::Seconds(60),
-                       true,
-                       2,
-                       "; retry 1 in 15000 ms",
-                       absl::Milliseconds(14999),
-                       absl::Seconds(15)},
-        // Longer than max_retry_after: the backoff (FastOptions: 10 ms, less
-        // up to 25% of jitter) is used instead.
-        RetryAfterCase{"AboveTheCapIsIgnored",
-                       {{"retry-after-ms", "30000"}},
-                       absl::Milliseconds(200),
-                       true,
-                       2,
-                       "; retry 1 in ",
-                       absl::ZeroDuration(),
-                       absl::Milliseconds(10)},
-        // Within the cap but past the overall timeout (25 s): fail now
-        // rather than sleep into the deadline.
-        RetryAfterCase{"BeyondTheTimeoutFailsAtOnce",
-                       {{"retry-after-ms", "26000"}},
-                       absl::Seconds(60),
-                       false,
-                       1,
-                       "; no time left to retry",
-                       absl::ZeroDuration(),
-                       absl::ZeroDuration()}),
+    ::testing::Values(RetryAfterCase{"RetryAfterMs",
+                                     {{"retry-after-ms", "20300"}},
+                                     absl::Seconds(60),
+                                     true,
+                                     2,
+                                     "; retry 1 in 20300 ms",
+                                     absl::Milliseconds(20299),
+                                     absl::Milliseconds(20300)},
+                      RetryAfterCase{"RetryAfterSeconds",
+                                     {{"Retry-After", "15"}},
+                                     absl::Seconds(60),
+                                     true,
+                                     2,
+                                     "; retry 1 in 15000 ms",
+                                     absl::Milliseconds(14999),
+                                     absl::Seconds(15)},
+                      // Longer than max_retry_after: the backoff (FastOptions:
+                      // 10 ms, less up to 25% of jitter) is used instead.
+                      RetryAfterCase{"AboveTheCapIsIgnored",
+                                     {{"retry-after-ms", "30000"}},
+                                     absl::Milliseconds(200),
+                                     true,
+                                     2,
+                                     "; retry 1 in ",
+                                     absl::ZeroDuration(),
+                                     absl::Milliseconds(10)},
+                      // Within the cap but past the overall timeout (25 s):
+                      // fail now rather than sleep into the deadline.
+                      RetryAfterCase{"BeyondTheTimeoutFailsAtOnce",
+                                     {{"retry-after-ms", "26000"}},
+                                     absl::Seconds(60),
+                                     false,
+                                     1,
+                                     "; no time left to retry",
+                                     absl::ZeroDuration(),
+                                     absl::ZeroDuration()}),
     [](const ::testing::TestParamInfo<RetryAfterCase>& info) {
       return info.param.name;
     });
@@ -1177,9 +1173,9 @@ TEST_F(OpenAiEndToEndTest, ConnectionRefusedIsRetriedThenUnavailable) {
   const RefusingLoopbackPort refusing;
   const int port = refusing.port();
   ASSERT_NE(port, 0);
-  ASSERT_NO_FATAL_FAILURE(Start(
-      FastOptions(absl::StrCat("http://127.0.0.1:", port, "/v1")),
-      &fake_clock_));
+  ASSERT_NO_FATAL_FAILURE(
+      Start(FastOptions(absl::StrCat("http://127.0.0.1:", port, "/v1")),
+            &fake_clock_));
 
   grpc::Status status;
   std::thread sender([&] { status = Send("grace", "", "Bonjour"); });
@@ -1543,8 +1539,8 @@ TEST(OpenAiCoachTimeoutTest, ATrickledAnswerIsCutAtTheTimeout) {
   thread.join();
   EXPECT_FALSE(reply.ok());
   // Loose: the whole body would take tens of seconds to trickle.
-  EXPECT_LT(took, absl::Seconds(10)) << "the body takes " << body.size() / 10.0
-                                     << " s to trickle";
+  EXPECT_LT(took, absl::Seconds(10))
+      << "the body takes " << body.size() / 10.0 << " s to trickle";
 }
 
 // A send waiting on the AI (an OpenAI coach with a 60 s timeout, against

@@ -38,9 +38,8 @@ Outcome Read(const std::vector<std::string>& parts, size_t max_line = kLine) {
   OpenAiStream stream(max_line, kText);
   Outcome out;
   for (const std::string& part : parts) {
-    out.fed = stream.Feed(part, [&](absl::string_view piece) {
-      out.pieces.emplace_back(piece);
-    });
+    out.fed = stream.Feed(
+        part, [&](absl::string_view piece) { out.pieces.emplace_back(piece); });
     if (!out.fed.ok()) break;
   }
   out.reply = stream.Finish("default-model");
@@ -73,9 +72,8 @@ TEST(OpenAiStreamTest, AnySplitOfTheBytesReadsTheSame) {
     if (end != "\n") body = absl::StrReplaceAll(body, {{"\n", end}});
     for (size_t cut = 0; cut <= body.size(); ++cut) {
       const Outcome out = Read({body.substr(0, cut), body.substr(cut)});
-      ASSERT_TRUE(out.reply.ok())
-          << "cut at " << cut << " with line end " << end.size() << ": "
-          << out.reply.status();
+      ASSERT_TRUE(out.reply.ok()) << "cut at " << cut << " with line end "
+                                  << end.size() << ": " << out.reply.status();
       ASSERT_EQ(out.pieces, kPieces) << "cut at " << cut;
       ASSERT_EQ(out.reply->content, "Bonjour à vous, ça va ? 😊");
     }
@@ -104,8 +102,9 @@ TEST(OpenAiStreamTest, GivesEachPieceWhenItsEventEnds) {
 }
 
 TEST(OpenAiStreamTest, CommentsAndOtherFieldsAreIgnored) {
-  const Outcome out = Read({": keep-alive\n\nevent: message\nid: 1\nretry: 5\n" +
-                            StreamChunk("Oui") + StreamFinish() + StreamDone()});
+  const Outcome out =
+      Read({": keep-alive\n\nevent: message\nid: 1\nretry: 5\n" +
+            StreamChunk("Oui") + StreamFinish() + StreamDone()});
   ASSERT_TRUE(out.reply.ok()) << out.reply.status();
   EXPECT_EQ(out.reply->content, "Oui");
   EXPECT_FALSE(out.reply->usage.has_value());
@@ -118,7 +117,8 @@ TEST(OpenAiStreamTest, AnErrorObjectMidStreamIsUnavailableWithItsCode) {
   const auto collect = [&](absl::string_view p) { pieces.emplace_back(p); };
   ASSERT_TRUE(stream.Feed(StreamChunk("Début"), collect).ok());
   const absl::Status fed = stream.Feed(
-      "data: " + testing::ErrorBody("Overloaded", "server_error", "overloaded") +
+      "data: " +
+          testing::ErrorBody("Overloaded", "server_error", "overloaded") +
           "\n\n" + StreamChunk("jamais"),
       collect);
   EXPECT_TRUE(absl::IsUnavailable(fed)) << fed;
@@ -130,9 +130,8 @@ TEST(OpenAiStreamTest, AnErrorObjectMidStreamIsUnavailableWithItsCode) {
 }
 
 TEST(OpenAiStreamTest, AStreamCutBeforeDoneIsUnavailable) {
-  const Outcome out =
-      Read({StreamChunk("Une") + StreamChunk(" réponse") + StreamFinish() +
-            StreamUsage()});
+  const Outcome out = Read({StreamChunk("Une") + StreamChunk(" réponse") +
+                            StreamFinish() + StreamUsage()});
   EXPECT_TRUE(out.fed.ok());
   EXPECT_THAT(out.pieces, ElementsAre("Une", " réponse"));
   EXPECT_TRUE(absl::IsUnavailable(out.reply.status())) << out.reply.status();
@@ -144,26 +143,27 @@ TEST(OpenAiStreamTest, AStreamCutBeforeDoneIsUnavailable) {
 }
 
 TEST(OpenAiStreamTest, ContentFilterIsContentFiltered) {
-  const Outcome out = Read({StreamChunk("Je ") + StreamFinish("content_filter") +
-                            StreamDone()});
+  const Outcome out = Read(
+      {StreamChunk("Je ") + StreamFinish("content_filter") + StreamDone()});
   EXPECT_EQ(ReasonOf(out.reply.status()), ErrorReason::kContentFiltered)
       << out.reply.status();
 }
 
 TEST(OpenAiStreamTest, ARefusalIsContentFiltered) {
   const Outcome out = Read(
-      {"data: {\"choices\":[{\"index\":0,\"delta\":{\"refusal\":\"Non.\"}}]}\n\n" +
+      {"data: "
+       "{\"choices\":[{\"index\":0,\"delta\":{\"refusal\":\"Non.\"}}]}\n\n" +
        StreamDone()});
   EXPECT_EQ(ReasonOf(out.reply.status()), ErrorReason::kContentFiltered);
 }
 
 TEST(OpenAiStreamTest, LengthStillGivesTheReply) {
   OpenAiStream stream(kLine, kText);
-  ASSERT_TRUE(stream
-                  .Feed(StreamChunk("Coupé") + StreamFinish("length") +
-                            StreamDone(),
-                        [](absl::string_view) {})
-                  .ok());
+  ASSERT_TRUE(
+      stream
+          .Feed(StreamChunk("Coupé") + StreamFinish("length") + StreamDone(),
+                [](absl::string_view) {})
+          .ok());
   EXPECT_TRUE(stream.cut_at_max_tokens());
   EXPECT_EQ(stream.Finish("m")->content, "Coupé");
 }

@@ -61,8 +61,10 @@ class PaginationTest : public ::testing::Test {
     v1::CreateSessionRequest request;
     request.set_user_id(user);
     v1::CreateSessionResponse response;
-    EXPECT_TRUE(
-        server().chat().CreateSession(Context().get(), request, &response).ok());
+    EXPECT_TRUE(server()
+                    .chat()
+                    .CreateSession(Context().get(), request, &response)
+                    .ok());
     return response.session().id();
   }
 
@@ -187,13 +189,13 @@ TEST_F(PaginationTest, TokensAreBoundToTheirUserAndTheirList) {
                           "pageToken"));
   ASSERT_TRUE(History("dora", std::nullopt, 1, "", &history).ok());
   ASSERT_TRUE(history.has_next_page_token());
-  EXPECT_TRUE(
-      IsInvalidOn(List("dora", 1, history.next_page_token(), &page),
-                  "pageToken"));
+  EXPECT_TRUE(IsInvalidOn(List("dora", 1, history.next_page_token(), &page),
+                          "pageToken"));
   // Forged, cut, padded or not base64 at all.
   for (const std::string& bad :
-       {std::string("abc"), std::string("!!!"), doras.substr(0, doras.size() / 2),
-        doras + "AAAA", absl::WebSafeBase64Escape("1garbage"),
+       {std::string("abc"), std::string("!!!"),
+        doras.substr(0, doras.size() / 2), doras + "AAAA",
+        absl::WebSafeBase64Escape("1garbage"),
         absl::WebSafeBase64Escape(std::string(300, '\xff')),
         std::string(5000, 'A')}) {
     EXPECT_TRUE(IsInvalidOn(List("dora", 1, bad, &page), "pageToken")) << bad;
@@ -208,8 +210,8 @@ TEST_F(PaginationTest, HistoryPagesKeepStatsOverEverything) {
   for (int i = 0; i < 5; ++i) {
     server().clock().Advance(absl::Seconds(1));
     v1::SendMessageResponse sent;
-    ASSERT_TRUE(server().Send("fanny", "", "Bonjour " + std::to_string(i),
-                              &sent).ok());
+    ASSERT_TRUE(
+        server().Send("fanny", "", "Bonjour " + std::to_string(i), &sent).ok());
     sessions.insert(sessions.begin(), sent.session_id());  // newest first
   }
   std::vector<std::string> seen;
@@ -253,8 +255,8 @@ TEST_F(PaginationTest, SessionMessagesPageFromTheOldest) {
   int pages = 0;
   do {
     v1::GetSessionResponse page;
-    ASSERT_TRUE(GetSession(id, pages % 2 == 0 ? "" : "gina", 4, token, &page)
-                    .ok());
+    ASSERT_TRUE(
+        GetSession(id, pages % 2 == 0 ? "" : "gina", 4, token, &page).ok());
     ++pages;
     for (const auto& m : page.session().messages()) {
       if (m.role() == v1::USER) contents.push_back(m.content());
@@ -341,8 +343,8 @@ TEST_F(PaginationTest, RestWalkOverAThousandSessionsWhileSessionsAreCreated) {
   int created = 0;
   const auto started = std::chrono::steady_clock::now();
   for (;;) {
-    std::string path = absl::StrCat(
-        "/api/chat/sessions?userId=walker&pageSize=", kPageSize);
+    std::string path =
+        absl::StrCat("/api/chat/sessions?userId=walker&pageSize=", kPageSize);
     if (!token.empty()) absl::StrAppend(&path, "&pageToken=", UrlEncode(token));
     int status = 0;
     const json page = GetJson(http, path, &status);
@@ -359,9 +361,8 @@ TEST_F(PaginationTest, RestWalkOverAThousandSessionsWhileSessionsAreCreated) {
     token = page["nextPageToken"].get<std::string>();
     ASSERT_FALSE(token.empty());
     // A new session between pages, through the API.
-    httplib::Result made = http.Post("/api/chat/sessions",
-                                     R"({"userId":"walker"})",
-                                     "application/json");
+    httplib::Result made = http.Post(
+        "/api/chat/sessions", R"({"userId":"walker"})", "application/json");
     ASSERT_TRUE(made && made->status == 200);
     ++created;
     ASSERT_LT(pages, 1000) << "the walk does not end";

@@ -110,8 +110,8 @@ void ExpectOk(const Reply& r) {
 void ExpectError(const Reply& r, int status, const std::string& code) {
   EXPECT_EQ(r.status, status) << r.body();
   EXPECT_EQ(r.header("Content-Type"), kJsonContentType) << r.body();
-  const auto body =
-      nlohmann::ordered_json::parse(r.body(), nullptr, /*allow_exceptions=*/false);
+  const auto body = nlohmann::ordered_json::parse(r.body(), nullptr,
+                                                  /*allow_exceptions=*/false);
   ASSERT_TRUE(body.is_object()) << r.body();
   std::vector<std::string> keys;
   for (const auto& item : body.items()) {
@@ -121,8 +121,8 @@ void ExpectError(const Reply& r, int status, const std::string& code) {
         << item.key() << " in " << r.body();
   }
   if (keys.size() == 4) {
-    EXPECT_EQ(keys, (std::vector<std::string>{"error", "code", "message",
-                                              "field"}))
+    EXPECT_EQ(keys,
+              (std::vector<std::string>{"error", "code", "message", "field"}))
         << r.body();
   } else {
     EXPECT_EQ(keys, (std::vector<std::string>{"error", "code", "message"}))
@@ -316,12 +316,12 @@ TEST_F(ProxyTest, SessionRoutesListCreateGetPatchDelete) {
   ExpectOk(r);
   EXPECT_EQ(r.doc["session"]["title"], "Nouveau titre");
   EXPECT_EQ(r.doc["session"]["id"], second);
-  r = Patch(SessionPath(second, "alice"), R"({"title":"Titre de la propriétaire"})");
+  r = Patch(SessionPath(second, "alice"),
+            R"({"title":"Titre de la propriétaire"})");
   ExpectOk(r);
   EXPECT_EQ(r.doc["session"]["title"], "Titre de la propriétaire");
   // Another user's id in the body (in the query: PatchHonoursUserIdInTheQuery).
-  ExpectError(Patch(SessionPath(second),
-                    R"({"title":"Volé","userId":"bob"})"),
+  ExpectError(Patch(SessionPath(second), R"({"title":"Volé","userId":"bob"})"),
               403, "SESSION_FORBIDDEN");
   r = Get(SessionPath(second));
   EXPECT_EQ(r.doc["session"]["title"], "Titre de la propriétaire") << r.body();
@@ -436,9 +436,8 @@ TEST_F(ProxyTest, SendHistoryAndStats) {
     ExpectTimestamp(entry["createdAt"]);
     ExpectTimestamp(entry["updatedAt"]);
   }
-  json& talked = r.doc["history"][1]["id"] == session
-                           ? r.doc["history"][1]
-                           : r.doc["history"][0];
+  json& talked = r.doc["history"][1]["id"] == session ? r.doc["history"][1]
+                                                      : r.doc["history"][0];
   EXPECT_EQ(talked["id"], session);
   EXPECT_EQ(talked["messageCount"], 4);
   EXPECT_FALSE(talked.value("preview", "").empty());
@@ -464,8 +463,10 @@ TEST_F(ProxyTest, SendHistoryAndStats) {
   // An empty history is printed with its defaults.
   r = Get("/api/chat/history?userId=nobody");
   ExpectOk(r);
-  EXPECT_EQ(r.doc, json::parse(
-                       R"({"history":[],"stats":{"totalSessions":0,"totalMessages":0}})"));
+  EXPECT_EQ(
+      r.doc,
+      json::parse(
+          R"({"history":[],"stats":{"totalSessions":0,"totalMessages":0}})"));
 }
 
 // ---------------------------------------------------------------- statuses
@@ -537,7 +538,8 @@ TEST_F(ProxyTest, UnknownSessionIs404) {
 }
 
 TEST_F(ProxyTest, StorageFailureIs500WithoutLeakingSql) {
-  const std::string session = Send("ivan", "Bonjour").doc.value("sessionId", "");
+  const std::string session =
+      Send("ivan", "Bonjour").doc.value("sessionId", "");
   ASSERT_FALSE(session.empty());
   ExpectOk(Get(SessionPath(session)));
 
@@ -562,7 +564,8 @@ TEST_F(ProxyTest, StorageFailureIs500WithoutLeakingSql) {
     const std::string message = MessageOf(r);
     EXPECT_NE(message.find("Réessayez"), std::string::npos) << message;
     for (const char* leak : {"SQL", "sql", "table", "messages", "no such"}) {
-      EXPECT_EQ(r.body().find(leak), std::string::npos) << leak << ": " << r.body();
+      EXPECT_EQ(r.body().find(leak), std::string::npos)
+          << leak << ": " << r.body();
     }
   }
 }
@@ -582,9 +585,8 @@ TEST(ProxyWithoutServerTest, ServerDownIs503Quickly) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     const auto started = std::chrono::steady_clock::now();
     const Reply stats = Exchange(*client, "GET", "/api/user/stats?userId=u");
-    const Reply send =
-        Exchange(*client, "POST", "/api/chat/send",
-                 R"({"userId":"u","message":"Bonjour"})", kJson);
+    const Reply send = Exchange(*client, "POST", "/api/chat/send",
+                                R"({"userId":"u","message":"Bonjour"})", kJson);
     // Fail fast, far below the 60 s upstream deadline.
     EXPECT_LT(std::chrono::steady_clock::now() - started,
               std::chrono::seconds(5));
@@ -651,7 +653,7 @@ TEST_F(ProxyTest, SlowServerIs504InTheDocumentedShape) {
 
   const auto started = std::chrono::steady_clock::now();
   Reply r = Exchange(*client, "POST", "/api/chat/send",
-                           R"({"userId":"liam","message":"Bonjour"})", kJson);
+                     R"({"userId":"liam","message":"Bonjour"})", kJson);
   EXPECT_LT(std::chrono::steady_clock::now() - started,
             std::chrono::seconds(5));
   ExpectError(r, 504, "DEADLINE_EXCEEDED");
@@ -670,14 +672,15 @@ TEST_F(ProxyTest, EveryAnswerCarriesARequestId) {
     all.emplace_back("200", Get("/api/user/stats?userId=u"));
     all.emplace_back("400", Get("/api/user/stats"));
     all.emplace_back("404", Get("/nope"));
-    all.emplace_back("405", Exchange(http(), "PUT", "/api/chat/send", "{}", kJson));
+    all.emplace_back("405",
+                     Exchange(http(), "PUT", "/api/chat/send", "{}", kJson));
     auto fresh = NewClient();
     all.emplace_back("413", Exchange(*fresh, "POST", "/api/chat/send",
                                      std::string(70 * 1024, 'x'), kJson));
     fresh = NewClient();
-    all.emplace_back("414", Exchange(*fresh, "GET",
-                                     "/api/user/stats?userId=" +
-                                         std::string(9000, 'u')));
+    all.emplace_back(
+        "414", Exchange(*fresh, "GET",
+                        "/api/user/stats?userId=" + std::string(9000, 'u')));
     return all;
   }();
   for (const auto& [what, reply] : answers) {
@@ -707,7 +710,8 @@ TEST_F(ProxyTest, MessagesAreFrench) {
 }
 
 TEST_F(ProxyTest, UnicodeRoundTrip) {
-  const std::string message = "Salut 👋🏽 ça va ? Très bien — 你好，世界 🇫🇷 «ok»";
+  const std::string message =
+      "Salut 👋🏽 ça va ? Très bien — 你好，世界 🇫🇷 «ok»";
   Reply r = Send("léa-😀", message);
   ExpectOk(r);
   EXPECT_EQ(r.doc["userMessage"]["content"], message);
@@ -832,8 +836,8 @@ TEST_F(ProxyTest, RequestIdGeneratedEchoedOrReplaced) {
 
 TEST_F(ProxyTest, CorsForBrowsers) {
   // A simple request from a page: allowed (default "*"), even on errors.
-  for (const std::string& path : {std::string("/api/user/stats?userId=u"),
-                                   std::string("/nope")}) {
+  for (const std::string& path :
+       {std::string("/api/user/stats?userId=u"), std::string("/nope")}) {
     const Reply r = Get(path, {{"Origin", kOrigin}});
     EXPECT_EQ(r.header("Access-Control-Allow-Origin"), "*") << path;
     EXPECT_NE(r.header("Access-Control-Expose-Headers").find("X-Request-Id"),
@@ -851,10 +855,11 @@ TEST_F(ProxyTest, CorsForBrowsers) {
                    .has_header("Access-Control-Allow-Origin"));
 
   // Preflight.
-  const Reply r = Exchange(http(), "OPTIONS", "/api/chat/send", "", "",
-                           {{"Origin", kOrigin},
-                            {"Access-Control-Request-Method", "POST"},
-                            {"Access-Control-Request-Headers", "content-type"}});
+  const Reply r =
+      Exchange(http(), "OPTIONS", "/api/chat/send", "", "",
+               {{"Origin", kOrigin},
+                {"Access-Control-Request-Method", "POST"},
+                {"Access-Control-Request-Headers", "content-type"}});
   EXPECT_EQ(r.status, 204);
   EXPECT_EQ(r.header("Access-Control-Allow-Origin"), "*");
   const std::string methods = r.header("Access-Control-Allow-Methods");
@@ -892,11 +897,11 @@ TEST_F(ProxyTest, CorsWithAnExplicitOriginList) {
 
 TEST_F(ProxyTest, CorsAllowsAuthorizationAndConfiguredHeaders) {
   // The default list: a page may send a bearer token and JSON.
-  Reply r = Exchange(http(), "OPTIONS", "/api/chat/sessions", "", "",
-                     {{"Origin", kOrigin},
-                      {"Access-Control-Request-Method", "GET"},
-                      {"Access-Control-Request-Headers",
-                       "authorization, content-type"}});
+  Reply r = Exchange(
+      http(), "OPTIONS", "/api/chat/sessions", "", "",
+      {{"Origin", kOrigin},
+       {"Access-Control-Request-Method", "GET"},
+       {"Access-Control-Request-Headers", "authorization, content-type"}});
   EXPECT_EQ(r.status, 204);
   const std::string allowed = r.header("Access-Control-Allow-Headers");
   EXPECT_NE(allowed.find("Authorization"), std::string::npos) << allowed;
@@ -1012,16 +1017,22 @@ struct BadRequest {
 constexpr char kBadUser[] = "bad-user";
 
 BadRequest BadSend(std::string name, std::string body, std::string mention) {
-  return {std::move(name), "POST", "/api/chat/send", std::move(body), kJson,
-          400, "INVALID_ARGUMENT", std::move(mention)};
+  return {std::move(name), "POST", "/api/chat/send",   std::move(body),
+          kJson,           400,    "INVALID_ARGUMENT", std::move(mention)};
 }
 BadRequest BadGet(std::string name, std::string path, std::string mention) {
-  return {std::move(name), "GET", std::move(path), "", "", 400,
-          "INVALID_ARGUMENT", std::move(mention)};
+  return {std::move(name),
+          "GET",
+          std::move(path),
+          "",
+          "",
+          400,
+          "INVALID_ARGUMENT",
+          std::move(mention)};
 }
 BadRequest BadCreate(std::string name, const json& body, std::string mention) {
-  return {std::move(name), "POST", "/api/chat/sessions", body.dump(), kJson,
-          400, "INVALID_ARGUMENT", std::move(mention)};
+  return {std::move(name), "POST", "/api/chat/sessions", body.dump(),
+          kJson,           400,    "INVALID_ARGUMENT",   std::move(mention)};
 }
 std::string SendBody(const json& user, const json& message) {
   return json({{"userId", user}, {"message", message}}).dump();
@@ -1050,8 +1061,7 @@ TEST_F(ProxyTest, BadInputTable) {
              "« userId »"),
       BadGet("history: userId missing", "/api/chat/history?limit=10",
              "« userId »"),
-      BadSend("send: userId missing", R"({"message":"Bonjour"})",
-              "« userId »"),
+      BadSend("send: userId missing", R"({"message":"Bonjour"})", "« userId »"),
       BadSend("send: userId empty", SendBody("", "Bonjour"), "« userId »"),
       BadSend("send: userId whitespace", SendBody(" \t\n ", "Bonjour"),
               "« userId »"),
@@ -1070,8 +1080,8 @@ TEST_F(ProxyTest, BadInputTable) {
               "4000"),
       BadSend("send: message a number", SendBody(u, 42), ""),
       BadSend("send: message an array", SendBody(u, json::array({"a"})), ""),
-      BadSend("send: message an object",
-              SendBody(u, json({{"text", "a"}})), ""),
+      BadSend("send: message an object", SendBody(u, json({{"text", "a"}})),
+              ""),
       BadSend("send: message null", SendBody(u, nullptr), "« message »"),
       BadSend("send: message a boolean", SendBody(u, true), ""),
       BadSend("send: message invalid UTF-8",
@@ -1080,7 +1090,8 @@ TEST_F(ProxyTest, BadInputTable) {
               R"(jour"})",
               "JSON"),
       BadSend("send: sessionId 65 chars",
-              json({{"userId", u}, {"sessionId", std::string(65, 's')},
+              json({{"userId", u},
+                    {"sessionId", std::string(65, 's')},
                     {"message", "Bonjour"}})
                   .dump(),
               "« sessionId »"),
@@ -1112,15 +1123,15 @@ TEST_F(ProxyTest, BadInputTable) {
              "/api/chat/history?userId=bad-user&limit=abc", "« limit »"),
       BadGet("history: limit=0", "/api/chat/history?userId=bad-user&limit=0",
              "« limit »"),
-      BadGet("history: limit=-1",
-             "/api/chat/history?userId=bad-user&limit=-1", "« limit »"),
+      BadGet("history: limit=-1", "/api/chat/history?userId=bad-user&limit=-1",
+             "« limit »"),
       BadGet("history: limit=1.5",
              "/api/chat/history?userId=bad-user&limit=1.5", "« limit »"),
       BadGet("history: limit overflows int32",
              "/api/chat/history?userId=bad-user&limit=99999999999",
              "« limit »"),
-      BadGet("history: limit empty", "/api/chat/history?userId=bad-user&limit=",
-             "« limit »"),
+      BadGet("history: limit empty",
+             "/api/chat/history?userId=bad-user&limit=", "« limit »"),
       // titles
       BadCreate("create: userId missing", json({{"title", "Titre"}}),
                 "« userId »"),
@@ -1170,8 +1181,8 @@ TEST_F(ProxyTest, BadInputTable) {
        "INVALID_ARGUMENT", "URL"},
       {"unknown HTTP method", "FOO", "/api/chat/send", SendBody(u, "Bonjour"),
        kJson, 405, "METHOD_NOT_ALLOWED", "POST"},
-      {"wrong method on send", "PUT", "/api/chat/send",
-       SendBody(u, "Bonjour"), kJson, 405, "METHOD_NOT_ALLOWED", ""},
+      {"wrong method on send", "PUT", "/api/chat/send", SendBody(u, "Bonjour"),
+       kJson, 405, "METHOD_NOT_ALLOWED", ""},
       {"wrong method on stats", "POST", "/api/user/stats",
        json({{"userId", u}}).dump(), kJson, 405, "METHOD_NOT_ALLOWED", ""},
   };
@@ -1181,28 +1192,26 @@ TEST_F(ProxyTest, BadInputTable) {
     SCOPED_TRACE(row.name);
     // A fresh connection per row: a refused body may close it.
     auto client = NewClient();
-    const Reply r = Exchange(*client, row.method, row.path, row.body,
-                             row.content_type);
+    const Reply r =
+        Exchange(*client, row.method, row.path, row.body, row.content_type);
     ExpectError(r, row.status, row.code);
     if (!row.mention.empty()) {
-      EXPECT_NE(MessageOf(r).find(row.mention), std::string::npos)
-          << r.body();
+      EXPECT_NE(MessageOf(r).find(row.mention), std::string::npos) << r.body();
     }
   }
 
   // Nothing stored, nothing charged, and the coach never asked.
   EXPECT_TRUE(server().coach().requests().empty());
-  EXPECT_EQ(Stats(kBadUser),
-            json::parse(R"({"totalChats":0,"totalMessages":0,
+  EXPECT_EQ(Stats(kBadUser), json::parse(R"({"totalChats":0,"totalMessages":0,
                 "remainingCredits":5,"plan":"FREE","status":"ACTIVE"})"));
-  EXPECT_TRUE(Get("/api/chat/sessions?userId=bad-user").doc["sessions"].empty());
+  EXPECT_TRUE(
+      Get("/api/chat/sessions?userId=bad-user").doc["sessions"].empty());
   json owner = Stats("owner");
   EXPECT_EQ(owner["totalChats"], 1);
   EXPECT_EQ(owner["totalMessages"], 0);
   Reply kept = Get(SessionPath(owned));
   EXPECT_EQ(kept.doc["session"]["title"], "Titre d'origine") << kept.body();
 }
-
 
 // A 400 names the field at fault by its JSON name, whether coach-server
 // found it (ErrorInfo.metadata["field"]) or the proxy did (a value of the

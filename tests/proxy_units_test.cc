@@ -13,7 +13,6 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "nlohmann/json.hpp"
 #include "coach/v1/chat.pb.h"
 #include "coach/v1/user.pb.h"
 #include "google/protobuf/descriptor.h"
@@ -24,6 +23,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
+#include "nlohmann/json.hpp"
 #include "proxy/http_errors.h"
 #include "proxy/json_types.h"
 #include "proxy/path_template.h"
@@ -103,16 +103,16 @@ TEST(PathTemplateTest, TrailingDoubleStarBindsTheRest) {
 
 TEST(PathTemplateTest, RejectsUnsupportedSyntax) {
   const std::vector<std::string> bad = {
-      "/v1/things:batchGet",        // custom verb
-      "/v1/{name}:cancel",          // custom verb after a variable
-      "/v1/{name",                  // unclosed brace
-      "/v1/{name=**}/tail",         // ** not last
-      "/v1/**/tail",                // unbound ** not last
-      "/v1/{=*}",                   // unnamed variable
-      "/v1/{name=shelves/*}",       // multi-segment variable pattern
-      "/v1//x",                     // empty segment
-      "v1/x",                       // no leading slash
-      "/v1/a{b}",                   // brace inside a literal
+      "/v1/things:batchGet",   // custom verb
+      "/v1/{name}:cancel",     // custom verb after a variable
+      "/v1/{name",             // unclosed brace
+      "/v1/{name=**}/tail",    // ** not last
+      "/v1/**/tail",           // unbound ** not last
+      "/v1/{=*}",              // unnamed variable
+      "/v1/{name=shelves/*}",  // multi-segment variable pattern
+      "/v1//x",                // empty segment
+      "v1/x",                  // no leading slash
+      "/v1/a{b}",              // brace inside a literal
   };
   for (const std::string& text : bad) {
     EXPECT_FALSE(PathTemplate::Parse(text).ok()) << text;
@@ -211,9 +211,9 @@ TEST(RouteTableTest, WrongMethodListsAllowedOnes) {
 
   m = table.Find("POST", "/api/chat/sessions/abc");
   EXPECT_EQ(m.route, nullptr);
-  EXPECT_EQ(std::set<std::string>(m.allowed_methods.begin(),
-                                  m.allowed_methods.end()),
-            (std::set<std::string>{"GET", "PATCH", "DELETE"}));
+  EXPECT_EQ(
+      std::set<std::string>(m.allowed_methods.begin(), m.allowed_methods.end()),
+      (std::set<std::string>{"GET", "PATCH", "DELETE"}));
 }
 
 TEST(RouteTableTest, UnknownPathHasNoAllowedMethods) {
@@ -364,13 +364,13 @@ TEST_F(TestRoutesTest, MostSpecificWinsSegmentBySegmentFromTheLeft) {
 TEST(HttpErrorsTest, StandardGrpcToHttpTable) {
   using C = grpc::StatusCode;
   const std::vector<std::pair<C, int>> table = {
-      {C::INVALID_ARGUMENT, 400}, {C::FAILED_PRECONDITION, 400},
-      {C::OUT_OF_RANGE, 400},     {C::UNAUTHENTICATED, 401},
-      {C::PERMISSION_DENIED, 403}, {C::NOT_FOUND, 404},
-      {C::ALREADY_EXISTS, 409},   {C::ABORTED, 409},
+      {C::INVALID_ARGUMENT, 400},   {C::FAILED_PRECONDITION, 400},
+      {C::OUT_OF_RANGE, 400},       {C::UNAUTHENTICATED, 401},
+      {C::PERMISSION_DENIED, 403},  {C::NOT_FOUND, 404},
+      {C::ALREADY_EXISTS, 409},     {C::ABORTED, 409},
       {C::RESOURCE_EXHAUSTED, 429}, {C::UNIMPLEMENTED, 501},
-      {C::UNAVAILABLE, 503},      {C::DEADLINE_EXCEEDED, 504},
-      {C::INTERNAL, 500},         {C::UNKNOWN, 500},
+      {C::UNAVAILABLE, 503},        {C::DEADLINE_EXCEEDED, 504},
+      {C::INTERNAL, 500},           {C::UNKNOWN, 500},
       {C::DATA_LOSS, 500},
   };
   for (const auto& [code, http] : table) {
@@ -419,16 +419,16 @@ TEST(HttpErrorsTest, AnyRetryInfoBecomesRetryAfterInWholeSecondsAtLeastOne) {
     retry.mutable_retry_delay()->set_seconds(seconds);
     retry.mutable_retry_delay()->set_nanos(nanos);
     details.add_details()->PackFrom(retry);
-    const HttpError error = HttpErrorFromGrpc(
-        grpc::Status(base.error_code(), base.error_message(),
-                     details.SerializeAsString()));
+    const HttpError error = HttpErrorFromGrpc(grpc::Status(
+        base.error_code(), base.error_message(), details.SerializeAsString()));
     EXPECT_EQ(error.status, 429);
     EXPECT_EQ(error.retry_after_seconds, header) << seconds << "s " << nanos;
   }
   // No RetryInfo, no header.
-  EXPECT_FALSE(HttpErrorFromGrpc(ServerStatus(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                              "Plus de crédits.", "NO_CREDITS"))
-                   .retry_after_seconds.has_value());
+  EXPECT_FALSE(
+      HttpErrorFromGrpc(ServerStatus(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                     "Plus de crédits.", "NO_CREDITS"))
+          .retry_after_seconds.has_value());
 }
 
 TEST(HttpErrorsTest, ReasonsKeepTheirCodeStatusAndServerMessage) {
@@ -445,8 +445,8 @@ TEST(HttpErrorsTest, ReasonsKeepTheirCodeStatusAndServerMessage) {
       {grpc::StatusCode::INTERNAL, "INTERNAL", 500},
   };
   for (const Case& c : cases) {
-    const HttpError error =
-        HttpErrorFromGrpc(ServerStatus(c.code, "Message « français ».", c.reason));
+    const HttpError error = HttpErrorFromGrpc(
+        ServerStatus(c.code, "Message « français ».", c.reason));
     EXPECT_EQ(error.status, c.http) << c.reason;
     EXPECT_NE(error.body.find("\"code\":\"" + c.reason + "\""),
               std::string::npos)
@@ -490,12 +490,11 @@ TEST(HttpErrorsTest, MakeHttpErrorHasTheDocumentedShape) {
   const HttpError error =
       MakeHttpError(404, v1::ROUTE_NOT_FOUND, "Aucune route GET /x.");
   EXPECT_EQ(error.status, 404);
-  EXPECT_EQ(error.body,
-            R"({"error":"Route inconnue","code":"ROUTE_NOT_FOUND",)"
-            R"("message":"Aucune route GET /x."})");
+  EXPECT_EQ(error.body, R"({"error":"Route inconnue","code":"ROUTE_NOT_FOUND",)"
+                        R"("message":"Aucune route GET /x."})");
   // Invalid UTF-8 in a message is replaced, never thrown.
-  const HttpError bad = MakeHttpError(400, v1::INVALID_ARGUMENT,
-                                      "Aucune route GET /\xff.");
+  const HttpError bad =
+      MakeHttpError(400, v1::INVALID_ARGUMENT, "Aucune route GET /\xff.");
   EXPECT_EQ(bad.status, 400);
   EXPECT_NE(bad.body.find("\"code\":\"INVALID_ARGUMENT\""), std::string::npos);
 }
@@ -523,8 +522,8 @@ class TranscoderTest : public ::testing::Test {
                                            body);
   }
   absl::StatusOr<v1::GetHistoryRequest> History(const Query& query) {
-    return Request<v1::GetHistoryRequest>("GET", "/api/chat/history", {},
-                                          query, "");
+    return Request<v1::GetHistoryRequest>("GET", "/api/chat/history", {}, query,
+                                          "");
   }
 
   const RouteTable table_ = GeneratedRoutes();
@@ -581,9 +580,9 @@ TEST_F(TranscoderTest, PathVariableWinsOverBody) {
 }
 
 TEST_F(TranscoderTest, BodyIsMergedAndUnknownFieldsIgnored) {
-  auto request = Send(
-      R"({"userId":"u1","sessionId":"s1","message":"Bonjour 😀 é 你好",)"
-      R"("unknownField":{"a":[1,2]},"other":3})");
+  auto request =
+      Send(R"({"userId":"u1","sessionId":"s1","message":"Bonjour 😀 é 你好",)"
+           R"("unknownField":{"a":[1,2]},"other":3})");
   ASSERT_TRUE(request.ok()) << request.status();
   EXPECT_EQ(request->user_id(), "u1");
   EXPECT_EQ(request->session_id(), "s1");
@@ -638,16 +637,17 @@ TEST_F(TranscoderTest, WrongJsonTypesNameTheFieldInFrench) {
   EXPECT_EQ(ErrorField(request.status()), "message");
 
   // null is the field's default (the server then says what is missing).
-  const auto with_null = Send(R"({"userId":"u","sessionId":null,"message":"m"})");
+  const auto with_null =
+      Send(R"({"userId":"u","sessionId":null,"message":"m"})");
   ASSERT_TRUE(with_null.ok()) << with_null.status();
   EXPECT_EQ(with_null->session_id(), "");
 }
 
 TEST_F(TranscoderTest, InvalidJsonIsAClearFrenchError) {
   const std::vector<std::string> bad = {
-      R"({"userId":"u","message":"m")",    // truncated
-      R"({"userId":"u","message":"m",})",  // trailing comma
-      R"({'userId':'u','message':'m'})",   // single quotes
+      R"({"userId":"u","message":"m")",               // truncated
+      R"({"userId":"u","message":"m",})",             // trailing comma
+      R"({'userId':'u','message':'m'})",              // single quotes
       "{\"userId\":\"u\",\"message\":\"\xff\xfe\"}",  // invalid UTF-8
       "userId=u&message=m",
   };
@@ -762,8 +762,8 @@ TEST_F(JsonTypesTest, EveryKindOfMismatchNamesItsField) {
        "maxCount"},
       {R"({"maxCount":true})", "Le champ maxCount doit être " + int32 + ".",
        "maxCount"},
-      {R"({"maxCount":3000000000})", "Le champ maxCount doit être " + int32 + ".",
-       "maxCount"},
+      {R"({"maxCount":3000000000})",
+       "Le champ maxCount doit être " + int32 + ".", "maxCount"},
       {R"({"big":"12345678901234567890"})",
        "Le champ big doit être un nombre entier entre -9223372036854775808 et "
        "9223372036854775807.",
@@ -804,8 +804,7 @@ TEST_F(JsonTypesTest, EveryKindOfMismatchNamesItsField) {
       {R"({"wrapped":"x"})", "Le champ wrapped doit être " + int32 + ".",
        "wrapped"},
       {R"({"at":5})",
-       "Le champ at doit être une date RFC 3339 (chaîne de caractères).",
-       "at"},
+       "Le champ at doit être une date RFC 3339 (chaîne de caractères).", "at"},
   };
   for (const Case& c : cases) {
     const absl::Status status = Check(c.body);
@@ -849,7 +848,8 @@ TEST_F(TranscoderTest, GetRouteIgnoresBodyAndBodyRouteIgnoresQuery) {
 // Parses printed JSON back into a Struct to look at it field by field.
 google::protobuf::Struct Parsed(const std::string& json) {
   google::protobuf::Struct parsed;
-  const auto status = google::protobuf::util::JsonStringToMessage(json, &parsed);
+  const auto status =
+      google::protobuf::util::JsonStringToMessage(json, &parsed);
   EXPECT_TRUE(status.ok()) << json;
   return parsed;
 }
@@ -860,8 +860,11 @@ TEST(ResponseToJsonTest, PrintsDefaultsAndJsonNames) {
   auto json = ResponseToJson(list);
   ASSERT_TRUE(json.ok());
   const google::protobuf::Struct printed_list = Parsed(*json);
-  const auto& session =
-      printed_list.fields().at("sessions").list_value().values(0).struct_value();
+  const auto& session = printed_list.fields()
+                            .at("sessions")
+                            .list_value()
+                            .values(0)
+                            .struct_value();
   EXPECT_EQ(session.fields().at("messageCount").number_value(), 0);
   EXPECT_EQ(session.fields().at("title").string_value(), "");
   EXPECT_EQ(session.fields().at("lastMessage").string_value(), "");
@@ -923,7 +926,8 @@ TEST(ResponseToJsonTest, EnumNamesAsDocumented) {
 
 TEST(ResponseToJsonTest, TimestampsAreRfc3339Utc) {
   v1::ChatMessage message;
-  message.mutable_created_at()->set_seconds(1705312800);  // 2024-01-15T10:00:00Z
+  message.mutable_created_at()->set_seconds(
+      1705312800);  // 2024-01-15T10:00:00Z
   auto json = ResponseToJson(message);
   ASSERT_TRUE(json.ok());
   EXPECT_NE(json->find("\"createdAt\":\"2024-01-15T10:00:00Z\""),
@@ -949,9 +953,9 @@ TEST(UpstreamSettingsTest, TargetClientAndKeepalive) {
               std::string::npos)
         << loaded.status();
   }
-  auto loaded = LoadArgs({"--grpc_target=dns:///coach:50051",
-                          "--upstream_client=grpc",
-                          "--upstream_keepalive_time=0"});
+  auto loaded =
+      LoadArgs({"--grpc_target=dns:///coach:50051", "--upstream_client=grpc",
+                "--upstream_keepalive_time=0"});
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   EXPECT_EQ(loaded->config.upstream_client, "grpc");
   EXPECT_EQ(loaded->config.upstream_keepalive_time, absl::ZeroDuration());

@@ -109,8 +109,8 @@ class SendAdmissionTest : public ::testing::TestWithParam<Engine> {
     if (!store.ok()) std::abort();
     EXPECT_TRUE((*store)->BeginRun(instance).ok());
     auto chat = std::make_unique<Chat>(config_, **store, coach_, clock_);
-    servers_.push_back(Server{.store = *std::move(store),
-                              .chat = std::move(chat)});
+    servers_.push_back(
+        Server{.store = *std::move(store), .chat = std::move(chat)});
     return *servers_.back().chat;
   }
 
@@ -124,12 +124,12 @@ class SendAdmissionTest : public ::testing::TestWithParam<Engine> {
   std::deque<Started> started_;
 };
 
-INSTANTIATE_TEST_SUITE_P(
-    Engines, SendAdmissionTest,
-    ::testing::Values(Engine::kSqlite, Engine::kPostgres),
-    [](const ::testing::TestParamInfo<Engine>& info) {
-      return info.param == Engine::kSqlite ? "Sqlite" : "Postgres";
-    });
+INSTANTIATE_TEST_SUITE_P(Engines, SendAdmissionTest,
+                         ::testing::Values(Engine::kSqlite, Engine::kPostgres),
+                         [](const ::testing::TestParamInfo<Engine>& info) {
+                           return info.param == Engine::kSqlite ? "Sqlite"
+                                                                : "Postgres";
+                         });
 
 TEST_P(SendAdmissionTest, TheSendRateHoldsAcrossServersWithItsRefillAndDelay) {
   std::vector<Chat*> chats = {&StartServer("a"), &StartServer("b"),
@@ -188,7 +188,8 @@ TEST_P(SendAdmissionTest, ConcurrentSendsHoldAcrossServers) {
   int refused = 0;
   for (Started* send : sends) {
     if (send->done.HasBeenNotified()) {
-      EXPECT_TRUE(IsRateLimited(send->outcome.status())) << send->outcome.status();
+      EXPECT_TRUE(IsRateLimited(send->outcome.status()))
+          << send->outcome.status();
       ++refused;
     }
   }
@@ -205,7 +206,8 @@ TEST_P(SendAdmissionTest, ConcurrentSendsHoldAcrossServers) {
   EXPECT_TRUE(Send(*chats[0], "dora").ok());
 }
 
-TEST_P(SendAdmissionTest, ACrashedServersSendsStopCountingAtItsRestartOrExpiry) {
+TEST_P(SendAdmissionTest,
+       ACrashedServersSendsStopCountingAtItsRestartOrExpiry) {
   Chat& doomed = StartServer("doomed");
   Chat& other = StartServer("other");
   coach_.HoldUntilConcurrent(1000);
@@ -250,7 +252,8 @@ TEST_P(SendAdmissionTest, ASendIsTwoWriteTransactionsWithOrWithoutAKey) {
   EXPECT_EQ(cost([&] { ASSERT_TRUE(Send(chat, "fay", "", "key-1").ok()); }), 2)
       << "a keyed send";
   EXPECT_EQ(cost([&] {
-              absl::StatusOr<SendResult> replay = Send(chat, "fay", "", "key-1");
+              absl::StatusOr<SendResult> replay =
+                  Send(chat, "fay", "", "key-1");
               ASSERT_TRUE(replay.ok()) << replay.status();
               EXPECT_TRUE(replay->replayed);
             }),
@@ -262,12 +265,13 @@ TEST_P(SendAdmissionTest, ASendIsTwoWriteTransactionsWithOrWithoutAKey) {
   EXPECT_EQ(cost([&] { ASSERT_TRUE(Send(chat, "gus", "", "key-2").ok()); }), 2)
       << "a keyed PREMIUM send";
   // Refused sends cost one, and store the key's replayable outcome in it.
-  EXPECT_EQ(cost([&] {
-              EXPECT_EQ(ReasonOf(Send(chat, "fay", "no-such-session", "key-3")
-                                     .status()),
-                        ErrorReason::kSessionNotFound);
-            }),
-            1)
+  EXPECT_EQ(
+      cost([&] {
+        EXPECT_EQ(
+            ReasonOf(Send(chat, "fay", "no-such-session", "key-3").status()),
+            ErrorReason::kSessionNotFound);
+      }),
+      1)
       << "a refused keyed send";
   EXPECT_EQ(cost([&] {
               const absl::Status replayed =

@@ -1,7 +1,8 @@
 // The real coach-server binary, started as a child process with its
 // environment and flags: health, a send end to end, flag > environment,
 // configuration errors, graceful shutdown on SIGTERM/SIGINT, SIGHUP's reload
-// (never a stop), and no secret in its logs. Readiness is awaited with a health Watch, never with sleeps.
+// (never a stop), and no secret in its logs. Readiness is awaited with a health
+// Watch, never with sleeps.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -12,9 +13,9 @@
 #include <unistd.h>
 
 #include <gmock/gmock.h>
-#include <httplib.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <httplib.h>
 
 #include <atomic>
 #include <chrono>
@@ -86,8 +87,8 @@ std::shared_ptr<grpc::Channel> ChannelTo(int port) {
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 50);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 250);
-  return grpc::CreateCustomChannel(
-      Loopback(port), grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(Loopback(port),
+                                   grpc::InsecureChannelCredentials(), args);
 }
 
 // Health/Check of `service`; the status is NOT_FOUND for an unknown one.
@@ -120,7 +121,8 @@ class ServerProcess {
     std::vector<std::string> argv_storage = {COACH_SERVER_BINARY};
     argv_storage.insert(argv_storage.end(), args.begin(), args.end());
     std::vector<std::string> env_storage;
-    for (const auto& [name, value] : env) env_storage.push_back(name + "=" + value);
+    for (const auto& [name, value] : env)
+      env_storage.push_back(name + "=" + value);
 
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
@@ -262,9 +264,9 @@ class ServerProcessTest : public ::testing::Test {
 
   // Starts a well-configured server and waits until both services serve.
   // `port`: where it listens, when flags say so (default port_).
-  ServerProcess& StartServing(
-      const std::map<std::string, std::string>& env,
-      const std::vector<std::string>& args = {}, int port = 0) {
+  ServerProcess& StartServing(const std::map<std::string, std::string>& env,
+                              const std::vector<std::string>& args = {},
+                              int port = 0) {
     ServerProcess& process = Start(env, args);
     const int serving_port = port != 0 ? port : port_;
     EXPECT_TRUE(WaitUntilServing(serving_port, "coach.v1.ChatService") &&
@@ -290,7 +292,8 @@ class ServerProcessTest : public ::testing::Test {
       member.env = BaseEnv();
       // Named in pg_stat_activity: a test can see what each one waits for.
       member.env["COACH_DATABASE_URL"] =
-          database_url + (database_url.find('?') == std::string::npos ? "?" : "&") +
+          database_url +
+          (database_url.find('?') == std::string::npos ? "?" : "&") +
           "application_name=coach-" + std::to_string(i);
       member.env["COACH_GRPC_LISTEN"] = Loopback(member.port);
       member.env["COACH_INSTANCE"] = "coach-" + std::to_string(i);
@@ -343,8 +346,7 @@ class ServerProcessTest : public ::testing::Test {
   // Expects a non-zero exit, soon, from a misconfigured server (it exits
   // before listening, in milliseconds).
   void ExpectFailure(ServerProcess& process) {
-    const std::optional<int> status =
-        process.WaitForExit(kConfigErrorTimeout);
+    const std::optional<int> status = process.WaitForExit(kConfigErrorTimeout);
     ASSERT_TRUE(status.has_value()) << "still running; log:\n"
                                     << ReadFile(log_path_);
     ASSERT_TRUE(WIFEXITED(*status)) << "wait status " << *status;
@@ -371,9 +373,9 @@ TEST_F(ServerProcessTest, ReportsServingForTheServerAndBothServices) {
     EXPECT_EQ(serving, HealthCheckResponse::SERVING) << service;
   }
   HealthCheckResponse::ServingStatus serving{};
-  EXPECT_EQ(CheckHealth(channel, "coach.v1.NoSuchService", &serving)
-                .error_code(),
-            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(
+      CheckHealth(channel, "coach.v1.NoSuchService", &serving).error_code(),
+      grpc::StatusCode::NOT_FOUND);
 }
 
 TEST_F(ServerProcessTest, SendsAMessageIntoTheConfiguredDatabase) {
@@ -464,7 +466,8 @@ TEST_F(ServerProcessTest, ServesMetricsOverHttpWhenAsked) {
   EXPECT_EQ(scraped->status, 200);
   EXPECT_EQ(scraped->get_header_value("Content-Type"),
             "text/plain; version=0.0.4; charset=utf-8");
-  EXPECT_THAT(scraped->body, HasSubstr("coach_sends_total{outcome=\"ok\"} 1\n"));
+  EXPECT_THAT(scraped->body,
+              HasSubstr("coach_sends_total{outcome=\"ok\"} 1\n"));
   EXPECT_THAT(scraped->body,
               HasSubstr("coach_rpc_handled_total{method=\"coach.v1.ChatService/"
                         "SendMessage\",code=\"OK\"} 1\n"));
@@ -476,7 +479,6 @@ TEST_F(ServerProcessTest, ServesMetricsOverHttpWhenAsked) {
   ExpectExit(process, 0);
   EXPECT_FALSE(Listening(metrics_port));
 }
-
 
 TEST_F(ServerProcessTest, MetricsAreNotServedUnlessAsked) {
   const int metrics_port = FreeLoopbackPort();
@@ -538,7 +540,8 @@ TEST_F(ServerProcessTest, AnUnparsableFlagIsAConfigurationError) {
 
 TEST_F(ServerProcessTest, AnUnknownFlagIsAConfigurationErrorNamingIt) {
   ExpectFailure(Start(BaseEnv(), {"--max_mesage_length=10"}));
-  EXPECT_THAT(ReadFile(log_path_), HasSubstr("unknown flag --max_mesage_length"));
+  EXPECT_THAT(ReadFile(log_path_),
+              HasSubstr("unknown flag --max_mesage_length"));
 }
 
 // --help lists every setting with its variable and its default (the
@@ -550,8 +553,10 @@ TEST_F(ServerProcessTest, HelpListsTheSettingsWithTheirDefaultsAndExitsZero) {
   ServerProcess& process = Start(env, {"--help"});
   ExpectExit(process, 0);
   const std::string help = ReadFile(log_path_);
-  EXPECT_THAT(help, HasSubstr("| `COACH_DB_PATH` | `--db_path` | `coach.db` |"));
-  EXPECT_THAT(help, HasSubstr("| `COACH_ADMIN_TOKEN` | `--admin_token` | (secret) |"));
+  EXPECT_THAT(help,
+              HasSubstr("| `COACH_DB_PATH` | `--db_path` | `coach.db` |"));
+  EXPECT_THAT(
+      help, HasSubstr("| `COACH_ADMIN_TOKEN` | `--admin_token` | (secret) |"));
   EXPECT_THAT(help, Not(HasSubstr(kAdminToken)));
   // Tuning is for --helpfull.
   EXPECT_THAT(help, Not(HasSubstr("COACH_MAX_SESSION_ID_LENGTH")));
@@ -562,18 +567,22 @@ TEST_F(ServerProcessTest, HelpfullListsEverySettingAndExitsZero) {
   ServerProcess& process = Start(BaseEnv(), {"--helpfull"});
   ExpectExit(process, 0);
   const std::string help = ReadFile(log_path_);
-  EXPECT_THAT(help, HasSubstr("| `COACH_DB_PATH` | `--db_path` | `coach.db` |"));
+  EXPECT_THAT(help,
+              HasSubstr("| `COACH_DB_PATH` | `--db_path` | `coach.db` |"));
   EXPECT_THAT(help, HasSubstr("| `COACH_MAX_SESSION_ID_LENGTH` | "
                               "`--max_session_id_length` | `64` |"));
-  EXPECT_THAT(help, HasSubstr("| `OPENAI_TIMEOUT` | `--openai_timeout` | `45s` |"));
+  EXPECT_THAT(help,
+              HasSubstr("| `OPENAI_TIMEOUT` | `--openai_timeout` | `45s` |"));
   EXPECT_THAT(help, Not(HasSubstr(kAdminToken)));
   EXPECT_FALSE(std::filesystem::exists(db_path_));
 }
 
-TEST_F(ServerProcessTest, VersionPrintsTheProjectVersionAndBuildTypeAndExitsZero) {
+TEST_F(ServerProcessTest,
+       VersionPrintsTheProjectVersionAndBuildTypeAndExitsZero) {
   ServerProcess& process = Start(BaseEnv(), {"--version"});
   ExpectExit(process, 0);
-  EXPECT_EQ(ReadFile(log_path_), "coach-server " COACH_VERSION " (" COACH_BUILD_TYPE ")\n");
+  EXPECT_EQ(ReadFile(log_path_),
+            "coach-server " COACH_VERSION " (" COACH_BUILD_TYPE ")\n");
 }
 
 TEST_F(ServerProcessTest, AnUnopenableDatabaseIsAnError) {
@@ -633,8 +642,9 @@ TEST_F(ServerProcessTest, SighupLogsOneLineAndTheServerGoesOnServing) {
   request.set_user_id("user123");
   request.set_message("Toujours là ?");
   v1::SendMessageResponse response;
-  const grpc::Status status = v1::ChatService::NewStub(ChannelTo(port_))
-                                  ->SendMessage(Context().get(), request, &response);
+  const grpc::Status status =
+      v1::ChatService::NewStub(ChannelTo(port_))
+          ->SendMessage(Context().get(), request, &response);
   EXPECT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(Occurrences(ReadFile(log_path_), "SIGHUP"), 2);
   process.Signal(SIGTERM);
@@ -672,7 +682,8 @@ TEST_F(ServerProcessTest, SighupRereadsTheJwksFileAndABadFileKeepsTheKeys) {
       << "read before SIGHUP";
 
   process.Signal(SIGHUP);
-  ASSERT_TRUE(WaitForLog(process, "SIGHUP: re-read the JWKS file " + jwks + " (2 keys)"))
+  ASSERT_TRUE(WaitForLog(process,
+                         "SIGHUP: re-read the JWKS file " + jwks + " (2 keys)"))
       << ReadFile(log_path_);
   EXPECT_EQ(list_as(added), grpc::StatusCode::OK);
   EXPECT_EQ(list_as(first), grpc::StatusCode::OK);
@@ -782,21 +793,23 @@ TEST_F(ServerProcessTest, AnUnparsableValueIsNamedAndQuoted) {
   auto env = BaseEnv();
   env["COACH_SHUTDOWN_GRACE"] = "ten seconds";
   ExpectFailure(Start(env));
-  EXPECT_THAT(ReadFile(log_path_),
-              HasSubstr("environment variable COACH_SHUTDOWN_GRACE: expected a "
-                        "duration such as 500ms, 10s or 5m, got \"ten seconds\""));
+  EXPECT_THAT(
+      ReadFile(log_path_),
+      HasSubstr("environment variable COACH_SHUTDOWN_GRACE: expected a "
+                "duration such as 500ms, 10s or 5m, got \"ten seconds\""));
 }
 
-// --- Several servers, one database; crashes -----------------------------------
+// --- Several servers, one database; crashes
+// -----------------------------------
 
 // The user's credits as GetUserStats reports them (-1 on error).
 int RemainingCredits(int port, const std::string& user_id) {
   v1::GetUserStatsRequest request;
   request.set_user_id(user_id);
   v1::GetUserStatsResponse response;
-  const grpc::Status status = v1::UserService::NewStub(ChannelTo(port))
-                                  ->GetUserStats(Context().get(), request,
-                                                 &response);
+  const grpc::Status status =
+      v1::UserService::NewStub(ChannelTo(port))
+          ->GetUserStats(Context().get(), request, &response);
   return status.ok() ? response.stats().remaining_credits() : -1;
 }
 
@@ -953,7 +966,6 @@ TEST_F(ServerProcessTest, ThreeServersOnOneDatabaseChargeExactlyTheCredits) {
   for (auto& process : processes_) process->Kill();
 }
 
-
 constexpr char kGetUserStats[] = "coach.v1.UserService/GetUserStats";
 
 // An in-process coach-proxy whose one gRPC target names every server of
@@ -1042,8 +1054,8 @@ TEST_F(ServerProcessTest, ReadsThroughTheProxyLandOnEveryServer) {
   ASSERT_EQ(answered.size(), cluster.size());
   int64_t total = 0;
   for (size_t i = 0; i < cluster.size(); ++i) {
-    EXPECT_GT(answered[i], 0) << "no read reached the server on port "
-                              << cluster[i].port;
+    EXPECT_GT(answered[i], 0)
+        << "no read reached the server on port " << cluster[i].port;
     total += answered[i];
   }
   EXPECT_EQ(total, reads);
@@ -1103,13 +1115,13 @@ TEST_F(ServerProcessTest, PerUserLimitsHoldAcrossThreeServers) {
   }
   {
     absl::MutexLock lock(&mu);
-    EXPECT_TRUE(mu.AwaitWithTimeout(
-        absl::Condition(
-            +[](std::map<int, int>* by_status) {
-              return (*by_status)[429] >= kOverlapping - 2;
-            },
-            &overlapping),
-        absl::Seconds(30)));
+    EXPECT_TRUE(mu.AwaitWithTimeout(absl::Condition(
+                                        +[](std::map<int, int>* by_status) {
+                                          return (*by_status)[429] >=
+                                                 kOverlapping - 2;
+                                        },
+                                        &overlapping),
+                                    absl::Seconds(30)));
   }
   EXPECT_TRUE(ai.AwaitRequests(2, absl::Seconds(30)));
   EXPECT_EQ(ai.request_count(), 2);
@@ -1130,9 +1142,9 @@ TEST_F(ServerProcessTest, PerUserLimitsHoldAcrossThreeServers) {
   const auto started = std::chrono::steady_clock::now();
   std::map<int, int> quick;
   for (int i = 0; i < 46; ++i) {
-    ++quick[post(*client, "/api/chat/send",
-                 {{"userId", "yan"}, {"sessionId", session},
-                  {"message", "Bonjour"}})];
+    ++quick[post(
+        *client, "/api/chat/send",
+        {{"userId", "yan"}, {"sessionId", session}, {"message", "Bonjour"}})];
   }
   const auto refills = [&](std::chrono::seconds per_token) {
     return static_cast<int>((std::chrono::steady_clock::now() - started) /
@@ -1149,9 +1161,10 @@ TEST_F(ServerProcessTest, PerUserLimitsHoldAcrossThreeServers) {
     ++creations[post(*client, "/api/chat/sessions", {{"userId", "xia"}})];
   }
   EXPECT_GE(creations[200], 10);
-  EXPECT_LE(creations[200],
-            10 + static_cast<int>((std::chrono::steady_clock::now() - creating) /
-                                  std::chrono::seconds(6)));
+  EXPECT_LE(
+      creations[200],
+      10 + static_cast<int>((std::chrono::steady_clock::now() - creating) /
+                            std::chrono::seconds(6)));
   EXPECT_EQ(creations[200] + creations[429], 24);
   std::cerr << "limits across three servers: overlapping sends "
             << overlapping[200] << " answered, quick sends " << quick[200]
@@ -1267,8 +1280,8 @@ TEST_F(ServerProcessTest, KillingAServerMidSendsChargesNothingLost) {
           absl::MutexLock lock(&mu);
           if (stop_reading) return;
         }
-        httplib::Result r = client->Get("/api/user/stats?userId=" +
-                                        user(i % kUsers));
+        httplib::Result r =
+            client->Get("/api/user/stats?userId=" + user(i % kUsers));
         absl::MutexLock lock(&mu);
         ++reads;
         if (!r || r->status != 200) ++failed_reads[r ? r->status : 0];
@@ -1279,9 +1292,8 @@ TEST_F(ServerProcessTest, KillingAServerMidSendsChargesNothingLost) {
   for (int u = 0; u < kUsers; ++u) {
     senders.emplace_back([&, u] {
       std::unique_ptr<httplib::Client> client = NewProxyClient(proxy->port());
-      const std::string body = nlohmann::json{{"userId", user(u)},
-                                              {"message", "Bonjour"}}
-                                   .dump();
+      const std::string body =
+          nlohmann::json{{"userId", user(u)}, {"message", "Bonjour"}}.dump();
       for (int i = 0; i < kMaxSendsPerUser; ++i) {
         httplib::Result r =
             client->Post("/api/chat/send", body, "application/json");
@@ -1326,8 +1338,8 @@ TEST_F(ServerProcessTest, KillingAServerMidSendsChargesNothingLost) {
     const auto read_on = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
       return reads >= target;
     };
-    EXPECT_TRUE(mu.AwaitWithTimeout(absl::Condition(&read_on),
-                                    absl::Seconds(30)));
+    EXPECT_TRUE(
+        mu.AwaitWithTimeout(absl::Condition(&read_on), absl::Seconds(30)));
   }
   ai.ReleaseAnswers();
   for (std::thread& sender : senders) sender.join();
@@ -1358,8 +1370,8 @@ TEST_F(ServerProcessTest, KillingAServerMidSendsChargesNothingLost) {
     EXPECT_TRUE(refused[static_cast<size_t>(u)]) << "never refused (402)";
     const std::string of_user =
         "SELECT COUNT(*) FROM messages m JOIN sessions s "
-        "ON m.session_id = s.id WHERE s.user_id = '" + user(u) +
-        "' AND m.role = ";
+        "ON m.session_id = s.id WHERE s.user_id = '" +
+        user(u) + "' AND m.role = ";
     const int64_t stored_replies = postgres.Scalar(of_user + "'ASSISTANT'");
     EXPECT_EQ(stored_replies, replies[static_cast<size_t>(u)]);
     EXPECT_EQ(postgres.Scalar(of_user + "'USER'"), stored_replies)
@@ -1373,7 +1385,8 @@ TEST_F(ServerProcessTest, KillingAServerMidSendsChargesNothingLost) {
     for (int i = 0; i < remaining; ++i) {
       v1::SendMessageResponse response;
       const grpc::Status sent = Send(cluster[i % 3].port, user(u), &response);
-      EXPECT_TRUE(sent.ok()) << sent.error_code() << " " << sent.error_message();
+      EXPECT_TRUE(sent.ok())
+          << sent.error_code() << " " << sent.error_message();
     }
     v1::SendMessageResponse response;
     EXPECT_EQ(Send(cluster[0].port, user(u), &response).error_code(),

@@ -69,9 +69,9 @@ absl::StatusOr<Startup<TestConfig>> Load(std::vector<std::string> args) {
 class SettingsTest : public ::testing::Test {
  protected:
   void TearDown() override {
-    for (const char* name :
-         {"TEST_SETTINGS_COUNT", "TEST_SETTINGS_TIMEOUT",
-          "TEST_SETTINGS_VERBOSE", "TEST_SETTINGS_NAMES", "TEST_SETTINGS_PIN"}) {
+    for (const char* name : {"TEST_SETTINGS_COUNT", "TEST_SETTINGS_TIMEOUT",
+                             "TEST_SETTINGS_VERBOSE", "TEST_SETTINGS_NAMES",
+                             "TEST_SETTINGS_PIN"}) {
       unsetenv(name);
     }
   }
@@ -96,8 +96,8 @@ TEST_F(SettingsTest, FlagBeatsEnvironmentBeatsDefault) {
 }
 
 TEST_F(SettingsTest, BothFlagSpellingsAndABareBoolean) {
-  auto loaded = Load({"--count", "4", "--timeout=500ms", "--verbose",
-                      "-names=x,y"});
+  auto loaded =
+      Load({"--count", "4", "--timeout=500ms", "--verbose", "-names=x,y"});
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   EXPECT_EQ(loaded->config.count, 4);
   EXPECT_EQ(loaded->config.timeout, absl::Milliseconds(500));

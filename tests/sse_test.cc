@@ -22,7 +22,6 @@ namespace {
 
 using json = nlohmann::json;
 
-
 // One event of the stream: its `event:` (empty: a message) and `data:`.
 struct Event {
   std::string name;
@@ -65,7 +64,8 @@ struct StreamResult {
 class SseTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto coach = OpenAiCoach::Create(FastOpenAiOptions(fake_.base_url(), "sk-test-sse"));
+    auto coach =
+        OpenAiCoach::Create(FastOpenAiOptions(fake_.base_url(), "sk-test-sse"));
     ASSERT_TRUE(coach.ok()) << coach.status();
     coach_ = *std::move(coach);
     Config config = TestConfig();
@@ -81,9 +81,9 @@ class SseTest : public ::testing::Test {
 
   // POSTs to the stream route and reads the answer as it comes; after each
   // event, `on_event` may return false to hang up.
-  StreamResult Stream(const json& body,
-                      std::function<bool(const StreamResult&)> on_event =
-                          [](const StreamResult&) { return true; }) {
+  StreamResult Stream(
+      const json& body, std::function<bool(const StreamResult&)> on_event =
+                            [](const StreamResult&) { return true; }) {
     httplib::Client client("127.0.0.1", proxy_->port());
     client.set_read_timeout(30);
     StreamResult result;
@@ -139,15 +139,15 @@ TEST_F(SseTest, DeltasArriveWhileTheAiStillWritesThenTheStoredReply) {
       StreamedReply({"Bonjour", " à vous.", " Respirez.", " Puis parlez."}),
       /*hold_after=*/1)});
   bool first_while_held = false;
-  const StreamResult result = Stream(
-      {{"userId", "alice"}, {"message", "Comment me détendre ?"}},
-      [&](const StreamResult& so_far) {
-        if (so_far.events.size() == 1) {
-          first_while_held = fake_.completed_streams() == 0;
-          fake_.ReleaseStreams();
-        }
-        return true;
-      });
+  const StreamResult result =
+      Stream({{"userId", "alice"}, {"message", "Comment me détendre ?"}},
+             [&](const StreamResult& so_far) {
+               if (so_far.events.size() == 1) {
+                 first_while_held = fake_.completed_streams() == 0;
+                 fake_.ReleaseStreams();
+               }
+               return true;
+             });
   EXPECT_EQ(result.status, 200);
   EXPECT_EQ(result.content_type, "text/event-stream; charset=utf-8");
   EXPECT_TRUE(first_while_held) << "the first delta waited for the end";
@@ -164,8 +164,8 @@ TEST_F(SseTest, DeltasArriveWhileTheAiStillWritesThenTheStoredReply) {
   EXPECT_EQ(reply["remainingCredits"], 4);
   // Stored and charged once, as a plain send.
   httplib::Client client("127.0.0.1", proxy_->port());
-  auto session = client.Get("/api/chat/sessions/" +
-                            reply["sessionId"].get<std::string>());
+  auto session =
+      client.Get("/api/chat/sessions/" + reply["sessionId"].get<std::string>());
   ASSERT_TRUE(session);
   const json messages = json::parse(session->body)["session"]["messages"];
   ASSERT_EQ(messages.size(), 2u);
@@ -175,7 +175,7 @@ TEST_F(SseTest, DeltasArriveWhileTheAiStillWritesThenTheStoredReply) {
 
 TEST_F(SseTest, ClosingTheConnectionStopsTheAiAndChargesNothing) {
   fake_.Script({StreamResponse(StreamedReply({"Un.", " Deux.", " Trois."}),
-                             /*hold_after=*/2)});
+                               /*hold_after=*/2)});
   const StreamResult result =
       Stream({{"userId", "quitter"}, {"message", "Une longue réponse ?"}},
              [](const StreamResult& so_far) {
@@ -215,10 +215,10 @@ TEST_F(SseTest, AnInvalidRequestIs400BeforeAnyEvent) {
 TEST_F(SseTest, AnAiErrorMidStreamIsAnErrorEventAndChargesNothing) {
   std::vector<std::string> pieces = StreamedReply({"Un début"});
   pieces.resize(1);  // the first chunk only, then an error object
-  pieces.push_back("data: " +
-                   ErrorBody("The server had an error", "server_error",
-                             "server_error") +
-                   "\n\n");
+  pieces.push_back(
+      "data: " +
+      ErrorBody("The server had an error", "server_error", "server_error") +
+      "\n\n");
   fake_.Script({StreamResponse(pieces)});
   const StreamResult result =
       Stream({{"userId", "alice"}, {"message", "Bonjour"}});
@@ -274,7 +274,7 @@ class SseHeartbeatTest : public SseTest {
 
 TEST_F(SseHeartbeatTest, AnIdleStreamGetsCommentsUntilTheNextEvent) {
   fake_.Script({StreamResponse(StreamedReply({"Un.", " Deux."}),
-                             /*hold_after=*/1)});
+                               /*hold_after=*/1)});
   httplib::Client client("127.0.0.1", proxy_->port());
   client.set_read_timeout(30);
   std::string buffer;

@@ -24,8 +24,8 @@
 #include "storage/postgres_store.h"
 #include "storage/sqlite_schema.h"
 #include "storage/sqlite_store.h"
-#include "tests/support/store_calls.h"
 #include "tests/support/ports.h"
+#include "tests/support/store_calls.h"
 #include "tests/support/store_engines.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/test_clock.h"
@@ -38,11 +38,11 @@ constexpr int32_t kMaxBalance = 1000000;
 // CreateSession's max_user_sessions when a test is not about it.
 constexpr int kNoMaximum = 0;
 
-using ::testing::HasSubstr;
-using ::testing::Not;
 using testing::CreateSessionAtMost;
 using testing::Engine;
+using ::testing::HasSubstr;
 using testing::MidNovember2026;
+using ::testing::Not;
 using testing::PostgresDatabase;
 using testing::ReserveCredit;
 using testing::SqliteDatabase;
@@ -84,15 +84,14 @@ Exchange MakeExchange(const std::string& session_id, const std::string& tag,
                                         .created_at = now,
                                         .model = {},
                                         .usage = std::nullopt};
-  exchange.assistant_message = MessageRecord{.id = tag + "-assistant",
-                                             .session_id = session_id,
-                                             .role = Role::kAssistant,
-                                             .content = "Réponse " + tag,
-                                             .created_at = now,
-                                             .model = "test-model",
-                                             .usage = TokenUsage{
-                                                 .prompt_tokens = 120,
-                                                 .completion_tokens = 45}};
+  exchange.assistant_message = MessageRecord{
+      .id = tag + "-assistant",
+      .session_id = session_id,
+      .role = Role::kAssistant,
+      .content = "Réponse " + tag,
+      .created_at = now,
+      .model = "test-model",
+      .usage = TokenUsage{.prompt_tokens = 120, .completion_tokens = 45}};
   exchange.last_message = "Réponse " + tag;
   // The payer's usage (tests without a reservation count none that they
   // check).
@@ -154,8 +153,8 @@ class StoreTestBase : public ::testing::Test {
 
   void CreateSession(const std::string& id, const std::string& user_id,
                      const CreditTerms& terms = TermsFor("2026-11")) {
-    ASSERT_TRUE(CreateSessionAtMost(*store_, MakeSession(id, user_id, now_), kNoMaximum,
-                                    terms, now_)
+    ASSERT_TRUE(CreateSessionAtMost(*store_, MakeSession(id, user_id, now_),
+                                    kNoMaximum, terms, now_)
                     .ok());
   }
 
@@ -181,11 +180,12 @@ class StoreTest : public StoreTestBase,
   StoreTest() : StoreTestBase(GetParam()) {}
 };
 
-INSTANTIATE_TEST_SUITE_P(
-    Engines, StoreTest, ::testing::Values(Engine::kSqlite, Engine::kPostgres),
-    [](const ::testing::TestParamInfo<Engine>& info) {
-      return info.param == Engine::kSqlite ? "Sqlite" : "Postgres";
-    });
+INSTANTIATE_TEST_SUITE_P(Engines, StoreTest,
+                         ::testing::Values(Engine::kSqlite, Engine::kPostgres),
+                         [](const ::testing::TestParamInfo<Engine>& info) {
+                           return info.param == Engine::kSqlite ? "Sqlite"
+                                                                : "Postgres";
+                         });
 
 // SQLite only: its file.
 class SqliteStoreTest : public StoreTestBase {
@@ -218,7 +218,8 @@ class PostgresStoreTest : public StoreTestBase {
   PostgresDatabase& pg_ = static_cast<PostgresDatabase&>(*db_);
 };
 
-// --- Schema, file format ------------------------------------------------------
+// --- Schema, file format
+// ------------------------------------------------------
 
 TEST_P(StoreTest, CreatesTheSchemaAtTheLatestVersion) {
   EXPECT_GE(LatestVersion(), 1);
@@ -321,11 +322,13 @@ TEST_F(SqliteStoreTest, FindingUserActivityUsesIndexes) {
       "COALESCE(SUM(message_count), 0) AS messages FROM sessions WHERE "
       "user_id = ?1) AS a LEFT JOIN users AS u ON u.id = ?1");
   EXPECT_THAT(plan, HasSubstr("SEARCH sessions USING INDEX "
-                              "sessions_by_user_updated")) << plan;
+                              "sessions_by_user_updated"))
+      << plan;
   EXPECT_THAT(plan, HasSubstr("SEARCH u USING INDEX")) << plan;
 }
 
-// --- Errors are values ---------------------------------------------------------
+// --- Errors are values
+// ---------------------------------------------------------
 
 TEST_F(SqliteStoreTest, OpenFailuresAreStatusesNotExceptions) {
   absl::StatusOr<std::unique_ptr<SqliteStore>> missing_dir;
@@ -354,22 +357,23 @@ TEST_P(StoreTest, AFailedWriteIsAStatusAndChangesNothing) {
   CreateSession("s1", "una");
   // A duplicate primary key: the backend throws, the store returns.
   absl::Status duplicate;
-  EXPECT_NO_THROW(duplicate = CreateSessionAtMost(*store_, 
-                      MakeSession("s1", "una", now_), kNoMaximum, TermsFor("2026-11"),
-                      now_));
+  EXPECT_NO_THROW(
+      duplicate = CreateSessionAtMost(*store_, MakeSession("s1", "una", now_),
+                                      kNoMaximum, TermsFor("2026-11"), now_));
   EXPECT_EQ(duplicate.code(), absl::StatusCode::kInternal) << duplicate;
 
   // credits >= 0 is a constraint of the table: the whole update is undone.
   absl::StatusOr<UserRecord> negative;
-  EXPECT_NO_THROW(negative =
-                      store_->AddCredits("una", -100, kMaxBalance, TermsFor("2026-11"), now_));
+  EXPECT_NO_THROW(negative = store_->AddCredits("una", -100, kMaxBalance,
+                                                TermsFor("2026-11"), now_));
   EXPECT_FALSE(negative.ok());
   EXPECT_EQ(User("una").credits, 5);
   // The store is still usable afterwards.
   EXPECT_TRUE(Reserve("una", now_).has_value());
 }
 
-// --- Users ----------------------------------------------------------------------
+// --- Users
+// ----------------------------------------------------------------------
 
 TEST_P(StoreTest, ReadsNeverCreateAUser) {
   auto user = store_->FindUser("ghost");
@@ -415,8 +419,8 @@ TEST_P(StoreTest, FindUserActivityReadsTheUserAndItsTotalsTogether) {
   ASSERT_TRUE(
       store_->CommitExchange(MakeExchange("other", "c", now_, std::nullopt))
           .ok());
-  ASSERT_TRUE(store_->SetPlan("dina", Plan::kBasic, TermsFor("2026-11"), now_)
-                  .ok());
+  ASSERT_TRUE(
+      store_->SetPlan("dina", Plan::kBasic, TermsFor("2026-11"), now_).ok());
 
   auto activity = store_->FindUserActivity("dina");
   ASSERT_TRUE(activity.ok()) << activity.status();
@@ -437,8 +441,8 @@ TEST_P(StoreTest, FindUserActivityReadsTheUserAndItsTotalsTogether) {
   EXPECT_EQ(activity->totals.messages, totals->messages);
 
   // A user with a row but no session.
-  ASSERT_TRUE(store_->SetPlan("pia", Plan::kPremium, TermsFor("2026-11"), now_)
-                  .ok());
+  ASSERT_TRUE(
+      store_->SetPlan("pia", Plan::kPremium, TermsFor("2026-11"), now_).ok());
   auto pia = store_->FindUserActivity("pia");
   ASSERT_TRUE(pia.ok()) << pia.status();
   ASSERT_TRUE(pia->user.has_value());
@@ -467,7 +471,8 @@ TEST_P(StoreTest, SetPlanGivesThePlansFullAllowance) {
 }
 
 TEST_P(StoreTest, AddCreditsAddsToThisMonthsBalance) {
-  auto user = store_->AddCredits("dave", 3, kMaxBalance, TermsFor("2026-11"), now_);
+  auto user =
+      store_->AddCredits("dave", 3, kMaxBalance, TermsFor("2026-11"), now_);
   ASSERT_TRUE(user.ok()) << user.status();
   EXPECT_EQ(user->credits, 8);
   EXPECT_EQ(User("dave").credits, 8);
@@ -507,7 +512,8 @@ TEST_P(StoreTest, AddCreditsRefillsABasicRowFromLastMonthFirst) {
       store_->SetPlan("fay", Plan::kBasic, TermsFor("2026-10", 5, 0), now_)
           .ok());
   EXPECT_EQ(User("fay").credits, 0);
-  auto user = store_->AddCredits("fay", 2, kMaxBalance, TermsFor("2026-11"), now_);
+  auto user =
+      store_->AddCredits("fay", 2, kMaxBalance, TermsFor("2026-11"), now_);
   ASSERT_TRUE(user.ok());
   EXPECT_EQ(user->credits, 52);
   EXPECT_EQ(User("fay").credit_period, "2026-11");
@@ -518,9 +524,9 @@ TEST_P(StoreTest, InjectionLookingIdsAreStoredVerbatim) {
   const std::string session_id = "s' OR '1'='1";
   SessionRecord session = MakeSession(session_id, user_id, now_);
   session.title = "\"; DELETE FROM sessions; --";
-  ASSERT_TRUE(
-      CreateSessionAtMost(*store_, session, kNoMaximum, TermsFor("2026-11"), now_)
-          .ok());
+  ASSERT_TRUE(CreateSessionAtMost(*store_, session, kNoMaximum,
+                                  TermsFor("2026-11"), now_)
+                  .ok());
 
   EXPECT_EQ(User(user_id).id, user_id);
   const SessionRecord found = Session(session_id);
@@ -538,18 +544,20 @@ TEST_P(StoreTest, InjectionLookingIdsAreStoredVerbatim) {
   EXPECT_EQ(CountRows("sessions"), 1);
 }
 
-// --- Sessions --------------------------------------------------------------------
+// --- Sessions
+// --------------------------------------------------------------------
 
 TEST_P(StoreTest, ListsSessionsNewestUpdatedFirstWithinTheLimit) {
   for (int i = 0; i < 3; ++i) {
-    SessionRecord s = MakeSession("s" + std::to_string(i), "gus",
-                                  now_ + absl::Minutes(i));
+    SessionRecord s =
+        MakeSession("s" + std::to_string(i), "gus", now_ + absl::Minutes(i));
     ASSERT_TRUE(
-        CreateSessionAtMost(*store_, s, kNoMaximum, TermsFor("2026-11"), now_).ok());
+        CreateSessionAtMost(*store_, s, kNoMaximum, TermsFor("2026-11"), now_)
+            .ok());
   }
   // Renaming bumps updated_at: s0 becomes the newest.
-  ASSERT_TRUE(store_->RenameSession("s0", "Renommée", now_ + absl::Hours(1))
-                  .ok());
+  ASSERT_TRUE(
+      store_->RenameSession("s0", "Renommée", now_ + absl::Hours(1)).ok());
   auto sessions = store_->ListSessions("gus", 2);
   ASSERT_TRUE(sessions.ok());
   ASSERT_EQ(sessions->size(), 2u);
@@ -558,7 +566,8 @@ TEST_P(StoreTest, ListsSessionsNewestUpdatedFirstWithinTheLimit) {
   EXPECT_EQ((*sessions)[1].id, "s2");
 }
 
-// --- Pages (keyset pagination) ------------------------------------------------
+// --- Pages (keyset pagination)
+// ------------------------------------------------
 
 // Every session of `user_id` page by page, calling `between` after each page.
 std::vector<std::string> WalkSessions(Store& store, const std::string& user_id,
@@ -588,10 +597,12 @@ TEST_P(StoreTest, SessionPagesWalkTheListInItsOrderWhileSessionsAreCreated) {
   // by insertion order, newest first, as ListSessions does).
   const std::vector<int> minutes = {0, 1, 1, 1, 2, 3, 5};
   for (size_t i = 0; i < minutes.size(); ++i) {
-    ASSERT_TRUE(CreateSessionAtMost(*store_, MakeSession("s" + std::to_string(i), "pia",
-                                                now_ + absl::Minutes(minutes[i])),
-                                    kNoMaximum, TermsFor("2026-11"), now_)
-                    .ok());
+    ASSERT_TRUE(
+        CreateSessionAtMost(*store_,
+                            MakeSession("s" + std::to_string(i), "pia",
+                                        now_ + absl::Minutes(minutes[i])),
+                            kNoMaximum, TermsFor("2026-11"), now_)
+            .ok());
   }
   CreateSession("other", "quentin");
   auto unpaged = store_->ListSessions("pia", 100);
@@ -604,20 +615,22 @@ TEST_P(StoreTest, SessionPagesWalkTheListInItsOrderWhileSessionsAreCreated) {
   for (int size : {1, 2, 3, 7, 50}) {
     int pages = 0;
     int created = 0;
-    const std::vector<std::string> seen = WalkSessions(
-        *store_, "pia", size, &pages, [&] {
+    const std::vector<std::string> seen =
+        WalkSessions(*store_, "pia", size, &pages, [&] {
           // A new session between pages sorts first: the walk is past it.
-          ASSERT_TRUE(CreateSessionAtMost(*store_, 
-                              MakeSession(absl::StrCat("new", size, "-", created++),
-                                          "pia", now_ + absl::Hours(1)),
-                              kNoMaximum, TermsFor("2026-11"), now_)
+          ASSERT_TRUE(CreateSessionAtMost(
+                          *store_,
+                          MakeSession(absl::StrCat("new", size, "-", created++),
+                                      "pia", now_ + absl::Hours(1)),
+                          kNoMaximum, TermsFor("2026-11"), now_)
                           .ok());
         });
     EXPECT_EQ(seen, expected) << "page size " << size;
     EXPECT_EQ(pages, (7 + size - 1) / size) << "page size " << size;
     // Clean up the sessions the walk created, for the next size.
     for (int i = 0; i < created; ++i) {
-      ASSERT_TRUE(store_->DeleteSession(absl::StrCat("new", size, "-", i)).ok());
+      ASSERT_TRUE(
+          store_->DeleteSession(absl::StrCat("new", size, "-", i)).ok());
     }
   }
 
@@ -658,18 +671,17 @@ TEST_P(StoreTest, MessagePagesGoFromTheOldestAndSeeNewMessagesAtTheEnd) {
       EXPECT_EQ(page->messages[1].usage->completion_tokens, 45);
       EXPECT_EQ(page->messages[1].model, "test-model");
       // Appended during the walk: seen at its end.
-      ASSERT_TRUE(store_
-                      ->CommitExchange(
-                          MakeExchange("s1", "late", now_, std::nullopt))
-                      .ok());
+      ASSERT_TRUE(
+          store_->CommitExchange(MakeExchange("s1", "late", now_, std::nullopt))
+              .ok());
     }
     if (!page->next.has_value()) break;
     after = page->next;
   }
-  EXPECT_EQ(seen, (std::vector<std::string>{
-                      "a0-user", "a0-assistant", "a1-user", "a1-assistant",
-                      "a2-user", "a2-assistant", "late-user",
-                      "late-assistant"}));
+  EXPECT_EQ(seen,
+            (std::vector<std::string>{"a0-user", "a0-assistant", "a1-user",
+                                      "a1-assistant", "a2-user", "a2-assistant",
+                                      "late-user", "late-assistant"}));
   EXPECT_EQ(pages, 2);
   auto none = store_->ListMessagesPage("nowhere", std::nullopt, 4);
   ASSERT_TRUE(none.ok());
@@ -684,14 +696,13 @@ TEST_P(StoreTest, RenamingAMissingSessionIsNotFound) {
 
 TEST_P(StoreTest, CreateSessionStopsAtTheUsersMaximum) {
   for (int i = 0; i < 2; ++i) {
-    ASSERT_TRUE(CreateSessionAtMost(*store_, MakeSession("s" + std::to_string(i), "kim",
-                                                now_),
-                                    /*max_user_sessions=*/2, TermsFor("2026-11"),
-                                    now_)
+    ASSERT_TRUE(CreateSessionAtMost(
+                    *store_, MakeSession("s" + std::to_string(i), "kim", now_),
+                    /*max_user_sessions=*/2, TermsFor("2026-11"), now_)
                     .ok());
   }
-  const absl::Status third = CreateSessionAtMost(*store_, 
-      MakeSession("s2", "kim", now_), 2, TermsFor("2026-11"), now_);
+  const absl::Status third = CreateSessionAtMost(
+      *store_, MakeSession("s2", "kim", now_), 2, TermsFor("2026-11"), now_);
   EXPECT_EQ(third.code(), absl::StatusCode::kFailedPrecondition) << third;
   EXPECT_FALSE(store_->FindSession("s2")->has_value());
   // Another user's sessions do not count.
@@ -722,8 +733,8 @@ TEST_P(StoreTest, RacingCreatesAtTheMaximumLetExactlyOneThrough) {
   std::vector<std::thread> threads;
   for (int i = 0; i < kRacers; ++i) {
     threads.emplace_back([&, i] {
-      const absl::Status status = CreateSessionAtMost(*store_, 
-          MakeSession("r" + std::to_string(i), "max", now_), kMax,
+      const absl::Status status = CreateSessionAtMost(
+          *store_, MakeSession("r" + std::to_string(i), "max", now_), kMax,
           TermsFor("2026-11"), now_);
       if (status.ok()) ++created;
       if (status.code() == absl::StatusCode::kFailedPrecondition) ++refused;
@@ -772,7 +783,8 @@ TEST_P(StoreTest, ListRecentMessagesReturnsTheNewestOldestFirst) {
   EXPECT_EQ((*messages)[2].role, Role::kAssistant);
 }
 
-// --- Credit reservations ----------------------------------------------------------
+// --- Credit reservations
+// ----------------------------------------------------------
 
 TEST_P(StoreTest, ReservesExactlyTheCreditsLeft) {
   for (int i = 0; i < 5; ++i) {
@@ -913,8 +925,8 @@ TEST_P(StoreTest, AnAdmissionKeepsTheRateStateItIsGivenForTheNextOne) {
 }
 
 TEST_P(StoreTest, ConcurrentReservationsNeverExceedTheCredits) {
-  ASSERT_TRUE(store_->SetPlan("max", Plan::kBasic, TermsFor("2026-11"), now_)
-                  .ok());
+  ASSERT_TRUE(
+      store_->SetPlan("max", Plan::kBasic, TermsFor("2026-11"), now_).ok());
   std::atomic<int> granted = 0;
   std::atomic<int> errors = 0;
   std::vector<std::thread> threads;
@@ -922,7 +934,7 @@ TEST_P(StoreTest, ConcurrentReservationsNeverExceedTheCredits) {
     threads.emplace_back([&] {
       for (int i = 0; i < 20; ++i) {
         auto r = ReserveCredit(*store_, "max", TermsFor("2026-11"), now_,
-                                       now_ + absl::Minutes(5));
+                               now_ + absl::Minutes(5));
         if (!r.ok()) {
           ++errors;
         } else if (r->has_value()) {
@@ -937,7 +949,8 @@ TEST_P(StoreTest, ConcurrentReservationsNeverExceedTheCredits) {
   EXPECT_EQ(CountRows("credit_reservations"), 50);
 }
 
-// --- CommitExchange --------------------------------------------------------------
+// --- CommitExchange
+// --------------------------------------------------------------
 
 TEST_P(StoreTest, CommitExchangeChargesOneCreditAndStoresBothMessages) {
   CreateSession("s1", "ned");
@@ -945,7 +958,8 @@ TEST_P(StoreTest, CommitExchangeChargesOneCreditAndStoresBothMessages) {
   ASSERT_TRUE(reservation.has_value());
   const absl::Time later = now_ + absl::Seconds(3);
 
-  auto result = store_->CommitExchange(MakeExchange("s1", "x", later, reservation));
+  auto result =
+      store_->CommitExchange(MakeExchange("s1", "x", later, reservation));
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_EQ(result->remaining_credits, 4);
   EXPECT_EQ(User("ned").credits, 4);
@@ -958,8 +972,9 @@ TEST_P(StoreTest, CommitExchangeChargesOneCreditAndStoresBothMessages) {
   EXPECT_EQ(session.updated_at, later);
   EXPECT_EQ(session.created_at, now_);
 
-  ASSERT_TRUE(store_->CommitExchange(
-                  MakeExchange("s1", "y", later, Reserve("ned", later)))
+  ASSERT_TRUE(store_
+                  ->CommitExchange(
+                      MakeExchange("s1", "y", later, Reserve("ned", later)))
                   .ok());
   EXPECT_EQ(Session("s1").message_count, 4);
   EXPECT_EQ(Session("s1").last_message, "Réponse y");
@@ -981,7 +996,8 @@ TEST_P(StoreTest, CommitExchangeWithoutReservationChargesNothing) {
   ASSERT_TRUE(
       store_->SetPlan("pia", Plan::kPremium, TermsFor("2026-11"), now_).ok());
   CreateSession("s1", "pia");
-  auto result = store_->CommitExchange(MakeExchange("s1", "p", now_, std::nullopt));
+  auto result =
+      store_->CommitExchange(MakeExchange("s1", "p", now_, std::nullopt));
   ASSERT_TRUE(result.ok());
   EXPECT_FALSE(result->remaining_credits.has_value());
   EXPECT_EQ(CountMessagesOf("s1"), 2);
@@ -1003,8 +1019,8 @@ TEST_P(StoreTest, CommitExchangeWithNoCreditLeftStoresNothing) {
 
   // The same reservation again (say, replayed) finds 0 credits: refused,
   // and neither the messages, the summary nor the new session are stored.
-  Exchange again = MakeExchange("s2", "late", now_ + absl::Minutes(1),
-                                reservation);
+  Exchange again =
+      MakeExchange("s2", "late", now_ + absl::Minutes(1), reservation);
   again.terms = one_credit;
   again.new_session = MakeSession("s2", "quin", now_);
   auto refused = store_->CommitExchange(again);
@@ -1016,8 +1032,8 @@ TEST_P(StoreTest, CommitExchangeWithNoCreditLeftStoresNothing) {
   EXPECT_EQ(User("quin").credits, 0);
 
   // Into the existing session: its summary is untouched.
-  Exchange existing = MakeExchange("s1", "late2", now_ + absl::Minutes(2),
-                                   reservation);
+  Exchange existing =
+      MakeExchange("s1", "late2", now_ + absl::Minutes(2), reservation);
   existing.terms = one_credit;
   EXPECT_EQ(store_->CommitExchange(existing).status().code(),
             absl::StatusCode::kResourceExhausted);
@@ -1040,7 +1056,8 @@ TEST_P(StoreTest, CommitExchangeIntoAMissingSessionStoresNothing) {
   EXPECT_EQ(CountRows("credit_reservations"), 1);
 }
 
-// --- Server runs and their holds ----------------------------------------------------
+// --- Server runs and their holds
+// ----------------------------------------------------
 
 TEST_P(StoreTest, ARestartedServerDropsOnlyItsPreviousRunsHolds) {
   ASSERT_TRUE(store_->BeginRun("host-a:50051").ok());
@@ -1093,8 +1110,8 @@ TEST_P(StoreTest, SeveralStoresRacingForOneUsersCreditsChargeExactlyThem) {
     threads.emplace_back([&, t] {
       Store& store = *stores[t % kStores];
       for (int i = 0; i < kTriesPerThread; ++i) {
-        auto hold = ReserveCredit(store, "zoe", terms, now_,
-                                        now_ + absl::Minutes(5));
+        auto hold =
+            ReserveCredit(store, "zoe", terms, now_, now_ + absl::Minutes(5));
         if (!hold.ok()) {
           ++errors;
           continue;
@@ -1104,8 +1121,8 @@ TEST_P(StoreTest, SeveralStoresRacingForOneUsersCreditsChargeExactlyThem) {
           continue;
         }
         ++held;
-        const std::string tag = "t" + std::to_string(t) + "-" +
-                                std::to_string(i);
+        const std::string tag =
+            "t" + std::to_string(t) + "-" + std::to_string(i);
         Exchange exchange = MakeExchange("s-" + tag, tag, now_, *hold);
         exchange.terms = terms;
         exchange.new_session = MakeSession("s-" + tag, "zoe", now_);
@@ -1128,7 +1145,8 @@ TEST_P(StoreTest, SeveralStoresRacingForOneUsersCreditsChargeExactlyThem) {
   EXPECT_EQ(CountRows("credit_reservations"), 0);
 }
 
-// --- Idempotency keys ----------------------------------------------------------------
+// --- Idempotency keys
+// ----------------------------------------------------------------
 
 IdempotencyClaim KeyClaimFor(const std::string& user, const std::string& key,
                              const std::string& hash,
@@ -1174,7 +1192,8 @@ TEST_P(StoreTest, ARefusedKeyedAdmissionStoresItsResponseOrFreesTheKey) {
   auto replay = admit("stored", std::nullopt);
   ASSERT_TRUE(replay.ok()) << replay.status();
   ASSERT_EQ(replay->claim.state, State::kCompleted);
-  EXPECT_EQ(replay->claim.stored->response, "{\"error\":\"SESSION_NOT_FOUND\"}");
+  EXPECT_EQ(replay->claim.stored->response,
+            "{\"error\":\"SESSION_NOT_FOUND\"}");
   EXPECT_EQ(CountRows("idempotency_keys"), 1);
   EXPECT_EQ(CountRows("credit_reservations"), 0);
 }
@@ -1183,8 +1202,7 @@ TEST_P(StoreTest, ARefusedKeyedAdmissionStoresItsResponseOrFreesTheKey) {
 State ClaimState(Store& store, const std::string& user, const std::string& key,
                  const std::string& hash, const std::string& claim_id,
                  absl::Time at) {
-  auto outcome =
-      ClaimKey(store, KeyClaimFor(user, key, hash, claim_id, at));
+  auto outcome = ClaimKey(store, KeyClaimFor(user, key, hash, claim_id, at));
   EXPECT_TRUE(outcome.ok()) << outcome.status();
   return outcome.ok() ? outcome->state : State::kInProgress;
 }
@@ -1209,8 +1227,8 @@ TEST_P(StoreTest, AKeyRunsOnceAndItsCommittedResponseIsReplayed) {
   ASSERT_TRUE(committed.ok()) << committed.status();
   EXPECT_EQ(committed->remaining_credits, 4);
 
-  auto replay = ClaimKey(*store_, 
-      KeyClaimFor("ida", "k1", "h1", "c5", now_ + absl::Hours(1)));
+  auto replay = ClaimKey(
+      *store_, KeyClaimFor("ida", "k1", "h1", "c5", now_ + absl::Hours(1)));
   ASSERT_TRUE(replay.ok()) << replay.status();
   ASSERT_EQ(replay->state, State::kCompleted);
   ASSERT_TRUE(replay->stored.has_value());
@@ -1228,9 +1246,9 @@ TEST_P(StoreTest, ACommitWhoseClaimWasTakenOverStoresAndChargesNothing) {
   first.claim_expires_at = now_ + absl::Minutes(1);
   ASSERT_EQ(ClaimKey(*store_, first)->state, State::kClaimed);
   // The first send hangs past its claim: a retry takes the key over.
-  ASSERT_EQ(ClaimState(*store_, "ida", "k", "h", "second",
-                       now_ + absl::Minutes(2)),
-            State::kClaimed);
+  ASSERT_EQ(
+      ClaimState(*store_, "ida", "k", "h", "second", now_ + absl::Minutes(2)),
+      State::kClaimed);
 
   CreateSession("s1", "ida");
   Exchange late = MakeExchange("s1", "late", now_, Reserve("ida", now_));
@@ -1264,8 +1282,7 @@ TEST_P(StoreTest, OnlyItsOwnClaimReleasesOrCompletesAKey) {
             State::kClaimed);
   // An error's response, stored outside any exchange.
   ASSERT_TRUE(store_->CompleteIdempotencyKey("ida", "k", "retry", "err").ok());
-  auto replay = ClaimKey(*store_, 
-      KeyClaimFor("ida", "k", "h", "again", now_));
+  auto replay = ClaimKey(*store_, KeyClaimFor("ida", "k", "h", "again", now_));
   ASSERT_TRUE(replay.ok()) << replay.status();
   ASSERT_EQ(replay->state, State::kCompleted);
   EXPECT_EQ(replay->stored->response, "err");
@@ -1279,8 +1296,7 @@ TEST_P(StoreTest, OnlyItsOwnClaimReleasesOrCompletesAKey) {
 TEST_P(StoreTest, AnExpiredKeyRunsAgainAndIsPurgedInBoundedBatches) {
   for (int i = 0; i < 5; ++i) {
     const std::string key = "old" + std::to_string(i);
-    ASSERT_EQ(ClaimState(*store_, "ida", key, "h", key, now_),
-              State::kClaimed);
+    ASSERT_EQ(ClaimState(*store_, "ida", key, "h", key, now_), State::kClaimed);
     ASSERT_TRUE(store_->CompleteIdempotencyKey("ida", key, key, "r").ok());
   }
   const absl::Time later = now_ + absl::Hours(24);
@@ -1341,7 +1357,8 @@ TEST_P(StoreTest, SeveralStoresRacingForOneKeyLetExactlyOneRun) {
   std::vector<std::thread> threads;
   for (int t = 0; t < kStores * kThreadsPerStore; ++t) {
     threads.emplace_back([&, t] {
-      auto outcome = ClaimKey(*stores[t % kStores], 
+      auto outcome = ClaimKey(
+          *stores[t % kStores],
           KeyClaimFor("zoe", "same", "h", "c" + std::to_string(t), now_));
       if (!outcome.ok()) {
         ++other;
@@ -1361,7 +1378,8 @@ TEST_P(StoreTest, SeveralStoresRacingForOneKeyLetExactlyOneRun) {
   EXPECT_EQ(CountRows("idempotency_keys"), 1);
 }
 
-// --- PostgreSQL only -----------------------------------------------------------------
+// --- PostgreSQL only
+// -----------------------------------------------------------------
 
 TEST_F(PostgresStoreTest, RefusesADatabaseFromANewerBuild) {
   store_.reset();
@@ -1386,16 +1404,17 @@ TEST(PostgresMigrationTest, ReplicasStartingTogetherMigrateExactlyOnce) {
   }
   for (std::thread& thread : threads) thread.join();
   for (int i = 0; i < kReplicas; ++i) {
-    EXPECT_TRUE(opened[i].ok()) << "replica " << i << ": " << opened[i].status();
+    EXPECT_TRUE(opened[i].ok())
+        << "replica " << i << ": " << opened[i].status();
   }
   EXPECT_EQ(db.SchemaVersion(), LatestPostgresSchemaVersion());
   EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM coach_schema"), 1);
   // Every replica works on the one schema.
   ASSERT_TRUE(opened[0].ok() && opened[kReplicas - 1].ok());
-  ASSERT_TRUE((*opened[0])
-                  ->SetPlan("amy", Plan::kBasic, TermsFor("2026-11"),
-                            MidNovember2026())
-                  .ok());
+  ASSERT_TRUE(
+      (*opened[0])
+          ->SetPlan("amy", Plan::kBasic, TermsFor("2026-11"), MidNovember2026())
+          .ok());
   auto amy = (*opened[kReplicas - 1])->FindUser("amy");
   ASSERT_TRUE(amy.ok() && amy->has_value());
   EXPECT_EQ((*amy)->credits, 50);

@@ -4,8 +4,8 @@
 // coach's, streamed by sentence), or the OpenAI coach against a local fake
 // that streams its chunks when the test says so.
 #include <gmock/gmock.h>
-#include <sqlite3.h>
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <functional>
 #include <memory>
@@ -129,8 +129,10 @@ class StreamTestBase : public ::testing::Test {
     v1::GetUserStatsRequest request;
     request.set_user_id(user_id);
     v1::GetUserStatsResponse response;
-    EXPECT_TRUE(
-        server().users().GetUserStats(Context().get(), request, &response).ok());
+    EXPECT_TRUE(server()
+                    .users()
+                    .GetUserStats(Context().get(), request, &response)
+                    .ok());
     return response.stats().total_messages();
   }
   std::vector<MessageRecord> Stored(const std::string& session_id) {
@@ -191,8 +193,9 @@ TEST_F(StreamMessageTest, ACoachThatDoesNotStreamGivesOneDelta) {
   const Streamed streamed =
       ReadStream(server_.chat(), Request("alice", "", "Bonjour"));
   ASSERT_NO_FATAL_FAILURE(ExpectRepliedAndStored(streamed));
-  EXPECT_THAT(streamed.deltas,
-              ::testing::ElementsAre("  Une réponse d'un bloc, espaces compris.  "));
+  EXPECT_THAT(
+      streamed.deltas,
+      ::testing::ElementsAre("  Une réponse d'un bloc, espaces compris.  "));
 }
 
 TEST_F(StreamMessageTest, ContinuesASessionLikeSendMessage) {
@@ -255,7 +258,6 @@ TEST_F(StreamMessageTest, ACoachFailureEndsTheStreamAndChargesNothing) {
 
 // --- With the OpenAI coach, streaming from the local fake ------------------
 
-
 std::string ErrorEvent(const std::string& code) {
   return "data: " + ErrorBody("The server had an error", "server_error", code) +
          "\n\n";
@@ -264,7 +266,8 @@ std::string ErrorEvent(const std::string& code) {
 class OpenAiStreamMessageTest : public StreamTestBase {
  protected:
   void SetUp() override {
-    auto coach = OpenAiCoach::Create(FastOpenAiOptions(fake_.base_url(), "sk-test-stream"));
+    auto coach = OpenAiCoach::Create(
+        FastOpenAiOptions(fake_.base_url(), "sk-test-stream"));
     ASSERT_TRUE(coach.ok()) << coach.status();
     coach_ = *std::move(coach);
     Config config = TestConfig();
@@ -283,20 +286,20 @@ class OpenAiStreamMessageTest : public StreamTestBase {
 // The fake writes one chunk and waits: the client has its first delta while
 // the model is still "writing"; then the rest, and the reply as stored.
 TEST_F(OpenAiStreamMessageTest, FirstDeltaArrivesWhileTheAiStillWrites) {
-  fake_.Script({StreamResponse(StreamedReply({"Bonjour", " à vous.", " Respirez.",
-                                        " Puis parlez."}),
-                         /*hold_after=*/1)});
+  fake_.Script({StreamResponse(
+      StreamedReply({"Bonjour", " à vous.", " Respirez.", " Puis parlez."}),
+      /*hold_after=*/1)});
   bool first_seen_while_held = false;
-  const Streamed streamed = ReadStream(
-      server_->chat(), Request("alice", "", "Comment me détendre ?"),
-      [&](const Streamed& so_far) {
-        if (so_far.deltas.size() == 1 && !so_far.reply.has_value()) {
-          EXPECT_EQ(so_far.deltas[0], "Bonjour");
-          first_seen_while_held = fake_.completed_streams() == 0;
-          fake_.ReleaseStreams();
-        }
-        return true;
-      });
+  const Streamed streamed =
+      ReadStream(server_->chat(), Request("alice", "", "Comment me détendre ?"),
+                 [&](const Streamed& so_far) {
+                   if (so_far.deltas.size() == 1 && !so_far.reply.has_value()) {
+                     EXPECT_EQ(so_far.deltas[0], "Bonjour");
+                     first_seen_while_held = fake_.completed_streams() == 0;
+                     fake_.ReleaseStreams();
+                   }
+                   return true;
+                 });
   EXPECT_TRUE(first_seen_while_held);
   ASSERT_NO_FATAL_FAILURE(ExpectRepliedAndStored(streamed));
   EXPECT_EQ(streamed.Text(), "Bonjour à vous. Respirez. Puis parlez.");
@@ -338,7 +341,7 @@ TEST_F(OpenAiStreamMessageTest, ClientCancelAbortsTheAiAndChargesNothing) {
   ASSERT_EQ(RemainingCredits("alice"), 1);
   const int messages_before = TotalMessages("alice");
   fake_.Script({StreamResponse(StreamedReply({"Un.", " Deux.", " Trois."}),
-                         /*hold_after=*/2)});
+                               /*hold_after=*/2)});
   const Streamed streamed = ReadStream(
       server_->chat(), Request("alice", session_id, "Une longue réponse ?"),
       [](const Streamed& so_far) { return so_far.Text() != "Un. Deux."; });
@@ -362,8 +365,8 @@ TEST_F(OpenAiStreamMessageTest, ClientCancelAbortsTheAiAndChargesNothing) {
 // charged or stored, and no retry (a second reply would follow the first's
 // pieces).
 TEST_F(OpenAiStreamMessageTest, AnAiErrorMidStreamEndsItAndChargesNothing) {
-  fake_.Script({StreamResponse({StreamChunk("Début de réponse"),
-                          ErrorEvent("server_error")})});
+  fake_.Script({StreamResponse(
+      {StreamChunk("Début de réponse"), ErrorEvent("server_error")})});
   const Streamed streamed =
       ReadStream(server_->chat(), Request("alice", "", "Bonjour"));
   EXPECT_EQ(streamed.Text(), "Début de réponse");
@@ -376,7 +379,8 @@ TEST_F(OpenAiStreamMessageTest, AnAiErrorMidStreamEndsItAndChargesNothing) {
 
 // A stream that ends before [DONE], after a piece: a failed reply.
 TEST_F(OpenAiStreamMessageTest, AStreamCutBeforeDoneIsAFailedReply) {
-  fake_.Script({StreamResponse({StreamChunk("Une réponse"), StreamChunk(" coupée")})});
+  fake_.Script(
+      {StreamResponse({StreamChunk("Une réponse"), StreamChunk(" coupée")})});
   const Streamed streamed =
       ReadStream(server_->chat(), Request("alice", "", "Bonjour"));
   EXPECT_FALSE(streamed.reply.has_value());
@@ -398,8 +402,9 @@ TEST_F(OpenAiStreamMessageTest, AnErrorBeforeTheFirstPieceIsRetried) {
 }
 
 TEST_F(OpenAiStreamMessageTest, ContentFilterMidStreamIsContentFiltered) {
-  fake_.Script({StreamResponse({StreamChunk("Je "), StreamFinish("content_filter"),
-                          StreamUsage(), StreamDone()})});
+  fake_.Script(
+      {StreamResponse({StreamChunk("Je "), StreamFinish("content_filter"),
+                       StreamUsage(), StreamDone()})});
   const Streamed streamed =
       ReadStream(server_->chat(), Request("alice", "", "Bonjour"));
   EXPECT_EQ(streamed.status.error_code(), grpc::StatusCode::FAILED_PRECONDITION)

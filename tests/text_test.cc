@@ -12,9 +12,9 @@ namespace {
 
 TEST(TextTest, ValidUtf8) {
   EXPECT_TRUE(IsValidUtf8("Bonjour, ça va ? 👋"));
-  EXPECT_FALSE(IsValidUtf8("\xC3"));          // truncated
-  EXPECT_FALSE(IsValidUtf8("\xC0\xAF"));      // overlong
-  EXPECT_FALSE(IsValidUtf8("\xED\xA0\x80"));  // surrogate
+  EXPECT_FALSE(IsValidUtf8("\xC3"));              // truncated
+  EXPECT_FALSE(IsValidUtf8("\xC0\xAF"));          // overlong
+  EXPECT_FALSE(IsValidUtf8("\xED\xA0\x80"));      // surrogate
   EXPECT_FALSE(IsValidUtf8("\xF4\x90\x80\x80"));  // beyond U+10FFFF
   EXPECT_FALSE(IsValidUtf8("\xFF"));
 }

@@ -54,17 +54,19 @@ TEST(ThreadPoolTest, ThreadsGrowWithBlockedWorkUpToTheBound) {
   // Three tasks run at once (one per thread); the other two wait their turn.
   {
     absl::MutexLock lock(&mu);
-    EXPECT_TRUE(mu.AwaitWithTimeout(
-        absl::Condition(+[](int* r) { return *r == 3; }, &running),
-        absl::Seconds(20)));
+    EXPECT_TRUE(
+        mu.AwaitWithTimeout(absl::Condition(
+                                +[](int* r) { return *r == 3; }, &running),
+                            absl::Seconds(20)));
   }
   EXPECT_EQ(executor.thread_count(), 3);
   release.Notify();
   {
     absl::MutexLock lock(&mu);
-    EXPECT_TRUE(mu.AwaitWithTimeout(
-        absl::Condition(+[](int* r) { return *r == 5; }, &running),
-        absl::Seconds(20)));
+    EXPECT_TRUE(
+        mu.AwaitWithTimeout(absl::Condition(
+                                +[](int* r) { return *r == 5; }, &running),
+                            absl::Seconds(20)));
   }
   EXPECT_EQ(executor.thread_count(), 3);
 }

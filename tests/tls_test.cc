@@ -156,9 +156,8 @@ class TlsTestPki {
   // one, never half of one).
   bool Replace(const std::string& target, const std::string& source) {
     std::error_code error;
-    for (const auto& [from, to] :
-         {std::pair{Key(source), Key(target)},
-          std::pair{Pem(source), Pem(target)}}) {
+    for (const auto& [from, to] : {std::pair{Key(source), Key(target)},
+                                   std::pair{Pem(source), Pem(target)}}) {
       std::filesystem::copy_file(
           from, to + ".new", std::filesystem::copy_options::overwrite_existing,
           error);
@@ -284,9 +283,9 @@ struct TlsTestHttpAnswer {
 // `extra`: more curl arguments (--cacert, -X POST ...).
 TlsTestHttpAnswer TlsTestCurl(const std::string& url,
                               const std::string& extra = "") {
-  const TlsTestCommandResult result = TlsTestRun(absl::StrCat(
-      "curl -sS -m 15 ", extra, " -w '\\n%{http_code}' '", url,
-      "' 2>/dev/null"));
+  const TlsTestCommandResult result =
+      TlsTestRun(absl::StrCat("curl -sS -m 15 ", extra,
+                              " -w '\\n%{http_code}' '", url, "' 2>/dev/null"));
   TlsTestHttpAnswer answer;
   const size_t last = result.output.rfind('\n');
   if (last == std::string::npos) return answer;
@@ -303,11 +302,11 @@ std::string TlsTestServedSubject(int port, const std::string& ca,
                                  const std::string& key = "") {
   const std::string identity =
       cert.empty() ? "" : absl::StrCat(" -cert ", cert, " -key ", key);
-  return TlsTestRun(absl::StrCat(
-                        "openssl s_client -connect 127.0.0.1:", port,
-                        " -CAfile ", ca, identity,
-                        " -verify_return_error </dev/null 2>/dev/null | "
-                        "openssl x509 -noout -subject 2>/dev/null"))
+  return TlsTestRun(
+             absl::StrCat("openssl s_client -connect 127.0.0.1:", port,
+                          " -CAfile ", ca, identity,
+                          " -verify_return_error </dev/null 2>/dev/null | "
+                          "openssl x509 -noout -subject 2>/dev/null"))
       .output;
 }
 
@@ -351,11 +350,11 @@ class TlsTest : public ::testing::Test {
 
   TlsTestEnv ServerEnv(int port, bool mutual) const {
     TlsTestEnv env = {{"COACH_DB_PATH", dir_.File("coach.db")},
-               {"COACH_GRPC_LISTEN", absl::StrCat("127.0.0.1:", port)},
-               {"COACH_GRPC_TLS_CERT", pki_.Pem("server")},
-               {"COACH_GRPC_TLS_KEY", pki_.Key("server")},
-               {"COACH_GRPC_TLS_CHECK_INTERVAL", "1s"},
-               {"COACH_MEMORY_RELEASE_INTERVAL", "0"}};
+                      {"COACH_GRPC_LISTEN", absl::StrCat("127.0.0.1:", port)},
+                      {"COACH_GRPC_TLS_CERT", pki_.Pem("server")},
+                      {"COACH_GRPC_TLS_KEY", pki_.Key("server")},
+                      {"COACH_GRPC_TLS_CHECK_INTERVAL", "1s"},
+                      {"COACH_MEMORY_RELEASE_INTERVAL", "0"}};
     if (mutual) env["COACH_GRPC_TLS_CLIENT_CA"] = pki_.Pem("ca");
     return env;
   }
@@ -375,7 +374,7 @@ class TlsTest : public ::testing::Test {
   }
 
   TlsTestEnv ProxyEnv(int http_port, int server_port,
-               const std::string& client) const {
+                      const std::string& client) const {
     return {{"COACH_HTTP_LISTEN", absl::StrCat("127.0.0.1:", http_port)},
             {"COACH_GRPC_TARGET", absl::StrCat("127.0.0.1:", server_port)},
             {"COACH_UPSTREAM_CLIENT", client},
@@ -386,7 +385,7 @@ class TlsTest : public ::testing::Test {
   }
   // The proxy's environment for mutual TLS to the server.
   TlsTestEnv MutualProxyEnv(int http_port, int server_port,
-                     const std::string& client) const {
+                            const std::string& client) const {
     TlsTestEnv env = ProxyEnv(http_port, server_port, client);
     env["COACH_UPSTREAM_TLS_CA"] = pki_.Pem("ca");
     env["COACH_UPSTREAM_TLS_CERT"] = pki_.Pem("proxy-client");
@@ -463,8 +462,8 @@ TEST_F(TlsTest, MutualTlsServerAcceptsOnlyClientsOfItsCa) {
   ours.pem_root_certs = TlsTestReadFile(pki_.Pem("ca"));
   ours.pem_cert_chain = TlsTestReadFile(pki_.Pem("proxy-client"));
   ours.pem_private_key = TlsTestReadFile(pki_.Key("proxy-client"));
-  EXPECT_TRUE(TlsTestHealth(TlsTestChannel(port, grpc::SslCredentials(ours)))
-                  .ok());
+  EXPECT_TRUE(
+      TlsTestHealth(TlsTestChannel(port, grpc::SslCredentials(ours))).ok());
 
   grpc::SslCredentialsOptions anonymous;
   anonymous.pem_root_certs = ours.pem_root_certs;
@@ -479,10 +478,10 @@ TEST_F(TlsTest, MutualTlsServerAcceptsOnlyClientsOfItsCa) {
                 .error_code(),
             grpc::StatusCode::UNAVAILABLE);
 
-  EXPECT_EQ(TlsTestHealth(TlsTestChannel(port,
-                                         grpc::InsecureChannelCredentials()))
-                .error_code(),
-            grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(
+      TlsTestHealth(TlsTestChannel(port, grpc::InsecureChannelCredentials()))
+          .error_code(),
+      grpc::StatusCode::UNAVAILABLE);
   // An independent client too: openssl, with and without its certificate.
   EXPECT_TRUE(absl::StrContains(
       TlsTestServedSubject(port, pki_.Pem("ca"), pki_.Pem("proxy-client"),
@@ -522,7 +521,7 @@ TEST_F(TlsTest, BadTlsFilesStopTheStartNamingTheSetting) {
   const int port = FreeLoopbackPort();
   const std::string listen = absl::StrCat("127.0.0.1:", port);
   const TlsTestEnv server = {{"COACH_DB_PATH", dir_.File("coach.db")},
-                      {"COACH_GRPC_LISTEN", listen}};
+                             {"COACH_GRPC_LISTEN", listen}};
   const TlsTestEnv proxy = {{"COACH_HTTP_LISTEN", listen}};
   const auto with = [](TlsTestEnv env, const TlsTestEnv& more) {
     for (const auto& [name, value] : more) env[name] = value;
@@ -552,8 +551,8 @@ TEST_F(TlsTest, BadTlsFilesStopTheStartNamingTheSetting) {
        with(proxy, {{"COACH_HTTP_TLS_CERT", pki_.Pem("server")},
                     {"COACH_HTTP_TLS_KEY", pki_.Key("proxy-client")}}),
        "does not match"},
-      {COACH_PROXY_BINARY,
-       with(proxy, {{"COACH_UPSTREAM_TLS_CA", missing}}), "cannot read"},
+      {COACH_PROXY_BINARY, with(proxy, {{"COACH_UPSTREAM_TLS_CA", missing}}),
+       "cannot read"},
       {COACH_PROXY_BINARY,
        with(proxy, {{"COACH_UPSTREAM_TLS_CERT", pki_.Pem("proxy-client")},
                     {"COACH_UPSTREAM_TLS_KEY", pki_.Key("proxy-client")}}),
@@ -731,9 +730,8 @@ TEST_F(TlsFrontTest, ReplacedCertificateServesNewHandshakes) {
   const int http = FreeLoopbackPort();
   StartProxy(HttpsProxyEnv(http, server), http);
   ASSERT_TRUE(ServesStats(http, "https", Cacert()));
-  EXPECT_TRUE(
-      absl::StrContains(TlsTestServedSubject(http, pki_.Pem("ca")),
-                        "coach-server-1"));
+  EXPECT_TRUE(absl::StrContains(TlsTestServedSubject(http, pki_.Pem("ca")),
+                                "coach-server-1"));
   ASSERT_TRUE(pki_.Replace("server", "server-next"));
   EXPECT_TRUE(TlsTestWaitFor(kTlsTestRotationTimeout, [&] {
     return absl::StrContains(TlsTestServedSubject(http, pki_.Pem("ca")),
@@ -787,7 +785,8 @@ class TlsFrontHangupTest : public TlsTest {
     auto server = http::Server::Start(
         std::move(options), [this](std::shared_ptr<http::Exchange> exchange) {
           if (exchange->request().path != "/hold") {
-            return exchange->Reply({.status = 200, .headers = {}, .body = "now"});
+            return exchange->Reply(
+                {.status = 200, .headers = {}, .body = "now"});
           }
           exchange->OnCancel([this] { cancelled_.Notify(); });
           absl::MutexLock lock(&mu_);
@@ -810,10 +809,9 @@ class TlsFrontHangupTest : public TlsTest {
   // Connects, handshakes and sends GET /hold; true once the server holds it.
   bool HoldARequest() {
     boost::system::error_code ec;
-    client_.lowest_layer().connect(
-        {boost::asio::ip::make_address("127.0.0.1"),
-         static_cast<uint16_t>(server_->port())},
-        ec);
+    client_.lowest_layer().connect({boost::asio::ip::make_address("127.0.0.1"),
+                                    static_cast<uint16_t>(server_->port())},
+                                   ec);
     if (!ec) client_.handshake(boost::asio::ssl::stream_base::client, ec);
     if (!ec) Send("GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
     if (ec) return false;
@@ -874,12 +872,11 @@ TEST_F(TlsFrontHangupTest, PipelinedRequestIsKeptForItsTurn) {
   boost::asio::streambuf answers;
   bool read = false;
   boost::system::error_code read_error;
-  boost::asio::async_read_until(
-      client_, answers, "\r\n\r\nnow",
-      [&](boost::system::error_code ec, size_t) {
-        read_error = ec;
-        read = true;
-      });
+  boost::asio::async_read_until(client_, answers, "\r\n\r\nnow",
+                                [&](boost::system::error_code ec, size_t) {
+                                  read_error = ec;
+                                  read = true;
+                                });
   ASSERT_TRUE(RunClientUntil([&] { return read; }));
   EXPECT_FALSE(read_error) << read_error.message();
   const std::string text(boost::asio::buffers_begin(answers.data()),

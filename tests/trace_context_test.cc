@@ -24,17 +24,21 @@ TEST(TraceparentTest, TheSpecsExampleParsesAndFormatsBack) {
 }
 
 TEST(TraceparentTest, MalformedHeadersAreRefused) {
-  for (const char* header : {
-           "",
-           "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",  // no flags
-           "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",  // upper
-           "00-00000000000000000000000000000000-00f067aa0ba902b7-01",  // zero id
-           "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",  // zero span
-           "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",  // version ff
-           "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",  // 00 + more
-           "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",  // separator
-           "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",  // not hex
-       }) {
+  for (
+      const char* header : {
+          "",
+          "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",  // no flags
+          "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",  // upper
+          "00-00000000000000000000000000000000-00f067aa0ba902b7-01",  // zero id
+          "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",  // zero
+                                                                      // span
+          "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",  // version
+                                                                      // ff
+          "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",  // 00 +
+                                                                        // more
+          "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",  // separator
+          "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",  // not hex
+      }) {
     EXPECT_FALSE(ParseTraceparent(header).has_value()) << header;
   }
 }
@@ -72,9 +76,11 @@ TEST(TraceparentTest, NoOrABadHeaderStartsANewTrace) {
 }
 
 TEST(TracestateTest, ForwardedWhenPrintableAndShort) {
-  EXPECT_TRUE(IsForwardableTracestate("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"));
+  EXPECT_TRUE(
+      IsForwardableTracestate("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"));
   EXPECT_FALSE(IsForwardableTracestate("a=b\x01"));
-  EXPECT_FALSE(IsForwardableTracestate(std::string(kMaxTracestateLength + 1, 'a')));
+  EXPECT_FALSE(
+      IsForwardableTracestate(std::string(kMaxTracestateLength + 1, 'a')));
 }
 
 }  // namespace

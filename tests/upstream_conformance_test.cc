@@ -181,7 +181,7 @@ class ConformanceTest : public ::testing::TestWithParam<std::string> {
   }
 
   std::shared_ptr<PeerOutcome> Stream(bool keep_messages = true,
-                                  const CallOptions& options = Defaults()) {
+                                      const CallOptions& options = Defaults()) {
     auto outcome = std::make_shared<PeerOutcome>();
     outcome->keep_messages = keep_messages;
     StringValue request;
@@ -208,8 +208,8 @@ class ConformanceTest : public ::testing::TestWithParam<std::string> {
 
 #define EXPECT_CODE(outcome_expression, expected)                        \
   do {                                                                   \
-    const std::shared_ptr<PeerOutcome> o_ = (outcome_expression);            \
-    ASSERT_TRUE(o_->WaitDone()) << "no callback within kPeerWait";           \
+    const std::shared_ptr<PeerOutcome> o_ = (outcome_expression);        \
+    ASSERT_TRUE(o_->WaitDone()) << "no callback within kPeerWait";       \
     const grpc::Status s_ = o_->final_status();                          \
     EXPECT_EQ(s_.error_code(), (expected)) << s_.error_message();        \
     std::printf(                                                         \
@@ -280,16 +280,11 @@ TEST_P(ConformanceTest, GoawayBelowStreamsInFlight) {
 // gRPC's code for a stream reset without a status.
 Code CodeOfReset(uint32_t error_code) {
   switch (error_code) {
-    case NGHTTP2_REFUSED_STREAM:
-      return Code::UNAVAILABLE;
-    case NGHTTP2_CANCEL:
-      return Code::CANCELLED;
-    case NGHTTP2_ENHANCE_YOUR_CALM:
-      return Code::RESOURCE_EXHAUSTED;
-    case NGHTTP2_INADEQUATE_SECURITY:
-      return Code::PERMISSION_DENIED;
-    default:
-      return Code::INTERNAL;
+    case NGHTTP2_REFUSED_STREAM: return Code::UNAVAILABLE;
+    case NGHTTP2_CANCEL: return Code::CANCELLED;
+    case NGHTTP2_ENHANCE_YOUR_CALM: return Code::RESOURCE_EXHAUSTED;
+    case NGHTTP2_INADEQUATE_SECURITY: return Code::PERMISSION_DENIED;
+    default: return Code::INTERNAL;
   }
 }
 

@@ -231,25 +231,20 @@ class FakeServer {
   absl::Duration deadline_left(const std::string& method) const {
     absl::MutexLock lock(&mu_);
     const auto found = deadline_left_.find(method);
-    return found == deadline_left_.end() ? absl::ZeroDuration()
-                                         : found->second;
+    return found == deadline_left_.end() ? absl::ZeroDuration() : found->second;
   }
 
   // Waits until at least `count` calls hang (kHang, kStreamHang) at once.
   bool WaitHanging(int count) const {
     absl::MutexLock lock(&mu_);
-    const auto enough = [this, count]() {
-      return hanging_ >= count;
-    };
+    const auto enough = [this, count]() { return hanging_ >= count; };
     return mu_.AwaitWithTimeout(absl::Condition(&enough), kWait);
   }
   // Waits until the server has seen at least `count` calls cancelled (by
   // the client, or by their deadline).
   bool WaitCancelled(int count) const {
     absl::MutexLock lock(&mu_);
-    const auto enough = [this, count]() {
-      return cancelled_ >= count;
-    };
+    const auto enough = [this, count]() { return cancelled_ >= count; };
     return mu_.AwaitWithTimeout(absl::Condition(&enough), kWait);
   }
   int cancelled() const {
@@ -273,7 +268,8 @@ class FakeServer {
 
     void OnReadDone(bool ok) override {
       Sync();
-      if (!ok) return End(grpc::Status(grpc::StatusCode::CANCELLED, "no request"));
+      if (!ok)
+        return End(grpc::Status(grpc::StatusCode::CANCELLED, "no request"));
       StringValue request;
       request.ParseFromString(StringOf(request_));
       const std::string& method = context_->method();
@@ -490,7 +486,7 @@ struct Outcome {
   mutable absl::Mutex mu;
   int done_calls ABSL_GUARDED_BY(mu) = 0;
   grpc::Status status ABSL_GUARDED_BY(mu);
-  std::string response ABSL_GUARDED_BY(mu);  // unary
+  std::string response ABSL_GUARDED_BY(mu);               // unary
   std::vector<std::string> messages ABSL_GUARDED_BY(mu);  // stream
   // The server metadata as the callbacks saw it: at the first message, and
   // at the end.
@@ -503,9 +499,7 @@ struct Outcome {
 
   bool WaitDone() const {
     absl::MutexLock lock(&mu);
-    const auto done = [this]() {
-      return done_calls > 0;
-    };
+    const auto done = [this]() { return done_calls > 0; };
     return mu.AwaitWithTimeout(absl::Condition(&done), kWait);
   }
   int done() const {
@@ -679,8 +673,8 @@ class UpstreamTest : public ::testing::TestWithParam<std::string> {
             on_message(*self);
           }
         },
-        [this, outcome, self, self_set, metadata = options.server_metadata](
-            const grpc::Status& status) {
+        [this, outcome, self, self_set,
+         metadata = options.server_metadata](const grpc::Status& status) {
           // The end: drop the call (it holds this callback: a cycle),
           // later on the loop rather than inside its own callback.
           self_set->WaitForNotificationWithTimeout(kWait);
@@ -708,15 +702,15 @@ class UpstreamTest : public ::testing::TestWithParam<std::string> {
 
 // Expects one callback, on the loop's thread, with `code`.
 // (A macro, so that a missing callback ends the test at once.)
-#define EXPECT_ENDED(outcome_expression, expected_code)                 \
-  do {                                                                  \
-    const std::shared_ptr<Outcome> ended_ = (outcome_expression);       \
-    ASSERT_TRUE(ended_->WaitDone()) << "no callback within kWait";      \
-    EXPECT_EQ(ended_->code(), (expected_code))                          \
-        << ended_->final_status().error_message();                      \
-    absl::MutexLock lock_(&ended_->mu);                                 \
-    EXPECT_EQ(ended_->done_calls, 1);                                   \
-    EXPECT_EQ(ended_->wrong_thread, 0) << "callback off the loop";      \
+#define EXPECT_ENDED(outcome_expression, expected_code)            \
+  do {                                                             \
+    const std::shared_ptr<Outcome> ended_ = (outcome_expression);  \
+    ASSERT_TRUE(ended_->WaitDone()) << "no callback within kWait"; \
+    EXPECT_EQ(ended_->code(), (expected_code))                     \
+        << ended_->final_status().error_message();                 \
+    absl::MutexLock lock_(&ended_->mu);                            \
+    EXPECT_EQ(ended_->done_calls, 1);                              \
+    EXPECT_EQ(ended_->wrong_thread, 0) << "callback off the loop"; \
   } while (0)
 
 // --- 1. Unary OK, request metadata -----------------------------------------
@@ -794,8 +788,8 @@ TEST_P(UpstreamTest, DeadlineIsSentToTheServer) {
 // keys absent are not.
 TEST_P(UpstreamTest, UnaryServerMetadata) {
   Serve();
-  auto outcome = Unary(kEcho, "x",
-                       AskingFor({kInitialKey, kTrailingKey, "x-absent"}));
+  auto outcome =
+      Unary(kEcho, "x", AskingFor({kInitialKey, kTrailingKey, "x-absent"}));
   EXPECT_ENDED(outcome, grpc::StatusCode::OK);
   EXPECT_EQ(outcome->done_metadata(),
             (std::map<std::string, std::string>{
@@ -803,9 +797,9 @@ TEST_P(UpstreamTest, UnaryServerMetadata) {
   // Only the keys asked for.
   auto second = Unary(kEcho, "x", AskingFor({kTrailingKey}));
   EXPECT_ENDED(second, grpc::StatusCode::OK);
-  EXPECT_EQ(second->done_metadata(),
-            (std::map<std::string, std::string>{
-                {kTrailingKey, kTrailingValue}}));
+  EXPECT_EQ(
+      second->done_metadata(),
+      (std::map<std::string, std::string>{{kTrailingKey, kTrailingValue}}));
 }
 
 // --- 2. Errors ---------------------------------------------------------------
@@ -830,9 +824,9 @@ TEST_P(UpstreamTest, ErrorStatusMessageAndDetailsRoundTrip) {
     ASSERT_TRUE(details.details(0).UnpackTo(&info));
     EXPECT_EQ(info.reason(), kErrorReason);
     EXPECT_EQ(info.domain(), kErrorDomain);
-    EXPECT_EQ(outcome->done_metadata(),
-              (std::map<std::string, std::string>{
-                  {kTrailingKey, kTrailingValue}}));
+    EXPECT_EQ(
+        outcome->done_metadata(),
+        (std::map<std::string, std::string>{{kTrailingKey, kTrailingValue}}));
   }
 }
 
@@ -872,7 +866,8 @@ TEST_P(UpstreamTest, StreamDeadline) {
   EXPECT_TRUE(server.WaitCancelled(1));
 }
 
-// --- 4. Cancel ----------------------------------------------------------------
+// --- 4. Cancel
+// ----------------------------------------------------------------
 
 // Guards: Cancel() ends a call in progress CANCELLED, its callback once;
 // the server sees the cancellation (coach-server then charges nothing);
@@ -943,7 +938,8 @@ TEST_P(UpstreamTest, CancelStreamFromItsCallback) {
   EXPECT_EQ(outcome->after_done, 0);
 }
 
-// --- 5. Response size ---------------------------------------------------------
+// --- 5. Response size
+// ---------------------------------------------------------
 
 // Guards: max_response_bytes counts the message: one of exactly the limit
 // passes, one byte more ends RESOURCE_EXHAUSTED.
@@ -969,9 +965,8 @@ TEST_P(UpstreamTest, ResponseLargerThanTheLimitIsRefused) {
 // Guards: the limit applies to each stream message: the small one arrives,
 // the large one ends the stream RESOURCE_EXHAUSTED.
 TEST_P(UpstreamTest, StreamMessageLargerThanTheLimitIsRefused) {
-  Serve([](UpstreamOptions& options) {
-    options.max_response_bytes = 64 * 1024;
-  });
+  Serve(
+      [](UpstreamOptions& options) { options.max_response_bytes = 64 * 1024; });
   auto outcome = Stream(kStreamBig, std::to_string(128 * 1024));
   EXPECT_ENDED(outcome, grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_EQ(outcome->message_values(), std::vector<std::string>{"small"});
@@ -992,7 +987,8 @@ TEST_P(UpstreamTest, LargeRequestAndResponse) {
   EXPECT_EQ(big->value().size(), 8u * 1024 * 1024);
 }
 
-// --- 6. Server streaming ------------------------------------------------------
+// --- 6. Server streaming
+// ------------------------------------------------------
 
 // Guards: every message, in order, then OK; the initial metadata asked for
 // is there at the first message, the trailing one at the end.
@@ -1044,7 +1040,8 @@ TEST_P(UpstreamTest, StreamTrailersOnlyError) {
   EXPECT_EQ(outcome->final_status().error_details(), ErrorDetails());
 }
 
-// --- 7. Several servers -------------------------------------------------------
+// --- 7. Several servers
+// -------------------------------------------------------
 
 class SeveralServersTest : public UpstreamTest {
  protected:
@@ -1055,8 +1052,7 @@ class SeveralServersTest : public UpstreamTest {
       ASSERT_NE(server->port(), 0);
     }
     target_ = absl::StrCat("ipv4:", servers_[0]->address(), ",",
-                           servers_[1]->address(), ",",
-                           servers_[2]->address());
+                           servers_[1]->address(), ",", servers_[2]->address());
   }
 
   // Calls until every server has answered one (each connected), bounded.
@@ -1122,8 +1118,7 @@ TEST_P(SeveralServersTest, OnlyReadsAreRetriedOnUnavailable) {
   }
   EXPECT_GT(servers_[0]->attempts(kEchoRead), 0)
       << "round robin never tried the unavailable server";
-  EXPECT_EQ(servers_[1]->attempts(kEchoRead) +
-                servers_[2]->attempts(kEchoRead),
+  EXPECT_EQ(servers_[1]->attempts(kEchoRead) + servers_[2]->attempts(kEchoRead),
             kCalls);
 
   int failed = 0;
@@ -1144,7 +1139,8 @@ TEST_P(SeveralServersTest, OnlyReadsAreRetriedOnUnavailable) {
             succeeded);
 }
 
-// --- 8. Retries on one server ---------------------------------------------------
+// --- 8. Retries on one server
+// ---------------------------------------------------
 
 // Guards: a read answered UNAVAILABLE is tried again (the caller sees OK,
 // the server two attempts); any other method is not (UNAVAILABLE, one
@@ -1172,7 +1168,8 @@ TEST_P(UpstreamTest, ReadRetriesAreBounded) {
   EXPECT_LE(server.attempts(kEchoRead), 3);
 }
 
-// --- 9. No server -----------------------------------------------------------------
+// --- 9. No server
+// -----------------------------------------------------------------
 
 // Guards: with nothing listening, a call fails UNAVAILABLE once the
 // connection fails (not DEADLINE_EXCEEDED after waiting its whole
@@ -1215,7 +1212,8 @@ TEST_P(UpstreamTest, WaitForReadyEndsAtTheDeadline) {
             std::chrono::milliseconds(450));
 }
 
-// --- 10. Restart ----------------------------------------------------------------
+// --- 10. Restart
+// ----------------------------------------------------------------
 
 // Guards: a server restarted on the same port is reconnected by itself:
 // AnyServerReady goes false then true, calls succeed before and after, and
@@ -1246,7 +1244,8 @@ TEST_P(UpstreamTest, ServerRestartOnTheSamePort) {
   EXPECT_EQ(after->value(), "après");
 }
 
-// --- 11. Concurrency ------------------------------------------------------------
+// --- 11. Concurrency
+// ------------------------------------------------------------
 
 // Guards: 500 calls made at once from four threads each end exactly once,
 // on the loop's thread, with the answer to their own request.
@@ -1319,7 +1318,8 @@ TEST_P(UpstreamTest, ServerWithOneConcurrentStream) {
   EXPECT_EQ(server.attempts(kEcho), 20);
 }
 
-// --- 12. Destruction with calls in flight ---------------------------------------
+// --- 12. Destruction with calls in flight
+// ---------------------------------------
 
 // Guards: ~Upstream ends every call in progress (unary and stream)
 // CANCELLED, each callback once, and returns (no hang); the server sees
@@ -1351,7 +1351,8 @@ TEST_P(UpstreamTest, DestroyingIdle) {
   Destroy();
 }
 
-// --- 13. Targets ------------------------------------------------------------------
+// --- 13. Targets
+// ------------------------------------------------------------------
 
 // Guards: "host:port" and "dns:///host:port" targets resolve and connect
 // (localhost may name ::1 too, where nothing listens: skipped).
@@ -1386,7 +1387,8 @@ TEST_P(UpstreamTest, SeveralShards) {
   }
 }
 
-// --- 14. Keepalive -------------------------------------------------------------
+// --- 14. Keepalive
+// -------------------------------------------------------------
 
 // One call's times, relative to a reference point.
 struct Timed {
@@ -1410,15 +1412,15 @@ TEST_P(UpstreamTest, FrozenRouteIsAbandonedByKeepalive) {
   ASSERT_NE(behind.port(), 0);
   coach::testing::TcpRelay relay(behind.port());
   ASSERT_NE(relay.port(), 0);
-  UpstreamOptions options = Options(
-      absl::StrCat("ipv4:", direct.address(), ",", relay.address()));
+  UpstreamOptions options =
+      Options(absl::StrCat("ipv4:", direct.address(), ",", relay.address()));
   options.keepalive_time = absl::Seconds(1);
   options.keepalive_timeout = absl::Seconds(1);
   options.connect_timeout = absl::Seconds(1);
   Connect(options);
   // Both routes serve before the freeze.
-  for (int i = 0; i < 1000 && (direct.attempts(kEcho) == 0 ||
-                               behind.attempts(kEcho) == 0);
+  for (int i = 0;
+       i < 1000 && (direct.attempts(kEcho) == 0 || behind.attempts(kEcho) == 0);
        ++i) {
     EXPECT_ENDED(Unary(kEcho, "chauffe"), grpc::StatusCode::OK);
   }
@@ -1445,8 +1447,7 @@ TEST_P(UpstreamTest, FrozenRouteIsAbandonedByKeepalive) {
       ++started;
       upstream_->Unary(
           read ? kEchoRead : kEcho, Request("x"), call_options,
-          [mu, calls, index, frozen](const grpc::Status& status,
-                                     std::string&) {
+          [mu, calls, index, frozen](const grpc::Status& status, std::string&) {
             absl::MutexLock lock(mu.get());
             (*calls)[index].ended = absl::Now() - frozen;
             (*calls)[index].code = status.error_code();
@@ -1471,8 +1472,7 @@ TEST_P(UpstreamTest, FrozenRouteIsAbandonedByKeepalive) {
   absl::Duration slowest_late = absl::ZeroDuration();
   for (const Timed& t : *calls) {
     const absl::Duration took = t.ended - t.started;
-    const bool good =
-        t.code == grpc::StatusCode::OK && took < absl::Seconds(1);
+    const bool good = t.code == grpc::StatusCode::OK && took < absl::Seconds(1);
     if (!good) {
       ++bad_before;
       if (t.ended > last_bad) {
@@ -1506,7 +1506,8 @@ TEST_P(UpstreamTest, FrozenRouteIsAbandonedByKeepalive) {
       << absl::FormatDuration(last_bad_call->ended);
 }
 
-// --- 15. Names that change ----------------------------------------------------
+// --- 15. Names that change
+// ----------------------------------------------------
 
 // Guards: a name's servers follow its resolution: a server that left the
 // name gets no more calls (even while it still runs), one that comes back
@@ -1526,8 +1527,8 @@ TEST_P(UpstreamTest, ServersThatLeftTheNameAreDropped) {
       Options(absl::StrCat("dns:///coach.test:", first.port()));
   options.resolve_interval = absl::Milliseconds(50);
   options.resolve_for_testing =
-      [mu, addresses, resolutions](absl::string_view host)
-      -> absl::StatusOr<std::vector<std::string>> {
+      [mu, addresses, resolutions](
+          absl::string_view host) -> absl::StatusOr<std::vector<std::string>> {
     absl::MutexLock lock(mu.get());
     ++*resolutions;
     if (host != "coach.test") return absl::NotFoundError("unknown name");
@@ -1535,8 +1536,8 @@ TEST_P(UpstreamTest, ServersThatLeftTheNameAreDropped) {
   };
   Connect(options);
   const auto both_served = [&] {
-    for (int i = 0; i < 1000 && (first.attempts(kEcho) == 0 ||
-                                 second.attempts(kEcho) == 0);
+    for (int i = 0; i < 1000 &&
+                    (first.attempts(kEcho) == 0 || second.attempts(kEcho) == 0);
          ++i) {
       auto outcome = Unary(kEcho, "x");
       EXPECT_TRUE(outcome->WaitDone());

@@ -32,7 +32,6 @@ TEST(WithoutUserinfoTest, KeepsUrlsWithoutUserinfo) {
   }
 }
 
-
 TEST(MaskUrlPasswordTest, MasksTheUserinfoPasswordOnly) {
   EXPECT_EQ(MaskUrlPassword("postgresql://coach:s3cret@db:5432/coach"),
             "postgresql://coach:***@db:5432/coach");
@@ -79,9 +78,10 @@ TEST(PercentDecodeTest, EscapesPlusAndErrors) {
 TEST(ParseQueryTest, PairsInOrder) {
   std::vector<std::pair<std::string, std::string>> query;
   EXPECT_TRUE(ParseQuery("a=1&&b=x%20y&c&a=2&d=e=f", query));
-  EXPECT_EQ(query, (std::vector<std::pair<std::string, std::string>>{
-                       {"a", "1"}, {"b", "x y"}, {"c", ""}, {"a", "2"},
-                       {"d", "e=f"}}));
+  EXPECT_EQ(
+      query,
+      (std::vector<std::pair<std::string, std::string>>{
+          {"a", "1"}, {"b", "x y"}, {"c", ""}, {"a", "2"}, {"d", "e=f"}}));
   EXPECT_FALSE(ParseQuery("a=%G1", query));
   EXPECT_TRUE(ParseQuery("", query));
   EXPECT_TRUE(query.empty());

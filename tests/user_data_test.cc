@@ -35,12 +35,12 @@ class BilledCoach final : public Coach {
   void StartReply(CoachRequest request, ReplyCallback done) override {
     const std::string content =
         absl::StrCat("Réponse à : ", request.conversation.back().content);
-    done(CoachReply{.content = content,
-                    .model = model,
-                    .usage = TokenUsage{
-                        .prompt_tokens = 100,
-                        .completion_tokens = static_cast<int32_t>(
-                            content.size())}});
+    done(CoachReply{
+        .content = content,
+        .model = model,
+        .usage = TokenUsage{
+            .prompt_tokens = 100,
+            .completion_tokens = static_cast<int32_t>(content.size())}});
   }
   std::string model = "gpt-4o-mini-2024-07-18";
 };
@@ -115,11 +115,12 @@ class UserDataTest : public ::testing::TestWithParam<Engine> {
   std::unique_ptr<UserData> data_;
 };
 
-INSTANTIATE_TEST_SUITE_P(
-    Engines, UserDataTest, ::testing::Values(Engine::kSqlite, Engine::kPostgres),
-    [](const ::testing::TestParamInfo<Engine>& info) {
-      return info.param == Engine::kSqlite ? "Sqlite" : "Postgres";
-    });
+INSTANTIATE_TEST_SUITE_P(Engines, UserDataTest,
+                         ::testing::Values(Engine::kSqlite, Engine::kPostgres),
+                         [](const ::testing::TestParamInfo<Engine>& info) {
+                           return info.param == Engine::kSqlite ? "Sqlite"
+                                                                : "Postgres";
+                         });
 
 TEST_P(UserDataTest, UsageCountsRepliesCreditsAndTokensByModelAndMonth) {
   const std::string session = Send("ana", "", "Un");
@@ -183,15 +184,16 @@ TEST_P(UserDataTest, AMonthsUsageIsPagedByUserForBilling) {
   }
   EXPECT_EQ(seen, (std::vector<std::string>{"u1", "u2", "u3", "u4", "u5"}));
   // A token is for its month only; another month has nobody.
-  absl::StatusOr<UsageList> first =
-      data_->ListUsage("2026-11", PageRequest{.page_size = 2, .page_token = ""});
+  absl::StatusOr<UsageList> first = data_->ListUsage(
+      "2026-11", PageRequest{.page_size = 2, .page_token = ""});
   ASSERT_TRUE(first.ok());
-  EXPECT_EQ(FieldOf(data_->ListUsage("2026-10",
-                                     PageRequest{.page_size = 2,
-                                                 .page_token =
-                                                     first->next_page_token})
-                        .status()),
-            "pageToken");
+  EXPECT_EQ(
+      FieldOf(data_
+                  ->ListUsage("2026-10",
+                              PageRequest{.page_size = 2,
+                                          .page_token = first->next_page_token})
+                  .status()),
+      "pageToken");
   EXPECT_TRUE(data_->ListUsage("2026-10", PageRequest{})->users.empty());
 }
 

@@ -32,7 +32,8 @@ struct Limited {
 TEST(RateRuleTest, BurstThenOnePerIntervalNeverMoreThanTheBurst) {
   absl::Time now = MidNovember2026();
   Limited limit{.rule = RateRule::PerMinute(4)};  // one per 15 s
-  for (int i = 0; i < 4; ++i) EXPECT_EQ(limit.TakeAt(now), absl::ZeroDuration());
+  for (int i = 0; i < 4; ++i)
+    EXPECT_EQ(limit.TakeAt(now), absl::ZeroDuration());
   EXPECT_EQ(limit.TakeAt(now), absl::Seconds(15));
   // A refusal takes nothing: the wait only shrinks.
   now += absl::Seconds(5);
@@ -42,7 +43,8 @@ TEST(RateRuleTest, BurstThenOnePerIntervalNeverMoreThanTheBurst) {
   EXPECT_EQ(limit.TakeAt(now), absl::Seconds(15));
   // An hour idle gives the whole burst back, not more.
   now += absl::Hours(1);
-  for (int i = 0; i < 4; ++i) EXPECT_EQ(limit.TakeAt(now), absl::ZeroDuration());
+  for (int i = 0; i < 4; ++i)
+    EXPECT_EQ(limit.TakeAt(now), absl::ZeroDuration());
   EXPECT_GT(limit.TakeAt(now), absl::ZeroDuration());
   // A clock moved back gives nothing back.
   now -= absl::Minutes(5);

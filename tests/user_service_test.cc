@@ -2,8 +2,8 @@
 // file, a real gRPC client. Stats of new and active users, the admin token,
 // plans, granted credits, the monthly refill (test clock), and the JSON names
 // protobuf's mapping gives the documented responses.
-#include <google/protobuf/util/json_util.h>
 #include <gmock/gmock.h>
+#include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 
 #include <string>
@@ -134,7 +134,8 @@ class AdminDisabledTest : public UserServiceTest {
   }
 };
 
-// --- GetUserStats --------------------------------------------------------------
+// --- GetUserStats
+// --------------------------------------------------------------
 
 TEST_F(UserServiceTest, AnUnknownUserIsANewFreeActiveUser) {
   const v1::UserStats stats = Stats("user123");
@@ -192,7 +193,8 @@ TEST_F(UserServiceTest, GetUserStatsValidatesTheUserId) {
       "userId");
 }
 
-// --- The admin token -------------------------------------------------------------
+// --- The admin token
+// -------------------------------------------------------------
 
 TEST_F(UserServiceTest, AdminCallsWithoutTokenAreUnauthenticated) {
   ExpectReason(SetPlan(Context().get(), "u", v1::BASIC),
@@ -252,7 +254,8 @@ TEST_F(AdminDisabledTest, AdminCallsAreDeniedWhenNoTokenIsConfigured) {
   EXPECT_EQ(Stats("u").remaining_credits(), 5);
 }
 
-// --- SetPlan ------------------------------------------------------------------------
+// --- SetPlan
+// ------------------------------------------------------------------------
 
 TEST_F(UserServiceTest, SetPlanBasicGivesFiftyCredits) {
   const v1::UserStats stats = SetPlanAsAdmin("u", v1::BASIC);
@@ -293,17 +296,17 @@ TEST_F(UserServiceTest, BackToFreeGivesFiveCredits) {
 }
 
 TEST_F(UserServiceTest, SetPlanRequiresAPlanAndAUserId) {
-  ExpectInvalidArgument(SetPlan(AdminContext().get(), "u", v1::PLAN_UNSPECIFIED),
-                        "plan");
+  ExpectInvalidArgument(
+      SetPlan(AdminContext().get(), "u", v1::PLAN_UNSPECIFIED), "plan");
   // An enum value this build does not know (proto3 enums are open).
   ExpectInvalidArgument(
       SetPlan(AdminContext().get(), "u", static_cast<v1::Plan>(42)), "plan");
-  ExpectInvalidArgument(SetPlan(AdminContext().get(), "", v1::BASIC),
-                        "userId");
+  ExpectInvalidArgument(SetPlan(AdminContext().get(), "", v1::BASIC), "userId");
   EXPECT_FALSE(server_.store().FindUser("u")->has_value());
 }
 
-// --- GrantCredits ---------------------------------------------------------------------
+// --- GrantCredits
+// ---------------------------------------------------------------------
 
 TEST_F(UserServiceTest, GrantCreditsAddsToAFreeUser) {
   v1::UserStats stats;
@@ -318,8 +321,7 @@ TEST_F(UserServiceTest, GrantCreditsAddsToAFreeUser) {
 TEST_F(UserServiceTest, GrantCreditsMustBePositiveAndBounded) {
   const int max = server_.config().limits.max_credit_grant;
   for (int32_t credits : {0, -1, -5, max + 1}) {
-    ExpectInvalidArgument(Grant(AdminContext().get(), "u", credits),
-                          "credits");
+    ExpectInvalidArgument(Grant(AdminContext().get(), "u", credits), "credits");
   }
   EXPECT_EQ(Stats("u").remaining_credits(), 5);
   // The bound itself is allowed.
@@ -344,9 +346,9 @@ TEST_F(UserServiceTest, GrantsCannotPushABalancePastItsMaximum) {
   EXPECT_EQ(Stats("u").remaining_credits(), full);
   // Up to the maximum exactly is fine.
   v1::UserStats stats;
-  ASSERT_TRUE(Grant(AdminContext().get(), "u", limits.max_credit_balance - full,
-                    &stats)
-                  .ok());
+  ASSERT_TRUE(
+      Grant(AdminContext().get(), "u", limits.max_credit_balance - full, &stats)
+          .ok());
   EXPECT_EQ(stats.remaining_credits(), limits.max_credit_balance);
 }
 
@@ -358,7 +360,8 @@ TEST_F(UserServiceTest, GrantCreditsOnPremiumIsRefused) {
   EXPECT_EQ(Stats("vip").plan(), v1::PREMIUM);
 }
 
-// --- The monthly refill ----------------------------------------------------------------
+// --- The monthly refill
+// ----------------------------------------------------------------
 
 TEST_F(UserServiceTest, BasicIsRefilledOnTheFirstOfTheMonthUtc) {
   SetPlanAsAdmin("u", v1::BASIC);
@@ -388,7 +391,8 @@ TEST_F(UserServiceTest, AnExhaustedFreeUserGetsCreditsBackNextMonth) {
   EXPECT_EQ(Stats("u").total_chats(), 6);
 }
 
-// --- The documented JSON -------------------------------------------------------------------
+// --- The documented JSON
+// -------------------------------------------------------------------
 
 TEST_F(UserServiceTest, StatsPrintAsTheDocumentedJson) {
   v1::GetUserStatsRequest request;

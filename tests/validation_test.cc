@@ -69,13 +69,12 @@ TEST_F(ValidationTest, UserIdLengthCountsCodePointsNotBytes) {
   ExpectInvalid(ValidateUserId(Repeat("é", max + 1), limits_), "userId");
   const absl::Status too_long = ValidateUserId(Repeat("👋", max + 1), limits_);
   ExpectInvalid(too_long, "userId");
-  EXPECT_THAT(std::string(too_long.message()),
-              HasSubstr(std::to_string(max)));
+  EXPECT_THAT(std::string(too_long.message()), HasSubstr(std::to_string(max)));
 }
 
 TEST_F(ValidationTest, UserIdInvalidUtf8IsRefused) {
   ExpectInvalid(ValidateUserId("user\xFF", limits_), "userId");
-  ExpectInvalid(ValidateUserId("\xC3", limits_), "userId");  // truncated
+  ExpectInvalid(ValidateUserId("\xC3", limits_), "userId");      // truncated
   ExpectInvalid(ValidateUserId("\xC0\xAF", limits_), "userId");  // overlong
 }
 
@@ -93,18 +92,23 @@ TEST_F(ValidationTest, UserIdWithInvisibleCharactersIsRefused) {
 TEST_F(ValidationTest, UserIdMustBeNfc) {
   // "é" composed is fine; "e" + U+0301 (the same on screen) is refused.
   EXPECT_TRUE(ValidateUserId("zoé", limits_).ok());
-  ExpectInvalid(ValidateUserId("alic" "e\u0301", limits_), "userId");
+  ExpectInvalid(ValidateUserId("alic"
+                               "e\u0301",
+                               limits_),
+                "userId");
   EXPECT_TRUE(ValidateUserId("\u5f20\u4e09", limits_).ok());  // 张三
 }
 
 TEST_F(ValidationTest, MessageAndTitleRefuseControlCharactersButLineBreaks) {
   EXPECT_TRUE(ValidateMessage("Ligne 1\nLigne 2\r\n\tfin", limits_).ok());
   // Emoji sequences are joined by U+200D: prose keeps format characters.
-  EXPECT_TRUE(ValidateMessage("Famille \U0001F468\u200d\U0001F469", limits_)
-                  .ok());
+  EXPECT_TRUE(
+      ValidateMessage("Famille \U0001F468\u200d\U0001F469", limits_).ok());
   for (const std::string& bad :
        {std::string("avant\0après", 12), std::string("a\x1b[31mrouge"),
-        std::string("a\x07" "b"), std::string("a\u0085b")}) {
+        std::string("a\x07"
+                    "b"),
+        std::string("a\u0085b")}) {
     ExpectInvalid(ValidateMessage(bad, limits_).status(), "message");
     ExpectInvalid(ValidateTitle(bad, limits_).status(), "title");
   }

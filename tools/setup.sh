@@ -27,6 +27,7 @@ PACKAGES=(
   lintian     # packaging_test checks the .deb with it
   python3  # json_log_test parses every log line with its json module
   clang libclang-rt-14-dev  # libFuzzer (-fsanitize=fuzzer): tools/fuzz.sh
+  clang-format  # tools/format.sh: CI checks the C++ is formatted
 )
 
 # Node.js and npm run the npm tools (tools/npm-tools.sh). Debian's nodejs

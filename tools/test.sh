@@ -75,6 +75,8 @@ trap finish EXIT
 phase "setup" ./tools/setup.sh
 phase "npm tools" ./tools/npm-tools.sh
 phase "buf lint" tools/npm/node_modules/.bin/buf lint
+# The C++ as .clang-format writes it (tools/format.sh rewrites it).
+phase "format" tools/format.sh --check
 
 start_postgres() {
   pg_temp_start coach_test

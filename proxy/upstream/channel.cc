@@ -199,7 +199,8 @@ ConnectionOptions Channel::ConnectionOptionsNow(size_t name) const {
   options.tls = options_.tls;
   options.tls_name = !options_.tls_server_name.empty()
                          ? options_.tls_server_name
-                         : name < names_.size() ? names_[name].host : "";
+                     : name < names_.size() ? names_[name].host
+                                            : "";
   options.connect_timeout = options_.connect_timeout;
   options.keepalive_time = keepalive_time_;
   options.keepalive_timeout = options_.keepalive_timeout;

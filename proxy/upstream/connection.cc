@@ -95,9 +95,8 @@ void Connection::Start() {
     if (!ec && !self->ready_) {
       self->Close(self->session_ != nullptr
                       ? "no HTTP/2 SETTINGS from the server in time"
-                  : self->tls_ != nullptr
-                      ? "TLS handshake timed out"
-                      : "connection attempt timed out");
+                  : self->tls_ != nullptr ? "TLS handshake timed out"
+                                          : "connection attempt timed out");
     }
   });
   socket_.async_connect(endpoint_, [self = shared_from_this()](ErrorCode ec) {
@@ -120,8 +119,8 @@ void Connection::OnConnected(const ErrorCode& ec) {
   }
   if (options_.tls == nullptr) return StartSession();
   tls_context_ = options_.tls->Current();
-  tls_ = std::make_unique<net::ssl::stream<tcp::socket&>>(socket_,
-                                                          *tls_context_);
+  tls_ =
+      std::make_unique<net::ssl::stream<tcp::socket&>>(socket_, *tls_context_);
   if (!PrepareTlsClient(tls_->native_handle(), options_.tls_name)) {
     return Close(absl::StrCat("TLS: cannot check the server's name \"",
                               options_.tls_name, "\""));
@@ -147,8 +146,7 @@ void Connection::OnHandshake(const ErrorCode& ec) {
     WarnTlsFailure(why);
     return Close(why);
   }
-  if (absl::Status alpn = CheckAlpn(tls_->native_handle(), "h2");
-      !alpn.ok()) {
+  if (absl::Status alpn = CheckAlpn(tls_->native_handle(), "h2"); !alpn.ok()) {
     const std::string why =
         absl::StrCat("TLS with ", authority_, ": ", alpn.message());
     WarnTlsFailure(why);
@@ -220,27 +218,26 @@ void Connection::WriteOut(Handler&& handler) {
 }
 
 void Connection::Read() {
-  ReadSome(
-      [self = shared_from_this()](ErrorCode ec, size_t n) {
-        if (self->closed_) return;
-        if (ec) {
-          // A TLS server that closes without close_notify: stream_truncated.
-          return self->Close(ec == net::error::eof ||
-                                     ec == net::ssl::error::stream_truncated
-                                 ? std::string("closed by the server")
-                                 : ec.message());
-        }
-        self->last_read_ = Clock::now();
-        const ssize_t used =
-            nghttp2_session_mem_recv(self->session_, self->in_.get(), n);
-        self->owner_->RunDeferred();
-        if (used < 0) {
-          return self->Close(absl::StrCat(
-              "HTTP/2: ", nghttp2_strerror(static_cast<int>(used))));
-        }
-        self->Flush();
-        if (!self->closed_) self->Read();
-      });
+  ReadSome([self = shared_from_this()](ErrorCode ec, size_t n) {
+    if (self->closed_) return;
+    if (ec) {
+      // A TLS server that closes without close_notify: stream_truncated.
+      return self->Close(ec == net::error::eof ||
+                                 ec == net::ssl::error::stream_truncated
+                             ? std::string("closed by the server")
+                             : ec.message());
+    }
+    self->last_read_ = Clock::now();
+    const ssize_t used =
+        nghttp2_session_mem_recv(self->session_, self->in_.get(), n);
+    self->owner_->RunDeferred();
+    if (used < 0) {
+      return self->Close(
+          absl::StrCat("HTTP/2: ", nghttp2_strerror(static_cast<int>(used))));
+    }
+    self->Flush();
+    if (!self->closed_) self->Read();
+  });
 }
 
 void Connection::ScheduleFlush() {
@@ -277,11 +274,11 @@ void Connection::Flush() {
   }
   writing_ = true;
   WriteOut([self = shared_from_this()](ErrorCode ec, size_t) {
-                     self->writing_ = false;
-                     if (self->closed_) return;
-                     if (ec) return self->Close(ec.message());
-                     self->Flush();
-                   });
+    self->writing_ = false;
+    if (self->closed_) return;
+    if (ec) return self->Close(ec.message());
+    self->Flush();
+  });
 }
 
 void Connection::Drain() {
@@ -328,9 +325,8 @@ void Connection::Close(absl::string_view why) {
   for (int32_t id : open) {
     Call* call = CallOf(id);
     if (call == nullptr) continue;
-    const bool never_sent =
-        session_ != nullptr &&
-        nghttp2_session_find_stream(session_, id) == nullptr;
+    const bool never_sent = session_ != nullptr && nghttp2_session_find_stream(
+                                                       session_, id) == nullptr;
     EndStream(id,
               call->reader->ended()
                   ? call->reader->Finish(0)
@@ -522,8 +518,7 @@ int Connection::OnFrameRecv(nghttp2_session*, const nghttp2_frame* frame,
         });
       }
       return 0;
-    default:
-      return 0;
+    default: return 0;
   }
 }
 

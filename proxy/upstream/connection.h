@@ -8,8 +8,8 @@
 // current at the attempt (TlsContextSource::Current(), kept for the
 // connection's life), the server's certificate checked for `tls_name`,
 // ALPN h2 required; any failure closes the attempt (the channel's backoff
-// then applies, as for a refused connection). Ready, it takes streams until the server
-// sends GOAWAY (then it finishes the streams it has and closes) or it
+// then applies, as for a refused connection). Ready, it takes streams until the
+// server sends GOAWAY (then it finishes the streams it has and closes) or it
 // closes. Keepalive: after `keepalive_time` with nothing received it sends
 // a PING; no acknowledgement within `keepalive_timeout` closes it
 // (TCP_USER_TIMEOUT is set to `keepalive_timeout` too). Each stream's
@@ -181,8 +181,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // With TLS: the context the handshake used (outlives tls_), and the
   // stream over socket_ that every read and write then goes through.
   std::shared_ptr<boost::asio::ssl::context> tls_context_;
-  std::unique_ptr<boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>>
-      tls_;
+  std::unique_ptr<boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>> tls_;
   boost::asio::steady_timer connect_timer_;
   boost::asio::steady_timer keepalive_timer_;
   nghttp2_session* session_ = nullptr;

@@ -97,13 +97,14 @@ std::shared_ptr<grpc::ChannelCredentials> Credentials(
   if (options.tls == nullptr) return grpc::InsecureChannelCredentials();
   const TlsOptions& files = options.tls->options();
   const unsigned int interval_seconds = TlsWatchSeconds(files.check_interval);
-  auto provider =
-      files.cert_file.empty()
-          ? std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
-                files.ca_file, interval_seconds)
-          : std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
-                files.key_file, files.cert_file, files.ca_file,
-                interval_seconds);
+  auto provider = files.cert_file.empty()
+                      ? std::make_shared<
+                            grpc::experimental::FileWatcherCertificateProvider>(
+                            files.ca_file, interval_seconds)
+                      : std::make_shared<
+                            grpc::experimental::FileWatcherCertificateProvider>(
+                            files.key_file, files.cert_file, files.ca_file,
+                            interval_seconds);
   grpc::experimental::TlsChannelCredentialsOptions tls;
   tls.set_certificate_provider(provider);
   tls.watch_root_certs();

@@ -29,12 +29,20 @@ constexpr size_t kMaxReserve = 1 << 20;
 
 // RFC 9113 §7's names, for messages.
 absl::string_view Http2ErrorName(uint32_t code) {
-  static constexpr absl::string_view kNames[] = {
-      "NO_ERROR",          "PROTOCOL_ERROR",      "INTERNAL_ERROR",
-      "FLOW_CONTROL_ERROR", "SETTINGS_TIMEOUT",   "STREAM_CLOSED",
-      "FRAME_SIZE_ERROR",  "REFUSED_STREAM",      "CANCEL",
-      "COMPRESSION_ERROR", "CONNECT_ERROR",       "ENHANCE_YOUR_CALM",
-      "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED"};
+  static constexpr absl::string_view kNames[] = {"NO_ERROR",
+                                                 "PROTOCOL_ERROR",
+                                                 "INTERNAL_ERROR",
+                                                 "FLOW_CONTROL_ERROR",
+                                                 "SETTINGS_TIMEOUT",
+                                                 "STREAM_CLOSED",
+                                                 "FRAME_SIZE_ERROR",
+                                                 "REFUSED_STREAM",
+                                                 "CANCEL",
+                                                 "COMPRESSION_ERROR",
+                                                 "CONNECT_ERROR",
+                                                 "ENHANCE_YOUR_CALM",
+                                                 "INADEQUATE_SECURITY",
+                                                 "HTTP_1_1_REQUIRED"};
   return code < std::size(kNames) ? kNames[code] : "unknown error";
 }
 
@@ -179,7 +187,7 @@ absl::StatusOr<std::vector<TargetAddress>> ParseTarget(
     if (absl::ConsumePrefix(&rest, "//")) {
       const size_t slash = rest.find('/');
       rest = slash == absl::string_view::npos ? absl::string_view()
-                                             : rest.substr(slash + 1);
+                                              : rest.substr(slash + 1);
     }
   } else if (!absl::ConsumePrefix(&rest, "ipv4:")) {
     absl::ConsumePrefix(&rest, "ipv6:");
@@ -295,9 +303,7 @@ void ResponseReader::BeginHeaders(bool end_stream) {
       block_ = end_stream ? Block::kTrailersOnly : Block::kInitial;
       break;
     case Phase::kBody:
-    case Phase::kEnded:
-      block_ = Block::kTrailers;
-      break;
+    case Phase::kEnded: block_ = Block::kTrailers; break;
   }
 }
 
@@ -361,13 +367,10 @@ absl::Status ResponseReader::OnHeader(absl::string_view name,
 
 absl::Status ResponseReader::EndHeaders() {
   switch (block_) {
-    case Block::kInformational:
-      return absl::OkStatus();
-    case Block::kInitial:
-      return EndInitial();
+    case Block::kInformational: return absl::OkStatus();
+    case Block::kInitial: return EndInitial();
     case Block::kTrailersOnly:
-    case Block::kTrailers:
-      return EndFinal();
+    case Block::kTrailers: return EndFinal();
   }
   return absl::OkStatus();
 }
@@ -441,9 +444,8 @@ absl::Status ResponseReader::Finish(uint32_t http2_error, bool reset) const {
     }
     if (options_.unary && deframer_.messages() != 1) {
       return absl::InternalError(
-          deframer_.messages() == 0
-              ? "no message in the answer to a unary call"
-              : "more than one response to a unary call");
+          deframer_.messages() == 0 ? "no message in the answer to a unary call"
+                                    : "more than one response to a unary call");
     }
     return final_;
   }

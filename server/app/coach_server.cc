@@ -18,8 +18,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/allocator.h"
-#include "grpc/health/v1/health.pb.h"
 #include "base/log.h"
+#include "grpc/health/v1/health.pb.h"
 #include "server/app/storage_setup.h"
 #include "server/rpc/access_log.h"
 
@@ -48,8 +48,7 @@ std::shared_ptr<grpc::ServerCredentials> GrpcCredentials(const Config& config) {
   if (config.grpc_tls_cert.empty()) return grpc::InsecureServerCredentials();
   auto provider =
       std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
-          config.grpc_tls_key, config.grpc_tls_cert,
-          config.grpc_tls_client_ca,
+          config.grpc_tls_key, config.grpc_tls_cert, config.grpc_tls_client_ca,
           TlsWatchSeconds(config.grpc_tls_check_interval));
   grpc::experimental::TlsServerCredentialsOptions options(provider);
   options.watch_identity_key_cert_pairs();
@@ -78,9 +77,8 @@ CoachServer::CoachServer(const Config& config, Store& store, Coach& coach,
       coach_(coach),
       // Start's caller checked the buckets (LoadServerConfig); a test's
       // Config keeps the valid defaults.
-      core_metrics_(registry_,
-                    BucketSeconds(config_.metrics_ai_buckets)
-                        .value_or(std::vector<double>{})),
+      core_metrics_(registry_, BucketSeconds(config_.metrics_ai_buckets)
+                                   .value_or(std::vector<double>{})),
       rpc_metrics_(registry_,
                    BucketSeconds(config_.metrics_rpc_buckets)
                        .value_or(std::vector<double>{}),
@@ -90,10 +88,10 @@ CoachServer::CoachServer(const Config& config, Store& store, Coach& coach,
       user_data_(config_, store, clock),
       verifier_(std::move(verifier)),
       authenticator_(verifier_.get(), clock),
-      store_threads_(config_.database_url.empty()
-                         ? nullptr
-                         : std::make_unique<ThreadPool>(
-                               config_.postgres_pool_size)),
+      store_threads_(
+          config_.database_url.empty()
+              ? nullptr
+              : std::make_unique<ThreadPool>(config_.postgres_pool_size)),
       chat_service_(chat_, authenticator_, CallRunner(store_threads_.get())),
       user_service_(accounts_, user_data_, authenticator_,
                     AdminAccess{.token = config_.admin_token,
@@ -126,9 +124,10 @@ absl::StatusOr<std::unique_ptr<CoachServer>> CoachServer::Start(
   const std::string instance = InstanceName(config);
   absl::StatusOr<int> dropped = store.BeginRun(instance);
   if (!dropped.ok()) return dropped.status();
-  LogInfo("credit holds: instance %s, %d left by its previous run freed; "
-          "a hold lives at most %s",
-          instance, *dropped, absl::FormatDuration(HoldLifetime(config)));
+  LogInfo(
+      "credit holds: instance %s, %d left by its previous run freed; "
+      "a hold lives at most %s",
+      instance, *dropped, absl::FormatDuration(HoldLifetime(config)));
   std::unique_ptr<CoachServer> server(
       new CoachServer(config, store, coach, clock, std::move(verifier)));
   // Both are process-wide switches read when a builder is created.
@@ -164,8 +163,8 @@ absl::StatusOr<std::unique_ptr<CoachServer>> CoachServer::Start(
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.RegisterService(&server->chat_service_);
   builder.RegisterService(&server->user_service_);
-  std::vector<std::unique_ptr<
-      grpc::experimental::ServerInterceptorFactoryInterface>>
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
   interceptors.push_back(
       std::make_unique<AccessLogInterceptorFactory>(&server->rpc_metrics_));
@@ -187,7 +186,8 @@ absl::StatusOr<std::unique_ptr<CoachServer>> CoachServer::Start(
     constexpr int kBatchesPerRound = 100;
     while (!self->stopping_.WaitForNotificationWithTimeout(
         self->config_.idempotency_purge_interval)) {
-      absl::StatusOr<int> purged = self->chat_.PurgeExpiredKeys(kBatchesPerRound);
+      absl::StatusOr<int> purged =
+          self->chat_.PurgeExpiredKeys(kBatchesPerRound);
       if (!purged.ok()) {
         LogWarning("purging expired idempotency keys failed: %s",
                    purged.status().ToString());
@@ -205,8 +205,8 @@ absl::StatusOr<std::unique_ptr<CoachServer>> CoachServer::Start(
           LogWarning("purging expired conversations failed: %s",
                      purged.status().ToString());
         } else if (*purged > 0) {
-          LogInfo("retention: deleted %d conversations older than %s",
-                  *purged, absl::FormatDuration(self->config_.session_retention));
+          LogInfo("retention: deleted %d conversations older than %s", *purged,
+                  absl::FormatDuration(self->config_.session_retention));
         }
       }
     });
@@ -257,15 +257,15 @@ absl::StatusOr<std::string> CoachServer::Reload() {
       const std::string message =
           absl::StrCat(tls.status().message(),
                        "; new handshakes keep the TLS files read before");
-      failed = failed.ok() ? absl::Status(tls.status().code(), message)
-                           : absl::Status(failed.code(),
-                                          absl::StrCat(failed.message(), "; ",
-                                                       message));
+      failed = failed.ok()
+                   ? absl::Status(tls.status().code(), message)
+                   : absl::Status(failed.code(), absl::StrCat(failed.message(),
+                                                              "; ", message));
     } else {
       reloaded.push_back(absl::StrCat(
           "the TLS files ", *tls, ", served to new handshakes within ",
-          absl::FormatDuration(absl::Ceil(config_.grpc_tls_check_interval,
-                                          absl::Seconds(1)))));
+          absl::FormatDuration(
+              absl::Ceil(config_.grpc_tls_check_interval, absl::Seconds(1)))));
     }
   }
   if (!failed.ok()) return failed;

@@ -46,10 +46,10 @@ absl::StatusOr<CoachSetup> MakeCoach(const Config& config) {
   absl::StatusOr<std::vector<ProviderSettings>> providers = AiProviders(config);
   if (!providers.ok()) return providers.status();
   if (providers->empty()) {
-    return CoachSetup{.coach = std::make_unique<OfflineCoach>(
-                          config.offline_stream_delay),
-                      .metrics = nullptr,
-                      .description = "offline (OPENAI_API_KEY is not set)"};
+    return CoachSetup{
+        .coach = std::make_unique<OfflineCoach>(config.offline_stream_delay),
+        .metrics = nullptr,
+        .description = "offline (OPENAI_API_KEY is not set)"};
   }
   const auto describe = [](const ProviderSettings& provider) {
     return absl::StrCat(provider.name, ": ", provider.options.model, " at ",
@@ -62,10 +62,10 @@ absl::StatusOr<CoachSetup> MakeCoach(const Config& config) {
     absl::StatusOr<std::unique_ptr<OpenAiCoach>> openai =
         OpenAiCoach::Create(providers->front().options);
     if (!openai.ok()) return openai.status();
-    return CoachSetup{.coach = *std::move(openai),
-                      .metrics = nullptr,
-                      .description = absl::StrCat(
-                          "OpenAI ", describe(providers->front()))};
+    return CoachSetup{
+        .coach = *std::move(openai),
+        .metrics = nullptr,
+        .description = absl::StrCat("OpenAI ", describe(providers->front()))};
   }
   std::vector<FallbackCoach::Provider> members;
   std::vector<std::string> described;
@@ -76,21 +76,20 @@ absl::StatusOr<CoachSetup> MakeCoach(const Config& config) {
       return absl::InvalidArgumentError(absl::StrCat(
           "AI provider ", provider.name, ": ", openai.status().message()));
     }
-    members.push_back(
-        FallbackCoach::Provider{.name = provider.name, .coach = *std::move(openai)});
+    members.push_back(FallbackCoach::Provider{.name = provider.name,
+                                              .coach = *std::move(openai)});
     described.push_back(describe(provider));
   }
   auto fallback =
       std::make_unique<FallbackCoach>(std::move(members), config.ai_breaker);
   FallbackCoach* const metrics = fallback.get();
-  return CoachSetup{
-      .coach = std::move(fallback),
-      .metrics = [metrics] { return metrics->RenderMetrics(); },
-      .description = absl::StrCat(
-          "providers in order (breaker: ", config.ai_breaker.failures,
-          " failures, cooldown ",
-          absl::FormatDuration(config.ai_breaker.cooldown), "): ",
-          absl::StrJoin(described, "; "))};
+  return CoachSetup{.coach = std::move(fallback),
+                    .metrics = [metrics] { return metrics->RenderMetrics(); },
+                    .description = absl::StrCat(
+                        "providers in order (breaker: ",
+                        config.ai_breaker.failures, " failures, cooldown ",
+                        absl::FormatDuration(config.ai_breaker.cooldown),
+                        "): ", absl::StrJoin(described, "; "))};
 }
 
 }  // namespace coach

@@ -11,9 +11,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "base/log.h"
 #include "base/tls.h"
-#include "absl/time/time.h"
 #include "server/auth/jwt_verifier.h"
 #include "server/coach/circuit_breaker.h"
 #include "server/coach/openai_options.h"
@@ -107,8 +107,8 @@ struct Config : CoreConfig {
   // so every server of a fleet should share them. Sends wait on the AI for
   // seconds, hence buckets up to a minute.
   std::vector<std::string> metrics_rpc_buckets = {
-      "5ms",  "10ms", "25ms", "50ms", "100ms", "250ms", "500ms",
-      "1s",   "2.5s", "5s",   "10s",  "30s",   "60s"};
+      "5ms", "10ms", "25ms", "50ms", "100ms", "250ms", "500ms",
+      "1s",  "2.5s", "5s",   "10s",  "30s",   "60s"};
   std::vector<std::string> metrics_ai_buckets = {
       "250ms", "500ms", "1s", "2s", "4s", "8s", "15s", "30s", "60s"};
 

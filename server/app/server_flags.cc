@@ -36,15 +36,15 @@ std::vector<Setting> ServerSettings(Config& c) {
   UserLimits& u = c.user_limits;
   std::vector<Setting> rows = {
       Essential({"db_path", "COACH_DB_PATH", &c.db_path, kNonEmpty,
-       "SQLite database file, created and migrated at start (when "
-       "`COACH_DATABASE_URL` is empty)"}),
-      Essential(Secret({"database_url", "COACH_DATABASE_URL", &c.database_url,
-              kAnyValue,
-              "PostgreSQL instead of SQLite, for several servers on one "
-              "database: a libpq URI `postgresql://user:password@host:5432/db`"
-              " (migrated at start; the password is never logged)"})),
-      {"postgres_pool_size", "COACH_POSTGRES_POOL_SIZE",
-       &c.postgres_pool_size, kPositive,
+                 "SQLite database file, created and migrated at start (when "
+                 "`COACH_DATABASE_URL` is empty)"}),
+      Essential(Secret(
+          {"database_url", "COACH_DATABASE_URL", &c.database_url, kAnyValue,
+           "PostgreSQL instead of SQLite, for several servers on one "
+           "database: a libpq URI `postgresql://user:password@host:5432/db`"
+           " (migrated at start; the password is never logged)"})),
+      {"postgres_pool_size", "COACH_POSTGRES_POOL_SIZE", &c.postgres_pool_size,
+       kPositive,
        "PostgreSQL connections of this server, and threads running the "
        "calls' database work (calls wait for an idle one)"},
       {"postgres_max_attempts", "COACH_POSTGRES_MAX_ATTEMPTS",
@@ -56,7 +56,7 @@ std::vector<Setting> ServerSettings(Config& c) {
        "server frees the credit holds of its previous run. Empty: "
        "`<hostname>:<port>`"},
       Essential({"grpc_listen", "COACH_GRPC_LISTEN", &c.grpc_listen, kNonEmpty,
-       "gRPC listen address (`0.0.0.0:50051` to serve other hosts)"}),
+                 "gRPC listen address (`0.0.0.0:50051` to serve other hosts)"}),
       {"grpc_max_concurrent_streams", "COACH_GRPC_MAX_CONCURRENT_STREAMS",
        &c.grpc_max_concurrent_streams, kPositive,
        "Concurrent calls per client connection (the proxy uses one)"},
@@ -64,32 +64,41 @@ std::vector<Setting> ServerSettings(Config& c) {
        &c.grpc_keepalive_min_time, kPositive,
        "Clients may send keepalive PINGs this often (with or without calls); "
        "more often is answered GOAWAY `too_many_pings`"},
-      Essential({"grpc_tls_cert", "COACH_GRPC_TLS_CERT", &c.grpc_tls_cert, kAnyValue,
-       "TLS on the gRPC port: certificate chain (PEM, leaf first), with "
-       "`COACH_GRPC_TLS_KEY`; empty: plaintext. Re-read when it changes"}),
-      Essential({"grpc_tls_key", "COACH_GRPC_TLS_KEY", &c.grpc_tls_key, kAnyValue,
-       "Private key (PEM) of `COACH_GRPC_TLS_CERT`; never logged"}),
-      Essential({"grpc_tls_client_ca", "COACH_GRPC_TLS_CLIENT_CA",
-       &c.grpc_tls_client_ca, kAnyValue,
-       "Mutual TLS: CA certificates (PEM) a client's certificate must chain "
-       "to; a client without one is refused. Empty: no client certificate "
-       "asked"}),
+      Essential(
+          {"grpc_tls_cert", "COACH_GRPC_TLS_CERT", &c.grpc_tls_cert, kAnyValue,
+           "TLS on the gRPC port: certificate chain (PEM, leaf first), with "
+           "`COACH_GRPC_TLS_KEY`; empty: plaintext. Re-read when it changes"}),
+      Essential({"grpc_tls_key", "COACH_GRPC_TLS_KEY", &c.grpc_tls_key,
+                 kAnyValue,
+                 "Private key (PEM) of `COACH_GRPC_TLS_CERT`; never logged"}),
+      Essential(
+          {"grpc_tls_client_ca", "COACH_GRPC_TLS_CLIENT_CA",
+           &c.grpc_tls_client_ca, kAnyValue,
+           "Mutual TLS: CA certificates (PEM) a client's certificate must "
+           "chain "
+           "to; a client without one is refused. Empty: no client certificate "
+           "asked"}),
       {"grpc_tls_check_interval", "COACH_GRPC_TLS_CHECK_INTERVAL",
        &c.grpc_tls_check_interval, kPositive,
        "How often the TLS files are looked at for a change (whole seconds, "
        "at least 1s); a new handshake then uses them"},
-      Essential(Secret({"admin_token", "COACH_ADMIN_TOKEN", &c.admin_token, kAnyValue,
-              "Bearer token of `SetPlan` / `GrantCredits`; empty: they are "
-              "refused"})),
-      Essential({"auth", "COACH_AUTH", &c.auth, kAnyValue,
-       "`none`: a request's `userId` is taken on trust (any caller can act "
-       "as any user); `jwt`: every public RPC needs `Authorization: Bearer "
-       "<JWT>`, and the user is the token's"}),
+      Essential(
+          Secret({"admin_token", "COACH_ADMIN_TOKEN", &c.admin_token, kAnyValue,
+                  "Bearer token of `SetPlan` / `GrantCredits`; empty: they are "
+                  "refused"})),
+      Essential(
+          {"auth", "COACH_AUTH", &c.auth, kAnyValue,
+           "`none`: a request's `userId` is taken on trust (any caller can act "
+           "as any user); `jwt`: every public RPC needs `Authorization: Bearer "
+           "<JWT>`, and the user is the token's"}),
       Essential(Secret({"jwt_secret", "COACH_JWT_SECRET", &c.jwt.hs256_secret,
-              kAnyValue, "HS256 secret of the tokens; empty: HS256 refused"})),
-      Essential({"jwt_jwks_file", "COACH_JWT_JWKS_FILE", &c.jwt.jwks_file, kAnyValue,
-       "JWKS file of the RS256/ES256 public keys (by `kid`; re-read when it "
-       "changes, and on SIGHUP)"}),
+                        kAnyValue,
+                        "HS256 secret of the tokens; empty: HS256 refused"})),
+      Essential({"jwt_jwks_file", "COACH_JWT_JWKS_FILE", &c.jwt.jwks_file,
+                 kAnyValue,
+                 "JWKS file of the RS256/ES256 public keys (by `kid`; re-read "
+                 "when it "
+                 "changes, and on SIGHUP)"}),
       {"jwt_jwks_check_interval", "COACH_JWT_JWKS_CHECK_INTERVAL",
        &c.jwt.jwks_check_interval, kNonNegative,
        "How often, at most, the JWKS file is looked at for a change; 0: "
@@ -103,28 +112,30 @@ std::vector<Setting> ServerSettings(Config& c) {
        "A token whose `exp` is further ahead than this (plus the leeway) is "
        "refused"},
       Essential({"jwt_issuer", "COACH_JWT_ISSUER", &c.jwt.issuer, kAnyValue,
-       "Required `iss`; empty: not checked"}),
-      Essential({"jwt_audience", "COACH_JWT_AUDIENCE", &c.jwt.audience, kAnyValue,
-       "Required `aud`; empty: not checked"}),
-      {"jwt_user_claim", "COACH_JWT_USER_CLAIM", &c.jwt.user_claim,
-       kNonEmpty, "The claim that names the user"},
+                 "Required `iss`; empty: not checked"}),
+      Essential({"jwt_audience", "COACH_JWT_AUDIENCE", &c.jwt.audience,
+                 kAnyValue, "Required `aud`; empty: not checked"}),
+      {"jwt_user_claim", "COACH_JWT_USER_CLAIM", &c.jwt.user_claim, kNonEmpty,
+       "The claim that names the user"},
       {"jwt_admin_scope", "COACH_JWT_ADMIN_SCOPE", &c.jwt_admin_scope,
        kAnyValue,
        "A token with this scope (`scope` or `scp`) may call the admin RPCs "
        "too; empty: only the admin token"},
-      Essential(Secret({"openai_api_key", "OPENAI_API_KEY", &ai.api_key, kAnyValue,
-              "OpenAI key; empty: the offline coach answers. Never logged, "
-              "stored or returned; prefer the variable (a flag shows in "
-              "`ps`)"})),
+      Essential(
+          Secret({"openai_api_key", "OPENAI_API_KEY", &ai.api_key, kAnyValue,
+                  "OpenAI key; empty: the offline coach answers. Never logged, "
+                  "stored or returned; prefer the variable (a flag shows in "
+                  "`ps`)"})),
       {"openai_base_url", "OPENAI_BASE_URL", &ai.base_url, kNonEmpty,
        "Any OpenAI-compatible API (a gateway, a local model server)"},
-      Essential({"openai_model", "OPENAI_MODEL", &ai.model, kNonEmpty, "Chat model"}),
+      Essential(
+          {"openai_model", "OPENAI_MODEL", &ai.model, kNonEmpty, "Chat model"}),
       {"openai_max_tokens", "OPENAI_MAX_TOKENS", &ai.max_tokens, kPositive,
        "`max_tokens` of a reply"},
       {"openai_temperature", "OPENAI_TEMPERATURE", &ai.temperature,
        InRange{0, 2}, "Sampling temperature, 0 to 2"},
-      {"openai_connect_timeout", "OPENAI_CONNECT_TIMEOUT",
-       &ai.connect_timeout, kPositive, "Per connection attempt"},
+      {"openai_connect_timeout", "OPENAI_CONNECT_TIMEOUT", &ai.connect_timeout,
+       kPositive, "Per connection attempt"},
       {"openai_timeout", "OPENAI_TIMEOUT", &ai.timeout, kPositive,
        "A whole reply, retries and their waits included (below the proxy's "
        "upstream deadline)"},
@@ -136,10 +147,10 @@ std::vector<Setting> ServerSettings(Config& c) {
        &ai.retry_base_delay, kNonNegative,
        "First retry's backoff, doubled at each retry, less up to 25% "
        "of jitter"},
-      {"openai_retry_max_delay", "OPENAI_RETRY_MAX_DELAY",
-       &ai.retry_max_delay, kNonNegative, "Longest computed backoff"},
-      {"openai_max_retry_after", "OPENAI_MAX_RETRY_AFTER",
-       &ai.max_retry_after, kNonNegative,
+      {"openai_retry_max_delay", "OPENAI_RETRY_MAX_DELAY", &ai.retry_max_delay,
+       kNonNegative, "Longest computed backoff"},
+      {"openai_max_retry_after", "OPENAI_MAX_RETRY_AFTER", &ai.max_retry_after,
+       kNonNegative,
        "Longest `Retry-After` honoured; a longer one gets the computed "
        "backoff"},
       {"openai_context_tokens", "OPENAI_CONTEXT_TOKENS",
@@ -164,12 +175,13 @@ std::vector<Setting> ServerSettings(Config& c) {
        &c.offline_stream_delay, kNonNegative,
        "Without an AI provider, the offline coach's streamed pieces (one per "
        "clause) come this far apart; `0`: all at once"},
-      Essential({"ai_providers_file", "COACH_AI_PROVIDERS_FILE", &c.ai_providers_file,
-       kAnyValue,
-       "A JSON array of OpenAI-compatible providers tried in order "
-       "(`name`, `baseUrl`, `apiKeyEnv`, `model`, optional `maxTokens`, "
-       "`temperature`, `timeout`); empty: the one of the `OPENAI_*` "
-       "settings"}),
+      Essential(
+          {"ai_providers_file", "COACH_AI_PROVIDERS_FILE", &c.ai_providers_file,
+           kAnyValue,
+           "A JSON array of OpenAI-compatible providers tried in order "
+           "(`name`, `baseUrl`, `apiKeyEnv`, `model`, optional `maxTokens`, "
+           "`temperature`, `timeout`); empty: the one of the `OPENAI_*` "
+           "settings"}),
       {"ai_breaker_failures", "COACH_AI_BREAKER_FAILURES",
        &c.ai_breaker.failures, kPositive,
        "Failures in a row after which a provider is skipped for the "
@@ -181,19 +193,18 @@ std::vector<Setting> ServerSettings(Config& c) {
        kPositive,
        "Threads handing replies back to be stored (off the AI client's I/O "
        "thread)"},
-      {"max_user_id_length", "COACH_MAX_USER_ID_LENGTH",
-       &l.max_user_id_length, kPositive, "Characters per `userId`"},
+      {"max_user_id_length", "COACH_MAX_USER_ID_LENGTH", &l.max_user_id_length,
+       kPositive, "Characters per `userId`"},
       {"max_session_id_length", "COACH_MAX_SESSION_ID_LENGTH",
        &l.max_session_id_length, kPositive, "Characters per `sessionId`"},
-      {"max_message_length", "COACH_MAX_MESSAGE_LENGTH",
-       &l.max_message_length, kPositive,
-       "Characters (code points) per message"},
+      {"max_message_length", "COACH_MAX_MESSAGE_LENGTH", &l.max_message_length,
+       kPositive, "Characters (code points) per message"},
       {"max_title_length", "COACH_MAX_TITLE_LENGTH", &l.max_title_length,
        kPositive, "Characters per session title"},
       {"auto_title_length", "COACH_AUTO_TITLE_LENGTH", &l.auto_title_length,
        kPositive, "Characters of the title made from a first message"},
-      {"preview_length", "COACH_PREVIEW_LENGTH", &l.preview_length,
-       kPositive, "Characters of `lastMessage` / `preview`"},
+      {"preview_length", "COACH_PREVIEW_LENGTH", &l.preview_length, kPositive,
+       "Characters of `lastMessage` / `preview`"},
       {"history_default_limit", "COACH_HISTORY_DEFAULT_LIMIT",
        &l.history_default_limit, kPositive,
        "History `limit` when absent (at most the cap)"},
@@ -209,8 +220,9 @@ std::vector<Setting> ServerSettings(Config& c) {
        "Rows per page of a paged list at most (a larger `pageSize` is "
        "lowered to it)"},
       Renamed({"context_messages", "COACH_CONTEXT_MESSAGES",
-       &l.coach_context_messages, kNonNegative,
-       "Previous messages the coach sees as context"}, "coach_context_messages"),
+               &l.coach_context_messages, kNonNegative,
+               "Previous messages the coach sees as context"},
+              "coach_context_messages"),
       {"send_rate_per_minute", "COACH_SEND_RATE_PER_MINUTE",
        &u.send_rate_per_minute, kPositive,
        "Sends per user per minute, any plan (a burst of this many, then one "
@@ -227,16 +239,15 @@ std::vector<Setting> ServerSettings(Config& c) {
        "Sessions one user may own (at most `COACH_MAX_SESSIONS_LISTED`); "
        "beyond: 409 `SESSION_LIMIT_REACHED`"},
       Essential({"free_monthly_credits", "COACH_FREE_MONTHLY_CREDITS",
-       &c.plans.free_monthly_credits, kNonNegative,
-       "Monthly credits of the FREE plan (PREMIUM: unlimited)"}),
+                 &c.plans.free_monthly_credits, kNonNegative,
+                 "Monthly credits of the FREE plan (PREMIUM: unlimited)"}),
       Essential({"basic_monthly_credits", "COACH_BASIC_MONTHLY_CREDITS",
-       &c.plans.basic_monthly_credits, kNonNegative,
-       "Monthly credits of the BASIC plan"}),
+                 &c.plans.basic_monthly_credits, kNonNegative,
+                 "Monthly credits of the BASIC plan"}),
       {"max_credit_grant", "COACH_MAX_CREDIT_GRANT", &l.max_credit_grant,
        kPositive, "Most credits one `GrantCredits` adds"},
-      {"max_credit_balance", "COACH_MAX_CREDIT_BALANCE",
-       &l.max_credit_balance, kPositive,
-       "No grant may push a balance past this (400 on `credits`)"},
+      {"max_credit_balance", "COACH_MAX_CREDIT_BALANCE", &l.max_credit_balance,
+       kPositive, "No grant may push a balance past this (400 on `credits`)"},
       {"shutdown_grace", "COACH_SHUTDOWN_GRACE", &c.shutdown_grace,
        kNonNegative, "In-flight calls get this long on SIGTERM/SIGINT"},
       {"credit_reservation_ttl", "COACH_CREDIT_RESERVATION_TTL",
@@ -282,15 +293,16 @@ std::vector<Setting> ServerSettings(Config& c) {
       {"sqlite_reader_connections", "COACH_SQLITE_READER_CONNECTIONS",
        &c.sqlite_reader_connections, kPositive,
        "SQLite connections for parallel reads"},
-      Essential({"metrics_listen", "COACH_METRICS_LISTEN", &c.metrics_listen, kAnyValue,
-       "HTTP address of `GET /metrics` (Prometheus text), e.g. "
-       "`127.0.0.1:9464`; empty: not served"}),
+      Essential({"metrics_listen", "COACH_METRICS_LISTEN", &c.metrics_listen,
+                 kAnyValue,
+                 "HTTP address of `GET /metrics` (Prometheus text), e.g. "
+                 "`127.0.0.1:9464`; empty: not served"}),
       {"metrics_rpc_buckets", "COACH_METRICS_RPC_BUCKETS",
        &c.metrics_rpc_buckets, kDurationBuckets,
        "Upper bounds of the RPC latency histogram's buckets (increasing "
        "durations)"},
-      {"metrics_ai_buckets", "COACH_METRICS_AI_BUCKETS",
-       &c.metrics_ai_buckets, kDurationBuckets,
+      {"metrics_ai_buckets", "COACH_METRICS_AI_BUCKETS", &c.metrics_ai_buckets,
+       kDurationBuckets,
        "Upper bounds of the AI reply latency histogram's buckets (increasing "
        "durations)"},
   };
@@ -350,7 +362,8 @@ absl::StatusOr<std::vector<double>> BucketSeconds(
   std::vector<double> seconds;
   for (const std::string& text : buckets) {
     absl::Duration bound;
-    if (!absl::ParseDuration(text, &bound) || bound == absl::InfiniteDuration()) {
+    if (!absl::ParseDuration(text, &bound) ||
+        bound == absl::InfiniteDuration()) {
       return absl::InvalidArgumentError(
           "must be durations such as 250ms or 2.5s, separated by commas");
     }

@@ -1,6 +1,5 @@
 #include "server/app/storage_setup.h"
 
-
 #include <unistd.h>
 
 #include "absl/strings/numbers.h"

@@ -216,11 +216,10 @@ absl::StatusOr<std::unique_ptr<JwtVerifier>> JwtVerifier::Create(
   }
   if (!options.jwks_file.empty()) {
     absl::MutexLock lock(&verifier->mu_);
-    if (absl::Status read = verifier->RefreshJwks(/*force=*/true);
-        !read.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "jwt: cannot read the JWKS file ", options.jwks_file, ": ",
-          read.message()));
+    if (absl::Status read = verifier->RefreshJwks(/*force=*/true); !read.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("jwt: cannot read the JWKS file ", options.jwks_file,
+                       ": ", read.message()));
     }
   }
   return verifier;
@@ -231,8 +230,7 @@ absl::StatusOr<std::shared_ptr<const JwtVerifier::Keys>> JwtVerifier::ReadJwks(
   absl::StatusOr<std::string> text = ReadFile(path);
   if (!text.ok()) return text.status();
   const json jwks = json::parse(*text, nullptr, /*allow_exceptions=*/false);
-  if (!jwks.is_object() || !jwks.contains("keys") ||
-      !jwks["keys"].is_array()) {
+  if (!jwks.is_object() || !jwks.contains("keys") || !jwks["keys"].is_array()) {
     return absl::InvalidArgumentError(
         absl::StrCat("jwt: ", path, " is not a JWKS ({\"keys\": [...]})"));
   }
@@ -252,17 +250,18 @@ absl::StatusOr<std::shared_ptr<const JwtVerifier::Keys>> JwtVerifier::ReadJwks(
         (!use.empty() && use != "sig") ||
         (!alg.empty() && alg != (kty == "RSA" ? "RS256" : "ES256")) ||
         entry.contains("d")) {
-      LogWarning("jwt: %s: key \"%s\" skipped (needs a kid, kty RSA or EC, "
-                 "use sig, alg RS256/ES256, and no private part)",
-                 path, kid);
+      LogWarning(
+          "jwt: %s: key \"%s\" skipped (needs a kid, kty RSA or EC, "
+          "use sig, alg RS256/ES256, and no private part)",
+          path, kid);
       continue;
     }
     const std::string jwk_json = entry.dump();
     cjose_err err;
     JwkPtr key(cjose_jwk_import(jwk_json.data(), jwk_json.size(), &err));
     if (key == nullptr ||
-        (kty == "EC" && cjose_jwk_EC_get_curve(key.get(), &err) !=
-                            CJOSE_JWK_EC_P_256)) {
+        (kty == "EC" &&
+         cjose_jwk_EC_get_curve(key.get(), &err) != CJOSE_JWK_EC_P_256)) {
       LogWarning("jwt: %s: key \"%s\" skipped (%s)", path, kid,
                  key == nullptr ? err.message : "EC keys must be P-256");
       continue;
@@ -340,10 +339,12 @@ absl::StatusOr<VerifiedToken> JwtVerifier::Verify(absl::string_view token,
   JwsPtr jws(cjose_jws_import(token.data(), token.size(), &err));
   if (jws == nullptr) return Refused(absl::StrCat("malformed: ", err.message));
   cjose_header_t* header = cjose_jws_get_protected(jws.get());
-  const char* alg_text =
-      header == nullptr ? nullptr : cjose_header_get(header, CJOSE_HDR_ALG, &err);
-  const char* kid_text =
-      header == nullptr ? nullptr : cjose_header_get(header, CJOSE_HDR_KID, &err);
+  const char* alg_text = header == nullptr
+                             ? nullptr
+                             : cjose_header_get(header, CJOSE_HDR_ALG, &err);
+  const char* kid_text = header == nullptr
+                             ? nullptr
+                             : cjose_header_get(header, CJOSE_HDR_KID, &err);
   const absl::string_view kid = kid_text == nullptr ? "" : kid_text;
   if (header == nullptr) return Refused("no protected header");
   if (HasCrit(token)) return Refused("crit header not understood");

@@ -96,8 +96,7 @@ class JwtVerifier {
   JwtVerifier& operator=(const JwtVerifier&) = delete;
 
   // The token's user and scopes if it is valid at `now`.
-  absl::StatusOr<VerifiedToken> Verify(absl::string_view token,
-                                       absl::Time now);
+  absl::StatusOr<VerifiedToken> Verify(absl::string_view token, absl::Time now);
 
   // Re-reads the JWKS file now, changed or not, and makes its keys the ones
   // in use: the number of keys read. On failure (unreadable file, not a

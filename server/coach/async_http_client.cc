@@ -29,19 +29,17 @@ long Milliseconds(absl::Duration d) {
 }
 
 absl::Status TransportError(CURLcode code, const char* detail) {
-  const std::string what = absl::StrCat(
-      curl_easy_strerror(code), detail[0] != '\0' ? ": " : "", detail);
+  const std::string what = absl::StrCat(curl_easy_strerror(code),
+                                        detail[0] != '\0' ? ": " : "", detail);
   switch (code) {
-    case CURLE_OPERATION_TIMEDOUT:
-      return absl::DeadlineExceededError(what);
+    case CURLE_OPERATION_TIMEDOUT: return absl::DeadlineExceededError(what);
     // A certificate that fails verification will fail again.
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CACERT_BADFILE:
     case CURLE_SSL_ISSUER_ERROR:
     case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
       return absl::FailedPreconditionError(what);
-    default:
-      return absl::UnavailableError(what);
+    default: return absl::UnavailableError(what);
   }
 }
 
@@ -287,8 +285,8 @@ void AsyncHttpClient::Finish(CURL* easy, CURLcode code) {
   } else if (!t->body_error.ok()) {
     t->done(std::move(t->body_error));
   } else if (t->too_large) {
-    t->done(absl::ResourceExhaustedError(absl::StrCat(
-        "answer larger than ", t->max_answer_bytes, " bytes")));
+    t->done(absl::ResourceExhaustedError(
+        absl::StrCat("answer larger than ", t->max_answer_bytes, " bytes")));
   } else {
     t->done(TransportError(code, t->error));
   }

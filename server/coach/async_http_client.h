@@ -102,10 +102,11 @@ class AsyncHttpClient final : private Env::ClockWatcher {
   AsyncHttpClient& operator=(const AsyncHttpClient&) = delete;
 
   // Sends `post`; `done` gets the answer, whatever its status code, or why
-  // there is none: DEADLINE_EXCEEDED (post.deadline passed), FAILED_PRECONDITION
-  // (the server's TLS certificate was refused), RESOURCE_EXHAUSTED (answer over
-  // max_answer_bytes), CANCELLED (Cancel, CancelAll), UNAVAILABLE (any other
-  // transport failure: refused, reset, DNS...). Thread-safe.
+  // there is none: DEADLINE_EXCEEDED (post.deadline passed),
+  // FAILED_PRECONDITION (the server's TLS certificate was refused),
+  // RESOURCE_EXHAUSTED (answer over max_answer_bytes), CANCELLED (Cancel,
+  // CancelAll), UNAVAILABLE (any other transport failure: refused, reset,
+  // DNS...). Thread-safe.
   Id Post(HttpPost post, AnswerCallback done);
 
   // Runs `task` on the loop thread once `delay` has passed on the Env's

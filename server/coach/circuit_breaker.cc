@@ -16,10 +16,8 @@ CircuitBreaker::State CircuitBreaker::state() {
 CircuitBreaker::Pass CircuitBreaker::Allow() {
   absl::MutexLock lock(&mu_);
   switch (StateLocked()) {
-    case State::kClosed:
-      return Pass::kAllowed;
-    case State::kOpen:
-      return Pass::kRefused;
+    case State::kClosed: return Pass::kAllowed;
+    case State::kOpen: return Pass::kRefused;
     case State::kHalfOpen:
       if (probing_) return Pass::kRefused;
       probing_ = true;

@@ -110,12 +110,12 @@ void FallbackCoach::StartReply(CoachRequest request, ReplyCallback done) {
   auto call = std::make_shared<Call>(
       Call{.request = std::move(request), .done = std::move(done)});
   if (call->request.on_delta) {
-    call->request.on_delta = [forwarded = call->forwarded,
-                              to = std::move(call->request.on_delta)](
-                                 absl::string_view piece) {
-      forwarded->store(true, std::memory_order_relaxed);
-      to(piece);
-    };
+    call->request.on_delta =
+        [forwarded = call->forwarded,
+         to = std::move(call->request.on_delta)](absl::string_view piece) {
+          forwarded->store(true, std::memory_order_relaxed);
+          to(piece);
+        };
   }
   AskNext(std::move(call));
 }
@@ -130,21 +130,19 @@ void FallbackCoach::AskNext(std::shared_ptr<Call> call) {
     member.requests->Increment();
     const absl::Duration started = env_.MonotonicNow();
     member.coach->StartReply(
-        call->request,
-        [this, call, index, pass, started](
-            absl::StatusOr<CoachReply> outcome) mutable {
+        call->request, [this, call, index, pass,
+                        started](absl::StatusOr<CoachReply> outcome) mutable {
           OnOutcome(std::move(call), index, pass, started, std::move(outcome));
         });
     return;
   }
-  call->done(absl::UnavailableError(absl::StrCat(
-      "every AI provider failed or is cooling down; last: ",
-      call->last_error.message())));
+  call->done(absl::UnavailableError(
+      absl::StrCat("every AI provider failed or is cooling down; last: ",
+                   call->last_error.message())));
 }
 
 void FallbackCoach::OnOutcome(std::shared_ptr<Call> call, size_t index,
-                              CircuitBreaker::Pass pass,
-                              absl::Duration started,
+                              CircuitBreaker::Pass pass, absl::Duration started,
                               absl::StatusOr<CoachReply> outcome) {
   Member& member = *members_[index];
   member.duration->Observe(
@@ -157,11 +155,10 @@ void FallbackCoach::OnOutcome(std::shared_ptr<Call> call, size_t index,
     return call->done(std::move(outcome));
   }
   const absl::Status& error = outcome.status();
-  const bool caller_left =
-      absl::IsCancelled(error) ||
-      (call->request.cancellation != nullptr &&
-       call->request.cancellation->IsCancelled()) ||
-      call->request.deadline <= env_.Now();
+  const bool caller_left = absl::IsCancelled(error) ||
+                           (call->request.cancellation != nullptr &&
+                            call->request.cancellation->IsCancelled()) ||
+                           call->request.deadline <= env_.Now();
   // Neither the provider's fault nor another's chance: the request itself
   // (refused, filtered), or a caller who is gone.
   if (caller_left || IsRequestRefused(error) || ReasonOf(error).has_value()) {
@@ -180,8 +177,7 @@ void FallbackCoach::OnOutcome(std::shared_ptr<Call> call, size_t index,
   if (call->forwarded->load(std::memory_order_relaxed)) {
     return call->done(std::move(outcome));
   }
-  LogTo(env_, LogLevel::kWarning, "ai: provider %s failed, %s: %s",
-        member.name,
+  LogTo(env_, LogLevel::kWarning, "ai: provider %s failed, %s: %s", member.name,
         index + 1 < members_.size() ? "falling over" : "none left",
         error.message());
   call->last_error = error;

@@ -4,8 +4,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
-#include <thread>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 

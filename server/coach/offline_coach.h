@@ -1,6 +1,6 @@
 // OfflineCoach: the coach used when no OpenAI key is configured. Replies are
-// deterministic (the same conversation gets the same reply), in French, warm, and
-// useful: it recognises a few common themes and ends with a follow-up
+// deterministic (the same conversation gets the same reply), in French, warm,
+// and useful: it recognises a few common themes and ends with a follow-up
 // question. It never fails (but for a caller that cancels or a server that
 // shuts down). It streams too (CoachRequest::on_delta): the reply in pieces,
 // one per sentence or clause, paced like a model's (`piece_delay` apart), so

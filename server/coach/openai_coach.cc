@@ -7,13 +7,13 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "base/log.h"
+#include "base/url.h"
 #include "server/coach/context_window.h"
 #include "server/coach/openai_stream.h"
 #include "server/coach/provider_error.h"
 #include "server/coach/retry_policy.h"
 #include "server/core/errors.h"
-#include "base/log.h"
-#include "base/url.h"
 
 namespace coach {
 namespace {
@@ -78,9 +78,10 @@ absl::StatusOr<CoachReply> ParseCompletion(const std::string& body,
           ? choice["finish_reason"].get<std::string>()
           : "";
   if (finish_reason == "content_filter") return ContentFilteredError();
-  const json* message = choice.contains("message") && choice["message"].is_object()
-                            ? &choice["message"]
-                            : nullptr;
+  const json* message =
+      choice.contains("message") && choice["message"].is_object()
+          ? &choice["message"]
+          : nullptr;
   if (message == nullptr) return absl::InternalError("choice without message");
   // A model may refuse instead of answering (`refusal`, content null).
   if (message->contains("refusal") && (*message)["refusal"].is_string() &&
@@ -181,19 +182,17 @@ struct OpenAiCoach::Call {
 };
 
 OpenAiCoach::OpenAiCoach(const OpenAiOptions& options, Env& env,
-                         std::string url,
-                         std::unique_ptr<AsyncHttpClient> http)
+                         std::string url, std::unique_ptr<AsyncHttpClient> http)
     : options_(options),
       env_(env),
       url_(std::move(url)),
       headers_({absl::StrCat("Authorization: Bearer ", options.api_key),
                 absl::StrCat("User-Agent: ", kUserAgent),
-                "Accept: application/json",
-                "Content-Type: application/json"}),
-      stream_headers_(
-          {absl::StrCat("Authorization: Bearer ", options.api_key),
-           absl::StrCat("User-Agent: ", kUserAgent),
-           "Accept: text/event-stream", "Content-Type: application/json"}),
+                "Accept: application/json", "Content-Type: application/json"}),
+      stream_headers_({absl::StrCat("Authorization: Bearer ", options.api_key),
+                       absl::StrCat("User-Agent: ", kUserAgent),
+                       "Accept: text/event-stream",
+                       "Content-Type: application/json"}),
       delivery_(options.reply_threads),
       http_(std::move(http)) {}
 
@@ -206,11 +205,12 @@ OpenAiCoach::~OpenAiCoach() {
 std::string OpenAiCoach::RequestBody(const CoachRequest& request,
                                      bool stream) const {
   json messages = json::array();
-  messages.push_back({{"role", "system"},
-                      {"content", std::string(request.system_prompt)}});
+  messages.push_back(
+      {{"role", "system"}, {"content", std::string(request.system_prompt)}});
   for (const CoachTurn& turn :
        FitToBudget(request, options_.context_token_budget)) {
-    messages.push_back({{"role", RoleName(turn.role)}, {"content", turn.content}});
+    messages.push_back(
+        {{"role", RoleName(turn.role)}, {"content", turn.content}});
   }
   json body = {
       {"model", options_.model},
@@ -244,11 +244,10 @@ void OpenAiCoach::StartReply(CoachRequest request, ReplyCallback done) {
     // Registered once: it stops whichever step is in progress. A step is
     // over once delivered (before this coach can be destroyed), so the raw
     // pointer is never used past http_'s life.
-    call->cancellation->OnCancel(
-        [http = http_.get(), step = call->step] {
-          absl::MutexLock lock(&step->mu);
-          if (!step->over && step->id != 0) http->Cancel(step->id);
-        });
+    call->cancellation->OnCancel([http = http_.get(), step = call->step] {
+      absl::MutexLock lock(&step->mu);
+      if (!step->over && step->id != 0) http->Cancel(step->id);
+    });
   }
   Attempt(std::move(call));
 }
@@ -270,7 +269,8 @@ void OpenAiCoach::StartStep(
   // id recorded below, and cancels that step.
   if (call->cancellation != nullptr && call->cancellation->IsCancelled()) {
     lock.Release();
-    Deliver(std::move(call), absl::CancelledError("OpenAI: the caller gave up"));
+    Deliver(std::move(call),
+            absl::CancelledError("OpenAI: the caller gave up"));
     return;
   }
   step->id = start(std::move(call));
@@ -284,10 +284,10 @@ void OpenAiCoach::Deliver(std::unique_ptr<Call> call,
     call->step->over = true;
   }
   if (call->cancellation != nullptr) call->cancellation->Clear();
-  delivery_.Schedule([done = std::move(call->done),
-                      outcome = std::move(outcome)]() mutable {
-    done(std::move(outcome));
-  });
+  delivery_.Schedule(
+      [done = std::move(call->done), outcome = std::move(outcome)]() mutable {
+        done(std::move(outcome));
+      });
 }
 
 void OpenAiCoach::Attempt(std::unique_ptr<Call> call) {
@@ -353,8 +353,7 @@ void OpenAiCoach::OnAnswer(std::unique_ptr<Call> call,
       return;
     }
     // An error object, or a stream cut before [DONE].
-    call->last_error =
-        absl::UnavailableError(reply.status().message());
+    call->last_error = absl::UnavailableError(reply.status().message());
     failure.error_code = stream->reader.error_code();
   } else if (absl::IsResourceExhausted(answer.status())) {
     // An answer no reply needs: nonsense, as far as we are concerned.
@@ -396,13 +395,12 @@ OpenAiCoach::Failure OpenAiCoach::HttpFailure(Call& call,
   Failure failure;
   failure.http_status = answer.status;
   failure.error_code = ProviderErrorCode(answer.body);
-  failure.retry_after = ParseRetryAfter(answer.Header("retry-after-ms"),
-                                        answer.Header("retry-after"),
-                                        env_.Now());
-  call.last_error = absl::UnavailableError(
-      absl::StrCat("OpenAI: HTTP ", failure.http_status, " (",
-                   DescribeHttpError(failure.http_status, failure.error_code),
-                   ")"));
+  failure.retry_after =
+      ParseRetryAfter(answer.Header("retry-after-ms"),
+                      answer.Header("retry-after"), env_.Now());
+  call.last_error = absl::UnavailableError(absl::StrCat(
+      "OpenAI: HTTP ", failure.http_status, " (",
+      DescribeHttpError(failure.http_status, failure.error_code), ")"));
   if (RefusesTheRequest(failure.http_status)) {
     call.last_error = MarkRequestRefused(std::move(call.last_error));
   }
@@ -421,8 +419,7 @@ void OpenAiCoach::RetryOrGiveUp(std::unique_ptr<Call> call,
   }
 
   const bool retryable =
-      failure.may_retry &&
-      IsRetryable(failure.http_status, failure.error_code);
+      failure.may_retry && IsRetryable(failure.http_status, failure.error_code);
   if (!retryable || call->attempt == options_.max_retries) {
     if (!retryable) {
       LogTo(env_, LogLevel::kError, "%s (not retried)",
@@ -465,8 +462,7 @@ void OpenAiCoach::LogStreamed(const Call& call,
     }
     LogTo(env_, LogLevel::kInfo,
           "openai: streamed reply in %.0f ms (attempt %d)",
-          absl::ToDoubleMilliseconds(env_.Now() - call.sent),
-          call.attempt + 1);
+          absl::ToDoubleMilliseconds(env_.Now() - call.sent), call.attempt + 1);
   } else if (!ReasonOf(reply.status()).has_value()) {
     LogTo(env_, LogLevel::kError, "openai: unusable stream: %s",
           reply.status().message());

@@ -30,10 +30,10 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "base/env.h"
-#include "server/coach/async_http_client.h"
-#include "server/core/coach.h"
 #include "base/thread_pool.h"
+#include "server/coach/async_http_client.h"
 #include "server/coach/openai_options.h"
+#include "server/core/coach.h"
 
 namespace coach {
 
@@ -68,8 +68,7 @@ class OpenAiCoach final : public Coach {
   // Sends attempt number call->attempt, unless time is up.
   void Attempt(std::unique_ptr<Call> call);
   // Delivers the reply, retries, or gives up.
-  void OnAnswer(std::unique_ptr<Call> call,
-                absl::StatusOr<HttpAnswer> answer);
+  void OnAnswer(std::unique_ptr<Call> call, absl::StatusOr<HttpAnswer> answer);
   // Delivers the reply of a plain (not streamed) HTTP 200 answer, or why it
   // is unusable, logged.
   void DeliverCompletion(std::unique_ptr<Call> call, const HttpAnswer& answer);

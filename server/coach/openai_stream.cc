@@ -54,8 +54,8 @@ absl::Status OpenAiStream::Feed(
     const size_t end = bytes.find_first_of("\r\n");
     const absl::string_view part = bytes.substr(0, end);
     if (line_.size() + part.size() > max_line_bytes_) {
-      error_ = absl::InternalError(absl::StrCat(
-          "OpenAI: a stream line over ", max_line_bytes_, " bytes"));
+      error_ = absl::InternalError(absl::StrCat("OpenAI: a stream line over ",
+                                                max_line_bytes_, " bytes"));
       break;
     }
     if (end == absl::string_view::npos) {
@@ -89,8 +89,8 @@ absl::Status OpenAiStream::Line(
   // event:, id:, retry: say nothing a chat completion needs.
   if (field != "data") return absl::OkStatus();
   if (data_.size() + value.size() + 1 > max_line_bytes_) {
-    return absl::InternalError(absl::StrCat(
-        "OpenAI: a stream event over ", max_line_bytes_, " bytes"));
+    return absl::InternalError(absl::StrCat("OpenAI: a stream event over ",
+                                            max_line_bytes_, " bytes"));
   }
   if (has_data_) data_.push_back('\n');
   data_.append(value.data(), value.size());
@@ -151,8 +151,8 @@ absl::Status OpenAiStream::Chunk(
     const std::string piece = StringAt(delta, "content");
     if (piece.empty()) continue;
     if (text_.size() + piece.size() > max_text_bytes_) {
-      return absl::InternalError(absl::StrCat(
-          "OpenAI: a streamed reply over ", max_text_bytes_, " bytes"));
+      return absl::InternalError(absl::StrCat("OpenAI: a streamed reply over ",
+                                              max_text_bytes_, " bytes"));
     }
     text_ += piece;
     on_piece(piece);

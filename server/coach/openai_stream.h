@@ -69,11 +69,11 @@ class OpenAiStream {
   const size_t max_line_bytes_;
   const size_t max_text_bytes_;
   absl::Status error_;
-  std::string line_;           // the line being read
-  bool skip_lf_ = false;       // the last line ended with \r
-  std::string data_;           // the event being read: its data lines
+  std::string line_;      // the line being read
+  bool skip_lf_ = false;  // the last line ended with \r
+  std::string data_;      // the event being read: its data lines
   bool has_data_ = false;
-  bool done_ = false;          // [DONE] read
+  bool done_ = false;  // [DONE] read
   std::string text_;
   std::string model_;
   std::optional<TokenUsage> usage_;

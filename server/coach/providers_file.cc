@@ -16,8 +16,8 @@ namespace {
 
 using json = nlohmann::json;
 
-constexpr const char* kFields[] = {"name",      "baseUrl",     "apiKeyEnv",
-                                   "model",     "maxTokens",   "temperature",
+constexpr const char* kFields[] = {"name",   "baseUrl",   "apiKeyEnv",
+                                   "model",  "maxTokens", "temperature",
                                    "timeout"};
 
 // A non-empty string field, or an error naming it.
@@ -120,7 +120,8 @@ absl::StatusOr<std::vector<ProviderSettings>> ParseProvidersFile(
     return absl::InvalidArgumentError(
         absl::StrCat("COACH_AI_PROVIDERS_FILE ", path, ": ", what));
   };
-  const json document = json::parse(contents, nullptr, /*allow_exceptions=*/false);
+  const json document =
+      json::parse(contents, nullptr, /*allow_exceptions=*/false);
   if (document.is_discarded()) return error("not valid JSON");
   if (!document.is_array() || document.empty()) {
     return error("must be a non-empty JSON array of providers");
@@ -130,10 +131,9 @@ absl::StatusOr<std::vector<ProviderSettings>> ParseProvidersFile(
   for (size_t i = 0; i < document.size(); ++i) {
     absl::StatusOr<ProviderSettings> provider =
         ParseProvider(document[i], defaults, getenv);
-    const std::string which =
-        absl::StrCat("provider ", i + 1,
-                     provider.ok() ? absl::StrCat(" (\"", provider->name, "\")")
-                                   : "");
+    const std::string which = absl::StrCat(
+        "provider ", i + 1,
+        provider.ok() ? absl::StrCat(" (\"", provider->name, "\")") : "");
     if (!provider.ok()) {
       return error(absl::StrCat(which, ": ", provider.status().message()));
     }

@@ -1,8 +1,8 @@
 #include "server/core/accounts.h"
 
 #include "absl/strings/str_cat.h"
-#include "server/core/errors.h"
 #include "base/status_macros.h"
+#include "server/core/errors.h"
 #include "server/core/validation.h"
 
 namespace coach {
@@ -68,12 +68,13 @@ absl::StatusOr<UserStats> Accounts::GrantCredits(absl::string_view user_id,
   if (!existing.ok()) return ToPublicError(existing.status(), "find user");
   if (existing->has_value() && credits_.IsUnlimited((*existing)->plan)) {
     return InvalidArgumentError(
-        "credits", "Ce compte a un abonnement illimité : il n'a pas besoin "
-                   "de crédits.");
+        "credits",
+        "Ce compte a un abonnement illimité : il n'a pas besoin "
+        "de crédits.");
   }
-  auto user = store_.AddCredits(user_id, credits,
-                                config_.limits.max_credit_balance,
-                                credits_.TermsAt(now), now);
+  auto user =
+      store_.AddCredits(user_id, credits, config_.limits.max_credit_balance,
+                        credits_.TermsAt(now), now);
   if (absl::IsOutOfRange(user.status())) {
     return InvalidArgumentError(
         "credits",

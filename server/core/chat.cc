@@ -6,11 +6,11 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 
-#include "server/core/errors.h"
 #include "base/ids.h"
 #include "base/log.h"
 #include "base/status_macros.h"
 #include "base/text.h"
+#include "server/core/errors.h"
 #include "server/core/validation.h"
 #include "storage/record_columns.h"
 
@@ -40,8 +40,7 @@ absl::StatusOr<std::string> ValidateSendInput(absl::string_view user_id,
 }
 
 // What the caller is told when the store refuses a send's exchange.
-absl::Status CommitError(const absl::Status& committed,
-                         int max_user_sessions) {
+absl::Status CommitError(const absl::Status& committed, int max_user_sessions) {
   // The session was deleted, or the credit taken back (an admin change),
   // while the coach was writing.
   if (absl::IsNotFound(committed)) return SessionNotFoundError();
@@ -138,10 +137,9 @@ absl::StatusOr<SessionList> Chat::ListSessions(absl::string_view user_id,
     }
     return SessionList{.sessions = *std::move(sessions), .next_page_token = ""};
   }
-  COACH_ASSIGN_OR_RETURN(
-      SessionPage sessions,
-      SessionsPage(user_id, PagedList::kSessions, page,
-                   config_.limits.max_sessions_listed));
+  COACH_ASSIGN_OR_RETURN(SessionPage sessions,
+                         SessionsPage(user_id, PagedList::kSessions, page,
+                                      config_.limits.max_sessions_listed));
   std::string next = NextSessionsToken(sessions, PagedList::kSessions, user_id);
   return SessionList{.sessions = std::move(sessions.sessions),
                      .next_page_token = std::move(next)};
@@ -152,7 +150,8 @@ absl::StatusOr<SessionRecord> Chat::CreateSession(
   COACH_RETURN_IF_ERROR(ValidateUserId(user_id, config_.limits));
   std::string session_title(kDefaultSessionTitle);
   if (title.has_value() && !title->empty()) {
-    COACH_ASSIGN_OR_RETURN(session_title, ValidateTitle(*title, config_.limits));
+    COACH_ASSIGN_OR_RETURN(session_title,
+                           ValidateTitle(*title, config_.limits));
   }
   const absl::Time now = clock_.Now();
   SessionRecord session{.id = NewRandomId(),
@@ -221,9 +220,9 @@ absl::StatusOr<SessionWithMessages> Chat::GetSession(
                          LoadOwnedSession(session_id, user_id));
   if (!page.paged()) return WithRecentMessages(std::move(session));
   COACH_ASSIGN_OR_RETURN(
-      int size, ValidatePageSize(page.page_size,
-                                 config_.limits.max_messages_per_session,
-                                 config_.limits));
+      int size,
+      ValidatePageSize(page.page_size, config_.limits.max_messages_per_session,
+                       config_.limits));
   // Bound to the session and its owner, whoever asks (user_id is optional).
   const std::string scope = MessagesScope(session.user_id, session.id);
   COACH_ASSIGN_OR_RETURN(std::optional<PageCursor> cursor,
@@ -345,8 +344,8 @@ void Chat::StreamMessage(absl::string_view user_id,
                        .cancellation = caller.cancellation,
                        .on_delta = nullptr};
   PendingSend pending;
-  if (std::optional<absl::StatusOr<SendResult>> ended = BeginSend(
-          user_id, session_id, message, caller, pending, request);
+  if (std::optional<absl::StatusOr<SendResult>> ended =
+          BeginSend(user_id, session_id, message, caller, pending, request);
       ended.has_value()) {
     metrics_.RecordSend(ended->status());
     done(*std::move(ended));
@@ -375,10 +374,10 @@ void Chat::StreamMessage(absl::string_view user_id,
               reply->usage.has_value() ? reply->usage->prompt_tokens : 0,
               reply->usage.has_value() ? reply->usage->completion_tokens : 0);
         }
-        absl::StatusOr<SendResult> sent = FinishSend(
-            std::move(pending), caller,
-            relay == nullptr ? std::move(reply)
-                             : relay->Check(std::move(reply)));
+        absl::StatusOr<SendResult> sent =
+            FinishSend(std::move(pending), caller,
+                       relay == nullptr ? std::move(reply)
+                                        : relay->Check(std::move(reply)));
         if (sent.ok() && relay != nullptr) {
           relay->Complete(sent->assistant_message.content);
         }
@@ -391,7 +390,8 @@ absl::StatusOr<int> Chat::PurgeExpiredKeys(int batches) {
   const int batch = config_.idempotency_purge_batch;
   int purged = 0;
   for (int i = 0; i < batches; ++i) {
-    absl::StatusOr<int> deleted = store_.PurgeIdempotencyKeys(clock_.Now(), batch);
+    absl::StatusOr<int> deleted =
+        store_.PurgeIdempotencyKeys(clock_.Now(), batch);
     if (!deleted.ok()) return deleted.status();
     purged += *deleted;
     if (*deleted < batch) break;
@@ -402,9 +402,8 @@ absl::StatusOr<int> Chat::PurgeExpiredKeys(int batches) {
 Admission Chat::DecideSend(const AdmissionState& state,
                            absl::string_view user_id, bool creates_session,
                            absl::Time now, absl::Status& refusal) const {
-  Admission answer{.rates = state.rates,
-                   .admitted = false,
-                   .key_response = std::nullopt};
+  Admission answer{
+      .rates = state.rates, .admitted = false, .key_response = std::nullopt};
   refusal = TakeSendTokens(state, creates_session, now, answer.rates);
   if (!refusal.ok()) return answer;
   // From here on, a refused send has used its tokens (every attempt
@@ -467,13 +466,10 @@ absl::Status Chat::TakeSendTokens(const AdmissionState& state,
 absl::StatusOr<SendResult> Chat::HeldKeyResult(
     const ClaimOutcome& outcome) const {
   switch (outcome.state) {
-    case ClaimOutcome::State::kInProgress:
-      return IdempotencyInProgressError();
-    case ClaimOutcome::State::kReused:
-      return IdempotencyKeyReusedError();
+    case ClaimOutcome::State::kInProgress: return IdempotencyInProgressError();
+    case ClaimOutcome::State::kReused: return IdempotencyKeyReusedError();
     case ClaimOutcome::State::kClaimed:
-    case ClaimOutcome::State::kCompleted:
-      break;
+    case ClaimOutcome::State::kCompleted: break;
   }
   if (!outcome.stored.has_value()) {
     return ToPublicError(
@@ -487,9 +483,10 @@ absl::StatusOr<SendResult> Chat::HeldKeyResult(
   return replay;
 }
 
-absl::StatusOr<std::string> Chat::CheckSendRequest(
-    absl::string_view user_id, absl::string_view session_id,
-    absl::string_view message, const Caller& caller) const {
+absl::StatusOr<std::string> Chat::CheckSendRequest(absl::string_view user_id,
+                                                   absl::string_view session_id,
+                                                   absl::string_view message,
+                                                   const Caller& caller) const {
   absl::StatusOr<std::string> text =
       ValidateSendInput(user_id, session_id, message, config_.limits);
   if (!text.ok()) return text.status();
@@ -536,8 +533,8 @@ SessionRecord Chat::NewSession(absl::string_view user_id,
   return SessionRecord{
       .id = NewRandomId(),
       .user_id = std::string(user_id),
-      .title = Shorten(text,
-                       static_cast<size_t>(config_.limits.auto_title_length)),
+      .title =
+          Shorten(text, static_cast<size_t>(config_.limits.auto_title_length)),
       .last_message = "",
       .message_count = 0,
       .created_at = now,
@@ -561,8 +558,8 @@ std::optional<absl::StatusOr<SendResult>> Chat::BeginSend(
   // nothing and never reaches the coach.
   absl::Status refusal;
   Plan plan = Plan::kFree;
-  absl::StatusOr<SendAdmissionResult> admitted = store_.AdmitSend(
-      admission, [&](const AdmissionState& state) {
+  absl::StatusOr<SendAdmissionResult> admitted =
+      store_.AdmitSend(admission, [&](const AdmissionState& state) {
         refusal = absl::OkStatus();
         plan = state.user.plan;
         return DecideSend(state, user_id, creates_session, now, refusal);
@@ -617,7 +614,8 @@ absl::Status Chat::LoadConversation(const PendingSend& pending,
 absl::StatusOr<SendResult> Chat::FinishSend(PendingSend pending,
                                             const Caller& caller,
                                             absl::StatusOr<CoachReply> reply) {
-  absl::StatusOr<SendResult> sent = StoreReply(pending, caller, std::move(reply));
+  absl::StatusOr<SendResult> sent =
+      StoreReply(pending, caller, std::move(reply));
   // A success completed the key in its commit; the rest settle it here.
   if (!sent.ok()) return pending.claim.Settle(sent.status());
   return sent;
@@ -640,7 +638,7 @@ absl::StatusOr<SendResult> Chat::StoreReply(PendingSend& pending,
   if (!committed.ok()) {
     return CommitError(committed.status(), exchange.max_user_sessions);
   }
-  hold.Consume();  // the commit charged it and removed the hold
+  hold.Consume();           // the commit charged it and removed the hold
   pending.claim.Consume();  // and completed the key with the response
   return SendResult{.session_id = pending.session_id,
                     .user_message = std::move(exchange.user_message),

@@ -26,9 +26,9 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "server/core/coach.h"
 #include "server/core/cancellation.h"
 #include "server/core/clock.h"
+#include "server/core/coach.h"
 #include "server/core/config.h"
 #include "server/core/core_metrics.h"
 #include "server/core/credits.h"
@@ -188,8 +188,7 @@ class Chat {
   //
   // SendMessage is StreamMessage without `on_delta`.
   void SendMessage(absl::string_view user_id, absl::string_view session_id,
-                   absl::string_view message, Caller caller,
-                   SendCallback done);
+                   absl::string_view message, Caller caller, SendCallback done);
 
   // SendMessage (same checks, same order, same outcome), also giving the
   // reply's text to `on_delta` as the coach writes it: non-empty valid UTF-8
@@ -273,9 +272,8 @@ class Chat {
   // DecideSend's first rules: the user's concurrent sends, then the send
   // rate, then (`creates_session`) the session rate. OK with the tokens
   // taken written to `rates`; else why, `rates` untouched.
-  absl::Status TakeSendTokens(const AdmissionState& state,
-                              bool creates_session, absl::Time now,
-                              RateState& rates) const;
+  absl::Status TakeSendTokens(const AdmissionState& state, bool creates_session,
+                              absl::Time now, RateState& rates) const;
   // A replay of the key's stored outcome, or why the key is unavailable.
   absl::StatusOr<SendResult> HeldKeyResult(const ClaimOutcome& outcome) const;
   // Stores and charges the exchange; on any failure the credit held is given

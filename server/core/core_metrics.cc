@@ -43,14 +43,13 @@ CoreMetrics::CoreMetrics(metrics::Registry& registry,
       "coach_sends_total",
       "Sends answered, by outcome (ok or the error reason).", {"outcome"});
   for (size_t i = 0; i < kOutcomes; ++i) {
-    sends_[i] = &sends.WithLabels(
-        {std::string(i == kOk ? "ok"
-                              : ReasonName(static_cast<ErrorReason>(i - 1)))});
+    sends_[i] = &sends.WithLabels({std::string(
+        i == kOk ? "ok" : ReasonName(static_cast<ErrorReason>(i - 1)))});
   }
   metrics::Family<metrics::Histogram>& replies = registry.AddHistogram(
       "coach_ai_reply_duration_seconds",
-      "Time from asking the coach to its answer, retries included.",
-      {"result"}, ai_buckets_seconds);
+      "Time from asking the coach to its answer, retries included.", {"result"},
+      ai_buckets_seconds);
   reply_ok_ = &replies.WithLabels({"ok"});
   reply_error_ = &replies.WithLabels({"error"});
   prompt_tokens_ =

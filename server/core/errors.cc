@@ -63,8 +63,7 @@ absl::Status NoCreditsError() {
 }
 
 absl::Status AiUnavailableError() {
-  return WithReason(absl::StatusCode::kUnavailable,
-                    ErrorReason::kAiUnavailable,
+  return WithReason(absl::StatusCode::kUnavailable, ErrorReason::kAiUnavailable,
                     "Le coach IA est momentanément indisponible. Votre "
                     "message n'a pas été décompté : réessayez dans un "
                     "instant.");
@@ -98,12 +97,11 @@ absl::Status AdminUnauthenticatedError() {
 }
 
 absl::Status UnauthenticatedError(bool token_given) {
-  return WithReason(absl::StatusCode::kUnauthenticated,
-                    ErrorReason::kUnauthenticated,
-                    token_given
-                        ? "Jeton d'accès invalide ou expiré : reconnectez-vous."
-                        : "Jeton d'accès requis (en-tête « Authorization: "
-                          "Bearer <jeton> »).");
+  return WithReason(
+      absl::StatusCode::kUnauthenticated, ErrorReason::kUnauthenticated,
+      token_given ? "Jeton d'accès invalide ou expiré : reconnectez-vous."
+                  : "Jeton d'accès requis (en-tête « Authorization: "
+                    "Bearer <jeton> »).");
 }
 
 absl::Status UserForbiddenError() {
@@ -126,24 +124,22 @@ absl::Status InternalError() {
 }
 
 absl::Status UnavailableError() {
-  return WithReason(absl::StatusCode::kUnavailable,
-                    ErrorReason::kUnavailable,
+  return WithReason(absl::StatusCode::kUnavailable, ErrorReason::kUnavailable,
                     "Service momentanément indisponible. Réessayez dans un "
                     "instant.");
 }
 
 absl::Status RateLimitedError(absl::Duration retry_after) {
   // Whole seconds, at least one, as the REST Retry-After header says it.
-  const int64_t seconds =
-      std::max<int64_t>(1, absl::ToInt64Seconds(absl::Ceil(
-                               retry_after, absl::Seconds(1))));
+  const int64_t seconds = std::max<int64_t>(
+      1, absl::ToInt64Seconds(absl::Ceil(retry_after, absl::Seconds(1))));
   absl::Status status = WithReason(
       absl::StatusCode::kResourceExhausted, ErrorReason::kRateLimited,
-      absl::StrCat("Trop de requêtes en peu de temps. Réessayez dans ",
-                   seconds, " s."));
-  status.SetPayload(kRetryDelayPayload,
-                    absl::Cord(absl::StrCat(
-                        absl::ToInt64Nanoseconds(retry_after))));
+      absl::StrCat("Trop de requêtes en peu de temps. Réessayez dans ", seconds,
+                   " s."));
+  status.SetPayload(
+      kRetryDelayPayload,
+      absl::Cord(absl::StrCat(absl::ToInt64Nanoseconds(retry_after))));
   return status;
 }
 

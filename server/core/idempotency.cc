@@ -53,14 +53,14 @@ json MessageJson(const MessageRecord& m) {
 
 MessageRecord MessageOf(const json& in, const std::string& session_id,
                         Role role) {
-  MessageRecord m{.id = in.at("id").get<std::string>(),
-                  .session_id = session_id,
-                  .role = role,
-                  .content = in.at("content").get<std::string>(),
-                  .created_at = absl::FromUnixMicros(
-                      in.at("createdAt").get<int64_t>()),
-                  .model = in.value("model", std::string()),
-                  .usage = std::nullopt};
+  MessageRecord m{
+      .id = in.at("id").get<std::string>(),
+      .session_id = session_id,
+      .role = role,
+      .content = in.at("content").get<std::string>(),
+      .created_at = absl::FromUnixMicros(in.at("createdAt").get<int64_t>()),
+      .model = in.value("model", std::string()),
+      .usage = std::nullopt};
   if (in.contains("promptTokens")) {
     m.usage = TokenUsage{
         .prompt_tokens = in.at("promptTokens").get<int32_t>(),
@@ -181,9 +181,10 @@ void KeyClaim::Release() {
   if (absl::Status released =
           store->ReleaseIdempotencyKey(user_id_, key_, claim_id_);
       !released.ok()) {
-    LogWarning("releasing an idempotency key failed (its claim will expire): "
-               "%s",
-               released.ToString());
+    LogWarning(
+        "releasing an idempotency key failed (its claim will expire): "
+        "%s",
+        released.ToString());
   }
 }
 

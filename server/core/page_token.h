@@ -36,7 +36,8 @@ struct PageCursor {
 };
 
 // The scope of a session's messages.
-std::string MessagesScope(absl::string_view owner, absl::string_view session_id);
+std::string MessagesScope(absl::string_view owner,
+                          absl::string_view session_id);
 
 // The scope of a month's usage list after `last_user_id`, and back
 // (nullopt if `scope` is not one UsageScope made).

@@ -72,13 +72,14 @@ class StoreExport final : public UserExport {
         page_size_(page_size) {}
 
   absl::StatusOr<std::optional<std::string>> Next() override {
-    if (!head_.empty()) return std::optional<std::string>(std::exchange(head_, ""));
+    if (!head_.empty())
+      return std::optional<std::string>(std::exchange(head_, ""));
     if (done_) return std::optional<std::string>();
     std::string piece;
     // Messages of the current session, a page at a time.
     if (session_.has_value()) {
-      auto page = store_.ListMessagesPage(session_->id, after_message_,
-                                          page_size_);
+      auto page =
+          store_.ListMessagesPage(session_->id, after_message_, page_size_);
       if (!page.ok()) return ToPublicError(page.status(), "export messages");
       for (const MessageRecord& m : page->messages) {
         absl::StrAppend(&piece, first_message_ ? "" : ",",
@@ -148,8 +149,9 @@ absl::StatusOr<std::string> UserData::MonthOf(absl::string_view month) const {
   if (month.size() != 7 ||
       !absl::ParseTime("%Y-%m", month, absl::UTCTimeZone(), &parsed, &error)) {
     return InvalidArgumentError(
-        "month", "Le paramètre « month » doit être un mois au format "
-                 "AAAA-MM (par exemple 2026-12).");
+        "month",
+        "Le paramètre « month » doit être un mois au format "
+        "AAAA-MM (par exemple 2026-12).");
   }
   return std::string(month);
 }
@@ -203,21 +205,20 @@ absl::StatusOr<std::unique_ptr<UserExport>> UserData::Export(
   const absl::Time now = clock_.Now();
   auto user = store_.FindUser(user_id);
   if (!user.ok()) return ToPublicError(user.status(), "export user");
-  const UserRecord record = user->value_or(
-      UserRecord{.id = std::string(user_id),
-                 .plan = credits_.NewUserPlan(),
-                 .status = UserStatus::kActive,
-                 .credits = 0,
-                 .credit_period = "",
-                 .created_at = now});
+  const UserRecord record =
+      user->value_or(UserRecord{.id = std::string(user_id),
+                                .plan = credits_.NewUserPlan(),
+                                .status = UserStatus::kActive,
+                                .credits = 0,
+                                .credit_period = "",
+                                .created_at = now});
   auto months = store_.ListUserUsage(user_id);
   if (!months.ok()) return ToPublicError(months.status(), "export usage");
   json head = {{"userId", record.id},
                {"exportedAt", Rfc3339(now)},
                {"plan", PlanName(record.plan)},
                {"status", "ACTIVE"}};
-  if (std::optional<int32_t> remaining =
-          credits_.RemainingCredits(record, now);
+  if (std::optional<int32_t> remaining = credits_.RemainingCredits(record, now);
       remaining.has_value()) {
     head["remainingCredits"] = *remaining;
   }

@@ -14,9 +14,8 @@ RateRule::Taken RateRule::Take(absl::Time tat, absl::Time now) const {
   const absl::Time due = std::max(tat, now);
   const absl::Duration ahead = due - now;
   if (ahead > tolerance_) {
-    return Taken{.allowed = false,
-                 .tat = tat,
-                 .retry_after = ahead - tolerance_};
+    return Taken{
+        .allowed = false, .tat = tat, .retry_after = ahead - tolerance_};
   }
   return Taken{.allowed = true,
                .tat = due + interval_,

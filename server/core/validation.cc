@@ -3,9 +3,9 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "server/core/errors.h"
 #include "base/status_macros.h"
 #include "base/text.h"
+#include "server/core/errors.h"
 
 namespace coach {
 namespace {
@@ -39,11 +39,10 @@ absl::StatusOr<std::string> ValidateText(absl::string_view field,
   if (!IsValidUtf8(value)) return NotUtf8(field);
   const absl::string_view trimmed = TrimSpaces(value);
   if (trimmed.empty()) {
-    return value.empty()
-               ? Required(field)
-               : InvalidArgumentError(
-                     field, absl::StrCat("Le champ ", Quoted(field),
-                                         " ne peut pas être vide."));
+    return value.empty() ? Required(field)
+                         : InvalidArgumentError(
+                               field, absl::StrCat("Le champ ", Quoted(field),
+                                                   " ne peut pas être vide."));
   }
   if (CountCodePoints(trimmed) > static_cast<size_t>(max)) {
     return TooLong(field, max);
@@ -76,8 +75,9 @@ absl::Status ValidateUserId(absl::string_view user_id, const Limits& limits) {
   // user with fresh credits), nor carry hidden characters into logs.
   if (TrimSpaces(user_id).size() != user_id.size()) {
     return InvalidArgumentError(
-        "userId", "Le champ « userId » ne doit ni commencer ni finir par un "
-                  "espace.");
+        "userId",
+        "Le champ « userId » ne doit ni commencer ni finir par un "
+        "espace.");
   }
   // Nor may two ids that look alike differ by an invisible character
   // ("alice" + a zero-width joiner) or by how an accent is encoded ("e" +
@@ -85,13 +85,15 @@ absl::Status ValidateUserId(absl::string_view user_id, const Limits& limits) {
   // two stored ids can ever become one.
   if (HasInvisibleCharacter(user_id)) {
     return InvalidArgumentError(
-        "userId", "Le champ « userId » contient un caractère de contrôle ou "
-                  "invisible.");
+        "userId",
+        "Le champ « userId » contient un caractère de contrôle ou "
+        "invisible.");
   }
   if (!IsNfc(user_id)) {
     return InvalidArgumentError(
-        "userId", "Le champ « userId » doit être en forme normalisée "
-                  "Unicode NFC (accents composés).");
+        "userId",
+        "Le champ « userId » doit être en forme normalisée "
+        "Unicode NFC (accents composés).");
   }
   return absl::OkStatus();
 }
@@ -131,16 +133,17 @@ absl::StatusOr<int> ValidateHistoryLimit(std::optional<int> limit,
 absl::Status ValidateIdempotencyKey(absl::string_view key,
                                     const Limits& limits) {
   constexpr absl::string_view kField = "Idempotency-Key";
-  const bool printable = std::all_of(key.begin(), key.end(), [](char c) {
-    return c >= 0x20 && c < 0x7F;
-  });
+  const bool printable = std::all_of(
+      key.begin(), key.end(), [](char c) { return c >= 0x20 && c < 0x7F; });
   if (key.empty() ||
       key.size() > static_cast<size_t>(limits.max_idempotency_key_length) ||
       !printable) {
-    return InvalidArgumentError(
-        kField, absl::StrCat("L'en-tête ", Quoted(kField), " doit compter de "
-                             "1 à ", limits.max_idempotency_key_length,
-                             " caractères ASCII imprimables."));
+    return InvalidArgumentError(kField,
+                                absl::StrCat("L'en-tête ", Quoted(kField),
+                                             " doit compter de "
+                                             "1 à ",
+                                             limits.max_idempotency_key_length,
+                                             " caractères ASCII imprimables."));
   }
   return absl::OkStatus();
 }

@@ -20,7 +20,8 @@ class AccessLogInterceptor final : public grpc::experimental::Interceptor {
                        RpcMetrics* metrics)
       : method_(info->method()), metrics_(metrics), started_(absl::Now()) {}
 
-  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+  void Intercept(
+      grpc::experimental::InterceptorBatchMethods* methods) override {
     using grpc::experimental::InterceptionHookPoints;
     if (methods->QueryInterceptionHookPoint(
             InterceptionHookPoints::POST_RECV_INITIAL_METADATA)) {

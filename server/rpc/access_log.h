@@ -1,7 +1,8 @@
 // One log line per RPC (base/log.h's RequestLogLine): method, status code
-// by name, the error's reason, duration and the caller's request id (metadata `x-request-id`, set by coach-proxy).
-// Never the request or response bodies: they hold users' private messages.
-// The same method, code and duration go to the RPC metrics, when given.
+// by name, the error's reason, duration and the caller's request id (metadata
+// `x-request-id`, set by coach-proxy). Never the request or response bodies:
+// they hold users' private messages. The same method, code and duration go to
+// the RPC metrics, when given.
 #ifndef COACH_SERVER_RPC_ACCESS_LOG_H_
 #define COACH_SERVER_RPC_ACCESS_LOG_H_
 

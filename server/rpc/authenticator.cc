@@ -23,8 +23,7 @@ std::optional<absl::string_view> BearerTokenOf(
 absl::StatusOr<Principal> Authenticator::Authenticate(
     const grpc::ServerContextBase& context) const {
   if (verifier_ == nullptr) return Principal{};
-  const size_t credentials =
-      context.client_metadata().count("authorization");
+  const size_t credentials = context.client_metadata().count("authorization");
   if (credentials > 1) {
     LogInfo("refused call: %d authorization entries (one is expected)",
             static_cast<int>(credentials));

@@ -180,7 +180,8 @@ grpc::ServerUnaryReactor* ChatServiceImpl::ListSessions(
 }
 
 grpc::Status ChatServiceImpl::DoListSessions(
-    const grpc::ServerContextBase& context, const v1::ListSessionsRequest& request,
+    const grpc::ServerContextBase& context,
+    const v1::ListSessionsRequest& request,
     v1::ListSessionsResponse& response) {
   auto user = auth_.ActingUser(context, request.user_id());
   if (!user.ok()) return ToGrpcStatus(user.status());
@@ -205,7 +206,8 @@ grpc::ServerUnaryReactor* ChatServiceImpl::CreateSession(
 }
 
 grpc::Status ChatServiceImpl::DoCreateSession(
-    const grpc::ServerContextBase& context, const v1::CreateSessionRequest& request,
+    const grpc::ServerContextBase& context,
+    const v1::CreateSessionRequest& request,
     v1::CreateSessionResponse& response) {
   auto user = auth_.ActingUser(context, request.user_id());
   if (!user.ok()) return ToGrpcStatus(user.status());
@@ -226,8 +228,8 @@ grpc::ServerUnaryReactor* ChatServiceImpl::GetSession(
 }
 
 grpc::Status ChatServiceImpl::DoGetSession(
-    const grpc::ServerContextBase& context, const v1::GetSessionRequest& request,
-                                           v1::GetSessionResponse& response) {
+    const grpc::ServerContextBase& context,
+    const v1::GetSessionRequest& request, v1::GetSessionResponse& response) {
   auto user = auth_.ActingUser(context, request.user_id());
   if (!user.ok()) return ToGrpcStatus(user.status());
   auto found = chat_.GetSession(request.session_id(), *user, PageOf(request));
@@ -253,12 +255,13 @@ grpc::ServerUnaryReactor* ChatServiceImpl::UpdateSession(
 }
 
 grpc::Status ChatServiceImpl::DoUpdateSession(
-    const grpc::ServerContextBase& context, const v1::UpdateSessionRequest& request,
+    const grpc::ServerContextBase& context,
+    const v1::UpdateSessionRequest& request,
     v1::UpdateSessionResponse& response) {
   auto user = auth_.ActingUser(context, request.user_id());
   if (!user.ok()) return ToGrpcStatus(user.status());
-  auto renamed = chat_.RenameSession(request.session_id(), *user,
-                                     request.title());
+  auto renamed =
+      chat_.RenameSession(request.session_id(), *user, request.title());
   if (!renamed.ok()) return ToGrpcStatus(renamed.status());
   v1::Session* session = response.mutable_session();
   ToProto(renamed->session, session);
@@ -278,20 +281,19 @@ grpc::ServerUnaryReactor* ChatServiceImpl::DeleteSession(
 }
 
 grpc::Status ChatServiceImpl::DoDeleteSession(
-    const grpc::ServerContextBase& context, const v1::DeleteSessionRequest& request,
+    const grpc::ServerContextBase& context,
+    const v1::DeleteSessionRequest& request,
     v1::DeleteSessionResponse& response) {
   auto user = auth_.ActingUser(context, request.user_id());
   if (!user.ok()) return ToGrpcStatus(user.status());
-  absl::Status deleted =
-      chat_.DeleteSession(request.session_id(), *user);
+  absl::Status deleted = chat_.DeleteSession(request.session_id(), *user);
   if (!deleted.ok()) return ToGrpcStatus(deleted);
   response.set_success(true);
   return grpc::Status::OK;
 }
 
 grpc::ServerUnaryReactor* ChatServiceImpl::SendMessage(
-    grpc::CallbackServerContext* context,
-    const v1::SendMessageRequest* request,
+    grpc::CallbackServerContext* context, const v1::SendMessageRequest* request,
     v1::SendMessageResponse* response) {
   // gRPC keeps the context, request and response alive until the reactor's
   // OnDone, after Finish, which the domain's callback calls: at once, or
@@ -354,8 +356,8 @@ grpc::ServerUnaryReactor* ChatServiceImpl::GetHistory(
 }
 
 grpc::Status ChatServiceImpl::DoGetHistory(
-    const grpc::ServerContextBase& context, const v1::GetHistoryRequest& request,
-                                           v1::GetHistoryResponse& response) {
+    const grpc::ServerContextBase& context,
+    const v1::GetHistoryRequest& request, v1::GetHistoryResponse& response) {
   auto user = auth_.ActingUser(context, request.user_id());
   if (!user.ok()) return ToGrpcStatus(user.status());
   std::optional<int> limit;

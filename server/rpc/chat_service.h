@@ -84,22 +84,22 @@ class ChatServiceImpl final
  private:
   // The quick RPCs' bodies, run inline by their callback methods.
   grpc::Status DoListSessions(const grpc::ServerContextBase& context,
-                             const v1::ListSessionsRequest& request,
+                              const v1::ListSessionsRequest& request,
                               v1::ListSessionsResponse& response);
   grpc::Status DoCreateSession(const grpc::ServerContextBase& context,
-                             const v1::CreateSessionRequest& request,
+                               const v1::CreateSessionRequest& request,
                                v1::CreateSessionResponse& response);
   grpc::Status DoGetSession(const grpc::ServerContextBase& context,
-                             const v1::GetSessionRequest& request,
+                            const v1::GetSessionRequest& request,
                             v1::GetSessionResponse& response);
   grpc::Status DoUpdateSession(const grpc::ServerContextBase& context,
-                             const v1::UpdateSessionRequest& request,
+                               const v1::UpdateSessionRequest& request,
                                v1::UpdateSessionResponse& response);
   grpc::Status DoDeleteSession(const grpc::ServerContextBase& context,
-                             const v1::DeleteSessionRequest& request,
+                               const v1::DeleteSessionRequest& request,
                                v1::DeleteSessionResponse& response);
   grpc::Status DoGetHistory(const grpc::ServerContextBase& context,
-                             const v1::GetHistoryRequest& request,
+                            const v1::GetHistoryRequest& request,
                             v1::GetHistoryResponse& response);
 
   Chat& chat_;

@@ -34,10 +34,10 @@ absl::string_view GrpcCodeName(grpc::StatusCode code) {
 RpcMetrics::RpcMetrics(metrics::Registry& registry,
                        const std::vector<double>& buckets_seconds,
                        const std::vector<std::string>& services)
-    : handled_(registry.AddCounter(
-          "coach_rpc_handled_total",
-          "RPCs answered, by method and gRPC status code.",
-          {"method", "code"})),
+    : handled_(
+          registry.AddCounter("coach_rpc_handled_total",
+                              "RPCs answered, by method and gRPC status code.",
+                              {"method", "code"})),
       durations_(registry.AddHistogram(
           "coach_rpc_duration_seconds",
           "Time from an RPC's arrival to its status, by method.", {"method"},

@@ -35,8 +35,7 @@ class RpcMetrics {
              const std::vector<std::string>& services);
 
   // `method`: as ServerRpcInfo::method() gives it ("/pkg.Svc/Method").
-  void Record(absl::string_view method, grpc::StatusCode code,
-              double seconds);
+  void Record(absl::string_view method, grpc::StatusCode code, double seconds);
 
  private:
   static constexpr size_t kCodes = 17;  // OK .. UNAUTHENTICATED

@@ -131,9 +131,9 @@ namespace {
 class ExportReactor final
     : public grpc::ServerWriteReactor<google::api::HttpBody> {
  public:
-  ExportReactor(const CallRunner& runner,
-                absl::AnyInvocable<absl::StatusOr<std::unique_ptr<UserExport>>()>
-                    open)
+  ExportReactor(
+      const CallRunner& runner,
+      absl::AnyInvocable<absl::StatusOr<std::unique_ptr<UserExport>>()> open)
       : runner_(runner) {
     runner_.Run([this, open = std::move(open)]() mutable {
       absl::StatusOr<std::unique_ptr<UserExport>> opened = open();

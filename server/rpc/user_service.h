@@ -46,9 +46,9 @@ class UserServiceImpl final : public v1::UserService::CallbackService {
   grpc::ServerUnaryReactor* GetUsage(grpc::CallbackServerContext* context,
                                      const v1::GetUsageRequest* request,
                                      v1::GetUsageResponse* response) override;
-  grpc::ServerUnaryReactor* ListUsage(
-      grpc::CallbackServerContext* context, const v1::ListUsageRequest* request,
-      v1::ListUsageResponse* response) override;
+  grpc::ServerUnaryReactor* ListUsage(grpc::CallbackServerContext* context,
+                                      const v1::ListUsageRequest* request,
+                                      v1::ListUsageResponse* response) override;
   // Streams the export's pieces, one write at a time: the next piece is read
   // (on the runner) only once the previous one is sent.
   grpc::ServerWriteReactor<google::api::HttpBody>* ExportUserData(
@@ -62,9 +62,8 @@ class UserServiceImpl final : public v1::UserService::CallbackService {
  private:
   // The user a call about `requested` acts for: any with the admin token,
   // otherwise as Authenticator::ActingUser.
-  absl::StatusOr<std::string> OwnOrAdmin(
-      const grpc::ServerContextBase& context,
-      absl::string_view requested) const;
+  absl::StatusOr<std::string> OwnOrAdmin(const grpc::ServerContextBase& context,
+                                         absl::string_view requested) const;
 
   grpc::Status DoSetPlan(const grpc::ServerContextBase& context,
                          const v1::SetPlanRequest& request,

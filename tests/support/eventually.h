@@ -11,7 +11,8 @@ namespace coach::testing {
 // peer's counter); where there is a signal, wait on it instead. Thread-safe
 // if `condition` is.
 template <typename Condition>
-bool Eventually(Condition condition, absl::Duration within = absl::Seconds(30)) {
+bool Eventually(Condition condition,
+                absl::Duration within = absl::Seconds(30)) {
   const absl::Time give_up = absl::Now() + within;
   while (!condition()) {
     if (absl::Now() > give_up) return false;

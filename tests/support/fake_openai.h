@@ -21,9 +21,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "proxy/proxy_config.h"
 #include "server/coach/openai_options.h"
 #include "tests/support/httplib_tuning.h"
-#include "proxy/proxy_config.h"
 
 namespace coach::testing {
 
@@ -70,7 +70,8 @@ inline std::string StreamFinish(const std::string& finish_reason = "stop") {
       {"object", "chat.completion.chunk"},
       {"model", "gpt-4o-mini-2024-07-18"},
       {"choices",
-       {{{"index", 0}, {"delta", nlohmann::json::object()},
+       {{{"index", 0},
+         {"delta", nlohmann::json::object()},
          {"finish_reason", finish_reason}}}},
   };
   return "data: " + chunk.dump() + "\n\n";
@@ -159,11 +160,12 @@ inline std::string CompletionBody(const std::string& content,
 
 // OpenAI's error body.
 inline std::string ErrorBody(const std::string& message,
-                             const std::string& type,
-                             const std::string& code) {
-  nlohmann::json body = {
-      {"error",
-       {{"message", message}, {"type", type}, {"code", code}, {"param", nullptr}}}};
+                             const std::string& type, const std::string& code) {
+  nlohmann::json body = {{"error",
+                          {{"message", message},
+                           {"type", type},
+                           {"code", code},
+                           {"param", nullptr}}}};
   return body.dump();
 }
 
@@ -172,11 +174,10 @@ class FakeOpenAi {
   static constexpr int kWorkers = 256;
 
   FakeOpenAi() {
-    server_.Post("/v1/chat/completions",
-                 [this](const httplib::Request& request,
-                        httplib::Response& response) {
-                   Answer(request, response);
-                 });
+    server_.Post("/v1/chat/completions", [this](const httplib::Request& request,
+                                                httplib::Response& response) {
+      Answer(request, response);
+    });
     // Tuned like coach-proxy: enough workers for requests waiting out their
     // delay, no Nagle delay, a real listen backlog.
     HttplibTuning tuning;

@@ -74,17 +74,22 @@ inline void TuneHttpServer(httplib::Server& server,
   // cpp-httplib serves a connection on one worker for its whole life: size
   // the pool for concurrent connections, not for cores.
   const size_t threads = static_cast<size_t>(config.worker_threads);
-  server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  httplib_tuning_internal::SetTimeout(config.read_timeout,
-             [&](time_t s, time_t us) { server.set_read_timeout(s, us); });
-  httplib_tuning_internal::SetTimeout(config.write_timeout,
-             [&](time_t s, time_t us) { server.set_write_timeout(s, us); });
+  server.new_task_queue = [threads] {
+    return new httplib::ThreadPool(threads);
+  };
+  httplib_tuning_internal::SetTimeout(
+      config.read_timeout,
+      [&](time_t s, time_t us) { server.set_read_timeout(s, us); });
+  httplib_tuning_internal::SetTimeout(
+      config.write_timeout,
+      [&](time_t s, time_t us) { server.set_write_timeout(s, us); });
   // Bodies above the cap are refused (413) before they are read.
   server.set_payload_max_length(config.max_body_bytes);
 }
 
 inline absl::StatusOr<int> BindHttpServer(httplib::Server& server,
-                                   const std::string& listen, int backlog) {
+                                          const std::string& listen,
+                                          int backlog) {
   auto address = httplib_tuning_internal::SplitHostPort(listen);
   if (!address.ok()) return address.status();
   const auto& [host, requested_port] = *address;
@@ -109,8 +114,8 @@ inline absl::StatusOr<int> BindHttpServer(httplib::Server& server,
   }
   // A second listen() on a listening socket only changes its backlog.
   if (::listen(listen_fd, backlog) != 0) {
-    return absl::InternalError(absl::StrCat("cannot raise the listen backlog on ",
-                                            listen));
+    return absl::InternalError(
+        absl::StrCat("cannot raise the listen backlog on ", listen));
   }
   return port;
 }

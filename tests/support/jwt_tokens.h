@@ -26,18 +26,17 @@ class SigningKey {
  public:
   static SigningKey Hs256(const std::string& secret) {
     cjose_err err;
-    return SigningKey(
-        "HS256", "",
-        cjose_jwk_create_oct_spec(
-            reinterpret_cast<const uint8_t*>(secret.data()), secret.size(),
-            &err));
+    return SigningKey("HS256", "",
+                      cjose_jwk_create_oct_spec(
+                          reinterpret_cast<const uint8_t*>(secret.data()),
+                          secret.size(), &err));
   }
   static SigningKey Rs256(const std::string& kid) {
     cjose_err err;
     static const uint8_t kExponent[] = {0x01, 0x00, 0x01};
-    return SigningKey("RS256", kid,
-                      cjose_jwk_create_RSA_random(2048, kExponent,
-                                                  sizeof(kExponent), &err));
+    return SigningKey(
+        "RS256", kid,
+        cjose_jwk_create_RSA_random(2048, kExponent, sizeof(kExponent), &err));
   }
   static SigningKey Es256(const std::string& kid) {
     cjose_err err;
@@ -60,8 +59,9 @@ class SigningKey {
 
   // A compact JWS of `claims`; `header` entries (any JSON value) are added
   // and override alg/kid.
-  std::string Sign(const nlohmann::json& claims,
-                   const nlohmann::json& header = nlohmann::json::object()) const {
+  std::string Sign(
+      const nlohmann::json& claims,
+      const nlohmann::json& header = nlohmann::json::object()) const {
     cjose_err err;
     cjose_header_t* h = cjose_header_new(&err);
     nlohmann::json full = {{"alg", alg_}, {"typ", "JWT"}};
@@ -129,10 +129,9 @@ inline std::string Hs256WithRawHeader(const std::string& secret,
   HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
        reinterpret_cast<const unsigned char*>(signing_input.data()),
        signing_input.size(), mac, &mac_size);
-  return absl::StrCat(
-      signing_input, ".",
-      absl::WebSafeBase64Escape(absl::string_view(
-          reinterpret_cast<const char*>(mac), mac_size)));
+  return absl::StrCat(signing_input, ".",
+                      absl::WebSafeBase64Escape(absl::string_view(
+                          reinterpret_cast<const char*>(mac), mac_size)));
 }
 
 // An unsigned token (`alg: none`), as an attacker would send it.

@@ -20,7 +20,8 @@ class RefusingLoopbackPort {
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     address.sin_port = 0;
     socklen_t length = sizeof(address);
-    if (bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) ==
+            0 &&
         getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
       port_ = ntohs(address.sin_port);
     }

@@ -33,7 +33,8 @@ inline PromtoolVerdict CheckWithPromtool(const std::string& promtool,
   FILE* pipe = popen(command.c_str(), "r");
   if (pipe == nullptr) return verdict;
   char buffer[512];
-  while (fgets(buffer, sizeof(buffer), pipe) != nullptr) verdict.output += buffer;
+  while (fgets(buffer, sizeof(buffer), pipe) != nullptr)
+    verdict.output += buffer;
   const int status = pclose(pipe);
   if (WIFEXITED(status)) verdict.exit_code = WEXITSTATUS(status);
   return verdict;

@@ -26,8 +26,7 @@ class RawConnection {
   // socket's SO_RCVBUF in bytes, set before connecting (a client that
   // does not read then shuts its window soon); 0: the default.
   explicit RawConnection(int port, int read_timeout_s = 10,
-                         const std::string& source = "",
-                         int receive_buffer = 0)
+                         const std::string& source = "", int receive_buffer = 0)
       : fd_(socket(AF_INET, SOCK_STREAM, 0)) {
     if (fd_ < 0) return;
     timeval timeout{.tv_sec = read_timeout_s, .tv_usec = 0};
@@ -63,8 +62,8 @@ class RawConnection {
   bool Send(const std::string& bytes) {
     size_t sent = 0;
     while (sent < bytes.size()) {
-      const ssize_t n = send(fd_, bytes.data() + sent, bytes.size() - sent,
-                             MSG_NOSIGNAL);
+      const ssize_t n =
+          send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
       if (n <= 0) return false;
       sent += static_cast<size_t>(n);
     }

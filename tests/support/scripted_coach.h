@@ -35,10 +35,10 @@ class ScriptedCoach final : public Coach {
       requests_.push_back(request);
       ++waiting_;
     }
-    delivery_.Schedule([this, request = std::move(request),
-                        done = std::move(done)]() mutable {
-      done(Answer(request));
-    });
+    delivery_.Schedule(
+        [this, request = std::move(request), done = std::move(done)]() mutable {
+          done(Answer(request));
+        });
   }
 
   // Held replies are released now.
@@ -63,7 +63,8 @@ class ScriptedCoach final : public Coach {
   }
   // Waits (bounded) until `n` replies have been asked for; false if they
   // were not within `timeout`.
-  bool WaitForRequests(int n, absl::Duration timeout = absl::Seconds(20)) const {
+  bool WaitForRequests(int n,
+                       absl::Duration timeout = absl::Seconds(20)) const {
     struct Arg {
       const ScriptedCoach* coach;
       int n;

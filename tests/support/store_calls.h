@@ -27,21 +27,21 @@ inline Admission AdmitAll(const AdmissionState& state) {
 inline absl::StatusOr<std::optional<CreditReservation>> ReserveCredit(
     Store& store, const std::string& user_id, const CreditTerms& terms,
     absl::Time now, absl::Time expires_at) {
-  absl::StatusOr<SendAdmissionResult> admitted = store.AdmitSend(
-      SendAdmissionRequest{.user_id = user_id,
-                           .session_id = "",
-                           .terms = terms,
-                           .now = now,
-                           .expires_at = expires_at,
-                           .claim = std::nullopt},
-      [&](const AdmissionState& state) {
-        const std::optional<int32_t> allowance =
-            terms.AllowanceOf(state.user.plan);
-        Admission answer = AdmitAll(state);
-        answer.admitted =
-            !allowance.has_value() || state.user.credits > state.live_sends;
-        return answer;
-      });
+  absl::StatusOr<SendAdmissionResult> admitted =
+      store.AdmitSend(SendAdmissionRequest{.user_id = user_id,
+                                           .session_id = "",
+                                           .terms = terms,
+                                           .now = now,
+                                           .expires_at = expires_at,
+                                           .claim = std::nullopt},
+                      [&](const AdmissionState& state) {
+                        const std::optional<int32_t> allowance =
+                            terms.AllowanceOf(state.user.plan);
+                        Admission answer = AdmitAll(state);
+                        answer.admitted = !allowance.has_value() ||
+                                          state.user.credits > state.live_sends;
+                        return answer;
+                      });
   if (!admitted.ok()) return admitted.status();
   return admitted->reservation;
 }

@@ -5,10 +5,10 @@
 
 #include <cstdlib>
 
-#include "absl/strings/str_replace.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "base/ids.h"
 #include "storage/postgres_store.h"
 #include "storage/sqlite_store.h"
@@ -25,7 +25,8 @@ std::unique_ptr<TestDatabase> NewTestDatabase(Engine engine) {
   return std::make_unique<SqliteDatabase>();
 }
 
-// --- SQLite ---------------------------------------------------------------------
+// --- SQLite
+// ---------------------------------------------------------------------
 
 absl::StatusOr<std::unique_ptr<Store>> SqliteDatabase::Open(int connections) {
   auto store = SqliteStore::Open(
@@ -51,7 +52,8 @@ int SqliteDatabase::SchemaVersion() {
   return static_cast<int>(Scalar("PRAGMA user_version"));
 }
 
-// --- PostgreSQL -----------------------------------------------------------------
+// --- PostgreSQL
+// -----------------------------------------------------------------
 
 PostgresDatabase::PostgresDatabase() {
   const char* base = std::getenv("COACH_TEST_DATABASE_URL");
@@ -94,8 +96,7 @@ bool PostgresDatabase::Exec(const std::string& sql) {
   return status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK;
 }
 
-absl::StatusOr<std::unique_ptr<Store>> PostgresDatabase::Open(
-    int connections) {
+absl::StatusOr<std::unique_ptr<Store>> PostgresDatabase::Open(int connections) {
   auto store = PostgresStore::Open(
       PostgresOptions{.url = url_, .pool_size = connections});
   if (!store.ok()) return store.status();
@@ -114,10 +115,10 @@ int64_t PostgresDatabase::Scalar(const std::string& sql) {
 }
 
 int64_t PostgresDatabase::SchemaObjects() {
-  return Scalar(absl::StrCat(
-      "SELECT COUNT(*) FROM pg_class c JOIN pg_namespace n "
-      "ON n.oid = c.relnamespace WHERE n.nspname = '",
-      schema_, "'"));
+  return Scalar(
+      absl::StrCat("SELECT COUNT(*) FROM pg_class c JOIN pg_namespace n "
+                   "ON n.oid = c.relnamespace WHERE n.nspname = '",
+                   schema_, "'"));
 }
 
 int PostgresDatabase::SchemaVersion() {

@@ -100,12 +100,12 @@ class PostgresDatabase : public TestDatabase {
 
 // In a test body or SetUp: returns from it, skipping the test when `db`'s
 // engine is not asked for here, failing it when asked for but unusable.
-#define COACH_USE_DATABASE_OR_SKIP(db)                                   \
-  do {                                                                   \
-    if (!(db).available()) {                                             \
-      if ((db).required()) FAIL() << (db).skip_reason();                 \
-      GTEST_SKIP() << (db).skip_reason();                                \
-    }                                                                    \
+#define COACH_USE_DATABASE_OR_SKIP(db)                   \
+  do {                                                   \
+    if (!(db).available()) {                             \
+      if ((db).required()) FAIL() << (db).skip_reason(); \
+      GTEST_SKIP() << (db).skip_reason();                \
+    }                                                    \
   } while (false)
 
 #endif  // COACH_TESTS_SUPPORT_STORE_ENGINES_H_

@@ -53,10 +53,8 @@ class CapturingEnv : public Env {
   bool AwaitLines(absl::string_view needle, int times,
                   absl::Duration timeout = absl::Seconds(20)) {
     absl::MutexLock lock(&log_mu_);
-    const auto logged = [this, needle, times]()
-                            ABSL_EXCLUSIVE_LOCKS_REQUIRED(log_mu_) {
-                              return CountLocked(needle) >= times;
-                            };
+    const auto logged = [this, needle, times]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(
+                            log_mu_) { return CountLocked(needle) >= times; };
     return log_mu_.AwaitWithTimeout(absl::Condition(&logged), timeout);
   }
 

@@ -45,10 +45,10 @@ class TestServer {
       : clock_(MidNovember2026()) {
     config.db_path = dir_.File("coach.db");
     config_ = config;
-    auto store = SqliteStore::Open(SqliteOptions{
-        .path = config_.db_path,
-        .busy_timeout_ms = config_.sqlite_busy_timeout_ms,
-        .reader_connections = config_.sqlite_reader_connections});
+    auto store = SqliteStore::Open(
+        SqliteOptions{.path = config_.db_path,
+                      .busy_timeout_ms = config_.sqlite_busy_timeout_ms,
+                      .reader_connections = config_.sqlite_reader_connections});
     if (!store.ok()) {
       start_error_ = store.status();
       return;
@@ -61,9 +61,9 @@ class TestServer {
       return;
     }
     server_ = *std::move(server);
-    channel_ = grpc::CreateChannel(
-        "127.0.0.1:" + std::to_string(server_->port()),
-        grpc::InsecureChannelCredentials());
+    channel_ =
+        grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()),
+                            grpc::InsecureChannelCredentials());
     chat_ = v1::ChatService::NewStub(channel_);
     users_ = v1::UserService::NewStub(channel_);
   }

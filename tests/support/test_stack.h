@@ -44,7 +44,8 @@ class TestStack {
       start_error_ = server_.start_error();
       return;
     }
-    auto proxy = proxy::CoachProxy::Start(TestProxyConfig(server_.server().port()));
+    auto proxy =
+        proxy::CoachProxy::Start(TestProxyConfig(server_.server().port()));
     if (!proxy.ok()) {
       start_error_ = proxy.status();
       return;

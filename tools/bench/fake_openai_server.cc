@@ -6,8 +6,8 @@
 #include <httplib.h>
 #include <signal.h>
 
-#include <atomic>
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -17,8 +17,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "tests/support/httplib_tuning.h"
 #include "proxy/proxy_config.h"
+#include "tests/support/httplib_tuning.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1", "Listen host");
 ABSL_FLAG(int, port, 8089, "Listen port (0: any; printed on stdout)");
@@ -38,7 +38,8 @@ std::string Chunk(const nlohmann::json& delta, const nlohmann::json& finish) {
       {"id", "chatcmpl-fake"},
       {"object", "chat.completion.chunk"},
       {"model", "fake"},
-      {"choices", {{{"index", 0}, {"delta", delta}, {"finish_reason", finish}}}},
+      {"choices",
+       {{{"index", 0}, {"delta", delta}, {"finish_reason", finish}}}},
   };
   return "data: " + chunk.dump() + "\n\n";
 }
@@ -81,14 +82,12 @@ int main(int argc, char** argv) {
                 text = "t=" + std::to_string(absl::ToUnixMicros(absl::Now())) +
                        " " + text;
               }
-              const std::string chunk =
-                  Chunk({{"content", text}}, nullptr);
+              const std::string chunk = Chunk({{"content", text}}, nullptr);
               if (!sink.write(chunk.data(), chunk.size())) return false;
               absl::SleepFor(delay / pieces);
             }
             const std::string tail =
-                Chunk(nlohmann::json::object(), "stop") +
-                "data: " +
+                Chunk(nlohmann::json::object(), "stop") + "data: " +
                 nlohmann::json{{"id", "chatcmpl-fake"},
                                {"object", "chat.completion.chunk"},
                                {"model", "fake"},
@@ -119,7 +118,9 @@ int main(int argc, char** argv) {
               "Réponse de test du coach. Qu'aimerais-tu explorer ensuite ?"}}},
            {"finish_reason", "stop"}}}},
         {"usage",
-         {{"prompt_tokens", 100}, {"completion_tokens", 20}, {"total_tokens", 120}}},
+         {{"prompt_tokens", 100},
+          {"completion_tokens", 20},
+          {"total_tokens", 120}}},
     };
     response.set_content(answer.dump(), "application/json");
     ++served;
@@ -130,13 +131,14 @@ int main(int argc, char** argv) {
       absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port)),
       tuning.listen_backlog);
   if (!bound.ok()) {
-    std::fprintf(stderr, "fake-openai: %s\n", bound.status().ToString().c_str());
+    std::fprintf(stderr, "fake-openai: %s\n",
+                 bound.status().ToString().c_str());
     return 1;
   }
   const int port = *bound;
   const std::string host = absl::GetFlag(FLAGS_host);
-  std::printf("fake-openai listening on %s (port %d), delay %s\n", host.c_str(), port,
-              absl::FormatDuration(delay).c_str());
+  std::printf("fake-openai listening on %s (port %d), delay %s\n", host.c_str(),
+              port, absl::FormatDuration(delay).c_str());
   std::fflush(stdout);
   server.listen_after_bind();
   return 0;

@@ -1,7 +1,8 @@
 // grpc-load: a closed-loop gRPC load generator for coach-server. N client
 // threads each issue one call at a time for a duration, over one channel,
 // and the tool prints throughput and latency percentiles.
-//   grpc-load --target=127.0.0.1:50051 --rpc=stats --concurrency=8 --duration=5s
+//   grpc-load --target=127.0.0.1:50051 --rpc=stats --concurrency=8
+//   --duration=5s
 // RPCs: stats (UserService.GetUserStats), send (ChatService.SendMessage as a
 // fresh user each time, so that credits never run out), history, health.
 #include <grpcpp/grpcpp.h>
@@ -29,9 +30,10 @@ ABSL_FLAG(int, concurrency, 8, "Calls in flight (one per client thread)");
 ABSL_FLAG(absl::Duration, duration, absl::Seconds(5), "How long to run");
 ABSL_FLAG(std::string, user, "bench-reader", "userId for stats and history");
 ABSL_FLAG(absl::Duration, deadline, absl::Seconds(30), "Deadline per call");
-ABSL_FLAG(int, calls_per_client, 0,
-          "Stop each client after this many calls (0: run for --duration). "
-          "--calls_per_client=1 --concurrency=N puts N calls in flight at once.");
+ABSL_FLAG(
+    int, calls_per_client, 0,
+    "Stop each client after this many calls (0: run for --duration). "
+    "--calls_per_client=1 --concurrency=N puts N calls in flight at once.");
 
 namespace {
 
@@ -42,8 +44,8 @@ struct ThreadResult {
 
 double Percentile(std::vector<double>& sorted, double p) {
   if (sorted.empty()) return 0;
-  const size_t index = std::min(sorted.size() - 1,
-                                static_cast<size_t>(p * sorted.size()));
+  const size_t index =
+      std::min(sorted.size() - 1, static_cast<size_t>(p * sorted.size()));
   return sorted[index];
 }
 
@@ -72,8 +74,8 @@ int main(int argc, char** argv) {
   for (int t = 0; t < concurrency; ++t) {
     threads.emplace_back([&, t] {
       ThreadResult& result = results[t];
-      for (long i = 0; calls_per_client > 0 ? i < calls_per_client
-                                            : absl::Now() < end;
+      for (long i = 0;
+           calls_per_client > 0 ? i < calls_per_client : absl::Now() < end;
            ++i) {
         grpc::ClientContext context;
         context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
@@ -81,8 +83,8 @@ int main(int argc, char** argv) {
         grpc::Status status;
         if (rpc == "send") {
           coach::v1::SendMessageRequest request;
-          request.set_user_id(absl::StrCat("load-", t, "-", i, "-",
-                                           absl::ToUnixNanos(sent)));
+          request.set_user_id(
+              absl::StrCat("load-", t, "-", i, "-", absl::ToUnixNanos(sent)));
           request.set_message("Comment gagner en confiance ?");
           coach::v1::SendMessageResponse response;
           status = chat->SendMessage(&context, request, &response);
@@ -125,6 +127,7 @@ int main(int argc, char** argv) {
       "rpc=%s concurrency=%d ok=%zu errors=%ld req/s=%.0f p50_ms=%.2f "
       "p99_ms=%.2f max_ms=%.2f\n",
       rpc.c_str(), concurrency, all.size(), errors, all.size() / seconds,
-      Percentile(all, 0.50), Percentile(all, 0.99), all.empty() ? 0 : all.back());
+      Percentile(all, 0.50), Percentile(all, 0.99),
+      all.empty() ? 0 : all.back());
   return errors == 0 ? 0 : 1;
 }

@@ -16,14 +16,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "coach/v1/user.pb.h"
-#include "tests/support/httplib_tuning.h"
 #include "proxy/proxy_config.h"
 #include "proxy/transcoder.h"
+#include "server/app/server_config.h"
 #include "server/core/accounts.h"
 #include "server/core/clock.h"
-#include "server/app/server_config.h"
 #include "server/rpc/proto_convert.h"
 #include "storage/sqlite_store.h"
+#include "tests/support/httplib_tuning.h"
 #include "tools/bench/bench_store.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1", "Listen host");
@@ -37,16 +37,16 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   const coach::Config config;
-  auto store = coach::bench::OpenStore(
-      "no-rpc-stats", absl::GetFlag(FLAGS_db_path), config,
-      config.sqlite_reader_connections);
+  auto store =
+      coach::bench::OpenStore("no-rpc-stats", absl::GetFlag(FLAGS_db_path),
+                              config, config.sqlite_reader_connections);
   if (store == nullptr) return 1;
   coach::RealClock clock;
   coach::Accounts accounts(config, *store, clock);
 
   coach::HttplibTuning proxy_config;
-  const std::string listen = absl::StrCat(absl::GetFlag(FLAGS_host), ":",
-                                          absl::GetFlag(FLAGS_port));
+  const std::string listen =
+      absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port));
   httplib::Server server;
   coach::TuneHttpServer(server, proxy_config);
   server.Get("/api/user/stats", [&](const httplib::Request& request,
@@ -65,14 +65,15 @@ int main(int argc, char** argv) {
     }
     response.set_content(*json, "application/json; charset=utf-8");
   });
-  auto port = coach::BindHttpServer(server, listen,
-                                           proxy_config.listen_backlog);
+  auto port =
+      coach::BindHttpServer(server, listen, proxy_config.listen_backlog);
   if (!port.ok()) {
-    std::fprintf(stderr, "no-rpc-stats: %s\n", port.status().ToString().c_str());
+    std::fprintf(stderr, "no-rpc-stats: %s\n",
+                 port.status().ToString().c_str());
     return 1;
   }
-  std::printf("no-rpc-stats listening on %s (port %d)\n",
-              listen.c_str(), *port);
+  std::printf("no-rpc-stats listening on %s (port %d)\n", listen.c_str(),
+              *port);
   std::fflush(stdout);
   server.listen_after_bind();
   return 0;

@@ -10,9 +10,9 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/ids.h"
 #include "server/app/server_config.h"
 #include "server/core/credits.h"
-#include "base/ids.h"
 #include "storage/sqlite_store.h"
 #include "tools/bench/bench_store.h"
 
@@ -33,21 +33,32 @@ absl::Status SeedSession(coach::Store& store, const std::string& user,
   for (int pair = 0; pair < messages / 2; ++pair) {
     coach::Exchange exchange;
     if (pair == 0) {
-      exchange.new_session = coach::SessionRecord{
-          .id = session_id, .user_id = user, .title = "Conversation de test",
-          .last_message = "", .message_count = 0, .created_at = now,
-          .updated_at = now};
+      exchange.new_session =
+          coach::SessionRecord{.id = session_id,
+                               .user_id = user,
+                               .title = "Conversation de test",
+                               .last_message = "",
+                               .message_count = 0,
+                               .created_at = now,
+                               .updated_at = now};
     }
     exchange.session_id = session_id;
-    exchange.user_message = coach::MessageRecord{
-        .id = coach::NewRandomId(), .session_id = session_id,
-        .role = coach::Role::kUser,
-        .content = "Comment puis-je gagner en confiance ?", .created_at = now,
-        .model = {}, .usage = std::nullopt};
-    exchange.assistant_message = coach::MessageRecord{
-        .id = coach::NewRandomId(), .session_id = session_id,
-        .role = coach::Role::kAssistant, .content = std::string(400, 'x'),
-        .created_at = now, .model = {}, .usage = std::nullopt};
+    exchange.user_message =
+        coach::MessageRecord{.id = coach::NewRandomId(),
+                             .session_id = session_id,
+                             .role = coach::Role::kUser,
+                             .content = "Comment puis-je gagner en confiance ?",
+                             .created_at = now,
+                             .model = {},
+                             .usage = std::nullopt};
+    exchange.assistant_message =
+        coach::MessageRecord{.id = coach::NewRandomId(),
+                             .session_id = session_id,
+                             .role = coach::Role::kAssistant,
+                             .content = std::string(400, 'x'),
+                             .created_at = now,
+                             .model = {},
+                             .usage = std::nullopt};
     exchange.last_message = std::string(120, 'x');
     exchange.terms = terms;
     exchange.now = now;
@@ -63,9 +74,9 @@ absl::Status SeedSession(coach::Store& store, const std::string& user,
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   const coach::Config config;
-  auto store = coach::bench::OpenStore(
-      "seed-store", absl::GetFlag(FLAGS_db_path), config,
-      /*reader_connections=*/1);
+  auto store = coach::bench::OpenStore("seed-store",
+                                       absl::GetFlag(FLAGS_db_path), config,
+                                       /*reader_connections=*/1);
   if (store == nullptr) return 1;
   const coach::CreditTerms terms =
       coach::CreditPolicy(config.plans).TermsAt(absl::Now());
@@ -75,7 +86,8 @@ int main(int argc, char** argv) {
   const absl::Time start = absl::Now();
   for (int i = 0; i < sessions; ++i) {
     const std::string user = absl::StrCat("seed-", i / per_user);
-    if (absl::Status s = SeedSession(*store, user, messages, terms, absl::Now());
+    if (absl::Status s =
+            SeedSession(*store, user, messages, terms, absl::Now());
         !s.ok()) {
       std::fprintf(stderr, "seed-store: %s\n", s.ToString().c_str());
       return 1;
@@ -90,7 +102,6 @@ int main(int argc, char** argv) {
     }
   }
   std::printf("seed-store sessions=%d messages=%d seconds=%.1f\n", sessions,
-              sessions * messages,
-              absl::ToDoubleSeconds(absl::Now() - start));
+              sessions * messages, absl::ToDoubleSeconds(absl::Now() - start));
   return 0;
 }

@@ -10,10 +10,10 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/ids.h"
 #include "server/app/server_config.h"
 #include "server/app/storage_setup.h"
 #include "server/core/credits.h"
-#include "base/ids.h"
 #include "storage/sqlite_store.h"
 #include "tools/bench/bench_store.h"
 
@@ -23,9 +23,9 @@ ABSL_FLAG(int, sends, 20000, "Sends to store");
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   const coach::Config config;
-  auto store = coach::bench::OpenStore(
-      "sqlite-write-limit", absl::GetFlag(FLAGS_db_path), config,
-      config.sqlite_reader_connections);
+  auto store = coach::bench::OpenStore("sqlite-write-limit",
+                                       absl::GetFlag(FLAGS_db_path), config,
+                                       config.sqlite_reader_connections);
   if (store == nullptr) return 1;
   const coach::CreditPolicy credits(config.plans);
   const int sends = absl::GetFlag(FLAGS_sends);
@@ -37,12 +37,13 @@ int main(int argc, char** argv) {
     // Admitted as a send is (one transaction under the user's lock); the
     // domain's rules are left out: they cost no database work.
     auto admitted = store->AdmitSend(
-        coach::SendAdmissionRequest{.user_id = user,
-                                    .session_id = "",
-                                    .terms = terms,
-                                    .now = now,
-                                    .expires_at = now + coach::HoldLifetime(config),
-                                    .claim = std::nullopt},
+        coach::SendAdmissionRequest{
+            .user_id = user,
+            .session_id = "",
+            .terms = terms,
+            .now = now,
+            .expires_at = now + coach::HoldLifetime(config),
+            .claim = std::nullopt},
         [](const coach::AdmissionState& state) {
           return coach::Admission{.rates = state.rates,
                                   .admitted = true,
@@ -52,20 +53,31 @@ int main(int argc, char** argv) {
     const std::optional<coach::CreditReservation>& reservation =
         admitted->reservation;
     coach::Exchange exchange;
-    exchange.new_session = coach::SessionRecord{
-        .id = coach::NewRandomId(), .user_id = user,
-        .title = "Comment gagner en confiance ?", .last_message = "",
-        .message_count = 0, .created_at = now, .updated_at = now};
+    exchange.new_session =
+        coach::SessionRecord{.id = coach::NewRandomId(),
+                             .user_id = user,
+                             .title = "Comment gagner en confiance ?",
+                             .last_message = "",
+                             .message_count = 0,
+                             .created_at = now,
+                             .updated_at = now};
     exchange.session_id = exchange.new_session->id;
-    exchange.user_message = coach::MessageRecord{
-        .id = coach::NewRandomId(), .session_id = exchange.session_id,
-        .role = coach::Role::kUser, .content = "Comment gagner en confiance ?",
-        .created_at = now, .model = {}, .usage = std::nullopt};
+    exchange.user_message =
+        coach::MessageRecord{.id = coach::NewRandomId(),
+                             .session_id = exchange.session_id,
+                             .role = coach::Role::kUser,
+                             .content = "Comment gagner en confiance ?",
+                             .created_at = now,
+                             .model = {},
+                             .usage = std::nullopt};
     exchange.assistant_message = coach::MessageRecord{
-        .id = coach::NewRandomId(), .session_id = exchange.session_id,
+        .id = coach::NewRandomId(),
+        .session_id = exchange.session_id,
         .role = coach::Role::kAssistant,
         .content = std::string(600, 'x'),  // a reply's typical size
-        .created_at = now, .model = {}, .usage = std::nullopt};
+        .created_at = now,
+        .model = {},
+        .usage = std::nullopt};
     exchange.last_message = std::string(120, 'x');
     exchange.reservation = *reservation;
     exchange.terms = terms;

@@ -122,13 +122,19 @@ using synchronization_internal::KernelTimeout;
 
 void Mutex::Lock() {
   static const auto real = Real<void (*)(Mutex*)>(ABSL_NS "5Mutex4LockEv");
-  Locking(this, 0, [&] { real(this); return true; });
+  Locking(this, 0, [&] {
+    real(this);
+    return true;
+  });
 }
 
 void Mutex::ReaderLock() {
   static const auto real =
       Real<void (*)(Mutex*)>(ABSL_NS "5Mutex10ReaderLockEv");
-  Locking(this, kRead, [&] { real(this); return true; });
+  Locking(this, kRead, [&] {
+    real(this);
+    return true;
+  });
 }
 
 bool Mutex::TryLock() {
@@ -166,29 +172,32 @@ void Mutex::ReaderUnlock() {
 void Mutex::LockWhen(const Condition& cond) {
   static const auto real = Real<void (*)(Mutex*, const Condition&)>(
       ABSL_NS "5Mutex8LockWhenERKNS0_9ConditionE");
-  Locking(this, 0, [&] { real(this, cond); return true; });
+  Locking(this, 0, [&] {
+    real(this, cond);
+    return true;
+  });
 }
 
 void Mutex::ReaderLockWhen(const Condition& cond) {
   static const auto real = Real<void (*)(Mutex*, const Condition&)>(
       ABSL_NS "5Mutex14ReaderLockWhenERKNS0_9ConditionE");
-  Locking(this, kRead, [&] { real(this, cond); return true; });
+  Locking(this, kRead, [&] {
+    real(this, cond);
+    return true;
+  });
 }
 
 // Returns with the lock held whether or not the condition became true.
 bool Mutex::LockWhenWithDeadline(const Condition& cond, absl::Time deadline) {
-  static const auto real =
-      Real<bool (*)(Mutex*, const Condition&, absl::Time)>(
-          ABSL_NS "5Mutex20LockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE");
+  static const auto real = Real<bool (*)(Mutex*, const Condition&, absl::Time)>(
+      ABSL_NS "5Mutex20LockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE");
   return Locking(this, 0, [&] { return real(this, cond, deadline); });
 }
 
 bool Mutex::ReaderLockWhenWithDeadline(const Condition& cond,
                                        absl::Time deadline) {
-  static const auto real =
-      Real<bool (*)(Mutex*, const Condition&, absl::Time)>(
-          ABSL_NS
-          "5Mutex26ReaderLockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE");
+  static const auto real = Real<bool (*)(Mutex*, const Condition&, absl::Time)>(
+      ABSL_NS "5Mutex26ReaderLockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE");
   return Locking(this, kRead, [&] { return real(this, cond, deadline); });
 }
 
@@ -229,9 +238,8 @@ void Notification::WaitForNotification() const {
 
 bool Notification::WaitForNotificationWithTimeout(
     absl::Duration timeout) const {
-  static const auto real =
-      Real<bool (*)(const Notification*, absl::Duration)>(
-          ABSL_NSK "12Notification30WaitForNotificationWithTimeoutENS0_8DurationE");
+  static const auto real = Real<bool (*)(const Notification*, absl::Duration)>(
+      ABSL_NSK "12Notification30WaitForNotificationWithTimeoutENS0_8DurationE");
   const bool notified = real(this, timeout);
   if (notified) __tsan_acquire(NotifiedFlag(this));
   return notified;

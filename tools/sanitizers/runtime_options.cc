@@ -16,7 +16,8 @@ extern "C" {
 #if defined(__SANITIZE_ADDRESS__)
 // A report is a failure: the process exits non-zero at the first one.
 const char* __asan_default_options() {
-  return "detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1:"
+  return "detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return="
+         "1:"
          "check_initialization_order=1:strict_init_order=1";
 }
 const char* __lsan_default_options() {
@@ -36,7 +37,8 @@ const char* __ubsan_default_options() {
 // libcurl), whose own synchronisation TSan cannot see. Their locking calls
 // (pthread, and absl::Mutex through absl_tsan_shim.cc) still count.
 const char* __tsan_default_options() {
-  return "suppressions=" COACH_SANITIZER_DIR "/tsan.supp:print_suppressions=0:"
+  return "suppressions=" COACH_SANITIZER_DIR
+         "/tsan.supp:print_suppressions=0:"
          "ignore_noninstrumented_modules=1:second_deadlock_stack=1:"
          "history_size=4";
 }

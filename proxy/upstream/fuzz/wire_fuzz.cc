@@ -78,9 +78,7 @@ void FuzzReader(Input& in) {
   while (!in.empty() && !failed) {
     absl::Status status;
     switch (in.Byte() % 5) {
-      case 0:
-        reader.BeginHeaders(in.Byte() & 1);
-        break;
+      case 0: reader.BeginHeaders(in.Byte() & 1); break;
       case 1: {
         const uint8_t pick = in.Byte();
         const absl::string_view name =
@@ -88,18 +86,14 @@ void FuzzReader(Input& in) {
         status = reader.OnHeader(name, in.Bytes(1024));
         break;
       }
-      case 2:
-        status = reader.EndHeaders();
-        break;
+      case 2: status = reader.EndHeaders(); break;
       case 3:
         status = reader.OnData(in.Bytes(20000), [](std::string& message) {
           Check(message.size() <= kMaxMessage);
           return true;
         });
         break;
-      case 4:
-        (void)reader.Finish(in.Byte() % 16);
-        break;
+      case 4: (void)reader.Finish(in.Byte() % 16); break;
     }
     Check(reader.buffered() <= kMaxMessage + wire::kMessagePrefixBytes);
     failed = !status.ok();
@@ -165,15 +159,9 @@ void FuzzValues(Input& in) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Input in(data, size);
   switch (in.Byte() % 3) {
-    case 0:
-      FuzzReader(in);
-      break;
-    case 1:
-      FuzzDeframer(in);
-      break;
-    case 2:
-      FuzzValues(in);
-      break;
+    case 0: FuzzReader(in); break;
+    case 1: FuzzDeframer(in); break;
+    case 2: FuzzValues(in); break;
   }
   return 0;
 }
