@@ -42,7 +42,7 @@ constexpr char kMetricsContentType[] =
     "text/plain; version=0.0.4; charset=utf-8";
 // Request headers whose value decides who acts or what is sent: a request
 // carrying one twice is refused, not read by its first copy. So is every
-// forwarded header (ProxyConfig::forwarded_request_headers).
+// header a route forwards (its method's coach.v1.request_headers).
 constexpr const char* kSingleHeaders[] = {"Authorization", "Content-Type"};
 
 // True if `request` carries `name` more than once.
@@ -54,24 +54,24 @@ bool IsRepeated(const http::Request& request, absl::string_view name) {
   return false;
 }
 
-// The first single header (kSingleHeaders, then the forwarded ones) that
-// `request` carries more than once; empty if none.
-std::string RepeatedSingleHeader(const ProxyConfig& config,
+// The first single header (kSingleHeaders, then those `route` forwards)
+// that `request` carries more than once; empty if none.
+std::string RepeatedSingleHeader(const Route& route,
                                  const http::Request& request) {
   for (const char* name : kSingleHeaders) {
     if (IsRepeated(request, name)) return name;
   }
-  for (const HeaderMapping& header : config.forwarded_request_headers) {
+  for (const HeaderMapping& header : route.request_headers) {
     if (IsRepeated(request, header.http)) return header.http;
   }
   return "";
 }
 
-// The first forwarded header of `request` that gRPC metadata cannot carry
-// (not printable ASCII); null if none.
-const HeaderMapping* UnforwardableHeader(const ProxyConfig& config,
+// The first header `route` forwards that gRPC metadata cannot carry in
+// `request` (not printable ASCII); null if none.
+const HeaderMapping* UnforwardableHeader(const Route& route,
                                          const http::Request& request) {
-  for (const HeaderMapping& header : config.forwarded_request_headers) {
+  for (const HeaderMapping& header : route.request_headers) {
     const absl::string_view value = request.header(header.http);
     if (!std::all_of(value.begin(), value.end(),
                      [](char c) { return c >= 0x20 && c < 0x7F; })) {
@@ -201,6 +201,40 @@ std::vector<CoachProxy::RouteSeries> CoachProxy::SeriesOf(
   return series;
 }
 
+// A preflight's Access-Control-Allow-Headers: the configured headers, then
+// every header a route forwards, once each.
+std::string CoachProxy::CorsAllowedHeaders(const ProxyConfig& config,
+                                           const RouteTable& routes) {
+  std::vector<std::string> allowed = config.cors_allowed_headers;
+  for (const Route& route : routes.routes()) {
+    for (const HeaderMapping& header : route.request_headers) {
+      if (std::find(allowed.begin(), allowed.end(), header.http) ==
+          allowed.end()) {
+        allowed.push_back(header.http);
+      }
+    }
+  }
+  return absl::StrJoin(allowed, ", ");
+}
+
+// Access-Control-Expose-Headers: X-Request-Id, Retry-After,
+// WWW-Authenticate and every header a route copies from its response
+// metadata: none is CORS-safelisted, so a page's script sees them only when
+// exposed.
+std::string CoachProxy::CorsExposedHeaders(const RouteTable& routes) {
+  std::vector<std::string> exposed = {kRequestIdHeader, "Retry-After",
+                                      "WWW-Authenticate"};
+  for (const Route& route : routes.routes()) {
+    for (const HeaderMapping& header : route.response_headers) {
+      if (std::find(exposed.begin(), exposed.end(), header.http) ==
+          exposed.end()) {
+        exposed.push_back(header.http);
+      }
+    }
+  }
+  return absl::StrJoin(exposed, ", ");
+}
+
 CoachProxy::CoachProxy(const ProxyConfig& config, RouteTable routes,
                        TlsSources tls)
     : config_(config),
@@ -237,6 +271,8 @@ CoachProxy::CoachProxy(const ProxyConfig& config, RouteTable routes,
       shed_client_limit_(shed_.WithLabels({"client_limit"})),
       shed_table_full_(shed_.WithLabels({"table_full"})),
       route_series_(SeriesOf(routes_, requests_, durations_)),
+      cors_allowed_headers_(CorsAllowedHeaders(config_, routes_)),
+      cors_exposed_headers_(CorsExposedHeaders(routes_)),
       tls_(std::move(tls)),
       loop_(config_.io_threads),
       upstream_(loop_.context(),
@@ -452,15 +488,7 @@ std::vector<http::Header> CoachProxy::CorsHeaders(
   if (config_.cors_allow_credentials && !any) {
     headers.push_back({"Access-Control-Allow-Credentials", "true"});
   }
-  // Retry-After, WWW-Authenticate and the forwarded headers are not
-  // CORS-safelisted response headers: a page's script sees them only when
-  // exposed.
-  std::string exposed =
-      absl::StrCat(kRequestIdHeader, ", Retry-After, WWW-Authenticate");
-  for (const HeaderMapping& header : config_.forwarded_response_metadata) {
-    absl::StrAppend(&exposed, ", ", header.http);
-  }
-  headers.push_back({"Access-Control-Expose-Headers", std::move(exposed)});
+  headers.push_back({"Access-Control-Expose-Headers", cors_exposed_headers_});
   return headers;
 }
 
@@ -548,9 +576,9 @@ void ReplyError(const std::shared_ptr<http::Exchange>& exchange,
 // Why a routed request is refused before it is transcoded, if it is: a
 // single header repeated (400), then a body that is not JSON or is
 // compressed (415).
-std::optional<HttpError> HeadersOrBodyRefusal(const ProxyConfig& config,
+std::optional<HttpError> HeadersOrBodyRefusal(const Route& route,
                                               const http::Request& request) {
-  if (const std::string repeated = RepeatedSingleHeader(config, request);
+  if (const std::string repeated = RepeatedSingleHeader(route, request);
       !repeated.empty()) {
     return MakeHttpError(
         400, v1::INVALID_ARGUMENT,
@@ -678,13 +706,9 @@ void CoachProxy::HandlePreflight(Pending& pending) {
   if (!pending.cors.empty()) {
     headers.push_back({"Access-Control-Allow-Methods",
                        "GET, POST, PUT, PATCH, DELETE, OPTIONS"});
-    std::vector<std::string> allowed = config_.cors_allowed_headers;
-    for (const HeaderMapping& header : config_.forwarded_request_headers) {
-      allowed.push_back(header.http);
-    }
-    if (!allowed.empty()) {
+    if (!cors_allowed_headers_.empty()) {
       headers.push_back(
-          {"Access-Control-Allow-Headers", absl::StrJoin(allowed, ", ")});
+          {"Access-Control-Allow-Headers", cors_allowed_headers_});
     }
     headers.push_back(
         {"Access-Control-Max-Age",
@@ -774,7 +798,7 @@ void CoachProxy::Handle(std::shared_ptr<http::Exchange> exchange) {
   pending->route = route.path.text();
   pending->series = &route_series_[&route - routes_.routes().data()];
 
-  if (std::optional<HttpError> refused = HeadersOrBodyRefusal(config_, request);
+  if (std::optional<HttpError> refused = HeadersOrBodyRefusal(route, request);
       refused.has_value()) {
     return fail(*refused);
   }
@@ -785,7 +809,7 @@ void CoachProxy::Handle(std::shared_ptr<http::Exchange> exchange) {
         ErrorField(upstream_request.status()).value_or("")));
   }
   // gRPC metadata carries printable ASCII only; coach-server checks the rest.
-  if (const HeaderMapping* header = UnforwardableHeader(config_, request)) {
+  if (const HeaderMapping* header = UnforwardableHeader(route, request)) {
     return fail(MakeHttpError(400, v1::INVALID_ARGUMENT,
                               absl::StrCat("L'en-tête « ", header->http,
                                            " » doit être en ASCII imprimable."),
@@ -816,7 +840,7 @@ CallOptions CallOptionsFor(const ProxyConfig& config, const Route& route,
   options.wait_for_ready = read;
   options.request_id = request_id;
   options.authorization = std::string(request.header("Authorization"));
-  for (const HeaderMapping& header : config.forwarded_request_headers) {
+  for (const HeaderMapping& header : route.request_headers) {
     if (request.has_header(header.http)) {
       options.metadata.emplace_back(header.metadata,
                                     std::string(request.header(header.http)));
@@ -824,10 +848,9 @@ CallOptions CallOptionsFor(const ProxyConfig& config, const Route& route,
   }
   // Only a call that forwarded a header reads the response metadata (a
   // send with an Idempotency-Key: was it replayed?); the rest read none.
-  if (!options.metadata.empty() &&
-      !config.forwarded_response_metadata.empty()) {
+  if (!options.metadata.empty() && !route.response_headers.empty()) {
     options.server_metadata = std::make_shared<ServerMetadata>();
-    for (const HeaderMapping& header : config.forwarded_response_metadata) {
+    for (const HeaderMapping& header : route.response_headers) {
       options.server_metadata->keys.push_back(header.metadata);
     }
   }
@@ -839,12 +862,12 @@ CallOptions CallOptionsFor(const ProxyConfig& config, const Route& route,
   return options;
 }
 
-// The forwarded response metadata that coach-server sent, as REST headers.
-void AddForwardedHeaders(const ProxyConfig& config,
-                         const ServerMetadata* metadata,
+// The response metadata `route` copies that coach-server sent, as REST
+// headers.
+void AddForwardedHeaders(const Route& route, const ServerMetadata* metadata,
                          std::vector<http::Header>& headers) {
   if (metadata == nullptr) return;
-  for (const HeaderMapping& header : config.forwarded_response_metadata) {
+  for (const HeaderMapping& header : route.response_headers) {
     const auto found = metadata->values.find(header.metadata);
     if (found != metadata->values.end()) {
       headers.push_back({header.http, found->second});
@@ -888,7 +911,7 @@ void CoachProxy::CallUnary(std::shared_ptr<Pending> pending, const Route& route,
       [this, pending, output, &route, waited, replayed = std::move(replayed)](
           const grpc::Status& answered, std::string& response) {
         std::vector<http::Header> headers = pending->Headers(kJsonContentType);
-        AddForwardedHeaders(config_, replayed.get(), headers);
+        AddForwardedHeaders(route, replayed.get(), headers);
         int http_status = 200;
         std::string reason;
         grpc::Status status = answered;
@@ -941,13 +964,13 @@ void CoachProxy::CallStream(std::shared_ptr<Pending> pending,
   std::shared_ptr<http::Exchange> exchange = pending->exchange;
   // Touched by the call's callbacks only, which never run at once.
   auto started = std::make_shared<bool>(false);
-  const auto start = [this, pending, started,
+  const auto start = [this, pending, started, &route,
                       replayed = options.server_metadata] {
     if (*started) return;
     *started = true;
     std::vector<http::Header> headers =
         pending->Headers("text/event-stream; charset=utf-8");
-    AddForwardedHeaders(config_, replayed.get(), headers);
+    AddForwardedHeaders(route, replayed.get(), headers);
     headers.push_back({"Cache-Control", "no-cache"});
     // nginx and similar buffer responses unless told not to.
     headers.push_back({"X-Accel-Buffering", "no"});
@@ -976,7 +999,7 @@ void CoachProxy::CallStream(std::shared_ptr<Pending> pending,
           // Before the first event: a plain error answer.
           std::vector<http::Header> headers =
               pending->Headers(kJsonContentType);
-          AddForwardedHeaders(config_, replayed.get(), headers);
+          AddForwardedHeaders(route, replayed.get(), headers);
           AddAuthenticateHeader(status, pending->request(), headers);
           ReplyError(pending->exchange, std::move(headers), error);
           return LogAccess(*pending, error.status, status.error_code(),

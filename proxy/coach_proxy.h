@@ -131,6 +131,12 @@ class CoachProxy {
       const RouteTable& routes, metrics::Family<metrics::Counter>& requests,
       metrics::Family<metrics::Histogram>& durations);
   const std::vector<RouteSeries> route_series_;
+  // CORS answers' header lists, from the config and the routes' headers.
+  static std::string CorsAllowedHeaders(const ProxyConfig& config,
+                                        const RouteTable& routes);
+  static std::string CorsExposedHeaders(const RouteTable& routes);
+  const std::string cors_allowed_headers_;
+  const std::string cors_exposed_headers_;
   const TlsSources tls_;
   // The event loop of both the HTTP server and the upstream calls: a
   // request, its call and its answer stay on one thread. Declared before

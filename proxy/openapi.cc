@@ -625,6 +625,12 @@ class Generator {
       operation["requestBody"] = RequestBody(route, bound);
     }
     operation["responses"] = Responses(method, /*writes=*/!route.body.empty());
+    // The headers the method writes (coach.v1.response_headers).
+    for (const HeaderMapping& header : route.response_headers) {
+      operation["responses"]["200"]["headers"][header.http] = {
+          {"description", header.description},
+          {"schema", {{"type", "string"}}}};
+    }
     return operation;
   }
 
@@ -654,6 +660,14 @@ class Generator {
       std::set<std::string> skip = bound;
       if (!route.body.empty()) skip.insert(route.body);
       QueryParameters(*route.method->input_type(), "", skip, 0, parameters);
+    }
+    // The headers the method reads (coach.v1.request_headers).
+    for (const HeaderMapping& header : route.request_headers) {
+      parameters.push_back({{"name", header.http},
+                            {"in", "header"},
+                            {"required", false},
+                            {"description", header.description},
+                            {"schema", {{"type", "string"}}}});
     }
     return parameters;
   }

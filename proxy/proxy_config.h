@@ -11,12 +11,6 @@
 
 namespace coach::proxy {
 
-// An HTTP header and the gRPC metadata key it travels as.
-struct HeaderMapping {
-  std::string http;      // as written in HTTP: "Idempotency-Key"
-  std::string metadata;  // lower case: "idempotency-key"
-};
-
 struct ProxyConfig {
   // host:port. All interfaces: the proxy is the API's public face (front-ends
   // reach it); coach-server behind it stays on loopback. Port 0: any free one.
@@ -126,20 +120,6 @@ struct ProxyConfig {
   // /readyz asks coach-server's health service at most this often.
   absl::Duration readiness_interval = absl::Seconds(1);
 
-  // Headers carried between REST and gRPC as they are, whatever the route:
-  // the proxy knows none of them by meaning, only by this table.
-  // A request header forwarded to coach-server as gRPC metadata: at most
-  // once in a request, printable ASCII (gRPC's rule for metadata; else 400
-  // naming the header in `field`); coach-server checks the rest (a send's
-  // Idempotency-Key: its length and characters).
-  std::vector<HeaderMapping> forwarded_request_headers = {
-      {"Idempotency-Key", "idempotency-key"}};
-  // coach-server's response metadata copied into REST response headers
-  // (and exposed to pages by CORS), asked for only on calls that forwarded
-  // a request header: Idempotent-Replayed, true on a replayed answer.
-  std::vector<HeaderMapping> forwarded_response_metadata = {
-      {"Idempotent-Replayed", "idempotent-replayed"}};
-
   // CORS: origins allowed to call from a browser; "*" allows any. The API
   // uses no cookies or browser credentials, so "*" exposes nothing a
   // non-browser client could not already reach; set an explicit list to
@@ -149,7 +129,8 @@ struct ProxyConfig {
   // Access-Control-Allow-Headers): Authorization for COACH_AUTH=jwt's bearer
   // tokens, Content-Type for JSON bodies.
   // traceparent and tracestate: a page's tracing SDK (W3C Trace Context).
-  // (The forwarded headers below are allowed as well.)
+  // (The headers the API's methods declare, coach.v1.request_headers, are
+  // allowed as well.)
   std::vector<std::string> cors_allowed_headers = {
       "Authorization", "Content-Type", "X-Request-Id", "traceparent",
       "tracestate"};

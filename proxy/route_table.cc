@@ -4,11 +4,28 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "coach/v1/http_headers.pb.h"
 #include "google/api/annotations.pb.h"
 #include "google/api/http.pb.h"
 
 namespace coach::proxy {
 namespace {
+
+// The headers a method's option `extension` declares.
+template <typename Extension>
+std::vector<HeaderMapping> HeadersOf(
+    const google::protobuf::MethodDescriptor& method,
+    const Extension& extension) {
+  std::vector<HeaderMapping> headers;
+  const google::protobuf::MethodOptions& options = method.options();
+  for (int i = 0; i < options.ExtensionSize(extension); ++i) {
+    const v1::HttpHeader& header = options.GetExtension(extension, i);
+    headers.push_back({.http = header.name(),
+                       .metadata = header.metadata(),
+                       .description = header.description()});
+  }
+  return headers;
+}
 
 // The verb and path of one rule; an empty verb for a rule without pattern.
 std::pair<std::string, std::string> VerbAndPath(
@@ -98,6 +115,8 @@ absl::Status AddRule(const google::protobuf::MethodDescriptor* method,
       .method = method,
       .grpc_method = absl::StrCat("/", method->service()->full_name(), "/",
                                   method->name()),
+      .request_headers = HeadersOf(*method, v1::request_headers),
+      .response_headers = HeadersOf(*method, v1::response_headers),
   });
   return absl::OkStatus();
 }

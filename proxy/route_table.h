@@ -15,6 +15,14 @@
 
 namespace coach::proxy {
 
+// An HTTP header and the gRPC metadata key it travels as (a method's
+// coach.v1.request_headers / response_headers, http_headers.proto).
+struct HeaderMapping {
+  std::string http;         // as written in HTTP: "Idempotency-Key"
+  std::string metadata;     // lower case: "idempotency-key"
+  std::string description;  // for the OpenAPI document
+};
+
 struct Route {
   std::string http_method;  // "GET", "POST", ...
   PathTemplate path;
@@ -23,6 +31,10 @@ struct Route {
   const google::protobuf::MethodDescriptor* method = nullptr;
   // "/coach.v1.ChatService/SendMessage", as gRPC names it on the wire.
   std::string grpc_method;
+  // The headers the method reads (forwarded as metadata) and writes (copied
+  // from its response metadata), as its options declare them.
+  std::vector<HeaderMapping> request_headers;
+  std::vector<HeaderMapping> response_headers;
 };
 
 // The field of `type` a path or query parameter names, by its proto name

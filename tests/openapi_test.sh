@@ -75,6 +75,12 @@ q '.components.responses.Conflict.description | contains("IDEMPOTENCY_IN_PROGRES
 
 # The server stream as Server-Sent Events.
 q '.paths["/api/chat/send/stream"].post.responses["200"].content | has("text/event-stream")'
+# The headers a method declares (coach.v1.request_headers/response_headers).
+for route in /api/chat/send /api/chat/send/stream; do
+  q --arg r "$route" '.paths[$r].post.parameters | map(select(.in == "header" and .name == "Idempotency-Key")) | length == 1'
+  q --arg r "$route" '.paths[$r].post.responses["200"].headers | has("Idempotent-Replayed")'
+done
+q '.paths["/api/chat/sessions"].post.parameters | map(select(.name == "Idempotency-Key")) | length == 0'
 q '.paths["/api/chat/send/stream"].post.responses["200"].content["text/event-stream"].schema.type == "string"'
 q '.paths["/api/chat/send/stream"].post.responses["200"].content["text/event-stream"]["x-event-schema"]["$ref"] == "#/components/schemas/coach.v1.StreamMessageResponse"'
 

@@ -6,7 +6,8 @@
 # followed by its tests (CTest):
 #   build/test  optimised (-O2): the programs and the bench tools; the scripts
 #               run against these binaries (tcmalloc, -O2), packaging_test
-#               packages them. Then the fuzz targets, 30 s each (clang).
+#               packages them. Then the fuzz targets, 30 s each (clang),
+#               beside the ASan build.
 #   build/asan  every gtest suite and the scripts again, under AddressSanitizer
 #               + LeakSanitizer + UBSan (tools/sanitizers/);
 #   build/tsan  the concurrent suites (TSAN_SUITES below), under ThreadSanitizer.
@@ -67,6 +68,9 @@ report_times() {
 }
 source tools/lib/postgres.sh
 finish() {
+  # A fuzzer still running beside a build that failed.
+  if [[ -n ${FUZZ_PID:-} ]]; then kill "$FUZZ_PID" 2>/dev/null || true; fi
+  rm -f "${FUZZ_LOG:-}"
   pg_temp_stop
   report_times
 }
@@ -120,14 +124,37 @@ phase "tests ($BUILD_DIR)" \
   ctest --test-dir "$BUILD_DIR" -j "$TEST_JOBS" --output-on-failure --timeout 300
 
 # The protocol parsers' fuzz targets, 30 s each (tools/fuzz.sh), when clang
-# and libFuzzer are there (tools/setup.sh installs them).
+# and libFuzzer are there (tools/setup.sh installs them). A fuzzer runs on
+# one core: with the sanitizer runs, beside the ASan build (which then
+# takes the other core and the fuzzer's pauses), its log printed and its
+# status checked after that build.
+FUZZ_PID=
+FUZZ_LOG=$(mktemp)
 if command -v clang++ >/dev/null &&
    ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a \
       >/dev/null 2>&1; then
-  phase "fuzz (build/fuzz)" ./tools/fuzz.sh
+  if [[ ${COACH_SANITIZERS:-1} == 0 ]]; then
+    phase "fuzz (build/fuzz)" ./tools/fuzz.sh
+  else
+    echo "== fuzz (build/fuzz), beside the ASan build" >&2
+    COACH_JOBS=1 ./tools/fuzz.sh >"$FUZZ_LOG" 2>&1 &
+    FUZZ_PID=$!
+  fi
 else
   echo "== fuzz skipped: clang or libFuzzer not installed" >&2
 fi
+wait_fuzz() {
+  [[ -n $FUZZ_PID ]] || return 0
+  local status=0
+  wait "$FUZZ_PID" || status=$?
+  FUZZ_PID=
+  tail -n 20 "$FUZZ_LOG" >&2
+  if [[ $status != 0 ]]; then
+    cat "$FUZZ_LOG" >&2
+    echo "== fuzz failed (exit $status)" >&2
+    return "$status"
+  fi
+}
 
 if [[ ${COACH_SANITIZERS:-1} == 0 ]]; then
   echo "== sanitizer runs skipped (COACH_SANITIZERS=0)" >&2
@@ -155,6 +182,7 @@ build_asan() {
   cmake --build build/asan -j "$JOBS"
 }
 phase "build (build/asan)" build_asan
+phase "fuzz (waited for)" wait_fuzz
 phase "tests (build/asan)" \
   ctest --test-dir build/asan -j "$TEST_JOBS" --output-on-failure --timeout 300 \
         -LE '^packaging_test$'
