@@ -5,6 +5,10 @@
 # recommended rules). Then what the document must say about our API: every
 # route the proxy logs at start, JSON names, proto3 JSON types, the error
 # statuses with the documented body, the event stream, the proto comments.
+# Last, a typed client: openapi-typescript generates the document's types,
+# and a program that reads the answers' always-present fields without `?.`
+# and narrows a stream event to {delta} or {reply} compiles under
+# `tsc --strict`.
 #   openapi_test.sh <coach-server> <coach-proxy> <tools/npm folder>
 set -euo pipefail
 npm_dir=$3
@@ -89,4 +93,48 @@ q '.paths["/api/chat/sessions"].get.description | startswith("Lists a user'"'"'s
 q '.components.schemas["coach.v1.SendMessageRequest"].properties.sessionId.description == "Empty: start a new session."'
 q '.components.schemas["coach.v1.ErrorReason"].description | contains("`NO_CREDITS`: No credit left this month")'
 q '.tags[] | select(.name=="ChatService") | .description | startswith("Conversations and messages")'
+echo "openapi test: OK"
+
+# --- A typed client (openapi-typescript, tsc --strict) ----------------------
+echo "== openapi-typescript, tsc --strict"
+"$npm_dir/node_modules/.bin/openapi-typescript" "$doc" -o "$dir/api.d.ts" \
+  >"$dir/openapi-typescript.log" 2>&1 ||
+  { cat "$dir/openapi-typescript.log"; fail "openapi-typescript"; }
+cat >"$dir/client.ts" <<'TS'
+import type { components, paths } from "./api";
+
+type Json<P extends keyof paths, M extends keyof paths[P]> =
+  paths[P][M] extends { responses: { 200: { content: { "application/json": infer B } } } }
+    ? B : never;
+type Schemas = components["schemas"];
+
+// A send's answer: both messages and their dates are always there.
+export function lastLine(sent: Json<"/api/chat/send", "post">): string {
+  const reply: Schemas["coach.v1.ChatMessage"] = sent.assistantMessage;
+  return `${sent.sessionId} ${sent.userMessage.createdAt} ${reply.content}`;
+}
+
+// Credits are absent on an unlimited plan: the type says so.
+export function credits(stats: Json<"/api/user/stats", "get">): number {
+  return stats.stats.remainingCredits ?? Infinity;
+}
+
+// A session's dates, and its messages.
+export function opened(got: Json<"/api/chat/sessions/{sessionId}", "get">): string {
+  return got.session.createdAt + got.session.messages.length;
+}
+
+// A stream event is a piece of text or the stored reply, never both.
+export function text(event: Schemas["coach.v1.StreamMessageResponse"]): string {
+  return "delta" in event ? event.delta : event.reply.assistantMessage.content;
+}
+
+// The idempotency key is a header parameter of the send.
+export const key: NonNullable<
+  paths["/api/chat/send"]["post"]["parameters"]["header"]
+>["Idempotency-Key"] = "k-1";
+TS
+"$npm_dir/node_modules/.bin/tsc" --strict --noEmit --target es2020 \
+  --module es2020 --moduleResolution node "$dir/client.ts" ||
+  fail "the typed client does not compile under tsc --strict"
 echo "openapi test: OK"
