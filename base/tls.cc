@@ -90,7 +90,9 @@ struct Built {
   std::string description;
 };
 
-absl::StatusOr<Built> Build(const TlsOptions& o) {
+// The settings alone: a certificate with its key, what the role needs,
+// every named file readable.
+absl::Status CheckSettings(const TlsOptions& o) {
   const bool server = o.role == TlsRole::kServer;
   if (o.cert_file.empty() != o.key_file.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -115,8 +117,88 @@ absl::StatusOr<Built> Build(const TlsOptions& o) {
       return readable;
     }
   }
-  auto context = std::make_shared<ssl::context>(
-      server ? ssl::context::tls_server : ssl::context::tls_client);
+  return absl::OkStatus();
+}
+
+// The certificate chain and its key into `context`; what it is ("<file>
+// (<subject>)").
+absl::StatusOr<std::string> LoadIdentity(const TlsOptions& o,
+                                         ssl::context& context) {
+  ErrorCode ec;
+  // The key first: loading a certificate then drops a key that does not
+  // match it, which the check below reports as such.
+  context.use_private_key_file(o.key_file, ssl::context::pem, ec);
+  if (ec) {
+    return FileError(
+        o.key_setting, o.key_file,
+        absl::StrCat("not a PEM private key (", ec.message(), ")"));
+  }
+  context.use_certificate_chain_file(o.cert_file, ec);
+  if (ec) {
+    return FileError(
+        o.cert_setting, o.cert_file,
+        absl::StrCat("not a PEM certificate chain (", ec.message(), ")"));
+  }
+  SSL_CTX* native = context.native_handle();
+  if (SSL_CTX_check_private_key(native) != 1) {
+    ERR_clear_error();
+    return FileError(o.key_setting, o.key_file,
+                     absl::StrCat("the key does not match the certificate of ",
+                                  o.cert_setting, " ", o.cert_file));
+  }
+  return absl::StrCat(o.cert_file, " (",
+                      Subject(SSL_CTX_get0_certificate(native)), ")");
+}
+
+// Peers checked against the CA file, if any (a server then requires a
+// client certificate); else none checked.
+absl::Status LoadPeerCheck(const TlsOptions& o, ssl::context& context) {
+  ErrorCode ec;
+  if (o.ca_file.empty()) {
+    context.set_verify_mode(ssl::verify_none, ec);
+    return absl::OkStatus();
+  }
+  context.load_verify_file(o.ca_file, ec);
+  if (ec) {
+    return FileError(
+        o.ca_setting, o.ca_file,
+        absl::StrCat("not a PEM CA certificate (", ec.message(), ")"));
+  }
+  context.set_verify_mode(
+      o.role == TlsRole::kServer
+          ? ssl::verify_peer | ssl::verify_fail_if_no_peer_cert
+          : ssl::verify_peer,
+      ec);
+  return absl::OkStatus();
+}
+
+// ALPN: a client offers the protocols, a server picks from them.
+std::shared_ptr<ssl::context> WithAlpn(const TlsOptions& o,
+                                       std::shared_ptr<ssl::context> context) {
+  const std::string wire = AlpnWire(o.alpn);
+  if (wire.empty()) return context;
+  SSL_CTX* native = context->native_handle();
+  if (o.role != TlsRole::kServer) {
+    SSL_CTX_set_alpn_protos(native,
+                            reinterpret_cast<const unsigned char*>(wire.data()),
+                            static_cast<unsigned int>(wire.size()));
+    return context;
+  }
+  // The callback's argument lives as long as the context.
+  auto protocols = std::make_shared<const std::string>(wire);
+  SSL_CTX_set_alpn_select_cb(
+      native, SelectAlpn,
+      const_cast<void*>(static_cast<const void*>(protocols.get())));
+  ssl::context* raw = context.get();
+  return std::shared_ptr<ssl::context>(
+      raw, [context, protocols](ssl::context*) mutable { context.reset(); });
+}
+
+absl::StatusOr<Built> Build(const TlsOptions& o) {
+  if (absl::Status checked = CheckSettings(o); !checked.ok()) return checked;
+  auto context = std::make_shared<ssl::context>(o.role == TlsRole::kServer
+                                                    ? ssl::context::tls_server
+                                                    : ssl::context::tls_client);
   SSL_CTX* native = context->native_handle();
   SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION);
   SSL_CTX_set_mode(native, SSL_MODE_RELEASE_BUFFERS);
@@ -125,67 +207,19 @@ absl::StatusOr<Built> Build(const TlsOptions& o) {
       ssl::context::default_workarounds | ssl::context::single_dh_use, ec);
   std::string description;
   if (!o.cert_file.empty()) {
-    // The key first: loading a certificate then drops a key that does not
-    // match it, which the check below reports as such.
-    context->use_private_key_file(o.key_file, ssl::context::pem, ec);
-    if (ec) {
-      return FileError(
-          o.key_setting, o.key_file,
-          absl::StrCat("not a PEM private key (", ec.message(), ")"));
-    }
-    context->use_certificate_chain_file(o.cert_file, ec);
-    if (ec) {
-      return FileError(
-          o.cert_setting, o.cert_file,
-          absl::StrCat("not a PEM certificate chain (", ec.message(), ")"));
-    }
-    if (SSL_CTX_check_private_key(native) != 1) {
-      ERR_clear_error();
-      return FileError(o.key_setting, o.key_file,
-                       absl::StrCat("the key does not match the certificate "
-                                    "of ",
-                                    o.cert_setting, " ", o.cert_file));
-    }
-    description = absl::StrCat(o.cert_file, " (",
-                               Subject(SSL_CTX_get0_certificate(native)), ")");
+    absl::StatusOr<std::string> identity = LoadIdentity(o, *context);
+    if (!identity.ok()) return identity.status();
+    description = *std::move(identity);
+  }
+  if (absl::Status peers = LoadPeerCheck(o, *context); !peers.ok()) {
+    return peers;
   }
   if (!o.ca_file.empty()) {
-    context->load_verify_file(o.ca_file, ec);
-    if (ec) {
-      return FileError(
-          o.ca_setting, o.ca_file,
-          absl::StrCat("not a PEM CA certificate (", ec.message(), ")"));
-    }
-    context->set_verify_mode(
-        server ? ssl::verify_peer | ssl::verify_fail_if_no_peer_cert
-               : ssl::verify_peer,
-        ec);
     absl::StrAppend(&description, description.empty() ? "" : ", ",
                     "peers checked against ", o.ca_file);
-  } else {
-    context->set_verify_mode(ssl::verify_none, ec);
   }
-  Built built{.context = nullptr, .description = std::move(description)};
-  const std::string wire = AlpnWire(o.alpn);
-  if (!wire.empty()) {
-    if (server) {
-      // The callback's argument lives as long as the context.
-      auto protocols = std::make_shared<const std::string>(wire);
-      SSL_CTX_set_alpn_select_cb(
-          native, SelectAlpn,
-          const_cast<void*>(static_cast<const void*>(protocols.get())));
-      ssl::context* raw = context.get();
-      built.context = std::shared_ptr<ssl::context>(
-          raw,
-          [context, protocols](ssl::context*) mutable { context.reset(); });
-      return built;
-    }
-    SSL_CTX_set_alpn_protos(native,
-                            reinterpret_cast<const unsigned char*>(wire.data()),
-                            static_cast<unsigned int>(wire.size()));
-  }
-  built.context = std::move(context);
-  return built;
+  return Built{.context = WithAlpn(o, std::move(context)),
+               .description = std::move(description)};
 }
 
 }  // namespace

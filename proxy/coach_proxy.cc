@@ -336,7 +336,8 @@ absl::StatusOr<std::string> CoachProxy::Reload() {
     }
     reloaded.push_back(absl::StrCat(what, " ", *done));
   }
-  if (tls_.upstream != nullptr && config_.upstream_client == "grpc") {
+  if (tls_.upstream != nullptr &&
+      config_.upstream_client == UpstreamClient::kGrpc) {
     // gRPC's file watcher cannot be told to read now.
     reloaded.back() +=
         absl::StrCat(" (gRPC's client takes it within ",
@@ -363,6 +364,29 @@ CoachProxy::~CoachProxy() {
   // (http_, then upstream_), then the loop stops (loop_).
 }
 
+namespace {
+
+// The HTTP front's listening address and limits, as configured.
+http::ServerOptions HttpOptionsOf(const ProxyConfig& config) {
+  http::ServerOptions options;
+  options.listen = config.http_listen;
+  options.backlog = config.listen_backlog;
+  options.max_connections = config.max_connections;
+  options.max_connections_per_client = config.max_connections_per_client;
+  options.max_url_bytes = config.max_url_bytes;
+  options.max_header_bytes = config.max_header_bytes;
+  options.max_header_count = config.max_header_count;
+  options.max_body_bytes = config.max_body_bytes;
+  options.header_timeout = config.header_timeout;
+  options.body_timeout = config.body_timeout;
+  options.idle_timeout = config.keep_alive_timeout;
+  options.write_timeout = config.write_timeout;
+  options.max_stream_backlog_bytes = config.max_stream_backlog_bytes;
+  return options;
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<CoachProxy>> CoachProxy::Start(
     const ProxyConfig& config) {
   if (absl::Status valid = CrossCheckProxyConfig(config); !valid.ok()) {
@@ -383,21 +407,8 @@ absl::StatusOr<std::unique_ptr<CoachProxy>> CoachProxy::Start(
   if (!document.ok()) return document.status();
   proxy->openapi_ = *std::move(document);
 
-  http::ServerOptions options;
-  options.listen = config.http_listen;
-  options.backlog = config.listen_backlog;
+  http::ServerOptions options = HttpOptionsOf(config);
   options.loop = &proxy->loop_.context();
-  options.max_connections = config.max_connections;
-  options.max_connections_per_client = config.max_connections_per_client;
-  options.max_url_bytes = config.max_url_bytes;
-  options.max_header_bytes = config.max_header_bytes;
-  options.max_header_count = config.max_header_count;
-  options.max_body_bytes = config.max_body_bytes;
-  options.header_timeout = config.header_timeout;
-  options.body_timeout = config.body_timeout;
-  options.idle_timeout = config.keep_alive_timeout;
-  options.write_timeout = config.write_timeout;
-  options.max_stream_backlog_bytes = config.max_stream_backlog_bytes;
   options.tls = proxy->tls_.http;
   CoachProxy* self = proxy.get();
   options.refusal = [self](http::Refusal refusal,

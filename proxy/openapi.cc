@@ -296,8 +296,8 @@ class Generator {
                 {"scheme", "bearer"},
                 {"bearerFormat", "JWT"},
                 {"description",
-                 "Requis quand coach-server tourne avec COACH_AUTH=jwt ; "
-                 "l'utilisateur est alors celui du jeton."}}}}}};
+                 "Un jeton porteur (JWT), requis quand coach-server vérifie "
+                 "les jetons ; l'utilisateur est alors celui du jeton."}}}}}};
   }
 
   static std::string ServiceNames(

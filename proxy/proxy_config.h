@@ -8,6 +8,7 @@
 
 #include "absl/time/time.h"
 #include "base/log.h"
+#include "proxy/upstream/upstream.h"
 
 namespace coach::proxy {
 
@@ -38,9 +39,9 @@ struct ProxyConfig {
   // The largest header block taken from coach-server (its metadata: an
   // error's details are well under 1 KB). gRPC's own default is 8 KiB.
   int upstream_max_header_list_bytes = 16 * 1024;
-  // The gRPC client: "native" (on the event loop) or "grpc" (gRPC's C++
+  // The gRPC client: native (on the event loop) or grpc (gRPC's C++
   // client; the reference, an escape hatch).
-  std::string upstream_client = "native";
+  UpstreamClient upstream_client = UpstreamClient::kNative;
   // One connection attempt to a coach-server: TCP, then its HTTP/2
   // SETTINGS (a peer that accepts and says nothing fails after this).
   absl::Duration upstream_connect_timeout = absl::Seconds(1);

@@ -52,7 +52,7 @@ std::vector<Setting> ProxySettings(ProxyConfig& c) {
        "Largest header block (metadata) taken from coach-server; larger "
        "ends the call `RESOURCE_EXHAUSTED`"},
       {"upstream_client", "COACH_UPSTREAM_CLIENT", &c.upstream_client,
-       OneOf{{"native", "grpc"}},
+       kAnyValue,
        "gRPC client to coach-server: `native` (on the event loop) or `grpc` "
        "(gRPC's C++ client)"},
       {"upstream_connect_timeout", "COACH_UPSTREAM_CONNECT_TIMEOUT",

@@ -957,13 +957,13 @@ TEST(UpstreamSettingsTest, TargetClientAndKeepalive) {
       LoadArgs({"--grpc_target=dns:///coach:50051", "--upstream_client=grpc",
                 "--upstream_keepalive_time=0"});
   ASSERT_TRUE(loaded.ok()) << loaded.status();
-  EXPECT_EQ(loaded->config.upstream_client, "grpc");
+  EXPECT_EQ(loaded->config.upstream_client, proxy::UpstreamClient::kGrpc);
   EXPECT_EQ(loaded->config.upstream_keepalive_time, absl::ZeroDuration());
   EXPECT_FALSE(LoadArgs({"--upstream_client=curl"}).ok());
   EXPECT_FALSE(LoadArgs({"--upstream_keepalive_timeout=0"}).ok());
   EXPECT_FALSE(LoadArgs({"--upstream_max_header_list_bytes=100"}).ok());
   const ProxyConfig defaults;
-  EXPECT_EQ(defaults.upstream_client, "native");
+  EXPECT_EQ(defaults.upstream_client, proxy::UpstreamClient::kNative);
   EXPECT_EQ(defaults.upstream_keepalive_time, absl::Seconds(10));
   EXPECT_EQ(defaults.upstream_keepalive_timeout, absl::Seconds(5));
 }

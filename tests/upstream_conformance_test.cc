@@ -129,7 +129,9 @@ class ConformanceTest : public ::testing::TestWithParam<std::string> {
 
   UpstreamOptions Options(const std::string& target) const {
     UpstreamOptions options;
-    options.client = GetParam();
+    options.client = GetParam() == std::string("grpc")
+                         ? UpstreamClient::kGrpc
+                         : UpstreamClient::kNative;
     options.target = target;
     options.reconnect_max_backoff = absl::Milliseconds(100);
     options.max_response_bytes = kMaxMessage;

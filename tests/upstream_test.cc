@@ -574,7 +574,9 @@ class UpstreamTest : public ::testing::TestWithParam<std::string> {
 
   UpstreamOptions Options(const std::string& target) const {
     UpstreamOptions options;
-    options.client = GetParam();
+    options.client = GetParam() == std::string("grpc")
+                         ? UpstreamClient::kGrpc
+                         : UpstreamClient::kNative;
     options.target = target;
     options.reconnect_max_backoff = absl::Milliseconds(100);
     options.read_methods = {kEchoRead, kFlakyRead};

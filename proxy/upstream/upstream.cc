@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "base/settings.h"
 #include "proxy/upstream/impl.h"
 
 namespace coach::proxy {
@@ -18,9 +19,23 @@ absl::string_view AuthorizationValue(const std::string& authorization) {
 
 }  // namespace upstream_internal
 
+namespace {
+constexpr EnumName<UpstreamClient> kClientNames[] = {
+    {UpstreamClient::kNative, "native"}, {UpstreamClient::kGrpc, "grpc"}};
+}  // namespace
+
+bool AbslParseFlag(absl::string_view text, UpstreamClient* client,
+                   std::string* error) {
+  return ParseEnumName(text, kClientNames, client, error);
+}
+
+std::string AbslUnparseFlag(UpstreamClient client) {
+  return EnumNameOf(client, kClientNames);
+}
+
 Upstream::Upstream(boost::asio::io_context& loop,
                    const UpstreamOptions& options)
-    : impl_(options.client == "grpc"
+    : impl_(options.client == UpstreamClient::kGrpc
                 ? upstream_internal::NewGrpcUpstream(loop, options)
                 : upstream_internal::NewNativeUpstream(loop, options)) {}
 

@@ -95,9 +95,15 @@ inline constexpr char kRequestIdMetadata[] = "x-request-id";
 // The caller's credentials, forwarded unchanged (as grpc-gateway does).
 inline constexpr char kAuthorizationMetadata[] = "authorization";
 
+// Which client (see above): COACH_UPSTREAM_CLIENT's `native` or `grpc`.
+enum class UpstreamClient { kNative, kGrpc };
+// absl's flag marshalling (base/settings.h): "native", "grpc".
+bool AbslParseFlag(absl::string_view text, UpstreamClient* client,
+                   std::string* error);
+std::string AbslUnparseFlag(UpstreamClient client);
+
 struct UpstreamOptions {
-  // "native" or "grpc" (see above).
-  std::string client = "native";
+  UpstreamClient client = UpstreamClient::kNative;
   std::string target = "127.0.0.1:50051";
   // Longest pause between reconnection attempts to a server that is down.
   absl::Duration reconnect_max_backoff = absl::Milliseconds(500);

@@ -102,16 +102,7 @@ CoachServer::CoachServer(const Config& config, Store& store, Coach& coach,
 
 absl::StatusOr<std::unique_ptr<CoachServer>> CoachServer::Start(
     const Config& config, Store& store, Coach& coach, const Clock& clock) {
-  // gRPC would take unusable files silently and fail every handshake.
-  if (!config.grpc_tls_cert.empty() || !config.grpc_tls_key.empty() ||
-      !config.grpc_tls_client_ca.empty()) {
-    absl::StatusOr<std::string> tls = CheckTlsFiles(GrpcTlsOptions(config));
-    if (!tls.ok()) return tls.status();
-    LogInfo("gRPC TLS: %s%s", *tls,
-            config.grpc_tls_client_ca.empty()
-                ? ""
-                : "; mutual: a client certificate is required");
-  }
+  if (absl::Status tls = CheckGrpcTls(config); !tls.ok()) return tls;
   std::unique_ptr<JwtVerifier> verifier;
   if (config.auth == AuthMode::kJwt) {
     auto created = JwtVerifier::Create(config.jwt);
@@ -130,6 +121,29 @@ absl::StatusOr<std::unique_ptr<CoachServer>> CoachServer::Start(
       instance, *dropped, absl::FormatDuration(HoldLifetime(config)));
   std::unique_ptr<CoachServer> server(
       new CoachServer(config, store, coach, clock, std::move(verifier)));
+  if (absl::Status listening = server->Listen(); !listening.ok()) {
+    return listening;
+  }
+  server->StartHousekeeping();
+  return server;
+}
+
+absl::Status CoachServer::CheckGrpcTls(const Config& config) {
+  // gRPC would take unusable files silently and fail every handshake.
+  if (config.grpc_tls_cert.empty() && config.grpc_tls_key.empty() &&
+      config.grpc_tls_client_ca.empty()) {
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::string> tls = CheckTlsFiles(GrpcTlsOptions(config));
+  if (!tls.ok()) return tls.status();
+  LogInfo("gRPC TLS: %s%s", *tls,
+          config.grpc_tls_client_ca.empty()
+              ? ""
+              : "; mutual: a client certificate is required");
+  return absl::OkStatus();
+}
+
+absl::Status CoachServer::Listen() {
   // Both are process-wide switches read when a builder is created.
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -140,8 +154,8 @@ absl::StatusOr<std::unique_ptr<CoachServer>> CoachServer::Start(
   grpc::ServerBuilder builder;
   // Plaintext by default (loopback, or a private network behind
   // coach-proxy); TLS, mutual perhaps, with COACH_GRPC_TLS_*.
-  builder.AddListeningPort(config.grpc_listen, GrpcCredentials(config),
-                           &server->port_);
+  builder.AddListeningPort(config_.grpc_listen, GrpcCredentials(config_),
+                           &port_);
   // No SO_REUSEPORT (gRPC sets it by default on Linux): with it, a second
   // coach-server started on a port already served binds it too, and the
   // kernel splits the connections between the two processes (and their two
@@ -151,80 +165,78 @@ absl::StatusOr<std::unique_ptr<CoachServer>> CoachServer::Start(
   // connection; sends wait seconds on the AI, so allow far more streams at
   // once than HTTP/2's customary 100, or calls queue behind slow ones.
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
-                             config.grpc_max_concurrent_streams);
+                             config_.grpc_max_concurrent_streams);
   // coach-proxy's keepalive PINGs (every COACH_UPSTREAM_KEEPALIVE_TIME,
   // calls or not) must not count as abuse, or the server would answer
   // GOAWAY "too_many_pings" and cancel calls in flight.
   builder.AddChannelArgument(
       GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
       static_cast<int>(std::min<int64_t>(
-          absl::ToInt64Milliseconds(config.grpc_keepalive_min_time),
+          absl::ToInt64Milliseconds(config_.grpc_keepalive_min_time),
           std::numeric_limits<int>::max())));
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  builder.RegisterService(&server->chat_service_);
-  builder.RegisterService(&server->user_service_);
+  builder.RegisterService(&chat_service_);
+  builder.RegisterService(&user_service_);
   std::vector<
       std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
   interceptors.push_back(
-      std::make_unique<AccessLogInterceptorFactory>(&server->rpc_metrics_));
+      std::make_unique<AccessLogInterceptorFactory>(&rpc_metrics_));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
 
-  server->server_ = builder.BuildAndStart();
-  if (server->server_ == nullptr || server->port_ == 0) {
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || port_ == 0) {
     return absl::UnavailableError(absl::StrCat(
-        "cannot listen on ", config.grpc_listen,
+        "cannot listen on ", config_.grpc_listen,
         " (address already in use, or not an address of this machine)"));
   }
   for (const char* name : kHealthServices) {
-    server->server_->GetHealthCheckService()->SetServingStatus(name, true);
+    server_->GetHealthCheckService()->SetServingStatus(name, true);
   }
+  return absl::OkStatus();
+}
+
+std::thread CoachServer::Every(absl::Duration interval,
+                               absl::AnyInvocable<void()> work) {
+  return std::thread([this, interval, work = std::move(work)]() mutable {
+    while (!stopping_.WaitForNotificationWithTimeout(interval)) work();
+  });
+}
+
+void CoachServer::StartHousekeeping() {
   // Off every send's path: a batch at a time, each its own short
   // transaction, a bounded number per round.
-  CoachServer* self = server.get();
-  server->purger_ = std::thread([self] {
-    constexpr int kBatchesPerRound = 100;
-    while (!self->stopping_.WaitForNotificationWithTimeout(
-        self->config_.idempotency_purge_interval)) {
-      absl::StatusOr<int> purged =
-          self->chat_.PurgeExpiredKeys(kBatchesPerRound);
-      if (!purged.ok()) {
-        LogWarning("purging expired idempotency keys failed: %s",
-                   purged.status().ToString());
-      }
+  constexpr int kBatchesPerRound = 100;
+  housekeepers_.push_back(Every(config_.idempotency_purge_interval, [this] {
+    absl::StatusOr<int> purged = chat_.PurgeExpiredKeys(kBatchesPerRound);
+    if (!purged.ok()) {
+      LogWarning("purging expired idempotency keys failed: %s",
+                 purged.status().ToString());
     }
-  });
-  if (config.session_retention > absl::ZeroDuration()) {
-    server->retention_purger_ = std::thread([self] {
-      constexpr int kBatchesPerRound = 100;
-      while (!self->stopping_.WaitForNotificationWithTimeout(
-          self->config_.retention_purge_interval)) {
-        absl::StatusOr<int> purged =
-            self->user_data_.PurgeExpiredSessions(kBatchesPerRound);
-        if (!purged.ok()) {
-          LogWarning("purging expired conversations failed: %s",
-                     purged.status().ToString());
-        } else if (*purged > 0) {
-          LogInfo("retention: deleted %d conversations older than %s", *purged,
-                  absl::FormatDuration(self->config_.session_retention));
-        }
+  }));
+  if (config_.session_retention > absl::ZeroDuration()) {
+    housekeepers_.push_back(Every(config_.retention_purge_interval, [this] {
+      absl::StatusOr<int> purged =
+          user_data_.PurgeExpiredSessions(kBatchesPerRound);
+      if (!purged.ok()) {
+        LogWarning("purging expired conversations failed: %s",
+                   purged.status().ToString());
+      } else if (*purged > 0) {
+        LogInfo("retention: deleted %d conversations older than %s", *purged,
+                absl::FormatDuration(config_.session_retention));
       }
-    });
+    }));
   }
-  if (config.memory_release_interval > absl::ZeroDuration()) {
+  if (config_.memory_release_interval > absl::ZeroDuration()) {
     // tcmalloc keeps what a burst freed in its page heap: RSS would stay at
     // the peak. Below this, not worth the call.
     constexpr uint64_t kWorthReleasing = 1 << 20;
-    server->memory_releaser_ = std::thread([self] {
-      while (!self->stopping_.WaitForNotificationWithTimeout(
-          self->config_.memory_release_interval)) {
-        if (ReadAllocatorStats().pageheap_free_bytes >= kWorthReleasing) {
-          ReleaseAllocatorFreeMemory();
-        }
+    housekeepers_.push_back(Every(config_.memory_release_interval, [] {
+      if (ReadAllocatorStats().pageheap_free_bytes >= kWorthReleasing) {
+        ReleaseAllocatorFreeMemory();
       }
-    });
+    }));
   }
-  return server;
 }
 
 std::string CoachServer::RenderMetrics() const {
@@ -274,9 +286,9 @@ absl::StatusOr<std::string> CoachServer::Reload() {
 
 void CoachServer::Shutdown(absl::Duration grace) {
   if (!stopping_.HasBeenNotified()) stopping_.Notify();
-  if (purger_.joinable()) purger_.join();
-  if (retention_purger_.joinable()) retention_purger_.join();
-  if (memory_releaser_.joinable()) memory_releaser_.join();
+  for (std::thread& housekeeper : housekeepers_) {
+    if (housekeeper.joinable()) housekeeper.join();
+  }
   if (server_ == nullptr) return;
   // Load balancers and probes see NOT_SERVING while calls drain.
   server_->GetHealthCheckService()->Shutdown();

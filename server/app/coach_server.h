@@ -21,7 +21,9 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
@@ -76,6 +78,16 @@ class CoachServer {
  private:
   CoachServer(const Config& config, Store& store, Coach& coach,
               const Clock& clock, std::unique_ptr<JwtVerifier> verifier);
+  // Start's steps. With COACH_GRPC_TLS_*: checks the files (CheckTlsFiles'
+  // error for one that cannot serve) and logs what TLS is on.
+  static absl::Status CheckGrpcTls(const Config& config);
+  // Builds and starts the gRPC server on config_.grpc_listen (services,
+  // interceptors, channel arguments); UNAVAILABLE if it cannot listen.
+  absl::Status Listen();
+  // Starts housekeepers_.
+  void StartHousekeeping();
+  // A thread that runs `work` every `interval` until stopping_.
+  std::thread Every(absl::Duration interval, absl::AnyInvocable<void()> work);
 
   const Config config_;
   Coach& coach_;
@@ -97,16 +109,13 @@ class CoachServer {
   UserServiceImpl user_service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
-  // Deletes expired idempotency keys every idempotency_purge_interval
-  // until stopping_ is notified (Shutdown).
+  // Notified by Shutdown: the housekeeping threads stop.
   absl::Notification stopping_;
-  std::thread purger_;
-  // With a retention period: deletes the conversations past it every
-  // retention_purge_interval until stopping_ (Shutdown).
-  std::thread retention_purger_;
-  // With a memory_release_interval: gives the allocator's free pages back
-  // to the OS every interval until stopping_ (Shutdown).
-  std::thread memory_releaser_;
+  // Every idempotency_purge_interval, expired idempotency keys deleted;
+  // with a retention period, the conversations past it, every
+  // retention_purge_interval; with a memory_release_interval, the
+  // allocator's free pages given back to the OS. Until stopping_.
+  std::vector<std::thread> housekeepers_;
 };
 
 }  // namespace coach
