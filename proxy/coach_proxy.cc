@@ -45,6 +45,12 @@ constexpr char kMetricsContentType[] =
 // header a route forwards (its method's coach.v1.request_headers).
 constexpr const char* kSingleHeaders[] = {"Authorization", "Content-Type"};
 
+// gRPC metadata's rule for a value: printable ASCII.
+bool IsPrintableAscii(absl::string_view value) {
+  return std::all_of(value.begin(), value.end(),
+                     [](char c) { return c >= 0x20 && c < 0x7F; });
+}
+
 // True if `request` carries `name` more than once.
 bool IsRepeated(const http::Request& request, absl::string_view name) {
   int seen = 0;
@@ -72,11 +78,7 @@ std::string RepeatedSingleHeader(const Route& route,
 const HeaderMapping* UnforwardableHeader(const Route& route,
                                          const http::Request& request) {
   for (const HeaderMapping& header : route.request_headers) {
-    const absl::string_view value = request.header(header.http);
-    if (!std::all_of(value.begin(), value.end(),
-                     [](char c) { return c >= 0x20 && c < 0x7F; })) {
-      return &header;
-    }
+    if (!IsPrintableAscii(request.header(header.http))) return &header;
   }
   return nullptr;
 }
@@ -654,7 +656,8 @@ HttpError RefusalError(http::Refusal refusal, int status,
     case http::Refusal::kUriTooLong:
       error = MakeHttpError(status, v1::INVALID_ARGUMENT,
                             absl::StrCat("L'URL de la requête dépasse ",
-                                         config.max_url_bytes, " octets."));
+                                         config.max_url_bytes, " octets."),
+                            /*field=*/"", /*label=*/"URL trop longue");
       break;
     case http::Refusal::kHeadersTooLarge:
       error =
@@ -880,7 +883,8 @@ void AddForwardedHeaders(const Route& route, const ServerMetadata* metadata,
   if (metadata == nullptr) return;
   for (const HeaderMapping& header : route.response_headers) {
     const auto found = metadata->values.find(header.metadata);
-    if (found != metadata->values.end()) {
+    // Printable ASCII only: what came from upstream never splits a header.
+    if (found != metadata->values.end() && IsPrintableAscii(found->second)) {
       headers.push_back({header.http, found->second});
     }
   }

@@ -26,10 +26,13 @@ const google::protobuf::EnumValueOptions& ReasonOptions(
 
 // The body in the documented shape; `reason` goes out as it came.
 HttpError Body(int http_status, absl::string_view reason,
-               absl::string_view message, absl::string_view field = "") {
+               absl::string_view message, absl::string_view field = "",
+               absl::string_view label_override = "") {
   // Every reason has its label; one this build does not know yet, a generic
   // one.
-  std::string label = ReasonOptions(reason).GetExtension(v1::http_label);
+  std::string label = label_override.empty()
+                          ? ReasonOptions(reason).GetExtension(v1::http_label)
+                          : std::string(label_override);
   if (label.empty()) {
     label = http_status < 500 ? "Requête invalide" : "Erreur serveur";
   }
@@ -126,8 +129,9 @@ int HttpStatusFromGrpc(grpc::StatusCode code) {
 }
 
 HttpError MakeHttpError(int http_status, v1::ErrorReason reason,
-                        absl::string_view message, absl::string_view field) {
-  return Body(http_status, v1::ErrorReason_Name(reason), message, field);
+                        absl::string_view message, absl::string_view field,
+                        absl::string_view label) {
+  return Body(http_status, v1::ErrorReason_Name(reason), message, field, label);
 }
 
 HttpError HttpErrorFromGrpc(const grpc::Status& status) {

@@ -41,10 +41,12 @@ int HttpStatusFromGrpc(grpc::StatusCode code);
 HttpError HttpErrorFromGrpc(const grpc::Status& status);
 
 // An error decided by the proxy itself (bad JSON, unknown route, ...);
-// `field`, when not empty, names the field at fault.
+// `field`, when not empty, names the field at fault. `label`, when not
+// empty, replaces the reason's (an HTTP-layer refusal whose status says
+// more than its reason: 414 under INVALID_ARGUMENT).
 HttpError MakeHttpError(int http_status, v1::ErrorReason reason,
-                        absl::string_view message,
-                        absl::string_view field = "");
+                        absl::string_view message, absl::string_view field = "",
+                        absl::string_view label = "");
 
 }  // namespace coach::proxy
 

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "coach/v1/http_headers.pb.h"
@@ -11,17 +13,38 @@
 namespace coach::proxy {
 namespace {
 
-// The headers a method's option `extension` declares.
+// The headers a method's option `extension` declares; INVALID_ARGUMENT for
+// one that could not travel: an HTTP name that is not a token, a metadata
+// key that is not lower-case [0-9a-z_.-], gRPC's own (grpc-) or binary
+// (-bin).
 template <typename Extension>
-std::vector<HeaderMapping> HeadersOf(
+absl::StatusOr<std::vector<HeaderMapping>> HeadersOf(
     const google::protobuf::MethodDescriptor& method,
     const Extension& extension) {
   std::vector<HeaderMapping> headers;
   const google::protobuf::MethodOptions& options = method.options();
   for (int i = 0; i < options.ExtensionSize(extension); ++i) {
     const v1::HttpHeader& header = options.GetExtension(extension, i);
+    const std::string& key = header.metadata();
+    const bool key_ok = !key.empty() && !absl::StartsWith(key, "grpc-") &&
+                        !absl::EndsWith(key, "-bin") &&
+                        std::all_of(key.begin(), key.end(), [](char c) {
+                          return absl::ascii_islower(c) ||
+                                 absl::ascii_isdigit(c) || c == '-' ||
+                                 c == '_' || c == '.';
+                        });
+    const bool name_ok =
+        !header.name().empty() &&
+        std::all_of(header.name().begin(), header.name().end(), [](char c) {
+          return absl::ascii_isalnum(c) || c == '-' || c == '_';
+        });
+    if (!key_ok || !name_ok) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(method.full_name(), ": header \"", header.name(),
+                       "\" as \"", key, "\" cannot travel as gRPC metadata"));
+    }
     headers.push_back({.http = header.name(),
-                       .metadata = header.metadata(),
+                       .metadata = key,
                        .description = header.description()});
   }
   return headers;
@@ -108,6 +131,12 @@ absl::Status AddRule(const google::protobuf::MethodDescriptor* method,
                        "\": ", checked.message()));
     }
   }
+  absl::StatusOr<std::vector<HeaderMapping>> request_headers =
+      HeadersOf(*method, v1::request_headers);
+  if (!request_headers.ok()) return request_headers.status();
+  absl::StatusOr<std::vector<HeaderMapping>> response_headers =
+      HeadersOf(*method, v1::response_headers);
+  if (!response_headers.ok()) return response_headers.status();
   routes.push_back(Route{
       .http_method = verb,
       .path = *std::move(parsed),
@@ -115,8 +144,8 @@ absl::Status AddRule(const google::protobuf::MethodDescriptor* method,
       .method = method,
       .grpc_method = absl::StrCat("/", method->service()->full_name(), "/",
                                   method->name()),
-      .request_headers = HeadersOf(*method, v1::request_headers),
-      .response_headers = HeadersOf(*method, v1::response_headers),
+      .request_headers = *std::move(request_headers),
+      .response_headers = *std::move(response_headers),
   });
   return absl::OkStatus();
 }

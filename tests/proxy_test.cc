@@ -1199,6 +1199,15 @@ TEST_F(ProxyTest, BadInputTable) {
       EXPECT_NE(MessageOf(r).find(row.mention), std::string::npos) << r.body();
     }
   }
+  // A refusal of the HTTP layer whose status says more than its reason
+  // keeps its own label.
+  {
+    auto client = NewClient();
+    const Reply r =
+        Exchange(*client, "GET",
+                 "/api/chat/sessions?userId=" + std::string(9000, 'u'), "", "");
+    EXPECT_EQ(r.doc.value("error", ""), "URL trop longue") << r.body();
+  }
 
   // Nothing stored, nothing charged, and the coach never asked.
   EXPECT_TRUE(server().coach().requests().empty());

@@ -243,6 +243,7 @@ class TestRoutesTest : public ::testing::Test {
   struct Rule {
     std::string verb;  // "get", "post", ...
     std::string path;
+    std::string options = "";  // more method options, in text format
   };
 
   absl::StatusOr<RouteTable> Build(const std::vector<Rule>& rules) {
@@ -251,6 +252,7 @@ class TestRoutesTest : public ::testing::Test {
       package: "routes.test"
       syntax: "proto3"
       dependency: "google/api/annotations.proto"
+      dependency: "coach/v1/http_headers.proto"
       message_type {
         name: "Inner"
         field { name: "id" number: 1 type: TYPE_STRING label: LABEL_OPTIONAL }
@@ -276,7 +278,8 @@ class TestRoutesTest : public ::testing::Test {
       text += absl::StrCat(
           "method { name: \"M", i, "\" input_type: \".routes.test.Req\" ",
           "output_type: \".routes.test.Res\" options { [google.api.http] { ",
-          rules[i].verb, ": \"", rules[i].path, "\" } } }\n");
+          rules[i].verb, ": \"", rules[i].path, "\" } ", rules[i].options,
+          " } }\n");
     }
     text += "}\n";
     google::protobuf::FileDescriptorProto file;
@@ -295,6 +298,37 @@ class TestRoutesTest : public ::testing::Test {
 
   std::unique_ptr<DescriptorPool> pool_;
 };
+
+// The headers a method declares (coach.v1.request_headers/response_headers)
+// become its route's; one that could not travel as gRPC metadata stops the
+// start, naming the method.
+TEST_F(TestRoutesTest, DeclaredHeadersAreTheRoutesAndBadOnesAreRefused) {
+  auto table = Build({{"post", "/v1/things",
+                       "[coach.v1.request_headers] { name: \"X-Key\" "
+                       "metadata: \"x-key\" } "
+                       "[coach.v1.response_headers] { name: \"X-Done\" "
+                       "metadata: \"x-done\" }"}});
+  ASSERT_TRUE(table.ok()) << table.status();
+  const Route& route = table->routes().front();
+  ASSERT_EQ(route.request_headers.size(), 1u);
+  EXPECT_EQ(route.request_headers[0].http, "X-Key");
+  EXPECT_EQ(route.request_headers[0].metadata, "x-key");
+  ASSERT_EQ(route.response_headers.size(), 1u);
+  EXPECT_EQ(route.response_headers[0].metadata, "x-done");
+  for (const char* header : {
+           R"(name: "X-Key" metadata: "X-Key")",     // upper case
+           R"(name: "X-Key" metadata: "grpc-key")",  // gRPC's own
+           R"(name: "X-Key" metadata: "key-bin")",   // binary
+           R"(name: "X Key" metadata: "x-key")",     // not a token
+           R"(name: "X-Key" metadata: "")",
+       }) {
+    auto refused =
+        Build({{"post", "/v1/things",
+                absl::StrCat("[coach.v1.request_headers] { ", header, " }")}});
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument)
+        << header;
+  }
+}
 
 TEST_F(TestRoutesTest, PathVariablesNamingScalarFieldsAreAccepted) {
   const auto table = Build({{"get", "/v1/{name}"},

@@ -69,7 +69,7 @@ report_times() {
 source tools/lib/postgres.sh
 finish() {
   # A fuzzer still running beside a build that failed.
-  if [[ -n ${FUZZ_PID:-} ]]; then kill "$FUZZ_PID" 2>/dev/null || true; fi
+  if [[ -n ${FUZZ_PID:-} ]]; then kill -- "-$FUZZ_PID" 2>/dev/null || true; fi
   rm -f "${FUZZ_LOG:-}"
   pg_temp_stop
   report_times
@@ -137,7 +137,9 @@ if command -v clang++ >/dev/null &&
     phase "fuzz (build/fuzz)" ./tools/fuzz.sh
   else
     echo "== fuzz (build/fuzz), beside the ASan build" >&2
-    COACH_JOBS=1 ./tools/fuzz.sh >"$FUZZ_LOG" 2>&1 &
+    # A session of its own, so that a failure elsewhere stops the fuzzer
+    # and its build with it (kill -- -PID in finish).
+    COACH_JOBS=1 setsid ./tools/fuzz.sh >"$FUZZ_LOG" 2>&1 &
     FUZZ_PID=$!
   fi
 else
@@ -148,12 +150,12 @@ wait_fuzz() {
   local status=0
   wait "$FUZZ_PID" || status=$?
   FUZZ_PID=
-  tail -n 20 "$FUZZ_LOG" >&2
   if [[ $status != 0 ]]; then
     cat "$FUZZ_LOG" >&2
     echo "== fuzz failed (exit $status)" >&2
     return "$status"
   fi
+  tail -n 20 "$FUZZ_LOG" >&2
 }
 
 if [[ ${COACH_SANITIZERS:-1} == 0 ]]; then

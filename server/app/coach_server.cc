@@ -207,6 +207,8 @@ void CoachServer::StartHousekeeping() {
   // Off every send's path: a batch at a time, each its own short
   // transaction, a bounded number per round.
   constexpr int kBatchesPerRound = 100;
+  // Reserved first: a push_back that threw would destroy a joinable thread.
+  housekeepers_.reserve(3);
   housekeepers_.push_back(Every(config_.idempotency_purge_interval, [this] {
     absl::StatusOr<int> purged = chat_.PurgeExpiredKeys(kBatchesPerRound);
     if (!purged.ok()) {

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
+#include <map>
 #include <string>
 #include <thread>
 #include <utility>
@@ -544,6 +544,12 @@ std::vector<absl::string_view> SentencePieces(absl::string_view text) {
 
 // Streams the replies' pieces `delay` apart, oldest reply first, on a
 // thread of its own: one pending piece per reply at a time, due at `due`.
+// Streams the replies' pieces `delay` apart on a thread of its own: each
+// stream waits in `streams_` under the time its next piece is due, so a wake
+// takes only what is due (O(log n) each). `done` runs on that thread too
+// (the domain stores the reply there, as the coach contract allows): with
+// many streams ending at once, the others' next pieces wait for those
+// commits, which is jitter an offline coach can afford.
 class OfflineCoach::Pacer {
  public:
   explicit Pacer(absl::Duration delay)
@@ -566,11 +572,12 @@ class OfflineCoach::Pacer {
       stream.pieces.emplace_back(piece);
     }
     absl::MutexLock lock(&mu_);
-    stream.due = absl::Now();  // the first piece at once
-    streams_.push_back(std::move(stream));
+    streams_.emplace(absl::Now(), std::move(stream));  // the first at once
+    ++added_;
   }
 
-  // Fails every stream still running (the server's grace period is over).
+  // Fails every stream still running, and every later one (the server's
+  // grace period is over).
   void CancelAll() {
     absl::MutexLock lock(&mu_);
     cancel_all_ = true;
@@ -583,53 +590,56 @@ class OfflineCoach::Pacer {
     ReplyCallback done;
     std::vector<std::string> pieces;
     size_t next = 0;
-    absl::Time due;
   };
 
   void Run() {
+    uint64_t seen = 0;  // streams added that a wait has accounted for
     while (true) {
-      std::deque<Stream> due;
+      std::vector<Stream> due;
+      bool fail_all;
       {
         absl::MutexLock lock(&mu_);
-        // Wakes for a new stream, a stop, or the earliest due piece.
-        absl::Time wake = absl::InfiniteFuture();
-        for (const Stream& stream : streams_) wake = std::min(wake, stream.due);
+        // Wakes for a new stream, a stop, a cancellation, or the earliest
+        // due piece.
+        const absl::Time wake =
+            streams_.empty() ? absl::InfiniteFuture() : streams_.begin()->first;
+        struct Args {
+          Pacer* pacer;
+          uint64_t seen;
+        } args{this, seen};
         mu_.AwaitWithDeadline(
             absl::Condition(
-                +[](Pacer* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) {
-                  return p->stopping_ ||
-                         (p->cancel_all_ && !p->streams_.empty()) ||
-                         p->streams_.size() != p->seen_;
+                +[](Args* a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(a->pacer->mu_) {
+                  Pacer& p = *a->pacer;
+                  return p.stopping_ ||
+                         (p.cancel_all_ && !p.streams_.empty()) ||
+                         p.added_ != a->seen;
                 },
-                this),
+                &args),
             wake);
+        seen = added_;
         if (stopping_ && streams_.empty()) return;
+        fail_all = stopping_ || cancel_all_;
         const absl::Time now = absl::Now();
-        std::deque<Stream> waiting;
-        for (Stream& stream : streams_) {
-          (stopping_ || cancel_all_ || stream.due <= now ? due : waiting)
-              .push_back(std::move(stream));
+        while (!streams_.empty() &&
+               (fail_all || streams_.begin()->first <= now)) {
+          due.push_back(std::move(streams_.extract(streams_.begin()).mapped()));
         }
-        streams_ = std::move(waiting);
-        seen_ = streams_.size();
       }
-      std::deque<Stream> again;
+      std::vector<Stream> again;
       for (Stream& stream : due) {
-        if (Step(stream)) again.push_back(std::move(stream));
+        if (Step(stream, fail_all)) again.push_back(std::move(stream));
       }
+      if (again.empty()) continue;
+      const absl::Time next = absl::Now() + delay_;
       absl::MutexLock lock(&mu_);
-      for (Stream& stream : again) streams_.push_back(std::move(stream));
-      seen_ = streams_.size();
+      for (Stream& stream : again) streams_.emplace(next, std::move(stream));
     }
   }
 
-  // Reports the stream's next piece, or ends it (done): true if it goes on.
-  bool Step(Stream& stream) {
-    bool fail_all;
-    {
-      absl::MutexLock lock(&mu_);
-      fail_all = stopping_ || cancel_all_;
-    }
+  // Reports the stream's next piece, and ends it (done) after its last:
+  // true if it goes on.
+  bool Step(Stream& stream, bool fail_all) {
     if (fail_all) {
       stream.done(absl::UnavailableError("the coach is shutting down"));
       return false;
@@ -641,18 +651,17 @@ class OfflineCoach::Pacer {
     }
     if (stream.next < stream.pieces.size()) {
       stream.request.on_delta(stream.pieces[stream.next++]);
-      stream.due = absl::Now() + delay_;
-      return true;
     }
+    if (stream.next < stream.pieces.size()) return true;
     stream.done(std::move(stream.reply));
     return false;
   }
 
   const absl::Duration delay_;
   absl::Mutex mu_;
-  std::deque<Stream> streams_ ABSL_GUARDED_BY(mu_);
-  // How many of streams_ Run has seen: more means a new stream.
-  size_t seen_ ABSL_GUARDED_BY(mu_) = 0;
+  // By when each stream's next piece is due.
+  std::multimap<absl::Time, Stream> streams_ ABSL_GUARDED_BY(mu_);
+  uint64_t added_ ABSL_GUARDED_BY(mu_) = 0;  // streams ever added
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool cancel_all_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;  // last: starts once the rest is built

@@ -35,6 +35,8 @@ class OfflineCoach final : public Coach {
   ~OfflineCoach() override;  // Fails the replies still being streamed.
 
   void StartReply(CoachRequest request, ReplyCallback done) override;
+  // Fails the streams being paced, and every later paced one (a reply
+  // written at once is never in progress).
   void CancelAll() override;
 
  private:

@@ -15,6 +15,18 @@ start_stack() {
   COACH_GRPC_TARGET=127.0.0.1:$grpc_port COACH_HTTP_LISTEN=127.0.0.1:0 "$proxy" 2>"$dir/proxy.log" &
   proxy_pid=$!
   base="http://localhost:$(port_from_log "$dir/proxy.log" "$proxy_pid")"
+  wait_ready
+}
+
+# Until GET /readyz answers 200 (the proxy reaches coach-server): a send
+# fails fast while the proxy's connection is still being made. Bounded
+# (30 s), polled: nothing signals it.
+wait_ready() {
+  local deadline=$((SECONDS + 30))
+  until [[ $(curl -sS -o /dev/null -w '%{http_code}' "$base/readyz" 2>/dev/null) == 200 ]]; do
+    (( SECONDS < deadline )) || fail "not ready after 30 s: $(tail -n 5 "$dir/proxy.log")"
+    sleep 0.05
+  done
 }
 
 stop_stack() {
