@@ -15,6 +15,8 @@ cd "$(dirname "$0")/.."
 
 source tools/lib/release_build.sh
 release_build
+# buf, pinned (npm): the README's gRPC examples call the server with it.
+./tools/npm-tools.sh
 
 export COACH_DB_PATH=${COACH_DB_PATH:-data/coach.db}
 mkdir -p "$(dirname "$COACH_DB_PATH")"
