@@ -11,7 +11,7 @@
 // the trace it is called in, under a span of its own. tracestate, vendors'
 // data, travels along unread.
 //
-// Thread-safe (no state but OpenSSL's random generator).
+// Thread-safe (no state but a random generator per thread).
 #ifndef COACH_BASE_TRACE_CONTEXT_H_
 #define COACH_BASE_TRACE_CONTEXT_H_
 
@@ -48,8 +48,8 @@ std::optional<TraceContext> ParseTraceparent(absl::string_view header);
 std::string FormatTraceparent(const TraceContext& trace);
 
 // A random trace id (16 bytes) or span id (8 bytes), in hex, never all
-// zero. Aborts if OpenSSL's generator fails (a broken system), as
-// NewRandomId does.
+// zero. Not unguessable (absl::BitGen, per thread): ids for correlation,
+// which guard nothing.
 std::string NewTraceId();
 std::string NewSpanId();
 

@@ -38,6 +38,7 @@
 #include "tests/support/fake_openai.h"
 #include "tests/support/jwt_tokens.h"
 #include "tests/support/ports.h"
+#include "tests/support/spawn.h"
 #include "tests/support/store_engines.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/test_server.h"
@@ -118,45 +119,10 @@ class ServerProcess {
   bool Start(const std::vector<std::string>& args,
              const std::map<std::string, std::string>& env,
              const std::string& cwd, const std::string& log_path) {
-    std::vector<std::string> argv_storage = {COACH_SERVER_BINARY};
-    argv_storage.insert(argv_storage.end(), args.begin(), args.end());
-    std::vector<std::string> env_storage;
-    for (const auto& [name, value] : env)
-      env_storage.push_back(name + "=" + value);
-
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null",
-                                     O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, log_path.c_str(),
-                                     O_WRONLY | O_CREAT | O_APPEND, 0600);
-    posix_spawn_file_actions_adddup2(&actions, STDERR_FILENO, STDOUT_FILENO);
-    posix_spawn_file_actions_addchdir_np(&actions, cwd.c_str());
-    // The child starts with SIGTERM/SIGINT/SIGHUP at their defaults and
-    // unblocked, whatever the test runner did with them (nohup ignores
-    // SIGHUP, and an ignored signal would stay ignored in the child).
-    posix_spawnattr_t attributes;
-    posix_spawnattr_init(&attributes);
-    sigset_t none;
-    sigemptyset(&none);
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGTERM);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGHUP);
-    posix_spawnattr_setsigmask(&attributes, &none);
-    posix_spawnattr_setsigdefault(&attributes, &stop_signals);
-    posix_spawnattr_setflags(&attributes,
-                             POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-
-    std::vector<char*> argv = Pointers(argv_storage);
-    std::vector<char*> envp = Pointers(env_storage);
-    const int error = posix_spawn(&pid_, argv[0], &actions, &attributes,
-                                  argv.data(), envp.data());
-    posix_spawnattr_destroy(&attributes);
-    posix_spawn_file_actions_destroy(&actions);
-    if (error != 0) pid_ = -1;
-    return error == 0;
+    std::vector<std::string> argv = {COACH_SERVER_BINARY};
+    argv.insert(argv.end(), args.begin(), args.end());
+    pid_ = SpawnChild(std::move(argv), env, log_path, cwd);
+    return pid_ > 0;
   }
 
   void Signal(int signal) {
@@ -197,14 +163,6 @@ class ServerProcess {
   }
 
  private:
-  // argv/envp as execve wants them: pointers into `strings`, then null.
-  static std::vector<char*> Pointers(std::vector<std::string>& strings) {
-    std::vector<char*> pointers;
-    for (std::string& s : strings) pointers.push_back(s.data());
-    pointers.push_back(nullptr);
-    return pointers;
-  }
-
   pid_t pid_ = -1;
 };
 

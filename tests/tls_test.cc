@@ -56,6 +56,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "http/server.h"
 #include "tests/support/ports.h"
+#include "tests/support/spawn.h"
 #include "tests/support/temp_dir.h"
 
 namespace coach::testing {
@@ -197,42 +198,9 @@ class TlsTestProcess {
   TlsTestProcess(const std::string& binary, const TlsTestEnv& env,
                  std::string log, const std::vector<std::string>& args = {})
       : log_(std::move(log)) {
-    std::vector<std::string> argv_storage = {binary};
-    argv_storage.insert(argv_storage.end(), args.begin(), args.end());
-    std::vector<std::string> env_storage;
-    for (const auto& [name, value] : env) {
-      env_storage.push_back(name + "=" + value);
-    }
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null",
-                                     O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, log_.c_str(),
-                                     O_WRONLY | O_CREAT | O_APPEND, 0600);
-    posix_spawn_file_actions_adddup2(&actions, STDERR_FILENO, STDOUT_FILENO);
-    // Signals at their defaults and unblocked in the child, whatever the
-    // runner did with them.
-    posix_spawnattr_t attributes;
-    posix_spawnattr_init(&attributes);
-    sigset_t none;
-    sigemptyset(&none);
-    sigset_t defaults;
-    sigemptyset(&defaults);
-    sigaddset(&defaults, SIGTERM);
-    sigaddset(&defaults, SIGINT);
-    sigaddset(&defaults, SIGHUP);
-    posix_spawnattr_setsigmask(&attributes, &none);
-    posix_spawnattr_setsigdefault(&attributes, &defaults);
-    posix_spawnattr_setflags(&attributes,
-                             POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    std::vector<char*> argv = Pointers(argv_storage);
-    std::vector<char*> envp = Pointers(env_storage);
-    if (posix_spawn(&pid_, argv[0], &actions, &attributes, argv.data(),
-                    envp.data()) != 0) {
-      pid_ = -1;
-    }
-    posix_spawnattr_destroy(&attributes);
-    posix_spawn_file_actions_destroy(&actions);
+    std::vector<std::string> argv = {binary};
+    argv.insert(argv.end(), args.begin(), args.end());
+    pid_ = SpawnChild(std::move(argv), env, log_);
   }
   ~TlsTestProcess() {
     if (pid_ <= 0) return;
@@ -262,13 +230,6 @@ class TlsTestProcess {
   }
 
  private:
-  static std::vector<char*> Pointers(std::vector<std::string>& strings) {
-    std::vector<char*> pointers;
-    for (std::string& s : strings) pointers.push_back(s.data());
-    pointers.push_back(nullptr);
-    return pointers;
-  }
-
   const std::string log_;
   pid_t pid_ = -1;
   std::optional<int> exit_status_;
