@@ -27,7 +27,8 @@ inline pid_t SpawnChild(std::vector<std::string> argv,
                         const std::string& log_path,
                         const std::string& cwd = "") {
   std::vector<std::string> env_strings;
-  for (const auto& [name, value] : env) env_strings.push_back(name + "=" + value);
+  for (const auto& [name, value] : env)
+    env_strings.push_back(name + "=" + value);
   // As execve wants them: pointers into the strings, then null.
   const auto pointers = [](std::vector<std::string>& strings) {
     std::vector<char*> out;
