@@ -13,6 +13,7 @@
 #include "base/status_macros.h"
 #include "base/text.h"
 #include "google/protobuf/util/json_util.h"
+#include "proxy/json_printer.h"
 #include "proxy/json_types.h"
 
 namespace coach::proxy {
@@ -311,12 +312,16 @@ std::optional<std::string> ErrorField(const absl::Status& status) {
 }
 
 absl::StatusOr<std::string> ResponseToJson(const Message& message) {
+  std::string json;
+  // The same bytes as below, printed directly (json_printer.h), for every
+  // message it knows the shape of.
+  if (PrintJson(message, &json)) return json;
+  json.clear();
   google::protobuf::util::JsonPrintOptions options;
   // Clients expect 0, "" and [] to be there (the most common complaint about
   // grpc-gateway and Envoy's defaults).
   options.always_print_primitive_fields = true;
   options.preserve_proto_field_names = false;
-  std::string json;
   const auto status =
       google::protobuf::util::MessageToJsonString(message, &json, options);
   if (!status.ok()) {
