@@ -24,6 +24,7 @@
 #include <deque>
 #include <limits>
 #include <list>
+#include <memory>
 #include <optional>
 #include <thread>
 #include <unordered_map>
@@ -315,7 +316,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string heartbeat_;
   net::steady_timer heartbeat_timer_;
   net::steady_timer linger_timer_;
-  std::array<char, 4096> discard_{};
+  // What a lingering close reads and drops; allocated when it starts (a
+  // connection that never lingers, a live stream's, does not hold it).
+  std::unique_ptr<std::array<char, 4096>> discard_;
   size_t lingered_ = 0;
 };
 
@@ -1015,11 +1018,13 @@ void Connection::Linger() {
       if (c.state_ != State::kLingering) return;
       c.lingered_ += n;
       if (ec || c.lingered_ >= kLingerBytes) return c.DoClose();
-      c.stream_.socket().async_read_some(net::buffer(c.discard_),
+      c.stream_.socket().async_read_some(net::buffer(*c.discard_),
                                          Drain{std::move(self)});
     }
   };
-  stream_.socket().async_read_some(net::buffer(discard_),
+  if (discard_ == nullptr)
+    discard_ = std::make_unique<std::array<char, 4096>>();
+  stream_.socket().async_read_some(net::buffer(*discard_),
                                    Drain{shared_from_this()});
 }
 
@@ -1095,6 +1100,10 @@ void Connection::DoStartStream(uint64_t seq, int status,
                                std::string heartbeat) {
   if (seq != seq_ || state_ != State::kHandling) return;
   state_ = State::kStreaming;
+  // A stream lives for seconds or minutes: the read buffer (4 KiB once a
+  // request was read into it) goes back now unless it holds a pipelined
+  // request; the next read makes a new one.
+  if (buffer_.size() == 0) buffer_.shrink_to_fit();
   stream_head_ = {};
   stream_head_.version(11);
   stream_head_.result(static_cast<unsigned>(status));

@@ -125,7 +125,7 @@ struct ServerOptions {
   // runs its own with `io_threads` threads.
   boost::asio::io_context* loop = nullptr;
   int io_threads = 1;
-  int max_connections = 10000;
+  int max_connections = 20000;
   // Connections of one client address (IPv4 address, IPv6 /64) at once;
   // 0: max_connections / 10 (at least 1).
   int max_connections_per_client = 0;

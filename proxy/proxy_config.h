@@ -97,7 +97,9 @@ struct ProxyConfig {
   absl::Duration keep_alive_timeout = absl::Seconds(60);
   // Connections open at once. When full, a new connection replaces the one
   // idle the longest (no request in progress); none idle: it is closed.
-  int max_connections = 10000;
+  // Room for 10,000 live streams and the reads beside them (~8 KB each
+  // while streaming, docs/performance.md).
+  int max_connections = 20000;
   // Connections of one client address (IPv4 address, IPv6 /64) at once; more
   // are closed at accept. 0: max_connections / 10. Behind a load balancer
   // or reverse proxy (every connection from its address), set it to

@@ -45,8 +45,11 @@ struct Config : CoreConfig {
   // Loopback by default: the proxy runs beside the server. Listen on
   // 0.0.0.0:50051 to serve other hosts.
   std::string grpc_listen = "127.0.0.1:50051";
-  // Concurrent calls per client connection (HTTP/2 streams).
-  int grpc_max_concurrent_streams = 4096;
+  // Concurrent calls per client connection (HTTP/2 streams). coach-proxy
+  // sends all its calls over one connection: this is also how many replies
+  // one proxy can stream through this server at once (10,000 at a busy
+  // peak, docs/performance.md; ~45 KB each here).
+  int grpc_max_concurrent_streams = 16384;
   // Clients may send keepalive PINGs this often, with or without calls in
   // progress (gRPC's default is 5 minutes, and 2 hours without calls: a
   // client pinging more often is sent GOAWAY "too_many_pings"). Below
