@@ -235,8 +235,9 @@ absl::StatusOr<Invocation> ReadSettings(const std::vector<Setting>& settings,
 
 // --help (`full` false): usage, then a Markdown table of the essential
 // settings (variable, flag, current value of the field as its default,
-// help), the README's too. --helpfull (`full`): every setting, and the
-// former flag names still accepted; docs/settings.md's table.
+// help), docs/settings.md's essential tables. --helpfull (`full`): every
+// setting, and the former flag names still accepted; docs/settings.md's
+// full tables.
 std::string SettingsHelp(absl::string_view program,
                          absl::string_view description,
                          const std::vector<Setting>& settings, bool full);

@@ -4,7 +4,7 @@
 // Why event-driven: a connection costs a socket and a small buffer, never a
 // thread. A client that is idle, drips its headers or waits for a slow
 // answer (an AI reply, a stream) holds no worker, so one client cannot
-// starve the others (see docs/decisions.md, "The HTTP front").
+// starve the others (see docs/adr/0024-http-front-on-beast.md).
 //
 // What it enforces before a handler sees anything (each a ServerOptions
 // field, each refusal answered through ServerOptions::refusal so that the

@@ -149,7 +149,7 @@ class Store {
   // created (a new session sorts before every key already handed out, so
   // it shifts nothing after it). A session updated during a walk moves to
   // the front: a walk already past it does not see it again, one not yet
-  // there sees it once, later (see docs/decisions.md).
+  // there sees it once, later (see docs/adr/0027-cursor-pagination.md).
   virtual absl::StatusOr<SessionPage> ListSessionsPage(
       absl::string_view user_id, const std::optional<SessionKey>& after,
       int page_size) = 0;
@@ -227,7 +227,8 @@ class Store {
   // its usage stay. Then makes sure no deleted text remains in the
   // database's files where the engine allows it (SqliteStore: its deletes
   // overwrite the freed bytes, and the WAL is checkpointed and truncated;
-  // PostgreSQL leaves the bytes to VACUUM: see docs/decisions.md). An
+  // PostgreSQL leaves the bytes to VACUUM: see
+  // docs/adr/0048-erasure-and-retention.md). An
   // unknown user has nothing to delete.
   virtual absl::StatusOr<ErasedData> EraseUserData(
       absl::string_view user_id) = 0;

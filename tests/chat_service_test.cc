@@ -463,7 +463,8 @@ TEST_F(ChatServiceTest, CreateSessionRefusesABlankTitle) {
   EXPECT_THAT(MustList("alice"), IsEmpty());
 }
 
-// docs/decisions.md: the title is optional, and an empty one is no title.
+// docs/product-rules.md: the title is optional, and an empty one is no
+// title.
 TEST_F(ChatServiceTest, CreateSessionWithAnEmptyTitleGetsTheDefault) {
   EXPECT_EQ(MustCreate("alice", "").title(), "Nouvelle conversation");
   EXPECT_THAT(MustList("alice"), ::testing::SizeIs(1));

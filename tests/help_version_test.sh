@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # --help, --helpfull and --version of the real binaries: all exit 0;
-# --version prints "<binary> <version> (<build type>)"; README.md's settings
-# tables are the --help tables (the essential settings) and
-# docs/settings.md's the --helpfull tables (all of them), byte for byte: each
-# sits between `<!-- settings:<binary> -->` and `<!-- /settings -->`. Fails,
-# with the diff, when a setting, a default or a help text drifts from the
-# docs.
-#   help_version_test.sh <README.md> <docs/settings.md> \
-#                        "<version> (<build type>)" <binary>...
-# With WRITE_README=1 in the environment, rewrites both files' tables instead.
+# --version prints "<binary> <version> (<build type>)"; docs/settings.md's
+# tables are the binaries' own, byte for byte: between
+# `<!-- settings-essential:<binary> -->` and `<!-- /settings -->` the --help
+# table (the essential settings), between `<!-- settings:<binary> -->` and
+# `<!-- /settings -->` the --helpfull table (all of them). Fails, with the
+# diff, when a setting, a default or a help text drifts from the docs.
+#   help_version_test.sh <docs/settings.md> "<version> (<build type>)" \
+#                        <binary>...
+# With WRITE_README=1 in the environment, rewrites the tables instead (the
+# name is from when the --help tables were in README.md).
 set -euo pipefail
-readme=$1
-settings_doc=$2
-version=$3
-shift 3
+doc=$1
+version=$2
+shift 2
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 
@@ -26,12 +26,12 @@ for binary in "$@"; do
     fail "$name --version printed '$(<"$dir/version")', not '$name $version'"
 
   for mode in help helpfull; do
-    if [[ $mode == help ]]; then doc=$readme; else doc=$settings_doc; fi
+    if [[ $mode == help ]]; then marker=settings-essential; else marker=settings; fi
     "$binary" --$mode >"$dir/help" || fail "$name --$mode exited $?"
     grep '^|' "$dir/help" >"$dir/table" || fail "$name --$mode prints no table"
-    begin="<!-- settings:$name -->"
+    begin="<!-- $marker:$name -->"
     end="<!-- /settings -->"
-    grep -qxF "$begin" "$doc" || fail "no '$begin' line in $doc"
+    [[ $(grep -cxF "$begin" "$doc") == 1 ]] || fail "not one '$begin' line in $doc"
     if [[ ${WRITE_README:-} == 1 ]]; then
       awk -v begin="$begin" -v end="$end" -v table="$dir/table" '
         $0 == begin { print; while ((getline line < table) > 0) print line; skip = 1; next }
@@ -46,10 +46,10 @@ for binary in "$@"; do
       inside { print }
       END { exit !found }' "$doc" >"$dir/doc_table" ||
       fail "no '$end' line after '$begin' in $doc"
-    if ! diff -u --label "$(basename "$doc") ($name)" --label "$name --$mode" \
+    if ! diff -u --label "$(basename "$doc") ($marker:$name)" --label "$name --$mode" \
         "$dir/doc_table" "$dir/table"; then
-      echo "FAIL: $doc's $name settings differ from \`$name --$mode\`;" \
-           "rewrite them: WRITE_README=1 $0 $readme $settings_doc '$version' $*" >&2
+      echo "FAIL: $doc's $name table differs from \`$name --$mode\`;" \
+           "rewrite the tables: WRITE_README=1 $0 $doc '$version' $*" >&2
       status=1
     fi
   done

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # COACH_AUTH=jwt with the real binaries, real curl and tools/dev-token.sh,
-# as the README shows it; then SIGHUP to both, which must keep serving.
+# as docs/operations.md shows it; then SIGHUP to both, which must keep
+# serving.
 #   jwt_smoke_test.sh <coach-server> <coach-proxy>
 set -euo pipefail
 root="$(dirname "$0")/.."

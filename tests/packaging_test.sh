@@ -95,9 +95,10 @@ run_as_unit() {
 examples="$tmp/usr/share/doc/coach-ai-hub/examples"
 grep -qx 'COACH_AUTH=jwt' "$examples/coach-server.env" \
   || fail "the packaged coach-server.env does not set COACH_AUTH=jwt"
-# As the README installs it (the example copied to /etc/coach-ai-hub), and
-# with no environment file at all (EnvironmentFile=- lets the unit start):
-# both refuse to start, naming the settings to fill; neither fails open.
+# As docs/operations.md installs it (the example copied to
+# /etc/coach-ai-hub), and with no environment file at all (EnvironmentFile=-
+# lets the unit start): both refuse to start, naming the settings to fill;
+# neither fails open.
 for case in "packaged env file" "no env file"; do
   status=0
   if [[ $case == "packaged env file" ]]; then

@@ -340,7 +340,7 @@ TEST_F(ProxyTest, SessionRoutesListCreateGetPatchDelete) {
   EXPECT_TRUE(r.doc["sessions"].empty()) << r.body();
 }
 
-// docs/decisions.md: GetSession, UpdateSession and DeleteSession take an
+// docs/product-rules.md: GetSession, UpdateSession and DeleteSession take an
 // optional owner check, over REST `?userId=`. PATCH must honour it as GET and
 // DELETE do; ignoring it would let a client that relies on it rename another
 // user's session.
@@ -355,7 +355,7 @@ TEST_F(ProxyTest, PatchHonoursUserIdInTheQuery) {
   EXPECT_EQ(r.doc["session"]["title"], "Renommé");
 }
 
-// docs/decisions.md: PATCH answers the session as GET does, messages
+// docs/product-rules.md: PATCH answers the session as GET does, messages
 // included; an answer with "messages": [] for a session that has some would
 // tell a client that rebuilds its view from it that they are gone.
 TEST_F(ProxyTest, PatchAnswersTheSessionAsGetDoes) {
@@ -372,7 +372,8 @@ TEST_F(ProxyTest, PatchAnswersTheSessionAsGetDoes) {
   EXPECT_EQ(got.doc["session"]["title"], "Renommée");
 }
 
-// docs/decisions.md: the page calls the title optional; "" is no title.
+// docs/product-rules.md: the page calls the title optional; "" is no
+// title.
 TEST_F(ProxyTest, CreateWithAnEmptyTitleGetsTheDefaultTitle) {
   Reply r = Post("/api/chat/sessions", R"({"userId":"alice","title":""})");
   ExpectOk(r);

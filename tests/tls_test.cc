@@ -621,7 +621,7 @@ TEST_P(TlsUpstreamTest, ReplacedCaFileIsUsedByTheNextHandshake) {
 }
 
 // The native client re-reads its files on SIGHUP at once (gRPC's client
-// has only its watcher: README).
+// has only its watcher: docs/operations.md).
 TEST_F(TlsTest, SighupMakesTheNativeClientUseTheReplacedCaFile) {
   const int server = StartServer({});
   const int http = FreeLoopbackPort();

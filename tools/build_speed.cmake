@@ -1,5 +1,5 @@
 # Build speed; none of it changes what is built. tools/test.sh (CI) builds
-# with all of it; docs/decisions.md ("CI build time") has the figures.
+# with all of it; docs/adr/0062-ci-build-time.md has the figures.
 #
 # COACH_LINKER (mold, lld, bfd or gold; default: mold if installed, else the
 # compiler's default): the linker, through -fuse-ld. mold links the test

@@ -9,7 +9,7 @@
 # Starting over: stop it, then `rm -f data/coach.db*` (users, sessions and
 # credits are gone; the admin token stays).
 # Every setting can be changed through its environment variable (see
-# README.md). Ctrl-C (or SIGTERM) stops both gracefully.
+# docs/settings.md). Ctrl-C (or SIGTERM) stops both gracefully.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -16,7 +16,7 @@
 # COACH_SANITIZERS=0 skips the sanitizer builds (a quicker local check; CI
 # runs them): build/test then builds and runs every suite itself.
 # Prints the time (wall and CPU) of each phase at the end.
-# docs/decisions.md ("CI build time") says what makes it fast.
+# docs/adr/0062-ci-build-time.md says what makes it fast.
 # The PostgreSQL tests run on a throwaway server this script starts
 # (tools/lib/postgres.sh: a temporary folder, a free loopback port) and
 # stops on exit; each test works in a schema of its own

@@ -71,7 +71,7 @@ std::string ServiceConfigJson(const UpstreamOptions& options) {
       // Every server, in turn; pick_first would send everything to one.
       {"loadBalancingConfig", {{{"round_robin", nlohmann::json::object()}}}},
       // No healthCheckConfig: with it, Debian's gRPC 1.51 aborted on
-      // channel teardown (docs/decisions.md).
+      // channel teardown (docs/adr/0025-several-coach-servers.md).
       {"retryThrottling", {{"maxTokens", 100}, {"tokenRatio", 0.1}}},
   };
   if (!names.empty()) {

@@ -3,7 +3,7 @@
 // of all their data (art. 15 and 20), its erasure (art. 17) and the
 // retention limit on conversations (art. 5).
 //
-// What is kept, and why (docs/decisions.md "Users' data"):
+// What is kept, and why (docs/product-rules.md "Users' data"):
 // - conversations (sessions and messages) until the user deletes them, the
 //   user's data is erased, or they are older than CoreConfig::
 //   session_retention (when set);

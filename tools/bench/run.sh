@@ -296,6 +296,11 @@ TABLE=$(
   for r in "${ROWS[@]}"; do echo "| ${r//|/ | } |"; done
 )
 echo "$TABLE"
+# The sections written by hand after the generated ones (from the first
+# heading that is neither of the two written below), kept as they are.
+NOTES=$(awk '/^## / && $0 != "## coach-proxy against grpc-gateway (scenario 0)" &&
+             $0 != "## Past one machine (scenario 6)" { keep = 1 }
+             keep' docs/performance.md 2>/dev/null || true)
 {
   echo "# Performance"
   echo
@@ -326,6 +331,6 @@ echo "$TABLE"
   echo "|---|---|---|---|---|---|"
   for l in "${SCALE_LINES[@]}"; do echo "$l"; done
   echo
-  if [[ -f docs/performance-notes.md ]]; then cat docs/performance-notes.md; fi
+  if [[ -n $NOTES ]]; then printf '%s\n' "$NOTES"; fi
 } >docs/performance.md
 log "wrote docs/performance.md"
