@@ -40,7 +40,7 @@ std::unique_ptr<AsyncHttpClient> NewClient(AsyncHttpOptions options = {},
 HttpPost PostTo(const FakeOpenAi& server, absl::Duration timeout) {
   return HttpPost{.url = absl::StrCat(server.base_url(), "/chat/completions"),
                   .headers = {"Content-Type: application/json"},
-                  .body = "{}",
+                  .body = std::make_shared<const std::string>("{}"),
                   .deadline = absl::Now() + timeout,
                   .connect_timeout = absl::Seconds(5)};
 }

@@ -233,9 +233,11 @@ void AsyncHttpClient::Start(std::unique_ptr<Transfer> t) {
   curl_easy_setopt(easy, CURLOPT_URL, t->post.url.c_str());
   curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
-  curl_easy_setopt(easy, CURLOPT_POSTFIELDS, t->post.body.data());
+  static const std::string kNoBody;
+  const std::string& body = t->post.body ? *t->post.body : kNoBody;
+  curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body.data());
   curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
-                   static_cast<curl_off_t>(t->post.body.size()));
+                   static_cast<curl_off_t>(body.size()));
   curl_easy_setopt(easy, CURLOPT_HTTPHEADER, t->header_list);
   curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, Milliseconds(remaining));
   curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,

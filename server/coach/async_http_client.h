@@ -47,7 +47,10 @@ struct HttpPost {
   std::string url;
   // "Name: value" lines. They may hold secrets: never logged.
   std::vector<std::string> headers;
-  std::string body;
+  // Shared, not copied: a caller that may retry keeps the same bytes for
+  // the next attempt while this one is sent (a stream's request lives as
+  // long as its reply: one copy per stream, not two). Null: empty.
+  std::shared_ptr<const std::string> body;
   // When the whole transfer must be over, from connecting to the last byte
   // of the answer: an answer trickled byte by byte is cut at it too.
   absl::Time deadline = absl::InfiniteFuture();

@@ -166,7 +166,7 @@ struct StreamAttempt {
 };
 
 struct OpenAiCoach::Call {
-  std::string body;
+  std::shared_ptr<const std::string> body;  // every attempt sends these bytes
   // Null: the plain request.
   std::function<void(absl::string_view)> on_delta;
   // The current attempt's, when streamed.
@@ -236,7 +236,8 @@ void OpenAiCoach::CancelAll() {
 void OpenAiCoach::StartReply(CoachRequest request, ReplyCallback done) {
   auto call = std::make_unique<Call>();
   call->on_delta = std::move(request.on_delta);
-  call->body = RequestBody(request, call->on_delta != nullptr);
+  call->body = std::make_shared<const std::string>(
+      RequestBody(request, call->on_delta != nullptr));
   call->deadline = std::min(env_.Now() + options_.timeout, request.deadline);
   call->cancellation = std::move(request.cancellation);
   call->done = std::move(done);
