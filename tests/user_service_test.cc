@@ -331,24 +331,43 @@ TEST_F(UserServiceTest, GrantCreditsMustBePositiveAndBounded) {
   ExpectInvalidArgument(Grant(AdminContext().get(), "", 3), "userId");
 }
 
-TEST_F(UserServiceTest, GrantsCannotPushABalancePastItsMaximum) {
+// A small maximum balance, so that filling it takes a few grants (and the
+// test's output stays short enough to show a failure).
+class SmallBalanceTest : public UserServiceTest {
+ protected:
+  SmallBalanceTest() : UserServiceTest(WithSmallBalance()) {}
+
+  static Config WithSmallBalance() {
+    Config config = TestConfig();
+    config.limits.max_credit_grant = 100;
+    config.limits.max_credit_balance = 1000;
+    return config;
+  }
+};
+
+TEST_F(SmallBalanceTest, GrantsCannotPushABalancePastItsMaximum) {
   const Limits& limits = server_.config().limits;
   const int grants_to_fill =
       (limits.max_credit_balance - 5) / limits.max_credit_grant;
-  ASSERT_LE(grants_to_fill, 200) << "keep the test quick";
+  ASSERT_EQ(grants_to_fill, 9);
   for (int i = 0; i < grants_to_fill; ++i) {
-    ASSERT_TRUE(Grant(AdminContext().get(), "u", limits.max_credit_grant).ok());
+    const grpc::Status status =
+        Grant(AdminContext().get(), "u", limits.max_credit_grant);
+    ASSERT_TRUE(status.ok()) << "grant " << i << ": " << status.error_code()
+                             << " " << status.error_message();
   }
   const int32_t full = Stats("u").remaining_credits();
+  ASSERT_EQ(full, 5 + grants_to_fill * limits.max_credit_grant);
   ExpectInvalidArgument(
       Grant(AdminContext().get(), "u", limits.max_credit_balance - full + 1),
       "credits");
   EXPECT_EQ(Stats("u").remaining_credits(), full);
   // Up to the maximum exactly is fine.
   v1::UserStats stats;
-  ASSERT_TRUE(
-      Grant(AdminContext().get(), "u", limits.max_credit_balance - full, &stats)
-          .ok());
+  const grpc::Status status = Grant(AdminContext().get(), "u",
+                                    limits.max_credit_balance - full, &stats);
+  ASSERT_TRUE(status.ok()) << status.error_code() << " "
+                           << status.error_message();
   EXPECT_EQ(stats.remaining_credits(), limits.max_credit_balance);
 }
 
