@@ -1102,8 +1102,9 @@ void Connection::DoStartStream(uint64_t seq, int status,
   state_ = State::kStreaming;
   // A stream lives for seconds or minutes: the read buffer (4 KiB once a
   // request was read into it) goes back now unless it holds a pipelined
-  // request; the next read makes a new one.
-  if (buffer_.size() == 0) buffer_.shrink_to_fit();
+  // request, or TLS's hang-up watch is reading into it (its read is
+  // pending on that memory); the next read makes a new one.
+  if (buffer_.size() == 0 && !tls_watch_reading_) buffer_.shrink_to_fit();
   stream_head_ = {};
   stream_head_.version(11);
   stream_head_.result(static_cast<unsigned>(status));

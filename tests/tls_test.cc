@@ -846,5 +846,47 @@ TEST_F(TlsFrontHangupTest, PipelinedRequestIsKeptForItsTurn) {
   EXPECT_FALSE(cancelled_.HasBeenNotified());
 }
 
+// The hang-up watch's read is pending (into the connection's read buffer)
+// when a stream starts; starting the stream must not free that buffer
+// under it. A request pipelined while the stream runs is answered after it
+// (under ASan, a freed buffer is a heap-use-after-free report; without, the
+// request was lost and never answered).
+TEST_F(TlsFrontHangupTest, RequestPipelinedDuringAStreamIsAnsweredAfterIt) {
+  ASSERT_TRUE(HoldARequest());
+  {
+    absl::MutexLock lock(&mu_);
+    held_->StartStream(200, {}, absl::InfiniteDuration(), "");
+  }
+  // The stream's head arrived: it has started, the watch read is out.
+  boost::asio::streambuf answers;
+  bool read = false;
+  boost::system::error_code read_error;
+  boost::asio::async_read_until(client_, answers, "\r\n\r\n",
+                                [&](boost::system::error_code ec, size_t) {
+                                  read_error = ec;
+                                  read = true;
+                                });
+  ASSERT_TRUE(RunClientUntil([&] { return read; }));
+  ASSERT_FALSE(read_error) << read_error.message();
+  Send("GET /now HTTP/1.1\r\nHost: x\r\n\r\n");
+  {
+    absl::MutexLock lock(&mu_);
+    held_->Send("streamed");
+    held_->Finish();
+  }
+  read = false;
+  boost::asio::async_read_until(client_, answers, "\r\n\r\nnow",
+                                [&](boost::system::error_code ec, size_t) {
+                                  read_error = ec;
+                                  read = true;
+                                });
+  ASSERT_TRUE(RunClientUntil([&] { return read; })) << "no answer to /now";
+  EXPECT_FALSE(read_error) << read_error.message();
+  const std::string text(boost::asio::buffers_begin(answers.data()),
+                         boost::asio::buffers_end(answers.data()));
+  EXPECT_LT(text.find("streamed"), text.find("\r\n\r\nnow")) << text;
+  EXPECT_FALSE(cancelled_.HasBeenNotified());
+}
+
 }  // namespace
 }  // namespace coach::testing

@@ -117,8 +117,9 @@ def reader(port, done, latencies, failures):
             answer.read()
             if answer.status != 200:
                 failures.append(answer.status)
-        except OSError as e:
-            failures.append(str(e))
+        except (OSError, http.client.HTTPException) as e:
+            # Counted, whatever broke: a read that fails must fail --check.
+            failures.append(repr(e))
             conn.close()
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         latencies.append(time.time() - began)
@@ -161,25 +162,29 @@ def main():
     idle = {name: status(PROCS[name].pid, "VmRSS") for name in ("server", "proxy")}
     done = threading.Event()
     latencies, failures = [], []
-    read_thread = threading.Thread(target=reader,
+    # A daemon, and stopped in `finally`: an error below must end the
+    # script, not leave it waiting on this thread.
+    read_thread = threading.Thread(target=reader, daemon=True,
                                    args=(port, done, latencies, failures))
     read_thread.start()
-    results = [dict() for _ in range(N)]
-    threads = [threading.Thread(target=stream, args=(port, i, results[i]))
-               for i in range(N)]
-    started = time.time()
-    for t in threads:
-        t.start()
-    peak = {"server": 0, "proxy": 0}
-    rss = {"server": 0, "proxy": 0}
-    while any(t.is_alive() for t in threads):
-        for name in peak:
-            peak[name] = max(peak[name], status(PROCS[name].pid, "Threads"))
-            rss[name] = max(rss[name], status(PROCS[name].pid, "VmRSS"))
-        time.sleep(0.2)
-    took = time.time() - started
-    done.set()
-    read_thread.join()
+    try:
+        results = [dict() for _ in range(N)]
+        threads = [threading.Thread(target=stream, args=(port, i, results[i]))
+                   for i in range(N)]
+        started = time.time()
+        for t in threads:
+            t.start()
+        peak = {"server": 0, "proxy": 0}
+        rss = {"server": 0, "proxy": 0}
+        while any(t.is_alive() for t in threads):
+            for name in peak:
+                peak[name] = max(peak[name], status(PROCS[name].pid, "Threads"))
+                rss[name] = max(rss[name], status(PROCS[name].pid, "VmRSS"))
+            time.sleep(0.2)
+        took = time.time() - started
+    finally:
+        done.set()
+        read_thread.join()
     hops = sorted(r["hop"] for r in results if r.get("hop") is not None)
     ok = sum(1 for r in results if r.get("ok"))
 
