@@ -1237,7 +1237,9 @@ void Connection::DoClose() {
   ErrorCode ignored;
   stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
   stream_.close();
-  queue_.clear();
+  // A chunk write still out reads queue_.front() until its handler runs.
+  queue_.erase(queue_.begin() + (writing_ && !queue_.empty() ? 1 : 0),
+               queue_.end());
   if (counted_busy_) {
     counted_busy_ = false;
     server_.SetBusy(false);

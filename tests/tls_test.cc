@@ -43,6 +43,7 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/streambuf.hpp>
@@ -54,6 +55,7 @@
 #include "absl/synchronization/notification.h"
 #include "base/tls.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "http/event_loop.h"
 #include "http/server.h"
 #include "tests/support/ports.h"
 #include "tests/support/spawn.h"
@@ -886,6 +888,122 @@ TEST_F(TlsFrontHangupTest, RequestPipelinedDuringAStreamIsAnsweredAfterIt) {
                          boost::asio::buffers_end(answers.data()));
   EXPECT_LT(text.find("streamed"), text.find("\r\n\r\nnow")) << text;
   EXPECT_FALSE(cancelled_.HasBeenNotified());
+}
+
+// A stream's chunk over 16 KiB goes out over TLS a record at a time; when
+// the stream is cut for its backlog (DoClose) while that write is in
+// progress and one of its steps has already completed, the write's next
+// step must not read the chunk (queue_.front()) that the cut freed.
+class TlsFrontStreamCutTest : public TlsTest {
+ protected:
+  static constexpr size_t kChunk = size_t{16} << 20;
+  void SetUp() override {
+    TlsTest::SetUp();
+    TlsOptions tls;
+    tls.role = TlsRole::kServer;
+    tls.cert_file = pki_.Pem("server");
+    tls.key_file = pki_.Key("server");
+    auto source = TlsContextSource::Create(tls);
+    ASSERT_TRUE(source.ok()) << source.status();
+    http::ServerOptions options;
+    options.listen = "127.0.0.1:0";
+    options.loop = &loop_.context();
+    options.tls = *source;
+    options.max_stream_backlog_bytes = kChunk + kChunk / 2;
+    options.refusal = [](http::Refusal refusal, const http::Request&) {
+      return http::Response{
+          .status = http::StatusOf(refusal), .headers = {}, .body = ""};
+    };
+    auto server = http::Server::Start(
+        std::move(options), [this](std::shared_ptr<http::Exchange> exchange) {
+          absl::MutexLock lock(&mu_);
+          held_ = std::move(exchange);
+        });
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    client_context_.load_verify_file(pki_.Pem("ca"));
+    client_context_.set_verify_mode(boost::asio::ssl::verify_peer);
+  }
+  void TearDown() override {
+    {
+      absl::MutexLock lock(&mu_);
+      held_.reset();
+    }
+    if (server_ != nullptr) server_->Shutdown(absl::ZeroDuration());
+    TlsTest::TearDown();
+  }
+  std::shared_ptr<http::Exchange> Held() {
+    absl::MutexLock lock(&mu_);
+    return held_;
+  }
+
+  http::EventLoop loop_{1};
+  std::unique_ptr<http::Server> server_;
+  absl::Mutex mu_;
+  std::shared_ptr<http::Exchange> held_ ABSL_GUARDED_BY(mu_);
+  boost::asio::io_context client_loop_;
+  boost::asio::ssl::context client_context_{
+      boost::asio::ssl::context::tls_client};
+  boost::asio::ssl::stream<boost::asio::ip::tcp::socket> client_{
+      client_loop_, client_context_};
+};
+
+TEST_F(TlsFrontStreamCutTest, CutDuringAChunkWriteDoesNotReadTheFreedChunk) {
+  namespace net = boost::asio;
+  auto& socket = client_.next_layer();
+  boost::system::error_code ec;
+  socket.open(net::ip::tcp::v4(), ec);
+  ASSERT_FALSE(ec) << ec.message();
+  // A small window: the server's write of the chunk stalls early.
+  socket.set_option(net::socket_base::receive_buffer_size(4096), ec);
+  socket.connect({net::ip::make_address("127.0.0.1"),
+                  static_cast<uint16_t>(server_->port())},
+                 ec);
+  ASSERT_FALSE(ec) << ec.message();
+  client_.handshake(net::ssl::stream_base::client, ec);
+  ASSERT_FALSE(ec) << ec.message();
+  const std::string get = "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n";
+  net::write(client_, net::buffer(get), ec);
+  ASSERT_FALSE(ec) << ec.message();
+  ASSERT_TRUE(TlsTestWaitFor(std::chrono::seconds(10),
+                             [this] { return Held() != nullptr; }));
+  Held()->StartStream(200, {}, absl::InfiniteDuration(), "");
+  net::streambuf head;
+  net::read_until(client_, head, "\r\n\r\n", ec);
+  ASSERT_FALSE(ec) << ec.message();
+  // One chunk far larger than the kernel's buffers: its write is in
+  // progress (a 16 KiB TLS record at a time) from now on.
+  Held()->Send(std::string(kChunk, 'x'));
+  // The loop's one thread held: what follows is queued in a known order.
+  absl::Notification blocked, release;
+  net::post(loop_.context(), [&] {
+    blocked.Notify();
+    release.WaitForNotification();
+  });
+  blocked.WaitForNotification();
+  // The client takes what is in flight (raw: its TLS is done with), so
+  // that the server's stalled write can make its next step...
+  socket.non_blocking(true);
+  std::vector<char> raw(64 * 1024);
+  size_t drained = 0;
+  for (;;) {
+    const size_t n = socket.read_some(net::buffer(raw), ec);
+    if (ec) break;
+    drained += n;
+  }
+  ASSERT_EQ(ec, net::error::would_block) << ec.message();
+  ASSERT_GT(drained, 0u);
+  // ...after this Send, over the backlog, has cut the stream.
+  Held()->Send(std::string(kChunk, 'y'));
+  release.Notify();
+  // The cut is seen by the client: the end of the connection.
+  socket.non_blocking(false);
+  for (;;) {
+    socket.read_some(net::buffer(raw), ec);
+    if (ec) break;
+  }
+  EXPECT_TRUE(ec == net::error::eof || ec == net::error::connection_reset)
+      << ec.message();
 }
 
 }  // namespace
