@@ -501,8 +501,11 @@ void Channel::Shutdown() {
   for (NameState& state : name_states_) state.timer->cancel();
   for (const std::shared_ptr<Subchannel>& subchannel : subchannels_) {
     subchannel->reconnect_timer->cancel();
-    if (subchannel->connection != nullptr) {
-      subchannel->connection->Close("stopping");
+    // Held here: Close drops the subchannel's reference (ConnectionClosed)
+    // and still runs after that.
+    if (const std::shared_ptr<Connection> connection = subchannel->connection;
+        connection != nullptr) {
+      connection->Close("stopping");
     }
   }
   std::vector<std::shared_ptr<Connection>> draining = std::move(draining_);
