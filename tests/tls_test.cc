@@ -728,45 +728,68 @@ TEST_F(TlsFrontTest, SighupRereadsTheCertificateAtOnce) {
 // connection just closed), and a request pipelined behind one in progress
 // is kept for its turn. Every wait is bounded (the client's io_context
 // runs for a deadline).
-class TlsFrontHangupTest : public TlsTest {
+class TlsFrontServerTest : public TlsTest {
  protected:
-  void SetUp() override {
-    TlsTest::SetUp();
+  // Starts the front on `options` (loopback, the test CA's server
+  // certificate, refusals answered with their status) and a client trusting
+  // that CA.
+  void StartFront(http::ServerOptions options, http::Handler handler) {
     TlsOptions tls;
     tls.role = TlsRole::kServer;
     tls.cert_file = pki_.Pem("server");
     tls.key_file = pki_.Key("server");
     auto source = TlsContextSource::Create(tls);
     ASSERT_TRUE(source.ok()) << source.status();
-    http::ServerOptions options;
     options.listen = "127.0.0.1:0";
     options.tls = *source;
     options.refusal = [](http::Refusal refusal, const http::Request&) {
       return http::Response{
           .status = http::StatusOf(refusal), .headers = {}, .body = ""};
     };
-    auto server = http::Server::Start(
-        std::move(options), [this](std::shared_ptr<http::Exchange> exchange) {
-          if (exchange->request().path != "/hold") {
-            return exchange->Reply(
-                {.status = 200, .headers = {}, .body = "now"});
-          }
-          exchange->OnCancel([this] { cancelled_.Notify(); });
-          absl::MutexLock lock(&mu_);
-          held_ = std::move(exchange);
-        });
+    auto server = http::Server::Start(std::move(options), std::move(handler));
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     client_context_.load_verify_file(pki_.Pem("ca"));
     client_context_.set_verify_mode(boost::asio::ssl::verify_peer);
   }
+  // The server stopped and destroyed here, before a derived fixture's
+  // members (an event loop it runs on) go.
   void TearDown() override {
     {
       absl::MutexLock lock(&mu_);
       held_.reset();
     }
     if (server_ != nullptr) server_->Shutdown(absl::ZeroDuration());
+    server_.reset();
     TlsTest::TearDown();
+  }
+  std::shared_ptr<http::Exchange> Held() {
+    absl::MutexLock lock(&mu_);
+    return held_;
+  }
+
+  std::unique_ptr<http::Server> server_;
+  absl::Mutex mu_;
+  std::shared_ptr<http::Exchange> held_ ABSL_GUARDED_BY(mu_);
+  boost::asio::io_context client_loop_;
+  boost::asio::ssl::context client_context_{
+      boost::asio::ssl::context::tls_client};
+  boost::asio::ssl::stream<boost::asio::ip::tcp::socket> client_{
+      client_loop_, client_context_};
+};
+
+class TlsFrontHangupTest : public TlsFrontServerTest {
+ protected:
+  void SetUp() override {
+    TlsTest::SetUp();
+    StartFront({}, [this](std::shared_ptr<http::Exchange> exchange) {
+      if (exchange->request().path != "/hold") {
+        return exchange->Reply({.status = 200, .headers = {}, .body = "now"});
+      }
+      exchange->OnCancel([this] { cancelled_.Notify(); });
+      absl::MutexLock lock(&mu_);
+      held_ = std::move(exchange);
+    });
   }
 
   // Connects, handshakes and sends GET /hold; true once the server holds it.
@@ -798,15 +821,7 @@ class TlsFrontHangupTest : public TlsTest {
     return done();
   }
 
-  std::unique_ptr<http::Server> server_;
-  absl::Mutex mu_;
-  std::shared_ptr<http::Exchange> held_ ABSL_GUARDED_BY(mu_);
   absl::Notification cancelled_;
-  boost::asio::io_context client_loop_;
-  boost::asio::ssl::context client_context_{
-      boost::asio::ssl::context::tls_client};
-  boost::asio::ssl::stream<boost::asio::ip::tcp::socket> client_{
-      client_loop_, client_context_};
 };
 
 TEST_F(TlsFrontHangupTest, CloseNotifyCancelsTheRequestInProgress) {
@@ -894,58 +909,22 @@ TEST_F(TlsFrontHangupTest, RequestPipelinedDuringAStreamIsAnsweredAfterIt) {
 // the stream is cut for its backlog (DoClose) while that write is in
 // progress and one of its steps has already completed, the write's next
 // step must not read the chunk (queue_.front()) that the cut freed.
-class TlsFrontStreamCutTest : public TlsTest {
+class TlsFrontStreamCutTest : public TlsFrontServerTest {
  protected:
   static constexpr size_t kChunk = size_t{16} << 20;
   void SetUp() override {
     TlsTest::SetUp();
-    TlsOptions tls;
-    tls.role = TlsRole::kServer;
-    tls.cert_file = pki_.Pem("server");
-    tls.key_file = pki_.Key("server");
-    auto source = TlsContextSource::Create(tls);
-    ASSERT_TRUE(source.ok()) << source.status();
     http::ServerOptions options;
-    options.listen = "127.0.0.1:0";
     options.loop = &loop_.context();
-    options.tls = *source;
     options.max_stream_backlog_bytes = kChunk + kChunk / 2;
-    options.refusal = [](http::Refusal refusal, const http::Request&) {
-      return http::Response{
-          .status = http::StatusOf(refusal), .headers = {}, .body = ""};
-    };
-    auto server = http::Server::Start(
-        std::move(options), [this](std::shared_ptr<http::Exchange> exchange) {
-          absl::MutexLock lock(&mu_);
-          held_ = std::move(exchange);
-        });
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-    client_context_.load_verify_file(pki_.Pem("ca"));
-    client_context_.set_verify_mode(boost::asio::ssl::verify_peer);
-  }
-  void TearDown() override {
-    {
-      absl::MutexLock lock(&mu_);
-      held_.reset();
-    }
-    if (server_ != nullptr) server_->Shutdown(absl::ZeroDuration());
-    TlsTest::TearDown();
-  }
-  std::shared_ptr<http::Exchange> Held() {
-    absl::MutexLock lock(&mu_);
-    return held_;
+    StartFront(std::move(options),
+               [this](std::shared_ptr<http::Exchange> exchange) {
+                 absl::MutexLock lock(&mu_);
+                 held_ = std::move(exchange);
+               });
   }
 
   http::EventLoop loop_{1};
-  std::unique_ptr<http::Server> server_;
-  absl::Mutex mu_;
-  std::shared_ptr<http::Exchange> held_ ABSL_GUARDED_BY(mu_);
-  boost::asio::io_context client_loop_;
-  boost::asio::ssl::context client_context_{
-      boost::asio::ssl::context::tls_client};
-  boost::asio::ssl::stream<boost::asio::ip::tcp::socket> client_{
-      client_loop_, client_context_};
 };
 
 TEST_F(TlsFrontStreamCutTest, CutDuringAChunkWriteDoesNotReadTheFreedChunk) {
