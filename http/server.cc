@@ -267,7 +267,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void ArmHeartbeat();
   void EndOfRequest();  // the answer is written: next request or close
   void Linger();
-  void CancelExchange();
+  // Lets the current exchange go (its OnCancel run first if `cancel`):
+  // its later calls do nothing.
+  void ReleaseExchange(bool cancel);
   Request PartialRequest() const;
   bool InFlight() const {
     return state_ == State::kHandling || state_ == State::kWriting ||
@@ -326,21 +328,29 @@ class ExchangeImpl final : public Exchange {
  public:
   ExchangeImpl(std::shared_ptr<Connection> connection, uint64_t seq,
                Request request, const RefusalResponder& refusal)
-      : connection_(std::move(connection)),
-        seq_(seq),
+      : seq_(seq),
         request_(std::move(request)),
-        refusal_(refusal) {}
+        refusal_(refusal),
+        connection_(std::move(connection)) {}
 
   ~ExchangeImpl() override {
     bool answered;
+    bool unfinished;
+    std::shared_ptr<Connection> connection;
     {
       absl::MutexLock lock(&mu_);
       answered = answered_;
+      unfinished = streaming_ && !finished_;
+      connection = connection_;
     }
+    // Closed: nobody to answer (and the server may be gone).
+    if (connection == nullptr) return;
+    // `connection` keeps the server (and refusal_, in its options) alive:
+    // Shutdown returns only once every connection has ended.
     if (!answered) {
       LogError("http: a handler released a request unanswered");
       Reply(refusal_(Refusal::kHandlerDropped, request_));
-    } else if (streaming_ && !finished_) {
+    } else if (unfinished) {
       Finish();
     }
   }
@@ -348,53 +358,42 @@ class ExchangeImpl final : public Exchange {
   const Request& request() const override { return request_; }
 
   void Reply(Response response) override {
-    {
-      absl::MutexLock lock(&mu_);
-      if (answered_) return;
-      answered_ = true;
-    }
-    connection_->Post(
-        [seq = seq_, response = std::move(response)](Connection& c) mutable {
-          c.DoReply(seq, std::move(response));
-        });
+    absl::MutexLock lock(&mu_);
+    if (answered_) return;
+    answered_ = true;
+    Post([seq = seq_, response = std::move(response)](Connection& c) mutable {
+      c.DoReply(seq, std::move(response));
+    });
   }
 
   void StartStream(int status, std::vector<Header> headers,
                    absl::Duration heartbeat_every,
                    std::string heartbeat) override {
-    {
-      absl::MutexLock lock(&mu_);
-      if (answered_) return;
-      answered_ = true;
-      streaming_ = true;
-    }
-    connection_->Post(
-        [seq = seq_, status, headers = std::move(headers), heartbeat_every,
-         heartbeat = std::move(heartbeat)](Connection& c) mutable {
-          c.DoStartStream(seq, status, std::move(headers), heartbeat_every,
-                          std::move(heartbeat));
-        });
+    absl::MutexLock lock(&mu_);
+    if (answered_) return;
+    answered_ = true;
+    streaming_ = true;
+    Post([seq = seq_, status, headers = std::move(headers), heartbeat_every,
+          heartbeat = std::move(heartbeat)](Connection& c) mutable {
+      c.DoStartStream(seq, status, std::move(headers), heartbeat_every,
+                      std::move(heartbeat));
+    });
   }
 
   void Send(std::string chunk) override {
-    {
-      absl::MutexLock lock(&mu_);
-      if (!streaming_ || finished_) return;
-    }
     if (chunk.empty()) return;  // an empty chunk would end the stream
-    connection_->Post(
-        [seq = seq_, chunk = std::move(chunk)](Connection& c) mutable {
-          c.DoSend(seq, std::move(chunk));
-        });
+    absl::MutexLock lock(&mu_);
+    if (!streaming_ || finished_) return;
+    Post([seq = seq_, chunk = std::move(chunk)](Connection& c) mutable {
+      c.DoSend(seq, std::move(chunk));
+    });
   }
 
   void Finish() override {
-    {
-      absl::MutexLock lock(&mu_);
-      if (!streaming_ || finished_) return;
-      finished_ = true;
-    }
-    connection_->Post([seq = seq_](Connection& c) { c.DoFinish(seq); });
+    absl::MutexLock lock(&mu_);
+    if (!streaming_ || finished_) return;
+    finished_ = true;
+    Post([seq = seq_](Connection& c) { c.DoFinish(seq); });
   }
 
   void OnCancel(absl::AnyInvocable<void()> on_cancel) override {
@@ -403,8 +402,7 @@ class ExchangeImpl final : public Exchange {
       if (!cancelled_) {
         on_cancel_ = std::move(on_cancel);
         // Someone acts on a hang-up: watch for one.
-        connection_->Post(
-            [seq = seq_](Connection& c) { c.WatchHangupOf(seq); });
+        Post([seq = seq_](Connection& c) { c.WatchHangupOf(seq); });
         return;
       }
     }
@@ -423,12 +421,28 @@ class ExchangeImpl final : public Exchange {
     if (callback) callback();
   }
 
+  // Its answer is written or its connection closed: later calls do
+  // nothing, and the exchange no longer holds the connection (nor, through
+  // it, the server). Strand-only (the connection's).
+  void Detach() {
+    std::shared_ptr<Connection> connection;
+    absl::MutexLock lock(&mu_);
+    connection = std::move(connection_);
+  }
+
  private:
-  const std::shared_ptr<Connection> connection_;
+  // Runs `fn` on the connection's strand, unless detached.
+  template <typename Fn>
+  void Post(Fn fn) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (connection_ != nullptr) connection_->Post(std::move(fn));
+  }
+
   const uint64_t seq_;
   const Request request_;
+  // The server's; used only while connection_ is held (see the destructor).
   const RefusalResponder& refusal_;
   absl::Mutex mu_;
+  std::shared_ptr<Connection> connection_ ABSL_GUARDED_BY(mu_);
   bool answered_ ABSL_GUARDED_BY(mu_) = false;
   bool streaming_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
@@ -523,17 +537,16 @@ class ServerImpl final : public Server {
                            grace);
     }
     ForEachConnection([](Connection& c) { c.DoClose(); });
-    // Connections end once their exchanges are released: the handlers'
-    // OnCancel callbacks make that quick.
+    // A closed connection ends once its pending operations have seen the
+    // close (its exchange, if a handler keeps one, no longer holds it).
+    // Nothing else holds one for long; should something, returning would
+    // leave it using this object: wait, and say so.
     {
       absl::MutexLock lock(&mu_);
-      if (!mu_.AwaitWithTimeout(
-              absl::Condition(
-                  +[](std::unordered_map<uint64_t, Entry>* m) {
-                    return m->empty();
-                  },
-                  &connections_by_id_),
-              absl::Seconds(10))) {
+      const absl::Condition ended(
+          +[](std::unordered_map<uint64_t, Entry>* m) { return m->empty(); },
+          &connections_by_id_);
+      while (!mu_.AwaitWithTimeout(ended, absl::Seconds(10))) {
         LogError("http: %d connections still held after shutdown",
                  static_cast<int>(connections_by_id_.size()));
       }
@@ -994,7 +1007,7 @@ void Connection::OnWritten(ErrorCode ec, bool close_after) {
 }
 
 void Connection::EndOfRequest() {
-  exchange_.reset();
+  ReleaseExchange(/*cancel=*/false);
   ReadNext();
 }
 
@@ -1221,9 +1234,15 @@ void Connection::DoDrain() {
   }
 }
 
-void Connection::CancelExchange() {
-  if (auto exchange = exchange_.lock()) exchange->Cancel();
+void Connection::ReleaseExchange(bool cancel) {
+  std::shared_ptr<ExchangeImpl> exchange = exchange_.lock();
   exchange_.reset();
+  if (exchange == nullptr) return;  // its handler let it go already
+  if (cancel) exchange->Cancel();
+  // The exchange no longer holds this connection, so that a handler may
+  // keep it (past the server's Shutdown too) without keeping the
+  // connection. (Callers hold the connection: this is never its last owner.)
+  exchange->Detach();
 }
 
 void Connection::DoClose() {
@@ -1244,7 +1263,7 @@ void Connection::DoClose() {
     counted_busy_ = false;
     server_.SetBusy(false);
   }
-  if (in_flight) CancelExchange();
+  ReleaseExchange(/*cancel=*/in_flight);
 }
 
 }  // namespace

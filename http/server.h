@@ -161,6 +161,10 @@ struct ServerOptions {
 // answer from any thread. Exactly one answer counts: Reply(), or
 // StartStream() then Send()s and Finish(); later calls are ignored. An
 // exchange released unanswered is answered with Refusal::kHandlerDropped.
+// Once its answer is written or its connection closed (the client gone, the
+// server stopped), every call does nothing and the exchange holds neither
+// the connection nor the server: a handler may keep it, even past the
+// Server's destruction.
 class Exchange {
  public:
   virtual ~Exchange() = default;
@@ -204,7 +208,8 @@ class Server {
   // progress (idle, or still sending their head); lets requests in
   // progress finish for up to `grace`, then closes what remains (their
   // OnCancel callbacks run). Returns once every connection has ended (and
-  // the server's own threads, if it runs its own loop). Safe to
+  // the server's own threads, if it runs its own loop); exchanges that
+  // handlers still hold do not delay it (see Exchange). Safe to
   // call more than once, from any thread but the server's own.
   virtual void Shutdown(absl::Duration grace) = 0;
 

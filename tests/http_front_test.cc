@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "http/server.h"
@@ -660,6 +661,62 @@ TEST_F(HttpFrontTest, ARepeatedAuthorizationOrIdempotencyKeyIs400) {
   EXPECT_EQ(StatusOf(keys), 400) << keys;
   EXPECT_EQ(CodeOf(keys), "INVALID_ARGUMENT");
   EXPECT_EQ(coach().request_count(), 0);
+}
+
+// http::Server alone: a handler that keeps its exchanges past Shutdown (it
+// ignores OnCancel) neither holds Shutdown up nor reaches the destroyed
+// server when it answers, streams or lets them go afterwards. (Before, the
+// exchanges held their connections: Shutdown waited 10 s, returned, and the
+// late calls used the freed server and event loop: ASan's
+// heap-use-after-free.)
+TEST(HttpServerTest, ExchangesKeptPastShutdownDoNotReachTheServer) {
+  absl::Mutex mu;
+  std::vector<std::shared_ptr<http::Exchange>> kept;
+  http::ServerOptions options;
+  options.refusal = [](http::Refusal refusal, const http::Request&) {
+    return http::Response{
+        .status = http::StatusOf(refusal), .headers = {}, .body = ""};
+  };
+  auto server = http::Server::Start(
+      std::move(options), [&](std::shared_ptr<http::Exchange> exchange) {
+        if (exchange->request().path == "/stream") {
+          exchange->StartStream(200, {}, absl::InfiniteDuration(), "");
+          exchange->Send("first");
+        }
+        absl::MutexLock lock(&mu);
+        kept.push_back(std::move(exchange));
+      });
+  ASSERT_TRUE(server.ok()) << server.status();
+  RawConnection waiting((*server)->port(), 10);
+  RawConnection streaming((*server)->port(), 10);
+  ASSERT_TRUE(waiting.Send("GET /wait HTTP/1.1\r\nHost: x\r\n\r\n"));
+  ASSERT_TRUE(streaming.Send("GET /stream HTTP/1.1\r\nHost: x\r\n\r\n"));
+  EXPECT_NE(streaming.ReadUntil("first").find("first"), std::string::npos);
+  {
+    absl::MutexLock lock(&mu);
+    ASSERT_TRUE(mu.AwaitWithTimeout(
+        absl::Condition(
+            +[](std::vector<std::shared_ptr<http::Exchange>>* v) {
+              return v->size() == 2;
+            },
+            &kept),
+        absl::Seconds(10)));
+  }
+  (*server)->Shutdown(absl::ZeroDuration());
+  EXPECT_EQ((*server)->open_connections(), 0);
+  server->reset();
+  EXPECT_TRUE(waiting.PeerClosed());
+  EXPECT_TRUE(streaming.PeerClosed());
+  // The server is gone: every call is ignored, and so is the release of an
+  // exchange never answered.
+  absl::MutexLock lock(&mu);
+  for (const std::shared_ptr<http::Exchange>& exchange : kept) {
+    exchange->Reply({.status = 200, .headers = {}, .body = "late"});
+    exchange->Send("late");
+    exchange->Finish();
+    exchange->OnCancel([] {});
+  }
+  kept.clear();
 }
 
 }  // namespace
