@@ -182,6 +182,14 @@ std::string ClientKey(const net::ip::address& address) {
   return std::string(bytes.begin(), bytes.begin() + 8);
 }
 
+// An answer to HEAD: the Content-Length a GET would have, and no content
+// (RFC 9110 §9.3.2).
+void OmitContent(bhttp::response<bhttp::string_body>& response) {
+  const size_t length = response.body().size();
+  response.body().clear();
+  response.content_length(length);
+}
+
 class ServerImpl;
 
 // One client connection. Every member is used on the connection's strand
@@ -264,6 +272,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void OnReadable(uint64_t seq, ErrorCode ec);
   void StopWatchingHangup();
   void PumpStream();
+  // A HEAD's stream, its head written: ends the request.
+  void EndHeadStream();
   void ArmHeartbeat();
   void EndOfRequest();  // the answer is written: next request or close
   void Linger();
@@ -303,6 +313,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   State state_ = State::kIdle;
   uint64_t seq_ = 0;  // the current request's number
   bool keep_alive_ = true;
+  // The current request is HEAD: its answer's head only, never a body
+  // (RFC 9110 §9.3.2).
+  bool head_only_ = false;
+  // The current request is HTTP/1.0: a stream is not chunked (RFC 9112
+  // §6.1) but delimited by the connection's close.
+  bool http10_ = false;
   bool watching_ = false;
   std::weak_ptr<class ExchangeImpl> exchange_;
   bool counted_busy_ = false;
@@ -944,6 +960,8 @@ void Connection::Dispatch() {
   }
   request.keep_alive = message.keep_alive();
   keep_alive_ = request.keep_alive;
+  head_only_ = message.method() == bhttp::verb::head;
+  http10_ = message.version() < 11;
   request.body = std::move(message.body());
 
   state_ = State::kHandling;
@@ -968,6 +986,10 @@ void Connection::Refuse(Refusal refusal) {
   response_.body() = std::move(response.body);
   response_.keep_alive(false);
   response_.prepare_payload();
+  if (parser_.has_value() && parser_->is_header_done() &&
+      parser_->get().method() == bhttp::verb::head) {
+    OmitContent(response_);
+  }
   state_ = State::kWriting;
   WriteResponse(/*close_after=*/true);
 }
@@ -985,6 +1007,7 @@ void Connection::DoReply(uint64_t seq, Response response) {
   const bool keep = keep_alive_ && !server_.draining();
   response_.keep_alive(keep);
   response_.prepare_payload();
+  if (head_only_) OmitContent(response_);
   state_ = State::kWriting;
   WriteResponse(!keep);
 }
@@ -1124,8 +1147,9 @@ void Connection::DoStartStream(uint64_t seq, int status,
   for (Header& header : headers) {
     stream_head_.insert(header.name, std::move(header.value));
   }
-  stream_head_.keep_alive(keep_alive_ && !server_.draining());
-  stream_head_.chunked(true);
+  // HTTP/1.0: the body ends with the connection.
+  stream_head_.keep_alive(keep_alive_ && !http10_ && !server_.draining());
+  stream_head_.chunked(!http10_);
   heartbeat_every_ = heartbeat_every;
   heartbeat_ = std::move(heartbeat);
   queue_.clear();
@@ -1139,8 +1163,24 @@ void Connection::DoStartStream(uint64_t seq, int status,
                               if (self->state_ != State::kStreaming) return;
                               if (ec) return self->DoClose();
                               self->writing_ = false;
+                              if (self->head_only_)
+                                return self->EndHeadStream();
                               self->PumpStream();
                             });
+}
+
+void Connection::EndHeadStream() {
+  // A HEAD's stream ends with its head: what the handler would still send
+  // is not wanted, so it is told as for a client gone (OnCancel).
+  state_ = State::kWriting;
+  StopWatchingHangup();
+  serializer_.reset();
+  queue_.clear();
+  queued_bytes_ = 0;
+  ReleaseExchange(/*cancel=*/true);
+  if (state_ != State::kWriting) return;  // closed meanwhile
+  if (!stream_head_.keep_alive()) return Linger();
+  EndOfRequest();
 }
 
 void Connection::DoSend(uint64_t seq, std::string chunk) {
@@ -1166,16 +1206,29 @@ void Connection::PumpStream() {
   stream_.expires_after(ToSteady(server_.options().write_timeout));
   if (!queue_.empty()) {
     writing_ = true;
-    net::async_write(stream_, bhttp::make_chunk(net::buffer(queue_.front())),
-                     [self = shared_from_this()](ErrorCode ec, size_t) {
-                       if (self->state_ != State::kStreaming) return;
-                       if (ec) return self->DoClose();
-                       self->queued_bytes_ -= self->queue_.front().size();
-                       self->queue_.pop_front();
-                       self->writing_ = false;
-                       self->PumpStream();
-                     });
+    auto written = [self = shared_from_this()](ErrorCode ec, size_t) {
+      if (self->state_ != State::kStreaming) return;
+      if (ec) return self->DoClose();
+      self->queued_bytes_ -= self->queue_.front().size();
+      self->queue_.pop_front();
+      self->writing_ = false;
+      self->PumpStream();
+    };
+    if (http10_) {
+      net::async_write(stream_, net::buffer(queue_.front()),
+                       std::move(written));
+    } else {
+      net::async_write(stream_, bhttp::make_chunk(net::buffer(queue_.front())),
+                       std::move(written));
+    }
     return;
+  }
+  if (finish_requested_ && http10_) {
+    // No last chunk: the close ends the body.
+    StopWatchingHangup();
+    serializer_.reset();
+    state_ = State::kWriting;
+    return Linger();
   }
   if (finish_requested_) {
     writing_ = true;

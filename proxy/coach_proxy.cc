@@ -8,6 +8,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/algorithm/container.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -733,14 +734,25 @@ void CoachProxy::HandlePreflight(Pending& pending) {
   LogAccess(pending, 204);
 }
 
-bool CoachProxy::HandleOperation(std::shared_ptr<Pending>& pending) {
+bool CoachProxy::HandleOperation(std::shared_ptr<Pending>& pending,
+                                 absl::string_view method) {
   const http::Request& request = pending->request();
   if (request.method == "OPTIONS") {
     HandlePreflight(*pending);
     return true;
   }
-  // Operations, outside the API's routes.
-  if (request.method == "GET" && request.path == "/healthz") {
+  // Operations, outside the API's routes: GET (and HEAD) only.
+  const bool operation = request.path == "/healthz" ||
+                         request.path == "/readyz" ||
+                         request.path == "/openapi.json";
+  if (operation && method != "GET") {
+    pending->route = request.path;
+    RouteTable::Match get_only;
+    get_only.allowed_methods = {"GET"};
+    RefuseUnrouted(*pending, std::move(get_only));
+    return true;
+  }
+  if (method == "GET" && request.path == "/healthz") {
     pending->route = request.path;
     pending->exchange->Reply(
         http::Response{.status = 200,
@@ -749,12 +761,12 @@ bool CoachProxy::HandleOperation(std::shared_ptr<Pending>& pending) {
     LogAccess(*pending, 200);
     return true;
   }
-  if (request.method == "GET" && request.path == "/readyz") {
+  if (method == "GET" && request.path == "/readyz") {
     pending->route = request.path;
     HandleReadiness(std::move(pending));
     return true;
   }
-  if (request.method == "GET" && request.path == "/openapi.json") {
+  if (method == "GET" && request.path == "/openapi.json") {
     pending->route = request.path;
     pending->exchange->Reply(
         http::Response{.status = 200,
@@ -766,8 +778,7 @@ bool CoachProxy::HandleOperation(std::shared_ptr<Pending>& pending) {
   return false;
 }
 
-void CoachProxy::RefuseUnrouted(Pending& pending,
-                                const RouteTable::Match& match) {
+void CoachProxy::RefuseUnrouted(Pending& pending, RouteTable::Match match) {
   const http::Request& request = pending.request();
   if (match.allowed_methods.empty()) {
     const HttpError error = MakeHttpError(
@@ -775,6 +786,10 @@ void CoachProxy::RefuseUnrouted(Pending& pending,
         absl::StrCat("Aucune route ", request.method, " ", request.path, "."));
     ReplyError(pending.exchange, pending.Headers(kJsonContentType), error);
     return LogAccess(pending, error.status, std::nullopt, error.reason);
+  }
+  // Where GET is, HEAD is (answered as GET without its body).
+  if (absl::c_linear_search(match.allowed_methods, "GET")) {
+    match.allowed_methods.push_back("HEAD");
   }
   std::vector<http::Header> headers = pending.Headers(kJsonContentType);
   headers.push_back({"Allow", absl::StrJoin(match.allowed_methods, ", ")});
@@ -805,8 +820,12 @@ void CoachProxy::Handle(std::shared_ptr<http::Exchange> exchange) {
     LogAccess(*pending, error.status, std::nullopt, error.reason);
   };
 
-  if (HandleOperation(pending)) return;
-  const RouteTable::Match match = routes_.Find(request.method, request.path);
+  // HEAD is answered as GET, and the HTTP server leaves the body out (RFC
+  // 9110 §9.3.2).
+  const absl::string_view method =
+      request.method == "HEAD" ? absl::string_view("GET") : request.method;
+  if (HandleOperation(pending, method)) return;
+  const RouteTable::Match match = routes_.Find(method, request.path);
   if (match.route == nullptr) return RefuseUnrouted(*pending, match);
   const Route& route = *match.route;
   pending->route = route.path.text();

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "base/metrics.h"
 #include "http/event_loop.h"
@@ -74,11 +75,13 @@ class CoachProxy {
 
   void Handle(std::shared_ptr<http::Exchange> exchange);
   // Answers a preflight, or one of the proxy's own paths (/healthz, /readyz,
-  // /openapi.json), logged: false if the request is none of them.
-  bool HandleOperation(std::shared_ptr<Pending>& pending);
-  // 404 for a path no route has, 405 (with Allow) for a method it lacks;
-  // logged.
-  void RefuseUnrouted(Pending& pending, const RouteTable::Match& match);
+  // /openapi.json; 405 for a method other than GET), logged: false if the
+  // request is none of them. `method`: the request's, HEAD read as GET.
+  bool HandleOperation(std::shared_ptr<Pending>& pending,
+                       absl::string_view method);
+  // 404 for a path no route has, 405 (with Allow; HEAD wherever GET is) for
+  // a method it lacks; logged.
+  void RefuseUnrouted(Pending& pending, RouteTable::Match match);
   http::Response Refuse(http::Refusal refusal, const http::Request& request);
   void HandlePreflight(Pending& pending);
   void HandleReadiness(std::shared_ptr<Pending> pending);

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -661,6 +662,52 @@ TEST_F(HttpFrontTest, ARepeatedAuthorizationOrIdempotencyKeyIs400) {
   EXPECT_EQ(StatusOf(keys), 400) << keys;
   EXPECT_EQ(CodeOf(keys), "INVALID_ARGUMENT");
   EXPECT_EQ(coach().request_count(), 0);
+}
+
+// RFC 9110 §9.3.2: HEAD is answered as GET, with the Content-Length GET's
+// body has and no body, on every GET path (the API's, the operations');
+// the keep-alive connection then serves the next request (a body left on
+// it would be read as the next answer's start).
+TEST_F(HttpFrontTest, HeadIsAGetWithoutItsBody) {
+  ASSERT_TRUE(Stats("tete").is_object());
+  for (const std::string target :
+       {"/api/user/stats?userId=tete", "/healthz", "/openapi.json",
+        "/api/user/export?userId=tete"}) {
+    SCOPED_TRACE(target);
+    RawConnection connection(port());
+    ASSERT_TRUE(connection.Send(absl::StrCat(
+        "HEAD ", target, " HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")));
+    const std::string raw = connection.ReadAll();
+    EXPECT_EQ(StatusOf(raw), 200) << raw;
+    const size_t head_end = raw.find("\r\n\r\n");
+    ASSERT_NE(head_end, std::string::npos) << raw;
+    const std::string head = raw.substr(0, head_end);
+    EXPECT_TRUE(absl::StrContains(head, "Content-Length: ") ||
+                absl::StrContains(head, "Transfer-Encoding: chunked"))
+        << head;
+    EXPECT_FALSE(absl::StrContains(head, "Content-Length: 0\r\n")) << head;
+    // Right after the head: the next answer, whole.
+    const std::string next = raw.substr(head_end + 4);
+    EXPECT_EQ(StatusOf(next), 200) << raw;
+    EXPECT_TRUE(absl::EndsWith(next, R"({"status":"SERVING"})")) << raw;
+  }
+}
+
+// The operations' paths answer other methods as the API's paths do: 405
+// and Allow (HEAD wherever GET is), not 404.
+TEST_F(HttpFrontTest, OtherMethodsOnAGetPathAre405WithAllow) {
+  for (const std::string target :
+       {"/healthz", "/readyz", "/openapi.json", "/api/user/stats"}) {
+    SCOPED_TRACE(target);
+    const std::string raw = RawExchange(
+        port(), absl::StrCat("DELETE ", target,
+                             " HTTP/1.1\r\nHost: x\r\nConnection: close"
+                             "\r\n\r\n"));
+    EXPECT_EQ(StatusOf(raw), 405) << raw;
+    EXPECT_TRUE(absl::StrContains(raw, "\r\nAllow: GET, HEAD\r\n")) << raw;
+    EXPECT_EQ(CodeOf(raw), "METHOD_NOT_ALLOWED") << raw;
+  }
 }
 
 // http::Server alone: a handler that keeps its exchanges past Shutdown (it

@@ -630,7 +630,7 @@ TEST_F(ProxyTest, UnknownRouteWrongMethodAndHugeBody) {
   for (const absl::string_view m : absl::StrSplit(r.header("Allow"), ", ")) {
     allowed.emplace(m);
   }
-  EXPECT_EQ(allowed, (std::set<std::string>{"GET", "PATCH", "DELETE"}));
+  EXPECT_EQ(allowed, (std::set<std::string>{"GET", "HEAD", "PATCH", "DELETE"}));
 
   // Above COACH max_body_bytes (64 KiB): refused before the JSON is read.
   auto client = NewClient();

@@ -10,11 +10,14 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "server/coach/offline_coach.h"
 #include "server/coach/openai_coach.h"
 #include "tests/support/fake_openai.h"
+#include "tests/support/raw_http.h"
 #include "tests/support/test_stack.h"
 
 namespace coach::testing {
@@ -265,6 +268,31 @@ TEST_F(OfflineSseTest, AReplyOfSeveralClausesIsSeveralEvents) {
   const json& reply = result.events.back().data["reply"];
   ASSERT_TRUE(reply.is_object()) << result.events.back().data;
   EXPECT_EQ(reply["assistantMessage"]["content"], text);
+}
+
+// RFC 9112 §6.1: no Transfer-Encoding in an answer to HTTP/1.0 (nginx
+// speaks 1.0 to its upstreams by default). The events come as they are, and
+// the connection's close ends them.
+TEST_F(OfflineSseTest, AnHttp10ClientGetsTheEventsUnchunkedUntilTheClose) {
+  const std::string body =
+      json{{"userId", "dix"}, {"message", "Je suis timide au travail"}}.dump();
+  const std::string raw = RawExchange(
+      proxy_->port(),
+      absl::StrCat("POST /api/chat/send/stream HTTP/1.0\r\n"
+                   "Content-Type: application/json\r\nContent-Length: ",
+                   body.size(), "\r\n\r\n", body));
+  const size_t head_end = raw.find("\r\n\r\n");
+  ASSERT_NE(head_end, std::string::npos) << raw;
+  const std::string head = absl::AsciiStrToLower(raw.substr(0, head_end));
+  EXPECT_TRUE(absl::StartsWith(head, "http/1.1 200")) << head;
+  EXPECT_FALSE(absl::StrContains(head, "transfer-encoding")) << head;
+  EXPECT_TRUE(absl::StrContains(head, "text/event-stream")) << head;
+  std::string events_text = raw.substr(head_end + 4);
+  int comments = 0;
+  const std::vector<Event> events = TakeEvents(events_text, comments);
+  EXPECT_EQ(events_text, "") << "bytes outside the events (chunk sizes?)";
+  ASSERT_GE(events.size(), 4u) << raw;
+  EXPECT_TRUE(events.back().data["reply"].is_object()) << raw;
 }
 
 class SseHeartbeatTest : public SseTest {
