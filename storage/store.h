@@ -90,9 +90,10 @@ class Store {
   // ended, so have its sends (a kill -9 leaves no phantom hold). The
   // unfinished idempotency claims of those runs are dropped too (a retry
   // then runs at once). Returns how many holds it dropped. Called once at
-  // start, before serving; holds taken before belong to instance "" and are
-  // only freed by their expiry. Two live servers must never share an instance
-  // name.
+  // start, once the server holds its port (a second server refused that
+  // port must not call it: it would drop the live one's holds); holds taken
+  // before belong to instance "" and are only dropped by their send or
+  // their expiry. Two live servers must never share an instance name.
   virtual absl::StatusOr<int> BeginRun(absl::string_view instance) = 0;
 
   // --- Sends ---

@@ -17,6 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "tests/support/ports.h"
 #include "tests/support/test_server.h"
 #include "tests/support/test_stack.h"
 
@@ -367,6 +368,63 @@ TEST(LimitsRestTest, SessionMaximumIs409WithTheDocumentedBody) {
             R"("code":"SESSION_LIMIT_REACHED","message":"Nombre maximal de )"
             R"(conversations atteint (1) : supprimez-en une pour en )"
             R"(commencer une nouvelle."})");
+}
+
+// A second coach-server started by mistake on the same host and port (so
+// with the live one's default instance name) fails to bind and stops (ADR
+// 0020), and leaves the live server's holds and idempotency claims alone:
+// its sends in flight still count, and their keyed commits succeed. (Before,
+// it called Store::BeginRun before binding, which dropped them: the second
+// send below was admitted and the first refused at its commit.)
+TEST_F(LimitsTest, ASecondServerRefusedOnTheSamePortLeavesTheLiveHoldsAlone) {
+  const int port = FreeLoopbackPort();
+  ASSERT_NE(port, 0);
+  Config config = LimitsConfig(kHigh, /*concurrent=*/1, kHigh, 500);
+  config.grpc_listen = absl::StrCat("127.0.0.1:", port);
+  Start(config);
+  const std::string session = MustCreate("dan");
+  // Dan's first send waits in the coach until a second call is waiting.
+  server().coach().HoldUntilConcurrent(2);
+  grpc::Status first;
+  std::thread in_flight([&] {
+    // Sent with an Idempotency-Key, as a mobile client does.
+    v1::SendMessageRequest request;
+    request.set_user_id("dan");
+    request.set_session_id(session);
+    request.set_message("En vol");
+    v1::SendMessageResponse response;
+    std::unique_ptr<grpc::ClientContext> context = Context();
+    context->AddMetadata("idempotency-key", "dan-1");
+    first = server().chat().SendMessage(context.get(), request, &response);
+  });
+  ASSERT_TRUE(AwaitCoachRequests(1));
+
+  // The same binary, same settings, started again on the same port.
+  auto rogue_store = SqliteStore::Open(SqliteOptions{.path = server().db_path(),
+                                                     .busy_timeout_ms = 5000,
+                                                     .reader_connections = 1});
+  ASSERT_TRUE(rogue_store.ok()) << rogue_store.status();
+  Config rogue_config = config;
+  rogue_config.db_path = server().db_path();
+  ScriptedCoach rogue_coach;
+  auto rogue = CoachServer::Start(rogue_config, **rogue_store, rogue_coach,
+                                  server().clock());
+  EXPECT_FALSE(rogue.ok()) << "two servers on one port";
+
+  // Dan's send is still in flight on the live server: a second one is
+  // beyond his concurrency of 1.
+  const grpc::Status second = Send("dan", session, "Deuxième");
+  EXPECT_TRUE(IsRateLimited(second))
+      << "the live server's hold was dropped by the refused server";
+  if (IsRateLimited(second)) {
+    EXPECT_TRUE(Send("eve", "", "Bonjour").ok());  // releases Dan's
+  }
+  in_flight.join();
+  // Nothing else used Dan's key: his send must be stored and answered, not
+  // refused at its commit because its claim was deleted under it.
+  EXPECT_TRUE(first.ok()) << "code " << first.error_code() << " reason "
+                          << ErrorInfoOf(first).reason << ": "
+                          << first.error_message();
 }
 
 }  // namespace

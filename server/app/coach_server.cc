@@ -109,21 +109,25 @@ absl::StatusOr<std::unique_ptr<CoachServer>> CoachServer::Start(
     if (!created.ok()) return created.status();
     verifier = *std::move(created);
   }
-  // Before any call can take a hold: this run's holds are its own, and the
-  // holds its previous run left (killed mid-send) are dropped now rather
-  // than when they expire.
+  std::unique_ptr<CoachServer> server(
+      new CoachServer(config, store, coach, clock, std::move(verifier)));
+  // The port first: a second server started by mistake on a port that is
+  // served (hence with the live one's instance name) stops here, before it
+  // could drop the live server's holds and claims.
+  if (absl::Status listening = server->Listen(); !listening.ok()) {
+    return listening;
+  }
+  // This run's holds are its own from now on, and the holds its previous
+  // run left (killed mid-send) are dropped now rather than when they expire.
+  // (A call that came in meanwhile took its hold as instance "": freed by
+  // its send, or by its expiry, never by a BeginRun.)
   const std::string instance = InstanceName(config);
   absl::StatusOr<int> dropped = store.BeginRun(instance);
-  if (!dropped.ok()) return dropped.status();
+  if (!dropped.ok()) return dropped.status();  // the server stops
   LogInfo(
       "credit holds: instance %s, %d left by its previous run freed; "
       "a hold lives at most %s",
       instance, *dropped, absl::FormatDuration(HoldLifetime(config)));
-  std::unique_ptr<CoachServer> server(
-      new CoachServer(config, store, coach, clock, std::move(verifier)));
-  if (absl::Status listening = server->Listen(); !listening.ok()) {
-    return listening;
-  }
   server->StartHousekeeping();
   return server;
 }
