@@ -13,7 +13,7 @@ namespace {
 // Times are UTC microseconds since the Unix epoch. Lists are served by an
 // index each: a user's sessions by updated_at, a session's messages by seq
 // (insertion order, which is time order).
-constexpr std::array<absl::string_view, 6> kMigrations = {
+constexpr std::array<absl::string_view, 7> kMigrations = {
     // 1: users, sessions, messages, credit reservations.
     R"sql(
 CREATE TABLE users (
@@ -121,6 +121,28 @@ CREATE TABLE usage (
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX usage_by_user ON usage (user_id, month);
 CREATE INDEX sessions_by_updated ON sessions (updated_at);
+)sql",
+    // 7: a hold's id is never reused. As a plain rowid, the highest id
+    // deleted (an expired hold swept by an admission) went to the next hold
+    // inserted, and the late release of the expired one (DELETE ... WHERE
+    // id = ?) removed the new send's live hold. AUTOINCREMENT ids only grow
+    // (PostgreSQL's identity column already did). The table is rebuilt, its
+    // rows and their ids kept.
+    R"sql(
+CREATE TABLE credit_reservations_v7 (
+  id         INTEGER PRIMARY KEY AUTOINCREMENT,
+  user_id    TEXT NOT NULL REFERENCES users (id),
+  expires_at INTEGER NOT NULL,
+  instance   TEXT NOT NULL DEFAULT '',
+  run        TEXT NOT NULL DEFAULT ''
+) STRICT;
+INSERT INTO credit_reservations_v7 (id, user_id, expires_at, instance, run)
+  SELECT id, user_id, expires_at, instance, run FROM credit_reservations;
+DROP TABLE credit_reservations;
+ALTER TABLE credit_reservations_v7 RENAME TO credit_reservations;
+CREATE INDEX credit_reservations_by_user
+  ON credit_reservations (user_id, expires_at);
+CREATE INDEX credit_reservations_by_run ON credit_reservations (instance, run);
 )sql",
 };
 

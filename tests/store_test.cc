@@ -820,6 +820,30 @@ TEST_P(StoreTest, AnExpiredReservationNoLongerHoldsACredit) {
   EXPECT_TRUE(Reserve("lea", now_ + absl::Minutes(1)).has_value());
 }
 
+// A send that outlived its hold (expired, then swept by the user's next
+// admission) gives it back late, or settles it in its commit: that must not
+// touch the next send's hold. (On SQLite the id was a plain rowid: the sweep
+// deleted the highest id and the insert in the same transaction took it
+// again, so the late DELETE ... WHERE id = ? removed the other send's hold.)
+TEST_P(StoreTest, AHoldGivenBackAfterItExpiredLeavesTheNextSendsHold) {
+  // Max's first send holds a credit until now + 1 minute, and outlives it.
+  absl::StatusOr<std::optional<CreditReservation>> late = ReserveCredit(
+      *store_, "max", TermsFor("2026-11"), now_, now_ + absl::Minutes(1));
+  ASSERT_TRUE(late.ok() && late->has_value());
+  // His next send, after that expiry, is admitted (the expired hold swept).
+  const absl::Time later = now_ + absl::Minutes(2);
+  std::optional<CreditReservation> next = Reserve("max", later);
+  ASSERT_TRUE(next.has_value());
+  EXPECT_NE(next->id, (*late)->id) << "a reservation id was reused";
+  // The first send ends now: its hold (long expired) is given back.
+  ASSERT_TRUE(store_->ReleaseCredit(**late).ok());
+  // The second is still in flight and holds one of Max's 5 credits.
+  EXPECT_EQ(CountRows("credit_reservations"), 1);
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(Reserve("max", later).has_value());
+  EXPECT_FALSE(Reserve("max", later).has_value())
+      << "a sixth send got past five credits";
+}
+
 // Issue 23: what AdmitSend reads under the user's lock, and what it writes.
 TEST_P(StoreTest, AnAdmissionReadsLiveSendsSessionsAndTheNamedSession) {
   CreateSession("s1", "lea");
