@@ -931,6 +931,18 @@ void LogUpstreamFailure(const Route& route, const grpc::Status& status,
 
 }  // namespace
 
+grpc::Status CoachProxy::Unreached(bool waited,
+                                   const grpc::Status& status) const {
+  if (waited && status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
+      status.error_details().empty() && !upstream_.AnyServerReady()) {
+    // A read that waited for a server that never came: unavailable (503),
+    // not slow (504).
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "no coach-server reachable");
+  }
+  return status;
+}
+
 void CoachProxy::CallUnary(std::shared_ptr<Pending> pending, const Route& route,
                            std::unique_ptr<Message> request) {
   CallOptions options =
@@ -948,15 +960,7 @@ void CoachProxy::CallUnary(std::shared_ptr<Pending> pending, const Route& route,
         AddForwardedHeaders(route, replayed.get(), headers);
         int http_status = 200;
         std::string reason;
-        grpc::Status status = answered;
-        if (waited &&
-            status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
-            status.error_details().empty() && !upstream_.AnyServerReady()) {
-          // A read that waited for a server that never came: unavailable
-          // (503), not slow (504).
-          status = grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                "no coach-server reachable");
-        }
+        const grpc::Status status = Unreached(waited, answered);
         if (!status.ok()) {
           LogUpstreamFailure(route, status, pending->request_id);
           CountUpstreamError(status);
@@ -1055,6 +1059,7 @@ void CoachProxy::CallBodyStream(std::shared_ptr<Pending> pending,
   const CallOptions options =
       CallOptionsFor(config_, route, pending->request_id, pending->request(),
                      pending->trace, pending->tracestate);
+  const bool waited = options.wait_for_ready;
   std::shared_ptr<http::Exchange> exchange = pending->exchange;
   // Touched by the call's callbacks only, which never run at once.
   auto started = std::make_shared<bool>(false);
@@ -1074,7 +1079,8 @@ void CoachProxy::CallBodyStream(std::shared_ptr<Pending> pending,
           pending->exchange->Send(std::move(*body.mutable_data()));
         }
       },
-      [this, pending, started, &route](const grpc::Status& status) {
+      [this, pending, started, &route, waited](const grpc::Status& answered) {
+        const grpc::Status status = Unreached(waited, answered);
         if (status.ok()) {
           if (!*started) {
             // No body at all: an empty answer.

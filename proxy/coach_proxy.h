@@ -82,6 +82,9 @@ class CoachProxy {
   // 404 for a path no route has, 405 (with Allow; HEAD wherever GET is) for
   // a method it lacks; logged.
   void RefuseUnrouted(Pending& pending, RouteTable::Match match);
+  // `status` of a call that `waited` for a server: UNAVAILABLE if its
+  // deadline passed while no coach-server was reachable (503, not 504).
+  grpc::Status Unreached(bool waited, const grpc::Status& status) const;
   http::Response Refuse(http::Refusal refusal, const http::Request& request);
   void HandlePreflight(Pending& pending);
   void HandleReadiness(std::shared_ptr<Pending> pending);

@@ -2,13 +2,16 @@
 
 #include <nlohmann/json.hpp>
 
+#include <limits>
 #include <type_traits>
 #include <vector>
 
+#include "absl/algorithm/container.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "base/status_macros.h"
 #include "base/text.h"
@@ -106,6 +109,13 @@ using Setter = void (google::protobuf::Reflection::*)(Message*,
                                                       const FieldDescriptor*,
                                                       T) const;
 
+// "-12", "+7", "12": an optional sign and ASCII digits.
+bool IsDecimalInteger(absl::string_view text) {
+  if (!text.empty() && (text[0] == '-' || text[0] == '+'))
+    text.remove_prefix(1);
+  return !text.empty() && absl::c_all_of(text, absl::ascii_isdigit);
+}
+
 // Sets the number `text` names (as absl reads one of type T) in `field`, or
 // adds it if the field is repeated: false if `text` is not such a number.
 template <typename T>
@@ -119,6 +129,14 @@ bool SetNumber(Message& message, const FieldDescriptor& field,
     parsed = absl::SimpleAtod(text, &v);
   } else {
     parsed = absl::SimpleAtoi(text, &v);
+    // An integer beyond the type's range is the range's end: the largest
+    // value then meets the server's cap ("larger values are lowered, not
+    // refused": limit, pageSize), as 1000 does.
+    if (!parsed && IsDecimalInteger(text)) {
+      v = text[0] == '-' ? std::numeric_limits<T>::min()
+                         : std::numeric_limits<T>::max();
+      parsed = true;
+    }
   }
   if (!parsed) return false;
   const google::protobuf::Reflection& r = *message.GetReflection();
@@ -261,6 +279,20 @@ absl::Status MergeParameter(const Descriptor& type, absl::string_view name,
                 name));
 }
 
+// A path variable's field path ("session_id") as the client knows it, in
+// JSON names ("sessionId"), so that an error names it so.
+std::string JsonPath(const Descriptor& type, absl::string_view path) {
+  std::vector<std::string> steps;
+  const Descriptor* current = &type;
+  for (absl::string_view step : absl::StrSplit(path, '.')) {
+    const FieldDescriptor* field =
+        current != nullptr ? FindParameterField(*current, step) : nullptr;
+    steps.push_back(field != nullptr ? field->json_name() : std::string(step));
+    current = field != nullptr ? field->message_type() : nullptr;
+  }
+  return absl::StrJoin(steps, ".");
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Message>> RequestFromHttp(
@@ -299,7 +331,8 @@ absl::StatusOr<std::unique_ptr<Message>> RequestFromHttp(
             "Le corps de la requête ne correspond pas au format attendu.")));
   }
   for (const auto& [path, value] : bindings) {
-    COACH_RETURN_IF_ERROR(MergeParameter(type, path, value, *request));
+    COACH_RETURN_IF_ERROR(
+        MergeParameter(type, JsonPath(type, path), value, *request));
   }
   return request;
 }

@@ -395,6 +395,29 @@ TEST_F(HttpFrontTest, ReadsRecoverAsSoonAsTheServerIsBack) {
   (*restarted)->Shutdown(absl::ZeroDuration());
 }
 
+// Every read that waited for a coach-server that never came is 503
+// UNAVAILABLE (docs/api.md), the streamed export as the others (it was 504).
+TEST_F(HttpFrontTest, ReadsWhileNoServerIsReachableAre503) {
+  auto proxy = StartProxy([](proxy::ProxyConfig& config) {
+    config.upstream_read_deadline = absl::Milliseconds(300);
+  });
+  ASSERT_NE(proxy, nullptr);
+  stack_.server().server().Shutdown(absl::ZeroDuration());
+  stack_.server().server().Wait();
+  httplib::Client client("127.0.0.1", proxy->port());
+  for (const std::string target :
+       {"/api/user/stats?userId=r", "/api/user/export?userId=r",
+        "/api/chat/sessions?userId=r"}) {
+    SCOPED_TRACE(target);
+    auto result = client.Get(target);
+    ASSERT_TRUE(result);
+    EXPECT_EQ(result->status, 503) << result->body;
+    EXPECT_EQ(json::parse(result->body, nullptr, false).value("code", ""),
+              "UNAVAILABLE")
+        << result->body;
+  }
+}
+
 TEST_F(HttpFrontTest, ALongSessionIsReadable) {
   // 300 exchanges of two 4,000-character messages of 2-byte characters:
   // the session's answer is 4.8 MB, over gRPC's default receive limit.

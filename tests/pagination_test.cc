@@ -413,6 +413,15 @@ TEST_F(PaginationTest, RestBadTokenOrPageSizeIs400NamingTheParameter) {
   body = GetJson(stack_.http(), "/api/chat/sessions?userId=hugo&pageSize=abc",
                  &status);
   EXPECT_EQ(status, 400) << body.dump();
+  // Sizes beyond the cap are lowered to it, not refused, however large
+  // (docs/api.md): past int32 too.
+  for (const std::string path :
+       {"/api/chat/sessions?userId=hugo&pageSize=99999999999",
+        "/api/chat/history?userId=hugo&limit=99999999999",
+        "/api/chat/history?userId=hugo&pageSize=99999999999"}) {
+    body = GetJson(stack_.http(), path, &status);
+    EXPECT_EQ(status, 200) << path << ": " << body.dump();
+  }
 }
 
 TEST_F(PaginationTest, RestSessionMessagesAndHistoryPages) {

@@ -4,6 +4,7 @@
 #include <grpcpp/support/status.h>
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <map>
 #include <memory>
 #include <set>
@@ -580,8 +581,17 @@ TEST_F(TranscoderTest, QueryIntegerTakesTheFieldType) {
   EXPECT_EQ(request->user_id(), "u2");
 }
 
+TEST_F(TranscoderTest, AnIntegerBeyondItsRangeIsTheRangesEnd) {
+  auto request = History({{"userId", "u1"}, {"limit", "99999999999"}});
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_EQ(request->limit(), std::numeric_limits<int32_t>::max());
+  request = History({{"userId", "u1"}, {"limit", "-99999999999"}});
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_EQ(request->limit(), std::numeric_limits<int32_t>::min());
+}
+
 TEST_F(TranscoderTest, BadQueryValuesAreFrenchErrors) {
-  for (const std::string limit : {"abc", "1.5", "99999999999", "", "10abc"}) {
+  for (const std::string limit : {"abc", "1.5", "1e99", "", "10abc", "+-1"}) {
     const auto request = History({{"userId", "u1"}, {"limit", limit}});
     ASSERT_FALSE(request.ok()) << "limit=" << limit;
     EXPECT_EQ(request.status().code(), absl::StatusCode::kInvalidArgument);
