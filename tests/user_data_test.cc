@@ -16,6 +16,7 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "server/core/accounts.h"
@@ -204,10 +205,24 @@ TEST_P(UserDataTest, TheExportHoldsEverySessionAndMessageAndComesInPieces) {
   const std::string second = Send("dora", "", "Second sujet");
   Send("eve", "", "Pas à dora");
   int pieces = 0;
+  // A clock with nanoseconds (as a real one): the export says microseconds.
+  clock_.Advance(absl::Nanoseconds(250123456));
   const std::string text = Export("dora", &pieces);
   const nlohmann::json doc = nlohmann::json::parse(text, nullptr, false);
   ASSERT_FALSE(doc.is_discarded()) << text;
   EXPECT_EQ(doc["userId"], "dora");
+  // Written as the API's JSON writes them: timestamps as protobuf prints a
+  // Timestamp, at the store's precision (0, 3 or 6 fraction digits), and
+  // 64-bit counts as strings (docs/api.md).
+  EXPECT_TRUE(
+      absl::EndsWith(doc["exportedAt"].get<std::string>(), ":00.250123Z"))
+      << doc["exportedAt"];
+  EXPECT_EQ(doc["usage"][0]["promptTokens"].type(),
+            nlohmann::json::value_t::string)
+      << text;
+  EXPECT_EQ(doc["usage"][0]["byModel"][0]["completionTokens"].type(),
+            nlohmann::json::value_t::string)
+      << text;
   EXPECT_EQ(doc["plan"], "FREE");
   EXPECT_EQ(doc["remainingCredits"], 96);
   ASSERT_EQ(doc["usage"].size(), 1u);

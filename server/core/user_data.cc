@@ -19,9 +19,22 @@ namespace {
 
 using json = nlohmann::ordered_json;
 
+// As the API's JSON prints a Timestamp (protobuf's mapping), at the
+// store's precision: UTC, microseconds at most, and 0, 3 or 6 fraction
+// digits ("2026-12-07T10:00:00Z", "…:00.250Z", "…:00.250123Z").
 std::string Rfc3339(absl::Time t) {
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%E*SZ", t, absl::UTCTimeZone());
+  const int64_t unix_micros = absl::ToUnixMicros(t);  // rounded down
+  t = absl::FromUnixMicros(unix_micros);
+  const int64_t micros = ((unix_micros % 1000000) + 1000000) % 1000000;
+  const char* format = micros == 0          ? "%Y-%m-%dT%H:%M:%SZ"
+                       : micros % 1000 == 0 ? "%Y-%m-%dT%H:%M:%E3SZ"
+                                            : "%Y-%m-%dT%H:%M:%E6SZ";
+  return absl::FormatTime(format, t, absl::UTCTimeZone());
 }
+
+// A 64-bit count, as the API's JSON prints one (a string: JavaScript's
+// numbers are exact to 2^53 only).
+std::string Int64Json(int64_t value) { return absl::StrCat(value); }
 
 // Replace, not throw: every text was checked as UTF-8 when stored, the
 // model names (the provider's) were not.
@@ -32,16 +45,17 @@ std::string ExportText(const json& value) {
 json UsageJson(const UsageRecord& usage) {
   json by_model = json::array();
   for (const ModelUsageRecord& model : usage.by_model) {
-    by_model.push_back({{"model", model.model},
-                        {"replies", model.replies},
-                        {"promptTokens", model.prompt_tokens},
-                        {"completionTokens", model.completion_tokens}});
+    by_model.push_back(
+        {{"model", model.model},
+         {"replies", model.replies},
+         {"promptTokens", Int64Json(model.prompt_tokens)},
+         {"completionTokens", Int64Json(model.completion_tokens)}});
   }
   return {{"month", usage.month},
           {"replies", usage.replies},
           {"creditsCharged", usage.credits_charged},
-          {"promptTokens", usage.prompt_tokens},
-          {"completionTokens", usage.completion_tokens},
+          {"promptTokens", Int64Json(usage.prompt_tokens)},
+          {"completionTokens", Int64Json(usage.completion_tokens)},
           {"byModel", std::move(by_model)}};
 }
 
@@ -52,8 +66,8 @@ json ExportMessageJson(const MessageRecord& m) {
               {"createdAt", Rfc3339(m.created_at)}};
   if (!m.model.empty()) out["model"] = m.model;
   if (m.usage.has_value()) {
-    out["promptTokens"] = m.usage->prompt_tokens;
-    out["completionTokens"] = m.usage->completion_tokens;
+    out["promptTokens"] = Int64Json(m.usage->prompt_tokens);
+    out["completionTokens"] = Int64Json(m.usage->completion_tokens);
   }
   return out;
 }
