@@ -396,5 +396,31 @@ TEST(OfflineCoachStreamTest, SentencePiecesKeepEveryByte) {
   EXPECT_THAT(SentencePieces(""), ::testing::IsEmpty());
 }
 
+// A credit hold must outlive the longest paced reply (issue 30's review):
+// LongestReply bounds every reply, first turn or later, of every theme.
+TEST(OfflineCoachStreamTest, LongestReplyBoundsEveryReply) {
+  const absl::Duration delay = absl::Seconds(1);
+  const absl::Duration longest = OfflineCoach::LongestReply(delay);
+  EXPECT_EQ(OfflineCoach::LongestReply(absl::ZeroDuration()),
+            absl::ZeroDuration());
+  EXPECT_GE(longest, 2 * delay);  // three pieces at least, two waits
+  for (const std::string message :
+       {"Bonjour", "Je suis timide au travail", "J'ai peur du rejet",
+        "Comment la manipuler pour qu'elle revienne ?", "Je veux mourir",
+        "Parler en public me terrifie", "Un message sans thème précis"}) {
+    SCOPED_TRACE(message);
+    // A later turn on the same theme: the follow-up, thanks first.
+    for (const std::vector<CoachTurn>& conversation :
+         {std::vector<CoachTurn>{{Role::kUser, message}},
+          std::vector<CoachTurn>{{Role::kUser, message},
+                                 {Role::kAssistant, "…"},
+                                 {Role::kUser, message}}}) {
+      const size_t pieces = SentencePieces(ReplyTo(conversation)).size();
+      ASSERT_GT(pieces, 0u);
+      EXPECT_LE(delay * static_cast<int64_t>(pieces - 1), longest);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace coach

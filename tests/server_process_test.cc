@@ -566,6 +566,11 @@ TEST_F(ServerProcessTest, ANegativeOrShortReservationTtlIsAConfigurationError) {
     ExpectFailure(Start(env));
     if (HasFailure()) break;  // One report is enough; don't wait twice.
   }
+  // Offline, its paced replies count: 10 s a piece outlasts a 60 s hold.
+  auto env = BaseEnv();
+  env["COACH_OFFLINE_STREAM_DELAY"] = "10s";
+  env["COACH_CREDIT_RESERVATION_TTL"] = "60s";
+  ExpectFailure(Start(env));
 }
 
 TEST_F(ServerProcessTest, SigtermExitsCleanlyAndPromptly) {

@@ -1,5 +1,6 @@
 #include "server/app/coach_setup.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <utility>
 
@@ -34,7 +35,12 @@ absl::StatusOr<std::vector<ProviderSettings>> AiProviders(
 
 absl::Duration LongestReply(const Config& config) {
   absl::StatusOr<std::vector<ProviderSettings>> providers = AiProviders(config);
-  if (!providers.ok() || providers->empty()) return config.openai.timeout;
+  if (!providers.ok()) return config.openai.timeout;
+  if (providers->empty()) {
+    // The offline coach, paced: as long as its longest streamed reply.
+    return std::max(config.openai.timeout,
+                    OfflineCoach::LongestReply(config.offline_stream_delay));
+  }
   absl::Duration longest;
   for (const ProviderSettings& provider : *providers) {
     longest += provider.options.timeout;

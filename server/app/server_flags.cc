@@ -331,7 +331,9 @@ absl::Status CrossCheck(const Config& config) {
       config.credit_reservation_ttl <= LongestReply(config)) {
     return absl::InvalidArgumentError(
         "--credit_reservation_ttl must be 0 or exceed --openai_timeout "
-        "(with --ai_providers_file: the sum of the providers' timeouts)");
+        "(with --ai_providers_file: the sum of the providers' timeouts; "
+        "offline: the longest paced reply, --offline_stream_delay per "
+        "piece)");
   }
   // Named by variable first: an installed server's settings are an
   // environment file (packaging/), which sets COACH_AUTH=jwt.

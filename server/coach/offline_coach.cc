@@ -695,6 +695,23 @@ void OfflineCoach::CancelAll() {
   if (pacer_ != nullptr) pacer_->CancelAll();
 }
 
+absl::Duration OfflineCoach::LongestReply(absl::Duration piece_delay) {
+  size_t most = 0;
+  const auto count = [&most](absl::string_view body) {
+    if (body.empty()) return;
+    most = std::max(
+        most, SentencePieces(absl::StrCat(kThanksForDetails, body)).size());
+  };
+  for (const Theme& theme : kThemes) {
+    count(theme.reply);
+    count(theme.follow_up);
+  }
+  count(kDefaultTheme.reply);
+  count(kDefaultTheme.follow_up);
+  // The first piece goes at once, each next one `piece_delay` later.
+  return piece_delay * static_cast<int64_t>(most > 0 ? most - 1 : 0);
+}
+
 CoachReply OfflineCoach::Compose(const CoachRequest& request) {
   // The message to answer is the last user turn; the user turns before it
   // are the context.

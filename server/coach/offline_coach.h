@@ -34,6 +34,10 @@ class OfflineCoach final : public Coach {
   explicit OfflineCoach(absl::Duration piece_delay = absl::ZeroDuration());
   ~OfflineCoach() override;  // Fails the replies still being streamed.
 
+  // The longest a streamed reply takes with `piece_delay`: its credit hold
+  // must outlive it.
+  static absl::Duration LongestReply(absl::Duration piece_delay);
+
   void StartReply(CoachRequest request, ReplyCallback done) override;
   // Fails the streams being paced, and every later paced one (a reply
   // written at once is never in progress).
