@@ -796,7 +796,10 @@ class Generator {
       case 404: return "NotFound";
       case 409: return "Conflict";
       case 413: return "ContentTooLarge";
+      case 411: return "LengthRequired";
+      case 414: return "UriTooLong";
       case 415: return "UnsupportedMediaType";
+      case 431: return "RequestHeaderFieldsTooLarge";
       case 422: return "UnprocessableContent";
       case 429: return "TooManyRequests";
       case 500: return "InternalServerError";
@@ -840,6 +843,11 @@ class Generator {
         reasons[status].push_back(absl::StrCat(
             options.GetExtension(v1::http_label), " (", value.name(), ")"));
       }
+      // 414, answered by the HTTP layer for any route, has no reason of
+      // its own (INVALID_ARGUMENT, labelled apart).
+      by_status[414].status = 414;
+      by_status[414].with_body_only = false;
+      reasons[414].push_back("URL trop longue (INVALID_ARGUMENT)");
       auto* out = new std::vector<ErrorStatus>;
       for (auto& [status, error] : by_status) {
         error.name = StatusComponentName(status);

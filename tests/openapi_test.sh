@@ -63,12 +63,17 @@ q '.components.schemas["coach.v1.StreamMessageResponse"].oneOf | length == 2'
 q '.components.schemas["coach.v1.StreamMessageResponse"].oneOf[0].required == ["delta"]'
 
 # Errors: every documented status, the documented body with `field`.
-for s in 400 401 403 404 429 500 503; do
+# The HTTP layer's refusals too (414, 431; 411 where a body is taken).
+for s in 400 401 403 404 414 429 431 500 503; do
   q --arg s "$s" '.paths["/api/chat/sessions"].get.responses[$s]["$ref"]'
 done
-for s in 402 409 413 415; do
+for s in 402 409 411 413 415; do
   q --arg s "$s" '.paths["/api/chat/send"].post.responses[$s]["$ref"]'
 done
+q '.paths["/api/chat/sessions"].get.responses | has("411") | not'
+q '.components.responses.UriTooLong.description | contains("INVALID_ARGUMENT")'
+q '.components.responses.RequestHeaderFieldsTooLarge.description | contains("HEADERS_TOO_LARGE")'
+q '.components.responses.LengthRequired.description | contains("LENGTH_REQUIRED")'
 q '.components.schemas.ErrorBody.required == ["error","code","message"]'
 q '.components.schemas.ErrorBody.properties | has("field")'
 q '.components.schemas["coach.v1.ErrorReason"].enum | index("NO_CREDITS") and index("RATE_LIMITED")'
