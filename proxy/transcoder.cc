@@ -279,6 +279,32 @@ absl::Status MergeParameter(const Descriptor& type, absl::string_view name,
                 name));
 }
 
+// `value` (a body for `type`) without the members that name no field of
+// it, at every level of its known message fields.
+nlohmann::json KnownFieldsOnly(const nlohmann::json& value,
+                               const Descriptor& type) {
+  if (!value.is_object()) return value;
+  nlohmann::json known = nlohmann::json::object();
+  for (const auto& [name, member] : value.items()) {
+    const FieldDescriptor* field = FindParameterField(type, name);
+    if (field == nullptr) continue;
+    const Descriptor* message = field->message_type();
+    if (message == nullptr || field->is_map() ||
+        message->file()->package() == "google.protobuf") {
+      known[name] = member;  // scalars, maps, well-known types: as they are
+    } else if (member.is_array()) {
+      nlohmann::json items = nlohmann::json::array();
+      for (const nlohmann::json& item : member) {
+        items.push_back(KnownFieldsOnly(item, *message));
+      }
+      known[name] = std::move(items);
+    } else {
+      known[name] = KnownFieldsOnly(member, *message);
+    }
+  }
+  return known;
+}
+
 // A path variable's field path ("session_id") as the client knows it, in
 // JSON names ("sessionId"), so that an error names it so.
 std::string JsonPath(const Descriptor& type, absl::string_view path) {
@@ -325,10 +351,23 @@ absl::StatusOr<std::unique_ptr<Message>> RequestFromHttp(
           request.get(), type.FindFieldByName(route.body));
     }
     COACH_RETURN_IF_ERROR(CheckJsonTypes(parsed, *target->GetDescriptor()));
-    COACH_RETURN_IF_ERROR(MergeJson(
-        body, *target,
-        absl::InvalidArgumentError(
-            "Le corps de la requête ne correspond pas au format attendu.")));
+    const absl::Status mismatch = absl::InvalidArgumentError(
+        "Le corps de la requête ne correspond pas au format attendu.");
+    if (!MergeJson(body, *target, mismatch).ok()) {
+      // protobuf's parser refuses some JSON in the fields it would ignore
+      // (an empty name, nesting past its depth limit): once more without
+      // them, so that unknown fields are ignored whatever they hold.
+      const nlohmann::json known =
+          KnownFieldsOnly(parsed, *target->GetDescriptor());
+      if (known == parsed) return mismatch;
+      std::string json;
+      try {
+        json = known.dump();
+      } catch (const nlohmann::json::exception&) {
+        return mismatch;  // dump() refuses invalid UTF-8
+      }
+      COACH_RETURN_IF_ERROR(MergeJson(json, *target, mismatch));
+    }
   }
   for (const auto& [path, value] : bindings) {
     COACH_RETURN_IF_ERROR(

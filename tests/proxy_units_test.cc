@@ -637,6 +637,18 @@ TEST_F(TranscoderTest, BodyIsMergedAndUnknownFieldsIgnored) {
   ASSERT_TRUE(request.ok()) << request.status();
   EXPECT_EQ(request->user_id(), "u2");
 
+  // Unknown fields that protobuf's own parser would refuse (an empty name,
+  // nesting past its depth limit) are ignored all the same (docs/api.md).
+  request = Send(R"({"userId":"u3","message":"m","":1})");
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_EQ(request->user_id(), "u3");
+  std::string nested = "1";
+  for (int i = 0; i < 150; ++i) nested = absl::StrCat(R"({"x":)", nested, "}");
+  request = Send(
+      absl::StrCat(R"({"userId":"u5","message":"m","deep":)", nested, "}"));
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_EQ(request->user_id(), "u5");
+
   // An empty or blank body is an empty request (the server says what is
   // missing).
   for (const std::string body : {"", "  \r\n"}) {
