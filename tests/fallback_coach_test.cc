@@ -13,6 +13,7 @@
 // - the providers file's validation.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -343,5 +344,114 @@ TEST(ProvidersFileTest, RefusesWhatIsWrongNamingIt) {
   }
 }
 
+// A key pasted as the value of "apiKeyEnv" (the file asks for the key's
+// variable) is not echoed in the error coach-server prints at start.
+TEST(ProvidersFileTest, AKeyPutInApiKeyEnvIsNotEchoed) {
+  const absl::StatusOr<std::vector<ProviderSettings>> parsed = Parse(
+      R"([{"name":"p","baseUrl":"http://h","model":"m",
+           "apiKeyEnv":"sk-proj-SECRET0123456789"}])");
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_EQ(parsed.status().message().find("SECRET0123456789"),
+            std::string::npos)
+      << parsed.status();
+}
+
+// An error object at the head of a stream (HTTP 200, no piece given yet)
+// follows the retry rule (ADR 0006): insufficient_quota is never retried
+// (it was: the "no HTTP status" shortcut came before the code).
+TEST(StreamRetryRuleTest, AnInsufficientQuotaErrorInTheStreamIsNotRetried) {
+  FakeOpenAi fake;
+  fake.Script(
+      {StreamResponse({"data: " +
+                       ErrorBody("You exceeded your current quota",
+                                 "insufficient_quota", "insufficient_quota") +
+                       "\n\n"})});
+  fake.SetDefault(StreamResponse(StreamedReply({"Payé", " deux fois"})));
+  OpenAiOptions options = FastOpenAiOptions(fake.base_url(), "sk-quota");
+  options.max_retries = 2;
+  auto coach = OpenAiCoach::Create(options);
+  ASSERT_TRUE(coach.ok()) << coach.status();
+  CoachRequest request{
+      .system_prompt = "Tu es un coach.",
+      .conversation = {{.role = Role::kUser, .content = "Bonjour"}},
+      .deadline = absl::Now() + absl::Seconds(30),
+      .cancellation = nullptr,
+      .on_delta = [](absl::string_view) {}};
+  const absl::StatusOr<CoachReply> reply = (*coach)->Reply(std::move(request));
+  EXPECT_FALSE(reply.ok()) << "answered by a retry: " << reply->content;
+  EXPECT_EQ(fake.request_count(), 1) << "insufficient_quota was retried";
+}
+
+// [DONE] ends the reply, whether or not the provider (or a gateway) then
+// closes the body: before, a complete reply, already shown piece by piece,
+// failed at the timeout when the body stayed open (nothing stored).
+TEST(StreamDoneTest, TheReplyEndsAtDoneNotWhenTheBodyCloses) {
+  FakeOpenAi fake;
+  // chunk, finish, usage, [DONE]; then held open (a keep-alive comment
+  // would follow).
+  std::vector<std::string> events = StreamedReply({"Réponse complète."});
+  events.push_back(": keep-alive\n\n");
+  fake.SetDefault(StreamResponse(events, /*hold_after=*/4));
+  OpenAiOptions options = FastOpenAiOptions(fake.base_url(), "sk-done");
+  options.timeout = absl::Seconds(3);
+  options.max_retries = 0;
+  auto coach = OpenAiCoach::Create(options);
+  ASSERT_TRUE(coach.ok()) << coach.status();
+  std::vector<std::string> pieces;
+  CoachRequest request{
+      .system_prompt = "Tu es un coach.",
+      .conversation = {{.role = Role::kUser, .content = "Bonjour"}},
+      .deadline = absl::Now() + absl::Seconds(30),
+      .cancellation = nullptr,
+      .on_delta = [&pieces](absl::string_view p) { pieces.emplace_back(p); }};
+  const absl::Time start = absl::Now();
+  const absl::StatusOr<CoachReply> reply = (*coach)->Reply(std::move(request));
+  const absl::Duration took = absl::Now() - start;
+  fake.ReleaseStreams();
+  EXPECT_EQ(pieces, (std::vector<std::string>{"Réponse complète."}));
+  EXPECT_TRUE(reply.ok()) << reply.status() << " after " << took;
+  EXPECT_LT(took, absl::Seconds(2));
+}
+
+// Destroyed with replies in flight: the primary's replies fail ("shutting
+// down") on its own threads while the providers are destroyed, and must
+// neither fall over to a provider being destroyed (a use-after-free ASan
+// reported in StartReply before) nor be lost: each is delivered once.
+TEST(FallbackDestructionTest, DestroyedWithRepliesInFlightOnThePrimary) {
+  for (int round = 0; round < 10; ++round) {
+    FakeOpenAi primary_fake, backup_fake;
+    primary_fake.HoldAnswers();
+    backup_fake.HoldAnswers();
+    std::vector<FallbackCoach::Provider> members;
+    int i = 0;
+    for (FakeOpenAi* fake : {&primary_fake, &backup_fake}) {
+      OpenAiOptions options =
+          FastOpenAiOptions(fake->base_url(), "sk-" + std::to_string(i));
+      options.max_retries = 0;
+      auto openai = OpenAiCoach::Create(options);
+      ASSERT_TRUE(openai.ok());
+      members.push_back(
+          {.name = "p" + std::to_string(i++), .coach = *std::move(openai)});
+    }
+    auto coach =
+        std::make_unique<FallbackCoach>(std::move(members), Breaker(1000));
+    std::atomic<int> done{0};
+    constexpr int kCalls = 64;
+    for (int c = 0; c < kCalls; ++c) {
+      coach->StartReply(
+          CoachRequest{
+              .system_prompt = "Tu es un coach.",
+              .conversation = {{.role = Role::kUser, .content = "Bonjour"}},
+              .deadline = absl::Now() + absl::Seconds(30),
+              .cancellation = nullptr,
+              .on_delta = nullptr},
+          [&done](absl::StatusOr<CoachReply>) { ++done; });
+    }
+    // All sent (the fake holds them).
+    ASSERT_TRUE(primary_fake.AwaitRequests(kCalls, absl::Seconds(20)));
+    coach.reset();
+    EXPECT_EQ(done.load(), kCalls) << "round " << round;
+  }
+}
 }  // namespace
 }  // namespace coach::testing

@@ -84,15 +84,25 @@ FallbackCoach::FallbackCoach(std::vector<Provider> providers,
 }
 
 FallbackCoach::~FallbackCoach() {
-  // Each provider delivers what it has in flight while the others live: a
-  // fallover then finds every provider cancelled, not destroyed.
+  // No fallover starts from now on (a provider's destruction delivers its
+  // replies in flight, on its own threads), and one under way (reading
+  // another member's coach) ends before any coach goes.
   CancelAll();
+  {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](int* asking) { return *asking == 0; }, &asking_));
+  }
   for (auto it = members_.rbegin(); it != members_.rend(); ++it) {
     (*it)->coach.reset();
   }
 }
 
 void FallbackCoach::CancelAll() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
   for (const auto& member : members_) {
     if (member->coach != nullptr) member->coach->CancelAll();
   }
@@ -121,6 +131,23 @@ void FallbackCoach::StartReply(CoachRequest request, ReplyCallback done) {
 }
 
 void FallbackCoach::AskNext(std::shared_ptr<Call> call) {
+  bool stopped;
+  {
+    absl::MutexLock lock(&mu_);
+    stopped = stopping_;
+    if (!stopped) ++asking_;
+  }
+  if (stopped) {
+    // Cancelled (or being destroyed): no provider is asked any more.
+    return call->done(call->last_error.ok()
+                          ? absl::UnavailableError("AI providers stopped")
+                          : call->last_error);
+  }
+  // Ends the section the destructor waits on, on every path below.
+  const auto asked = [this] {
+    absl::MutexLock lock(&mu_);
+    --asking_;
+  };
   for (; call->next < members_.size(); ++call->next) {
     Member& member = *members_[call->next];
     if (member.coach == nullptr) continue;  // being destroyed
@@ -134,8 +161,9 @@ void FallbackCoach::AskNext(std::shared_ptr<Call> call) {
                         started](absl::StatusOr<CoachReply> outcome) mutable {
           OnOutcome(std::move(call), index, pass, started, std::move(outcome));
         });
-    return;
+    return asked();
   }
+  asked();
   call->done(absl::UnavailableError(
       absl::StrCat("every AI provider failed or is cooling down; last: ",
                    call->last_error.message())));

@@ -33,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "base/env.h"
 #include "base/metrics.h"
 #include "server/coach/circuit_breaker.h"
@@ -52,10 +53,13 @@ class FallbackCoach final : public Coach {
   // the coach.
   FallbackCoach(std::vector<Provider> providers, BreakerOptions breaker,
                 Env& env = Env::Default());
-  // Destroys the providers (each delivers what it has in flight).
+  // Destroys the providers (each delivers what it has in flight), once no
+  // fallover is asking one.
   ~FallbackCoach() override;
 
   void StartReply(CoachRequest request, ReplyCallback done) override;
+  // Cancels every provider's replies; from then on a failed reply is
+  // delivered as it is (no fallover) and a new one fails at once.
   void CancelAll() override;
 
   std::string RenderMetrics() const;
@@ -76,7 +80,12 @@ class FallbackCoach final : public Coach {
   const BreakerOptions breaker_;
   // Declared before members_: their metrics series live in it.
   metrics::Registry registry_;
+  // The vector is never resized after construction; a member's coach is
+  // reset only by the destructor, once `asking_` is 0 with `stopping_` set.
   std::vector<std::unique_ptr<Member>> members_;
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  int asking_ ABSL_GUARDED_BY(mu_) = 0;  // AskNext calls in progress
 };
 
 }  // namespace coach

@@ -23,6 +23,9 @@ using nlohmann::json;
 constexpr char kUserAgent[] = "coach-ai-hub/0.1";
 constexpr int kHttpOk = 200;
 constexpr int kNoAnswer = 0;  // for IsRetryable: no HTTP status at all
+// How long a streamed body may stay open after its [DONE] before it is
+// ended for the provider (it normally ends within the same read).
+constexpr absl::Duration kEndAfterDone = absl::Milliseconds(500);
 
 const char* RoleName(Role role) {
   return role == Role::kAssistant ? "assistant" : "user";
@@ -309,11 +312,25 @@ void OpenAiCoach::Attempt(std::unique_ptr<Call> call) {
                 .on_body = nullptr};
   if (call->on_delta) {
     call->stream = std::make_shared<StreamAttempt>(options_, call->on_delta);
-    post.on_body = [stream = call->stream](absl::string_view bytes) {
-      return stream->reader.Feed(bytes, [&](absl::string_view piece) {
-        stream->started = true;
-        stream->on_delta(piece);
-      });
+    post.on_body = [http = http_.get(), stream = call->stream,
+                    step = call->step](absl::string_view bytes) {
+      const bool was_done = stream->reader.done();
+      absl::Status fed =
+          stream->reader.Feed(bytes, [&](absl::string_view piece) {
+            stream->started = true;
+            stream->on_delta(piece);
+          });
+      if (fed.ok() && !was_done && stream->reader.done()) {
+        // [DONE]: the reply is whole. The body's end normally follows at
+        // once (and leaves the connection reusable); a provider that keeps
+        // it open has it ended here, rather than the reply failing at the
+        // timeout. (A cancel of a step already over does nothing.)
+        http->RunAfter(kEndAfterDone, [http, step] {
+          absl::MutexLock lock(&step->mu);
+          if (!step->over) http->Cancel(step->id);
+        });
+      }
+      return fed;
     };
   }
   call->sent = env_.Now();
@@ -344,9 +361,11 @@ void OpenAiCoach::OnAnswer(std::unique_ptr<Call> call,
   }
   Failure failure;
   StreamAttempt* const stream = call->stream.get();
-  if (stream != nullptr && ((answer.ok() && answer->status == kHttpOk) ||
-                            !stream->reader.error().ok())) {
-    // A stream was read, whole or until the reader stopped it.
+  if (stream != nullptr &&
+      ((answer.ok() && answer->status == kHttpOk) ||
+       !stream->reader.error().ok() || stream->reader.done())) {
+    // A stream was read, whole or until the reader stopped it (or to its
+    // [DONE], the body then ended by us or cut).
     absl::StatusOr<CoachReply> reply = stream->reader.Finish(options_.model);
     if (reply.ok() || !absl::IsUnavailable(reply.status())) {
       LogStreamed(*call, reply, stream->reader.cut_at_max_tokens());

@@ -54,6 +54,8 @@ class OpenAiStream {
 
   // Feed's error, if any (OK while the stream is usable).
   const absl::Status& error() const { return error_; }
+  // [DONE] was read: the reply is whole, whatever follows (or does not).
+  bool done() const { return done_; }
   // The `code` of a provider error object ("" if none).
   const std::string& error_code() const { return error_code_; }
   // finish_reason was "length": the reply was cut at max_tokens.

@@ -7,6 +7,8 @@
 #include <set>
 #include <sstream>
 
+#include "absl/algorithm/container.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
@@ -82,10 +84,27 @@ absl::StatusOr<ProviderSettings> ParseProvider(const json& provider,
   }
   absl::StatusOr<std::string> key_env = RequiredText(provider, "apiKeyEnv");
   if (!key_env.ok()) return key_env.status();
+  // A variable's name, or a key pasted here by mistake: the value is echoed
+  // only when it reads as a conventional name (upper case), never a key.
+  const auto name_char = [](char c) {
+    return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_';
+  };
+  if (key_env->empty() ||
+      absl::ascii_isdigit(static_cast<unsigned char>((*key_env)[0])) ||
+      !absl::c_all_of(*key_env, name_char)) {
+    return absl::InvalidArgumentError(
+        "\"apiKeyEnv\" must name an environment variable (letters, digits, "
+        "_), not hold the key itself");
+  }
+  const bool echoable =
+      key_env->size() <= 64 && absl::c_none_of(*key_env, [](char c) {
+        return absl::ascii_islower(static_cast<unsigned char>(c));
+      });
   std::optional<std::string> key = getenv(*key_env);
   if (!key.has_value() || key->empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "\"apiKeyEnv\" names ", *key_env, ", which is not set (or empty)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"apiKeyEnv\" names ", echoable ? *key_env : "a variable",
+                     ", which is not set (or empty)"));
   }
   options.api_key = *std::move(key);
   if (const auto it = provider.find("maxTokens"); it != provider.end()) {

@@ -16,8 +16,11 @@ constexpr double kMaxJitterFraction = 0.25;
 }  // namespace
 
 bool IsRetryable(int http_status, absl::string_view error_code) {
+  // An account out of credit stays so, whether it says so with a 429 or in
+  // an error object at the head of a stream (no status of its own: 0).
+  if (error_code == "insufficient_quota") return false;
   if (http_status == 0) return true;
-  if (http_status == 429) return error_code != "insufficient_quota";
+  if (http_status == 429) return true;
   return http_status == 408 || http_status == 409 || http_status >= 500;
 }
 
