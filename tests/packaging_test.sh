@@ -172,6 +172,24 @@ version=$(dpkg-deb -f "$deb" Version)
 zcat "$tmp/extracted/usr/share/doc/coach-ai-hub/changelog.gz" | head -1 |
   grep -q "^coach-ai-hub ($version)" || fail "changelog's first entry is not $version"
 
+# The maintainer scripts look after the services as Debian's own do
+# (dh_installsystemd): stopped before the package is removed (they would
+# serve on from deleted files), restarted after an upgrade (the fixed
+# binaries serve), their enablement forgotten on purge. Read, not run: they
+# act on the machine's systemd.
+ctrl="$tmp/control"
+dpkg-deb -e "$deb" "$ctrl"
+for script in prerm postinst postrm; do
+  [[ -x $ctrl/$script ]] || fail "no $script in the package"
+  sh -n "$ctrl/$script" || fail "$script: not valid sh"
+done
+grep -q 'deb-systemd-invoke stop coach-proxy.service coach-server.service' "$ctrl/prerm" \
+  || fail "prerm does not stop the services: a removed package's would keep running"
+grep -q 'deb-systemd-invoke try-restart coach-server.service coach-proxy.service' "$ctrl/postinst" \
+  || fail "postinst never restarts the services: after an upgrade the old binaries serve"
+grep -q 'multi-user.target.wants/coach-server.service' "$ctrl/postrm" \
+  || fail "postrm leaves the units' enablement behind on purge"
+
 # Debian's own checker: no error, no warning (lintian, when installed:
 # tools/setup.sh installs it).
 if command -v lintian >/dev/null; then
