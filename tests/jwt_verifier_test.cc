@@ -10,6 +10,8 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "tests/support/jwt_tokens.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/test_clock.h"
@@ -428,6 +430,29 @@ TEST_F(JwtVerifierTest, CreateNeedsAKey) {
   JwtOptions options;
   options.jwks_file = dir_.File("missing.json");
   EXPECT_FALSE(JwtVerifier::Create(options).ok());
+}
+
+// RFC 7518 §3.4: an ES256 signature is R || S, exactly 64 octets, and a
+// signature of any other length is refused. Here each half is re-encoded
+// with a leading zero (66 octets): a second token string for the same
+// signed claims, which cjose alone accepted.
+TEST_F(JwtVerifierTest, AnEs256SignatureOfAnyLengthButSixtyFourIsRefused) {
+  auto verifier = Verifier(Both());
+  const std::string token = ec_.Sign(ClaimsFor("alice", now_));
+  ASSERT_TRUE(verifier->Verify(token, now_).ok());
+  const size_t dot = token.rfind('.');
+  std::string signature;
+  ASSERT_TRUE(absl::WebSafeBase64Unescape(token.substr(dot + 1), &signature));
+  ASSERT_EQ(signature.size(), 64u);
+  const std::string padded =
+      absl::StrCat(std::string(1, '\0'), signature.substr(0, 32),
+                   std::string(1, '\0'), signature.substr(32));
+  const std::string variant =
+      token.substr(0, dot + 1) + absl::WebSafeBase64Escape(padded);
+  ASSERT_NE(variant, token);
+  const auto verified = verifier->Verify(variant, now_);
+  EXPECT_TRUE(absl::IsUnauthenticated(verified.status()))
+      << "a 66-octet ES256 signature was accepted: " << verified.status();
 }
 
 }  // namespace

@@ -356,6 +356,16 @@ absl::StatusOr<VerifiedToken> JwtVerifier::Verify(absl::string_view token,
                                 "\" not accepted"));
   }
 
+  // RFC 7518 §3.4: an ES256 signature is exactly R || S, 64 octets (cjose
+  // splits any even length in two, so a zero-padded one would pass).
+  if (algorithm->name == "ES256") {
+    std::string signature;
+    if (!absl::WebSafeBase64Unescape(token.substr(token.rfind('.') + 1),
+                                     &signature) ||
+        signature.size() != 64) {
+      return Refused("bad signature");
+    }
+  }
   // The key: chosen by the algorithm's family, never by the token alone.
   std::shared_ptr<const Keys> keys;
   const cjose_jwk_t* key = nullptr;
