@@ -628,6 +628,8 @@ TEST_F(ServerProcessTest, SighupRereadsTheJwksFileAndABadFileKeepsTheKeys) {
   env["COACH_JWT_JWKS_FILE"] = jwks;
   env["COACH_JWT_JWKS_CHECK_INTERVAL"] = "0";
   ServerProcess& process = StartServing(env);
+  // No audience with an identity provider's keys: said at start.
+  EXPECT_THAT(ReadFile(log_path_), HasSubstr("without COACH_JWT_AUDIENCE"));
   // A channel per call: none is left open at SIGTERM for the server's
   // graceful stop to wait on.
   const auto list_as = [&](const SigningKey& key) {

@@ -108,6 +108,14 @@ absl::StatusOr<std::unique_ptr<CoachServer>> CoachServer::Start(
     auto created = JwtVerifier::Create(config.jwt);
     if (!created.ok()) return created.status();
     verifier = *std::move(created);
+    // An identity provider's keys sign tokens for every application it
+    // serves: without an audience, any of them is accepted here.
+    if (!config.jwt.jwks_file.empty() && config.jwt.audience.empty()) {
+      LogWarning(
+          "auth: COACH_JWT_JWKS_FILE without COACH_JWT_AUDIENCE: a token its "
+          "issuer made for another application is accepted too (RFC 8725 "
+          "§3.9); set the audience this service's tokens carry");
+    }
   }
   std::unique_ptr<CoachServer> server(
       new CoachServer(config, store, coach, clock, std::move(verifier)));
