@@ -945,7 +945,23 @@ void Connection::Dispatch() {
   Request request;
   request.method = std::string(message.method_string());
   request.target = std::string(message.target());
-  const absl::string_view target = View(message.target());
+  absl::string_view target = View(message.target());
+  // The absolute form ("http://host/path?q", RFC 9112 §3.2.2, which a
+  // server must accept): its path and query are the target.
+  for (absl::string_view scheme : {"http://", "https://"}) {
+    if (absl::StartsWithIgnoreCase(target, scheme)) {
+      const size_t path = target.find_first_of("/?", scheme.size());
+      target = path == absl::string_view::npos ? absl::string_view("/")
+                                               : target.substr(path);
+      if (absl::StartsWith(target, "?")) {
+        request.target = absl::StrCat("/", target);
+        target = request.target;
+      } else {
+        request.target = std::string(target);
+      }
+      break;
+    }
+  }
   const size_t question = target.find('?');
   if (!PercentDecode(target.substr(0, question), false, request.path)) {
     return Refuse(Refusal::kMalformed);

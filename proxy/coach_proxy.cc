@@ -487,17 +487,22 @@ absl::Status CoachProxy::StartMetrics() {
 std::vector<http::Header> CoachProxy::CorsHeaders(
     absl::string_view origin) const {
   std::vector<http::Header> headers;
-  if (origin.empty()) return headers;
   const bool any =
       std::find(config_.cors_origins.begin(), config_.cors_origins.end(),
                 "*") != config_.cors_origins.end();
+  // With a list, every answer depends on the request's Origin (allowed,
+  // echoed, or not): a shared cache must not give one origin's answer to
+  // another, nor an answer to a request without Origin to a listed one.
+  if (!any && !config_.cors_origins.empty()) {
+    headers.push_back({"Vary", "Origin"});
+  }
+  if (origin.empty()) return headers;
   const bool listed =
       std::find(config_.cors_origins.begin(), config_.cors_origins.end(),
                 origin) != config_.cors_origins.end();
   if (!any && !listed) return headers;
   headers.push_back(
       {"Access-Control-Allow-Origin", any ? "*" : std::string(origin)});
-  if (!any) headers.push_back({"Vary", "Origin"});
   // Only ever with an echoed origin (CrossCheckProxyConfig refuses `*`).
   if (config_.cors_allow_credentials && !any) {
     headers.push_back({"Access-Control-Allow-Credentials", "true"});
@@ -718,7 +723,12 @@ http::Response CoachProxy::Refuse(http::Refusal refusal,
 
 void CoachProxy::HandlePreflight(Pending& pending) {
   std::vector<http::Header> headers = pending.Headers("");
-  if (!pending.cors.empty()) {
+  // The origin is allowed (its CORS headers name it, not only Vary).
+  const bool allowed =
+      absl::c_any_of(pending.cors, [](const http::Header& header) {
+        return header.name == "Access-Control-Allow-Origin";
+      });
+  if (allowed) {
     headers.push_back({"Access-Control-Allow-Methods",
                        "GET, POST, PUT, PATCH, DELETE, OPTIONS"});
     if (!cors_allowed_headers_.empty()) {

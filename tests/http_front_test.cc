@@ -717,6 +717,21 @@ TEST_F(HttpFrontTest, HeadIsAGetWithoutItsBody) {
   }
 }
 
+// RFC 9112 §3.2.2: a server accepts a target in absolute form (what a
+// client configured to use a proxy sends).
+TEST_F(HttpFrontTest, AnAbsoluteFormTargetIsItsPathAndQuery) {
+  ASSERT_TRUE(Stats("abs").is_object());
+  for (const std::string target :
+       {"http://x/healthz", "HTTP://x:3000/api/user/stats?userId=abs"}) {
+    SCOPED_TRACE(target);
+    const std::string raw = RawExchange(
+        port(), absl::StrCat("GET ", target,
+                             " HTTP/1.1\r\nHost: x\r\nConnection: close"
+                             "\r\n\r\n"));
+    EXPECT_EQ(StatusOf(raw), 200) << raw;
+  }
+}
+
 // The operations' paths answer other methods as the API's paths do: 405
 // and Allow (HEAD wherever GET is), not 404.
 TEST_F(HttpFrontTest, OtherMethodsOnAGetPathAre405WithAllow) {

@@ -889,6 +889,12 @@ TEST_F(ProxyTest, CorsWithAnExplicitOriginList) {
                {{"Origin", "https://evil.example"}});
   ExpectOk(r);  // the server answers; the browser withholds it
   EXPECT_FALSE(r.has_header("Access-Control-Allow-Origin"));
+  // Still an answer that depends on Origin, as is one to no Origin at all:
+  // a shared cache must not serve either to the listed origin.
+  EXPECT_EQ(r.header("Vary"), "Origin");
+  r = Exchange(*client, "GET", "/api/user/stats?userId=u", "", "", {});
+  ExpectOk(r);
+  EXPECT_EQ(r.header("Vary"), "Origin");
   r = Exchange(*client, "OPTIONS", "/api/chat/send", "", "",
                {{"Origin", "https://evil.example"},
                 {"Access-Control-Request-Method", "POST"}});
