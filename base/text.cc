@@ -45,7 +45,10 @@ size_t SpaceLength(absl::string_view text, size_t i) {
       "\xE2\x80\xAF",  // U+202F narrow no-break space
       "\xE2\x80\x89",  // U+2009 thin space
       "\xE2\x80\x8B",  // U+200B zero-width space
+      "\xE2\x80\xA8",  // U+2028 line separator
+      "\xE2\x80\xA9",  // U+2029 paragraph separator
       "\xE3\x80\x80",  // U+3000 ideographic space
+      "\xEF\xBB\xBF",  // U+FEFF zero-width no-break space (BOM)
   };
   const char c = text[i];
   if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' ||

@@ -53,6 +53,9 @@ TEST(TextTest, CountsCodePointsNotBytes) {
 TEST(TextTest, TrimsAsciiAndUnicodeSpaces) {
   EXPECT_EQ(TrimSpaces(" \t\n salut \r\n"), "salut");
   EXPECT_EQ(TrimSpaces("\xC2\xA0salut\xE2\x80\xAF"), "salut");
+  // U+FEFF (a BOM), U+2028 and U+2029 show nothing either.
+  EXPECT_EQ(TrimSpaces("\xEF\xBB\xBF"), "");
+  EXPECT_EQ(TrimSpaces("\xE2\x80\xA8salut\xE2\x80\xA9"), "salut");
   EXPECT_EQ(TrimSpaces("   "), "");
 }
 
