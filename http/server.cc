@@ -274,6 +274,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void PumpStream();
   // A HEAD's stream, its head written: ends the request.
   void EndHeadStream();
+  // An HTTP/1.0 stream, all of it written: the close ends the body (over
+  // TLS, TLS's close_notify).
+  void EndUnframedStream();
+  void ShutdownTls();
   void ArmHeartbeat();
   void EndOfRequest();  // the answer is written: next request or close
   void Linger();
@@ -307,6 +311,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // for it to end (one read at a time on an SSL stream).
   bool tls_watch_reading_ = false;
   bool read_after_watch_ = false;
+  bool shutdown_after_watch_ = false;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   bhttp::response<bhttp::string_body> response_;
@@ -1124,6 +1129,10 @@ void Connection::OnTlsWatchRead(uint64_t seq, ErrorCode ec, size_t n) {
   tls_watch_reading_ = false;
   if (seq == seq_) watching_ = false;
   if (state_ == State::kClosed) return;
+  if (shutdown_after_watch_) {
+    shutdown_after_watch_ = false;
+    return ShutdownTls();
+  }
   if (!ec) buffer_.commit(n);  // the next request, pipelined: kept
   if (read_after_watch_) {
     read_after_watch_ = false;
@@ -1185,6 +1194,28 @@ void Connection::DoStartStream(uint64_t seq, int status,
                             });
 }
 
+void Connection::EndUnframedStream() {
+  // No last chunk: the close ends the body.
+  StopWatchingHangup();
+  serializer_.reset();
+  state_ = State::kWriting;
+  if (!stream_.tls()) return Linger();
+  // Over TLS the end must be TLS's own (close_notify): a bare TCP close
+  // reads as a cut (OpenSSL 3: "unexpected eof") and could be forged. One
+  // read at a time on a TLS stream: after the hang-up watch's, if one is out.
+  if (tls_watch_reading_) {
+    shutdown_after_watch_ = true;
+    return;
+  }
+  ShutdownTls();
+}
+
+void Connection::ShutdownTls() {
+  stream_.expires_after(ToSteady(server_.options().write_timeout));
+  stream_.tls_stream().async_shutdown(
+      [self = shared_from_this()](ErrorCode) { self->DoClose(); });
+}
+
 void Connection::EndHeadStream() {
   // A HEAD's stream ends with its head: what the handler would still send
   // is not wanted, so it is told as for a client gone (OnCancel).
@@ -1239,13 +1270,7 @@ void Connection::PumpStream() {
     }
     return;
   }
-  if (finish_requested_ && http10_) {
-    // No last chunk: the close ends the body.
-    StopWatchingHangup();
-    serializer_.reset();
-    state_ = State::kWriting;
-    return Linger();
-  }
+  if (finish_requested_ && http10_) return EndUnframedStream();
   if (finish_requested_) {
     writing_ = true;
     net::async_write(stream_, bhttp::make_chunk_last(),

@@ -909,6 +909,54 @@ TEST_F(TlsFrontHangupTest, RequestPipelinedDuringAStreamIsAnsweredAfterIt) {
 // the stream is cut for its backlog (DoClose) while that write is in
 // progress and one of its steps has already completed, the write's next
 // step must not read the chunk (queue_.front()) that the cut freed.
+// An HTTP/1.0 stream ends with the connection (no chunks): over TLS, with
+// TLS's close_notify, so that the client reads a clean end (asio: eof), not
+// a cut (stream_truncated; OpenSSL 3 clients: "unexpected eof"), whether or
+// not the handler had the connection watched for a hang-up.
+class TlsFrontHttp10Test : public TlsFrontServerTest {
+ protected:
+  void SetUp() override {
+    TlsTest::SetUp();
+    StartFront({}, [](std::shared_ptr<http::Exchange> exchange) {
+      if (exchange->request().path == "/watched") exchange->OnCancel([] {});
+      exchange->StartStream(200, {}, absl::InfiniteDuration(), "");
+      exchange->Send("data: un\n\n");
+      exchange->Send("data: deux\n\n");
+      exchange->Finish();
+    });
+  }
+};
+
+TEST_F(TlsFrontHttp10Test, AStreamEndsWithCloseNotify) {
+  namespace net = boost::asio;
+  for (const std::string path : {"/plain", "/watched"}) {
+    SCOPED_TRACE(path);
+    net::ssl::stream<net::ip::tcp::socket> client(client_loop_,
+                                                  client_context_);
+    boost::system::error_code ec;
+    client.lowest_layer().connect({net::ip::make_address("127.0.0.1"),
+                                   static_cast<uint16_t>(server_->port())},
+                                  ec);
+    ASSERT_FALSE(ec) << ec.message();
+    client.handshake(net::ssl::stream_base::client, ec);
+    ASSERT_FALSE(ec) << ec.message();
+    const std::string request = absl::StrCat("GET ", path, " HTTP/1.0\r\n\r\n");
+    net::write(client, net::buffer(request), ec);
+    ASSERT_FALSE(ec) << ec.message();
+    std::string received;
+    char buffer[4096];
+    for (;;) {
+      const size_t n = client.read_some(net::buffer(buffer), ec);
+      received.append(buffer, n);
+      if (ec) break;
+    }
+    EXPECT_EQ(ec, net::error::eof) << ec.message();
+    EXPECT_TRUE(absl::EndsWith(received, "data: un\n\ndata: deux\n\n"))
+        << received;
+    EXPECT_FALSE(absl::StrContains(received, "chunked")) << received;
+  }
+}
+
 class TlsFrontStreamCutTest : public TlsFrontServerTest {
  protected:
   static constexpr size_t kChunk = size_t{16} << 20;
