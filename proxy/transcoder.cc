@@ -370,8 +370,12 @@ absl::StatusOr<std::unique_ptr<Message>> RequestFromHttp(
     }
   }
   for (const auto& [path, value] : bindings) {
-    COACH_RETURN_IF_ERROR(
-        MergeParameter(type, JsonPath(type, path), value, *request));
+    // Refused: merged again under its JSON name, which the error then
+    // names (a failed merge changes nothing; the name only matters then).
+    if (!MergeParameter(type, path, value, *request).ok()) {
+      COACH_RETURN_IF_ERROR(
+          MergeParameter(type, JsonPath(type, path), value, *request));
+    }
   }
   return request;
 }

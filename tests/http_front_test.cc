@@ -99,6 +99,14 @@ class HttpFrontTest : public ::testing::Test {
     return json::parse(result->body)["stats"];
   }
 
+  // `method` on `target`, alone on a connection: everything read back.
+  std::string RawRequest(const std::string& method, const std::string& target) {
+    return RawExchange(port(),
+                       absl::StrCat(method, " ", target,
+                                    " HTTP/1.1\r\nHost: x\r\nConnection: close"
+                                    "\r\n\r\n"));
+  }
+
   // Another proxy in front of this stack's coach-server, its settings
   // edited by `edit`; null (and a failure) if it does not start.
   std::unique_ptr<proxy::CoachProxy> StartProxy(
@@ -724,10 +732,7 @@ TEST_F(HttpFrontTest, AnAbsoluteFormTargetIsItsPathAndQuery) {
   for (const std::string target :
        {"http://x/healthz", "HTTP://x:3000/api/user/stats?userId=abs"}) {
     SCOPED_TRACE(target);
-    const std::string raw = RawExchange(
-        port(), absl::StrCat("GET ", target,
-                             " HTTP/1.1\r\nHost: x\r\nConnection: close"
-                             "\r\n\r\n"));
+    const std::string raw = RawRequest("GET", target);
     EXPECT_EQ(StatusOf(raw), 200) << raw;
   }
 }
@@ -738,10 +743,7 @@ TEST_F(HttpFrontTest, OtherMethodsOnAGetPathAre405WithAllow) {
   for (const std::string target :
        {"/healthz", "/readyz", "/openapi.json", "/api/user/stats"}) {
     SCOPED_TRACE(target);
-    const std::string raw = RawExchange(
-        port(), absl::StrCat("DELETE ", target,
-                             " HTTP/1.1\r\nHost: x\r\nConnection: close"
-                             "\r\n\r\n"));
+    const std::string raw = RawRequest("DELETE", target);
     EXPECT_EQ(StatusOf(raw), 405) << raw;
     EXPECT_TRUE(absl::StrContains(raw, "\r\nAllow: GET, HEAD\r\n")) << raw;
     EXPECT_EQ(CodeOf(raw), "METHOD_NOT_ALLOWED") << raw;

@@ -811,6 +811,18 @@ class TlsFrontHangupTest : public TlsFrontServerTest {
     boost::asio::write(client_, boost::asio::buffer(bytes), ec);
     EXPECT_FALSE(ec) << ec.message();
   }
+  // Reads into `answers` until `marker` has come (or an error: in `ec`);
+  // false if neither within the deadline.
+  bool ReadUntil(boost::asio::streambuf& answers, const std::string& marker,
+                 boost::system::error_code& ec) {
+    bool read = false;
+    boost::asio::async_read_until(client_, answers, marker,
+                                  [&](boost::system::error_code error, size_t) {
+                                    ec = error;
+                                    read = true;
+                                  });
+    return RunClientUntil([&] { return read; });
+  }
   // Runs the client's loop until `done` or the deadline.
   bool RunClientUntil(const std::function<bool()>& done) {
     const auto deadline = TlsTestClock::now() + std::chrono::seconds(15);
@@ -848,14 +860,8 @@ TEST_F(TlsFrontHangupTest, PipelinedRequestIsKeptForItsTurn) {
     held_->Reply({.status = 200, .headers = {}, .body = "held"});
   }
   boost::asio::streambuf answers;
-  bool read = false;
   boost::system::error_code read_error;
-  boost::asio::async_read_until(client_, answers, "\r\n\r\nnow",
-                                [&](boost::system::error_code ec, size_t) {
-                                  read_error = ec;
-                                  read = true;
-                                });
-  ASSERT_TRUE(RunClientUntil([&] { return read; }));
+  ASSERT_TRUE(ReadUntil(answers, "\r\n\r\nnow", read_error));
   EXPECT_FALSE(read_error) << read_error.message();
   const std::string text(boost::asio::buffers_begin(answers.data()),
                          boost::asio::buffers_end(answers.data()));
@@ -876,14 +882,8 @@ TEST_F(TlsFrontHangupTest, RequestPipelinedDuringAStreamIsAnsweredAfterIt) {
   }
   // The stream's head arrived: it has started, the watch read is out.
   boost::asio::streambuf answers;
-  bool read = false;
   boost::system::error_code read_error;
-  boost::asio::async_read_until(client_, answers, "\r\n\r\n",
-                                [&](boost::system::error_code ec, size_t) {
-                                  read_error = ec;
-                                  read = true;
-                                });
-  ASSERT_TRUE(RunClientUntil([&] { return read; }));
+  ASSERT_TRUE(ReadUntil(answers, "\r\n\r\n", read_error));
   ASSERT_FALSE(read_error) << read_error.message();
   Send("GET /now HTTP/1.1\r\nHost: x\r\n\r\n");
   {
@@ -891,13 +891,8 @@ TEST_F(TlsFrontHangupTest, RequestPipelinedDuringAStreamIsAnsweredAfterIt) {
     held_->Send("streamed");
     held_->Finish();
   }
-  read = false;
-  boost::asio::async_read_until(client_, answers, "\r\n\r\nnow",
-                                [&](boost::system::error_code ec, size_t) {
-                                  read_error = ec;
-                                  read = true;
-                                });
-  ASSERT_TRUE(RunClientUntil([&] { return read; })) << "no answer to /now";
+  ASSERT_TRUE(ReadUntil(answers, "\r\n\r\nnow", read_error))
+      << "no answer to /now";
   EXPECT_FALSE(read_error) << read_error.message();
   const std::string text(boost::asio::buffers_begin(answers.data()),
                          boost::asio::buffers_end(answers.data()));
@@ -905,10 +900,6 @@ TEST_F(TlsFrontHangupTest, RequestPipelinedDuringAStreamIsAnsweredAfterIt) {
   EXPECT_FALSE(cancelled_.HasBeenNotified());
 }
 
-// A stream's chunk over 16 KiB goes out over TLS a record at a time; when
-// the stream is cut for its backlog (DoClose) while that write is in
-// progress and one of its steps has already completed, the write's next
-// step must not read the chunk (queue_.front()) that the cut freed.
 // An HTTP/1.0 stream ends with the connection (no chunks): over TLS, with
 // TLS's close_notify, so that the client reads a clean end (asio: eof), not
 // a cut (stream_truncated; OpenSSL 3 clients: "unexpected eof"), whether or
@@ -957,6 +948,10 @@ TEST_F(TlsFrontHttp10Test, AStreamEndsWithCloseNotify) {
   }
 }
 
+// A stream's chunk over 16 KiB goes out over TLS a record at a time; when
+// the stream is cut for its backlog (DoClose) while that write is in
+// progress and one of its steps has already completed, the write's next
+// step must not read the chunk (queue_.front()) that the cut freed.
 class TlsFrontStreamCutTest : public TlsFrontServerTest {
  protected:
   static constexpr size_t kChunk = size_t{16} << 20;
